@@ -1,0 +1,1 @@
+"""Simulators: a quarry fleet that publishes realistic telemetry, with ground truth."""

@@ -1,0 +1,1 @@
+"""Real servers started as child processes when no external URL is configured."""

@@ -1,0 +1,40 @@
+"""A local metric frame for a site: WGS84 degrees in, metres east/north of the site origin out.
+
+A transverse Mercator centred on the site keeps scale error far below 0.1 % across a
+10 km site (the error grows with the square of the distance from the central meridian).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pyproj import Transformer
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    """Projects lon/lat arrays to x/y metres around (origin_lat, origin_lon) and back."""
+
+    origin_lat: float
+    origin_lon: float
+    _forward: Transformer = field(init=False, repr=False, compare=False)
+    _inverse: Transformer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        proj = (
+            f"+proj=tmerc +lat_0={self.origin_lat} +lon_0={self.origin_lon} +k=1 "
+            "+x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+        )
+        object.__setattr__(self, "_forward", Transformer.from_crs("EPSG:4326", proj, always_xy=True))
+        object.__setattr__(self, "_inverse", Transformer.from_crs(proj, "EPSG:4326", always_xy=True))
+
+    def to_xy(self, lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Metres east and north of the origin."""
+        x, y = self._forward.transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
+        return np.asarray(x), np.asarray(y)
+
+    def to_lonlat(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 longitude and latitude of local x/y metres."""
+        lon, lat = self._inverse.transform(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        return np.asarray(lon), np.asarray(lat)

