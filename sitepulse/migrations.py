@@ -28,7 +28,9 @@ from sitepulse.errors import SitePulseError
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sitepulse.migrations"
-FILE_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<slug>[a-z0-9_]+)(?:\.(?P<flavor>postgres|timescaledb))?\.sql$")
+FILE_PATTERN = re.compile(
+    r"^(?P<version>\d{4})_(?P<slug>[a-z0-9_]+)(?:\.(?P<flavor>postgres|timescaledb))?\.sql$"
+)
 LOCK_KEY = 7_355_608  # one advisory lock serialises concurrent upgraders
 
 MIGRATIONS_TABLE = """
