@@ -23,7 +23,8 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = 5) -> psycop
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[0].removeprefix("connection failed: ") if lines else "connection failed"
         raise ConfigError(SETTING, f"cannot connect to {describe(url)}: {reason}") from None
     except psycopg.ProgrammingError as exc:
         raise ConfigError(SETTING, f"not a usable connection string: {exc}") from None

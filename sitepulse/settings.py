@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sitepulse.errors import ConfigError
@@ -119,14 +119,13 @@ class Settings(BaseSettings):
                 raise ValueError("has no host")
         return value or None
 
-    @field_validator("admin_token")
-    @classmethod
-    def _no_placeholder_token(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
-        if value is not None and info.data.get("environment") == "production":
-            secret = value.get_secret_value()
-            if secret in {"changeme", "admin", "secret", ""} or len(secret) < 16:
-                raise ValueError("is a placeholder or shorter than 16 characters in production")
-        return value
+    @model_validator(mode="after")
+    def _no_placeholder_token(self) -> Settings:
+        if self.admin_token is not None and self.environment == "production":
+            secret = self.admin_token.get_secret_value()
+            if secret in {"changeme", "admin", "secret"} or len(secret) < 16:
+                raise ValueError("SITEPULSE_ADMIN_TOKEN is a placeholder or shorter than 16 characters")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -168,9 +167,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"SITEPULSE_{field.upper()}", message) from None
+        if first["loc"]:
+            raise ConfigError(f"SITEPULSE_{str(first['loc'][0]).upper()}", message) from None
+        setting, _, problem = message.partition(" ")
+        raise ConfigError(setting, problem) from None
 
 
 @lru_cache(maxsize=1)
