@@ -23,7 +23,9 @@ console = Console(stderr=True)
 log = logging.getLogger("sitepulse")
 
 _app = typer.Typer(
-    name="sitepulse", no_args_is_help=True, add_completion=False,
+    name="sitepulse",
+    no_args_is_help=True,
+    add_completion=False,
     help="SitePulse: fleet telemetry into small, evaluated micro-services.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -95,8 +97,11 @@ def api() -> None:
 
         _print_started(runtime, [f"API on http://{settings.api_host}:{settings.api_port}"])
         uvicorn.run(
-            create_app(runtime.database_url, runtime.mqtt_url), host=settings.api_host,
-            port=settings.api_port, log_level=settings.log_level.lower(), access_log=False,
+            create_app(runtime.database_url, runtime.mqtt_url),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
         )
 
 
@@ -116,8 +121,9 @@ def _serve(with_simulator: bool) -> None:
             supervisor.add("simulator", *_demo_simulator_args(), restart=True)
         _print_started(runtime, [f"API on {base} (docs {base}/docs)"])
         if with_simulator:
-            console.print(f"[bold]SitePulse demo:[/] dashboard {base}/  API {base}/docs  "
-                          f"broker {runtime.mqtt_url}")
+            console.print(
+                f"[bold]SitePulse demo:[/] dashboard {base}/  API {base}/docs  broker {runtime.mqtt_url}"
+            )
         console.print("press Ctrl-C to stop")
         supervisor.run()
     console.print("stopped")

@@ -70,9 +70,7 @@ def database_flavor(conn: psycopg.Connection) -> str:
     """'timescaledb' when the extension is installed (or can be), else 'postgres'."""
     if has_timescaledb(conn):
         return "timescaledb"
-    available = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
+    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     if available:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         return "timescaledb"
@@ -126,8 +124,9 @@ def upgrade(conn: psycopg.Connection, sources: list[MigrationSource] | None = No
                 key = (migration.owner, migration.version)
                 if key in done:
                     if done[key] != migration.checksum:
-                        log.warning("migration %s/%s changed after it was applied",
-                                    migration.owner, migration.name)
+                        log.warning(
+                            "migration %s/%s changed after it was applied", migration.owner, migration.name
+                        )
                     continue
                 with conn.transaction():
                     conn.execute(migration.sql)

@@ -169,14 +169,22 @@ def _from_geojson(doc: dict[str, Any]) -> dict[str, Any]:
         kind = geometry.get("type")
         if kind == "Polygon":
             rings = geometry.get("coordinates") or [[]]
-            zones.append({"id": props.pop("id", feature.get("id", f"zone-{index}")),
-                          **props, "polygon": rings[0]})
+            zones.append(
+                {"id": props.pop("id", feature.get("id", f"zone-{index}")), **props, "polygon": rings[0]}
+            )
         elif kind == "LineString" and props.pop("path", False):
-            paths.append({"id": props.pop("id", feature.get("id", f"path-{index}")),
-                          **props, "points": geometry.get("coordinates")})
+            paths.append(
+                {
+                    "id": props.pop("id", feature.get("id", f"path-{index}")),
+                    **props,
+                    "points": geometry.get("coordinates"),
+                }
+            )
         else:
-            raise ValueError(f"feature {index}: unsupported geometry {kind!r} "
-                             "(zones are Polygons, paths LineStrings with properties.path=true)")
+            raise ValueError(
+                f"feature {index}: unsupported geometry {kind!r} "
+                "(zones are Polygons, paths LineStrings with properties.path=true)"
+            )
     top = {k: v for k, v in doc.items() if k in {"name", "timezone", "shifts", "machines"}}
     return {**top, "zones": zones, "paths": paths}
 

@@ -76,7 +76,7 @@ class Supervisor:
                     log.info("%s finished (exit %s)", child.name, code)
                     continue
                 child.failures = 0 if now - child.started_at > 60 else child.failures + 1
-                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** child.failures)
+                delay = min(MAX_BACKOFF_S, 0.5 * 2**child.failures)
                 child.next_start = now + delay
                 log.warning("%s exited with %s; restarting in %.1f s", child.name, code, delay)
             if child.process is None and child.restart and now >= child.next_start:

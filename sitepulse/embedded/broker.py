@@ -29,8 +29,13 @@ INSTALL_HINT = (
 def find_mosquitto() -> str:
     """Path of the mosquitto binary, or a one-line error saying how to get one."""
     found = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto",
-                     "/opt/homebrew/sbin/mosquitto") if Path(p).exists()), None)
+        (
+            p
+            for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+            if Path(p).exists()
+        ),
+        None,
+    )
     if not found:
         raise SitePulseError(INSTALL_HINT)
     return found
@@ -71,12 +76,13 @@ class EmbeddedBroker:
         if os.geteuid() == 0:  # mosquitto drops root to this user; let it own its data
             config.write_text(config.read_text() + "user root\n")
         self._process = subprocess.Popen(
-            [binary, "-c", str(config)], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [binary, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         if not wait_for_port(self.host, self.port, timeout=10):
-            _, err = self._process.communicate(timeout=5) if self._process.poll() is not None else (
-                None, b"")
+            _, err = self._process.communicate(timeout=5) if self._process.poll() is not None else (None, b"")
             self.stop()
             raise SitePulseError(f"embedded Mosquitto did not start: {err.decode().strip()}")
         log.info("embedded Mosquitto listening on %s", self.url)

@@ -68,8 +68,13 @@ class EmbeddedPostgres:
         command = [str(_bin_dir() / tool), *args]
         try:
             return subprocess.run(
-                command, check=True, capture_output=True, text=True, timeout=timeout,
-                user=self._run_as, stdin=subprocess.DEVNULL,
+                command,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                user=self._run_as,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip().splitlines()
@@ -120,8 +125,15 @@ class EmbeddedPostgres:
         if not self.initialised():
             log.info("initialising embedded PostgreSQL in %s", self.pgdata)
             self._run(
-                "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-                "--encoding=UTF8", "--locale=C", timeout=120,
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                timeout=120,
             )
         if not self.port:
             self.port = free_port(self.host)
@@ -130,15 +142,30 @@ class EmbeddedPostgres:
                 "SITEPULSE_EMBEDDED_DB_PORT", f"port {self.port} on {self.host} is already in use"
             )
         options = [
-            f"-h {self.host}", f"-p {self.port}", "-k ''",
-            "-c max_connections=200", "-c shared_buffers=256MB",
-            "-c max_wal_size=2GB", "-c wal_level=minimal", "-c max_wal_senders=0",
+            f"-h {self.host}",
+            f"-p {self.port}",
+            "-k ''",
+            "-c max_connections=200",
+            "-c shared_buffers=256MB",
+            "-c max_wal_size=2GB",
+            "-c wal_level=minimal",
+            "-c max_wal_senders=0",
         ]
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
-            "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
-            "-o", " ".join(options), "start", timeout=90,
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.pgdata / "server.log"),
+            "-o",
+            " ".join(options),
+            "start",
+            timeout=90,
         )
         log.info("embedded PostgreSQL listening on %s:%s", self.host, self.port)
         return self.url

@@ -24,24 +24,39 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sitepulse", *args], env=_env(tmp_path, **extra),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "sitepulse", *args],
+        env=_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:
-    result = _run(tmp_path, "config", SITEPULSE_DATABASE_URL="postgresql://u:topsecret@db/x",
-                  SITEPULSE_ADMIN_TOKEN="admin-token-value")
+    result = _run(
+        tmp_path,
+        "config",
+        SITEPULSE_DATABASE_URL="postgresql://u:topsecret@db/x",
+        SITEPULSE_ADMIN_TOKEN="admin-token-value",
+    )
     assert result.returncode == 0
     assert "postgresql://u:****@db/x" in result.stdout
     assert "topsecret" not in result.stdout and "admin-token-value" not in result.stdout
 
 
-@pytest.mark.parametrize(("args", "env", "expected"), [
-    (["db", "upgrade"], {"SITEPULSE_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"},
-     "SITEPULSE_DATABASE_URL: cannot connect to 127.0.0.1:1/x"),
-    (["config"], {"SITEPULSE_MQTT_URL": "redis://x"}, "SITEPULSE_MQTT_URL: scheme must be mqtt://"),
-    (["serve"], {"SITEPULSE_DATABASE_URL": "not a url at all"}, "SITEPULSE_DATABASE_URL"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (
+            ["db", "upgrade"],
+            {"SITEPULSE_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"},
+            "SITEPULSE_DATABASE_URL: cannot connect to 127.0.0.1:1/x",
+        ),
+        (["config"], {"SITEPULSE_MQTT_URL": "redis://x"}, "SITEPULSE_MQTT_URL: scheme must be mqtt://"),
+        (["serve"], {"SITEPULSE_DATABASE_URL": "not a url at all"}, "SITEPULSE_DATABASE_URL"),
+    ],
+)
 def test_bad_configuration_is_one_line(tmp_path: Path, args: list[str], env: dict, expected: str) -> None:
     result = _run(tmp_path, *args, **env)
     assert result.returncode == 2
@@ -57,8 +72,13 @@ def test_port_in_use_names_the_setting(tmp_path: Path, mqtt_broker) -> None:
 
 
 def test_unreachable_broker_names_the_setting(tmp_path: Path, database_url: str) -> None:
-    result = _run(tmp_path, "serve", SITEPULSE_DATABASE_URL=database_url,
-                  SITEPULSE_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}", SITEPULSE_API_PORT=str(free_port()))
+    result = _run(
+        tmp_path,
+        "serve",
+        SITEPULSE_DATABASE_URL=database_url,
+        SITEPULSE_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}",
+        SITEPULSE_API_PORT=str(free_port()),
+    )
     assert result.returncode == 2
     assert "SITEPULSE_MQTT_URL: cannot reach broker" in result.stderr
 
@@ -66,8 +86,11 @@ def test_unreachable_broker_names_the_setting(tmp_path: Path, database_url: str)
 def _serve_until_ready(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sitepulse", "serve"], env=_env(tmp_path, SITEPULSE_API_PORT=str(port), **env),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "sitepulse", "serve"],
+        env=_env(tmp_path, SITEPULSE_API_PORT=str(port), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -101,8 +124,9 @@ def test_serve_with_no_environment_starts_embedded_servers(tmp_path: Path) -> No
 
 
 def test_serve_with_urls_starts_neither(tmp_path: Path, database_url: str, mqtt_broker) -> None:
-    process, _ = _serve_until_ready(tmp_path, SITEPULSE_DATABASE_URL=database_url,
-                                    SITEPULSE_MQTT_URL=mqtt_broker.url)
+    process, _ = _serve_until_ready(
+        tmp_path, SITEPULSE_DATABASE_URL=database_url, SITEPULSE_MQTT_URL=mqtt_broker.url
+    )
     output = _stop(process)
     assert "(embedded)" not in output
     assert not (tmp_path / "data" / "postgres").exists()

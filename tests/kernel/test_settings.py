@@ -31,13 +31,16 @@ def test_missing_config_file_is_named(tmp_path: Path, monkeypatch: pytest.Monkey
         load_settings()
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("SITEPULSE_DATABASE_URL", "mysql://db/x", "scheme must be postgresql://"),
-    ("SITEPULSE_MQTT_URL", "http://broker:1883", "scheme must be mqtt://"),
-    ("SITEPULSE_API_PORT", "eighty", "valid integer"),
-    ("SITEPULSE_API_PORT", "70000", "less than or equal to 65535"),
-    ("SITEPULSE_ENVIRONMENT", "staging", "must be 'development' or 'production'"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SITEPULSE_DATABASE_URL", "mysql://db/x", "scheme must be postgresql://"),
+        ("SITEPULSE_MQTT_URL", "http://broker:1883", "scheme must be mqtt://"),
+        ("SITEPULSE_API_PORT", "eighty", "valid integer"),
+        ("SITEPULSE_API_PORT", "70000", "less than or equal to 65535"),
+        ("SITEPULSE_ENVIRONMENT", "staging", "must be 'development' or 'production'"),
+    ],
+)
 def test_bad_value_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
 ) -> None:

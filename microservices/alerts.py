@@ -1,0 +1,112 @@
+"""Delivering alerts: stored once per key in ``service_alerts``, then published to MQTT.
+
+Storing first (in the service's transaction) and publishing after commit means a replay
+never sends an alert twice and a crash between commit and publish is caught up on restart
+(rows with ``published_at IS NULL``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+from psycopg.types.json import Jsonb
+
+from microservices.sdk import Alert
+
+log = logging.getLogger(__name__)
+
+
+def alert_topic(site_id: str, channel: str) -> str:
+    """The MQTT contract's alert topic."""
+    return f"sites/{site_id}/alerts/{channel}"
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+
+def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: list[Alert]) -> int:
+    """Insert alerts whose key is new; returns how many were new."""
+    new = 0
+    for alert in alerts:
+        row = conn.execute(
+            "INSERT INTO service_alerts (site_id, service, key, level, at, machine_id, message, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (site_id, service, key) DO NOTHING RETURNING id",
+            (
+                site_id,
+                service,
+                alert.key,
+                alert.level,
+                alert.at,
+                alert.machine_id,
+                alert.message,
+                Jsonb(alert.data),
+            ),
+        ).fetchone()
+        new += row is not None
+    return new
+
+
+def publish_pending(conn: psycopg.Connection, publisher: Publisher | None, service: str, channel: str) -> int:
+    """Publish this service's stored, unpublished alerts and mark them; returns how many."""
+    if publisher is None:
+        return 0
+    rows = conn.execute(
+        "SELECT id, site_id, key, level, at, machine_id, message, data, created_at FROM service_alerts "
+        "WHERE service = %s AND published_at IS NULL ORDER BY id LIMIT 1000",
+        (service,),
+    ).fetchall()
+    for id_, site_id, key, level, at, machine_id, message, data, created_at in rows:
+        payload = orjson.dumps(
+            {
+                "id": id_,
+                "service": service,
+                "key": key,
+                "level": level,
+                "at": at,
+                "machine_id": machine_id,
+                "message": message,
+                "data": data,
+                "raised_at": created_at,
+            }
+        )
+        publisher.publish(alert_topic(site_id, channel), payload)
+    if rows:
+        conn.execute(
+            "UPDATE service_alerts SET published_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],)
+        )
+    return len(rows)
+
+
+class MqttPublisher:
+    """A QoS 1 publisher that reconnects by itself (paho's loop thread)."""
+
+    def __init__(self, url: str, client_id: str = "") -> None:
+        parts = urlsplit(url)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
+        if parts.username:
+            self._client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        if parts.scheme == "mqtts":
+            self._client.tls_set()
+        self._client.reconnect_delay_set(1, 30)
+        self._connected = threading.Event()
+        self._client.on_connect = lambda *a, **k: self._connected.set()
+        self._client.connect_async(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._connected.wait(5)
+        self._client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -1,0 +1,418 @@
+"""The service runner: the host that feeds each enabled service its sites' new telemetry.
+
+The host owns everything but the logic (as a Home Assistant coordinator does): scheduling,
+checkpoints, retries with backoff, health, and replay. One step for one (service, site):
+
+1. lock the checkpoint; read telemetry committed since its watermark (a dependant reads
+   only what its dependencies have already processed);
+2. if a sample is older than what the service already processed for that machine, rewind
+   to the newest snapshot before it, delete the outputs written since, and replay;
+3. call ``process``; write its rows (tagged ``site_id``, ``run_seq``), its alerts, the new
+   state and checkpoint, and a snapshot, all in ONE transaction; publish alerts after commit.
+
+A crash at any point leaves the last committed step intact: nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from pydantic import ValidationError
+
+from ingest.reader import Watermark, read_new_telemetry, read_telemetry_range
+from microservices.alerts import Publisher, publish_pending, store_alerts
+from microservices.checkpoints import (
+    Checkpoint,
+    dependency_watermark,
+    forget_after,
+    lock_checkpoint,
+    save_checkpoint,
+    snapshot_before,
+)
+from microservices.sdk import Batch, Outputs, Service
+from sitepulse.errors import SitePulseError
+from sitepulse.sites import load_site
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_CHANNEL = "sitepulse_telemetry"
+PROGRESS_CHANNEL = "sitepulse_service_progress"
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_ROWS_PER_STEP = 200_000
+IDLE_WAKE_S = 5.0
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass
+class StepResult:
+    rows: int = 0
+    replayed: bool = False
+    alerts: int = 0
+    progressed: bool = False
+
+
+def enabled_sites(conn: psycopg.Connection, service: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT site_id FROM service_enablement WHERE service = %s AND enabled ORDER BY site_id",
+            (service,),
+        )
+    ]
+
+
+def _site_settings(conn: psycopg.Connection, service: Service, site_id: str) -> Any:
+    row = conn.execute(
+        "SELECT settings FROM service_enablement WHERE service = %s AND site_id = %s", (service.name, site_id)
+    ).fetchone()
+    try:
+        return service.Settings.model_validate(row[0] if row else {})
+    except ValidationError as exc:
+        raise SitePulseError(
+            f"{service.name} settings for site {site_id}: {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def site_machines(conn: psycopg.Connection, site_id: str, site_file_machines: list) -> pd.DataFrame:
+    """The site's machines: the site file's list, updated by what devices said in birth messages."""
+    columns = ["machine_id", "kind", "model", "rated_payload_kg"]
+    declared = pd.DataFrame(
+        [[m.id, m.kind.value, m.model, m.rated_payload_kg] for m in site_file_machines], columns=columns
+    )
+    born = pd.DataFrame(
+        conn.execute(
+            "SELECT machine_id, kind, model, rated_payload_kg FROM machines WHERE site_id = %s", (site_id,)
+        ).fetchall(),
+        columns=columns,
+    )
+    if born.empty:
+        return declared
+    merged = pd.concat([declared, born]).groupby("machine_id", sort=True).last().reset_index()
+    return merged[columns]
+
+
+def _python_value(value: Any) -> Any:
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
+
+
+def write_outputs(
+    conn: psycopg.Connection, service: Service, site_id: str, run_seq: int, frames: Mapping[str, pd.DataFrame]
+) -> int:
+    """COPY each table's rows, tagged with the site and the step that wrote them."""
+    written = 0
+    for table, frame in frames.items():
+        qualified = f"{service.schema}.{table}"
+        if qualified not in service.tables:
+            raise SitePulseError(f"{service.name} wrote table {table!r}, which it does not declare in tables")
+        columns = ["site_id", "run_seq", *[c for c in frame.columns if c not in ("site_id", "run_seq")]]
+        statement = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
+            sql.Identifier(service.schema),
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+        )
+        values = frame[columns[2:]].astype(object).to_numpy()
+        with conn.cursor().copy(statement) as copy:
+            for row in values:
+                copy.write_row([site_id, run_seq, *map(_python_value, row)])
+        written += len(frame)
+    return written
+
+
+def delete_outputs_after(conn: psycopg.Connection, service: Service, site_id: str, run_seq: int) -> None:
+    """Remove every row a service wrote for a site after step ``run_seq`` (before a replay)."""
+    for qualified in service.tables:
+        schema, table = qualified.split(".", 1)
+        conn.execute(
+            sql.SQL("DELETE FROM {}.{} WHERE site_id = %s AND run_seq > %s").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            ),
+            (site_id, run_seq),
+        )
+
+
+def _bounded(frame: pd.DataFrame, mark: Watermark, bound: int | None) -> tuple[pd.DataFrame, Watermark]:
+    """Keep only rows a dependency has processed (xid below ``bound``) and a watermark that says so."""
+    if bound is None:
+        return frame, mark
+    beyond = frame["xid"] >= bound
+    if beyond.any():
+        return frame[~beyond], Watermark(bound)
+    if mark.last_key is None and mark.xmin > bound:
+        return frame, Watermark(bound)
+    return frame, mark
+
+
+def _until_series(machines: pd.Series, processed_until: Mapping[str, str]) -> pd.Series:
+    """Per row, the newest ts already processed for its machine (NaT where none)."""
+    return pd.to_datetime(machines.map(processed_until), utc=True, format="ISO8601")
+
+
+def _late_rows(frame: pd.DataFrame, cp: Checkpoint) -> dict[str, datetime]:
+    """Per machine, the oldest new sample at or before what was already processed."""
+    if not cp.processed_until or frame.empty:
+        return {}
+    flagged = frame[frame["ts"] <= _until_series(frame["machine_id"], cp.processed_until)]
+    return {m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()}
+
+
+class ServiceHost:
+    """Runs one service for every site it is enabled on."""
+
+    def __init__(
+        self,
+        service: Service,
+        publisher: Publisher | None = None,
+        trace: bool = False,
+        alert_channel: str | None = None,
+        max_rows: int = MAX_ROWS_PER_STEP,
+    ) -> None:
+        self.service = service
+        self.publisher = publisher
+        self.trace = trace
+        self.max_rows = max_rows
+        self.channel = alert_channel or getattr(service, "alert_channel", None) or service.name
+
+    def step(
+        self, conn: psycopg.Connection, site_id: str, *, rewind_to: datetime | None = None
+    ) -> StepResult:
+        """Process one batch of new telemetry for one site, atomically."""
+        service = self.service
+        with conn.transaction():
+            cp = lock_checkpoint(conn, service.name, site_id)
+            bound = dependency_watermark(conn, service.depends_on, site_id)
+            new, mark = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
+            new, mark = _bounded(new, mark, bound)
+            late = _late_rows(new, cp)
+            if rewind_to is not None:
+                late.update({m: rewind_to for m in cp.processed_until} or {"*": rewind_to})
+            if new.empty and not late:
+                if mark != cp.watermark:  # nothing to process: just move past the empty range
+                    conn.execute(
+                        "UPDATE service_checkpoints SET watermark = %s WHERE service = %s AND site_id = %s",
+                        (mark.to_json(), service.name, site_id),
+                    )
+                return StepResult()
+            batch_rows = new
+            if late:
+                batch_rows = self._rewind(conn, cp, late, new, mark, rewind_to)
+            result = self._process(conn, cp, site_id, batch_rows, replay=bool(late))
+            cp.watermark = mark
+            data_until = batch_rows["ts"].max().to_pydatetime() if not batch_rows.empty else None
+            save_checkpoint(conn, cp, len(batch_rows), bool(late), data_until)
+            conn.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{service.name}:{site_id}"))
+        result.progressed = True
+        publish_pending(conn, self.publisher, service.name, self.channel)
+        return result
+
+    def _rewind(
+        self,
+        conn: psycopg.Connection,
+        cp: Checkpoint,
+        late: dict[str, datetime],
+        new: pd.DataFrame,
+        mark: Watermark,
+        rewind_to: datetime | None,
+    ) -> pd.DataFrame:
+        """Restore the newest snapshot before the late samples; return every row to replay from it."""
+        if "*" in late or rewind_to is not None:
+            earliest = {m: rewind_to or EARLIEST for m in {*cp.processed_until, *late} - {"*"}}
+            snapshot = snapshot_before(conn, cp, earliest) if earliest else Checkpoint(cp.service, cp.site_id)
+        else:
+            snapshot = snapshot_before(conn, cp, late)
+        log.info(
+            "%s/%s: late samples for %d machine(s); replaying from step %d",
+            cp.service,
+            cp.site_id,
+            len(late),
+            snapshot.seq,
+        )
+        delete_outputs_after(conn, self.service, cp.site_id, snapshot.seq)
+        forget_after(conn, cp, snapshot.seq)
+        stored = self._stored_since(conn, cp.site_id, snapshot, new)
+        stored = stored[stored["xid"] < mark.xmin]  # later commits arrive as new rows next time
+        parts = [frame for frame in (stored, new) if not frame.empty]
+        rows = pd.concat(parts, ignore_index=True) if parts else new
+        rows = rows.drop_duplicates(["machine_id", "ts", "seq"])
+        until = _until_series(rows["machine_id"], snapshot.processed_until)
+        rows = rows[until.isna() | (rows["ts"] > until)]
+        cp.state, cp.processed_until = snapshot.state, dict(snapshot.processed_until)
+        return rows.sort_values(["machine_id", "ts", "seq"], kind="stable").reset_index(drop=True)
+
+    @staticmethod
+    def _stored_since(
+        conn: psycopg.Connection, site_id: str, snapshot: Checkpoint, new: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Stored rows the snapshot has not seen: after its time per known machine, all of the others."""
+        end = datetime.now(UTC) + timedelta(days=2)
+        known = list(snapshot.processed_until)
+        parts = []
+        if known:
+            start = min(snapshot.until(m) for m in known)
+            parts.append(read_telemetry_range(conn, site_id, start, end, machine_ids=known))
+        others = conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))
+        unseen = sorted({r[0] for r in others} - set(known))
+        if unseen:
+            parts.append(read_telemetry_range(conn, site_id, EARLIEST, end, machine_ids=unseen))
+        return pd.concat(parts, ignore_index=True) if parts else new.iloc[0:0]
+
+    def _process(
+        self, conn: psycopg.Connection, cp: Checkpoint, site_id: str, rows: pd.DataFrame, replay: bool
+    ) -> StepResult:
+        service = self.service
+        site = load_site(conn, site_id)
+        batch = Batch(
+            site_id=site_id,
+            telemetry=rows,
+            site=site,
+            machines=site_machines(conn, site_id, site.machines if site else []),
+            read=lambda query, params=None: _read_frame(conn, query, params),
+            replay=replay,
+        )
+        settings = _site_settings(conn, service, site_id)
+        started = time.perf_counter()
+        outputs, state = service.process(batch, dict(cp.state), settings)
+        if not isinstance(outputs, Outputs):
+            raise TypeError(f"{service.name}.process must return (Outputs, state), got {type(outputs)!r}")
+        cp.seq += 1
+        written = write_outputs(conn, service, site_id, cp.seq, outputs.frames())
+        alerts = store_alerts(conn, site_id, service.name, outputs.alerts)
+        cp.state = state
+        if not rows.empty:
+            newest = rows.groupby("machine_id")["ts"].max()
+            for machine, ts in newest.items():
+                previous = cp.until(machine)
+                if previous is None or ts.to_pydatetime() > previous:
+                    cp.processed_until[machine] = ts.isoformat()
+        if self.trace:
+            log.info(
+                "trace %s.process(site=%s, rows=%d, replay=%s) -> %d rows, %d alerts in %.1f ms",
+                service.name,
+                site_id,
+                len(rows),
+                replay,
+                written,
+                alerts,
+                (time.perf_counter() - started) * 1000,
+            )
+        return StepResult(rows=len(rows), replayed=replay, alerts=alerts)
+
+    def catch_up(self, conn: psycopg.Connection, site_ids: list[str] | None = None) -> int:
+        """Step every enabled site until none has new telemetry; returns rows processed."""
+        total = 0
+        for site_id in site_ids if site_ids is not None else enabled_sites(conn, self.service.name):
+            while (result := self.step(conn, site_id)).progressed:
+                total += result.rows
+        return total
+
+    def rewind(self, conn: psycopg.Connection, since: datetime) -> None:
+        """Recompute every enabled site's results from ``since`` on (``run-services --from``)."""
+        for site_id in enabled_sites(conn, self.service.name):
+            self.step(conn, site_id, rewind_to=since)
+
+
+def _read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        names = [d.name for d in cur.description or []]
+        return pd.DataFrame(cur.fetchall(), columns=names)
+
+
+def record_health(conn: psycopg.Connection, service: str, error: str | None) -> None:
+    """Make the service's health visible to the API: ok, or failing with the last error."""
+    if error is None:
+        conn.execute(
+            "INSERT INTO service_health (service, status, failures, last_success_at) "
+            "VALUES (%s, 'ok', 0, now()) "
+            "ON CONFLICT (service) DO UPDATE SET status = 'ok', failures = 0, last_success_at = now(), "
+            "updated_at = now()",
+            (service,),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO service_health (service, status, failures, last_error, last_error_at) "
+            "VALUES (%s, 'failing', 1, %s, now()) ON CONFLICT (service) DO UPDATE SET status = 'failing', "
+            "failures = service_health.failures + 1, last_error = EXCLUDED.last_error, "
+            "last_error_at = now(), updated_at = now()",
+            (service, error[:2000]),
+        )
+
+
+class Runner:
+    """Runs every loaded service in its own thread; one slow or crashing service never blocks another."""
+
+    def __init__(
+        self,
+        database_url: str,
+        services: Mapping[str, Service],
+        publisher: Publisher | None = None,
+        trace: bool = False,
+        max_rows: int = MAX_ROWS_PER_STEP,
+    ) -> None:
+        self.database_url = database_url
+        self.hosts = [ServiceHost(s, publisher, trace, max_rows=max_rows) for s in services.values()]
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, since: datetime | None = None) -> None:
+        for host in self.hosts:
+            thread = threading.Thread(
+                target=self._loop, args=(host, since), name=f"service-{host.service.name}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self, timeout: float = 30) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def _loop(self, host: ServiceHost, since: datetime | None) -> None:
+        """Catch up, then sleep until telemetry or a dependency's progress is notified."""
+        failures = 0
+        name = host.service.name
+        while not self.stop_event.is_set():
+            try:
+                with (
+                    psycopg.connect(self.database_url, autocommit=True) as conn,
+                    psycopg.connect(self.database_url, autocommit=True) as listener,
+                ):
+                    listener.execute(f"LISTEN {TELEMETRY_CHANNEL}")
+                    listener.execute(f"LISTEN {PROGRESS_CHANNEL}")
+                    if since is not None:
+                        host.rewind(conn, since)
+                        since = None
+                    while not self.stop_event.is_set():
+                        host.catch_up(conn)
+                        record_health(conn, name, None)
+                        failures = 0
+                        for _ in listener.notifies(timeout=IDLE_WAKE_S, stop_after=1):
+                            pass
+            except psycopg.OperationalError as exc:
+                failures += 1
+                log.warning("%s: database unavailable (%s); retrying", name, str(exc).strip().splitlines()[0])
+            except Exception as exc:  # a service bug must not stop the others: record, back off, retry
+                failures += 1
+                log.exception("%s failed (attempt %d)", name, failures)
+                try:
+                    with psycopg.connect(self.database_url, autocommit=True) as conn:
+                        record_health(conn, name, f"{type(exc).__name__}: {exc}")
+                except psycopg.OperationalError:
+                    pass
+            self.stop_event.wait(min(MAX_BACKOFF_S, 0.5 * 2**failures) if failures else 0)

@@ -1,0 +1,257 @@
+"""The SitePulse micro-service SDK: everything a service author needs, in one file, top to bottom.
+
+A service is one class. It *declares* what it is (name, version, summary), what it reads
+(telemetry fields, other services), what it writes (tables in its own schema, created by
+its own migrations), how it is configured (a pydantic settings model with defaults) and
+which value KPIs the registry should evaluate. Its only required behaviour is ``process``:
+
+    class IdleTime(Service):
+        name = "idle-time"
+        version = "0.1.0"
+        summary = "Minutes each machine idles with the engine on"
+        consumes = ("speed_kmh", "engine_on")
+        tables = ("idle_time.idle_minutes",)
+        migrations = Path(__file__).parent / "migrations"
+
+        def process(self, batch, state, settings):
+            out = Outputs()
+            idle = batch.telemetry.query("engine_on and speed_kmh < 0.5")
+            out.write("idle_minutes", idle.groupby("machine_id").size().div(60).reset_index(name="minutes"))
+            return out, state
+
+The runner (the host) does everything else: it finds the service through the entry-point
+group ``sitepulse.microservices``, applies its migrations, feeds it batches of new
+telemetry per site in per-machine time order, commits its outputs together with its new
+state and checkpoint in one transaction, retries it with backoff when it raises, and
+replays from an earlier snapshot when samples arrive late, so results do not depend on
+arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
+
+Rules ``process`` must keep so that replays converge:
+- be deterministic: the same state and rows give the same outputs and new state;
+- be incremental: processing rows A then B gives the outputs of processing A+B at once;
+- keep ``state`` JSON-serialisable (dicts, lists, str, numbers, bool, None).
+Output tables are append-only; each has ``site_id text`` and ``run_seq bigint`` columns
+that the runner fills (it deletes rows by ``run_seq`` when it replays).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from sitepulse.errors import SitePulseError
+from sitepulse.sitefile import SiteConfig
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+TELEMETRY_FIELDS = frozenset(
+    {
+        "ts",
+        "seq",
+        "lat",
+        "lon",
+        "speed_kmh",
+        "heading_deg",
+        "payload_kg",
+        "fuel_used_l",
+        "engine_hours",
+        "engine_on",
+        "extra",
+    }
+)
+
+
+class NoSettings(BaseModel):
+    """Settings model for a service that has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """A value KPI the registry evaluates before and after a service is enabled on a site.
+
+    ``daily_sql`` returns rows ``(day date, value float)`` for ``%(site_id)s`` between
+    ``%(start)s`` and ``%(end)s``; the evaluation compares the days before and after.
+    """
+
+    name: str
+    description: str
+    unit: str
+    higher_is_better: bool
+    daily_sql: str
+
+
+@dataclass
+class Alert:
+    """Something a person should see now; published to ``sites/{site}/alerts/{service}``.
+
+    ``key`` identifies the alert across replays: the same key is stored and sent once.
+    """
+
+    key: str
+    message: str
+    level: str = "warning"
+    at: datetime | None = None
+    machine_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Outputs:
+    """What one call of ``process`` produced: rows per table, and alerts."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[pd.DataFrame]] = {}
+        self.alerts: list[Alert] = []
+
+    def write(self, table: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
+        """Append rows to one of the service's tables (name without the schema)."""
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        if not frame.empty:
+            self.tables.setdefault(table, []).append(frame)
+
+    def alert(self, key: str, message: str, **fields: Any) -> None:
+        """Raise an alert (see Alert for the fields)."""
+        self.alerts.append(Alert(key=key, message=message, **fields))
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """One frame per table."""
+        return {t: pd.concat(parts, ignore_index=True) for t, parts in self.tables.items()}
+
+
+@dataclass
+class Batch:
+    """New telemetry of one site, sorted by machine_id then ts, and what the service may consult.
+
+    ``telemetry`` has the telemetry table's columns (``ts`` tz-aware UTC). ``machines``
+    is the machine registry of the site (machine_id, kind, model, rated_payload_kg).
+    ``read`` runs a read-only query (e.g. on a dependency's tables) and returns a frame.
+    ``replay`` is true while the runner re-processes after late samples.
+    """
+
+    site_id: str
+    telemetry: pd.DataFrame
+    site: SiteConfig | None
+    machines: pd.DataFrame
+    read: Callable[[str, Mapping[str, Any]], pd.DataFrame]
+    replay: bool = False
+
+
+@dataclass(frozen=True)
+class Card:
+    """A site-view card: a title, headline metrics and optional structured data for charts/maps."""
+
+    title: str
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label", "value", "unit"}
+    data: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+
+
+class Service:
+    """Base class of every micro-service: declare the class attributes, implement ``process``."""
+
+    name: ClassVar[str]  # wire name: lower-case words joined by '-', e.g. "weight-loading"
+    version: ClassVar[str] = "0.1.0"
+    summary: ClassVar[str] = ""
+    author: ClassVar[str] = "SitePulse"  # who built or contributed it (co-creation credit)
+    depends_on: ClassVar[tuple[str, ...]] = ()  # services whose tables this one reads
+    consumes: ClassVar[tuple[str, ...]] = ()  # telemetry fields read (shown to the customer)
+    tables: ClassVar[tuple[str, ...]] = ()  # "schema.table" written (shown to the customer)
+    migrations: ClassVar[Path | None] = None  # folder of NNNN_name.sql files for its schema
+    Settings: ClassVar[type[BaseModel]] = NoSettings
+    kpis: ClassVar[tuple[Kpi, ...]] = ()
+
+    @property
+    def schema(self) -> str:
+        """The database schema the service owns: its name with '_' for '-'."""
+        return self.name.replace("-", "_")
+
+    def process(self, batch: Batch, state: dict[str, Any], settings: BaseModel) -> tuple[Outputs, dict]:
+        """Turn new telemetry into rows and alerts; return them with the new state."""
+        raise NotImplementedError
+
+    def router(self) -> Any | None:
+        """An optional fastapi.APIRouter, mounted at /api/v1/sites/{site_id}/{name}."""
+        return None
+
+    def card(
+        self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame], settings: BaseModel
+    ) -> Card | None:
+        """An optional card for the site view, computed from the service's tables."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as plain data (catalogue, transparency page, ``services list``)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "summary": self.summary,
+            "author": self.author,
+            "depends_on": list(self.depends_on),
+            "consumes": list(self.consumes),
+            "tables": list(self.tables),
+            "settings": self.Settings.model_json_schema(),
+            "kpis": [
+                {
+                    "name": k.name,
+                    "description": k.description,
+                    "unit": k.unit,
+                    "higher_is_better": k.higher_is_better,
+                }
+                for k in self.kpis
+            ],
+        }
+
+
+def validate_declaration(service: Service) -> None:
+    """Refuse a malformed service at load time with one line naming the problem."""
+    label = f"micro-service {getattr(service, 'name', type(service).__name__)!r}"
+    if not NAME_PATTERN.match(getattr(service, "name", "")):
+        raise SitePulseError(f"{label}: name must be lower-case words joined by '-'")
+    unknown = set(service.consumes) - TELEMETRY_FIELDS
+    if unknown:
+        raise SitePulseError(f"{label}: consumes unknown telemetry fields {sorted(unknown)}")
+    for table in service.tables:
+        if not table.startswith(service.schema + "."):
+            raise SitePulseError(f"{label}: table {table!r} must be in its own schema {service.schema!r}")
+    if service.migrations is not None and not Path(service.migrations).is_dir():
+        raise SitePulseError(f"{label}: migrations folder {service.migrations} does not exist")
+    if type(service).process is Service.process:
+        raise SitePulseError(f"{label}: does not implement process()")
+
+
+# --- helpers for a service's routes -----------------------------------------------------------
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def encode_cursor(key: tuple[Any, ...]) -> str:
+    """An opaque cursor for keyset pagination from the last row's sort key."""
+    return base64.urlsafe_b64encode(orjson.dumps(key, default=str)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """The sort key inside a cursor; a tampered cursor is a user error."""
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise SitePulseError("cursor is not one this API issued") from None
+    if not isinstance(value, list):
+        raise SitePulseError("cursor is not one this API issued")
+    return value
+
+
+def page_of(rows: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], tuple]) -> dict[str, Any]:
+    """The contract's page body from ``limit + 1`` fetched rows: items and the next cursor."""
+    items = rows[:limit]
+    next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,211 @@
+"""The runner: own checkpoints, order-independent results, dependants never ahead, crashes isolated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from conftest import START, enable, insert_telemetry, make_samples
+from sample_services import Broken, MachineTally, RunningCount
+
+from microservices.runner import Runner, ServiceHost
+
+OUTPUT = (
+    "SELECT machine_id, ts, seq, n, cum_payload FROM running_count.samples"
+    " WHERE site_id = %s ORDER BY 1, 2, 3"
+)
+
+
+def _table(conn: psycopg.Connection, site_id: str) -> list[tuple]:
+    return conn.execute(OUTPUT, (site_id,)).fetchall()
+
+
+def _expected(samples: pd.DataFrame) -> list[tuple]:
+    """What RunningCount must produce: each machine's samples numbered in ts order, running sums."""
+    rows = samples.drop_duplicates(["machine_id", "ts", "seq"]).sort_values(["machine_id", "ts", "seq"])
+    rows = rows.assign(
+        n=rows.groupby("machine_id").cumcount() + 1, cum=rows.groupby("machine_id")["payload_kg"].cumsum()
+    )
+    return [
+        (m, t.to_pydatetime(), s, n, c)
+        for m, t, s, n, c in rows[["machine_id", "ts", "seq", "n", "cum"]].itertuples(index=False, name=None)
+    ]
+
+
+def _chunks(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    return [frame.iloc[index] for index in np.array_split(np.arange(len(frame)), parts)]
+
+
+def _feed(conn: psycopg.Connection, host: ServiceHost, site_id: str, chunks: list[pd.DataFrame]) -> None:
+    for chunk in chunks:
+        insert_telemetry(conn, chunk)
+        host.catch_up(conn, [site_id])
+
+
+def test_results_do_not_depend_on_arrival_order(runner_db: str) -> None:
+    samples = make_samples("x", machines=3, per_machine=120)
+    host = ServiceHost(RunningCount())
+    orders = {
+        "in-order": [
+            samples[
+                (samples.ts >= START + pd.Timedelta(seconds=s))
+                & (samples.ts < START + pd.Timedelta(seconds=s + 30))
+            ]
+            for s in range(0, 120, 30)
+        ],
+        "shuffled": _chunks(samples.sample(frac=1, random_state=11), 9),
+        "duplicated": [
+            *_chunks(samples.sample(frac=1, random_state=5), 5),
+            samples.sample(frac=0.3, random_state=2),
+            samples.iloc[::7],
+        ],
+    }
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        for site_id, chunks in orders.items():
+            enable(conn, site_id, "running-count")
+            _feed(conn, host, site_id, [c.assign(site_id=site_id) for c in chunks])
+        expected = _expected(samples)
+        for site_id in orders:
+            assert _table(conn, site_id) == expected, site_id
+        replays = dict(conn.execute("SELECT site_id, replays FROM service_checkpoints").fetchall())
+    assert replays["in-order"] == 0
+    assert replays["shuffled"] > 0 and replays["duplicated"] > 0
+
+
+def test_two_services_keep_their_own_checkpoints(runner_db: str) -> None:
+    samples = make_samples("pit", machines=2, per_machine=50)
+    counting, tally = ServiceHost(RunningCount()), ServiceHost(MachineTally())
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count", "machine-tally")
+        insert_telemetry(conn, samples)
+        assert counting.catch_up(conn) == 100
+        assert counting.catch_up(conn) == 0  # nothing new: nothing processed twice
+        more = make_samples("pit", machines=2, per_machine=80).iloc[50:]
+        insert_telemetry(conn, more[more.machine_id == "M00"])
+        assert tally.catch_up(conn) == 100  # its own checkpoint: only what running-count has done
+        assert counting.catch_up(conn) == 30
+        assert tally.catch_up(conn) == 30
+        processed = dict(conn.execute("SELECT service, rows_processed FROM service_checkpoints").fetchall())
+        assert processed == {"running-count": 130, "machine-tally": 130}
+
+
+def test_dependant_never_runs_ahead_of_its_dependency(runner_db: str) -> None:
+    samples = make_samples("pit", machines=3, per_machine=60).sample(frac=1, random_state=1)
+    counting, tally = ServiceHost(RunningCount()), ServiceHost(MachineTally())
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count", "machine-tally")
+        for index, chunk in enumerate(_chunks(samples, 6)):
+            insert_telemetry(conn, chunk)
+            tally.catch_up(conn)  # before its dependency: must not see this chunk
+            if index % 2:
+                counting.catch_up(conn)
+        counting.catch_up(conn)
+        tally.catch_up(conn)
+        missing, total = conn.execute(
+            "SELECT sum(missing_upstream), sum(samples) FROM machine_tally.tally WHERE site_id = 'pit'"
+        ).fetchone()
+    assert missing == 0
+    assert total == len(samples)
+
+
+def test_a_crashing_service_does_not_stop_the_others(runner_db: str) -> None:
+    samples = make_samples("pit", machines=2, per_machine=40)
+    runner = Runner(runner_db, {"broken": Broken(), "running-count": RunningCount()})
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "broken", "running-count")
+        runner.start()
+        try:
+            insert_telemetry(conn, samples)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                health = dict(conn.execute("SELECT service, status FROM service_health").fetchall())
+                if len(_table(conn, "pit")) == len(samples) and health.get("broken") == "failing":
+                    break
+                time.sleep(0.1)
+        finally:
+            runner.stop()
+        assert _table(conn, "pit") == _expected(samples)
+        status, error = conn.execute(
+            "SELECT status, last_error FROM service_health WHERE service = 'broken'"
+        ).fetchone()
+        assert status == "failing" and "broken on purpose" in error
+        assert (
+            conn.execute("SELECT status FROM service_health WHERE service = 'running-count'").fetchone()[0]
+            == "ok"
+        )
+
+
+def test_rewind_from_a_time_recomputes_the_same_results(runner_db: str) -> None:
+    samples = make_samples("pit", machines=2, per_machine=90)
+    host = ServiceHost(RunningCount(), max_rows=40)
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count")
+        insert_telemetry(conn, samples)
+        host.catch_up(conn)
+        before = _table(conn, "pit")
+        host.rewind(conn, START + pd.Timedelta(seconds=60))
+        assert _table(conn, "pit") == before == _expected(samples)
+
+
+RUNNER_SCRIPT = """
+import sys, threading
+sys.path.insert(0, {tests!r})
+from sample_services import SlowRunningCount
+from microservices.runner import Runner
+runner = Runner({url!r}, {{"running-count": SlowRunningCount()}}, max_rows=25)
+runner.start()
+threading.Event().wait()
+"""
+
+
+def _start_runner(tmp_path: Path, url: str) -> subprocess.Popen:
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(RUNNER_SCRIPT.format(tests=str(Path(__file__).parent), url=url)))
+    env = {**os.environ, "SLOW_SERVICE_DELAY_S": "0.05"}
+    return subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("kill_after_rows", [30, 160])
+def test_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
+    runner_db: str, tmp_path: Path, kill_after_rows: int
+) -> None:
+    samples = make_samples("pit", machines=4, per_machine=60)
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count")
+        insert_telemetry(conn, samples)
+        first = _start_runner(tmp_path, runner_db)
+        try:
+            assert _wait(lambda: len(_table(conn, "pit")) >= kill_after_rows, 30)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            done_before_kill = len(_table(conn, "pit"))
+            assert done_before_kill < len(samples)
+            second = _start_runner(tmp_path, runner_db)
+            assert _wait(lambda: len(_table(conn, "pit")) >= len(samples), 60)
+            time.sleep(0.3)  # anything extra (a double count) would show up now
+        finally:
+            for process in (first, locals().get("second")):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+        assert _table(conn, "pit") == _expected(samples)
