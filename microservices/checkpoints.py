@@ -16,9 +16,9 @@ from psycopg.types.json import Jsonb
 
 from ingest.reader import Watermark
 
-KEEP_RECENT_SNAPSHOTS = 50
-KEEP_EVERY_NTH_SNAPSHOT = 50
-SNAPSHOT_HORIZON = "7 days"
+KEEP_RECENT_SNAPSHOTS = 50  # beyond these, one snapshot an hour is kept
+SNAPSHOT_HORIZON = "7 days"  # a sample later than this replays from the very start
+SNAPSHOT_EVERY_STEPS = 20  # a rewind replays at most this many steps of work
 
 
 @dataclass
@@ -55,7 +55,7 @@ def lock_checkpoint(conn: psycopg.Connection, service: str, site_id: str) -> Che
 def save_checkpoint(
     conn: psycopg.Connection, cp: Checkpoint, rows: int, replayed: bool, data_until: datetime | None
 ) -> None:
-    """Store the new position and a snapshot of it, and prune old snapshots."""
+    """Store the new position; snapshot it every few steps and after a replay."""
     conn.execute(
         "UPDATE service_checkpoints SET seq = %s, watermark = %s, processed_until = %s, state = %s, "
         "rows_processed = rows_processed + %s, replays = replays + %s, "
@@ -72,15 +72,29 @@ def save_checkpoint(
             cp.site_id,
         ),
     )
-    conn.execute(
+    taken = conn.execute(
         "INSERT INTO service_snapshots (service, site_id, seq, processed_until, state) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (cp.service, cp.site_id, cp.seq, Jsonb(cp.processed_until), Jsonb(cp.state)),
-    )
+        "SELECT %(service)s, %(site)s, %(seq)s, %(until)s, %(state)s WHERE %(force)s OR NOT EXISTS ("
+        " SELECT 1 FROM service_snapshots WHERE service = %(service)s AND site_id = %(site)s"
+        " AND seq > %(seq)s - %(every)s) RETURNING seq",
+        {"service": cp.service, "site": cp.site_id, "seq": cp.seq, "until": Jsonb(cp.processed_until),
+         "state": Jsonb(cp.state), "force": replayed, "every": SNAPSHOT_EVERY_STEPS},
+    ).fetchone()
+    if taken:
+        _prune_snapshots(conn, cp)
+
+
+def _prune_snapshots(conn: psycopg.Connection, cp: Checkpoint) -> None:
+    """Keep the newest snapshots, one an hour before them, none past the horizon."""
     conn.execute(
-        "DELETE FROM service_snapshots WHERE service = %s AND site_id = %s AND seq < %s "
-        "AND (seq %% %s <> 0 OR created_at < now() - %s::interval)",
-        (cp.service, cp.site_id, cp.seq - KEEP_RECENT_SNAPSHOTS, KEEP_EVERY_NTH_SNAPSHOT, SNAPSHOT_HORIZON),
+        "DELETE FROM service_snapshots s WHERE service = %(service)s AND site_id = %(site)s AND ("
+        " created_at < now() - %(horizon)s::interval OR (seq < (SELECT min(seq) FROM ("
+        "  SELECT seq FROM service_snapshots WHERE service = %(service)s AND site_id = %(site)s"
+        "  ORDER BY seq DESC LIMIT %(recent)s) newest)"
+        " AND EXISTS (SELECT 1 FROM service_snapshots o WHERE o.service = s.service"
+        "  AND o.site_id = s.site_id AND o.seq > s.seq"
+        "  AND date_trunc('hour', o.created_at) = date_trunc('hour', s.created_at))))",
+        {"service": cp.service, "site": cp.site_id, "horizon": SNAPSHOT_HORIZON, "recent": KEEP_RECENT_SNAPSHOTS},
     )
 
 

@@ -162,6 +162,9 @@ def _mount_optional() -> None:
         pass
     else:
         _app.command("ingest")(ingest)
+    from microservices.cli import run_services
+
+    _app.command("run-services")(run_services)
     try:
         from simulators import cli as sim
     except ImportError:

@@ -1,0 +1,73 @@
+"""``sitepulse run-services``: run the loaded micro-services, in threads or one process each."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from microservices.alerts import MqttPublisher
+from microservices.discovery import discover_services
+from microservices.runner import Runner
+from sitepulse.errors import SitePulseError
+from sitepulse.logs import setup_logging
+from sitepulse.runtime import open_runtime
+from sitepulse.settings import get_settings
+
+console = Console(stderr=True)
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise SitePulseError(f"--from {value!r} is not an ISO 8601 time such as 2026-11-23T06:00:00Z") from None
+    if since.tzinfo is None:
+        raise SitePulseError(f"--from {value!r} needs a time zone, e.g. a trailing Z for UTC")
+    return since
+
+
+def run_services(
+    only: Annotated[list[str] | None, typer.Option("--only", help="run just this service (repeatable)")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="recompute results from this time on")] = None,
+    processes: Annotated[bool, typer.Option(help="run each service in its own process")] = False,
+) -> None:
+    """Run the enabled micro-services on new telemetry until stopped."""
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    start_from = _parse_since(since)
+    services = discover_services(settings.load_services)
+    if only:
+        missing = sorted(set(only) - set(services))
+        if missing:
+            raise SitePulseError(f"--only names services that are not loaded: {missing}")
+        services = {name: s for name, s in services.items() if name in only}
+    with open_runtime(settings) as runtime:
+        if processes and len(services) > 1:
+            from sitepulse.supervisor import Supervisor
+
+            supervisor = Supervisor(runtime.child_environment())
+            supervisor.install_signal_handlers()
+            for name in services:
+                args = ["run-services", "--only", name] + (["--from", since] if since else [])
+                supervisor.add(f"service {name}", *args)
+            console.print(f"[green]started[/] one process per service: {', '.join(services)}")
+            supervisor.run()
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        publisher = MqttPublisher(runtime.mqtt_url, client_id="")
+        runner = Runner(runtime.database_url, services, publisher, trace=settings.trace_services)
+        runner.start(start_from)
+        names = ", ".join(services) or "none installed"
+        console.print(f"[green]started[/] micro-service runner: {names}")
+        stop.wait()
+        runner.stop()
+        publisher.close()
