@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,3 +72,17 @@ def run_services(
         stop.wait()
         runner.stop()
         publisher.close()
+
+
+def services_new(
+    name: Annotated[str, typer.Argument(help="service name, lower-case words joined by '-'")],
+    directory: Annotated[Path, typer.Option("--dir", help="where to create sitepulse-NAME/")] = Path("."),
+    summary: Annotated[str, typer.Option(help="one line saying what the service does")] = "",
+    author: Annotated[str, typer.Option(help="who builds or contributes it")] = "",
+) -> None:
+    """Write a working plugin package (service, migration, route, card, README, test)."""
+    from microservices.scaffold import new_service
+
+    target = new_service(name, directory, summary, author)
+    console.print(f"[green]created[/] {target}")
+    console.print(f"next: cd {target} && pip install -e . && pytest tests && sitepulse services list")

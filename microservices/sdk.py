@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import orjson
 import pandas as pd
@@ -230,6 +230,51 @@ def validate_declaration(service: Service) -> None:
 
 # --- helpers for a service's routes -----------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """What the host hands a service's route: the site, a DB connection, the site's settings, the caller.
+
+    Use it as a route parameter: ``def cycles(ctx: ServiceRequestDep, ...)``. The host has
+    already checked the caller may see the site and that the service is enabled there.
+    """
+
+    site_id: str
+    service: str
+    conn: Any  # psycopg.Connection for this request; committed when the route returns
+    settings: BaseModel
+    caller: str
+
+    def frame(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a read query and return its rows as a DataFrame."""
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+
+    def rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read query and return its rows as dicts (JSON-ready for a response)."""
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            names = [d.name for d in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def service_request(request: Any) -> ServiceRequest:
+    """FastAPI dependency: the ServiceRequest the host stored for this request."""
+    return request.state.sitepulse
+
+
+def _service_request_dep() -> Any:
+    from fastapi import Depends, Request  # imported here: process() never needs FastAPI
+
+    def dependency(request: Request) -> ServiceRequest:
+        return service_request(request)
+
+    return Annotated[ServiceRequest, Depends(dependency)]
+
+
+ServiceRequestDep = _service_request_dep()
+
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -255,3 +300,70 @@ def page_of(rows: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any
     items = rows[:limit]
     next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+BAD_CURSOR = "cursor is not one this API issued"
+
+
+@dataclass(frozen=True)
+class Page:
+    """A requested page: how many items, and the sort key of the last item already seen."""
+
+    limit: int
+    after: list[Any] | None = None
+
+    def key(self, *types: type) -> tuple[Any, ...] | None:
+        """The cursor's key checked against the list's key types (datetime from RFC 3339), or None."""
+        if self.after is None:
+            return None
+        if len(self.after) != len(types):
+            raise SitePulseError(BAD_CURSOR)
+        values = []
+        for value, kind in zip(self.after, types, strict=True):
+            if kind is datetime and isinstance(value, str):
+                try:
+                    value = datetime.fromisoformat(value)
+                except ValueError:
+                    raise SitePulseError(BAD_CURSOR) from None
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SitePulseError(BAD_CURSOR)
+            values.append(value)
+        return tuple(values)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The ``from``/``to`` query parameters of a list; either may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _route_dependencies() -> tuple[Any, Any]:
+    from fastapi import Depends, Query  # imported here: process() never needs FastAPI
+
+    def page_params(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (1-{MAX_PAGE_SIZE})")]
+        = DEFAULT_PAGE_SIZE,
+        cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")]
+        = None,
+    ) -> Page:
+        """``limit`` (over the maximum is a 422 naming it) and ``cursor`` (a foreign one is a 400)."""
+        return Page(limit, decode_cursor(cursor) if cursor else None)
+
+    def time_range(
+        start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+        end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+    ) -> TimeRange:
+        """``from`` and ``to``; a range that ends before it starts is a user error."""
+        for name, value in (("from", start), ("to", end)):
+            if value is not None and value.tzinfo is None:
+                raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
+        if start is not None and end is not None and end < start:
+            raise SitePulseError("to is before from")
+        return TimeRange(start, end)
+
+    return Annotated[Page, Depends(page_params)], Annotated[TimeRange, Depends(time_range)]
+
+
+PageDep, TimeRangeDep = _route_dependencies()

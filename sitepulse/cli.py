@@ -30,6 +30,8 @@ _app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 _app.add_typer(db_app, name="db")
+services_app = typer.Typer(no_args_is_help=True, help="Micro-services: list installed, scaffold a new one.")
+_app.add_typer(services_app, name="services")
 
 
 def _settings() -> Settings:
@@ -162,9 +164,10 @@ def _mount_optional() -> None:
         pass
     else:
         _app.command("ingest")(ingest)
-    from microservices.cli import run_services
+    from microservices.cli import run_services, services_new
 
     _app.command("run-services")(run_services)
+    services_app.command("new")(services_new)
     try:
         from simulators import cli as sim
     except ImportError:
