@@ -1,0 +1,1 @@
+"""Shipped site files (package data): the demo quarry."""
