@@ -1,0 +1,263 @@
+"""MQTT consumption on paho-mqtt 2.x: a persistent QoS 1 session whose messages are acked only after commit.
+
+The paho network thread does nothing but put ``(topic, payload, mid, qos, epoch, arrival)``
+on a queue; the worker decodes and writes, then calls :meth:`MqttConsumer.ack` for the
+committed messages in arrival order. Each (re)connection has an *epoch*: acks of messages
+received on an earlier connection are dropped (the broker re-delivers those and the writer
+stores them once), so a stale ack can never acknowledge a different message reusing its id.
+
+Bounded memory: with MQTT v5 the broker sends at most Receive Maximum (65535) unacked
+messages; with 3.1.1 the network thread stops reading once ``high_water`` messages are queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import sys
+import threading
+import time
+from array import array
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, shared
+from sitepulse.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SETTING = "SITEPULSE_MQTT_URL"
+SESSION_EXPIRY_S = 14 * 86_400  # matches the shipped broker's persistent_client_expiration
+RECEIVE_MAXIMUM = 65_535
+KEEPALIVE_S = 30
+PUBACK = 0x40
+UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 and v5 CONNACK codes for "unsupported protocol version"
+
+Inbound = tuple[str, bytes, int, int, int, float]  # topic, payload, mid, qos, epoch, arrival (epoch s)
+
+
+def broker_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
+    """host, port, user, password, tls from mqtt://[user:pass@]host:port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(SETTING, "port is not a number") from None
+    tls = parts.scheme == "mqtts"
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if not parts.hostname:
+        raise ConfigError(SETTING, "has no host")
+    return parts.hostname, port or (8883 if tls else 1883), user, password, tls
+
+
+class MqttConsumer:
+    """One persistent MQTT session feeding a queue; v5 with a shared subscription, 3.1.1 as fallback."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        inbox: queue.SimpleQueue,
+        *,
+        protocol: str = "auto",
+        share_group: str = "sitepulse-ingest",
+        high_water: int = 200_000,
+    ) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.inbox = inbox
+        self.share_group = share_group
+        self.high_water = high_water
+        self.protocol = protocol
+        self.version: str | None = None
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._connected = threading.Event()
+        self._connect_error: str | None = None
+        self._stopping = threading.Event()
+        self._intake_open = True
+        self.reconnects = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect (v5, else 3.1.1) and start the network thread; one-line error if unreachable."""
+        order = {"auto": ["5", "3.1.1"], "5": ["5"], "3.1.1": ["3.1.1"]}[self.protocol]
+        for version in order:
+            self._start_version(version, timeout)
+            if self._connected.is_set():
+                self.version = version
+                log.info("MQTT %s session %s connected to %s", version, self.client_id, self._where())
+                return
+            self._shutdown_client()
+            if self._connect_error != "unsupported protocol":
+                break
+        raise ConfigError(SETTING, f"cannot connect to {self._where()}: {self._connect_error or 'timed out'}")
+
+    def _where(self) -> str:
+        host, port, *_ = broker_address(self.url)
+        return f"{host}:{port}"
+
+    def _start_version(self, version: str, timeout: float) -> None:
+        host, port, user, password, tls = broker_address(self.url)
+        v5 = version == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if user is not None:
+            client.username_pw_set(user, password)
+        if tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_pre_connect = self._on_pre_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._connected.clear()
+        self._connect_error = None
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        try:
+            if v5:
+                client.connect(host, port, keepalive=KEEPALIVE_S, clean_start=False, properties=properties)
+            else:
+                client.connect(host, port, keepalive=KEEPALIVE_S)
+        except (OSError, ssl.SSLError) as exc:
+            self._connect_error = str(exc) or type(exc).__name__
+            return
+        client.loop_start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._connected.is_set() and self._connect_error is None:
+            self._connected.wait(0.05)
+
+    def close_intake(self) -> None:
+        """Stop queueing new messages (they stay unacked, so the broker re-delivers them later)."""
+        self._intake_open = False
+
+    def stop(self) -> None:
+        """Disconnect cleanly; the persistent session keeps anything not yet acked."""
+        self._stopping.set()
+        self._shutdown_client()
+
+    def _shutdown_client(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        with self._lock:
+            self._epoch += 1
+            self._connected.clear()
+        client.disconnect()
+        client.loop_stop()
+        self._client = None
+
+    # -- paho callbacks (network thread) -----------------------------------------------------------
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._lock:
+            self._epoch += 1
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self._connect_error = (
+                "unsupported protocol" if reason.value in UNSUPPORTED_PROTOCOL else f"refused: {reason}"
+            )
+            if not self._connected.is_set() and self._connect_error != "unsupported protocol":
+                log.warning("MQTT connection refused: %s", reason)
+            return
+        with self._lock:
+            self._epoch += 1
+        if self.version is not None:
+            self.reconnects += 1
+            log.info("MQTT reconnected (session present: %s)", flags.session_present)
+        client.subscribe(
+            [(shared(TELEMETRY_FILTER, self.share_group), 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1)]
+        )
+        self._connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list, properties: Any
+    ) -> None:
+        if reasons and reasons[0].is_failure:
+            log.warning(
+                "broker refused the shared subscription (%s); subscribing to %s directly,"
+                " so run one worker only",
+                reasons[0],
+                TELEMETRY_FILTER,
+            )
+            client.subscribe(TELEMETRY_FILTER, 1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self._intake_open:
+            return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", "backslashreplace")
+        self.inbox.put((topic, message.payload, message.mid, message.qos, self._epoch, time.time()))
+        if self.version == "3.1.1" and self.inbox.qsize() > self.high_water:
+            while self.inbox.qsize() > self.high_water // 2 and not self._stopping.is_set():
+                time.sleep(0.01)
+
+    # -- acknowledgement (worker thread) -----------------------------------------------------------
+    def ack(self, messages: list[Inbound]) -> int:
+        """PUBACK committed messages in arrival order; those from an earlier connection are skipped."""
+        sent = 0
+        with self._lock:
+            client = self._client
+            if client is None or not self._connected.is_set():
+                return 0
+            epoch = self._epoch
+            mids = [m[2] for m in messages if m[3] == 1 and m[4] == epoch]
+            if mids:
+                _send_pubacks(client, mids)
+                sent = len(mids)
+        return sent
+
+
+def _send_pubacks(client: mqtt.Client, mids: list[int]) -> None:
+    """PUBACK each mid, in order; coalesced into one socket write when paho's internals allow it.
+
+    paho's ``ack()`` queues one packet and wakes its loop once per message, which costs as much
+    as receiving it; the PUBACKs are sent in the same order either way.
+    """
+    queue_packet = getattr(client, "_packet_queue", None)
+    if queue_packet is None or len(mids) < 2:
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    ids = array("H", mids)
+    if sys.byteorder == "little":
+        ids.byteswap()
+    raw = ids.tobytes()
+    packet = bytearray(4 * len(mids))
+    packet[0::4] = bytes([PUBACK]) * len(mids)
+    packet[1::4] = b"\x02" * len(mids)
+    packet[2::4] = raw[0::2]
+    packet[3::4] = raw[1::2]
+    queue_packet(PUBACK, bytes(packet), 0, 0)

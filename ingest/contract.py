@@ -1,0 +1,494 @@
+"""The telemetry contract (MQTT contract v1) as code: the one place samples are decoded and judged.
+
+A telemetry payload is UTF-8 JSON: one sample object or a non-empty array of them. Only
+``ts`` is required (RFC 3339 with an offset, or epoch seconds); ids come from the topic, and a
+payload ``site_id``/``machine_id`` that disagrees with the topic is a reject. Known fields:
+
+==============  ===========================  =======================================
+field           type                         rule
+==============  ===========================  =======================================
+ts              RFC 3339 str | epoch number  2000-01-01 <= ts <= now + 1 day
+seq             int                          0 <= seq < 2**63 (absent is stored as -1)
+lat             number                       -90..90
+lon             number                       -180..180
+speed_kmh       number                       finite
+heading_deg     number                       finite
+payload_kg      number                       >= 0
+fuel_used_l     number                       >= 0 (cumulative counter)
+engine_hours    number                       >= 0 (cumulative counter)
+engine_on       bool
+==============  ===========================  =======================================
+
+``null`` means absent; unknown fields are kept in ``extra`` (jsonb). Each failure is one
+readable sentence naming the field; in an array the good samples are kept and each bad one
+is rejected on its own ("sample 3: lat 91.2 is outside -90..90", index from 0).
+
+The checks are explicit and cheap (no per-sample model) because this runs for every sample.
+Birth messages (rare) are checked with a pydantic model; status is ``online`` | ``offline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from time import time
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ingest.topics import TopicIds, parse_topic
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+MIN_TS = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+MAX_FUTURE_S = 86_400.0
+MAX_SEQ = 2**63 - 1
+MACHINE_KINDS = ("hauler", "loader", "excavator", "dozer", "other")
+
+# Float columns in table order, with their allowed range (None: only finiteness is checked).
+FLOAT_FIELDS: tuple[tuple[str, float | None, float | None], ...] = (
+    ("lat", -90.0, 90.0),
+    ("lon", -180.0, 180.0),
+    ("speed_kmh", None, None),
+    ("heading_deg", None, None),
+    ("payload_kg", 0.0, None),
+    ("fuel_used_l", 0.0, None),
+    ("engine_hours", 0.0, None),
+)
+KNOWN_FIELDS = frozenset(
+    ["ts", "seq", "engine_on", "site_id", "machine_id", *(name for name, _, _ in FLOAT_FIELDS)]
+)
+# Columns of a decoded row, in the order the writer copies them.
+ROW_COLUMNS = (
+    "site_id",
+    "machine_id",
+    "ts",
+    "seq",
+    "received_at",
+    *(name for name, _, _ in FLOAT_FIELDS),
+    "engine_on",
+    "extra",
+)
+ROW_TYPES = (
+    "text",
+    "text",
+    "timestamptz",
+    "int8",
+    "timestamptz",
+    *("float8" for _ in FLOAT_FIELDS),
+    "bool",
+    "text",
+)
+
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 64) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(slots=True)
+class Reject:
+    """Input that broke the contract, with the reason a person reads."""
+
+    received_at: datetime
+    topic: str
+    payload: bytes
+    reason: str
+    site_id: str | None = None
+    machine_id: str | None = None
+
+
+@dataclass(slots=True)
+class Birth:
+    """A validated birth message: the machine registry row it upserts."""
+
+    site_id: str
+    machine_id: str
+    kind: str
+    model: str
+    rated_payload_kg: float | None
+    attributes: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class Status:
+    """A validated status message (online/offline)."""
+
+    site_id: str
+    machine_id: str
+    status: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class Decoded:
+    """Everything decoded from a run of messages, ready for one database transaction."""
+
+    rows: list[tuple] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    births: list[Birth] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    sites: set[str] = field(default_factory=set)
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.rejects.clear()
+        self.births.clear()
+        self.statuses.clear()
+        self.sites.clear()
+
+
+class BirthPayload(BaseModel):
+    """Birth/metadata message body (retained): kind, model, rated payload, anything else kept."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+
+    kind: Literal["hauler", "loader", "excavator", "dozer", "other"]
+    model: str = ""
+    rated_payload_kg: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+def _check_ts(ts: Any, now: float) -> datetime | str:
+    kind = type(ts)
+    if kind is str:
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError:
+            return f"ts {_short(ts)} is not an RFC 3339 time"
+        if parsed.tzinfo is None:
+            return f"ts {_short(ts)} has no UTC offset (RFC 3339 needs Z or +hh:mm)"
+        try:
+            epoch = parsed.timestamp()
+        except (OverflowError, ValueError):
+            return f"ts {_short(ts)} is out of range"
+        dt = parsed
+    elif kind is int or kind is float:
+        epoch = ts
+        dt = None
+    elif ts is None:
+        return "ts is missing"
+    else:
+        return f"ts is {_json_type(ts)}, not an RFC 3339 string or epoch seconds"
+    if epoch != epoch:
+        return "ts is not a finite number"
+    if epoch < MIN_TS:
+        return f"ts {_short(ts)} is before 2000-01-01"
+    if epoch > now + MAX_FUTURE_S:
+        return f"ts {_short(ts)} is more than 1 day in the future"
+    return dt if dt is not None else datetime.fromtimestamp(epoch, UTC)
+
+
+def checked_sample_row(
+    sample: dict, site_id: str, machine_id: str, received_at: datetime, now: float
+) -> tuple | str:
+    """One sample object as a table row, or the reason it is rejected (every rule, every case)."""
+    dt = _check_ts(sample.get("ts"), now)
+    if type(dt) is str:
+        return dt
+    seq = sample.get("seq")
+    if seq is None:
+        seq = -1
+    elif type(seq) is not int or seq < 0 or seq > MAX_SEQ:
+        return f"seq {_short(seq)} is not an integer in 0..2^63-1"
+    values: list[Any] = [site_id, machine_id, dt, seq, received_at]
+    get = sample.get
+    for name, low, high in FLOAT_FIELDS:
+        value = get(name)
+        if value is None:
+            values.append(None)
+            continue
+        kind = type(value)
+        if kind is int:
+            try:
+                value = float(value)
+            except OverflowError:
+                return f"{name} {_short(value)} is too large"
+        elif kind is not float:
+            return f"{name} is {_json_type(value)}, not a number"
+        if value - value != 0.0:
+            return f"{name} {value} is not a finite number"
+        if low is not None and value < low:
+            if low == 0.0:
+                return f"{name} {value:g} is negative"
+            return f"{name} {value:g} is outside {low:g}..{high:g}"
+        if high is not None and value > high:
+            return f"{name} {value:g} is outside {low:g}..{high:g}"
+        values.append(value)
+    engine_on = get("engine_on")
+    if engine_on is not None and type(engine_on) is not bool:
+        return f"engine_on is {_json_type(engine_on)}, not true or false"
+    values.append(engine_on)
+    for name, expected, what in (("site_id", site_id, "site"), ("machine_id", machine_id, "machine")):
+        given = get(name)
+        if given is not None and given != expected:
+            return f"{name} {_short(given)} in the payload disagrees with topic {what} {expected!r}"
+    if sample.keys() <= KNOWN_FIELDS:
+        values.append(None)
+    else:
+        extra = {k: v for k, v in sample.items() if k not in KNOWN_FIELDS}
+        text = orjson.dumps(extra).decode()
+        if "\\u0000" in text:
+            return "extra fields contain a NUL character (\\u0000), which PostgreSQL cannot store"
+        values.append(text)
+    return tuple(values)
+
+
+FLOAT_NAMES = tuple(name for name, _, _ in FLOAT_FIELDS)
+_fromtimestamp = datetime.fromtimestamp
+_fromisoformat = datetime.fromisoformat
+
+
+def sample_row(sample: dict, site_id: str, machine_id: str, received_at: datetime, now: float) -> tuple | str:
+    """Fast path of :func:`checked_sample_row` for the common well-formed sample; same result always.
+
+    It only accepts what is plainly valid (float or null values, known fields) and hands anything
+    else to the thorough checks, so every rule and reason lives in one function.
+    """
+    get = sample.get
+    ts = get("ts")
+    if type(ts) is float or type(ts) is int:
+        if not MIN_TS <= ts <= now + MAX_FUTURE_S:
+            return checked_sample_row(sample, site_id, machine_id, received_at, now)
+        dt = _fromtimestamp(ts, UTC)
+    elif type(ts) is str:
+        try:
+            dt = _fromisoformat(ts)
+            if dt.tzinfo is None or not MIN_TS <= dt.timestamp() <= now + MAX_FUTURE_S:
+                return checked_sample_row(sample, site_id, machine_id, received_at, now)
+        except (ValueError, OverflowError):
+            return checked_sample_row(sample, site_id, machine_id, received_at, now)
+    else:
+        return checked_sample_row(sample, site_id, machine_id, received_at, now)
+    seq = get("seq")
+    if seq is None:
+        seq = -1
+    elif type(seq) is not int or seq < 0 or seq > MAX_SEQ:
+        return checked_sample_row(sample, site_id, machine_id, received_at, now)
+    values = tuple(map(get, FLOAT_NAMES))
+    for value in values:
+        if value is not None and (type(value) is not float or value - value != 0.0):
+            return checked_sample_row(sample, site_id, machine_id, received_at, now)
+    lat, lon, _speed, _heading, payload, fuel, hours = values
+    engine_on = get("engine_on")
+    if (
+        (engine_on is not None and type(engine_on) is not bool)
+        or (lat is not None and not -90.0 <= lat <= 90.0)
+        or (lon is not None and not -180.0 <= lon <= 180.0)
+        or (payload is not None and payload < 0.0)
+        or (fuel is not None and fuel < 0.0)
+        or (hours is not None and hours < 0.0)
+        or not sample.keys() <= KNOWN_FIELDS
+        or get("site_id", site_id) != site_id
+        or get("machine_id", machine_id) != machine_id
+    ):
+        return checked_sample_row(sample, site_id, machine_id, received_at, now)
+    return (site_id, machine_id, dt, seq, received_at, *values, engine_on, None)
+
+
+class Decoder:
+    """Decodes raw MQTT messages into rows, registry updates and rejects (never raises on input)."""
+
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self._topics: dict[str, TopicIds | str] = {}
+
+    def topic_ids(self, topic: str) -> TopicIds | str:
+        """Parsed topic, cached: a fleet has few distinct topics and they repeat constantly."""
+        found = self._topics.get(topic)
+        if found is None:
+            if len(self._topics) > 100_000:
+                self._topics.clear()
+            found = self._topics[topic] = parse_topic(topic)
+        return found
+
+    def decode_into(self, out: Decoded, topic: str, payload: bytes, received_at: datetime) -> None:
+        """Decode one message, appending what it yields to ``out``."""
+        ids = self.topic_ids(topic)
+        if type(ids) is str:
+            out.rejects.append(Reject(received_at, topic, payload, ids))
+            return
+        if len(payload) > self.max_payload_bytes:
+            out.rejects.append(
+                Reject(
+                    received_at,
+                    topic,
+                    payload,
+                    f"payload is {len(payload)} bytes, over the {self.max_payload_bytes}-byte limit",
+                    ids.site_id,
+                    ids.machine_id,
+                )
+            )
+            return
+        if ids.kind == "telemetry":
+            self._telemetry(out, ids, topic, payload, received_at)
+        elif ids.kind == "birth":
+            self._birth(out, ids, topic, payload, received_at)
+        else:
+            self._status(out, ids, topic, payload, received_at)
+
+    def _telemetry(
+        self, out: Decoded, ids: TopicIds, topic: str, payload: bytes, received_at: datetime
+    ) -> None:
+        site_id, machine_id = ids.site_id, ids.machine_id
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            out.rejects.append(
+                Reject(received_at, topic, payload, f"not valid JSON: {str(exc)[:300]}", site_id, machine_id)
+            )
+            return
+        now = time()
+        if type(body) is dict:
+            row = sample_row(body, site_id, machine_id, received_at, now)
+            if type(row) is str:
+                out.rejects.append(Reject(received_at, topic, payload, row, site_id, machine_id))
+            else:
+                out.rows.append(row)
+                out.sites.add(site_id)
+            return
+        if type(body) is not list:
+            out.rejects.append(
+                Reject(
+                    received_at,
+                    topic,
+                    payload,
+                    f"payload is {_json_type(body)}; send one sample object or an array of them",
+                    site_id,
+                    machine_id,
+                )
+            )
+            return
+        if not body:
+            out.rejects.append(
+                Reject(received_at, topic, payload, "payload is an empty array", site_id, machine_id)
+            )
+            return
+        stored = False
+        for index, sample in enumerate(body):
+            if type(sample) is dict:
+                row = sample_row(sample, site_id, machine_id, received_at, now)
+            else:
+                row = f"is {_json_type(sample)}, not a sample object"
+            if type(row) is str:
+                out.rejects.append(
+                    Reject(
+                        received_at,
+                        topic,
+                        orjson.dumps(sample),
+                        f"sample {index}: {row}",
+                        site_id,
+                        machine_id,
+                    )
+                )
+            else:
+                out.rows.append(row)
+                stored = True
+        if stored:
+            out.sites.add(site_id)
+
+    def _birth(self, out: Decoded, ids: TopicIds, topic: str, payload: bytes, received_at: datetime) -> None:
+        if not payload:
+            return  # an empty retained message clears the birth; the registry keeps what it had
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            out.rejects.append(
+                Reject(
+                    received_at,
+                    topic,
+                    payload,
+                    f"birth: not valid JSON: {str(exc)[:300]}",
+                    ids.site_id,
+                    ids.machine_id,
+                )
+            )
+            return
+        reason = None
+        if type(body) is not dict:
+            reason = f"birth: payload is {_json_type(body)}, not an object"
+        else:
+            for name, expected in (("site_id", ids.site_id), ("machine_id", ids.machine_id)):
+                given = body.pop(name, None)
+                if given is not None and given != expected:
+                    reason = f"birth: {name} {_short(given)} in the payload disagrees with topic {expected!r}"
+        if reason is None:
+            try:
+                birth = BirthPayload.model_validate(body)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "payload"
+                reason = f"birth: {where}: {first['msg']}"
+        if reason is not None:
+            out.rejects.append(Reject(received_at, topic, payload, reason, ids.site_id, ids.machine_id))
+            return
+        attributes = dict(birth.model_extra or {})
+        text = orjson.dumps(attributes)
+        if b"\\u0000" in text:
+            out.rejects.append(
+                Reject(
+                    received_at,
+                    topic,
+                    payload,
+                    "birth: contains a NUL character (\\u0000)",
+                    ids.site_id,
+                    ids.machine_id,
+                )
+            )
+            return
+        out.births.append(
+            Birth(
+                ids.site_id,
+                ids.machine_id,
+                birth.kind,
+                birth.model,
+                birth.rated_payload_kg,
+                attributes,
+                received_at,
+            )
+        )
+
+    def _status(self, out: Decoded, ids: TopicIds, topic: str, payload: bytes, received_at: datetime) -> None:
+        if not payload:
+            return  # an empty retained message clears the status
+        text = payload.strip().strip(b'"').decode("utf-8", "replace").lower()
+        if text not in ("online", "offline"):
+            out.rejects.append(
+                Reject(
+                    received_at,
+                    topic,
+                    payload,
+                    f"status {_short(text)} is not 'online' or 'offline'",
+                    ids.site_id,
+                    ids.machine_id,
+                )
+            )
+            return
+        out.statuses.append(Status(ids.site_id, ids.machine_id, text, received_at))
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    received_at: datetime | None = None,
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Decoded:
+    """Decode one message on its own (tests, tools); the worker reuses a Decoder instead."""
+    out = Decoded()
+    Decoder(max_payload_bytes).decode_into(out, topic, payload, received_at or datetime.now(UTC))
+    return out

@@ -1,0 +1,220 @@
+"""One ingest worker (MQTT -> decode -> batch -> commit -> ack) and a supervisor for N of them."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.consumer import Inbound, MqttConsumer
+from ingest.contract import Decoded, Decoder
+from ingest.metrics import IngestCounters, save_counters, worker_identity
+from ingest.writer import DatabaseUnavailable, TelemetryWriter, WriteResult
+from sitepulse.errors import ConfigError
+from sitepulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY_S = 5.0
+LOG_EVERY_S = 30.0
+STOP_GRACE_S = 10.0  # how long a stopping worker keeps retrying an unreachable database
+RETRY_MAX_S = 5.0
+
+
+def _require(settings: Settings) -> tuple[str, str]:
+    if settings.database_url is None:
+        raise ConfigError("SITEPULSE_DATABASE_URL", "ingest needs a database URL (postgresql://...)")
+    if settings.mqtt_url is None:
+        raise ConfigError("SITEPULSE_MQTT_URL", "ingest needs a broker URL (mqtt://host:port)")
+    return settings.database_url.get_secret_value(), settings.mqtt_url.get_secret_value()
+
+
+class IngestWorker:
+    """Drains the consumer's queue into batches, commits each, then acks its messages."""
+
+    def __init__(self, settings: Settings, stop_event: Any, *, index: int = 0, protocol: str = "auto") -> None:
+        database_url, mqtt_url = _require(settings)
+        self.stop_event = stop_event
+        self.batch_rows = settings.ingest_batch_rows
+        self.batch_s = settings.ingest_batch_ms / 1000
+        self.decoder = Decoder(settings.ingest_max_payload_bytes)
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.writer = TelemetryWriter(database_url)
+        self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox, protocol=protocol)
+        self.worker_id = worker_identity(index)
+        self.counters = IngestCounters()
+        self._last_stats = self._last_log = time.monotonic()
+
+    def run(self) -> None:
+        """Until stop_event is set; then flush what was received, ack it, and disconnect."""
+        self.writer.open()
+        try:
+            self.consumer.start()
+            self._save_stats()
+            self._loop()
+        finally:
+            self.consumer.stop()
+            self._save_stats(force=True)
+            log.info("ingest worker %s stopped: %s", self.worker_id, self.counters.summary())
+            self.writer.close()
+
+    def _loop(self) -> None:
+        batch = Decoded()
+        pending: list[Inbound] = []
+        decode_into, get = self.decoder.decode_into, self.inbox.get
+        fromtimestamp = datetime.fromtimestamp
+        while True:
+            stopping = self.stop_event.is_set()
+            if stopping:
+                self.consumer.close_intake()  # later messages stay unacked at the broker
+            try:
+                item = get(timeout=0.05)
+            except queue.Empty:
+                if stopping:
+                    return
+                self._periodic()
+                continue
+            pending.append(item)
+            decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
+            deadline = time.monotonic() + self.batch_s
+            while len(batch.rows) < self.batch_rows and len(pending) < self.batch_rows:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = get(timeout=remaining)
+                except queue.Empty:
+                    break
+                pending.append(item)
+                decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
+            if not self._commit(batch, pending):
+                return
+            batch = Decoded()
+            pending = []
+            self._periodic()
+
+    def _commit(self, batch: Decoded, pending: list[Inbound]) -> bool:
+        """Write with retries; ack only after commit. False if stopping while the database is down."""
+        delay = 0.2
+        give_up = None
+        while True:
+            try:
+                result = self.writer.write(batch)
+                break
+            except (*DatabaseUnavailable, ConfigError) as exc:  # ConfigError: reconnect refused
+                self.counters.db_errors += 1
+                self.writer.close()
+                if self.stop_event.is_set():
+                    give_up = give_up or time.monotonic() + STOP_GRACE_S
+                    if time.monotonic() > give_up:
+                        log.warning("stopping with %d messages not stored; the broker re-delivers them", len(pending))
+                        return False
+                log.warning(
+                    "database unavailable (%s); not acking %d messages, retrying in %.1fs",
+                    str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
+                    len(pending),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        acked = self.consumer.ack(pending)
+        self._count(batch, pending, result, acked)
+        return True
+
+    def _count(self, batch: Decoded, pending: list[Inbound], result: WriteResult, acked: int) -> None:
+        c = self.counters
+        c.received_messages += len(pending)
+        c.received_samples += result.rows + sum(1 for r in batch.rejects if r.reason.startswith("sample "))
+        c.stored_rows += result.stored
+        c.duplicate_rows += result.duplicates
+        c.rejected += result.rejected
+        c.batches += 1
+        c.acked_messages += acked
+        c.commit_seconds_sum += result.seconds
+        c.last_commit_seconds = result.seconds
+        c.commit_seconds_max = max(c.commit_seconds_max, result.seconds)
+        c.lag_seconds = time.time() - pending[0][5]
+        c.queue_depth = self.inbox.qsize()
+        c.mqtt_reconnects = self.consumer.reconnects
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        if now - self._last_stats >= STATS_EVERY_S:
+            self._save_stats()
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            log.info("ingest %s: %s", self.worker_id, self.counters.summary())
+
+    def _save_stats(self, force: bool = False) -> None:
+        self._last_stats = time.monotonic()
+        self.counters.queue_depth = self.inbox.qsize()
+        try:
+            conn = self.writer.conn if self.writer.conn is not None else self.writer.open()
+            save_counters(conn, self.worker_id, self.counters)
+        except (*DatabaseUnavailable, ConfigError) as exc:
+            self.writer.close()
+            if force:
+                log.warning("could not save ingest counters: %s", exc)
+
+
+def run_worker(settings: Settings, stop_event: Any, *, index: int = 0, protocol: str = "auto") -> None:
+    """Run one ingest worker until ``stop_event`` is set, then flush, ack and return."""
+    IngestWorker(settings, stop_event, index=index, protocol=protocol).run()
+
+
+def _child(settings: Settings, index: int, shared_stop: Any, log_level: str) -> None:
+    logging.basicConfig(level=log_level, format=f"%(asctime)s ingest[{index}] %(levelname)s %(message)s")
+    stop = threading.Event()  # set from a signal handler: never a multiprocessing lock there
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into shared_stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=lambda: (shared_stop.wait(), stop.set()), daemon=True).start()
+    run_worker(settings, stop, index=index)
+
+
+def run_workers(settings: Settings, n: int) -> None:
+    """Run N worker processes sharing the subscription; SIGTERM/SIGINT stop them cleanly."""
+    _require(settings)
+    if n < 1:
+        raise ConfigError("--workers", "must be at least 1")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if n == 1:
+            run_worker(settings, stop)
+        else:
+            _supervise(settings, n, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _supervise(settings: Settings, n: int, stop: threading.Event) -> None:
+    """Start N worker processes, restart any that dies, stop them all when ``stop`` is set."""
+    context = multiprocessing.get_context("spawn")
+    shared_stop = context.Event()
+    processes: dict[int, Any] = {}
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    try:
+        while not stop.wait(0.5):
+            for index in range(n):
+                process = processes.get(index)
+                if process is None or not process.is_alive():
+                    if process is not None:
+                        log.error("ingest worker %d exited with code %s; restarting it", index, process.exitcode)
+                    process = context.Process(
+                        target=_child, args=(settings, index, shared_stop, level), name=f"sitepulse-ingest-{index}"
+                    )
+                    process.start()
+                    processes[index] = process
+    finally:
+        shared_stop.set()
+        for process in processes.values():
+            process.join(timeout=STOP_GRACE_S + 10)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)

@@ -1,0 +1,241 @@
+"""The batch writer: one transaction per batch, so a batch is either wholly stored or not acked.
+
+Rows go by binary COPY into a temporary staging table, then ``INSERT ... ON CONFLICT DO
+NOTHING`` into ``telemetry`` (a duplicate site/machine/ts/seq is stored once); rejects,
+birth and status upserts and the ``NOTIFY`` share that transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from time import perf_counter
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.contract import ROW_COLUMNS, ROW_TYPES, Decoded, Reject
+from ingest.partitions import Partitions
+from ingest.topics import telemetry_topic
+from sitepulse.db import connect, has_timescaledb
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "sitepulse_telemetry"
+NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+
+_STAGING_TYPES = {
+    "text": "text",
+    "timestamptz": "timestamptz",
+    "int8": "bigint",
+    "float8": "double precision",
+    "bool": "boolean",
+}
+STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_staging ("
+    + ", ".join(f"{c} {_STAGING_TYPES[t]}" for c, t in zip(ROW_COLUMNS, ROW_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
+DIRECT_COPY_SQL = f"COPY telemetry ({', '.join(ROW_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+DIRECT_TYPES = tuple("jsonb" if c == "extra" else t for c, t in zip(ROW_COLUMNS, ROW_TYPES, strict=True))
+COPY_SQL = f"COPY ingest_staging ({', '.join(ROW_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+INSERT_SQL = (
+    f"INSERT INTO telemetry ({', '.join(ROW_COLUMNS)})"
+    f" SELECT {', '.join(c if c != 'extra' else 'extra::jsonb' for c in ROW_COLUMNS)} FROM ingest_staging"
+    " ON CONFLICT DO NOTHING"
+)
+REJECT_SQL = (
+    "INSERT INTO ingest_rejects (received_at, topic, payload, reason, site_id, machine_id, digest)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (digest) DO NOTHING"
+)
+BIRTH_SQL = (
+    "INSERT INTO machines AS m (site_id, machine_id, kind, model, rated_payload_kg, attributes, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (site_id, machine_id) DO UPDATE SET kind = EXCLUDED.kind, model = EXCLUDED.model,"
+    " rated_payload_kg = EXCLUDED.rated_payload_kg, attributes = EXCLUDED.attributes,"
+    " updated_at = EXCLUDED.updated_at"
+)
+STATUS_SQL = (
+    "INSERT INTO machines AS m (site_id, machine_id, status, status_at) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (site_id, machine_id) DO UPDATE SET status = EXCLUDED.status,"
+    " status_at = EXCLUDED.status_at,"
+    " updated_at = now() WHERE m.status_at IS NULL OR m.status_at <= EXCLUDED.status_at"
+)
+
+DatabaseUnavailable = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one committed batch did."""
+
+    rows: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+def notify_payload(sites: set[str]) -> str:
+    """Comma-separated site ids, cut at a comma so it stays under PostgreSQL's NOTIFY limit."""
+    text = ",".join(sorted(sites))
+    if len(text.encode()) <= NOTIFY_LIMIT:
+        return text
+    return text[:NOTIFY_LIMIT].rsplit(",", 1)[0]
+
+
+def reject_digest(reject: Reject) -> bytes:
+    """Identity of a reject, so a re-delivered bad message is stored once."""
+    digest = hashlib.sha256(reject.topic.encode("utf-8", "replace"))
+    digest.update(b"\0")
+    digest.update(reject.payload)
+    digest.update(b"\0")
+    digest.update(reject.reason.encode("utf-8", "replace"))
+    return digest.digest()
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\\0")
+
+
+class TelemetryWriter:
+    """Owns one database connection and writes decoded batches through it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.conn: psycopg.Connection | None = None
+        self.partitions = Partitions(enabled=True)
+
+    def open(self) -> psycopg.Connection:
+        """(Re)connect, prepare the staging table and learn the schema flavour."""
+        self.close()
+        conn = connect(self.database_url, autocommit=True)
+        conn.execute(STAGING_DDL)
+        self.partitions.enabled = not has_timescaledb(conn)
+        self.partitions.load(conn)
+        self.conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def write(self, batch: Decoded) -> WriteResult:
+        """Commit one batch; raises a DatabaseUnavailable error if the server cannot be reached."""
+        conn = self.conn if self.conn is not None and not self.conn.closed else self.open()
+        started = perf_counter()
+        rows = batch.rows
+        if rows:
+            self.partitions.ensure(conn, min(r[2] for r in rows), max(r[2] for r in rows))
+        try:
+            stored = self._transaction(conn, batch, rows)
+        except psycopg.DataError as exc:
+            log.warning("database refused a batch (%s); writing it sample by sample", exc)
+            stored = self._isolating(conn, batch)
+        return WriteResult(
+            len(rows), stored, len(rows) - stored, len(batch.rejects), perf_counter() - started
+        )
+
+    def _transaction(
+        self,
+        conn: psycopg.Connection,
+        batch: Decoded,
+        rows: list[tuple],
+        extra_rejects: list[Reject] | None = None,
+    ) -> int:
+        stored = 0
+        with conn.transaction(), conn.cursor() as cur:
+            if rows:
+                stored = self._copy_rows(conn, cur, rows)
+            rejects = batch.rejects + (extra_rejects or [])
+            if rejects:
+                cur.executemany(
+                    REJECT_SQL,
+                    [
+                        (
+                            r.received_at,
+                            _clean(r.topic),
+                            r.payload,
+                            _clean(r.reason),
+                            r.site_id,
+                            r.machine_id,
+                            reject_digest(r),
+                        )
+                        for r in rejects
+                    ],
+                )
+            if batch.births:
+                cur.executemany(
+                    BIRTH_SQL,
+                    [
+                        (
+                            b.site_id,
+                            b.machine_id,
+                            b.kind,
+                            b.model,
+                            b.rated_payload_kg,
+                            Jsonb(b.attributes),
+                            b.received_at,
+                        )
+                        for b in batch.births
+                    ],
+                )
+            if batch.statuses:
+                cur.executemany(
+                    STATUS_SQL, [(s.site_id, s.machine_id, s.status, s.received_at) for s in batch.statuses]
+                )
+            if stored:
+                cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify_payload(batch.sites)))
+        return stored
+
+    def _copy_rows(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple]) -> int:
+        """Store rows once: COPY straight into telemetry, or via staging + ON CONFLICT if any exists.
+
+        The direct COPY (in a savepoint) is the common case and costs half as much; a unique
+        violation (re-delivery, duplicate) rolls it back and takes the de-duplicating path.
+        """
+        if not any(row[13] for row in rows):
+            try:
+                with conn.transaction():
+                    with cur.copy(DIRECT_COPY_SQL) as copy:
+                        copy.set_types(DIRECT_TYPES)
+                        write_row = copy.write_row
+                        for row in rows:
+                            write_row(row)
+                return len(rows)
+            except psycopg.errors.UniqueViolation:
+                pass
+        with cur.copy(COPY_SQL) as copy:
+            copy.set_types(ROW_TYPES)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+        cur.execute(INSERT_SQL)
+        return cur.rowcount
+
+    def _isolating(self, conn: psycopg.Connection, batch: Decoded) -> int:
+        """Find the rows the database refuses, reject them, and store the rest (rare, slow path)."""
+        good: list[tuple] = []
+        refused: list[Reject] = []
+        for row in batch.rows:
+            try:
+                with conn.transaction(force_rollback=True), conn.cursor() as cur:
+                    self._copy_rows(conn, cur, [row])
+                good.append(row)
+            except psycopg.DataError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raw = orjson.dumps(dict(zip(ROW_COLUMNS, row, strict=True)), default=str)
+                refused.append(
+                    Reject(
+                        row[4],
+                        telemetry_topic(row[0], row[1]),
+                        raw,
+                        f"database refused the sample: {reason}",
+                        row[0],
+                        row[1],
+                    )
+                )
+        return self._transaction(conn, batch, good, refused)

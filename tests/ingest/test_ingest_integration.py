@@ -1,0 +1,155 @@
+"""Ingest end to end against a real Mosquitto and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import psycopg
+
+from ingest.topics import telemetry_topic
+from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.settings import Settings
+
+from .conftest import Publisher, count, running_worker, wait_until
+
+NOW = time.time() - 3600
+
+
+def sample(i: int, **fields: object) -> dict:
+    return {"ts": NOW + i, "seq": i, "lat": -33.0, "lon": 151.0, "payload_kg": 1000.0, **fields}
+
+
+def test_every_valid_sample_is_stored_once_with_duplicates_and_republishes(
+    ingest_settings: Settings, publisher: Publisher, site_id: str
+) -> None:
+    url = ingest_settings.database_url.get_secret_value()
+    topic = telemetry_topic(site_id, "m1")
+    singles = [(topic, orjson.dumps(sample(i))) for i in range(1500)]
+    arrays = [
+        (telemetry_topic(site_id, "m2"), orjson.dumps([sample(i * 10 + k) for k in range(10)])) for i in range(100)
+    ]
+    duplicates = singles[:200] + [(topic, orjson.dumps(sample(5, extra_field="same key, stored once")))]
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN sitepulse_telemetry")
+        with running_worker(ingest_settings) as worker:
+            publisher.publish(singles + arrays + duplicates)
+            assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") >= 2500, 30)
+            publisher.publish(singles[:300])  # a device re-sending after a reconnect
+            assert wait_until(lambda: worker.counters.received_messages >= 1801 + 300, 30)
+        notes = list(listener.notifies(timeout=1, stop_after=1))
+    assert count(url, "SELECT count(*) FROM telemetry") == 2500
+    assert count(url, "SELECT count(*) FROM (SELECT DISTINCT site_id, machine_id, ts, seq FROM telemetry) d") == 2500
+    assert count(url, "SELECT count(*) FROM ingest_rejects") == 0
+    assert worker.counters.duplicate_rows == 501
+    assert notes and site_id in notes[0].payload.split(",")
+
+
+def test_invalid_input_lands_in_rejects_with_its_reason(
+    ingest_settings: Settings, publisher: Publisher, site_id: str
+) -> None:
+    url = ingest_settings.database_url.get_secret_value()
+    topic = telemetry_topic(site_id, "m1")
+    bad = [
+        (topic, b"{not json"),
+        (topic, orjson.dumps(sample(1, lat=91.2))),
+        (topic, orjson.dumps([sample(2), sample(3, payload_kg=-1.0), sample(4, machine_id="X")])),
+        (topic, b"x" * 300_000),
+        (f"sites/{site_id}/machines/bad id/telemetry", orjson.dumps(sample(5))),
+        (topic, orjson.dumps({"ts": NOW * 100})),
+    ]
+    with running_worker(ingest_settings):
+        publisher.publish(bad)
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM ingest_rejects") >= 7, 20)
+        publisher.publish(bad)  # re-delivered rejects are stored once
+        time.sleep(0.5)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT topic, reason, site_id, payload FROM ingest_rejects ORDER BY id").fetchall()
+    reasons = [r[1] for r in rows]
+    assert len(rows) == 7, reasons
+    assert reasons[0].startswith("not valid JSON")
+    assert reasons[1] == "lat 91.2 is outside -90..90"
+    assert reasons[2] == "sample 1: payload_kg -1 is negative"
+    assert reasons[3] == "sample 2: machine_id 'X' in the payload disagrees with topic machine 'm1'"
+    assert reasons[4] == "payload is 300000 bytes, over the 262144-byte limit"
+    assert "machine_id 'bad id'" in reasons[5] and rows[5][2] is None
+    assert "more than 1 day in the future" in reasons[6]
+    assert bytes(rows[0][3]) == b"{not json"
+    assert count(url, "SELECT count(*) FROM telemetry") == 1  # sample 2 of the array
+
+
+def test_birth_and_status_upsert_the_machine_registry(
+    ingest_settings: Settings, publisher: Publisher, site_id: str
+) -> None:
+    url = ingest_settings.database_url.get_secret_value()
+    base = f"sites/{site_id}/machines/haul1"
+    # retained before ingest ever ran: delivered when it subscribes
+    publisher.publish(
+        [(f"{base}/birth", orjson.dumps({"kind": "hauler", "model": "777G", "rated_payload_kg": 90700, "axles": 2}))],
+        retain=True,
+    )
+    publisher.publish([(f"{base}/status", b"online")], retain=True)
+    with running_worker(ingest_settings):
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM machines WHERE status = 'online'") == 1, 20)
+        publisher.publish(
+            [(f"{base}/birth", orjson.dumps({"kind": "hauler", "model": "785D", "rated_payload_kg": 136000}))],
+            retain=True,
+        )
+        publisher.publish([(f"{base}/status", b"offline")], retain=True)
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM machines WHERE status = 'offline'") == 1, 20)
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM machines WHERE model = '785D'") == 1, 20)
+    with psycopg.connect(url) as conn:
+        kind, rated, attributes = conn.execute(
+            "SELECT kind, rated_payload_kg, attributes FROM machines WHERE machine_id = 'haul1'"
+        ).fetchone()
+    assert (kind, rated, attributes) == ("hauler", 136000.0, {})
+
+
+def test_acks_reach_the_broker_so_a_restart_receives_nothing_again(
+    ingest_settings: Settings, publisher: Publisher, site_id: str
+) -> None:
+    url = ingest_settings.database_url.get_secret_value()
+    with running_worker(ingest_settings) as first:
+        publisher.publish([(telemetry_topic(site_id, "m1"), orjson.dumps(sample(i))) for i in range(3000)])
+        assert wait_until(lambda: first.counters.acked_messages == 3000, 30)
+    with running_worker(ingest_settings) as second:
+        publisher.publish([(telemetry_topic(site_id, "m1"), orjson.dumps(sample(5000)))])
+        assert wait_until(lambda: second.counters.received_messages >= 1, 20)
+        time.sleep(0.3)
+    assert second.counters.received_messages == 1 and second.counters.duplicate_rows == 0
+    assert count(url, "SELECT count(*) FROM telemetry") == 3001
+
+
+def test_two_workers_share_the_subscription_without_loss_or_double_storage(
+    ingest_settings: Settings, broker: EmbeddedBroker, publisher: Publisher, site_id: str
+) -> None:
+    url = ingest_settings.database_url.get_secret_value()
+    env = {
+        **os.environ,
+        "SITEPULSE_DATABASE_URL": url,
+        "SITEPULSE_MQTT_URL": broker.url,
+        "SITEPULSE_INGEST_CLIENT_ID": ingest_settings.ingest_client_id,
+        "SITEPULSE_INGEST_BATCH_MS": "50",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM ingest_worker_stats") == 2, 30)
+        messages = [(telemetry_topic(site_id, f"m{i % 7}"), orjson.dumps(sample(i))) for i in range(6000)]
+        publisher.publish(messages)
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") == 6000, 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    with psycopg.connect(url) as conn:
+        stats = [row[0] for row in conn.execute("SELECT counters FROM ingest_worker_stats")]
+    assert len(stats) == 2
+    assert all(s["stored_rows"] > 0 for s in stats), stats  # the load was split
+    assert sum(s["stored_rows"] for s in stats) == 6000
+    assert sum(s["duplicate_rows"] for s in stats) == 0
