@@ -4,4 +4,5 @@ from pathlib import Path
 
 from sitepulse.migrations import MigrationSource
 
-MIGRATIONS = MigrationSource("registry", Path(__file__).parent / "migrations", order=10)
+# order 60: after the runner's tables (50), because 0002 adds a column to service_enablement
+MIGRATIONS = MigrationSource("registry", Path(__file__).parent / "migrations", order=60)

@@ -1,40 +1,61 @@
-"""The FastAPI application: health and readiness now; services, sites and views mount here."""
+"""The FastAPI application: the registry's routers, each service's router, auth, errors and metrics."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from microservices.discovery import discover_services
+from microservices.sdk import Service
+from registry.auth import hash_token
+from registry.errors import install_error_handlers
+from registry.metrics import MetricsMiddleware
+from registry.plugins import mount_service_routers
+from registry.routes import alerts, enablement, health, metrics, sites, tokens
+from registry.routes import services as catalogue
+from registry.state import AppState
 from sitepulse import __version__
-from sitepulse.db import connect
-from sitepulse.errors import ConfigError
-from sitepulse.runtime import check_broker
+from sitepulse.db import make_pool
+from sitepulse.settings import Settings, get_settings
+
+DESCRIPTION = """SitePulse HTTP API, version 1.
+
+Send `Authorization: Bearer <token>`. A site token sees only its sites: any other site is
+404, exactly like a site that does not exist. Lists take `limit` (default 100, at most 1000)
+and `cursor`, and return `{"items": [...], "next_cursor": str | null}`. Every error is
+JSON `{"detail": "<reason>"}`.
+"""
 
 
-def create_app(database_url: str, mqtt_url: str) -> FastAPI:
-    """Build the API for one database and broker."""
-    app = FastAPI(title="SitePulse", version=__version__, docs_url="/docs")
+def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service] | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """Build the API for one database and broker; the connection pool opens with the app's lifespan."""
+    settings = settings or get_settings()
+    services = discover_services(settings.load_services) if services is None else services
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    state = AppState(database_url, mqtt_url, services, hash_token(admin) if admin else None)
 
-    @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """200 while the process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"])
-    def readyz() -> JSONResponse:
-        """200 when the database and the broker are reachable, 503 naming what is not."""
-        problems = []
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.pool = await run_in_threadpool(make_pool, database_url, name="sitepulse-api")
+        app.state.pool = state.pool
         try:
-            with connect(database_url, timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except ConfigError as exc:
-            problems.append(str(exc))
-        try:
-            check_broker(mqtt_url, timeout=2)
-        except ConfigError as exc:
-            problems.append(str(exc))
-        if problems:
-            return JSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            yield
+        finally:
+            await run_in_threadpool(state.pool.close)
+            state.pool = None
 
+    app = FastAPI(title="SitePulse", version=__version__, description=DESCRIPTION, docs_url="/docs",
+                  openapi_url="/openapi.json", lifespan=lifespan)
+    app.state.registry = state
+    app.state.services = services
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    for module in (health, metrics, catalogue, tokens, sites, enablement, alerts):
+        app.include_router(module.router)
+    mount_service_routers(app, services, state.metrics)
     return app
+

@@ -1,0 +1,75 @@
+"""Mounting each service's own router under ``/api/v1/sites/{site_id}/{name}``, guarded.
+
+Every route a service adds is reachable only with a token that sees the site (else 404,
+as for any site route) and only while the service is enabled for that site (else 404
+naming both). Before the service's route runs, the guard puts the SDK's ``ServiceRequest``
+on ``request.state.sitepulse``: the site id, the request's database connection and the
+service's validated settings for that site. Services read it with the SDK's
+``ServiceRequestDep``; they never import the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+
+from microservices.sdk import Service, ServiceRequest
+from registry.auth import Principal, current_principal, existing_site
+from registry.enablement import InvalidSettings, effective_settings, is_enabled
+from registry.metrics import RequestMetrics
+from registry.state import DbDep
+from sitepulse.errors import SitePulseError
+
+SERVICE_PREFIX = "/api/v1/sites/{site_id}/"
+# paths under a site that the registry serves (or the contract reserves) itself
+RESERVED_NAMES = frozenset({"services", "alerts", "view", "usage", "evaluation", "machines"})
+
+
+def enabled_service_guard(service: Service) -> Callable[..., None]:
+    """A router-level dependency: site visible, service enabled there, context stored for the route."""
+
+    def guard(
+        request: Request,
+        site_id: Annotated[str, Depends(existing_site)],
+        principal: Annotated[Principal, Depends(current_principal)],
+        conn: DbDep,
+    ) -> None:
+        switch = is_enabled(conn, site_id, service.name)
+        if switch is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                f"service {service.name!r} is not enabled for site {site_id!r}")
+        try:
+            settings = effective_settings(service, switch.settings or {})
+        except InvalidSettings as exc:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"{exc}; the stored settings no longer fit this version, PUT them again") from None
+        request.state.sitepulse = ServiceRequest(site_id, service.name, conn, settings, principal.name)
+
+    guard.__name__ = f"{service.schema}_enabled"
+    return guard
+
+
+def mount_service_routers(app: FastAPI, services: dict[str, Service], metrics: RequestMetrics) -> list[str]:
+    """Include every service's router; returns the names that had one."""
+    mounted = []
+    for name, service in services.items():
+        router: Any = service.router()
+        if router is None:
+            continue
+        if name in RESERVED_NAMES:
+            raise SitePulseError(f"micro-service {name!r}: the name is reserved for the registry's own "
+                                 f"site routes ({', '.join(sorted(RESERVED_NAMES))}); rename the service")
+        if not isinstance(router, APIRouter):
+            raise TypeError(f"micro-service {name!r}: router() must return a fastapi.APIRouter or None")
+        prefix = SERVICE_PREFIX + name
+        app.include_router(router, prefix=prefix, tags=[name],
+                           dependencies=[Depends(enabled_service_guard(service))])
+        for route in router.routes:
+            path = getattr(route, "path", None)
+            if path is not None:
+                metrics.templates[id(route)] = prefix + path
+        mounted.append(name)
+    return mounted

@@ -1,0 +1,1 @@
+"""One router per resource; ``registry.app`` includes them all."""

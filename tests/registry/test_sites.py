@@ -1,0 +1,80 @@
+"""Sites: load from YAML or GeoJSON, read back what a token may see, and bad files refused with the reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SQUARE = [[18.0, 59.0], [18.002, 59.0], [18.002, 59.001], [18.0, 59.001]]
+YAML = f"name: East pit\nzones:\n  - {{id: z1, type: load, polygon: {SQUARE}}}\n"
+
+
+def _put(api, site: str, body: str, kind: str = "application/yaml"):
+    return api.client.put(f"/api/v1/sites/{site}", content=body, headers={**api.admin, "Content-Type": kind})
+
+
+def test_yaml_site_is_created_then_replaced(api) -> None:
+    created = _put(api, "east", YAML)
+    assert created.status_code == 201
+    assert created.json() | {"updated_at": None} == {
+        "site_id": "east", "name": "East pit", "zones": 1, "machines": 0, "updated_at": None, "created": True}
+    replaced = _put(api, "east", YAML.replace("East pit", "East pit (v2)"), "text/yaml; charset=utf-8")
+    assert replaced.status_code == 200
+    assert replaced.json()["created"] is False
+    got = api.client.get("/api/v1/sites/east", headers=api.admin).json()
+    assert got["name"] == "East pit (v2)"
+    assert got["config"]["zones"][0]["id"] == "z1"
+
+
+def test_geojson_site_is_stored_with_its_machines(api) -> None:
+    got = api.client.get("/api/v1/sites/south", headers=api.both)
+    assert got.status_code == 200
+    body = got.json()
+    assert body["name"] == "South pit"
+    assert body["config"]["machines"][0]["id"] == "H2"
+    assert body["config"]["zones"][0]["type"] == "dump"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("zones: [{id: z, type: quarry, polygon: []}]", "site file: zones.0.type"),
+    ("name: [unclosed", "site file: not valid YAML or JSON"),
+    ("- a\n- list", "site file: expected a mapping or a GeoJSON FeatureCollection"),
+    (json.dumps({"type": "FeatureCollection", "features": [{"geometry": {"type": "Point"}}]}),
+     "site file: feature 0: unsupported geometry 'Point'"),
+])
+def test_bad_site_file_is_422_with_the_parsers_reason(api, body: str, reason: str) -> None:
+    response = _put(api, "bad", body)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(reason)
+    assert api.client.get("/api/v1/sites/bad", headers=api.admin).status_code == 404
+
+
+def test_wrong_content_type_and_empty_body_are_refused(api) -> None:
+    wrong = _put(api, "bad", YAML, "text/plain")
+    assert wrong.status_code == 415
+    assert "application/yaml" in wrong.json()["detail"]
+    empty = _put(api, "bad", "")
+    assert empty.status_code == 422
+    assert empty.json() == {"detail": "the body is empty; send the site file"}
+
+
+def test_invalid_site_id_is_400(api) -> None:
+    response = _put(api, "bad%20id", YAML)
+    assert response.status_code == 400
+    assert "must be 1-64 characters" in response.json()["detail"]
+
+
+def test_site_list_paginates(api) -> None:
+    _put(api, "west", YAML)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = api.client.get("/api/v1/sites", params=params, headers=api.admin).json()
+        seen += [s["site_id"] for s in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen)
+    assert {"north", "south", "west"} <= set(seen)
+    assert len(seen) == len(set(seen))
