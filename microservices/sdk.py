@@ -46,6 +46,7 @@ from typing import Annotated, Any, ClassVar
 
 import orjson
 import pandas as pd
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from sitepulse.errors import SitePulseError
@@ -168,6 +169,7 @@ class Service:
     migrations: ClassVar[Path | None] = None  # folder of NNNN_name.sql files for its schema
     Settings: ClassVar[type[BaseModel]] = NoSettings
     kpis: ClassVar[tuple[Kpi, ...]] = ()
+    volume: ClassVar[Kpi | None] = None  # work handled, for usage reports a provider prices (e.g. tonnes)
 
     @property
     def schema(self) -> str:
@@ -208,6 +210,7 @@ class Service:
                 }
                 for k in self.kpis
             ],
+            "volume": {"name": self.volume.name, "unit": self.volume.unit} if self.volume else None,
         }
 
 
@@ -259,21 +262,12 @@ class ServiceRequest:
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def service_request(request: Any) -> ServiceRequest:
+def service_request(request: Request) -> ServiceRequest:
     """FastAPI dependency: the ServiceRequest the host stored for this request."""
     return request.state.sitepulse
 
 
-def _service_request_dep() -> Any:
-    from fastapi import Depends, Request  # imported here: process() never needs FastAPI
-
-    def dependency(request: Request) -> ServiceRequest:
-        return service_request(request)
-
-    return Annotated[ServiceRequest, Depends(dependency)]
-
-
-ServiceRequestDep = _service_request_dep()
+ServiceRequestDep = Annotated[ServiceRequest, Depends(service_request)]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -339,31 +333,26 @@ class TimeRange:
     end: datetime | None = None
 
 
-def _route_dependencies() -> tuple[Any, Any]:
-    from fastapi import Depends, Query  # imported here: process() never needs FastAPI
-
-    def page_params(
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (1-{MAX_PAGE_SIZE})")]
-        = DEFAULT_PAGE_SIZE,
-        cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")]
-        = None,
-    ) -> Page:
-        """``limit`` (over the maximum is a 422 naming it) and ``cursor`` (a foreign one is a 400)."""
-        return Page(limit, decode_cursor(cursor) if cursor else None)
-
-    def time_range(
-        start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
-        end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
-    ) -> TimeRange:
-        """``from`` and ``to``; a range that ends before it starts is a user error."""
-        for name, value in (("from", start), ("to", end)):
-            if value is not None and value.tzinfo is None:
-                raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
-        if start is not None and end is not None and end < start:
-            raise SitePulseError("to is before from")
-        return TimeRange(start, end)
-
-    return Annotated[Page, Depends(page_params)], Annotated[TimeRange, Depends(time_range)]
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page (1-1000)")] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")] = None,
+) -> Page:
+    """``limit`` (over the maximum is a 422 naming it) and ``cursor`` (a foreign one is a 400)."""
+    return Page(limit, decode_cursor(cursor) if cursor else None)
 
 
-PageDep, TimeRangeDep = _route_dependencies()
+def time_range(
+    start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+) -> TimeRange:
+    """``from`` and ``to``; a naive time or a range that ends before it starts is a user error."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
+    if start is not None and end is not None and end < start:
+        raise SitePulseError("to is before from")
+    return TimeRange(start, end)
+
+
+PageDep = Annotated[Page, Depends(page_params)]
+TimeRangeDep = Annotated[TimeRange, Depends(time_range)]

@@ -6,8 +6,7 @@ User errors (bad settings, unreachable servers, bad files) print one red line an
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+import secrets
 
 import typer
 from rich.console import Console
@@ -32,6 +31,10 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 _app.add_typer(db_app, name="db")
 services_app = typer.Typer(no_args_is_help=True, help="Micro-services: list installed, scaffold a new one.")
 _app.add_typer(services_app, name="services")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens scoped to sites.")
+_app.add_typer(tokens_app, name="tokens")
+site_app = typer.Typer(no_args_is_help=True, help="Sites: load a site file.")
+_app.add_typer(site_app, name="site")
 
 
 def _settings() -> Settings:
@@ -43,14 +46,6 @@ def _settings() -> Settings:
 def _print_started(runtime: Runtime, extra: list[str] | None = None) -> None:
     for line in runtime.started + (extra or []):
         console.print(f"[green]started[/] {line}")
-
-
-def _wait_for_stop() -> None:
-    """Block until SIGINT/SIGTERM."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
 
 
 @_app.command()
@@ -107,41 +102,53 @@ def api() -> None:
         )
 
 
+DEMO_SITE = "demo"
+DEMO_HOURS = 8
+
+
+def _prepare_demo(runtime: Runtime) -> str:
+    """Load the demo quarry as site 'demo', switch every installed service on for it; return an admin token."""
+    from microservices.discovery import discover_services
+    from registry.enablement import set_enablement
+    from simulators.site import load_site
+    from sitepulse.db import connect
+    from sitepulse.sites import save_site
+
+    services = discover_services(runtime.settings.load_services)
+    with connect(runtime.database_url, autocommit=True) as conn:
+        save_site(conn, DEMO_SITE, load_site())
+        for name in services:  # dependency order, so dependants find their dependencies on
+            set_enablement(conn, services, DEMO_SITE, name, enabled=True, stage="pilot")
+    token = runtime.settings.admin_token
+    return token.get_secret_value() if token else "demo-" + secrets.token_urlsafe(16)
+
+
 def _serve(with_simulator: bool) -> None:
     from sitepulse.supervisor import Supervisor
 
     settings = _settings()
     _check_api_port(settings)
     with open_runtime(settings) as runtime:
-        supervisor = Supervisor(runtime.child_environment())
+        env = runtime.child_environment()
+        token = _prepare_demo(runtime) if with_simulator else None
+        if token:
+            env["SITEPULSE_ADMIN_TOKEN"] = token
+        supervisor = Supervisor(env)
         supervisor.install_signal_handlers()
-        for role in _roles():
+        for role in ("ingest", "run-services", "api"):
             supervisor.add(role, role)
-        supervisor.add("api", "api")
-        base = f"http://{settings.api_host}:{settings.api_port}"
         if with_simulator:
-            supervisor.add("simulator", *_demo_simulator_args(), restart=True)
+            supervisor.add("simulator", "simulate", "--site-id", DEMO_SITE, "--speedup", "1",
+                           "--duration", str(DEMO_HOURS * 3600))
+        base = f"http://{settings.api_host}:{settings.api_port}"
         _print_started(runtime, [f"API on {base} (docs {base}/docs)"])
         if with_simulator:
-            console.print(
-                f"[bold]SitePulse demo:[/] dashboard {base}/  API {base}/docs  broker {runtime.mqtt_url}"
-            )
+            console.print(f"[bold]SitePulse demo[/]: site '{DEMO_SITE}' (simulated quarry) publishing to "
+                          f"{runtime.mqtt_url}\n  dashboard  {base}/\n  site view  {base}/api/v1/sites/"
+                          f"{DEMO_SITE}/view\n  API docs   {base}/docs\n  admin token {token}")
         console.print("press Ctrl-C to stop")
         supervisor.run()
     console.print("stopped")
-
-
-def _roles() -> list[str]:
-    """Background roles that exist in this installation, in start order."""
-    return [name for name in ("ingest", "run-services") if name in _registered_commands()]
-
-
-def _registered_commands() -> set[str]:
-    return {c.name or (c.callback.__name__ if c.callback else "") for c in _app.registered_commands}
-
-
-def _demo_simulator_args() -> list[str]:
-    return ["simulate", "--speedup", "1", "--duration", "0"]
 
 
 @_app.command()
@@ -156,29 +163,27 @@ def demo() -> None:
     _serve(with_simulator=True)
 
 
-def _mount_optional() -> None:
-    """Commands owned by the other packages, mounted where those packages provide them."""
-    try:
-        from ingest.cli import ingest
-    except ImportError:
-        pass
-    else:
-        _app.command("ingest")(ingest)
+def _mount_package_commands() -> None:
+    """Commands owned by the other packages (the CLI is the composition root)."""
+    from ingest.cli import ingest
     from microservices.cli import run_services, services_new
+    from registry import cli as registry_cli
+    from simulators import cli as simulator_cli
 
+    _app.command("ingest")(ingest)
     _app.command("run-services")(run_services)
+    _app.command("simulate")(simulator_cli.simulate)
+    _app.command("replay")(simulator_cli.replay)
+    _app.command("simulate-load")(simulator_cli.load)
+    services_app.command("list")(registry_cli.services_list)
     services_app.command("new")(services_new)
-    try:
-        from simulators import cli as sim
-    except ImportError:
-        pass
-    else:
-        for name in ("simulate", "replay", "load"):
-            if hasattr(sim, name):
-                _app.command(name if name != "load" else "simulate-load")(getattr(sim, name))
+    tokens_app.command("create")(registry_cli.tokens_create)
+    tokens_app.command("list")(registry_cli.tokens_list)
+    tokens_app.command("revoke")(registry_cli.tokens_revoke)
+    site_app.command("load")(registry_cli.site_load)
 
 
-_mount_optional()
+_mount_package_commands()
 
 
 def app() -> None:

@@ -1,0 +1,90 @@
+"""A scaffolded plugin passes its own test, is discovered once installed, runs, and serves its route."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from microservices.scaffold import new_service
+from sitepulse.errors import SitePulseError
+
+END_TO_END = """
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import psycopg
+from fastapi.testclient import TestClient
+
+from microservices.discovery import discover_services
+from microservices.runner import ServiceHost
+from microservices.testing import insert_telemetry
+from registry.app import create_app
+from sitepulse.migrations import upgrade
+from sitepulse.settings import load_settings
+
+url, token = {url!r}, "scaffold-admin-token-0123456789"
+services = discover_services()
+service = services["idle-time"]
+start = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+with psycopg.connect(url, autocommit=True) as conn:
+    upgrade(conn)
+    conn.execute("INSERT INTO sites (site_id, config) VALUES ('pit', '{{}}')")
+    conn.execute("INSERT INTO service_enablement (site_id, service, enabled) VALUES ('pit', 'idle-time', true)")
+    insert_telemetry(conn, pd.DataFrame({{
+        "site_id": "pit", "machine_id": "H1", "seq": range(12),
+        "ts": [start + timedelta(seconds=10 * i) for i in range(12)],
+        "speed_kmh": [0.0, 0, 5, 5, 5, 0, 0, 0, 9, 9, 0, 0]}}))
+    rows = ServiceHost(service).catch_up(conn)
+app = create_app(url, {mqtt!r}, services=services, settings=load_settings(admin_token=token))
+with TestClient(app) as client:
+    page = client.get("/api/v1/sites/pit/idle-time/activity", headers={{"Authorization": "Bearer " + token}})
+print(json.dumps({{"names": sorted(services), "rows": rows, "status": page.status_code, "body": page.json()}},
+                 default=str))
+"""
+
+
+def test_scaffold_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
+    with pytest.raises(SitePulseError, match="lower-case words"):
+        new_service("Idle_Time", tmp_path)
+    new_service("idle-time", tmp_path)
+    with pytest.raises(SitePulseError, match="already exists"):
+        new_service("idle-time", tmp_path)
+
+
+def test_scaffolded_plugin_is_discovered_runs_and_serves_its_route(
+    tmp_path: Path, fresh_database_url: str, mqtt_broker
+) -> None:
+    package = new_service("idle-time", tmp_path, summary="Idle minutes per machine", author="Acme Quarries")
+    own_test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                              cwd=package, capture_output=True, text=True, timeout=120)
+    assert own_test.returncode == 0, own_test.stdout + own_test.stderr
+
+    site_packages = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(site_packages), str(package)],
+        capture_output=True, text=True, timeout=180)
+    assert install.returncode == 0, install.stderr
+
+    script = tmp_path / "e2e.py"
+    script.write_text(textwrap.dedent(END_TO_END.format(url=fresh_database_url, mqtt=mqtt_broker.url)))
+    env = {**os.environ, "PYTHONPATH": str(site_packages)}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "idle-time" in report["names"]
+    assert report["rows"] == 12
+    assert report["status"] == 200
+    items = report["body"]["items"]
+    assert [(i["samples"], i["moving_samples"]) for i in items] == [(6, 3), (6, 2)]
+
+    listed = subprocess.run([sys.executable, "-m", "sitepulse", "services", "list"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "idle-time" in listed.stdout
