@@ -159,17 +159,25 @@ def _bounded(frame: pd.DataFrame, mark: Watermark, bound: int | None) -> tuple[p
     return frame, mark
 
 
+SITE_WIDE = "*"  # key in processed_until: how far a site-wide service declared its results final
+
+
 def _until_series(machines: pd.Series, processed_until: Mapping[str, str]) -> pd.Series:
     """Per row, the newest ts already processed for its machine (NaT where none)."""
     return pd.to_datetime(machines.map(processed_until), utc=True, format="ISO8601")
 
 
 def _late_rows(frame: pd.DataFrame, cp: Checkpoint) -> dict[str, datetime]:
-    """Per machine, the oldest new sample at or before what was already processed."""
+    """Samples at or before what was already processed: per machine, plus the site-wide final time."""
     if not cp.processed_until or frame.empty:
         return {}
+    late: dict[str, datetime] = {}
     flagged = frame[frame["ts"] <= _until_series(frame["machine_id"], cp.processed_until)]
-    return {m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()}
+    late.update({m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()})
+    final = cp.until(SITE_WIDE)
+    if final is not None and (frame["ts"] <= final).any():
+        late[SITE_WIDE] = frame.loc[frame["ts"] <= final, "ts"].min().to_pydatetime()
+    return late
 
 
 class ServiceHost:
@@ -201,7 +209,7 @@ class ServiceHost:
             new, mark = _bounded(new, mark, bound)
             late = _late_rows(new, cp)
             if rewind_to is not None:
-                late.update({m: rewind_to for m in cp.processed_until} or {"*": rewind_to})
+                late.update({m: rewind_to for m in cp.processed_until} or {SITE_WIDE: rewind_to})
             if new.empty and not late:
                 if mark != cp.watermark:  # nothing to process: just move past the empty range
                     conn.execute(
@@ -231,8 +239,8 @@ class ServiceHost:
         rewind_to: datetime | None,
     ) -> pd.DataFrame:
         """Restore the newest snapshot before the late samples; return every row to replay from it."""
-        if "*" in late or rewind_to is not None:
-            earliest = {m: rewind_to or EARLIEST for m in {*cp.processed_until, *late} - {"*"}}
+        if rewind_to is not None:
+            earliest = {m: rewind_to for m in {*cp.processed_until, *late}}
             snapshot = snapshot_before(conn, cp, earliest) if earliest else Checkpoint(cp.service, cp.site_id)
         else:
             snapshot = snapshot_before(conn, cp, late)
@@ -261,7 +269,7 @@ class ServiceHost:
     ) -> pd.DataFrame:
         """Stored rows the snapshot has not seen: after its time per known machine, all of the others."""
         end = datetime.now(UTC) + timedelta(days=2)
-        known = list(snapshot.processed_until)
+        known = [m for m in snapshot.processed_until if m != SITE_WIDE]
         parts = []
         if known:
             start = min(snapshot.until(m) for m in known)
@@ -294,6 +302,10 @@ class ServiceHost:
         written = write_outputs(conn, service, site_id, cp.seq, outputs.frames())
         alerts = store_alerts(conn, site_id, service.name, outputs.alerts)
         cp.state = state
+        if outputs.final_until is not None:
+            final = cp.until(SITE_WIDE)
+            if final is None or outputs.final_until > final:
+                cp.processed_until[SITE_WIDE] = pd.Timestamp(outputs.final_until).isoformat()
         if not rows.empty:
             newest = rows.groupby("machine_id")["ts"].max()
             for machine, ts in newest.items():

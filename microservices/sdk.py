@@ -29,7 +29,9 @@ arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
 - be incremental: processing rows A then B gives the outputs of processing A+B at once;
-- keep ``state`` JSON-serialisable (dicts, lists, str, numbers, bool, None).
+- keep ``state`` JSON-serialisable (dicts, lists, str, numbers, bool, None);
+- if results combine machines (encounters, queues), say how far they are final with
+  ``outputs.finalise(t)``: a sample at or before ``t`` from any machine then causes a replay.
 Output tables are append-only; each has ``site_id text`` and ``run_seq bigint`` columns
 that the runner fills (it deletes rows by ``run_seq`` when it replays).
 """
@@ -107,11 +109,21 @@ class Alert:
 
 
 class Outputs:
-    """What one call of ``process`` produced: rows per table, and alerts."""
+    """What one call of ``process`` produced: rows per table, alerts, and how far results are final."""
 
     def __init__(self) -> None:
         self.tables: dict[str, list[pd.DataFrame]] = {}
         self.alerts: list[Alert] = []
+        self.final_until: datetime | None = None
+
+    def finalise(self, until: datetime) -> None:
+        """Declare results up to ``until`` final for the whole site (services that combine machines).
+
+        A sample at or before that time from ANY machine then makes the runner replay, so a
+        machine whose data arrives late cannot be missing from what was already emitted.
+        Per-machine services need not call this: lateness per machine is tracked for them.
+        """
+        self.final_until = until if self.final_until is None else max(self.final_until, until)
 
     def write(self, table: str, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
         """Append rows to one of the service's tables (name without the schema)."""

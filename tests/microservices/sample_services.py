@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse.migrations import MigrationSource
 
@@ -82,6 +84,32 @@ class MachineTally(Service):
         return out, state
 
 
+class MachinesPerBucket(Service):
+    """Site-wide: how many machines reported in each 10 s bucket, final once data is 30 s past it."""
+
+    name = "machines-per-bucket"
+    tables = ("machines_per_bucket.buckets",)
+    migrations = HERE / "machines_per_bucket"
+    BUCKET = pd.Timedelta(seconds=10)
+    LAG = pd.Timedelta(seconds=30)
+
+    def process(self, batch: Batch, state: dict, settings: object) -> tuple[Outputs, dict]:
+        out = Outputs()
+        rows = batch.telemetry
+        if rows.empty:
+            return out, state
+        open_buckets = {pd.Timestamp(b): set(ms) for b, ms in state.get("open", {}).items()}
+        for bucket, machines in rows.groupby(rows["ts"].dt.floor(self.BUCKET))["machine_id"]:
+            open_buckets.setdefault(bucket, set()).update(machines)
+        newest = max(pd.Timestamp(state["newest"]) if "newest" in state else rows["ts"].max(), rows["ts"].max())
+        final = sorted(b for b in open_buckets if b + self.BUCKET + self.LAG < newest)
+        if final:
+            out.write("buckets", [{"bucket": b, "machines": len(open_buckets.pop(b))} for b in final])
+            out.finalise((final[-1] + self.BUCKET).to_pydatetime())
+        return out, {"newest": newest.isoformat(),
+                     "open": {b.isoformat(): sorted(ms) for b, ms in open_buckets.items()}}
+
+
 class Broken(Service):
     """Always raises: the runner must isolate it."""
 
@@ -95,4 +123,5 @@ class Broken(Service):
 SOURCES = [
     MigrationSource("running-count", HERE / "running_count", 100),
     MigrationSource("machine-tally", HERE / "machine_tally", 101),
+    MigrationSource("machines-per-bucket", HERE / "machines_per_bucket", 102),
 ]

@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 import pytest
 from conftest import START, enable, insert_telemetry, make_samples
-from sample_services import Broken, MachineTally, RunningCount
+from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
 from microservices.runner import Runner, ServiceHost
 
@@ -79,6 +79,24 @@ def test_results_do_not_depend_on_arrival_order(runner_db: str) -> None:
         replays = dict(conn.execute("SELECT site_id, replays FROM service_checkpoints").fetchall())
     assert replays["in-order"] == 0
     assert replays["shuffled"] > 0 and replays["duplicated"] > 0
+
+
+def test_site_wide_results_include_a_machine_whose_data_arrives_late(runner_db: str) -> None:
+    samples = make_samples("x", machines=3, per_machine=200)
+    host = ServiceHost(MachinesPerBucket())
+    late_machine = samples.machine_id == "M02"
+    query = "SELECT bucket, machines FROM machines_per_bucket.buckets WHERE site_id = %s ORDER BY bucket"
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        for site_id in ("in-order", "one-machine-late"):
+            enable(conn, site_id, "machines-per-bucket")
+        by_time = samples.sort_values(["ts", "machine_id"])
+        _feed(conn, host, "in-order", [c.assign(site_id="in-order") for c in _chunks(by_time, 8)])
+        early = by_time[~late_machine.loc[by_time.index]]
+        _feed(conn, host, "one-machine-late",
+              [c.assign(site_id="one-machine-late") for c in [*_chunks(early, 8), samples[late_machine]]])
+        in_order = conn.execute(query, ("in-order",)).fetchall()
+        assert {m for _, m in in_order} == {3}  # every finalised bucket saw all three machines
+        assert conn.execute(query, ("one-machine-late",)).fetchall() == in_order
 
 
 def test_two_services_keep_their_own_checkpoints(runner_db: str) -> None:
