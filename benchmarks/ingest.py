@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, action="append", help="samples per message; repeat for several (default: 1 and 10)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per batch size; medians are printed")
-    parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version for both sides")
+    parser.add_argument(
+        "--protocol", choices=["5", "3.1.1", "both"], default="5", help="MQTT version (both: 5, then 3.1.1)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sizes = args.batch_size or [1, 10]
@@ -219,29 +221,30 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         pg.start()
         try:
-            print(f"MQTT {args.protocol}, {args.messages} messages per run, {args.repeat} run(s) per size")
+            protocols = ["5", "3.1.1"] if args.protocol == "both" else [args.protocol]
+            print(f"{args.messages} messages per run, {args.repeat} run(s) per size; medians, ratio per run")
             header = (
-                f"{'samples/msg':>11} {'bare msg/s':>11} {'ingest msg/s':>13} {'ingest rows/s':>14}"
+                f"{'MQTT':>5} {'samples/msg':>11} {'bare msg/s':>11} {'ingest msg/s':>13} {'ingest rows/s':>14}"
                 f" {'ratio':>6} {'lost':>5}"
             )
             print(header)
             failed = False
-            for size in sizes:
-                results = [
-                    run_once(broker, pg, args.messages, size, size * 100 + r, args.protocol) for r in range(args.repeat)
-                ]
+            for protocol, size in [(p, s) for p in protocols for s in sizes]:
+                seed = size * 100 + (1000 if protocol == "3.1.1" else 0)
+                results = [run_once(broker, pg, args.messages, size, seed + r, protocol) for r in range(args.repeat)]
                 med = {k: statistics.median(r[k] for r in results) for k in results[0]}
                 lost = sum(r["lost"] for r in results)
                 failed |= lost != 0
                 print(
-                    f"{size:>11} {med['bare_msgs']:>11,.0f} {med['ingest_msgs']:>13,.0f}"
+                    f"{protocol:>5} {size:>11} {med['bare_msgs']:>11,.0f} {med['ingest_msgs']:>13,.0f}"
                     f" {med['ingest_rows']:>14,.0f} {med['ratio']:>6.2f} {lost:>5}"
                 )
                 if args.repeat > 1:
                     print(
-                        "            runs: "
+                        "                  runs: "
                         + "; ".join(
-                            f"bare {r['bare_msgs']:,.0f} ingest {r['ingest_msgs']:,.0f} ratio {r['ratio']:.2f}"
+                            f"bare {r['bare_msgs']:,.0f} ingest {r['ingest_msgs']:,.0f} rows/s {r['ingest_rows']:,.0f}"
+                            f" ratio {r['ratio']:.2f} lost {r['lost']}"
                             for r in results
                         )
                     )

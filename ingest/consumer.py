@@ -8,6 +8,13 @@ stores them once), so a stale ack can never acknowledge a different message reus
 
 Bounded memory: with MQTT v5 the broker sends at most Receive Maximum (65535) unacked
 messages; with 3.1.1 the network thread stops reading once ``high_water`` messages are queued.
+
+Receive path: paho turns every PUBLISH into an ``MQTTMessage`` (and, on v5, a ``Properties``
+object), logs it, matches it against filtered callbacks and takes two locks before calling
+``on_message``; on v5 that costs about as much as everything else ingest does per message.
+:class:`LeanClient` decodes the common PUBLISH (QoS 0/1, valid UTF-8 topic, no v5 properties)
+itself and hands the tuple straight to the queue; anything else (QoS 2, properties, a paho
+without the expected internals) goes through paho's own path to the same ``on_message``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,69 @@ PUBACK = 0x40
 UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 and v5 CONNACK codes for "unsupported protocol version"
 
 Inbound = tuple[str, bytes, int, int, int, float]  # topic, payload, mid, qos, epoch, arrival (epoch s)
+MQTT_ERR_SUCCESS = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def decode_publish(header: int, packet: bytes | bytearray, v5: bool) -> tuple[str, bytes, int, int] | None:
+    """(topic, payload, mid, qos) of a PUBLISH body, or None for anything paho must handle itself.
+
+    None for: QoS 2 (needs PUBREC state), v5 properties present (topic alias, expiry, user
+    properties...), a topic that is not valid UTF-8, or a malformed packet.
+    """
+    qos = (header & 0x06) >> 1
+    if qos == 2 or len(packet) < 2:
+        return None
+    end = 2 + ((packet[0] << 8) | packet[1])
+    mid = 0
+    if qos:
+        if len(packet) < end + 2:
+            return None
+        mid = (packet[end] << 8) | packet[end + 1]
+        start = end + 2
+    else:
+        start = end
+    if v5:
+        if len(packet) <= start or packet[start] != 0:  # property length 0 is one zero byte
+            return None
+        start += 1
+    elif end == 2:  # an empty topic is a protocol error on 3.1.1: paho reports it
+        return None
+    if len(packet) < start:
+        return None
+    try:
+        topic = packet[2:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return topic, bytes(packet[start:]), mid, qos
+
+
+class LeanClient(mqtt.Client):
+    """paho Client whose common PUBLISH goes straight to ``lean_intake`` (see the module docstring)."""
+
+    lean_intake: Any = None  # callable(topic, payload, mid, qos) -> None, set by MqttConsumer
+    lean_received = 0  # messages taken by the lean path (tests assert it is used)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # paho keeps the packet being read in _in_packet and calls _handle_publish for a PUBLISH
+        # (2.0-2.2); if a later paho changes that, this override is simply never used.
+        self._lean_ok = all(hasattr(self, name) for name in ("_in_packet", "_protocol", "_manual_ack"))
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        """Filtered callbacks need paho's own dispatch: the lean path turns itself off."""
+        self._lean_ok = False
+        super().message_callback_add(sub, callback)
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        intake = self.lean_intake
+        if intake is not None and self._lean_ok and self._manual_ack:
+            in_packet = self._in_packet
+            decoded = decode_publish(in_packet["command"], in_packet["packet"], self._protocol == mqtt.MQTTv5)
+            if decoded is not None:
+                self.lean_received += 1
+                intake(*decoded)
+                return MQTT_ERR_SUCCESS  # manual_ack: the worker PUBACKs after commit
+        return super()._handle_publish()
 
 
 def broker_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
@@ -108,7 +178,7 @@ class MqttConsumer:
     def _start_version(self, version: str, timeout: float) -> None:
         host, port, user, password, tls = broker_address(self.url)
         v5 = version == "5"
-        client = mqtt.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -125,6 +195,7 @@ class MqttConsumer:
         client.on_pre_connect = self._on_pre_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.lean_intake = self._intake
         self._client = client
         self._connected.clear()
         self._connect_error = None
@@ -213,13 +284,16 @@ class MqttConsumer:
             client.subscribe(TELEMETRY_FILTER, 1)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if not self._intake_open:
-            return
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", "backslashreplace")
-        self.inbox.put((topic, message.payload, message.mid, message.qos, self._epoch, time.time()))
+        self._intake(topic, message.payload, message.mid, message.qos)
+
+    def _intake(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        if not self._intake_open:
+            return
+        self.inbox.put((topic, payload, mid, qos, self._epoch, time.time()))
         if self.version == "3.1.1" and self.inbox.qsize() > self.high_water:
             while self.inbox.qsize() > self.high_water // 2 and not self._stopping.is_set():
                 time.sleep(0.01)

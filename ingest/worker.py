@@ -56,19 +56,67 @@ class IngestWorker:
         try:
             self.consumer.start()
             self._save_stats()
-            self._loop()
+            self._pipeline()
         finally:
             self.consumer.stop()
             self._save_stats(force=True)
             log.info("ingest worker %s stopped: %s", self.worker_id, self.counters.summary())
             self.writer.close()
 
-    def _loop(self) -> None:
+    def _pipeline(self) -> None:
+        """Decode in this thread while a committer thread writes the previous batch.
+
+        The hand-off holds one batch, so at most three are in memory (committing, waiting,
+        being decoded); batches are committed and acked in arrival order by the one committer,
+        and all database work (writes, retries, stats) happens in that thread.
+        """
+        handoff: queue.Queue[tuple[Decoded, list[Inbound]] | None] = queue.Queue(maxsize=1)
+        failure: list[BaseException] = []
+        gave_up = threading.Event()  # stopping with the database down: leave the rest unacked
+
+        def commit_loop() -> None:
+            try:
+                while True:
+                    try:
+                        item = handoff.get(timeout=0.25)
+                    except queue.Empty:
+                        self._periodic()
+                        continue
+                    if item is None:
+                        return
+                    if not gave_up.is_set() and not self._commit(*item):
+                        gave_up.set()
+                    self._periodic()
+            except BaseException as exc:  # surfaced in the decoding thread
+                failure.append(exc)
+                gave_up.set()
+
+        committer = threading.Thread(target=commit_loop, name=f"ingest-commit-{self.worker_id}", daemon=True)
+        committer.start()
+
+        def hand_off(item: tuple[Decoded, list[Inbound]] | None) -> bool:
+            while committer.is_alive():
+                try:
+                    handoff.put(item, timeout=0.25)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            self._decode_loop(hand_off, gave_up)
+        finally:
+            hand_off(None)
+            committer.join()
+        if failure:
+            raise failure[0]
+
+    def _decode_loop(self, hand_off: Any, gave_up: threading.Event) -> None:
         batch = Decoded()
         pending: list[Inbound] = []
         decode_into, get = self.decoder.decode_into, self.inbox.get
         fromtimestamp = datetime.fromtimestamp
-        while True:
+        while not gave_up.is_set():
             stopping = self.stop_event.is_set()
             if stopping:
                 self.consumer.close_intake()  # later messages stay unacked at the broker
@@ -77,7 +125,6 @@ class IngestWorker:
             except queue.Empty:
                 if stopping:
                     return
-                self._periodic()
                 continue
             pending.append(item)
             decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
@@ -92,11 +139,10 @@ class IngestWorker:
                     break
                 pending.append(item)
                 decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
-            if not self._commit(batch, pending):
+            if not hand_off((batch, pending)):
                 return
             batch = Decoded()
             pending = []
-            self._periodic()
 
     def _commit(self, batch: Decoded, pending: list[Inbound]) -> bool:
         """Write with retries; ack only after commit. False if stopping while the database is down."""

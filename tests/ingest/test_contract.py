@@ -150,3 +150,28 @@ def test_birth_and_status() -> None:
     assert "not 'online' or 'offline'" in one(b"maybe", topic="sites/s/machines/m/status").rejects[0].reason
     cleared = one(b"", topic="sites/s/machines/m/birth")
     assert cleared.births == [] and cleared.rejects == []
+
+
+def test_lean_publish_decoding_matches_paho() -> None:
+    from paho.mqtt import _packet
+    from paho.mqtt.client import MQTTv5, MQTTv311
+
+    from ingest.consumer import decode_publish
+
+    topic, payload = "sites/s1/machines/m1/telemetry", b'{"ts": 1}'
+    for qos in (0, 1):
+        for v5 in (False, True):
+            body = len(topic).to_bytes(2, "big") + topic.encode()
+            body += (513).to_bytes(2, "big") if qos else b""
+            body += b"\x00" if v5 else b""
+            body += payload
+            header = 0x30 | (qos << 1)
+            paho = _packet.decode_publish(header, bytearray(body), MQTTv5 if v5 else MQTTv311)
+            ours = decode_publish(header, bytearray(body), v5)
+            assert ours == (paho.topic.decode(), paho.payload, paho.mid, paho.qos)
+            assert type(ours[1]) is bytes
+    # anything unusual goes to paho's own path: QoS 2, v5 properties, invalid UTF-8 topic, truncated
+    assert decode_publish(0x34, b"\x00\x01t\x00\x01x", False) is None
+    assert decode_publish(0x32, b"\x00\x01t\x00\x01\x02\x01\x01x", True) is None
+    assert decode_publish(0x32, b"\x00\x01\xff\x00\x01x", False) is None
+    assert decode_publish(0x32, b"\x00\x09t", False) is None

@@ -10,6 +10,7 @@ import time
 
 import orjson
 import psycopg
+import pytest
 
 from ingest.topics import telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
@@ -153,3 +154,25 @@ def test_two_workers_share_the_subscription_without_loss_or_double_storage(
     assert all(s["stored_rows"] > 0 for s in stats), stats  # the load was split
     assert sum(s["stored_rows"] for s in stats) == 6000
     assert sum(s["duplicate_rows"] for s in stats) == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_both_protocols_share_the_subscription_through_the_lean_receive_path(
+    ingest_settings: Settings, publisher: Publisher, site_id: str, protocol: str
+) -> None:
+    """Mosquitto honours $share for 3.1.1 clients too; the lean PUBLISH path carries the load."""
+    url = ingest_settings.database_url.get_secret_value()
+    singles = [(telemetry_topic(site_id, f"m{i % 7}"), orjson.dumps(sample(i))) for i in range(1000)]
+    arrays = [
+        (telemetry_topic(site_id, "a1"), orjson.dumps([sample(10_000 + i * 10 + k) for k in range(10)]))
+        for i in range(100)
+    ]
+    with running_worker(ingest_settings, 0, protocol) as first, running_worker(ingest_settings, 1, protocol) as second:
+        assert first.consumer.version == second.consumer.version == protocol
+        publisher.publish(singles + arrays)
+        assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") == 2000, 30)
+        lean = [w.consumer._client.lean_received for w in (first, second)]
+    assert all(n > 0 for n in lean), lean
+    assert first.counters.stored_rows > 0 and second.counters.stored_rows > 0  # the load was split
+    assert first.counters.stored_rows + second.counters.stored_rows == 2000
+    assert count(url, "SELECT count(*) FROM ingest_rejects") == 0
