@@ -43,6 +43,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -267,11 +268,12 @@ class ServiceRequest:
             return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
 
     def rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a read query and return its rows as dicts (JSON-ready for a response)."""
+        """Run a read query and return its rows as dicts (JSON-ready: numeric comes back as float)."""
         with self.conn.cursor() as cur:
             cur.execute(query, params)
             names = [d.name for d in cur.description or []]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return [{n: float(v) if isinstance(v, Decimal) else v for n, v in zip(names, row, strict=True)}
+                    for row in cur.fetchall()]
 
 
 def service_request(request: Request) -> ServiceRequest:

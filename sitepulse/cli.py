@@ -33,7 +33,7 @@ services_app = typer.Typer(no_args_is_help=True, help="Micro-services: list inst
 _app.add_typer(services_app, name="services")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens scoped to sites.")
 _app.add_typer(tokens_app, name="tokens")
-site_app = typer.Typer(no_args_is_help=True, help="Sites: load a site file.")
+site_app = typer.Typer(no_args_is_help=True, help="Sites: load a site file, suggest zones from telemetry.")
 _app.add_typer(site_app, name="site")
 
 
@@ -167,6 +167,7 @@ def _mount_package_commands() -> None:
     """Commands owned by the other packages (the CLI is the composition root)."""
     from ingest.cli import ingest
     from microservices.cli import run_services, services_new
+    from microservices.positioning.cli import suggest_zones
     from registry import cli as registry_cli
     from simulators import cli as simulator_cli
 
@@ -181,6 +182,7 @@ def _mount_package_commands() -> None:
     tokens_app.command("list")(registry_cli.tokens_list)
     tokens_app.command("revoke")(registry_cli.tokens_revoke)
     site_app.command("load")(registry_cli.site_load)
+    site_app.command("suggest-zones")(suggest_zones)
 
 
 _mount_package_commands()

@@ -27,6 +27,7 @@ class ZoneIndex:
     site: SiteConfig
     zones: list[Zone] = field(init=False)
     polygons: list[shapely.Polygon] = field(init=False)
+    _grown: dict = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.zones = sorted(self.site.zones, key=lambda z: PRIORITY.index(z.type))
@@ -35,16 +36,28 @@ class ZoneIndex:
             shapely.prepare(polygon)
 
     def project(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 positions to the site's local metres."""
         return self.site.frame.to_xy(lon, lat)
+
+    def _shapes(self, buffer_m: float) -> list[tuple[shapely.Polygon, tuple[float, float, float, float]]]:
+        """Prepared polygons grown by ``buffer_m`` with their bounds, built once per buffer size."""
+        cached = self._grown.get(buffer_m)
+        if cached is None:
+            cached = []
+            for polygon in self.polygons:
+                shape = polygon.buffer(buffer_m) if buffer_m else polygon
+                shapely.prepare(shape)
+                cached.append((shape, shape.bounds))
+            if len(self._grown) > 16:
+                self._grown.clear()
+            self._grown[buffer_m] = cached
+        return cached
 
     def membership(self, x: np.ndarray, y: np.ndarray, buffer_m: float = 0.0) -> np.ndarray:
         """Boolean matrix (positions x zones): inside each zone grown (or shrunk) by ``buffer_m``."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
         result = np.zeros((len(x), len(self.zones)), dtype=bool)
-        for column, polygon in enumerate(self.polygons):
-            shape = polygon.buffer(buffer_m) if buffer_m else polygon
-            if buffer_m:
-                shapely.prepare(shape)
-            minx, miny, maxx, maxy = shape.bounds
+        for column, (shape, (minx, miny, maxx, maxy)) in enumerate(self._shapes(float(buffer_m))):
             near = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)  # cheap box test first
             if near.any():
                 result[near, column] = shapely.contains_xy(shape, x[near], y[near])

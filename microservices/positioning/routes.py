@@ -1,0 +1,200 @@
+"""HTTP routes under /api/v1/sites/{site_id}/positioning/: live positions, zone events, machine summaries,
+events (restricted entries and speeding) and a heat map; plus the live-map data the site-view card shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query
+
+from microservices.sdk import PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from sitepulse.sitefile import SiteConfig
+from sitepulse.sites import load_site
+
+router = APIRouter()
+
+MachineFilter = Annotated[str | None, Query(max_length=64, description="only this machine")]
+ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
+
+_LATEST = """
+    SELECT DISTINCT ON (t.machine_id) t.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
+           t.raw_lat, t.raw_lon, t.heading_deg AS heading, t.speed_kmh, t.state, t.zone
+    FROM positioning.track t
+    LEFT JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id
+    WHERE t.site_id = %(site)s AND (%(after)s::text IS NULL OR t.machine_id > %(after)s)
+    ORDER BY t.machine_id, t.ts DESC"""
+
+
+@router.get("/positions")
+def positions(ctx: ServiceRequestDep, page: PageDep) -> dict[str, Any]:
+    """Live map: each machine's last known cleaned position, speed, heading, state (moving/idle/off) and zone."""
+    after = page.key(str)
+    rows = ctx.rows(f"{_LATEST} LIMIT %(limit)s", {"site": ctx.site_id, "after": after[0] if after else None,
+                                                   "limit": page.limit + 1})
+    declared = _declared_kinds(load_site(ctx.conn, ctx.site_id))
+    for row in rows:
+        if row["kind"] == "other":
+            row["kind"] = declared.get(row["machine_id"], "other")
+    return page_of(rows, page.limit, lambda r: (r["machine_id"],))
+
+
+_ZONE_EVENTS = """
+    SELECT * FROM (
+        SELECT machine_id, zone, zone_type, entered_at, left_at, dwell_s FROM positioning.zone_visits
+        WHERE site_id = %(site)s
+        UNION ALL
+        SELECT e.machine_id, e.zone, e.zone_type, e.entered_at, NULL::timestamptz, NULL::float8
+        FROM positioning.zone_entries e
+        WHERE e.site_id = %(site)s AND NOT EXISTS (
+            SELECT 1 FROM positioning.zone_visits v WHERE v.site_id = e.site_id AND v.machine_id = e.machine_id
+            AND v.zone = e.zone AND v.entered_at = e.entered_at)
+    ) z
+    WHERE (%(start)s::timestamptz IS NULL OR entered_at >= %(start)s)
+      AND (%(end)s::timestamptz IS NULL OR entered_at < %(end)s)
+      AND (%(machine)s::text IS NULL OR machine_id = %(machine)s)
+      AND (%(zone)s::text IS NULL OR zone = %(zone)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (entered_at, machine_id, zone) > (%(after_at)s, %(after_m)s,
+           %(after_z)s))
+    ORDER BY entered_at, machine_id, zone LIMIT %(limit)s"""
+
+
+@router.get("/zone-events")
+def zone_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_id: MachineFilter = None,
+                zone: ZoneFilter = None) -> dict[str, Any]:
+    """Zone visits by entry time: machine_id, zone, zone_type, entered_at, left_at (null while inside), dwell_s."""
+    after = page.key(datetime, str, str)
+    rows = ctx.rows(_ZONE_EVENTS, {
+        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
+        "after_at": after[0] if after else None, "after_m": after[1] if after else None,
+        "after_z": after[2] if after else None, "limit": page.limit + 1})
+    return page_of(rows, page.limit, lambda r: (r["entered_at"], r["machine_id"], r["zone"]))
+
+
+_EVENTS = """
+    SELECT * FROM (
+        SELECT 'restricted_entry' AS kind, machine_id, zone, entered_at AS at, NULL::timestamptz AS ended_at,
+               NULL::float8 AS max_speed_kmh, NULL::float8 AS limit_kmh, 'critical' AS level
+        FROM positioning.zone_entries WHERE site_id = %(site)s AND zone_type = 'restricted'
+        UNION ALL
+        SELECT 'speeding', machine_id, zone, started_at, ended_at, max_speed_kmh, limit_kmh, 'warning'
+        FROM positioning.speeding WHERE site_id = %(site)s
+    ) e
+    WHERE (%(start)s::timestamptz IS NULL OR at >= %(start)s) AND (%(end)s::timestamptz IS NULL OR at < %(end)s)
+      AND (%(machine)s::text IS NULL OR machine_id = %(machine)s)
+      AND (%(after_at)s::timestamptz IS NULL OR (at, kind, machine_id) > (%(after_at)s, %(after_k)s, %(after_m)s))
+    ORDER BY at, kind, machine_id LIMIT %(limit)s"""
+
+
+@router.get("/events")
+def events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
+           machine_id: MachineFilter = None) -> dict[str, Any]:
+    """Restricted-zone entries (critical) and speeding episodes (warning) by time."""
+    after = page.key(datetime, str, str)
+    rows = ctx.rows(_EVENTS, {
+        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
+        "after_at": after[0] if after else None, "after_k": after[1] if after else None,
+        "after_m": after[2] if after else None, "limit": page.limit + 1})
+    return page_of(rows, page.limit, lambda r: (r["at"], r["kind"], r["machine_id"]))
+
+
+_SUMMARIES = """
+    SELECT shift_date::text AS shift_date, shift, machine_id,
+           min(minute) AS first_minute, max(minute) + interval '1 minute' AS last_minute,
+           sum(distance_mm) / 1000.0 AS distance_m,
+           sum(moving_ms) / 1000.0 AS moving_s, sum(idle_ms) / 1000.0 AS idle_s, sum(off_ms) / 1000.0 AS off_s,
+           sum(load_ms) / 1000.0 AS load_s, sum(dump_ms) / 1000.0 AS dump_s, sum(road_ms) / 1000.0 AS road_s,
+           sum(parking_ms) / 1000.0 AS parking_s, sum(restricted_ms) / 1000.0 AS restricted_s,
+           sum(workshop_ms) / 1000.0 AS workshop_s, sum(none_ms) / 1000.0 AS no_zone_s
+    FROM positioning.activity
+    WHERE site_id = %(site)s
+      AND (%(start)s::timestamptz IS NULL OR minute >= %(start)s)
+      AND (%(end)s::timestamptz IS NULL OR minute < %(end)s)
+      AND (%(machine)s::text IS NULL OR machine_id = %(machine)s)
+    GROUP BY shift_date, shift, machine_id
+    HAVING (%(after_d)s::text IS NULL OR (shift_date::text, shift, machine_id) > (%(after_d)s, %(after_s)s,
+            %(after_m)s))
+    ORDER BY shift_date, shift, machine_id LIMIT %(limit)s"""
+
+ZONE_KEYS = ("load_s", "dump_s", "road_s", "parking_s", "restricted_s", "workshop_s", "no_zone_s")
+
+
+@router.get("/machines")
+def machines(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
+             machine_id: MachineFilter = None) -> dict[str, Any]:
+    """Per machine and shift: distance, moving/idle/engine-off time and time per zone type (seconds)."""
+    after = page.key(str, str, str)
+    rows = ctx.rows(_SUMMARIES, {
+        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
+        "after_d": after[0] if after else None, "after_s": after[1] if after else None,
+        "after_m": after[2] if after else None, "limit": page.limit + 1})
+    items = []
+    for row in rows:
+        zones = {key.removesuffix("_s"): float(row.pop(key) or 0) for key in ZONE_KEYS}
+        item = {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+        on = item["moving_s"] + item["idle_s"]
+        item["idle_share"] = round(item["idle_s"] / on, 4) if on else None
+        item["time_per_zone_type_s"] = zones
+        items.append(item)
+    return page_of(items, page.limit, lambda r: (r["shift_date"], r["shift"], r["machine_id"]))
+
+
+@router.get("/heatmap")
+def heatmap(ctx: ServiceRequestDep, window: TimeRangeDep,
+            cell_m: Annotated[float, Query(ge=1, le=1000, description="grid cell size in metres")] = 25.0,
+            machine_id: MachineFilter = None) -> dict[str, Any]:
+    """Where machines spent time: counts of cleaned track positions per grid cell of the site's local frame."""
+    rows = ctx.rows("""
+        SELECT floor(x_m / %(cell)s)::bigint AS ix, floor(y_m / %(cell)s)::bigint AS iy, count(*) AS positions
+        FROM positioning.track
+        WHERE site_id = %(site)s AND x_m IS NOT NULL
+          AND (%(start)s::timestamptz IS NULL OR ts >= %(start)s) AND (%(end)s::timestamptz IS NULL OR ts < %(end)s)
+          AND (%(machine)s::text IS NULL OR machine_id = %(machine)s)
+        GROUP BY 1, 2 ORDER BY 1, 2""", {"site": ctx.site_id, "cell": cell_m, "start": window.start,
+                                          "end": window.end, "machine": machine_id})
+    site = load_site(ctx.conn, ctx.site_id)
+    interval = float(getattr(ctx.settings, "track_interval_s", 5.0))
+    cells = []
+    if rows:
+        ix = np.array([r["ix"] for r in rows], dtype=float)
+        iy = np.array([r["iy"] for r in rows], dtype=float)
+        lon, lat = (site.frame.to_lonlat((ix + 0.5) * cell_m, (iy + 0.5) * cell_m) if site
+                    else (np.full(len(rows), np.nan), np.full(len(rows), np.nan)))
+        for row, lo, la in zip(rows, lon, lat, strict=True):
+            cells.append({"ix": row["ix"], "iy": row["iy"], "positions": row["positions"],
+                          "seconds": row["positions"] * interval,
+                          "lon": round(float(lo), 7) if np.isfinite(lo) else None,
+                          "lat": round(float(la), 7) if np.isfinite(la) else None})
+    origin = {"lat": site.frame.origin_lat, "lon": site.frame.origin_lon} if site else None
+    return {"origin": origin, "cell_m": cell_m, "crs": "local transverse Mercator, metres east/north of origin",
+            "cells": cells}
+
+
+def _declared_kinds(site: SiteConfig | None) -> dict[str, str]:
+    """Machine kinds from the site file, for machines that sent no birth message."""
+    return {m.id: m.kind.value for m in (site.machines if site else [])}
+
+
+def _site_from(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str) -> SiteConfig | None:
+    frame = read("SELECT config FROM sites WHERE site_id = %(site)s", {"site": site_id})
+    return SiteConfig.model_validate(frame["config"].iloc[0]) if not frame.empty else None
+
+
+def live_map(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> dict[str, Any]:
+    """Zones (id, type, name, lon/lat polygon) and machines (last position, heading, speed, state, zone)."""
+    site = _site_from(read, site_id)
+    zones = [{"id": z.id, "type": z.type.value, "name": z.name, "speed_limit_kmh": z.speed_limit_kmh,
+              "polygon": [list(p) for p in z.polygon]} for z in (site.zones if site else [])]
+    latest = read(_LATEST, {"site": site_id, "after": None})
+    kinds = _declared_kinds(site)
+    machines = []
+    for row in latest.to_dict("records"):
+        kind = row["kind"] if row["kind"] != "other" else kinds.get(row["machine_id"], "other")
+        machines.append({"machine_id": row["machine_id"], "kind": kind, "ts": row["ts"], "lat": row["lat"],
+                         "lon": row["lon"], "heading": row["heading"], "speed_kmh": row["speed_kmh"],
+                         "state": row["state"], "zone": row["zone"]})
+    return {"zones": zones, "machines": machines}

@@ -1,0 +1,75 @@
+"""Per-site settings of the positioning service: every threshold in physical units, with a default.
+
+Where a default is a SitePulse choice rather than a published figure it says so (DOMAIN.md:
+"make every such number a setting").
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PositioningSettings(BaseModel):
+    """How positions are cleaned and how zone visits, activity and speeding are decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_dwell_s: float = Field(
+        5.0, ge=0, le=600,
+        description="a zone visit starts after this long inside the polygon and ends after this long outside "
+                    "the polygon grown by border_margin_m (DOMAIN.md: SitePulse default minimum dwell 5 s)")
+    border_margin_m: float = Field(
+        3.0, ge=0, le=50,
+        description="hysteresis at zone borders: a machine leaves a zone only once outside the polygon grown by "
+                    "this many metres (about two standard deviations of plain GNSS error, DOMAIN.md)")
+    restricted_min_dwell_s: float = Field(
+        2.0, ge=0, le=600,
+        description="minimum time inside a restricted zone before an entry is reported (shorter than "
+                    "min_dwell_s: a short cut through a blast area matters even when brief)")
+    jump_window_s: float = Field(
+        15.0, ge=2, le=120,
+        description="time window (centred) over which a fix is compared with its neighbours; must exceed twice "
+                    "the longest GNSS jump to reject (jumps of tens of metres last a few seconds)")
+    jump_tolerance_m: float = Field(
+        8.0, gt=0, le=500,
+        description="a fix farther than this from where its neighbours put it (motion-compensated median) "
+                    "is a jump; plain GNSS error is a few metres, jumps tens of metres (DOMAIN.md)")
+    jump_tolerance_s: float = Field(
+        0.6, ge=0, le=10,
+        description="extra jump tolerance per m/s of speed (metres per m/s): covers acceleration and braking "
+                    "inside the window")
+    max_speed_kmh: float = Field(
+        90.0, gt=0, le=500,
+        description="a fix that implies more than this speed both from the previous and to the next fix is "
+                    "rejected as a spike")
+    smooth_window_s: float = Field(
+        5.0, ge=0, le=60,
+        description="centred window of the motion-compensated median that smooths accepted fixes")
+    gap_carry_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="carry the last good fix through rejected or missing fixes for up to this long; longer "
+                    "gaps count as no data (no time, no zone change)")
+    moving_kmh: float = Field(
+        1.0, ge=0, le=20,
+        description="at or above this reported speed a machine with its engine on is moving, below it idle")
+    speeding_tolerance_kmh: float = Field(
+        0.5, ge=0, le=50,
+        description="speeding is a reported speed above the applicable limit plus this (SitePulse default)")
+    speeding_min_s: float = Field(
+        3.0, ge=0, le=600, description="speeding must last at least this long to be an event (SitePulse default)")
+    path_corridor_m: float = Field(
+        15.0, ge=0, le=200,
+        description="a position within this distance of a haul-road centreline takes the nearest road's "
+                    "speed limit (zone limits apply inside zones; the lower limit wins)")
+    track_interval_s: float = Field(
+        5.0, ge=1, le=600,
+        description="one cleaned position (with its raw fix) is stored per machine per this many seconds, for "
+                    "the live map, the heat map and the positions route")
+
+    @property
+    def lookahead_s(self) -> float:
+        """How far behind a machine's newest sample its cleaned positions are final."""
+        return self.jump_window_s / 2 + self.smooth_window_s / 2
+
+
+Settings = PositioningSettings
