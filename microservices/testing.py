@@ -7,6 +7,7 @@ way the runner would, and compare the tables with the simulator's ground truth.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from pydantic import BaseModel
 
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 from ingest.partitions import Partitions
+from ingest.reader import Watermark
+from microservices.runner import ServiceHost
 from microservices.sdk import Batch, Service
 from sitepulse.sitefile import SiteConfig
 
@@ -62,7 +65,8 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
         for table, frame in outputs.frames().items():
             tables.setdefault(table, []).append(frame)
         alerts.extend(outputs.alerts)
-    result = {t: pd.concat(parts, ignore_index=True) for t, parts in tables.items()}
+    result = {t: pd.concat([p.dropna(axis=1, how="all") for p in parts], ignore_index=True).reindex(
+        columns=parts[0].columns) for t, parts in tables.items()}
     result["_alerts"] = pd.DataFrame([vars(a) for a in alerts])
     return result
 
@@ -81,3 +85,30 @@ def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
             list(values.itertuples(index=False, name=None)),
         )
     return len(rows)
+
+
+def catch_up_fully(conn: psycopg.Connection, host: ServiceHost, site_ids: list[str], timeout: float = 30) -> int:
+    """Run ``host`` until its checkpoint covers every stored row of these sites; returns rows processed.
+
+    ``catch_up`` alone may stop early while any transaction in the cluster (even autovacuum's
+    ANALYZE) holds the snapshot xmin back: rows are then read on the next wake, never lost, but a
+    test must wait for them.
+    """
+    deadline = time.monotonic() + timeout
+    total = 0
+    for site_id in site_ids:
+        newest = conn.execute("SELECT max(xid::text::bigint) FROM telemetry WHERE site_id = %s",
+                              (site_id,)).fetchone()[0]
+        while True:
+            total += host.catch_up(conn, [site_id])
+            mark = conn.execute("SELECT watermark FROM service_checkpoints WHERE service = %s AND site_id = %s",
+                                (host.service.name, site_id)).fetchone()
+            if newest is None or (mark and mark[0] and Watermark.from_json(mark[0]).xmin > newest):
+                break
+            if time.monotonic() > deadline:
+                holders = conn.execute("SELECT pid, backend_type, state, query FROM pg_stat_activity"
+                                       " WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL").fetchall()
+                raise AssertionError(f"{host.service.name}/{site_id} did not catch up in {timeout} s; "
+                                     f"transactions holding the snapshot back: {holders}")
+            time.sleep(0.02)
+    return total

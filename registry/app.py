@@ -14,9 +14,24 @@ from registry.auth import hash_token
 from registry.errors import install_error_handlers
 from registry.metrics import MetricsMiddleware
 from registry.plugins import mount_service_routers
-from registry.routes import alerts, enablement, health, metrics, sites, tokens
+from registry.routes import (
+    alerts,
+    customers,
+    enablement,
+    evaluation,
+    health,
+    lifecycle,
+    metrics,
+    needs,
+    sharing,
+    sites,
+    tokens,
+    transparency,
+    usage,
+)
 from registry.routes import services as catalogue
 from registry.state import AppState
+from registry.usage import UsageRecorder
 from sitepulse import __version__
 from sitepulse.db import make_pool
 from sitepulse.settings import Settings, get_settings
@@ -31,20 +46,26 @@ JSON `{"detail": "<reason>"}`.
 
 
 def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service] | None = None,
-               settings: Settings | None = None) -> FastAPI:
-    """Build the API for one database and broker; the connection pool opens with the app's lifespan."""
+               settings: Settings | None = None, track_usage: bool = True) -> FastAPI:
+    """Build the API for one database and broker; the pool and the usage writer start with the lifespan.
+
+    ``track_usage=False`` records no usage events (for benchmarks comparing the overhead).
+    """
     settings = settings or get_settings()
     services = discover_services(settings.load_services) if services is None else services
     admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    state = AppState(database_url, mqtt_url, services, hash_token(admin) if admin else None)
+    state = AppState(database_url, mqtt_url, services, hash_token(admin) if admin else None,
+                     usage=UsageRecorder(database_url, enabled=track_usage))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.pool = await run_in_threadpool(make_pool, database_url, name="sitepulse-api")
         app.state.pool = state.pool
+        state.usage.start()
         try:
             yield
         finally:
+            await run_in_threadpool(state.usage.close)  # writes every event recorded so far
             await run_in_threadpool(state.pool.close)
             state.pool = None
 
@@ -54,7 +75,8 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     app.state.services = services
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    for module in (health, metrics, catalogue, tokens, sites, enablement, alerts):
+    for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement, lifecycle, alerts,
+                   needs, transparency, evaluation, usage):
         app.include_router(module.router)
     mount_service_routers(app, services, state.metrics)
     return app

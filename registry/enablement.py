@@ -16,7 +16,13 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from microservices.sdk import Service
-from registry.lifecycle import AUTO_PILOT_REASON, RUNNING_STAGES, check_transition, record_stage_change
+from registry.lifecycle import (
+    AUTO_PILOT_REASON,
+    NEXT_STAGES,
+    RUNNING_STAGES,
+    check_transition,
+    record_stage_change,
+)
 
 
 class EnablementConflict(Exception):
@@ -130,7 +136,8 @@ def set_enablement(
             else:
                 raise EnablementConflict(
                     f"cannot enable {name!r} for site {site_id!r} at stage {new_stage!r}: a service runs on a "
-                    "site only at stage 'pilot' or 'live'; move it to 'pilot' first")
+                    f"site only at stage 'pilot' or 'live'; move it towards 'pilot' first (next from "
+                    f"{new_stage!r}: {', '.join(NEXT_STAGES[new_stage])})")
         on = {n for n, e in current.items() if e.enabled}
         if turn_on and not was_on:
             missing = [d for d in service.depends_on if d not in on]

@@ -5,7 +5,8 @@ as for any site route) and only while the service is enabled for that site (else
 naming both). Before the service's route runs, the guard puts the SDK's ``ServiceRequest``
 on ``request.state.sitepulse``: the site id, the request's database connection and the
 service's validated settings for that site. Services read it with the SDK's
-``ServiceRequestDep``; they never import the registry.
+``ServiceRequestDep``; they never import the registry. Each call that passes the guard is
+recorded as an ``api_call`` usage event (queued, written off the request path).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from registry.auth import Principal, current_principal, existing_site
 from registry.enablement import InvalidSettings, effective_settings, is_enabled
 from registry.metrics import RequestMetrics
 from registry.state import DbDep
+from registry.usage import recorder
 from sitepulse.errors import SitePulseError
 
 SERVICE_PREFIX = "/api/v1/sites/{site_id}/"
@@ -47,6 +49,8 @@ def enabled_service_guard(service: Service) -> Callable[..., None]:
                 status.HTTP_409_CONFLICT,
                 f"{exc}; the stored settings no longer fit this version, PUT them again") from None
         request.state.sitepulse = ServiceRequest(site_id, service.name, conn, settings, principal.name)
+        recorder(request).record(site_id, service.name, principal.name, "api_call",
+                                 {"method": request.method, "path": request.url.path})
 
     guard.__name__ = f"{service.schema}_enabled"
     return guard

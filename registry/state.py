@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from microservices.sdk import Service
 from registry.metrics import RequestMetrics
+from registry.usage import UsageRecorder
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppState:
     admin_token_hash: str | None
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     pool: ConnectionPool | None = None
+    usage: UsageRecorder = field(default_factory=lambda: UsageRecorder(None))  # started by the lifespan
 
 
 def app_state(request: Request) -> AppState:

@@ -35,6 +35,8 @@ tokens_app = typer.Typer(no_args_is_help=True, help="API tokens scoped to sites.
 _app.add_typer(tokens_app, name="tokens")
 site_app = typer.Typer(no_args_is_help=True, help="Sites: load a site file, suggest zones from telemetry.")
 _app.add_typer(site_app, name="site")
+needs_app = typer.Typer(no_args_is_help=True, help="The needs backlog of a site.")
+_app.add_typer(needs_app, name="needs")
 
 
 def _settings() -> Settings:
@@ -118,7 +120,7 @@ def _prepare_demo(runtime: Runtime) -> str:
     with connect(runtime.database_url, autocommit=True) as conn:
         save_site(conn, DEMO_SITE, load_site())
         for name in services:  # dependency order, so dependants find their dependencies on
-            set_enablement(conn, services, DEMO_SITE, name, enabled=True, stage="pilot")
+            set_enablement(conn, services, DEMO_SITE, name, enabled=True)
     token = runtime.settings.admin_token
     return token.get_secret_value() if token else "demo-" + secrets.token_urlsafe(16)
 
@@ -183,6 +185,11 @@ def _mount_package_commands() -> None:
     tokens_app.command("revoke")(registry_cli.tokens_revoke)
     site_app.command("load")(registry_cli.site_load)
     site_app.command("suggest-zones")(suggest_zones)
+    services_app.command("stage")(registry_cli.services_stage)
+    needs_app.command("list")(registry_cli.needs_list)
+    needs_app.command("add")(registry_cli.needs_add)
+    _app.command("evaluate")(registry_cli.evaluate)
+    _app.command("usage")(registry_cli.usage)
 
 
 _mount_package_commands()

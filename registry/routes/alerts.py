@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from microservices.sdk import page_of
 from registry.deps import DbDep, PageDep, PrincipalDep, SiteDep
+from registry.usage import recorder
 
 BIGINT_MAX = 2**63 - 1
 
@@ -45,14 +46,22 @@ def list_alerts(
 
 @router.post("/{alert_id}/ack")
 def acknowledge_alert(site_id: SiteDep, alert_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], conn: DbDep,
-                      principal: PrincipalDep) -> dict[str, Any]:
-    """Mark an alert as seen by the caller; acknowledging twice keeps the first acknowledgement."""
+                      principal: PrincipalDep, request: Request) -> dict[str, Any]:
+    """Mark an alert as seen by the caller; acknowledging twice keeps the first acknowledgement.
+
+    The first acknowledgement is an ``alert_ack`` usage event of the alert's service.
+    """
     row = conn.execute(
-        "UPDATE service_alerts SET acknowledged_at = COALESCE(acknowledged_at, now()),"
-        " acknowledged_by = COALESCE(acknowledged_by, %s)"
-        f" WHERE site_id = %s AND id = %s RETURNING {', '.join(_COLUMNS)}",
-        (principal.name, site_id, alert_id),
+        "WITH old AS (SELECT id, acknowledged_at FROM service_alerts WHERE site_id = %s AND id = %s FOR UPDATE)"
+        " UPDATE service_alerts s SET acknowledged_at = COALESCE(s.acknowledged_at, now()),"
+        " acknowledged_by = COALESCE(s.acknowledged_by, %s)"
+        f" FROM old WHERE s.id = old.id RETURNING {', '.join('s.' + c for c in _COLUMNS)},"
+        " old.acknowledged_at IS NULL",
+        (site_id, alert_id, principal.name),
     ).fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found on site {site_id!r}")
-    return _alert(row)
+    alert = _alert(row[:-1])
+    if row[-1]:
+        recorder(request).record(site_id, alert["service"], principal.name, "alert_ack", {"alert_id": alert_id})
+    return alert

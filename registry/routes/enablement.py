@@ -1,14 +1,14 @@
-"""Switching services on and off per site, with their stage and settings."""
+"""Switching services on and off per site, with their lifecycle stage and settings."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.sdk import Service
-from registry.deps import AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
+from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
 from registry.enablement import (
     Enablement,
     EnablementConflict,
@@ -16,39 +16,51 @@ from registry.enablement import (
     set_enablement,
     site_enablements,
 )
+from registry.lifecycle import IllegalTransition, Stage
 from registry.pagination import page_list
+from registry.sharing import NotShared, check_usable_on_site
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["enablement"])
 
 
 class EnablementChange(BaseModel):
-    """Body of a switch: on or off, and optionally a new stage and new settings."""
+    """Body of a switch: on or off, and optionally a new lifecycle stage (with why) and new settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool
-    stage: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,31}$",
-                              description="e.g. trial, adopted; null keeps the current stage")
+    stage: Stage | None = Field(None, description="a lifecycle stage (pilot or live to run); null keeps it. "
+                                "Switching on a service without a stage pilots it")
+    reason: str | None = Field(None, min_length=1, max_length=2000,
+                               description="why the stage changes (kept in the stage history)")
     settings: dict[str, Any] | None = Field(None, description="the service's settings; null keeps them")
 
 
-def _service(state: StateDep, name: str) -> Service:
+def installed_service(state: StateDep, name: str) -> Service:
+    """The installed service of that name, or 404."""
     service = state.services.get(name)
     if service is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"service {name!r} is not installed")
     return service
 
 
-@router.put("/{name}", responses={409: {"description": "a dependency is not enabled, or a dependant is"},
+ServiceDep = Annotated[Service, Depends(installed_service)]
+
+
+@router.put("/{name}", responses={409: {"description": "a dependency is not enabled, or a dependant is; the "
+                                        "stage does not allow it; or the service is not shared with this site"},
                                   404: {"description": "unknown site or service"}})
 def put_enablement(site_id: AdminSiteDep, name: str, change: EnablementChange, conn: DbDep,
-                   state: StateDep) -> dict[str, Any]:
-    """Switch a service on or off for a site (admin), keeping every service's dependencies enabled."""
-    service = _service(state, name)
+                   state: StateDep, admin: AdminDep) -> dict[str, Any]:
+    """Switch a service on or off for a site (admin), keeping dependencies enabled and the lifecycle legal."""
+    service = installed_service(state, name)
     try:
+        if change.enabled or change.stage is not None:
+            check_usable_on_site(conn, state.services, name, site_id)
         switch = set_enablement(conn, state.services, site_id, name, enabled=change.enabled,
-                                stage=change.stage, settings=change.settings)
-    except EnablementConflict as exc:
+                                stage=change.stage, settings=change.settings, changed_by=admin.name,
+                                reason=change.reason)
+    except (EnablementConflict, IllegalTransition, NotShared) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except InvalidSettings as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -1,4 +1,7 @@
-"""The service catalogue: what each installed service is, reads and writes, and where it is switched on."""
+"""The service catalogue: what each installed service is, reads and writes, who contributed it, where it runs.
+
+A contributed service that is not shared yet appears only to its contributor's sites (and admins).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from fastapi import APIRouter
 from registry.deps import DbDep, PageDep, PrincipalDep, StateDep
 from registry.enablement import enablements_for_sites
 from registry.pagination import page_list
+from registry.sharing import sharing_of, visible_services
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
@@ -22,7 +26,7 @@ def _health(conn: DbDep) -> dict[str, dict[str, Any]]:
 
 @router.get("")
 def list_services(conn: DbDep, principal: PrincipalDep, state: StateDep, page: PageDep) -> dict[str, Any]:
-    """Installed services with their declaration, runner health, and stage on each site the caller sees."""
+    """Installed services with their declaration, credit, runner health, and stage on each site the caller sees."""
     visible = None if principal.is_admin else sorted(principal.sites)
     per_service: dict[str, list[dict[str, Any]]] = {}
     for switch in enablements_for_sites(conn, visible):
@@ -31,11 +35,16 @@ def list_services(conn: DbDep, principal: PrincipalDep, state: StateDep, page: P
             "enabled_at": switch.enabled_at,
         })
     health = _health(conn)
+    credit = sharing_of(conn, state.services)
+    shown = visible_services(conn, state.services, principal)
     items = []
     for name, service in state.services.items():
+        if name not in shown:
+            continue
         runner = health.get(name)
         if runner is not None and not principal.is_admin:
             # an error message may quote another customer's data: operators only
             runner = {k: v for k, v in runner.items() if k not in ("last_error", "last_error_at")}
-        items.append({**service.describe(), "sites": per_service.get(name, []), "health": runner})
+        items.append({**service.describe(), **credit[name].as_dict(), "sites": per_service.get(name, []),
+                      "health": runner})
     return page_list(items, page, lambda item: (item["name"],), str)

@@ -18,6 +18,7 @@ from conftest import START, enable, insert_telemetry, make_samples
 from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
 from microservices.runner import Runner, ServiceHost
+from microservices.testing import catch_up_fully
 
 OUTPUT = (
     "SELECT machine_id, ts, seq, n, cum_payload FROM running_count.samples"
@@ -48,7 +49,7 @@ def _chunks(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
 def _feed(conn: psycopg.Connection, host: ServiceHost, site_id: str, chunks: list[pd.DataFrame]) -> None:
     for chunk in chunks:
         insert_telemetry(conn, chunk)
-        host.catch_up(conn, [site_id])
+        catch_up_fully(conn, host, [site_id])
 
 
 def test_results_do_not_depend_on_arrival_order(runner_db: str) -> None:
@@ -105,13 +106,13 @@ def test_two_services_keep_their_own_checkpoints(runner_db: str) -> None:
     with psycopg.connect(runner_db, autocommit=True) as conn:
         enable(conn, "pit", "running-count", "machine-tally")
         insert_telemetry(conn, samples)
-        assert counting.catch_up(conn) == 100
+        assert catch_up_fully(conn, counting, ["pit"]) == 100
         assert counting.catch_up(conn) == 0  # nothing new: nothing processed twice
         more = make_samples("pit", machines=2, per_machine=80).iloc[50:]
         insert_telemetry(conn, more[more.machine_id == "M00"])
         assert tally.catch_up(conn) == 100  # its own checkpoint: only what running-count has done
-        assert counting.catch_up(conn) == 30
-        assert tally.catch_up(conn) == 30
+        assert catch_up_fully(conn, counting, ["pit"]) == 30
+        assert catch_up_fully(conn, tally, ["pit"]) == 30
         processed = dict(conn.execute("SELECT service, rows_processed FROM service_checkpoints").fetchall())
         assert processed == {"running-count": 130, "machine-tally": 130}
 
@@ -126,8 +127,8 @@ def test_dependant_never_runs_ahead_of_its_dependency(runner_db: str) -> None:
             tally.catch_up(conn)  # before its dependency: must not see this chunk
             if index % 2:
                 counting.catch_up(conn)
-        counting.catch_up(conn)
-        tally.catch_up(conn)
+        catch_up_fully(conn, counting, ["pit"])
+        catch_up_fully(conn, tally, ["pit"])
         missing, total = conn.execute(
             "SELECT sum(missing_upstream), sum(samples) FROM machine_tally.tally WHERE site_id = 'pit'"
         ).fetchone()
@@ -168,7 +169,7 @@ def test_rewind_from_a_time_recomputes_the_same_results(runner_db: str) -> None:
     with psycopg.connect(runner_db, autocommit=True) as conn:
         enable(conn, "pit", "running-count")
         insert_telemetry(conn, samples)
-        host.catch_up(conn)
+        catch_up_fully(conn, host, ["pit"])
         before = _table(conn, "pit")
         host.rewind(conn, START + pd.Timedelta(seconds=60))
         assert _table(conn, "pit") == before == _expected(samples)

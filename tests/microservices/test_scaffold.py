@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost
-from microservices.testing import insert_telemetry
+from microservices.testing import catch_up_fully, insert_telemetry
 from registry.app import create_app
 from sitepulse.migrations import upgrade
 from sitepulse.settings import load_settings
@@ -41,7 +41,7 @@ with psycopg.connect(url, autocommit=True) as conn:
         "site_id": "pit", "machine_id": "H1", "seq": range(12),
         "ts": [start + timedelta(seconds=10 * i) for i in range(12)],
         "speed_kmh": [0.0, 0, 5, 5, 5, 0, 0, 0, 9, 9, 0, 0]}}))
-    rows = ServiceHost(service).catch_up(conn)
+    rows = catch_up_fully(conn, ServiceHost(service), ["pit"])
 app = create_app(url, {mqtt!r}, services=services, settings=load_settings(admin_token=token))
 with TestClient(app) as client:
     page = client.get("/api/v1/sites/pit/idle-time/activity", headers={{"Authorization": "Bearer " + token}})

@@ -43,22 +43,22 @@ def test_settings_are_validated_with_the_services_model(api) -> None:
     unknown = _switch(api, "north", "things", enabled=True, settings={"nope": 1})
     assert unknown.status_code == 422
     assert "nope" in unknown.json()["detail"]
-    good = _switch(api, "north", "things", enabled=True, stage="trial", settings={"threshold_kmh": 7.5})
+    good = _switch(api, "north", "things", enabled=True, stage="pilot", settings={"threshold_kmh": 7.5})
     assert good.status_code == 200, good.text
     body = good.json()
     assert body["settings"] == {"threshold_kmh": 7.5}
-    assert body["stage"] == "trial" and body["enabled"] is True and body["version"] == "1.2.3"
+    assert body["stage"] == "pilot" and body["enabled"] is True and body["version"] == "1.2.3"
 
 
 def test_enabled_at_is_set_when_switched_on_and_kept_while_on(api) -> None:
     api.enable("south", "base", enabled=False)
     first = _switch(api, "south", "base", enabled=True).json()
     assert first["enabled_at"] is not None
-    again = _switch(api, "south", "base", enabled=True, stage="adopted").json()
+    again = _switch(api, "south", "base", enabled=True, stage="live", reason="in daily use").json()
     assert again["enabled_at"] == first["enabled_at"]
-    assert again["stage"] == "adopted"
+    assert again["stage"] == "live"
     kept = _switch(api, "south", "base", enabled=True).json()
-    assert kept["stage"] == "adopted"  # a null stage keeps the current one
+    assert kept["stage"] == "live"  # a null stage keeps the current one
 
 
 def test_unknown_service_site_and_bad_body(api) -> None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import insert_telemetry
+from microservices.testing import catch_up_fully, insert_telemetry
 from registry.app import create_app
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings
@@ -41,7 +41,7 @@ def client(database_url: str, mqtt_broker: Any, simulated) -> Iterator[TestClien
         telemetry = simulated.telemetry
         with psycopg.connect(database_url, autocommit=True) as conn:
             insert_telemetry(conn, telemetry[telemetry["ts"] < telemetry["ts"].min() + pd.Timedelta(minutes=25)])
-            ServiceHost(service).catch_up(conn, ["demo"])
+            catch_up_fully(conn, ServiceHost(service), ["demo"])
         yield client
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import insert_telemetry
+from microservices.testing import catch_up_fully, insert_telemetry
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.sites import save_site
 
@@ -68,7 +68,7 @@ def test_in_order_shuffled_and_duplicated_telemetry_give_identical_tables(fresh_
             enable(conn, site_id)
             for chunk in chunks:
                 insert_telemetry(conn, chunk.assign(site_id=site_id))
-                host.catch_up(conn, [site_id])
+                catch_up_fully(conn, host, [site_id])
         expected = results(conn, "in-order")
         for site_id in ("shuffled", "duplicated"):
             got = results(conn, site_id)

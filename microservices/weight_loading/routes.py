@@ -1,0 +1,315 @@
+"""HTTP routes of weight loading (cycles, KPIs, 10/10/20 compliance) and the site-view card.
+
+Cross-machine and calendar logic lives here, in queries, not in ``process``: shifts come from
+the site file (site time zone, a shift may wrap midnight), zones from ``sitepulse.zones`` and
+only when the positioning service is enabled for the site (else null, per the HTTP contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Query
+
+from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.weight_loading.settings import WeightLoadingSettings
+from sitepulse.sitefile import DEFAULT_SHIFTS, Shift, SiteConfig
+from sitepulse.zones import ZoneIndex
+
+router = APIRouter()
+
+CYCLE_COLUMNS = (
+    "machine_id, load_start, loaded_at, haul_start, dump_start, dumped_at, payload_kg, rated_payload_kg, "
+    "payload_pct, band, passes, load_s, haul_s, dump_s, return_s, fuel_used_l, fuel_return_l, engine_hours, "
+    "load_lat, load_lon, dump_lat, dump_lon"
+)
+OVER = ("over_110", "over_120")
+
+
+def _site(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> SiteConfig | None:
+    rows = ctx_frame("SELECT config FROM sites WHERE site_id = %(site_id)s", {"site_id": site_id})
+    return SiteConfig.model_validate(rows["config"].iloc[0]) if not rows.empty else None
+
+
+def _positioning_enabled(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> bool:
+    rows = ctx_frame("SELECT enabled FROM service_enablement WHERE site_id = %(site_id)s AND service = 'positioning'",
+                     {"site_id": site_id})
+    return bool(not rows.empty and rows["enabled"].iloc[0])
+
+
+def _zones(site: SiteConfig | None, lon: pd.Series, lat: pd.Series) -> list[str | None]:
+    """Zone id of each position (None where unknown or outside every zone)."""
+    if site is None or not site.zones or lon.empty:
+        return [None] * len(lon)
+    lon_a, lat_a = lon.astype(float).to_numpy(), lat.astype(float).to_numpy()
+    ok = np.isfinite(lon_a) & np.isfinite(lat_a)
+    out = np.full(len(lon_a), None, dtype=object)
+    if ok.any():
+        out[ok] = ZoneIndex(site).zone_ids(lon_a[ok], lat_a[ok])
+    return out.tolist()
+
+
+TIME_COLUMNS = ("load_start", "loaded_at", "haul_start", "dump_start", "dumped_at", "hour")
+FLOAT_COLUMNS = ("payload_kg", "rated_payload_kg", "payload_pct", "fuel_used_l", "fuel_return_l", "engine_hours")
+
+
+def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times as UTC datetimes and numbers as floats, whatever the session time zone and driver types."""
+    for column in frame.columns:
+        if column in TIME_COLUMNS:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        elif column in FLOAT_COLUMNS:
+            frame[column] = frame[column].astype(float)
+    return frame
+
+
+def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: times as RFC 3339 UTC, NaN as null."""
+    out = frame.astype(object).where(frame.notna(), None)
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            out[column] = [None if v is None else pd.Timestamp(v).isoformat() for v in out[column]]
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+            for row in out.to_dict(orient="records")]
+
+
+@router.get("/cycles")
+def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
+           machine_id: Annotated[str | None, Query(max_length=64, description="only this machine")] = None
+           ) -> dict[str, Any]:
+    """Haul cycles ordered by loaded_at: the contract's fields plus segment durations, passes and fuel."""
+    where = ["site_id = %(site_id)s"]
+    params: dict[str, Any] = {"site_id": ctx.site_id, "limit": page.limit + 1}
+    if period.start is not None:
+        where.append("loaded_at >= %(start)s")
+        params["start"] = period.start
+    if period.end is not None:
+        where.append("loaded_at < %(end)s")
+        params["end"] = period.end
+    if machine_id is not None:
+        where.append("machine_id = %(machine_id)s")
+        params["machine_id"] = machine_id
+    after = page.key(datetime, str)
+    if after is not None:
+        where.append("(loaded_at, machine_id) > (%(after_t)s, %(after_m)s)")
+        params["after_t"], params["after_m"] = after
+    frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
+                           "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
+    if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
+        site = _site(ctx.frame, ctx.site_id)
+        frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
+        frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
+    else:
+        frame["load_zone"] = None
+        frame["dump_zone"] = None
+    rows = _json_rows(frame)
+    return page_of(rows, page.limit, lambda row: (row["loaded_at"], row["machine_id"]))
+
+
+# --- shifts, KPIs and compliance -------------------------------------------------------------
+
+
+def _minutes(value: time) -> int:
+    return value.hour * 60 + value.minute
+
+
+def assign_shifts(ts: pd.Series, site: SiteConfig | None) -> tuple[pd.Series, pd.Series]:
+    """Shift name and shift date (local date the shift started) of each UTC time; wrap-around shifts allowed."""
+    tz = ZoneInfo(site.timezone) if site is not None else ZoneInfo("UTC")
+    shifts: list[Shift] = list(site.shifts) if site is not None and site.shifts else list(DEFAULT_SHIFTS)
+    local = pd.to_datetime(ts, utc=True).dt.tz_convert(tz)
+    minute = (local.dt.hour * 60 + local.dt.minute).to_numpy()
+    day = local.dt.tz_localize(None).dt.normalize()
+    name = np.full(len(ts), None, dtype=object)
+    start_day = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
+    for shift in shifts:
+        a, b = _minutes(shift.start), _minutes(shift.end)
+        free = pd.isna(name)
+        if a < b:
+            inside = (minute >= a) & (minute < b)
+            shifted = np.zeros(len(ts), dtype=bool)
+        else:  # wraps midnight: the part after midnight belongs to yesterday's shift
+            inside = (minute >= a) | (minute < b)
+            shifted = minute < b
+        take = inside & free
+        name[take] = shift.name
+        start_day[take] = (day - pd.to_timedelta(shifted.astype(int), unit="D"))[take]
+    return pd.Series(name, index=ts.index), start_day.dt.strftime("%Y-%m-%d")
+
+
+def _period(period: Any, default_days: int = 7) -> tuple[datetime, datetime]:
+    end = period.end or pd.Timestamp.now(tz="UTC").to_pydatetime()
+    start = period.start or end - timedelta(days=default_days)
+    return start, end
+
+
+def load_cycles(frame: Callable[..., pd.DataFrame], site_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Cycles whose dump finished in [start, end)."""
+    return _utc(frame(
+        f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE site_id = %(site_id)s "
+        "AND dumped_at >= %(start)s AND dumped_at < %(end)s ORDER BY dumped_at, machine_id",
+        {"site_id": site_id, "start": start, "end": end},
+    ))
+
+
+def kpi_table(cycles_frame: pd.DataFrame, activity: pd.DataFrame, keys: list[str],
+              settings: WeightLoadingSettings) -> list[dict[str, Any]]:
+    """The KPIs of DOMAIN.md per group, plus the value KPI (fuel and trips saved had under-loads been at target).
+
+    saved share of an under-loaded trip = 1 - payload / (target_fraction x rated): moving the same
+    tonnes at target needs that much less of a trip; fuel saved = that share x the trip's fuel
+    (loaded leg plus the return that preceded it).
+    """
+    c = cycles_frame.copy()
+    if c.empty:
+        return []
+    c["frac"] = c["payload_kg"] / c["rated_payload_kg"]
+    c["fuel_trip"] = c["fuel_used_l"].fillna(0) + c["fuel_return_l"].fillna(0)
+    share = (1 - c["payload_kg"] / (settings.target_fraction * c["rated_payload_kg"])).clip(lower=0)
+    c["saved_trips"] = np.where(c["band"] == "under", share, 0.0)
+    c["saved_fuel"] = c["saved_trips"] * c["fuel_trip"]
+    grouped = c.groupby(keys, sort=True) if keys else [((), c)]
+    hours = activity.groupby(keys)["engine_hours"].sum() if keys and not activity.empty else None
+    out = []
+    for key, part in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        tonnes = part["payload_kg"].sum() / 1000
+        if keys:
+            op_hours = float(hours.get(key if len(key) > 1 else key[0], 0.0)) if hours is not None else 0.0
+        else:
+            op_hours = float(activity["engine_hours"].sum()) if not activity.empty else 0.0
+        fuel = part["fuel_trip"].sum()
+        out.append({
+            **dict(zip(keys, key, strict=True)),
+            "tonnes": round(tonnes, 3),
+            "loads": len(part),
+            "operating_hours": round(op_hours, 3),
+            "tonnes_per_operating_hour": round(tonnes / op_hours, 3) if op_hours > 0 else None,
+            "mean_payload_pct": round(100 * part["frac"].mean(), 2),
+            "under_share": round(float((part["band"] == "under").mean()), 4),
+            "over_110_share": round(float(part["band"].isin(OVER).mean()), 4),
+            "over_120_share": round(float((part["band"] == "over_120").mean()), 4),
+            "fuel_l": round(fuel, 3),
+            "fuel_per_tonne_l": round(fuel / tonnes, 4) if tonnes > 0 else None,
+            "trips_saved_if_at_target": round(part["saved_trips"].sum(), 3),
+            "fuel_saved_if_at_target_l": round(part["saved_fuel"].sum(), 3),
+        })
+    return out
+
+
+def _activity(frame: Callable[..., pd.DataFrame], site_id: str, start: datetime, end: datetime,
+              machines: list[str]) -> pd.DataFrame:
+    """Engine hours per machine and hour of the load-carrying machines in the period."""
+    rows = frame(
+        "SELECT machine_id, hour, engine_hours FROM weight_loading.activity WHERE site_id = %(site_id)s "
+        "AND hour >= %(start)s AND hour < %(end)s AND machine_id = ANY(%(machines)s)",
+        {"site_id": site_id, "start": start, "end": end, "machines": machines},
+    )
+    if rows.empty:
+        return pd.DataFrame(columns=["machine_id", "hour", "engine_hours"])
+    return _utc(rows)
+
+
+@router.get("/kpis")
+def kpis(ctx: ServiceRequestDep, period: TimeRangeDep,
+         group: Annotated[Literal["machine", "shift", "site"], Query(description="machine, shift or site")] = "site"
+         ) -> dict[str, Any]:
+    """Tonnes, loads, tonnes per operating hour, payload shares, fuel per tonne and the value KPI per group."""
+    start, end = _period(period)
+    settings: WeightLoadingSettings = ctx.settings  # type: ignore[assignment]
+    c = load_cycles(ctx.frame, ctx.site_id, start, end)
+    act = _activity(ctx.frame, ctx.site_id, start, end, sorted(c["machine_id"].unique()) if not c.empty else [])
+    keys: list[str] = []
+    if group == "machine":
+        keys = ["machine_id"]
+    elif group == "shift":
+        site = _site(ctx.frame, ctx.site_id)
+        keys = ["shift_date", "shift"]
+        if not c.empty:
+            c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], site)
+        if not act.empty:
+            act["shift"], act["shift_date"] = assign_shifts(act["hour"], site)
+    return {"from": start.isoformat(), "to": end.isoformat(), "group": group,
+            "items": kpi_table(c, act, keys, settings)}
+
+
+def compliance_table(c: pd.DataFrame, keys: list[str], settings: WeightLoadingSettings) -> list[dict[str, Any]]:
+    """The 10/10/20 rules per group: mean payload <= rated, <= 10 % of loads over 110 %, none over 120 %."""
+    if c.empty:
+        return []
+    c = c.assign(frac=c["payload_kg"] / c["rated_payload_kg"])
+    out = []
+    for key, part in c.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        mean = float(part["frac"].mean())
+        share = float((part["frac"] > settings.over_110_fraction).mean())
+        top = float(part["frac"].max())
+        over_120 = int((part["frac"] > settings.over_120_fraction).sum())
+        rules = {
+            "mean_not_above_rated": {"value_pct": round(100 * mean, 2), "limit_pct": 100.0, "pass": mean <= 1.0},
+            "share_over_110": {"value": round(share, 4), "limit": settings.max_share_over_110,
+                               "pass": share <= settings.max_share_over_110},
+            "none_over_120": {"count": over_120, "max_pct": round(100 * top, 2),
+                              "limit_pct": round(100 * settings.over_120_fraction, 2), "pass": over_120 == 0},
+        }
+        out.append({**dict(zip(keys, key, strict=True)), "loads": len(part), "rules": rules,
+                    "compliant": all(r["pass"] for r in rules.values())})
+    return out
+
+
+@router.get("/compliance")
+def compliance(ctx: ServiceRequestDep, period: TimeRangeDep) -> dict[str, Any]:
+    """Caterpillar's 10/10/20 payload policy (DOMAIN.md) per machine and per shift, with each rule's numbers."""
+    start, end = _period(period)
+    settings: WeightLoadingSettings = ctx.settings  # type: ignore[assignment]
+    c = load_cycles(ctx.frame, ctx.site_id, start, end)
+    if not c.empty:
+        c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], _site(ctx.frame, ctx.site_id))
+        c["site"] = ctx.site_id
+    return {
+        "from": start.isoformat(), "to": end.isoformat(),
+        "limits": {"over_110_fraction": settings.over_110_fraction, "over_120_fraction": settings.over_120_fraction,
+                   "max_share_over_110": settings.max_share_over_110},
+        "site": (compliance_table(c, ["site"], settings) or [None])[0],
+        "machines": compliance_table(c, ["machine_id"], settings),
+        "shifts": compliance_table(c, ["shift_date", "shift"], settings),
+    }
+
+
+# --- the site-view card ----------------------------------------------------------------------
+
+
+def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
+              settings: WeightLoadingSettings, now: datetime | None = None) -> Card:
+    """Today's (site time zone) tonnes, loads and compliance, the worst offenders and a payload histogram."""
+    now = now or pd.Timestamp.now(tz="UTC").to_pydatetime()
+    site = _site(read, site_id)
+    tz = ZoneInfo(site.timezone if site is not None else "UTC")
+    midnight = pd.Timestamp(now).tz_convert(tz).normalize().tz_convert("UTC").to_pydatetime()
+    c = load_cycles(read, site_id, midnight, now + timedelta(seconds=1))
+    tonnes = float(c["payload_kg"].sum() / 1000) if not c.empty else 0.0
+    site_rules = compliance_table(c.assign(site=site_id), ["site"], settings) if not c.empty else []
+    status = "no loads" if not site_rules else ("compliant" if site_rules[0]["compliant"] else "not compliant")
+    offenders = sorted(compliance_table(c, ["machine_id"], settings),
+                       key=lambda r: (-r["rules"]["none_over_120"]["count"], -r["rules"]["share_over_110"]["value"],
+                                      -r["rules"]["mean_not_above_rated"]["value_pct"]))
+    worst = [{"machine_id": r["machine_id"], "loads": r["loads"],
+              "over_120": r["rules"]["none_over_120"]["count"], "share_over_110": r["rules"]["share_over_110"]["value"],
+              "mean_payload_pct": r["rules"]["mean_not_above_rated"]["value_pct"]}
+             for r in offenders if not r["compliant"]][:5]
+    edges = list(range(60, 145, 5))
+    counts = np.histogram(c["payload_pct"].astype(float), bins=edges)[0].tolist() if not c.empty else [0] * 16
+    return Card(
+        title="Weight loading",
+        metrics=[{"label": "Tonnes today", "value": round(tonnes, 1), "unit": "t"},
+                 {"label": "Loads today", "value": len(c), "unit": "loads"},
+                 {"label": "10/10/20 today", "value": status, "unit": ""}],
+        data={"worst_offenders": worst,
+              "payload_histogram": {"edges_pct": edges, "counts": counts}},
+        link="cycles",
+    )

@@ -1,0 +1,262 @@
+"""The weight-loading service: haul cycles and payload policy from each hauler's on-board weighing.
+
+``process`` turns new telemetry into finished haul cycles (``weight_loading.cycles``), hourly
+operating time and fuel per machine (``weight_loading.activity``) and a critical alert for a
+load above 120 % of rated (Caterpillar 10/10/20 rule 3, DOMAIN.md) while the hauler is still
+at the loader. Detection lives in ``detect.py``; routes and KPI queries in ``routes.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.weight_loading import detect
+from microservices.weight_loading.settings import WeightLoadingSettings
+
+NS = detect.NS
+STATE_VERSION = 1
+HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
+CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
+
+# Value KPI (README, "Value"): had every under-loaded trip carried the target payload, the same
+# tonnes would have needed payload/target of a trip; the rest of the trip, and that share of its
+# fuel (loaded leg plus return), would have been saved.
+_SAVED = "GREATEST(0, 1 - c.payload_kg / (c.rated_payload_kg * {target}))"
+TRIPS_SAVED_SQL = f"""
+SELECT {CYCLE_DAY} AS day, sum({_SAVED.format(target="1.0")}) FILTER (WHERE c.band = 'under') AS value
+FROM weight_loading.cycles c
+WHERE c.site_id = %(site_id)s AND c.dumped_at >= %(start)s AND c.dumped_at < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+FUEL_SAVED_SQL = f"""
+SELECT {CYCLE_DAY} AS day,
+       coalesce(sum((coalesce(c.fuel_used_l, 0) + coalesce(c.fuel_return_l, 0)) * {_SAVED.format(target="1.0")})
+                FILTER (WHERE c.band = 'under'), 0) AS value
+FROM weight_loading.cycles c
+WHERE c.site_id = %(site_id)s AND c.dumped_at >= %(start)s AND c.dumped_at < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+TONNES_PER_HOUR_SQL = """
+WITH t AS (
+  SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day, sum(payload_kg) / 1000.0 AS tonnes
+  FROM weight_loading.cycles
+  WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s GROUP BY 1),
+h AS (
+  SELECT (a.hour AT TIME ZONE 'UTC')::date AS day, sum(a.engine_hours) AS hours
+  FROM weight_loading.activity a
+  WHERE a.site_id = %(site_id)s AND a.hour >= %(start)s AND a.hour < %(end)s
+    AND a.machine_id IN (SELECT DISTINCT machine_id FROM weight_loading.cycles WHERE site_id = %(site_id)s)
+  GROUP BY 1)
+SELECT t.day, t.tonnes / NULLIF(h.hours, 0) AS value FROM t JOIN h USING (day) ORDER BY 1
+"""
+OVER_SHARE_SQL = """
+SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day,
+       avg(CASE WHEN band IN ('over_110', 'over_120') THEN 1.0 ELSE 0.0 END) AS value
+FROM weight_loading.cycles
+WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+FUEL_PER_TONNE_SQL = """
+SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day,
+       sum(coalesce(fuel_used_l, 0) + coalesce(fuel_return_l, 0)) / NULLIF(sum(payload_kg) / 1000.0, 0) AS value
+FROM weight_loading.cycles
+WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings) -> tuple[dict[str, float], dict]:
+    """Rated payload per load-carrying machine (settings override the registry), and machines skipped."""
+    rated: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    columns = (machines[c].tolist() for c in ("machine_id", "kind", "rated_payload_kg"))
+    for machine_id, kind, registered in zip(*columns, strict=True):
+        if str(kind) not in HAULING_KINDS:
+            continue
+        value = settings.rated_payload_kg.get(machine_id, registered)
+        if value is not None and value == value and float(value) > 0:
+            rated[machine_id] = float(value)
+        elif kind == "hauler":
+            skipped[machine_id] = "hauler without a rated payload (site file, birth message or settings)"
+    for machine_id, value in settings.rated_payload_kg.items():
+        if machine_id not in rated and value > 0:
+            rated[machine_id] = float(value)
+            skipped.pop(machine_id, None)
+    return rated, skipped
+
+
+class WeightLoading(Service):
+    """Haul cycles, payload bands and the 10/10/20 policy per machine and shift, with value KPIs."""
+
+    name = "weight-loading"
+    version = "0.1.0"
+    summary = "Haul cycles and payload per load from on-board weighing; 10/10/20 overload policy; value KPIs"
+    author = "SitePulse"
+    depends_on = ()
+    consumes = ("ts", "seq", "payload_kg", "speed_kmh", "lat", "lon", "fuel_used_l", "engine_hours")
+    tables = ("weight_loading.cycles", "weight_loading.activity", "weight_loading.skipped_machines")
+    migrations = Path(__file__).parent / "migrations"
+    Settings = WeightLoadingSettings
+    kpis = (
+        Kpi("tonnes_per_operating_hour", "Tonnes moved per hauler engine hour", "t/h", True, TONNES_PER_HOUR_SQL),
+        Kpi("overload_share", "Share of loads above 110 % of rated payload", "fraction", False, OVER_SHARE_SQL),
+        Kpi("fuel_per_tonne", "Litres of hauler fuel per tonne moved (loaded leg and return)", "L/t", False,
+            FUEL_PER_TONNE_SQL),
+        Kpi("fuel_saved_if_at_target", "Fuel under-loaded trips wasted: saved had they carried the rated "
+            "payload (value KPI)", "L", False, FUEL_SAVED_SQL),
+        Kpi("trips_saved_if_at_target", "Trips under-loading added: saved had under-loaded trips carried "
+            "the rated payload", "trips", False, TRIPS_SAVED_SQL),
+    )
+
+    def process(self, batch: Batch, state: dict[str, Any], settings: WeightLoadingSettings
+                ) -> tuple[Outputs, dict]:
+        """Detect finished haul cycles per hauler, hourly activity per machine, and overload alerts."""
+        out = Outputs()
+        state = dict(state) if state.get("v") == STATE_VERSION else {"v": STATE_VERSION}
+        machines_state: dict[str, Any] = dict(state.get("m", {}))
+        known_skipped: dict[str, str] = dict(state.get("skipped", {}))
+        telemetry = batch.telemetry
+        if telemetry.empty:
+            return out, state
+        rated, skipped = rated_payloads(batch.machines, settings)
+        activity, state["act"] = hourly_activity(telemetry, state.get("act", {}), settings)
+        out.write("activity", activity)
+        registered = set(batch.machines["machine_id"]) if not batch.machines.empty else set()
+        cycles: list[dict] = []
+        arrays = detect.batch_arrays(telemetry)
+        machine = telemetry["machine_id"].to_numpy()
+        for machine_id, lo, hi in machine_slices(machine):
+            if machine_id not in rated:
+                reason = skipped.get(machine_id)
+                if reason is None and machine_id not in registered and not np.isnan(arrays["p"][lo:hi]).all():
+                    reason = "not in the machine registry (no site-file entry or birth message)"
+                if reason and machine_id not in known_skipped:
+                    known_skipped[machine_id] = reason
+                    out.write("skipped_machines", [{"machine_id": machine_id, "reason": reason,
+                                                    "first_seen": telemetry["ts"].iloc[lo]}])
+                continue
+            keep = ~np.isnan(arrays["p"][lo:hi])  # a sample without a payload reading says nothing here
+            if not keep.any():
+                continue
+            new = {k: v[lo:hi][keep] for k, v in arrays.items()}
+            ms = machines_state.get(machine_id, {})
+            buf = detect.merge_buffers(detect.buffer_from_state(ms.get("buf")), new)
+            found, loads, new_ms = detect.advance(buf, {k: v for k, v in ms.items() if k != "buf"},
+                                                  rated[machine_id], settings)
+            made, _ = detect.cycle_rows(machine_id, found, rated[machine_id], ms.get("prev_dump"), settings)
+            cycles.extend(made)
+            for load in loads:
+                self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
+            machines_state[machine_id] = new_ms
+        if cycles:
+            out.write("cycles", detect.cycles_frame(cycles))
+        state["m"], state["skipped"] = machines_state, known_skipped
+        return out, state
+
+    @staticmethod
+    def _overload_alert(out: Outputs, site_id: str, machine_id: str, load: dict, rated: float,
+                        settings: WeightLoadingSettings) -> None:
+        """A load above the over_120 limit is reported at once, from the settled value at the loader."""
+        fraction = load["payload_kg"] / rated
+        if fraction <= settings.over_120_fraction:
+            return
+        start = pd.Timestamp(load["load_start"], unit="ns", tz="UTC")
+        out.alert(
+            f"{machine_id}:{start.isoformat()}:over120",
+            f"{machine_id} loaded {load['payload_kg'] / 1000:.1f} t = {100 * fraction:.0f} % of rated "
+            f"{rated / 1000:.1f} t (over {100 * settings.over_120_fraction:.0f} %): dump or report before hauling",
+            level="critical",
+            at=pd.Timestamp(load["known_at"], unit="ns", tz="UTC").to_pydatetime(),
+            machine_id=machine_id,
+            data={"site_id": site_id, "payload_kg": round(load["payload_kg"], 1), "rated_payload_kg": rated,
+                  "payload_pct": round(100 * fraction, 1), "load_start": start.isoformat(),
+                  "lat": load.get("load_lat"), "lon": load.get("load_lon")},
+        )
+
+    def router(self) -> Any:
+        """Routes under /api/v1/sites/{site_id}/weight-loading/: cycles, kpis, compliance."""
+        from microservices.weight_loading.routes import router
+
+        return router
+
+    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
+             settings: WeightLoadingSettings) -> Card | None:
+        """Today's tonnes, loads and 10/10/20 compliance, the worst offenders and a payload histogram."""
+        from microservices.weight_loading.routes import site_card
+
+        return site_card(site_id, read, settings)
+
+
+def machine_slices(machine: np.ndarray) -> list[tuple[str, int, int]]:
+    """(machine_id, start, stop) of each machine's contiguous rows in a batch sorted by machine."""
+    if len(machine) == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate([[True], machine[1:] != machine[:-1]]))
+    stops = np.concatenate([starts[1:], [len(machine)]])
+    return [(str(machine[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
+
+
+def hourly_activity(telemetry: pd.DataFrame, saved: dict[str, Any], settings: WeightLoadingSettings
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Engine hours and fuel per machine and clock hour from counter deltas; an hour is written once closed.
+
+    Deltas are summed as integers (micro-hours, millilitres) so any split of the telemetry gives
+    the same sums; the open hour of each machine stays in the state until a later sample arrives.
+    """
+    columns = ["machine_id", "hour", "engine_hours", "fuel_l", "samples"]
+    machine = telemetry["machine_id"].to_numpy()
+    t = telemetry["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    eh = detect.float_column(telemetry, "engine_hours")
+    fuel = detect.float_column(telemetry, "fuel_used_l")
+    slices = machine_slices(machine)
+    prev_t, prev_eh, prev_fuel = np.roll(t, 1), np.roll(eh, 1), np.roll(fuel, 1)
+    for machine_id, lo, _ in slices:  # each machine's previous sample comes from the state
+        last = saved.get(machine_id, {}).get("last")
+        prev_t[lo], prev_eh[lo], prev_fuel[lo] = (last[0], _nan(last[1]), _nan(last[2])) if last else \
+            (t[lo], np.nan, np.nan)
+    gap = (t - prev_t) / NS
+    usable = (gap > 0) & (gap <= settings.max_sample_gap_s)
+    with np.errstate(invalid="ignore"):
+        d_eh = np.where(usable, np.clip(eh - prev_eh, 0, gap / 3600 + 0.001), 0)
+        d_fuel = np.where(usable, np.clip(fuel - prev_fuel, 0, None), 0)
+    hour = (t // (3600 * NS)) * 3600 * NS
+    units = np.stack([np.round(np.nan_to_num(d_eh) * 1e6), np.round(np.nan_to_num(d_fuel) * 1e3),
+                      np.ones(len(t))]).astype(np.int64)
+    group = np.flatnonzero(np.concatenate([[True], (machine[1:] != machine[:-1]) | (hour[1:] != hour[:-1])]))
+    sums = np.add.reduceat(units, group, axis=1) if len(t) else units
+    closed: list[list] = []
+    state: dict[str, Any] = dict(saved)
+    g_machine = machine[group]
+    for machine_id, _lo, hi in slices:
+        mine = np.flatnonzero(g_machine == machine_id)
+        records = [[int(hour[group[g]]), *(int(v) for v in sums[:, g])] for g in mine]
+        open_row = saved.get(machine_id, {}).get("open")
+        if open_row is not None:
+            if open_row[0] == records[0][0]:
+                records[0] = [open_row[0], *(a + b for a, b in zip(open_row[1:], records[0][1:], strict=True))]
+            elif open_row[0] < records[0][0]:
+                records.insert(0, list(open_row))
+        closed.extend([machine_id, *r] for r in records[:-1])
+        state[machine_id] = {"open": records[-1], "last": [int(t[hi - 1]), _json(eh[hi - 1]), _json(fuel[hi - 1])]}
+    if not closed:
+        return pd.DataFrame(columns=columns), state
+    out = pd.DataFrame(closed, columns=["machine_id", "hour", "eh", "ml", "n"])
+    out["hour"] = pd.to_datetime(out["hour"].astype(np.int64), unit="ns", utc=True)
+    out["engine_hours"] = out["eh"] / 1e6
+    out["fuel_l"] = out["ml"] / 1e3
+    out["samples"] = out["n"].astype(np.int64)
+    return out[columns], state
+
+
+def _nan(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _json(value: Any) -> float | None:
+    return None if value is None or value != value else float(value)

@@ -1,0 +1,56 @@
+"""A service's lifecycle stage on a site: move it along the co-creation process, and read why it moved."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from microservices.sdk import page_of
+from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
+from registry.enablement import EnablementConflict, site_enablements
+from registry.enablement import set_enablement as change_switch
+from registry.lifecycle import NEXT_STAGES, IllegalTransition, Stage, lifecycle_rules, stage_history
+from registry.routes.enablement import ServiceDep
+from registry.sharing import NotShared, check_usable_on_site
+
+router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["lifecycle"])
+
+
+class StageChangeRequest(BaseModel):
+    """A move along the lifecycle, with the reason kept in the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage
+    reason: str = Field(min_length=3, max_length=2000, description="why, in plain words (kept in the history)")
+
+
+@router.put("/{name}/stage", responses={409: {"description": "the lifecycle does not allow this move"}})
+def put_stage(site_id: AdminSiteDep, change: StageChangeRequest, conn: DbDep, state: StateDep, admin: AdminDep,
+              service: ServiceDep) -> dict[str, Any]:
+    """Move a service to another lifecycle stage on a site (admin); leaving pilot/live switches it off."""
+    reason = change.reason.strip()
+    if len(reason) < 3:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body field 'reason': say why, in a few words")
+    try:
+        check_usable_on_site(conn, state.services, service.name, site_id)
+        switch = change_switch(conn, state.services, site_id, service.name, enabled=None, stage=change.stage,
+                               changed_by=admin.name, reason=reason)
+    except (IllegalTransition, EnablementConflict, NotShared) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return {**switch.as_dict(service), "next_stages": list(NEXT_STAGES[switch.stage])}
+
+
+@router.get("/{name}/stage-history")
+def get_stage_history(site_id: SiteDep, conn: DbDep, page: PageDep,
+                      service: ServiceDep) -> dict[str, Any]:
+    """Every stage change of the service on the site, oldest first: from, to, who, when and why."""
+    after = page.key(datetime, int)
+    rows = [c.as_dict() for c in stage_history(conn, site_id, service.name, after, page.limit + 1)]
+    body = page_of(rows, page.limit, lambda c: (c["changed_at"], c["id"]))
+    switch = site_enablements(conn, site_id).get(service.name)
+    stage = switch.stage if switch else None
+    return {**body, "stage": stage, "next_stages": list(NEXT_STAGES[stage]), "rules": lifecycle_rules()}

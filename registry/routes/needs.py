@@ -1,0 +1,68 @@
+"""A site's needs backlog: read it by priority, raise a need, re-score or close one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from microservices.sdk import page_of
+from registry.deps import DbDep, PageDep, PrincipalDep, SiteDep
+from registry.needs import NeedStatus, add_need, list_needs, update_need
+
+router = APIRouter(prefix="/api/v1/sites/{site_id}/needs", tags=["needs"])
+
+_SERVICE = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+
+
+class NewNeed(BaseModel):
+    """A need in plain words, what it is worth (value) and costs (effort), and the service answering it if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000, description="the need, in the customer's words")
+    value_score: int = Field(ge=1, le=10, description="1 (nice to have) to 10 (critical)")
+    effort: int = Field(ge=1, le=10, description="1 (a day) to 10 (months)")
+    service: str | None = Field(None, max_length=64, pattern=_SERVICE, description="the service that answers it")
+
+
+class NeedChange(BaseModel):
+    """Re-score a need, link or unlink the service that answers it, or close it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value_score: int | None = Field(None, ge=1, le=10)
+    effort: int | None = Field(None, ge=1, le=10)
+    service: str | None = Field(None, max_length=64, pattern=_SERVICE, description="null with clear_service unlinks")
+    clear_service: bool = False
+    status: NeedStatus | None = None
+
+
+@router.get("")
+def get_needs(site_id: SiteDep, conn: DbDep, page: PageDep,
+              status_filter: Annotated[NeedStatus | None, Query(alias="status")] = None) -> dict[str, Any]:
+    """The site's needs, highest priority (value / effort) first."""
+    after = page.key(float, int)
+    rows = [n.as_dict() for n in list_needs(conn, site_id, status_filter, after, page.limit + 1)]
+    return page_of(rows, page.limit, lambda n: (n["priority"], n["id"]))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def post_need(site_id: SiteDep, need: NewNeed, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Raise a need for the site (customer or provider); the caller is recorded as who raised it."""
+    if not need.text.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "body field 'text': say what the site needs, in plain words")
+    return add_need(conn, site_id, need.text, principal.name, need.value_score, need.effort, need.service).as_dict()
+
+
+@router.patch("/{need_id}")
+def patch_need(site_id: SiteDep, need_id: Annotated[int, Path(ge=1, le=2**63 - 1)], change: NeedChange,
+               conn: DbDep) -> dict[str, Any]:
+    """Re-score a need, link the service that answers it, or mark it answered or dropped."""
+    need = update_need(conn, site_id, need_id, value_score=change.value_score, effort=change.effort,
+                       service=change.service, status=change.status, clear_service=change.clear_service)
+    if need is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"need {need_id} not found on site {site_id!r}")
+    return need.as_dict()
