@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +41,18 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """One real PostgreSQL server for the whole test session."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fast_unsafe=True)
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """One real PostgreSQL server for the whole test session.
+
+    Its data lives outside pytest's temp tree: the server runs as another user, and pytest
+    resets that tree to owner-only permissions whenever another session starts.
+    """
+    root = Path(tempfile.mkdtemp(prefix="sitepulse-test-pg-"))
+    server = EmbeddedPostgres(root / "data", fast_unsafe=True)
     server.start()
     yield server
     server.destroy()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _fresh_database(server: EmbeddedPostgres, name: str) -> str:
