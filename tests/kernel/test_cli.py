@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sitepulse.embedded.ports import free_port
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """A work folder outside pytest's temp tree: the embedded PostgreSQL runs as another user,
+    and pytest resets its tree to owner-only whenever another pytest session starts."""
+    folder = Path(tempfile.mkdtemp(prefix="sitepulse-cli-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
