@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,20 +17,9 @@ from sitepulse.errors import SitePulseError
 from sitepulse.logs import setup_logging
 from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
+from sitepulse.times import parse_user_time
 
 console = Console(stderr=True)
-
-
-def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        since = datetime.fromisoformat(value)
-    except ValueError:
-        raise SitePulseError(f"--from {value!r} is not an ISO 8601 time such as 2026-11-23T06:00:00Z") from None
-    if since.tzinfo is None:
-        raise SitePulseError(f"--from {value!r} needs a time zone, e.g. a trailing Z for UTC")
-    return since
 
 
 def run_services(
@@ -42,7 +30,7 @@ def run_services(
     """Run the enabled micro-services on new telemetry until stopped."""
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    start_from = _parse_since(since)
+    start_from = parse_user_time(since, "--from") if since else None
     services = discover_services(settings.load_services)
     if only:
         missing = sorted(set(only) - set(services))

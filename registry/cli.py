@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,6 +55,7 @@ from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sitefile import load_site_file
 from sitepulse.sites import check_site_id, save_site
+from sitepulse.times import parse_user_time
 
 out = Console()
 err = Console(stderr=True)  # messages; stdout carries only what a script captures
@@ -149,19 +150,6 @@ def _print_json(body: Any) -> None:
                      + "\n")
 
 
-def _when(value: str, label: str) -> datetime:
-    """A date (UTC midnight) or an RFC 3339 time with a zone."""
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SitePulseError(f"--{label}: {value!r} is not a date (2026-01-31) or an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        raise SitePulseError(f"--{label}: give a time zone, e.g. {value}Z")
-    return parsed
-
-
 def services_stage(
     name: Annotated[str, typer.Argument(help="service name")],
     stage: Annotated[str, typer.Argument(help=f"one of {', '.join(STAGES)}")],
@@ -238,7 +226,7 @@ def evaluate(
 ) -> None:
     """Adoption and value KPIs before/after each service was switched on, and scale / iterate / retire."""
     services = discover_services(get_settings().load_services)
-    moment = _when(as_of, "as-of") if as_of else datetime.now(UTC)
+    moment = parse_user_time(as_of, "--as-of") if as_of else datetime.now(UTC)
     rules = Rules(window_days=window_days)
     with _database() as conn:
         if site is not None and conn.execute("SELECT 1 FROM sites WHERE site_id = %s",
@@ -280,7 +268,7 @@ def usage(
 ) -> None:
     """Usage per customer, site and service over a period: active days, machines, calls, alerts, volume."""
     services = discover_services(get_settings().load_services)
-    begin, finish = _when(start, "from"), _when(end, "to")
+    begin, finish = parse_user_time(start, "--from"), parse_user_time(end, "--to")
     with _database() as conn:
         items = usage_report(conn, services, begin, finish, [check_site_id(site)] if site else None)
     if fmt is OutputFormat.json:
