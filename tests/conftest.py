@@ -56,11 +56,7 @@ def postgres_server() -> Iterator[EmbeddedPostgres]:
 
 
 def _fresh_database(server: EmbeddedPostgres, name: str) -> str:
-    dbname = re.sub(r"[^a-z0-9_]", "_", name.lower())[-50:].strip("_") or "t"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    url = server.url_for(dbname)
+    url = server.fresh_database(re.sub(r"[^a-z0-9_]", "_", name.lower())[-50:].strip("_") or "t")
     with psycopg.connect(url, autocommit=True) as conn:
         upgrade(conn)
     return url

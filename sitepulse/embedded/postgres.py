@@ -170,6 +170,15 @@ class EmbeddedPostgres:
         log.info("embedded PostgreSQL listening on %s:%s", self.host, self.port)
         return self.url
 
+    def fresh_database(self, name: str) -> str:
+        """Drop and create database ``name`` (tests, benchmarks); returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast`` rolls back open sessions; ``immediate`` is a crash)."""
         if self.running_port() is None:
