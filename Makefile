@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench-scale compose-check clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,11 +18,19 @@ demo: install
 
 test: install
 	bash scripts/ensure-system-packages.sh mosquitto
+	bash scripts/timescaledb-wasm.sh install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
+
+bench-scale: install
+	$(BIN)/python benchmarks/scale_out.py
+
+compose-check: install
+	python3 scripts/compose_secrets.py --sites demo
+	$$(dirname $$($(BIN)/python -c 'import compose; print(compose.__file__)'))/docker-compose config --quiet
 
 clean:
 	rm -rf $(VENV) .sitepulse .pytest_cache .ruff_cache

@@ -172,9 +172,11 @@ def _mount_package_commands() -> None:
     from microservices.positioning.cli import suggest_zones
     from registry import cli as registry_cli
     from simulators import cli as simulator_cli
+    from sitepulse.status import status
 
     _app.command("ingest")(ingest)
     _app.command("run-services")(run_services)
+    _app.command("status")(status)
     _app.command("simulate")(simulator_cli.simulate)
     _app.command("replay")(simulator_cli.replay)
     _app.command("simulate-load")(simulator_cli.load)

@@ -32,7 +32,7 @@ SELECT add_compression_policy('telemetry', INTERVAL '7 days', if_not_exists => T
 SELECT add_retention_policy('telemetry', INTERVAL '400 days', if_not_exists => TRUE);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_1m
-WITH (timescaledb.continuous) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT
     site_id,
     machine_id,

@@ -1,0 +1,205 @@
+"""Scale-out: 1, 2 and 4 ingest worker processes on one shared subscription, real Mosquitto and PostgreSQL.
+
+For each worker count and repeat: a fresh migrated database; N persistent MQTT v5 sessions
+subscribed to ``$share/sitepulse-ingest/sites/+/machines/+/telemetry`` (the ids the workers will
+use); a backlog of M QoS 1 messages published while they are offline (Mosquitto spreads it over
+the sessions); then ``python -m ingest --workers N`` is started and timed until every row is
+stored or rejected. Reported: messages/s and rows/s (from process start, and "drain" from the
+first committed row, which leaves out process and connection start-up), and loss =
+published rows - stored - rejected. Medians over the repeats.
+
+    .venv/bin/python benchmarks/scale_out.py                          # 20,000 messages x 3 repeats
+    .venv/bin/python benchmarks/scale_out.py --messages 60000 --samples 10 --workers 1,2,4 --repeat 3
+
+The broker and database run on the same machine as the workers: on 2 cores, more workers
+contend with Mosquitto and PostgreSQL for CPU, which is what the figures show.
+"""
+
+# ruff: noqa: E402  (imports follow the sys.path fix below)
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/ingest.py sits next to this file: keep this folder off sys.path so "import ingest" is the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.topics import TELEMETRY_FILTER, shared, telemetry_topic
+from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.embedded.postgres import EmbeddedPostgres
+from sitepulse.migrations import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_OUTSTANDING = 20_000  # paho stalls near 65,535 unacknowledged publishes
+
+
+def register_sessions(broker: EmbeddedBroker, client_ids: list[str]) -> None:
+    """Persistent v5 sessions on the shared subscription, so the backlog queues for them."""
+    for client_id in client_ids:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        done = threading.Event()
+        client.on_subscribe = lambda *a, done=done: done.set()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        client.loop_start()
+        client.subscribe(shared(TELEMETRY_FILTER), 1)
+        if not done.wait(10):
+            raise RuntimeError(f"subscribe of {client_id} timed out")
+        client.disconnect()
+        client.loop_stop()
+
+
+def remove_sessions(broker: EmbeddedBroker, client_ids: list[str]) -> None:
+    """End the workers' persistent sessions (clean start, expiry 0), so they leave the share group.
+
+    A session left behind stays in the group and keeps being handed its share of new messages,
+    which then wait for a worker that never comes back: retire a worker's session when scaling down.
+    """
+    for client_id in client_ids:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        client.connect(broker.host, broker.port, clean_start=True, properties=props)
+        client.loop_start()
+        time.sleep(0.1)
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_backlog(broker: EmbeddedBroker, n: int, samples: int, run: str) -> tuple[int, float]:
+    """Publish n QoS 1 messages of ``samples`` samples each over 50 machines; returns (rows, seconds)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"scale-publisher-{run}")
+    client.max_inflight_messages_set(1000)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    base = time.time() - 3600
+    started = time.perf_counter()
+    infos = []
+    for i in range(n):
+        body = [{"ts": round(base + i * 0.01 + k * 0.001, 3), "seq": i * samples + k, "lat": -33.0 + (i % 97) * 1e-4,
+                 "lon": 151.0, "speed_kmh": 20.0, "payload_kg": float(i % 90_000), "engine_on": True}
+                for k in range(samples)]
+        payload = orjson.dumps(body[0] if samples == 1 else body)
+        infos.append(client.publish(telemetry_topic(f"scale{run}", f"m{i % 50:03d}"), payload, qos=1))
+        if len(infos) >= MAX_OUTSTANDING:
+            for info in infos:
+                info.wait_for_publish(60)
+            infos.clear()
+    for info in infos:
+        info.wait_for_publish(60)
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return n * samples, elapsed
+
+
+def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expected_rows: int,
+          timeout: float) -> dict[str, float]:
+    """Run ``python -m ingest --workers N`` until every row is stored or rejected (or timeout)."""
+    env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url, "SITEPULSE_MQTT_URL": mqtt_url,
+           "SITEPULSE_INGEST_CLIENT_ID": client_id, "SITEPULSE_LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "ingest", "--workers", str(workers)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first_row_at = None
+    stored = rejected = 0
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while time.perf_counter() - started < timeout:
+                stored = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]
+                rejected = conn.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
+                if stored and first_row_at is None:  # the first batch is committed: workers are up
+                    first_row_at = time.perf_counter()
+                if stored + rejected >= expected_rows or process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        done_at = time.perf_counter()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+    if process.returncode not in (0, -signal.SIGTERM) and stored + rejected < expected_rows:
+        raise RuntimeError(f"ingest exited with {process.returncode}: {err[-2000:]}")
+    total_s = done_at - started
+    drain_s = done_at - (first_row_at or started)
+    return {"total_s": total_s, "drain_s": drain_s, "stored": stored, "rejected": rejected,
+            "lost": expected_rows - stored - rejected}
+
+
+def run(pg: EmbeddedPostgres, broker: EmbeddedBroker, workers: int, repeat: int, messages: int, samples: int,
+        timeout: float) -> dict[str, float]:
+    tag = f"w{workers}r{repeat}"
+    dbname = f"scale_{tag}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {dbname}")
+    database_url = pg.url_for(dbname)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        upgrade(conn)
+    client_id = f"scale-{tag}"
+    register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
+    rows, publish_s = publish_backlog(broker, messages, samples, tag)
+    try:
+        result = drain(database_url, broker.url, workers, client_id, rows, timeout)
+    finally:
+        remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
+    return {**result, "rows": rows, "publish_s": publish_s,
+            "msgs_per_s": messages / result["total_s"], "rows_per_s": rows / result["total_s"],
+            "drain_msgs_per_s": messages / result["drain_s"], "drain_rows_per_s": rows / result["drain_s"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="backlog size per run")
+    parser.add_argument("--samples", type=int, default=1, help="samples per message (devices may send arrays)")
+    parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per drain")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",")]
+    print(f"{os.cpu_count()} CPUs; {args.messages} messages x {args.samples} sample(s); repeats {args.repeat}")
+    print(f"{'workers':>7} {'msg/s':>8} {'rows/s':>8} {'drain msg/s':>11} {'drain rows/s':>12} {'lost':>5}"
+          f" {'rejected':>8} {'runs (msg/s)':>20}")
+    with tempfile.TemporaryDirectory(prefix="sitepulse-scale-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "pg", fast_unsafe=False)
+        broker = EmbeddedBroker(Path(tmp) / "mqtt")
+        pg.start()
+        broker.start()
+        try:
+            for workers in counts:
+                results = [run(pg, broker, workers, r, args.messages, args.samples, args.timeout)
+                           for r in range(args.repeat)]
+                med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+                runs = " ".join(f"{r['msgs_per_s']:.0f}" for r in results)
+                print(f"{workers:>7} {med['msgs_per_s']:>8.0f} {med['rows_per_s']:>8.0f}"
+                      f" {med['drain_msgs_per_s']:>11.0f} {med['drain_rows_per_s']:>12.0f}"
+                      f" {max(r['lost'] for r in results):>5} {max(r['rejected'] for r in results):>8} {runs:>20}",
+                      flush=True)
+        finally:
+            broker.stop()
+            pg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
