@@ -343,6 +343,16 @@ class Simulation:
                     best = gap if best is None else min(best, gap)
         return best
 
+    def _truck_ahead_before(self, h: Hauler, occ: dict, s_junction: float) -> bool:
+        """Whether another truck is on h's route between h and the junction at ``s_junction``.
+
+        Without this check a truck reaching the approach as the junction frees up could take it while the
+        truck ahead of it (stopped at the line, waiting its turn) still blocks its way: each waits for the
+        other and the fleet gridlocks.
+        """
+        gap = self._leader_gap(h, occ)
+        return gap is not None and gap < s_junction - h.s
+
     def _drive(self, h: Hauler, t: float, occ: dict) -> None:
         r: Route = h.route
         dt = self.dt
@@ -392,6 +402,8 @@ class Simulation:
             if h.s < sj - JUNCTION_APPROACH_M:
                 break
             holder = self.locks[node]
+            if holder is None and self._truck_ahead_before(h, occ, sj):
+                holder = -1  # first come, first served: the truck ahead on this approach takes the junction first
             if holder is None or holder == h.index:
                 self.locks[node] = h.index
                 h.junction_hold.add(node)

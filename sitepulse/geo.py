@@ -7,9 +7,21 @@ A transverse Mercator centred on the site keeps scale error far below 0.1 % acro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from pyproj import Transformer
+
+
+@lru_cache(maxsize=64)
+def _transformers(origin_lat: float, origin_lon: float) -> tuple[Transformer, Transformer]:
+    """Building a pyproj transformer costs milliseconds; a site's frame is built once per process."""
+    proj = (
+        f"+proj=tmerc +lat_0={origin_lat} +lon_0={origin_lon} +k=1 "
+        "+x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    )
+    return (Transformer.from_crs("EPSG:4326", proj, always_xy=True),
+            Transformer.from_crs(proj, "EPSG:4326", always_xy=True))
 
 
 @dataclass(frozen=True)
@@ -22,12 +34,9 @@ class LocalFrame:
     _inverse: Transformer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        proj = (
-            f"+proj=tmerc +lat_0={self.origin_lat} +lon_0={self.origin_lon} +k=1 "
-            "+x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
-        )
-        object.__setattr__(self, "_forward", Transformer.from_crs("EPSG:4326", proj, always_xy=True))
-        object.__setattr__(self, "_inverse", Transformer.from_crs(proj, "EPSG:4326", always_xy=True))
+        forward, inverse = _transformers(self.origin_lat, self.origin_lon)
+        object.__setattr__(self, "_forward", forward)
+        object.__setattr__(self, "_inverse", inverse)
 
     def to_xy(self, lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Metres east and north of the origin."""
