@@ -64,6 +64,41 @@ STATUS_SQL = (
     " updated_at = now() WHERE m.status_at IS NULL OR m.status_at <= EXCLUDED.status_at"
 )
 
+# Newest sample per machine of a batch, upserted in one statement; a field missing from that sample keeps
+# the stored value, and late samples never move a machine backwards.
+LAST_FIELDS = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours", "engine_on")
+LAST_SQL = (
+    "INSERT INTO machine_last AS m (site_id, machine_id, ts, seq, " + ", ".join(LAST_FIELDS) + ", position_ts)"
+    " SELECT u.site_id, u.machine_id, u.ts, u.seq, " + ", ".join(f"u.{f}" for f in LAST_FIELDS)
+    + ", CASE WHEN u.lat IS NOT NULL AND u.lon IS NOT NULL THEN u.ts END"
+    " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int8[], %s::float8[], %s::float8[], %s::float8[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::bool[])"
+    " AS u(site_id, machine_id, ts, seq, " + ", ".join(LAST_FIELDS) + ")"
+    " ON CONFLICT (site_id, machine_id) DO UPDATE SET ts = EXCLUDED.ts, seq = EXCLUDED.seq, "
+    + ", ".join(f"{f} = COALESCE(EXCLUDED.{f}, m.{f})" for f in LAST_FIELDS)
+    + ", position_ts = COALESCE(EXCLUDED.position_ts, m.position_ts), updated_at = now()"
+    " WHERE (m.ts, m.seq) <= (EXCLUDED.ts, EXCLUDED.seq)"
+)
+_LAST_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12)  # ROW_COLUMNS positions of LAST_SQL's arrays
+
+
+def newest_per_machine(rows: list[tuple]) -> list[tuple]:
+    """The newest row (by ts, then seq) of each machine, in key order so concurrent writers lock alike."""
+    newest: dict[tuple[str, str], tuple] = {}
+    for row in rows:
+        key = (row[0], row[1])
+        seen = newest.get(key)
+        if seen is None or row[2] > seen[2] or (row[2] == seen[2] and row[3] >= seen[3]):
+            newest[key] = row
+    return [newest[key] for key in sorted(newest)]
+
+
+def last_value_params(rows: list[tuple]) -> list[list]:
+    """LAST_SQL's column arrays for a batch's rows."""
+    latest = newest_per_machine(rows)
+    return [[row[i] for row in latest] for i in _LAST_COLUMNS]
+
+
 DatabaseUnavailable = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -150,6 +185,7 @@ class TelemetryWriter:
         with conn.transaction(), conn.cursor() as cur:
             if rows:
                 stored = self._copy_rows(conn, cur, rows)
+                cur.execute(LAST_SQL, last_value_params(rows))
             rejects = batch.rejects + (extra_rejects or [])
             if rejects:
                 cur.executemany(

@@ -13,12 +13,15 @@ from microservices.sdk import Service
 from registry.auth import hash_token
 from registry.errors import install_error_handlers
 from registry.metrics import MetricsMiddleware
-from registry.plugins import mount_service_routers
+from registry.plugins import mount_service_routers, site_route_names
 from registry.routes import (
+    aemp,
     alerts,
     customers,
     enablement,
     evaluation,
+    events,
+    export,
     health,
     lifecycle,
     metrics,
@@ -28,9 +31,11 @@ from registry.routes import (
     tokens,
     transparency,
     usage,
+    view,
 )
 from registry.routes import services as catalogue
 from registry.state import AppState
+from registry.tickets import new_key
 from registry.usage import UsageRecorder
 from sitepulse import __version__
 from sitepulse.db import make_pool
@@ -73,11 +78,15 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
                   openapi_url="/openapi.json", lifespan=lifespan)
     app.state.registry = state
     app.state.services = services
+    app.state.stream_key = new_key()
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement, lifecycle, alerts,
-                   needs, transparency, evaluation, usage):
-        app.include_router(module.router)
-    mount_service_routers(app, services, state.metrics)
+    own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
+                                          lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
+                                          export, aemp)]
+    for router in own:
+        app.include_router(router)
+    mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))
+    view.mount_dashboard(app)
     return app
 

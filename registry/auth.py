@@ -162,10 +162,17 @@ def admin_principal(principal: Annotated[Principal, Depends(current_principal)])
 
 
 def site_scope(
-    site_id: Annotated[str, Path(description="site id", max_length=64)],
+    site_id: Annotated[str, Path(description="site id: 1-64 characters of letters, digits, '_', '.', '-'")],
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> str:
-    """A site id the caller may address (whether or not it exists yet); others are 404."""
+    """A site id the caller may address (whether or not it exists yet); others are 404.
+
+    The length is checked here, not by ``Path(max_length=...)``: a path validation error would skip
+    this dependency but not the service routes' ``service_request``, which then found no context (500).
+    """
+    if len(site_id) > 64:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            "site id must be 1-64 characters of letters, digits, '_', '.', '-'")
     if not principal.can_see(site_id):
         raise site_not_found(site_id)
     return site_id

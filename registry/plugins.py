@@ -25,8 +25,16 @@ from registry.usage import recorder
 from sitepulse.errors import SitePulseError
 
 SERVICE_PREFIX = "/api/v1/sites/{site_id}/"
-# paths under a site that the registry serves (or the contract reserves) itself
-RESERVED_NAMES = frozenset({"services", "alerts", "view", "usage", "evaluation", "machines"})
+# names under a site the contract keeps for the registry even where it serves no route yet
+CONTRACT_NAMES = frozenset({"services", "alerts", "view", "usage", "evaluation", "machines"})
+
+
+def site_route_names(routers: list[APIRouter]) -> frozenset[str]:
+    """The first path segment under a site of every registry route: no service may take one of these names."""
+    names = {route.path.removeprefix(SERVICE_PREFIX).split("/")[0]
+             for router in routers for route in router.routes
+             if getattr(route, "path", "").startswith(SERVICE_PREFIX)}
+    return frozenset(names) | CONTRACT_NAMES
 
 
 def enabled_service_guard(service: Service) -> Callable[..., None]:
@@ -56,16 +64,17 @@ def enabled_service_guard(service: Service) -> Callable[..., None]:
     return guard
 
 
-def mount_service_routers(app: FastAPI, services: dict[str, Service], metrics: RequestMetrics) -> list[str]:
+def mount_service_routers(app: FastAPI, services: dict[str, Service], metrics: RequestMetrics,
+                          reserved: frozenset[str] = CONTRACT_NAMES) -> list[str]:
     """Include every service's router; returns the names that had one."""
     mounted = []
     for name, service in services.items():
         router: Any = service.router()
         if router is None:
             continue
-        if name in RESERVED_NAMES:
+        if name in reserved:
             raise SitePulseError(f"micro-service {name!r}: the name is reserved for the registry's own "
-                                 f"site routes ({', '.join(sorted(RESERVED_NAMES))}); rename the service")
+                                 f"site routes ({', '.join(sorted(reserved))}); rename the service")
         if not isinstance(router, APIRouter):
             raise TypeError(f"micro-service {name!r}: router() must return a fastapi.APIRouter or None")
         prefix = SERVICE_PREFIX + name

@@ -1,0 +1,140 @@
+"""Streaming a site's telemetry and service tables out as CSV or Parquet in bounded memory.
+
+CSV is PostgreSQL's own ``COPY (query) TO STDOUT`` passed through chunk by chunk. Parquet
+reads a server-side cursor ``CHUNK_ROWS`` rows at a time and writes each chunk as a row
+group into a sink that hands its bytes to the response as soon as they are written; so a
+month of data never sits in memory, on either side.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+CHUNK_ROWS = 50_000
+TELEMETRY_COLUMNS = ("site_id", "machine_id", "ts", "seq", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg",
+                     "fuel_used_l", "engine_hours", "engine_on", "extra")
+TIME_COLUMN_PREFERENCE = ("ts", "at", "minute", "hour", "loaded_at", "dumped_at", "entered_at", "started_at",
+                          "queued_from", "created_at")
+HIDDEN_COLUMNS = ("run_seq",)  # the runner's bookkeeping, not data
+
+_ARROW_TYPES = {
+    "text": pa.string(), "character varying": pa.string(), "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "timestamp without time zone": pa.timestamp("us"), "double precision": pa.float64(), "real": pa.float32(),
+    "bigint": pa.int64(), "integer": pa.int32(), "smallint": pa.int16(), "boolean": pa.bool_(), "date": pa.date32(),
+    "numeric": pa.float64(),
+}
+
+
+class ExportQuery:
+    """A SELECT over one table with a site filter, an optional time window, its columns and their types."""
+
+    def __init__(self, query: sql.Composable, params: dict[str, Any], columns: list[tuple[str, str]]) -> None:
+        self.query = query
+        self.params = params
+        self.columns = columns  # (name, PostgreSQL type name)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([(name, _ARROW_TYPES.get(kind, pa.string())) for name, kind in self.columns])
+
+
+def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    """A table's columns and type names in order (empty when it does not exist)."""
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        " ORDER BY ordinal_position", (schema, table)).fetchall()
+    return [(name, kind) for name, kind in rows]
+
+
+def build_query(schema: str, table: str, columns: list[tuple[str, str]], site_id: str, start: datetime | None,
+                end: datetime | None, order: tuple[str, ...] | None = None) -> ExportQuery:
+    """The export SELECT: the site's rows within [start, end) on the table's time column, in time order."""
+    shown = [(n, k) for n, k in columns if n not in HIDDEN_COLUMNS]
+    names = {n for n, _ in shown}
+    time_column = next((c for c in TIME_COLUMN_PREFERENCE if c in names), None) or next(
+        (n for n, k in shown if k.startswith("timestamp")), None)
+    where = [sql.SQL("site_id = %(site)s")]
+    if time_column is not None and start is not None:
+        where.append(sql.SQL("{} >= %(start)s").format(sql.Identifier(time_column)))
+    if time_column is not None and end is not None:
+        where.append(sql.SQL("{} < %(end)s").format(sql.Identifier(time_column)))
+    order = order or ((time_column,) if time_column else ())
+    query = sql.SQL("SELECT {cols} FROM {table} WHERE {where}{order}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(n) for n, _ in shown), table=sql.Identifier(schema, table),
+        where=sql.SQL(" AND ").join(where),
+        order=sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.Identifier(c) for c in order) if order else sql.SQL(""))
+    return ExportQuery(query, {"site": site_id, "start": start, "end": end}, shown)
+
+
+def csv_chunks(pool: ConnectionPool, export: ExportQuery) -> Iterator[bytes]:
+    """CSV with a header row, straight from COPY TO STDOUT."""
+    copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(export.query)
+    with pool.connection() as conn, conn.cursor() as cur, cur.copy(copy_sql, export.params) as copy:
+        for chunk in copy:
+            yield bytes(chunk)
+
+
+class _Drain(io.RawIOBase):
+    """A write-only file whose written bytes are collected until the caller takes them."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.parts.append(chunk)
+        self.position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self.position
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def _column(values: list[Any], kind: str, arrow_type: pa.DataType) -> pa.Array:
+    if kind in ("jsonb", "json"):
+        values = [None if v is None else orjson.dumps(v).decode() for v in values]
+    elif arrow_type == pa.string():
+        values = [None if v is None else str(v) for v in values]
+    elif kind == "numeric":
+        values = [None if v is None else float(v) for v in values]
+    return pa.array(values, type=arrow_type)
+
+
+def parquet_chunks(pool: ConnectionPool, export: ExportQuery, chunk_rows: int | None = None) -> Iterator[bytes]:
+    """Parquet, one row group per ``chunk_rows`` (default ``CHUNK_ROWS``) rows read from a server-side cursor."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    schema = export.arrow_schema
+    sink = _Drain()
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    try:
+        with pool.connection() as conn, conn.transaction(), conn.cursor(name="sitepulse_export") as cur:
+            cur.itersize = chunk_rows
+            cur.execute(export.query, export.params)
+            while rows := cur.fetchmany(chunk_rows):
+                arrays = [_column([r[i] for r in rows], kind, schema.field(i).type)
+                          for i, (_, kind) in enumerate(export.columns)]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                if data := sink.take():
+                    yield data
+    finally:
+        writer.close()
+    yield sink.take()

@@ -1,0 +1,229 @@
+"""The composed site view: site geometry, machines' last values, one card per enabled service, open alerts.
+
+Everything here reads bounded data so the view stays flat as history grows: the site file
+(cached per version), ``machine_last`` (one row per machine, upserted by ingest), each
+service's card (the service decides how it reads its own tables) and the open-alerts index.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from microservices.sdk import Card, Service
+from registry.enablement import InvalidSettings, effective_settings, site_enablements
+from sitepulse.sitefile import SiteConfig
+
+log = logging.getLogger(__name__)
+
+# Colour hints per zone type (the UI may override); chosen to read on a light map and for colour-blind users
+# (load/dump differ in lightness as well as hue).
+ZONE_COLOURS = {"load": "#f2b134", "dump": "#8c6239", "road": "#b0b7bf", "parking": "#4f8fe6",
+                "restricted": "#d7263d", "workshop": "#7e57c2"}
+STALE_AFTER_S = 120.0  # a machine silent this long is shown as stale (SitePulse default)
+MOVING_KMH = 1.0  # at or above: moving (positioning's default threshold)
+OPEN_ALERTS_SHOWN = 50
+_SITE_CACHE: dict[tuple[str, datetime], tuple[SiteConfig, dict[str, Any]]] = {}
+
+MACHINE_SQL = """
+    SELECT coalesce(l.machine_id, m.machine_id) AS machine_id, l.ts, l.lat, l.lon, l.speed_kmh, l.heading_deg,
+           l.payload_kg, l.engine_on, l.engine_hours, l.fuel_used_l, m.kind, m.model, m.rated_payload_kg, m.status
+    FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
+    FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
+    ORDER BY 1"""
+ALERT_COLUMNS = ("id", "service", "key", "level", "at", "machine_id", "message", "data", "created_at")
+OPEN_ALERTS_SQL = (f"SELECT {', '.join(ALERT_COLUMNS)} FROM service_alerts WHERE site_id = %(site)s"
+                   " AND acknowledged_at IS NULL ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy of card data: numpy scalars as Python, NaN/NaT as null, times as RFC 3339."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray | pd.Series):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NaT or value is None:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def load_site_config(conn: psycopg.Connection, site_id: str) -> tuple[SiteConfig, dict[str, Any]] | None:
+    """The parsed site file and its geometry, built once per stored version (projections are not free)."""
+    row = conn.execute("SELECT name, config, updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+    if row is None:
+        return None
+    key = (site_id, row[2])
+    cached = _SITE_CACHE.get(key)
+    if cached is None:
+        if len(_SITE_CACHE) > 256:
+            _SITE_CACHE.clear()
+        site = SiteConfig.model_validate(row[1])
+        cached = _SITE_CACHE[key] = (site, site_geometry(site_id, row[0], site))
+    return cached
+
+
+def _xy(site: SiteConfig, points: list) -> list[list[float]]:
+    lons, lats = zip(*points, strict=True)
+    x, y = site.frame.to_xy(list(lons), list(lats))
+    return [[round(float(a), 2), round(float(b), 2)] for a, b in zip(x, y, strict=True)]
+
+
+def site_geometry(site_id: str, name: str, site: SiteConfig) -> dict[str, Any]:
+    """Zones and paths in lon/lat and local metres (x east, y north), a colour per zone type, and bounds."""
+    zones = [{"id": z.id, "type": z.type.value, "name": z.name or z.id, "speed_limit_kmh": z.speed_limit_kmh,
+              "colour": ZONE_COLOURS.get(z.type.value, "#999999"), "polygon": [list(p) for p in z.polygon],
+              "xy": _xy(site, z.polygon)} for z in site.zones]
+    paths = [{"id": p.id, "name": p.name or p.id, "speed_limit_kmh": p.speed_limit_kmh,
+              "points": [list(q) for q in p.points], "xy": _xy(site, p.points)} for p in site.paths]
+    xs = [pt[0] for item in zones for pt in item["xy"]] + [pt[0] for item in paths for pt in item["xy"]]
+    ys = [pt[1] for item in zones for pt in item["xy"]] + [pt[1] for item in paths for pt in item["xy"]]
+    bounds = {"min_x": min(xs, default=-500.0), "min_y": min(ys, default=-500.0),
+              "max_x": max(xs, default=500.0), "max_y": max(ys, default=500.0)}
+    return {"id": site_id, "name": name or site_id, "timezone": site.timezone,
+            "origin": {"lat": site.frame.origin_lat, "lon": site.frame.origin_lon},
+            "zones": zones, "paths": paths, "bounds": bounds,
+            "shifts": [{"name": s.name, "start": s.start.isoformat("minutes"), "end": s.end.isoformat("minutes")}
+                       for s in site.shifts]}
+
+
+def time_ranges(site: SiteConfig, now: datetime) -> dict[str, Any]:
+    """Today and the current and previous shifts, in UTC, computed in the site's time zone for the range picker."""
+    tz = ZoneInfo(site.timezone)
+    local = now.astimezone(tz)
+    midnight = datetime.combine(local.date(), datetime.min.time(), tz)
+    spans = []
+    for day in (local.date() - timedelta(days=1), local.date()):
+        for shift in site.shifts:
+            spans.append(_shift_span(shift.name, day, shift.start, shift.end, tz))
+    started = sorted((s for s in spans if s["from"] <= now), key=lambda s: s["from"], reverse=True)[:2]
+    return {"now": now, "today": {"from": midnight.astimezone(ZoneInfo("UTC")), "to": now},
+            "shifts": [{**s, "label": f"{s['name']} {s['date']}", "to": min(s["to"], now)} for s in started]}
+
+
+def _shift_span(name: str, day: date, start: Any, end: Any, tz: ZoneInfo) -> dict[str, Any]:
+    begin = datetime.combine(day, start, tz)
+    finish = datetime.combine(day + timedelta(days=1) if end <= start else day, end, tz)
+    utc = ZoneInfo("UTC")
+    return {"name": name, "date": day.isoformat(), "from": begin.astimezone(utc), "to": finish.astimezone(utc)}
+
+
+def machine_state(engine_on: Any, speed_kmh: Any) -> str:
+    """moving / idle / off from the last values (unknown when the device never said)."""
+    if engine_on is False:
+        return "off"
+    if speed_kmh is not None and math.isfinite(speed_kmh) and speed_kmh >= MOVING_KMH:
+        return "moving"
+    if engine_on is None and speed_kmh is None:
+        return "unknown"
+    return "idle"
+
+
+def site_machines(conn: psycopg.Connection, site_id: str, site: SiteConfig | None,
+                  now: datetime) -> list[dict[str, Any]]:
+    """Every machine of the site with its last position (lon/lat and local x/y), state, speed and payload."""
+    with conn.cursor() as cur:
+        cur.execute(MACHINE_SQL, {"site": site_id})
+        names = [d.name for d in cur.description or []]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    declared = {m.id: m for m in site.machines} if site else {}
+    if rows and site is not None:
+        lon = np.array([r["lon"] if r["lon"] is not None else np.nan for r in rows], dtype=float)
+        lat = np.array([r["lat"] if r["lat"] is not None else np.nan for r in rows], dtype=float)
+        x, y = site.frame.to_xy(lon, lat)
+    else:
+        x = y = np.full(len(rows), np.nan)
+    out = []
+    for i, r in enumerate(rows):
+        spec = declared.get(r["machine_id"])
+        kind = r["kind"] if r["kind"] not in (None, "other") else (spec.kind.value if spec else r["kind"] or "other")
+        rated = r["rated_payload_kg"] or (spec.rated_payload_kg if spec else None)
+        payload = r["payload_kg"]
+        age = (now - r["ts"]).total_seconds() if r["ts"] is not None else None
+        out.append({
+            "machine_id": r["machine_id"], "kind": kind, "model": r["model"] or (spec.model if spec else ""),
+            "lat": r["lat"], "lon": r["lon"], "x": plain(round(float(x[i]), 2)), "y": plain(round(float(y[i]), 2)),
+            "speed_kmh": plain(r["speed_kmh"]), "heading_deg": plain(r["heading_deg"]),
+            "state": machine_state(r["engine_on"], r["speed_kmh"]), "engine_on": r["engine_on"],
+            "payload_kg": plain(payload), "rated_payload_kg": rated,
+            "payload_pct": round(100 * payload / rated, 1) if payload is not None and rated else None,
+            "last_seen": r["ts"], "stale": age is None or age > STALE_AFTER_S, "status": r["status"],
+        })
+    return out
+
+
+def open_alerts(conn: psycopg.Connection, site_id: str, limit: int = OPEN_ALERTS_SHOWN) -> list[dict[str, Any]]:
+    """The newest unacknowledged alerts of the site (partial index on open alerts)."""
+    rows = conn.execute(OPEN_ALERTS_SQL, {"site": site_id, "limit": limit}).fetchall()
+    return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _reader(conn: psycopg.Connection):
+    """The SDK's ``read(query, params) -> DataFrame`` on the request's connection."""
+    def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+    return read
+
+
+# A card is a plugin's code: these are the failures one card may have without taking the page down.
+CARD_ERRORS = (psycopg.Error, InvalidSettings, ValueError, LookupError, TypeError, ArithmeticError, AttributeError)
+
+
+def service_card(conn: psycopg.Connection, site_id: str, service: Service, stored: dict[str, Any] | None
+                 ) -> dict[str, Any]:
+    """One service's card as plain data; a failing card is returned as unavailable with the reason."""
+    base = f"/api/v1/sites/{site_id}/{service.name}"
+    try:
+        with conn.transaction():  # a failed query must not abort the rest of the view
+            settings = effective_settings(service, stored or {})
+            card = service.card(site_id, _reader(conn), settings)
+    except CARD_ERRORS as exc:
+        log.warning("card of %s on site %s failed: %s", service.name, site_id, exc, exc_info=True)
+        return {"service": service.name, "title": service.name, "metrics": [], "data": {}, "link": None,
+                "status": "unavailable", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    if card is None:
+        card = Card(title=service.name.replace("-", " ").capitalize())
+    link = card.link
+    if link is not None and not link.startswith(("/", "http://", "https://")):
+        link = f"{base}/{link}"
+    return {"service": service.name, "title": card.title, "metrics": plain(card.metrics), "data": plain(card.data),
+            "link": link, "status": "ok", "reason": None}
+
+
+def enabled_cards(conn: psycopg.Connection, site_id: str, services: dict[str, Service]) -> list[dict[str, Any]]:
+    """One card per installed service switched on for the site, in the catalogue's order."""
+    switches = site_enablements(conn, site_id)
+    return [service_card(conn, site_id, service, switches[name].settings)
+            for name, service in services.items() if name in switches and switches[name].enabled]
+
+
+def compose_view(conn: psycopg.Connection, site_id: str, services: dict[str, Service],
+                 now: datetime) -> dict[str, Any]:
+    """The whole site view (see ``GET /api/v1/sites/{site_id}/view``)."""
+    loaded = load_site_config(conn, site_id)
+    if loaded is None:
+        raise LookupError(site_id)
+    site, geometry = loaded
+    return {
+        "site": geometry,
+        "ranges": time_ranges(site, now),
+        "machines": site_machines(conn, site_id, site, now),
+        "cards": enabled_cards(conn, site_id, services),
+        "alerts": open_alerts(conn, site_id),
+        "generated_at": now,
+    }

@@ -1,0 +1,153 @@
+// Site overview: live map, alerts feed with acknowledge, one card per enabled service, charts over a time range.
+import { allItems, api, openStream, siteApi } from "./api.js";
+import { renderCard } from "./cards.js";
+import { barChart, binned, histogram, PAYLOAD_BANDS } from "./charts.js";
+import { fmt, h, when } from "./dom.js";
+import { SiteMap, mapLegend } from "./map.js";
+
+const CARD_REFRESH_MS = 15000;
+const LIVE_WINDOW_MS = 2 * 3600 * 1000;
+
+function alertItem(alert, siteId, onAck) {
+  const button = h("button", { type: "button", class: "ack", "aria-label": `Acknowledge: ${alert.message}` }, "Acknowledge");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api(`${siteApi(siteId)}/alerts/${alert.id}/ack`, { method: "POST" });
+      onAck(alert.id);
+    } catch (err) {
+      button.disabled = false;
+      button.textContent = `Retry (${err.message})`;
+    }
+  });
+  return h("li", { class: `alert level-${alert.level}`, "data-alert-id": alert.id },
+    h("div", { class: "alert-head" }, h("strong", {}, alert.level), " ", h("span", { class: "note" }, `${alert.service} · ${when(alert.created_at)}`)),
+    h("p", {}, alert.message), button);
+}
+
+function legend(site) {
+  return h("ul", { class: "legend", "aria-label": "Map legend" }, mapLegend(site).map(([shape, colour, label]) =>
+    h("li", {}, h("span", { class: `swatch ${shape}`, style: `background:${colour}` }), label)));
+}
+
+function hourLabel(iso, tz) {
+  return new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone: tz });
+}
+
+// Charts people would rather look at than read; each appears only when its service is on.
+async function drawCharts(container, siteId, view, range) {
+  const services = new Set(view.cards.map((c) => c.service));
+  const q = `from=${encodeURIComponent(range.from)}&to=${encodeURIComponent(range.to)}`;
+  const figures = [];
+  if (services.has("weight-loading")) {
+    const cycles = await allItems(`${siteApi(siteId)}/weight-loading/cycles?${q}&limit=1000`, 20);
+    const start = Date.parse(range.from);
+    const hours = Math.min(72, Math.max(1, Math.ceil((Date.parse(range.to) - start) / 3600000)));
+    const first = Math.floor(start / 3600000) * 3600000;
+    const tonnes = new Array(hours).fill(0);
+    for (const c of cycles) {
+      const i = Math.floor((Date.parse(c.loaded_at) - first) / 3600000);
+      if (i >= 0 && i < hours) tonnes[i] += c.payload_kg / 1000;
+    }
+    const bars = tonnes.map((value, i) => ({ label: hourLabel(first + i * 3600000, view.site.timezone), value }));
+    figures.push(h("figure", { "data-chart": "tonnes-per-hour" }, barChart(cycles.length ? bars : [],
+      { label: "Tonnes per hour", unit: "t" }), h("figcaption", {}, `Tonnes per hour (${fmt(cycles.reduce((a, c) => a + c.payload_kg, 0) / 1000)} t in ${cycles.length} loads)`)));
+    const edges = Array.from({ length: 19 }, (_, i) => 50 + i * 5);
+    figures.push(h("figure", { "data-chart": "payload-distribution" },
+      histogram(edges, binned(cycles.map((c) => c.payload_pct), edges), { label: "Payload distribution against the bands", unit: "%", bands: PAYLOAD_BANDS }),
+      h("figcaption", {}, "Payload as % of rated, with the 90 / 110 / 120 % band lines")));
+  }
+  if (services.has("traffic-awareness")) {
+    try {
+      const queues = await allItems(`${siteApi(siteId)}/traffic-awareness/queues?${q}&limit=1000`, 10);
+      const perZone = new Map();
+      for (const item of queues) {
+        const end = item.queued_to ? Date.parse(item.queued_to) : Date.now();
+        perZone.set(item.zone, (perZone.get(item.zone) || 0) + Math.max(0, end - Date.parse(item.queued_from)) / 60000);
+      }
+      figures.push(h("figure", { "data-chart": "queue-time" }, barChart([...perZone].map(([label, value]) => ({ label, value })),
+        { label: "Queue time per zone", unit: "min", empty: "No queues in this range" }), h("figcaption", {}, "Queue time per zone (minutes)")));
+    } catch (err) {
+      figures.push(h("p", { class: "note" }, `Queue times unavailable: ${err.message}`));
+    }
+  }
+  container.replaceChildren(...(figures.length ? figures : [h("p", { class: "note" }, "Switch on weight loading or traffic awareness for charts.")]));
+}
+
+function rangePicker(view, onChange) {
+  const shifts = view.ranges.shifts;
+  const select = h("select", { id: "shift", "aria-label": "Shift" }, shifts.map((s, i) => h("option", { value: i }, s.label)));
+  const from = h("input", { type: "datetime-local", id: "custom-from", "aria-label": "From" });
+  const to = h("input", { type: "datetime-local", id: "custom-to", "aria-label": "To" });
+  const apply = h("button", { type: "button" }, "Apply");
+  const radios = ["live", "today", "shift", "custom"].map((mode) => h("label", {},
+    h("input", { type: "radio", name: "range", value: mode, checked: mode === "live" }), ` ${mode[0].toUpperCase()}${mode.slice(1)}`));
+  const fieldset = h("fieldset", { class: "range" }, h("legend", {}, "Time range"), radios, select, from, to, apply);
+  const current = () => fieldset.querySelector("input[name=range]:checked").value;
+  const compute = () => {
+    const mode = current();
+    const now = new Date();
+    if (mode === "live") return { mode, from: new Date(now - LIVE_WINDOW_MS).toISOString(), to: now.toISOString() };
+    if (mode === "today") return { mode, from: view.ranges.today.from, to: now.toISOString() };
+    if (mode === "shift" && shifts.length) { const s = shifts[select.value]; return { mode, from: s.from, to: s.to }; }
+    if (mode === "custom" && from.value && to.value) return { mode, from: new Date(from.value).toISOString(), to: new Date(to.value).toISOString() };
+    return null;
+  };
+  fieldset.addEventListener("change", () => { const r = compute(); if (r && current() !== "custom") onChange(r); });
+  apply.addEventListener("click", () => { const r = compute(); if (r) onChange(r); });
+  return { element: fieldset, compute };
+}
+
+export async function overviewPage(main, siteId) {
+  const view = await api(`${siteApi(siteId)}/view`);
+  const map = new SiteMap(view.site);
+  map.update(view.machines);
+  const feed = h("ol", { class: "alerts", "aria-live": "polite", "data-testid": "alerts" });
+  const alertCount = h("span", { class: "count" });
+  let openAlerts = view.alerts;
+  const acked = new Set();
+  const drawAlerts = () => {
+    const shown = openAlerts.filter((a) => !acked.has(a.id));
+    alertCount.textContent = `(${shown.length})`;
+    feed.replaceChildren(...(shown.length ? shown.map((a) => alertItem(a, siteId, (id) => { acked.add(id); drawAlerts(); }))
+      : [h("li", { class: "note" }, "Nothing needs attention now.")]));
+  };
+  drawAlerts();
+  const machineSummary = h("p", { class: "note", "data-testid": "machine-summary" });
+  const summarise = (machines) => {
+    const count = (state) => machines.filter((m) => m.state === state).length;
+    machineSummary.textContent = `${machines.length} machines: ${count("moving")} moving, ${count("idle")} idle, ${count("off")} off · updated ${when(new Date())}`;
+  };
+  summarise(view.machines);
+  const cards = h("div", { class: "cards", "data-testid": "cards" }, view.cards.map((c) => renderCard(c, siteId)));
+  const charts = h("div", { class: "charts", "data-testid": "charts" });
+  let range = null;
+  const picker = rangePicker(view, (r) => { range = r; drawCharts(charts, siteId, view, r).catch((e) => charts.replaceChildren(h("p", { class: "error" }, e.message))); });
+  range = picker.compute();
+  drawCharts(charts, siteId, view, range).catch((e) => charts.replaceChildren(h("p", { class: "error" }, e.message)));
+
+  main.replaceChildren(
+    h("h1", { class: "site-title" }, view.site.name),
+    h("div", { class: "overview" },
+      h("section", { class: "map-panel", "aria-labelledby": "map-heading" }, h("h2", { id: "map-heading" }, "Site map"), map.svg, legend(view.site), machineSummary),
+      h("aside", { class: "alerts-panel", "aria-labelledby": "alerts-heading" }, h("h2", { id: "alerts-heading" }, "Needs attention ", alertCount), feed)),
+    h("section", { "aria-labelledby": "charts-heading" }, h("div", { class: "section-head" }, h("h2", { id: "charts-heading" }, "Trends"), picker.element), charts),
+    h("section", { "aria-labelledby": "cards-heading" }, h("h2", { id: "cards-heading" }, "Services on this site"), cards));
+
+  const stop = openStream(siteId, {
+    machines: (data) => { map.update(data.machines); summarise(data.machines); },
+    alerts: (data) => { openAlerts = data.alerts; drawAlerts(); },
+    gone: () => { location.hash = "#/sites"; },
+  });
+  const timer = setInterval(async () => {
+    try {
+      const fresh = await api(`${siteApi(siteId)}/view?refresh=true`);
+      cards.replaceChildren(...fresh.cards.map((c) => renderCard(c, siteId)));
+      if (range && range.mode === "live") {
+        range = picker.compute();
+        await drawCharts(charts, siteId, fresh, range);
+      }
+    } catch { /* the stream keeps the map live; cards retry next time */ }
+  }, CARD_REFRESH_MS);
+  return () => { stop(); clearInterval(timer); };
+}

@@ -1,0 +1,194 @@
+// Service detail pages, the services catalogue, the evaluation report, the needs backlog and "your data".
+import { allItems, api, download, siteApi } from "./api.js";
+import { renderData } from "./cards.js";
+import { barChart, binned, histogram, PAYLOAD_BANDS } from "./charts.js";
+import { fmt, h, s, when } from "./dom.js";
+import { SiteMap } from "./map.js";
+
+function table(rows, columns, caption) {
+  if (!rows.length) return h("p", { class: "empty" }, `${caption}: none yet.`);
+  return h("div", { class: "table-wrap" }, h("table", {},
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, columns.map(([, label]) => h("th", { scope: "col" }, label)))),
+    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([key, , render]) =>
+      h("td", {}, render ? render(row[key], row) : (/(_at|^at|_from|_to|ts)$/.test(key) ? when(row[key]) : fmt(row[key])))))))));
+}
+
+const dayAgo = () => new Date(Date.now() - 24 * 3600 * 1000).toISOString();
+
+async function weightLoadingDetail(siteId, base) {
+  const q = `from=${encodeURIComponent(dayAgo())}&to=${encodeURIComponent(new Date().toISOString())}`;
+  const [cycles, compliance] = await Promise.all([allItems(`${base}/cycles?${q}&limit=1000`, 10), api(`${base}/compliance?${q}`)]);
+  const perHour = new Map();
+  for (const c of cycles) {
+    const hour = new Date(c.loaded_at);
+    hour.setMinutes(0, 0, 0);
+    const key = hour.toISOString();
+    perHour.set(key, (perHour.get(key) || 0) + c.payload_kg / 1000);
+  }
+  const bars = [...perHour].sort().map(([k, v]) => ({ label: new Date(k).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }), value: v }));
+  const edges = Array.from({ length: 19 }, (_, i) => 50 + i * 5);
+  const site = compliance.site;
+  return [
+    h("div", { class: "charts" },
+      h("figure", {}, barChart(bars, { label: "Tonnes per hour, last 24 h", unit: "t" }), h("figcaption", {}, "Tonnes per hour, last 24 h")),
+      h("figure", {}, histogram(edges, binned(cycles.map((c) => c.payload_pct), edges), { label: "Payload distribution", unit: "%", bands: PAYLOAD_BANDS }),
+        h("figcaption", {}, "Payload as % of rated against the bands"))),
+    h("p", {}, site ? `10/10/20 over the last 24 h: ${site.compliant ? "compliant" : "not compliant"} (${site.loads} loads, mean ${fmt(site.rules.mean_not_above_rated.value_pct)} % of rated, ${fmt(100 * site.rules.share_over_110.value)} % over 110 %, ${site.rules.none_over_120.count} over 120 %)` : "No loads in the last 24 h."),
+    table(cycles.slice(-50).reverse(), [["machine_id", "Machine"], ["loaded_at", "Loaded"], ["dumped_at", "Dumped"],
+      ["payload_kg", "Payload kg"], ["payload_pct", "% of rated"], ["band", "Band"], ["load_zone", "Load zone"], ["dump_zone", "Dump zone"]],
+    "Latest haul cycles"),
+  ];
+}
+
+async function positioningDetail(siteId, base) {
+  const q = `from=${encodeURIComponent(dayAgo())}`;
+  const [events, heat, view] = await Promise.all([api(`${base}/zone-events?${q}&limit=50`), api(`${base}/heatmap?${q}&cell_m=25`),
+    api(`${siteApi(siteId)}/view?refresh=true`)]);
+  const map = new SiteMap(view.site);
+  const max = Math.max(1, ...heat.cells.map((c) => c.seconds));
+  const layer = s("g", { class: "heat" }, heat.cells.map((c) => s("rect", { x: c.ix * heat.cell_m, y: -(c.iy + 1) * heat.cell_m,
+    width: heat.cell_m, height: heat.cell_m, fill: "#d7263d", "fill-opacity": (0.15 + 0.85 * (c.seconds / max)).toFixed(2) },
+  s("title", { text: `${fmt(c.seconds / 60)} machine-minutes` }))));
+  map.svg.insertBefore(layer, map.machineLayer);
+  return [h("figure", { class: "heatmap" }, map.svg, h("figcaption", {}, "Where machines spent time in the last 24 h (25 m cells)")),
+    table(events.items, [["machine_id", "Machine"], ["zone", "Zone"], ["zone_type", "Type"], ["entered_at", "Entered"], ["left_at", "Left"], ["dwell_s", "Dwell s"]], "Zone events")];
+}
+
+async function trafficDetail(siteId, base) {
+  const q = `from=${encodeURIComponent(dayAgo())}`;
+  const [events, queues] = await Promise.all([api(`${base}/proximity-events?${q}&limit=50`), allItems(`${base}/queues?${q}&limit=1000`, 5)]);
+  const perZone = new Map();
+  for (const item of queues) {
+    const end = item.queued_to ? Date.parse(item.queued_to) : Date.now();
+    perZone.set(item.zone, (perZone.get(item.zone) || 0) + Math.max(0, end - Date.parse(item.queued_from)) / 60000);
+  }
+  return [h("figure", {}, barChart([...perZone].map(([label, value]) => ({ label, value })), { label: "Queue time per zone", unit: "min", empty: "No queues in the last 24 h" }),
+    h("figcaption", {}, "Queue time per zone, last 24 h (minutes)")),
+  table(events.items, [["at", "At"], ["machine_a", "Machine A"], ["machine_b", "Machine B"], ["min_distance_m", "Min distance m"], ["min_ttc_s", "Min TTC s"], ["level", "Level"]], "Proximity events")];
+}
+
+const DETAILS = { "weight-loading": weightLoadingDetail, positioning: positioningDetail, "traffic-awareness": trafficDetail };
+
+async function routesOf(name) {
+  const schema = await fetch("/openapi.json").then((r) => r.json());
+  const prefix = `/api/v1/sites/{site_id}/${name}/`;
+  return Object.keys(schema.paths).filter((p) => p.startsWith(prefix));
+}
+
+export async function servicePage(main, siteId, name) {
+  const base = `${siteApi(siteId)}/${encodeURIComponent(name)}`;
+  const [view, catalogue] = await Promise.all([api(`${siteApi(siteId)}/view?refresh=true`), allItems("/api/v1/services?limit=1000", 2)]);
+  const service = catalogue.find((item) => item.name === name);
+  const card = view.cards.find((c) => c.service === name);
+  const parts = [h("p", { class: "lead" }, service ? service.summary : "")];
+  if (!card) {
+    parts.push(h("p", { role: "status" }, "This service is not switched on for this site."));
+  } else if (DETAILS[name]) {
+    try { parts.push(...(await DETAILS[name](siteId, base))); } catch (err) { parts.push(h("p", { class: "error" }, err.message)); }
+  } else {
+    parts.push(...renderData(card.data));
+    const routes = await routesOf(name);
+    parts.push(h("h2", {}, "Its data"), h("ul", {}, routes.map((p) => h("li", {}, h("code", {}, p.replace("{site_id}", siteId))))));
+  }
+  if (card && card.status === "ok") {
+    parts.splice(1, 0, h("dl", { class: "metrics" }, card.metrics.map((m) => h("div", { class: "metric" }, h("dt", {}, m.label), h("dd", {}, `${fmt(m.value)} ${m.unit || ""}`)))));
+  }
+  main.replaceChildren(h("h1", {}, service ? `${card ? card.title : name}` : name), ...parts);
+}
+
+export async function cataloguePage(main, siteId, me) {
+  const draw = async () => {
+    const items = await allItems("/api/v1/services?limit=1000", 2);
+    const rows = items.map((item) => {
+      const here = item.sites.find((x) => x.site_id === siteId) || { enabled: false, stage: null };
+      const health = item.health ? item.health.status : "not run yet";
+      const toggle = me.role === "admin" ? h("button", { type: "button", "data-service": item.name,
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try { await api(`${siteApi(siteId)}/services/${item.name}`, { method: "PUT", body: { enabled: !here.enabled } }); await draw(); } catch (err) { status.textContent = err.message; event.target.disabled = false; }
+        } }, here.enabled ? "Disable" : "Enable") : null;
+      return h("tr", {}, h("th", { scope: "row" }, h("a", { href: `#/sites/${encodeURIComponent(siteId)}/services/${item.name}` }, item.name)),
+        h("td", {}, item.version), h("td", {}, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
+        h("td", {}, health), h("td", {}, item.depends_on.join(", ") || "–"), me.role === "admin" ? h("td", {}, toggle) : null);
+    });
+    table_.replaceChildren(h("caption", {}, "Installed services and their stage on this site"),
+      h("thead", {}, h("tr", {}, ["Service", "Version", "What it does", "Stage", "On", "Runner", "Needs"].map((c) => h("th", { scope: "col" }, c)),
+        me.role === "admin" ? h("th", { scope: "col" }, "Switch") : null)), h("tbody", {}, rows));
+  };
+  const table_ = h("table", { class: "catalogue" });
+  const status = h("p", { role: "status", class: "error" });
+  main.replaceChildren(h("h1", {}, "Services"), status, h("div", { class: "table-wrap" }, table_));
+  await draw();
+}
+
+export async function evaluationPage(main, siteId) {
+  const body = await api(`/api/v1/evaluation?site_id=${encodeURIComponent(siteId)}`);
+  const items = body.items.map((item) => h("article", { class: `card eval rec-${item.recommendation}` },
+    h("header", {}, h("h3", {}, item.service), h("span", { class: "badge" }, item.recommendation || "–")),
+    h("p", {}, `Stage ${item.stage || "–"}, ${item.enabled ? "on" : "off"} since ${when(item.enabled_at)}`),
+    h("p", {}, `Adoption: ${item.adoption.distinct_users} users, active ${item.adoption.active_days} of ${item.adoption.days} days, ${fmt(item.adoption.views_per_day)} views a day`),
+    table(item.kpis || [], [["name", "KPI"], ["unit", "Unit"], ["before", "Before", (v) => fmt(v && v.mean)], ["after", "After", (v) => fmt(v && v.mean)], ["difference", "Change"], ["verdict", "Verdict"]], "Value KPIs"),
+    h("ul", {}, item.reasons.map((r) => h("li", {}, r)))));
+  main.replaceChildren(h("h1", {}, "Evaluation"), h("p", { class: "lead" }, `Per service: is it used, did its KPIs move since it was switched on (${body.window_days}-day windows), and what to do next.`),
+    h("div", { class: "cards" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]));
+}
+
+export async function needsPage(main, siteId) {
+  const list = h("div");
+  const draw = async () => {
+    const items = await allItems(`${siteApi(siteId)}/needs?limit=1000`, 2);
+    list.replaceChildren(table(items, [["priority", "Priority"], ["text", "Need"], ["value_score", "Value"], ["effort", "Effort"], ["service", "Service"], ["status", "Status"], ["raised_by", "Raised by"]], "Needs backlog, highest priority first"));
+  };
+  const text = h("textarea", { id: "need-text", required: true, rows: 2 });
+  const value = h("input", { id: "need-value", type: "number", min: 1, max: 10, value: 5, required: true });
+  const effort = h("input", { id: "need-effort", type: "number", min: 1, max: 10, value: 5, required: true });
+  const status = h("p", { role: "status" });
+  const form = h("form", { class: "need-form", "aria-labelledby": "need-title" }, h("h2", { id: "need-title" }, "Raise a need"),
+    h("label", { for: "need-text" }, "What does the site need?"), text,
+    h("label", { for: "need-value" }, "Value (1-10)"), value, h("label", { for: "need-effort" }, "Effort (1-10)"), effort,
+    h("button", { type: "submit" }, "Add need"), status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api(`${siteApi(siteId)}/needs`, { method: "POST", body: { text: text.value, value_score: Number(value.value), effort: Number(effort.value) } });
+      text.value = "";
+      status.textContent = "Added.";
+      await draw();
+    } catch (err) { status.textContent = err.message; }
+  });
+  main.replaceChildren(h("h1", {}, "Needs"), list, form);
+  await draw();
+}
+
+export async function dataPage(main, siteId) {
+  const [use, log] = await Promise.all([api(`${siteApi(siteId)}/data-use`), api(`${siteApi(siteId)}/access-log?limit=50`)]);
+  const from = h("input", { type: "date", id: "export-from", value: new Date(Date.now() - 86400000).toISOString().slice(0, 10) });
+  const to = h("input", { type: "date", id: "export-to", value: new Date(Date.now() + 86400000).toISOString().slice(0, 10) });
+  const status = h("p", { role: "status" });
+  const exportButton = (label, path, name, format) => h("button", { type: "button", onclick: async () => {
+    status.textContent = `Preparing ${label}…`;
+    const q = `from=${encodeURIComponent(new Date(from.value).toISOString())}&to=${encodeURIComponent(new Date(to.value).toISOString())}&format=${format}`;
+    try { await download(`${siteApi(siteId)}/export/${path}?${q}`, `${siteId}-${name}.${format}`); status.textContent = `${label} downloaded.`; } catch (err) { status.textContent = err.message; }
+  } }, label);
+  const services = use.items.map((item) => h("article", { class: "card" },
+    h("header", {}, h("h3", {}, item.service), h("span", { class: "badge" }, item.stage || "")),
+    h("p", {}, item.summary),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Reads these telemetry fields"), h("dd", {}, item.telemetry_fields_read.join(", ") || "none"),
+      h("dt", {}, "Reads outputs of"), h("dd", {}, item.reads_outputs_of.join(", ") || "no other service"),
+      h("dt", {}, "Writes these tables"), h("dd", {}, item.tables_written.join(", ") || "none"),
+      h("dt", {}, "On since"), h("dd", {}, `${when(item.enabled_at)} by ${item.enabled_by || "–"}`)),
+    h("div", { class: "exports" }, item.tables_written.flatMap((t) => {
+      const table_ = t.split(".")[1];
+      return ["csv", "parquet"].map((f) => exportButton(`${table_} (${f.toUpperCase()})`, `${item.service}/${table_}`, `${item.service}-${table_}`, f));
+    }))));
+  main.replaceChildren(h("h1", {}, "Your data"),
+    h("p", { class: "lead" }, "What each service on this site reads and writes, who looked at what, and your data to take away."),
+    h("section", { "aria-labelledby": "export-title" }, h("h2", { id: "export-title" }, "Export"),
+      h("label", { for: "export-from" }, "From "), from, h("label", { for: "export-to" }, " to "), to, " ",
+      exportButton("Telemetry (CSV)", "telemetry", "telemetry", "csv"), exportButton("Telemetry (Parquet)", "telemetry", "telemetry", "parquet"), status),
+    h("section", { "aria-labelledby": "use-title" }, h("h2", { id: "use-title" }, "Services using your data"), h("div", { class: "cards" }, services)),
+    h("section", { "aria-labelledby": "log-title" }, h("h2", { id: "log-title" }, "Access log"),
+      table(log.items, [["at", "When"], ["principal", "Who"], ["action", "What"], ["service", "Service"], ["detail", "Detail", (v) => (v ? Object.entries(v).map(([k, x]) => `${k}: ${x}`).join(", ") : "")]], "Latest 50 events")));
+}

@@ -1,0 +1,276 @@
+"""The dashboard in a real browser against a running stack fed by the simulator.
+
+Real PostgreSQL and Mosquitto (session fixtures), ingest, the service runner and the API as
+subprocesses, the simulator publishing the demo quarry at 30x from 45 minutes ago (so cycles
+complete within a minute and their times are in the past, where "today" counts them), and
+Debian's Chromium driven by Playwright. Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+
+from sitepulse.embedded.ports import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+ADMIN = "browser-admin-token-0123456789abcdef012345"
+SPEEDUP = 30
+BACKFILL = timedelta(minutes=45)
+
+
+def _need_browser() -> Any:
+    """Playwright's sync API, or a skip (locally) / failure (CI) naming what to install."""
+    hint = ("browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium) and the "
+            "playwright Python package (pip install playwright; no `playwright install` needed)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not CHROMIUM.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(hint, pytrace=False)
+        pytest.skip(hint)
+    return sync_playwright
+
+
+@dataclass
+class Stack:
+    base: str
+    manager_token: str
+    database_url: str
+    mqtt_host: str
+    mqtt_port: int
+    logs: Path
+
+
+def _prepare(database_url: str) -> str:
+    """The demo quarry as 'demo' with every installed service on, a second site, a token for 'demo' only."""
+    from microservices.discovery import discover_services
+    from registry.auth import create_token
+    from registry.enablement import set_enablement
+    from simulators.site import load_site
+    from sitepulse.sites import save_site
+
+    services = discover_services(None)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        save_site(conn, "demo", load_site())
+        save_site(conn, "other", load_site())
+        for name in services:
+            set_enablement(conn, services, "demo", name, enabled=True)
+        return create_token(conn, "demo site manager", ["demo"]).token
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=handle, stderr=subprocess.STDOUT,
+                            cwd=ROOT, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, mqtt_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    _need_browser()
+    token = _prepare(database_url)
+    logs = tmp_path_factory.mktemp("stack-logs")
+    port = free_port()
+    env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url, "SITEPULSE_MQTT_URL": mqtt_broker.url,
+           "SITEPULSE_API_PORT": str(port), "SITEPULSE_ADMIN_TOKEN": ADMIN, "SITEPULSE_LOG_LEVEL": "WARNING"}
+    start = (datetime.now(UTC) - BACKFILL).replace(microsecond=0)
+    processes = [
+        _start(["ingest"], env, logs / "ingest.log"),
+        _start(["sitepulse", "run-services"], env, logs / "runner.log"),
+        _start(["sitepulse", "api"], env, logs / "api.log"),
+        _start(["sitepulse", "simulate", "--site-id", "demo", "--speedup", str(SPEEDUP), "--duration", "7200",
+                "--mqtt-url", mqtt_broker.url, "--start", start.isoformat().replace("+00:00", "Z")],
+               env, logs / "simulator.log"),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            for p, name in zip(processes, ("ingest", "runner", "api", "simulator"), strict=True):
+                if p.poll() is not None:
+                    pytest.fail(f"{name} exited: {(logs / f'{name}.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("the API did not come up in 60 s: " + (logs / "api.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield Stack(base, token, database_url, mqtt_broker.host, mqtt_broker.port, logs)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Any]:
+    sync_playwright = _need_browser()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _login(page: Any, stack: Stack) -> None:
+    page.goto(stack.base + "/")
+    page.get_by_label("Access token").fill(stack.manager_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("svg[data-testid=site-map]")  # one site: straight to its overview
+
+
+def _positions(page: Any) -> dict[str, tuple[float, float]]:
+    return page.eval_on_selector_all(
+        "svg[data-testid=site-map] g.machine",
+        "nodes => Object.fromEntries(nodes.map(n => [n.dataset.machineId,"
+        " [Number(n.dataset.x), Number(n.dataset.y)]]))")
+
+
+def _wait_api(stack: Stack, path: str, predicate: Any, timeout: float, what: str) -> Any:
+    headers = {"Authorization": f"Bearer {stack.manager_token}"}
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        body = httpx.get(stack.base + path, headers=headers, timeout=10).json()
+        if predicate(body):
+            return body
+        time.sleep(1)
+    logs = {p.name: p.read_text()[-1500:] for p in stack.logs.iterdir()}
+    pytest.fail(f"{what} within {timeout:.0f} s; last answer {json.dumps(body)[:1500]}; logs {logs}")
+
+
+def test_map_shows_machines_that_move(page: Any, stack: Stack) -> None:
+    _wait_api(stack, "/api/v1/sites/demo/view", lambda v: sum(m["x"] is not None for m in v["machines"]) >= 6,
+              45, "machines did not appear in the view")
+    _login(page, stack)
+    page.wait_for_function("document.querySelectorAll('svg[data-testid=site-map] g.machine').length >= 6")
+    first = _positions(page)
+    page.screenshot(path=str(SHOTS / "overview-1.png"))
+    page.wait_for_timeout(4000)  # the live stream pushes positions every ~1.5 s
+    second = _positions(page)
+    page.screenshot(path=str(SHOTS / "overview-2.png"))
+    moved = [m for m in first if m in second and abs(first[m][0] - second[m][0]) + abs(first[m][1] - second[m][1]) > 1]
+    assert len(first) >= 6 and moved, f"no machine moved between the screenshots: {first} vs {second}"
+
+
+def test_weight_loading_card_shows_tonnes(page: Any, stack: Stack) -> None:
+    def tonnes(view: dict) -> float:
+        card = next((c for c in view["cards"] if c["service"] == "weight-loading"), None)
+        return next((m["value"] for m in card["metrics"] if m["label"] == "Tonnes today"), 0) if card else 0
+
+    _wait_api(stack, "/api/v1/sites/demo/view", lambda v: tonnes(v) > 0, 120, "no tonnes on the weight-loading card")
+    _login(page, stack)
+    value = page.locator("article[data-service=weight-loading] .metric[data-label='Tonnes today'] .value")
+    value.wait_for()
+    assert float(value.inner_text().replace(",", "")) > 0
+    page.locator("[data-chart=tonnes-per-hour] svg").wait_for()
+    page.locator("[data-testid=cards]").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "weight-loading-card.png"), full_page=True)
+
+
+def _drive_into_blast_area(stack: Stack) -> None:
+    """A machine crossing the blast area (restricted): ingest -> positioning -> an alert, the real path."""
+    now = datetime.now(UTC).timestamp()
+    lon0, lon1, lat = 18.0952, 18.0977, 59.30359
+    samples = [{"ts": now - 150 + i, "seq": i, "lat": lat, "lon": lon0 + (lon1 - lon0) * i / 150,
+                "speed_kmh": 8.0, "heading_deg": 90.0, "engine_on": True} for i in range(150)]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="browser-test-intruder")
+    client.connect(stack.mqtt_host, stack.mqtt_port)
+    client.loop_start()
+    info = client.publish("sites/demo/machines/INTRUDER-1/telemetry", json.dumps(samples), qos=1)
+    info.wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
+    _drive_into_blast_area(stack)
+    _wait_api(stack, "/api/v1/sites/demo/alerts?open=true",
+              lambda body: any(a["machine_id"] == "INTRUDER-1" for a in body["items"]), 90,
+              "the restricted-zone entry raised no alert")
+    _login(page, stack)
+    alert = page.locator("[data-testid=alerts] li.alert", has_text="INTRUDER-1").first
+    alert.wait_for()
+    alert_id = alert.get_attribute("data-alert-id")
+    page.screenshot(path=str(SHOTS / "alert-open.png"))
+    alert.get_by_role("button", name="Acknowledge").click()
+    page.locator(f"[data-testid=alerts] li.alert[data-alert-id='{alert_id}']").wait_for(state="detached")
+    page.screenshot(path=str(SHOTS / "alert-acknowledged.png"))
+    with psycopg.connect(stack.database_url) as conn:
+        acked_by = conn.execute("SELECT acknowledged_by FROM service_alerts WHERE id = %s", (int(alert_id),)).fetchone()
+        assert acked_by == ("demo site manager",)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            event = conn.execute("SELECT 1 FROM usage_events WHERE action = 'alert_ack' AND detail ->> 'alert_id' = %s",
+                                 (alert_id,)).fetchone()
+            if event:
+                break
+            time.sleep(0.5)
+        assert event, "the acknowledgement was not recorded as a usage event"
+
+
+def test_site_manager_cannot_open_another_site(page: Any, stack: Stack) -> None:
+    _login(page, stack)
+    page.goto(stack.base + "/#/sites/other")
+    page.locator("[data-testid=not-found]").wait_for()
+    assert page.locator("svg[data-testid=site-map]").count() == 0
+    page.screenshot(path=str(SHOTS / "other-site-not-found.png"))
+    headers = {"Authorization": f"Bearer {stack.manager_token}"}
+    assert httpx.get(f"{stack.base}/api/v1/sites/other/view", headers=headers).status_code == 404
+
+
+def test_other_pages_render(page: Any, stack: Stack) -> None:
+    _login(page, stack)
+    for hash_, text, name in (("#/sites/demo/catalogue", "Services", "catalogue"),
+                              ("#/sites/demo/evaluation", "Evaluation", "evaluation"),
+                              ("#/sites/demo/needs", "Raise a need", "needs"),
+                              ("#/sites/demo/data", "Access log", "data"),
+                              ("#/sites/demo/services/weight-loading", "Latest haul cycles", "service-weight-loading"),
+                              ("#/sites/demo/services/positioning", "Zone events", "service-positioning")):
+        page.goto(stack.base + "/" + hash_)
+        page.get_by_text(text).first.wait_for()
+        page.wait_for_load_state("networkidle")
+        errors = [t for t in page.locator("p.error").all_inner_texts() if t.strip()]
+        assert not errors, f"{name}: {errors}"
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
