@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 from ingest.partitions import Partitions
 from ingest.reader import Watermark
+from ingest.writer import LAST_SQL, last_value_params
 from microservices.runner import ServiceHost
 from microservices.sdk import Batch, Service
 from sitepulse.sitefile import SiteConfig
@@ -72,18 +73,23 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
 
 
 def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
-    """Store telemetry rows (ingest's columns) in one transaction; duplicates are stored once."""
+    """Store telemetry rows (ingest's columns) in one transaction as the writer does: duplicates stored once,
+    the machines' last values (``machine_last``) kept up to date."""
     if rows.empty:
         return 0
     Partitions(enabled=True).ensure(conn, rows["ts"].min(), rows["ts"].max())
     columns = [c for c in ROW_COLUMNS if c in rows.columns and c != "extra"]
     values = rows[columns].astype(object).where(rows[columns].notna(), None)
+    tuples = list(values.itertuples(index=False, name=None))
+    full = values.reindex(columns=list(ROW_COLUMNS)).astype(object)
+    full = full.where(full.notna(), None)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             f"INSERT INTO telemetry ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
             " ON CONFLICT DO NOTHING",
-            list(values.itertuples(index=False, name=None)),
+            tuples,
         )
+        cur.execute(LAST_SQL, last_value_params(list(full.itertuples(index=False, name=None))))
     return len(rows)
 
 

@@ -21,13 +21,18 @@ router = APIRouter()
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
 
+# One indexed lookup per machine (track_machine_time), machines listed from ingest's one-row-per-machine
+# machine_last: the live map never scans the track history, so it stays flat as history grows.
 _LATEST = """
-    SELECT DISTINCT ON (t.machine_id) t.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
+    SELECT l.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
            t.raw_lat, t.raw_lon, t.heading_deg AS heading, t.speed_kmh, t.state, t.zone
-    FROM positioning.track t
-    LEFT JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id
-    WHERE t.site_id = %(site)s AND (%(after)s::text IS NULL OR t.machine_id > %(after)s)
-    ORDER BY t.machine_id, t.ts DESC"""
+    FROM machine_last l
+    CROSS JOIN LATERAL (
+        SELECT * FROM positioning.track t WHERE t.site_id = l.site_id AND t.machine_id = l.machine_id
+        ORDER BY t.ts DESC LIMIT 1) t
+    LEFT JOIN machines m ON m.site_id = l.site_id AND m.machine_id = l.machine_id
+    WHERE l.site_id = %(site)s AND (%(after)s::text IS NULL OR l.machine_id > %(after)s)
+    ORDER BY l.machine_id"""
 
 
 @router.get("/positions")
