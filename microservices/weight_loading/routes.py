@@ -238,27 +238,30 @@ def kpis(ctx: ServiceRequestDep, period: TimeRangeDep,
             "items": kpi_table(c, act, keys, settings)}
 
 
+def policy_rules(loads: int, mean: float, share_over_110: float, top: float, over_120: int,
+                 settings: WeightLoadingSettings) -> dict[str, Any]:
+    """The 10/10/20 rules from a group's figures: mean <= rated, <= 10 % of loads over 110 %, none over 120 %."""
+    rules = {
+        "mean_not_above_rated": {"value_pct": round(100 * mean, 2), "limit_pct": 100.0, "pass": mean <= 1.0},
+        "share_over_110": {"value": round(share_over_110, 4), "limit": settings.max_share_over_110,
+                           "pass": share_over_110 <= settings.max_share_over_110},
+        "none_over_120": {"count": over_120, "max_pct": round(100 * top, 2),
+                          "limit_pct": round(100 * settings.over_120_fraction, 2), "pass": over_120 == 0},
+    }
+    return {"loads": loads, "rules": rules, "compliant": all(r["pass"] for r in rules.values())}
+
+
 def compliance_table(c: pd.DataFrame, keys: list[str], settings: WeightLoadingSettings) -> list[dict[str, Any]]:
-    """The 10/10/20 rules per group: mean payload <= rated, <= 10 % of loads over 110 %, none over 120 %."""
+    """The 10/10/20 rules per group of cycles."""
     if c.empty:
         return []
     c = c.assign(frac=c["payload_kg"] / c["rated_payload_kg"])
     out = []
     for key, part in c.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        mean = float(part["frac"].mean())
-        share = float((part["frac"] > settings.over_110_fraction).mean())
-        top = float(part["frac"].max())
-        over_120 = int((part["frac"] > settings.over_120_fraction).sum())
-        rules = {
-            "mean_not_above_rated": {"value_pct": round(100 * mean, 2), "limit_pct": 100.0, "pass": mean <= 1.0},
-            "share_over_110": {"value": round(share, 4), "limit": settings.max_share_over_110,
-                               "pass": share <= settings.max_share_over_110},
-            "none_over_120": {"count": over_120, "max_pct": round(100 * top, 2),
-                              "limit_pct": round(100 * settings.over_120_fraction, 2), "pass": over_120 == 0},
-        }
-        out.append({**dict(zip(keys, key, strict=True)), "loads": len(part), "rules": rules,
-                    "compliant": all(r["pass"] for r in rules.values())})
+        out.append({**dict(zip(keys, key, strict=True)), **policy_rules(
+            len(part), float(part["frac"].mean()), float((part["frac"] > settings.over_110_fraction).mean()),
+            float(part["frac"].max()), int((part["frac"] > settings.over_120_fraction).sum()), settings)})
     return out
 
 
@@ -284,30 +287,64 @@ def compliance(ctx: ServiceRequestDep, period: TimeRangeDep) -> dict[str, Any]:
 # --- the site-view card ----------------------------------------------------------------------
 
 
+_CARD_MACHINES = """
+    SELECT machine_id, count(*) AS loads, sum(payload_kg) AS kg, avg(payload_kg / rated_payload_kg) AS mean,
+           avg((payload_kg / rated_payload_kg > %(o110)s)::int) AS share_over_110,
+           sum((payload_kg / rated_payload_kg > %(o120)s)::int) AS over_120, max(payload_kg / rated_payload_kg) AS top
+    FROM weight_loading.cycles
+    WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s
+    GROUP BY machine_id ORDER BY machine_id"""
+_CARD_HISTOGRAM = """
+    SELECT CASE WHEN pct = 140 THEN 16 ELSE width_bucket(pct, 60, 140, 16) END AS bin, count(*) AS n
+    FROM (SELECT 100 * payload_kg / rated_payload_kg AS pct FROM weight_loading.cycles
+          WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s) p
+    GROUP BY 1"""
+
+
 def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
               settings: WeightLoadingSettings, now: datetime | None = None) -> Card:
-    """Today's (site time zone) tonnes, loads and compliance, the worst offenders and a payload histogram."""
+    """Today's (site time zone) tonnes, loads and compliance, the worst offenders and a payload histogram.
+
+    Aggregated in the database (per machine, one pass over today's cycles), so the card's cost does not
+    grow with the number of loads moved to the client, nor with history.
+    """
     now = now or pd.Timestamp.now(tz="UTC").to_pydatetime()
     site = _site(read, site_id)
     tz = ZoneInfo(site.timezone if site is not None else "UTC")
     midnight = pd.Timestamp(now).tz_convert(tz).normalize().tz_convert("UTC").to_pydatetime()
-    c = load_cycles(read, site_id, midnight, now + timedelta(seconds=1))
-    tonnes = float(c["payload_kg"].sum() / 1000) if not c.empty else 0.0
-    site_rules = compliance_table(c.assign(site=site_id), ["site"], settings) if not c.empty else []
-    status = "no loads" if not site_rules else ("compliant" if site_rules[0]["compliant"] else "not compliant")
-    offenders = sorted(compliance_table(c, ["machine_id"], settings),
-                       key=lambda r: (-r["rules"]["none_over_120"]["count"], -r["rules"]["share_over_110"]["value"],
-                                      -r["rules"]["mean_not_above_rated"]["value_pct"]))
+    params = {"site_id": site_id, "start": midnight, "end": now + timedelta(seconds=1),
+              "o110": settings.over_110_fraction, "o120": settings.over_120_fraction}
+    machines = read(_CARD_MACHINES, params)
+    loads = int(machines["loads"].sum()) if not machines.empty else 0
+    tonnes = float(machines["kg"].astype(float).sum() / 1000) if loads else 0.0
+    if loads:
+        weights = machines["loads"].astype(float)
+        site_rules = policy_rules(
+            loads, float((machines["mean"].astype(float) * weights).sum() / loads),
+            float((machines["share_over_110"].astype(float) * weights).sum() / loads),
+            float(machines["top"].astype(float).max()), int(machines["over_120"].sum()), settings)
+        status = "compliant" if site_rules["compliant"] else "not compliant"
+    else:
+        status = "no loads"
+    per_machine = [{"machine_id": r.machine_id, **policy_rules(int(r.loads), float(r.mean), float(r.share_over_110),
+                                                                float(r.top), int(r.over_120), settings)}
+                   for r in machines.itertuples(index=False)]
+    offenders = sorted(per_machine, key=lambda r: (-r["rules"]["none_over_120"]["count"],
+                                                  -r["rules"]["share_over_110"]["value"],
+                                                  -r["rules"]["mean_not_above_rated"]["value_pct"]))
     worst = [{"machine_id": r["machine_id"], "loads": r["loads"],
               "over_120": r["rules"]["none_over_120"]["count"], "share_over_110": r["rules"]["share_over_110"]["value"],
               "mean_payload_pct": r["rules"]["mean_not_above_rated"]["value_pct"]}
              for r in offenders if not r["compliant"]][:5]
     edges = list(range(60, 145, 5))
-    counts = np.histogram(c["payload_pct"].astype(float), bins=edges)[0].tolist() if not c.empty else [0] * 16
+    counts = [0] * (len(edges) - 1)
+    for row in read(_CARD_HISTOGRAM, params).itertuples(index=False):
+        if 1 <= int(row.bin) <= len(counts):
+            counts[int(row.bin) - 1] = int(row.n)
     return Card(
         title="Weight loading",
         metrics=[{"label": "Tonnes today", "value": round(tonnes, 1), "unit": "t"},
-                 {"label": "Loads today", "value": len(c), "unit": "loads"},
+                 {"label": "Loads today", "value": loads, "unit": "loads"},
                  {"label": "10/10/20 today", "value": status, "unit": ""}],
         data={"worst_offenders": worst,
               "payload_histogram": {"edges_pct": edges, "counts": counts}},

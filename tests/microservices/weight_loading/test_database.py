@@ -167,7 +167,7 @@ def test_compliance_reports_each_rule_with_its_numbers(api: TestClient) -> None:
 
 
 def test_card_and_alerts(api: TestClient, db_url: str) -> None:
-    from microservices.weight_loading.routes import site_card
+    from microservices.weight_loading.routes import compliance_table, load_cycles, site_card
     from microservices.weight_loading.settings import WeightLoadingSettings
 
     with psycopg.connect(db_url) as conn:
@@ -175,8 +175,22 @@ def test_card_and_alerts(api: TestClient, db_url: str) -> None:
             cur = conn.execute(query, params)
             return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
 
-        card = site_card("quarry", read, WeightLoadingSettings(), now=pd.Timestamp("2026-01-05T07:10:00Z"))
+        now = pd.Timestamp("2026-01-05T07:10:00Z")
+        card = site_card("quarry", read, WeightLoadingSettings(), now=now)
+        cycles = load_cycles(read, "quarry", pd.Timestamp("2026-01-05T00:00:00Z"), now + pd.Timedelta(seconds=1))
         alerts = conn.execute(ALERTS, ("quarry",)).fetchall()
+    # the card aggregates in SQL: it must say what the frame-based policy says about the same cycles
+    by_machine = {r["machine_id"]: r for r in compliance_table(cycles, ["machine_id"], WeightLoadingSettings())}
+    assert card.metrics[1]["value"] == len(cycles)
+    assert card.metrics[0]["value"] == round(cycles["payload_kg"].sum() / 1000, 1)
+    for worst in card.data["worst_offenders"]:
+        rules = by_machine[worst["machine_id"]]["rules"]
+        assert worst["over_120"] == rules["none_over_120"]["count"]
+        assert worst["share_over_110"] == rules["share_over_110"]["value"]
+        assert worst["mean_payload_pct"] == rules["mean_not_above_rated"]["value_pct"]
+    assert len(card.data["worst_offenders"]) == min(5, sum(not r["compliant"] for r in by_machine.values()))
+    pct = 100 * cycles["payload_kg"] / cycles["rated_payload_kg"]
+    assert card.data["payload_histogram"]["counts"] == np.histogram(pct, bins=list(range(60, 145, 5)))[0].tolist()
     assert card.title == "Weight loading" and card.link == "cycles"
     assert card.metrics[0]["value"] > 0 and card.metrics[1]["value"] > 0
     assert card.metrics[2]["value"] == "not compliant"
