@@ -128,7 +128,8 @@ def broker_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
 
 
 class MqttConsumer:
-    """One persistent MQTT session feeding a queue; v5 with a shared subscription, 3.1.1 as fallback."""
+    """One persistent MQTT session feeding a queue; v5 (3.1.1 as fallback), shared subscription when
+    ``share_group`` is set (several workers), a plain one otherwise (it survives a broker restart)."""
 
     def __init__(
         self,
@@ -137,7 +138,7 @@ class MqttConsumer:
         inbox: queue.SimpleQueue,
         *,
         protocol: str = "auto",
-        share_group: str = "sitepulse-ingest",
+        share_group: str | None = "sitepulse-ingest",
         high_water: int = 200_000,
     ) -> None:
         self.url = url
@@ -257,9 +258,8 @@ class MqttConsumer:
         if self.version is not None:
             self.reconnects += 1
             log.info("MQTT reconnected (session present: %s)", flags.session_present)
-        client.subscribe(
-            [(shared(TELEMETRY_FILTER, self.share_group), 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1)]
-        )
+        telemetry = shared(TELEMETRY_FILTER, self.share_group) if self.share_group else TELEMETRY_FILTER
+        client.subscribe([(telemetry, 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1)])
         self._connected.set()
 
     def _on_disconnect(

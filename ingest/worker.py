@@ -24,6 +24,7 @@ STATS_EVERY_S = 5.0
 LOG_EVERY_S = 30.0
 STOP_GRACE_S = 10.0  # how long a stopping worker keeps retrying an unreachable database
 RETRY_MAX_S = 5.0
+SHARE_GROUP = "sitepulse-ingest"
 
 
 def _require(settings: Settings) -> tuple[str, str]:
@@ -45,7 +46,8 @@ class IngestWorker:
         self.decoder = Decoder(settings.ingest_max_payload_bytes)
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.writer = TelemetryWriter(database_url)
-        self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox, protocol=protocol)
+        self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox, protocol=protocol,
+                                     share_group=SHARE_GROUP if settings.ingest_shared else None)
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
@@ -233,6 +235,8 @@ def run_workers(settings: Settings, n: int) -> None:
         if n == 1:
             run_worker(settings, stop)
         else:
+            if settings.ingest_shared is None:  # N workers split the stream
+                settings = settings.model_copy(update={"ingest_shared": True})
             _supervise(settings, n, stop)
     finally:
         for sig, handler in previous.items():

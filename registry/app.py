@@ -14,6 +14,7 @@ from registry.auth import hash_token
 from registry.errors import install_error_handlers
 from registry.metrics import MetricsMiddleware
 from registry.plugins import mount_service_routers, site_route_names
+from registry.ratelimit import install_limits
 from registry.routes import (
     aemp,
     alerts,
@@ -81,6 +82,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     app.state.stream_key = new_key()
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    install_limits(app, settings)
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
                                           export, aemp)]

@@ -104,5 +104,5 @@ def open_runtime(
                 runtime.mqtt_url = server.start()
                 stack.callback(server.stop)
                 runtime.started.append(f"Mosquitto (embedded) on {server.host}:{server.port}")
-        log.info("database %s; broker %s", mask_url(runtime.database_url) or "-", runtime.mqtt_url or "-")
+        log.info("database %s; broker %s", mask_url(runtime.database_url) or "-", mask_url(runtime.mqtt_url) or "-")
         yield runtime

@@ -76,11 +76,18 @@ class Settings(BaseSettings):
     log_format: str = Field("text", description="text | json")
     embedded_db_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     embedded_mqtt_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    api_rate_per_s: float = Field(20.0, ge=0, description="requests per second per token; 0 switches it off")
+    api_rate_burst: int = Field(200, ge=1, description="requests a token may send at once")
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1, description="request body limit (site files: 5 MB)")
     # ingest
     ingest_batch_rows: int = Field(5000, ge=1)
     ingest_batch_ms: int = Field(200, ge=1)
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1)
     ingest_client_id: str = "sitepulse-ingest"
+    ingest_shared: bool | None = Field(
+        None, description="share the telemetry subscription ($share/sitepulse-ingest) between workers; unset: "
+        "only when `sitepulse ingest --workers N` runs N > 1 (Mosquitto 2.0 drops shared subscriptions on a "
+        "restart, so one worker keeps a plain one that survives it)")
     # services
     load_services: str | None = Field(None, description="comma-separated service names to load")
     trace_services: bool = False

@@ -32,6 +32,7 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for key in saved:
         del os.environ[key]
     os.environ["SITEPULSE_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["SITEPULSE_API_RATE_PER_S"] = "0"  # tests send hundreds of requests a token; tests/security turns it on
     os.environ["SITEPULSE_CONFIG_FILE"] = str(tmp_path_factory.mktemp("cfg") / "none.toml")
     Path(os.environ["SITEPULSE_CONFIG_FILE"]).write_text("")
     yield
