@@ -167,7 +167,8 @@ def test_both_protocols_share_the_subscription_through_the_lean_receive_path(
         (telemetry_topic(site_id, "a1"), orjson.dumps([sample(10_000 + i * 10 + k) for k in range(10)]))
         for i in range(100)
     ]
-    with running_worker(ingest_settings, 0, protocol) as first, running_worker(ingest_settings, 1, protocol) as second:
+    sharing = ingest_settings.model_copy(update={"ingest_shared": True})  # two workers split the stream
+    with running_worker(sharing, 0, protocol) as first, running_worker(sharing, 1, protocol) as second:
         assert first.consumer.version == second.consumer.version == protocol
         publisher.publish(singles + arrays)
         assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") == 2000, 30)
