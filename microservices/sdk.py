@@ -42,7 +42,7 @@ import base64
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -359,13 +359,23 @@ def time_range(
     start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
 ) -> TimeRange:
-    """``from`` and ``to``; a naive time or a range that ends before it starts is a user error."""
-    for name, value in (("from", start), ("to", end)):
-        if value is not None and value.tzinfo is None:
-            raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
+    """``from`` and ``to`` in UTC; a naive time or a range that ends before it starts is a user error."""
+    start, end = as_utc(start, "from"), as_utc(end, "to")
     if start is not None and end is not None and end < start:
         raise SitePulseError("to is before from")
     return TimeRange(start, end)
+
+
+def as_utc(value: datetime | None, name: str) -> datetime | None:
+    """A query time in UTC: RFC 3339 allows offsets (+16:00) that PostgreSQL refuses, so none reach it."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise SitePulseError(f"{name} is out of range") from None
 
 
 PageDep = Annotated[Page, Depends(page_params)]

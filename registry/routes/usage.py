@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from microservices.sdk import as_utc
 from registry.deps import AdminDep, DbDep, StateDep
 from registry.reports import by_customer, usage_csv, usage_report
 from registry.routes.evaluation import visible_sites
@@ -27,8 +28,8 @@ def get_usage(
 ) -> Any:
     """Active days, users, calls, card views, exports, alerts, machines covered and volume handled, per
     customer, site and service, for pricing per use."""
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=30)
+    end = as_utc(end, "to") or datetime.now(UTC)
+    start = as_utc(start, "from") or end - timedelta(days=30)
     sites = visible_sites(conn, admin, site_id)
     items = usage_report(conn, state.services, start, end, sites)
     for site in sorted({item["site_id"] for item in items}):

@@ -125,3 +125,17 @@ def test_exports_are_usage_events(client: tuple[TestClient, dict[str, str]], dat
         rows = conn.execute("SELECT principal, detail ->> 'what', detail ->> 'format' FROM usage_events"
                             " WHERE site_id = 'pit' AND action = 'export'").fetchall()
     assert ("pit manager", "telemetry", "csv") in rows
+
+
+@pytest.mark.parametrize("offset", ["+16:00", "-22:00"])
+def test_offsets_postgresql_refuses_are_normalised_not_a_broken_stream(
+    client: tuple[TestClient, dict[str, str]], offset: str
+) -> None:
+    """RFC 3339 allows offsets beyond PostgreSQL's +-15:59 (found by schemathesis): times are made UTC first."""
+    c, manager = client
+    start = (START - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S") + offset
+    r = c.get("/api/v1/sites/pit/export/telemetry", params={"from": start, "format": "csv"}, headers=manager)
+    assert r.status_code == 200, r.text
+    assert r.text.startswith("site_id,machine_id,ts")
+    far = c.get("/api/v1/sites/pit/export/telemetry", params={"from": "0001-01-01T00:00:00+16:00"}, headers=manager)
+    assert far.status_code == 400 and far.json()["detail"] == "from is out of range"
