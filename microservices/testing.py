@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from pydantic import BaseModel
@@ -118,3 +119,34 @@ def catch_up_fully(conn: psycopg.Connection, host: ServiceHost, site_ids: list[s
                                      f"transactions holding the snapshot back: {holders}")
             time.sleep(0.02)
     return total
+
+
+def split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    """``frame`` in ``parts`` consecutive pieces (the last ones one row shorter when it does not divide)."""
+    return [frame.iloc[index] for index in np.array_split(np.arange(len(frame)), parts)]
+
+
+def arrival_orders(telemetry: pd.DataFrame, *, window: str, shuffled_parts: int, duplicated_parts: int,
+                   seeds: tuple[int, int, int]) -> dict[str, list[pd.DataFrame]]:
+    """The same telemetry delivered three ways, for order-independence tests: in time windows, shuffled in
+    parts, and shuffled with a 30 % repeat and every 7th row again (duplicates)."""
+    shuffle_seed, duplicate_seed, repeat_seed = seeds
+    return {
+        "in-order": [part for _, part in telemetry.groupby(telemetry["ts"].dt.floor(window))],
+        "shuffled": split(telemetry.sample(frac=1, random_state=shuffle_seed), shuffled_parts),
+        "duplicated": [*split(telemetry.sample(frac=1, random_state=duplicate_seed), duplicated_parts),
+                       telemetry.sample(frac=0.3, random_state=repeat_seed), telemetry.iloc[::7]],
+    }
+
+
+def all_pages(client: Any, path: str, headers: dict[str, str], **params: Any) -> list[dict]:
+    """Every item of a paginated route, following ``next_cursor`` (each page must answer 200)."""
+    items, cursor = [], None
+    while True:
+        response = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items

@@ -10,7 +10,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -18,7 +17,7 @@ from conftest import START, enable, insert_telemetry, make_samples
 from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
 from microservices.runner import Runner, ServiceHost
-from microservices.testing import catch_up_fully
+from microservices.testing import arrival_orders, catch_up_fully, split
 
 OUTPUT = (
     "SELECT machine_id, ts, seq, n, cum_payload FROM running_count.samples"
@@ -42,10 +41,6 @@ def _expected(samples: pd.DataFrame) -> list[tuple]:
     ]
 
 
-def _chunks(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
-    return [frame.iloc[index] for index in np.array_split(np.arange(len(frame)), parts)]
-
-
 def _feed(conn: psycopg.Connection, host: ServiceHost, site_id: str, chunks: list[pd.DataFrame]) -> None:
     for chunk in chunks:
         insert_telemetry(conn, chunk)
@@ -55,21 +50,7 @@ def _feed(conn: psycopg.Connection, host: ServiceHost, site_id: str, chunks: lis
 def test_results_do_not_depend_on_arrival_order(runner_db: str) -> None:
     samples = make_samples("x", machines=3, per_machine=120)
     host = ServiceHost(RunningCount())
-    orders = {
-        "in-order": [
-            samples[
-                (samples.ts >= START + pd.Timedelta(seconds=s))
-                & (samples.ts < START + pd.Timedelta(seconds=s + 30))
-            ]
-            for s in range(0, 120, 30)
-        ],
-        "shuffled": _chunks(samples.sample(frac=1, random_state=11), 9),
-        "duplicated": [
-            *_chunks(samples.sample(frac=1, random_state=5), 5),
-            samples.sample(frac=0.3, random_state=2),
-            samples.iloc[::7],
-        ],
-    }
+    orders = arrival_orders(samples, window="30s", shuffled_parts=9, duplicated_parts=5, seeds=(11, 5, 2))
     with psycopg.connect(runner_db, autocommit=True) as conn:
         for site_id, chunks in orders.items():
             enable(conn, site_id, "running-count")
@@ -91,10 +72,10 @@ def test_site_wide_results_include_a_machine_whose_data_arrives_late(runner_db: 
         for site_id in ("in-order", "one-machine-late"):
             enable(conn, site_id, "machines-per-bucket")
         by_time = samples.sort_values(["ts", "machine_id"])
-        _feed(conn, host, "in-order", [c.assign(site_id="in-order") for c in _chunks(by_time, 8)])
+        _feed(conn, host, "in-order", [c.assign(site_id="in-order") for c in split(by_time, 8)])
         early = by_time[~late_machine.loc[by_time.index]]
         _feed(conn, host, "one-machine-late",
-              [c.assign(site_id="one-machine-late") for c in [*_chunks(early, 8), samples[late_machine]]])
+              [c.assign(site_id="one-machine-late") for c in [*split(early, 8), samples[late_machine]]])
         in_order = conn.execute(query, ("in-order",)).fetchall()
         assert {m for _, m in in_order} == {3}  # every finalised bucket saw all three machines
         assert conn.execute(query, ("one-machine-late",)).fetchall() == in_order
@@ -122,7 +103,7 @@ def test_dependant_never_runs_ahead_of_its_dependency(runner_db: str) -> None:
     counting, tally = ServiceHost(RunningCount()), ServiceHost(MachineTally())
     with psycopg.connect(runner_db, autocommit=True) as conn:
         enable(conn, "pit", "running-count", "machine-tally")
-        for index, chunk in enumerate(_chunks(samples, 6)):
+        for index, chunk in enumerate(split(samples, 6)):
             insert_telemetry(conn, chunk)
             tally.catch_up(conn)  # before its dependency: must not see this chunk
             if index % 2:

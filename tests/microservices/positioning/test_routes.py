@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry
+from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from registry.app import create_app
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings
@@ -46,15 +46,7 @@ def client(database_url: str, mqtt_broker: Any, simulated) -> Iterator[TestClien
 
 
 def _all(client: TestClient, path: str, **params: Any) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        response = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=ADMIN)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return items
+    return all_pages(client, path, ADMIN, **params)
 
 
 def test_live_positions(client: TestClient, simulated) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry
+from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.sites import save_site
 
@@ -44,22 +43,12 @@ def results(conn: psycopg.Connection, site_id: str) -> dict[str, list[tuple]]:
     return out
 
 
-def _split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
-    return [frame.iloc[i] for i in np.array_split(np.arange(len(frame)), parts)]
-
-
 @pytest.mark.slow
 def test_in_order_shuffled_and_duplicated_telemetry_give_identical_tables(fresh_database_url: str,
                                                                           simulated) -> None:
     telemetry = simulated.telemetry
     telemetry = telemetry[telemetry["ts"] < telemetry["ts"].min() + pd.Timedelta(minutes=12)]
-    windows = telemetry["ts"].dt.floor("2min")
-    orders = {
-        "in-order": [part for _, part in telemetry.groupby(windows)],
-        "shuffled": _split(telemetry.sample(frac=1, random_state=3), 6),
-        "duplicated": [*_split(telemetry.sample(frac=1, random_state=4), 4),
-                       telemetry.sample(frac=0.3, random_state=5), telemetry.iloc[::7]],
-    }
+    orders = arrival_orders(telemetry, window="2min", shuffled_parts=6, duplicated_parts=4, seeds=(3, 4, 5))
     host = ServiceHost(Positioning())
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
         upgrade(conn, [MIGRATIONS])

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from microservices.alerts import MqttPublisher
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry
+from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.traffic_awareness.score import LANE_OFFSET_M
 from registry.app import create_app
@@ -82,15 +82,7 @@ def client(database_url: str, mqtt_broker: Any, traffic_run, alerts_seen) -> Ite
 
 
 def _all(client: TestClient, path: str, **params: Any) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        response = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=ADMIN)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return items
+    return all_pages(client, path, ADMIN, **params)
 
 
 def test_proximity_events_follow_the_contract(client: TestClient) -> None:

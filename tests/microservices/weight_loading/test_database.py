@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry, run_in_chunks
+from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry, run_in_chunks
 from microservices.weight_loading import WeightLoading
 from registry.app import create_app
 from sitepulse.migrations import MigrationSource, upgrade
@@ -43,20 +43,10 @@ def enable(conn: psycopg.Connection, site_id: str, service: str) -> None:
         "ON CONFLICT (site_id, service) DO UPDATE SET enabled = true", (site_id, service))
 
 
-def _chunks(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
-    return [frame.iloc[index] for index in np.array_split(np.arange(len(frame)), parts)]
-
-
 def test_results_do_not_depend_on_arrival_order(db_url: str, simulate_run) -> None:
     telemetry, _, site, machines = simulate_run(1, 2.0)
     telemetry = telemetry[telemetry["ts"] < telemetry["ts"].min() + pd.Timedelta(minutes=45)]
-    by_time = telemetry["ts"].dt.floor("5min")
-    orders = {
-        "in-order": [part for _, part in telemetry.groupby(by_time)],
-        "shuffled": _chunks(telemetry.sample(frac=1, random_state=11), 7),
-        "duplicated": [*_chunks(telemetry.sample(frac=1, random_state=5), 4),
-                       telemetry.sample(frac=0.3, random_state=2), telemetry.iloc[::7]],
-    }
+    orders = arrival_orders(telemetry, window="5min", shuffled_parts=7, duplicated_parts=4, seeds=(11, 5, 2))
     host = ServiceHost(WeightLoading())
     with psycopg.connect(db_url, autocommit=True) as conn:
         for site_id, chunks in orders.items():
