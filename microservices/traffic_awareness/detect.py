@@ -63,12 +63,15 @@ def dead_reckoning_mm(run: np.ndarray, t: np.ndarray, vx: np.ndarray, vy: np.nda
 
 
 def filter_fixes(run: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, dr_x: np.ndarray,
-                 dr_y: np.ndarray, window_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Causal, motion-compensated median of the fixes in the last ``window_ms`` of each run.
+                 dr_y: np.ndarray, window_ms: int, gate_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each fix as measured, unless it is a GNSS jump: then the causal, motion-compensated median of the
+    fixes in the last ``window_ms`` of its run.
 
-    Each earlier fix is moved to the sample's time by the dead-reckoned distance between them, then the
-    median is taken: a GNSS jump (tens of metres for a few seconds, DOMAIN.md) is outvoted as long as it
-    lasts less than half the window, and no future sample is needed, so alerts are not delayed.
+    Each earlier fix is moved to the sample's time by the dead-reckoned distance between them and the
+    median is taken: a jump (tens of metres for a few seconds, DOMAIN.md) is outvoted as long as it lasts
+    less than half the window, and no future sample is needed, so alerts are not delayed. A fix within
+    ``gate_m`` of that median is kept as it is: dead reckoning drifts through turns and with a speedometer
+    a few per cent off, and the median would carry that drift into every position.
     """
     n = len(t)
     if n == 0 or window_ms <= 0:
@@ -81,7 +84,9 @@ def filter_fixes(run: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, d
     def moved(coord: np.ndarray, dr: np.ndarray) -> Any:
         return lambda i, j: np.where(finite[j], coord[j] + (dr[i] - dr[j]) / 1000.0, np.nan)
 
-    return window_median(lo, hi, moved(x, dr_x), n), window_median(lo, hi, moved(y, dr_y), n)
+    mx, my = window_median(lo, hi, moved(x, dr_x), n), window_median(lo, hi, moved(y, dr_y), n)
+    keep = finite & (np.hypot(x - mx, y - my) <= gate_m)
+    return np.where(keep, x, mx), np.where(keep, y, my)
 
 
 def interpolate(group: np.ndarray, t: np.ndarray, values: list[np.ndarray], machines: int, grid: np.ndarray,
@@ -286,12 +291,14 @@ class ZoneVisit:
 
 
 def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.ndarray,
-               carried: dict[str, Any] | None) -> tuple[list[ZoneVisit], dict[str, Any] | None]:
+               carried: dict[str, Any] | None, service_min_ms: int = 0) -> tuple[list[ZoneVisit],
+                                                                              dict[str, Any] | None]:
     """One hauler's stays at load/dump zones from its samples: the service stop and the queue before it.
 
     A stay is a run of samples near one zone (``near`` = its code, NONE elsewhere). Within it, runs of
-    ``stopped`` samples are stops; the last stop with a sample inside the zone polygon is the one at which
-    the hauler is served (loaded or tipping); the stops before it are waiting: the queue runs from the start
+    ``stopped`` samples are stops; the last stop with a sample inside the zone polygon lasting at least
+    ``service_min_ms`` is the one at which the hauler is served (loaded or tipping: a pause on the way out,
+    behind a truck or at the exit, is shorter); the stops before it are waiting: the queue runs from the start
     of the first stop to the end of the stop just before the service stop (the hauler then drives to its
     spot). This matches DOMAIN.md's "a hauler waiting at a load or dump zone while another is served" without
     needing to see the other machine. A stay is reported when the hauler has left the zone's surroundings.
@@ -317,7 +324,7 @@ def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.
             continue
         if c is None:
             c = {"zone": zone, "arrived": first_t, "first_stop": None, "stop": None, "prev_end": None,
-                 "service": None}
+                 "service": None, "service_min": service_min_ms}
         if is_stop:
             if c["stop"] is None:
                 c["stop"] = {"start": first_t, "inside": False}
@@ -334,7 +341,7 @@ def _close_stop(c: dict[str, Any], end_t: int) -> None:
     stop = c.get("stop")
     if stop is None:
         return
-    if stop["inside"]:
+    if stop["inside"] and end_t - stop["start"] >= c.get("service_min", 0):
         c["service"] = {"start": stop["start"], "end": end_t, "queue_end": c["prev_end"]}
     c["prev_end"] = end_t
     c["stop"] = None

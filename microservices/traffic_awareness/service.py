@@ -203,7 +203,8 @@ class TrafficAwareness(Service):
         run = detect.segments_by_gap(group, t, int(settings.max_gap_s * 1000))
         dr_x, dr_y = detect.dead_reckoning_mm(run, t, vx, vy)
         x, y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
-        fx, fy = detect.filter_fixes(run, t, x, y, dr_x, dr_y, int(settings.filter_window_s * 1000))
+        fx, fy = detect.filter_fixes(run, t, x, y, dr_x, dr_y, int(settings.filter_window_s * 1000),
+                                       settings.jump_gate_m)
         if model is not None and settings.lane_offset_m is not None and new.any():
             fx, fy = self._snap(model, settings, fx, fy, speed, rows["heading"].to_numpy(float), new)
         fx = np.where(new, np.round(fx, 3), rows["fx"].to_numpy(float))
@@ -449,7 +450,8 @@ class TrafficAwareness(Service):
                             np.array(model.served)[nearest], detect.NONE)
             inside = distance[np.arange(len(own)), nearest] <= 0
             stopped = np.nan_to_num(speed[own], nan=0.0) < settings.queue_stop_kmh
-            visits, carried = detect.zone_stays(t[own], near, inside, stopped, stays.get(machine))
+            visits, carried = detect.zone_stays(t[own], near, inside, stopped, stays.get(machine),
+                                                int(settings.service_min_s * 1000))
             stays[machine] = carried
             found += [(machine, v) for v in visits if v.served_from is not None]
         state["stays"] = {m: c for m, c in stays.items() if c is not None}

@@ -49,6 +49,11 @@ class TrafficSettings(BaseModel):
         12.0, ge=0, le=60,
         description="GNSS jumps are rejected with a causal, motion-compensated median of the fixes in this window "
                     "(dead-reckoned with the reported speed and heading); must exceed twice the longest jump")
+    jump_gate_m: float = Field(
+        10.0, gt=0, le=200,
+        description="a fix further than this from the filter's median of recent fixes is a GNSS jump and is "
+                    "replaced by that median; closer fixes are used as measured (DOMAIN.md: plain GNSS errs by a "
+                    "few metres, jumps by tens of metres)")
     lane_offset_m: float | None = Field(
         None, ge=-50, le=50,
         description="the site's lane layout, for map-matching: on a haul road, moving machines keep this far to "
@@ -71,6 +76,10 @@ class TrafficSettings(BaseModel):
                     "stops there before the stop at which it is served are queueing")
     queue_stop_kmh: float = Field(
         1.0, ge=0, le=10, description="below this reported speed a hauler is standing (waiting or being served)")
+    service_min_s: float = Field(
+        15.0, ge=0, le=3600,
+        description="a stop inside a load or dump zone shorter than this is not where the hauler is served "
+                    "(loading takes minutes, tipping tens of seconds; a pause on the way out is shorter)")
     queue_min_s: float = Field(
         5.0, ge=0, le=3600, description="waits shorter than this are not queues (SitePulse default)")
     segment_length_m: float = Field(

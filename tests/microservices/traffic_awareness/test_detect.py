@@ -153,6 +153,18 @@ def test_zone_stays_queue_is_the_wait_before_the_service_stop() -> None:
     assert first + second == visits and state is None
 
 
+def test_a_pause_on_the_way_out_is_not_the_service() -> None:
+    t = np.arange(0, 200_000, 1000)
+    near = np.where((t >= 10_000) & (t < 190_000), 3, detect.NONE)
+    inside = (t >= 80_000) & (t < 170_000)
+    stopped = ((t >= 30_000) & (t < 50_000)) | ((t >= 90_000) & (t < 150_000)) | ((t >= 160_000) & (t < 164_000))
+    v = detect.zone_stays(t, near, inside, stopped, None, service_min_ms=15_000)[0][0]
+    assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 50_000, 90_000, 150_000)
+    # without the minimum the pause would be the service and the loading a wait
+    v = detect.zone_stays(t, near, inside, stopped, None)[0][0]
+    assert (v.served_from, v.queued_to) == (160_000, 150_000)
+
+
 def test_drive_through_and_single_stop_are_not_queues() -> None:
     t = np.arange(0, 100_000, 1000)
     near = np.where(t < 90_000, 0, detect.NONE)
