@@ -97,3 +97,33 @@ export const PAYLOAD_BANDS = [
   { at: 110, label: "110 %", kind: "over" },
   { at: 120, label: "120 %", kind: "never" },
 ];
+
+// Tonnes loaded per hour from `from` to `to` (ISO), one bar per hour (at most 72), labelled in the site's zone.
+export function tonnesPerHour(cycles, from, to, timeZone) {
+  const start = Date.parse(from);
+  const hours = Math.min(72, Math.max(1, Math.ceil((Date.parse(to) - start) / 3600000)));
+  const first = Math.floor(start / 3600000) * 3600000;
+  const tonnes = new Array(hours).fill(0);
+  for (const c of cycles) {
+    const i = Math.floor((Date.parse(c.loaded_at) - first) / 3600000);
+    if (i >= 0 && i < hours) tonnes[i] += c.payload_kg / 1000;
+  }
+  const label = (ms) => new Date(ms).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone });
+  return cycles.length ? tonnes.map((value, i) => ({ label: label(first + i * 3600000), value })) : [];
+}
+
+// Payload as % of rated, 50-140 % in 5 % bins, with the 10/10/20 band lines.
+export function payloadHistogram(cycles, label) {
+  const edges = Array.from({ length: 19 }, (_, i) => 50 + i * 5);
+  return histogram(edges, binned(cycles.map((c) => c.payload_pct), edges), { label, unit: "%", bands: PAYLOAD_BANDS });
+}
+
+// Minutes haulers queued per zone (an open queue counts up to now).
+export function queueMinutesPerZone(queues) {
+  const perZone = new Map();
+  for (const item of queues) {
+    const end = item.queued_to ? Date.parse(item.queued_to) : Date.now();
+    perZone.set(item.zone, (perZone.get(item.zone) || 0) + Math.max(0, end - Date.parse(item.queued_from)) / 60000);
+  }
+  return [...perZone].map(([label, value]) => ({ label, value }));
+}

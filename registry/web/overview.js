@@ -1,7 +1,7 @@
 // Site overview: live map, alerts feed with acknowledge, one card per enabled service, charts over a time range.
 import { allItems, api, openStream, siteApi } from "./api.js";
 import { renderCard } from "./cards.js";
-import { barChart, binned, histogram, PAYLOAD_BANDS } from "./charts.js";
+import { barChart, payloadHistogram, queueMinutesPerZone, tonnesPerHour } from "./charts.js";
 import { fmt, h, when } from "./dom.js";
 import { SiteMap, mapLegend } from "./map.js";
 
@@ -30,10 +30,6 @@ function legend(site) {
     h("li", {}, h("span", { class: `swatch ${shape}`, style: `background:${colour}` }), label)));
 }
 
-function hourLabel(iso, tz) {
-  return new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone: tz });
-}
-
 // Charts people would rather look at than read; each appears only when its service is on.
 async function drawCharts(container, siteId, view, range) {
   const services = new Set(view.cards.map((c) => c.service));
@@ -41,31 +37,15 @@ async function drawCharts(container, siteId, view, range) {
   const figures = [];
   if (services.has("weight-loading")) {
     const cycles = await allItems(`${siteApi(siteId)}/weight-loading/cycles?${q}&limit=1000`, 20);
-    const start = Date.parse(range.from);
-    const hours = Math.min(72, Math.max(1, Math.ceil((Date.parse(range.to) - start) / 3600000)));
-    const first = Math.floor(start / 3600000) * 3600000;
-    const tonnes = new Array(hours).fill(0);
-    for (const c of cycles) {
-      const i = Math.floor((Date.parse(c.loaded_at) - first) / 3600000);
-      if (i >= 0 && i < hours) tonnes[i] += c.payload_kg / 1000;
-    }
-    const bars = tonnes.map((value, i) => ({ label: hourLabel(first + i * 3600000, view.site.timezone), value }));
-    figures.push(h("figure", { "data-chart": "tonnes-per-hour" }, barChart(cycles.length ? bars : [],
+    figures.push(h("figure", { "data-chart": "tonnes-per-hour" }, barChart(tonnesPerHour(cycles, range.from, range.to, view.site.timezone),
       { label: "Tonnes per hour", unit: "t" }), h("figcaption", {}, `Tonnes per hour (${fmt(cycles.reduce((a, c) => a + c.payload_kg, 0) / 1000)} t in ${cycles.length} loads)`)));
-    const edges = Array.from({ length: 19 }, (_, i) => 50 + i * 5);
-    figures.push(h("figure", { "data-chart": "payload-distribution" },
-      histogram(edges, binned(cycles.map((c) => c.payload_pct), edges), { label: "Payload distribution against the bands", unit: "%", bands: PAYLOAD_BANDS }),
+    figures.push(h("figure", { "data-chart": "payload-distribution" }, payloadHistogram(cycles, "Payload distribution against the bands"),
       h("figcaption", {}, "Payload as % of rated, with the 90 / 110 / 120 % band lines")));
   }
   if (services.has("traffic-awareness")) {
     try {
       const queues = await allItems(`${siteApi(siteId)}/traffic-awareness/queues?${q}&limit=1000`, 10);
-      const perZone = new Map();
-      for (const item of queues) {
-        const end = item.queued_to ? Date.parse(item.queued_to) : Date.now();
-        perZone.set(item.zone, (perZone.get(item.zone) || 0) + Math.max(0, end - Date.parse(item.queued_from)) / 60000);
-      }
-      figures.push(h("figure", { "data-chart": "queue-time" }, barChart([...perZone].map(([label, value]) => ({ label, value })),
+      figures.push(h("figure", { "data-chart": "queue-time" }, barChart(queueMinutesPerZone(queues),
         { label: "Queue time per zone", unit: "min", empty: "No queues in this range" }), h("figcaption", {}, "Queue time per zone (minutes)")));
     } catch (err) {
       figures.push(h("p", { class: "note" }, `Queue times unavailable: ${err.message}`));

@@ -1,7 +1,7 @@
 // Service detail pages, the services catalogue, the evaluation report, the needs backlog and "your data".
 import { allItems, api, download, siteApi } from "./api.js";
 import { renderData } from "./cards.js";
-import { barChart, binned, histogram, PAYLOAD_BANDS } from "./charts.js";
+import { barChart, payloadHistogram, queueMinutesPerZone, tonnesPerHour } from "./charts.js";
 import { fmt, h, s, when } from "./dom.js";
 import { SiteMap } from "./map.js";
 
@@ -17,22 +17,16 @@ function table(rows, columns, caption) {
 const dayAgo = () => new Date(Date.now() - 24 * 3600 * 1000).toISOString();
 
 async function weightLoadingDetail(siteId, base) {
-  const q = `from=${encodeURIComponent(dayAgo())}&to=${encodeURIComponent(new Date().toISOString())}`;
+  const from = dayAgo();
+  const to = new Date().toISOString();
+  const q = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
   const [cycles, compliance] = await Promise.all([allItems(`${base}/cycles?${q}&limit=1000`, 10), api(`${base}/compliance?${q}`)]);
-  const perHour = new Map();
-  for (const c of cycles) {
-    const hour = new Date(c.loaded_at);
-    hour.setMinutes(0, 0, 0);
-    const key = hour.toISOString();
-    perHour.set(key, (perHour.get(key) || 0) + c.payload_kg / 1000);
-  }
-  const bars = [...perHour].sort().map(([k, v]) => ({ label: new Date(k).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }), value: v }));
-  const edges = Array.from({ length: 19 }, (_, i) => 50 + i * 5);
   const site = compliance.site;
   return [
     h("div", { class: "charts" },
-      h("figure", {}, barChart(bars, { label: "Tonnes per hour, last 24 h", unit: "t" }), h("figcaption", {}, "Tonnes per hour, last 24 h")),
-      h("figure", {}, histogram(edges, binned(cycles.map((c) => c.payload_pct), edges), { label: "Payload distribution", unit: "%", bands: PAYLOAD_BANDS }),
+      h("figure", {}, barChart(tonnesPerHour(cycles, from, to, undefined), { label: "Tonnes per hour, last 24 h", unit: "t" }),
+        h("figcaption", {}, "Tonnes per hour, last 24 h")),
+      h("figure", {}, payloadHistogram(cycles, "Payload distribution"),
         h("figcaption", {}, "Payload as % of rated against the bands"))),
     h("p", {}, site ? `10/10/20 over the last 24 h: ${site.compliant ? "compliant" : "not compliant"} (${site.loads} loads, mean ${fmt(site.rules.mean_not_above_rated.value_pct)} % of rated, ${fmt(100 * site.rules.share_over_110.value)} % over 110 %, ${site.rules.none_over_120.count} over 120 %)` : "No loads in the last 24 h."),
     table(cycles.slice(-50).reverse(), [["machine_id", "Machine"], ["loaded_at", "Loaded"], ["dumped_at", "Dumped"],
@@ -58,12 +52,7 @@ async function positioningDetail(siteId, base) {
 async function trafficDetail(siteId, base) {
   const q = `from=${encodeURIComponent(dayAgo())}`;
   const [events, queues] = await Promise.all([api(`${base}/proximity-events?${q}&limit=50`), allItems(`${base}/queues?${q}&limit=1000`, 5)]);
-  const perZone = new Map();
-  for (const item of queues) {
-    const end = item.queued_to ? Date.parse(item.queued_to) : Date.now();
-    perZone.set(item.zone, (perZone.get(item.zone) || 0) + Math.max(0, end - Date.parse(item.queued_from)) / 60000);
-  }
-  return [h("figure", {}, barChart([...perZone].map(([label, value]) => ({ label, value })), { label: "Queue time per zone", unit: "min", empty: "No queues in the last 24 h" }),
+  return [h("figure", {}, barChart(queueMinutesPerZone(queues), { label: "Queue time per zone", unit: "min", empty: "No queues in the last 24 h" }),
     h("figcaption", {}, "Queue time per zone, last 24 h (minutes)")),
   table(events.items, [["at", "At"], ["machine_a", "Machine A"], ["machine_b", "Machine B"], ["min_distance_m", "Min distance m"], ["min_ttc_s", "Min TTC s"], ["level", "Level"]], "Proximity events")];
 }
