@@ -1,15 +1,18 @@
-"""Scale-out: 1, 2 and 4 ingest worker processes on one shared subscription, real Mosquitto and PostgreSQL.
+"""Scale-out: 1, 2 and 4 ingest worker processes, real Mosquitto and PostgreSQL.
 
-For each worker count and repeat: a fresh migrated database; N persistent MQTT v5 sessions
-subscribed to ``$share/sitepulse-ingest/sites/+/machines/+/telemetry`` (the ids the workers will
-use); a backlog of M QoS 1 messages published while they are offline (Mosquitto spreads it over
-the sessions); then ``python -m ingest --workers N`` is started and timed until every row is
+For each worker count and repeat: a fresh migrated database; N persistent MQTT v5 sessions (the ids
+the workers will use) subscribed the way the workers split the stream: ``--split partitions`` (the
+default) a plain ``sites/+/machines/+/telemetry`` each, so every session queues the whole backlog and
+each worker stores its machines; ``--split shared`` ``$share/sitepulse-ingest/...``, so Mosquitto
+spreads the backlog over the sessions; a backlog of M QoS 1 messages published while they are
+offline; then ``python -m ingest --workers N`` is started and timed until every row is
 stored or rejected. Reported: messages/s and rows/s (from process start, and "drain" from the
 first committed row, which leaves out process and connection start-up), and loss =
 published rows - stored - rejected. Medians over the repeats.
 
     .venv/bin/python benchmarks/scale_out.py                          # 20,000 messages x 3 repeats
     .venv/bin/python benchmarks/scale_out.py --messages 60000 --samples 10 --workers 1,2,4 --repeat 3
+    .venv/bin/python benchmarks/scale_out.py --split shared     # the $share subscription instead
 
 The broker and database run on the same machine as the workers: on 2 cores, more workers
 contend with Mosquitto and PostgreSQL for CPU, which is what the figures show.
@@ -49,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_OUTSTANDING = 20_000  # paho stalls near 65,535 unacknowledged publishes
 
 
-def register_sessions(broker: EmbeddedBroker, client_ids: list[str]) -> None:
-    """Persistent v5 sessions on the shared subscription, so the backlog queues for them."""
+def register_sessions(broker: EmbeddedBroker, client_ids: list[str], split: str = "partitions") -> None:
+    """Persistent v5 sessions subscribed as the workers will be, so the backlog queues for them."""
     for client_id in client_ids:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         done = threading.Event()
@@ -59,7 +62,7 @@ def register_sessions(broker: EmbeddedBroker, client_ids: list[str]) -> None:
         props.SessionExpiryInterval = 3600
         client.connect(broker.host, broker.port, clean_start=False, properties=props)
         client.loop_start()
-        client.subscribe(shared(TELEMETRY_FILTER), 1)
+        client.subscribe(shared(TELEMETRY_FILTER) if split == "shared" else TELEMETRY_FILTER, 1)
         if not done.wait(10):
             raise RuntimeError(f"subscribe of {client_id} timed out")
         client.disconnect()
@@ -111,10 +114,11 @@ def publish_backlog(broker: EmbeddedBroker, n: int, samples: int, run: str) -> t
 
 
 def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expected_rows: int,
-          timeout: float) -> dict[str, float]:
+          timeout: float, split: str = "partitions") -> dict[str, float]:
     """Run ``python -m ingest --workers N`` until every row is stored or rejected (or timeout)."""
     env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url, "SITEPULSE_MQTT_URL": mqtt_url,
-           "SITEPULSE_INGEST_CLIENT_ID": client_id, "SITEPULSE_LOG_LEVEL": "WARNING"}
+           "SITEPULSE_INGEST_CLIENT_ID": client_id, "SITEPULSE_LOG_LEVEL": "WARNING",
+           "SITEPULSE_INGEST_SHARED": "true" if split == "shared" else "false"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "ingest", "--workers", str(workers)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -147,7 +151,7 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
 
 
 def run(pg: EmbeddedPostgres, broker: EmbeddedBroker, workers: int, repeat: int, messages: int, samples: int,
-        timeout: float) -> dict[str, float]:
+        timeout: float, split: str = "partitions") -> dict[str, float]:
     tag = f"w{workers}r{repeat}"
     dbname = f"scale_{tag}"
     with psycopg.connect(pg.url, autocommit=True) as conn:
@@ -157,10 +161,10 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker, workers: int, repeat: int,
     with psycopg.connect(database_url, autocommit=True) as conn:
         upgrade(conn)
     client_id = f"scale-{tag}"
-    register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
+    register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)], split)
     rows, publish_s = publish_backlog(broker, messages, samples, tag)
     try:
-        result = drain(database_url, broker.url, workers, client_id, rows, timeout)
+        result = drain(database_url, broker.url, workers, client_id, rows, timeout, split)
     finally:
         remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
     return {**result, "rows": rows, "publish_s": publish_s,
@@ -175,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per drain")
+    parser.add_argument("--split", choices=["partitions", "shared"], default="partitions",
+                        help="how workers split the stream (docs/RELIABILITY.md: shared loses on a broker restart)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
-    print(f"{os.cpu_count()} CPUs; {args.messages} messages x {args.samples} sample(s); repeats {args.repeat}")
+    print(f"{os.cpu_count()} CPUs; {args.messages} messages x {args.samples} sample(s); repeats {args.repeat};"
+          f" split: {args.split}")
     print(f"{'workers':>7} {'msg/s':>8} {'rows/s':>8} {'drain msg/s':>11} {'drain rows/s':>12} {'lost':>5}"
           f" {'rejected':>8} {'runs (msg/s)':>20}")
     with tempfile.TemporaryDirectory(prefix="sitepulse-scale-") as tmp:
@@ -187,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         try:
             for workers in counts:
-                results = [run(pg, broker, workers, r, args.messages, args.samples, args.timeout)
+                results = [run(pg, broker, workers, r, args.messages, args.samples, args.timeout, args.split)
                            for r in range(args.repeat)]
                 med = {k: statistics.median(r[k] for r in results) for k in results[0]}
                 runs = " ".join(f"{r['msgs_per_s']:.0f}" for r in results)

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, shared
+from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, Partition, owner, shared
 from sitepulse.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ KEEPALIVE_S = 30
 PUBACK = 0x40
 UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1 and v5 CONNACK codes for "unsupported protocol version"
 
-Inbound = tuple[str, bytes, int, int, int, float]  # topic, payload, mid, qos, epoch, arrival (epoch s)
+# topic, payload, mid, qos, epoch, arrival (epoch s); payload None: another partition's message, ack it unread
+Inbound = tuple[str, bytes | None, int, int, int, float]
 MQTT_ERR_SUCCESS = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
@@ -128,8 +129,14 @@ def broker_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
 
 
 class MqttConsumer:
-    """One persistent MQTT session feeding a queue; v5 (3.1.1 as fallback), shared subscription when
-    ``share_group`` is set (several workers), a plain one otherwise (it survives a broker restart)."""
+    """One persistent MQTT session feeding a queue; v5 (3.1.1 as fallback).
+
+    Subscriptions are plain unless ``share_group`` is set: Mosquitto 2.0 restores a persistent session's
+    plain subscriptions after a restart but not its ``$share`` ones. Several workers split the stream by
+    ``partitions``: each session receives every message, and messages of machines another worker owns are
+    queued with payload None, so the worker acknowledges them unread in arrival order; the owner's own
+    session holds its copy until the owner has committed it.
+    """
 
     def __init__(
         self,
@@ -138,13 +145,20 @@ class MqttConsumer:
         inbox: queue.SimpleQueue,
         *,
         protocol: str = "auto",
-        share_group: str | None = "sitepulse-ingest",
+        share_group: str | None = None,
+        partitions: tuple[Partition, ...] = (),
         high_water: int = 200_000,
     ) -> None:
+        if any(p.count <= 1 for p in partitions):  # "0/1" owns everything
+            partitions = ()
+        if share_group and partitions:
+            raise ConfigError("SITEPULSE_INGEST_PARTITION", "is for plain subscriptions; unset SITEPULSE_INGEST_SHARED")
         self.url = url
         self.client_id = client_id
         self.inbox = inbox
         self.share_group = share_group
+        self.partitions = partitions  # stores what any of them owns
+        self.skipped = 0  # messages of another partition, acknowledged unread
         self.high_water = high_water
         self.protocol = protocol
         self.version: str | None = None
@@ -274,7 +288,9 @@ class MqttConsumer:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: list, properties: Any
     ) -> None:
-        if reasons and reasons[0].is_failure:
+        if reasons and reasons[0].is_failure and not self.share_group:
+            log.warning("broker refused the subscription to %s (%s)", TELEMETRY_FILTER, reasons[0])
+        elif reasons and reasons[0].is_failure:
             log.warning(
                 "broker refused the shared subscription (%s); subscribing to %s directly,"
                 " so run one worker only",
@@ -293,7 +309,12 @@ class MqttConsumer:
     def _intake(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if not self._intake_open:
             return
-        self.inbox.put((topic, payload, mid, qos, self._epoch, time.time()))
+        parts = self.partitions
+        if parts and not any(owner(topic, p.count) == p.index for p in parts):
+            self.skipped += 1
+            self.inbox.put((topic, None, mid, qos, self._epoch, time.time()))
+        else:
+            self.inbox.put((topic, payload, mid, qos, self._epoch, time.time()))
         if self.version == "3.1.1" and self.inbox.qsize() > self.high_water:
             while self.inbox.qsize() > self.high_water // 2 and not self._stopping.is_set():
                 time.sleep(0.01)

@@ -29,6 +29,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "rejected": ("counter", "Messages or samples written to ingest_rejects"),
     "batches": ("counter", "Committed batches"),
     "acked_messages": ("counter", "Messages acknowledged to the broker after commit"),
+    "other_partition_messages": ("counter", "Messages of machines another partitioned worker owns, acked unread"),
     "db_errors": ("counter", "Failed commit attempts (database unreachable), retried"),
     "commit_seconds_sum": ("counter", "Total time spent committing batches"),
     "commit_seconds_max": ("gauge", "Longest batch commit since the worker started"),
@@ -50,6 +51,7 @@ class IngestCounters:
     rejected: int = 0
     batches: int = 0
     acked_messages: int = 0
+    other_partition_messages: int = 0
     db_errors: int = 0
     commit_seconds_sum: float = 0.0
     commit_seconds_max: float = 0.0

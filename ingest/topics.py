@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import zlib
 from typing import NamedTuple
+
+from sitepulse.settings import partition_spec
 
 SHARE_GROUP = "sitepulse-ingest"
 TELEMETRY_FILTER = "sites/+/machines/+/telemetry"
@@ -29,6 +32,45 @@ def telemetry_topic(site_id: str, machine_id: str) -> str:
 def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
     """The MQTT v5 shared-subscription form, so N workers split one stream."""
     return f"$share/{group}/{topic_filter}"
+
+
+class Partition(NamedTuple):
+    """Worker ``index`` of ``count`` partitioned workers: it takes the machines :func:`owner` gives it."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def owns(self, topic: str) -> bool:
+        return self.count <= 1 or owner(topic, self.count) == self.index
+
+
+def parse_partition(text: str) -> Partition:
+    """``"i/N"`` (0 <= i < N) as a Partition; ValueError with a readable reason otherwise."""
+    specs = partition_spec(text)
+    if len(specs) != 1:
+        raise ValueError(f"{text[:40]!r} is one INDEX/COUNT, e.g. 0/3")
+    return Partition(*specs[0])
+
+
+def parse_partitions(text: str) -> tuple[Partition, ...]:
+    """``"i/N"`` or, while the number of workers changes, ``"i/N,j/M"``: the worker stores what either owns."""
+    return tuple(Partition(index, count) for index, count in partition_spec(text))
+
+
+def owner(topic: str, count: int) -> int:
+    """Which of ``count`` partitioned workers owns a message: crc32 of its site and machine levels mod count.
+
+    Stable across processes, hosts and Python versions (unlike ``hash``), and the same for a machine's
+    telemetry, birth and status, so one worker sees everything of a machine in arrival order.
+    """
+    if count <= 1:
+        return 0
+    levels = topic.split("/", 4)
+    key = f"{levels[1]}/{levels[3]}" if len(levels) >= 4 else topic
+    return zlib.crc32(key.encode("utf-8", "replace")) % count
 
 
 def parse_topic(topic: str) -> TopicIds | str:

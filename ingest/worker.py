@@ -14,7 +14,9 @@ from typing import Any
 from ingest.consumer import Inbound, MqttConsumer
 from ingest.contract import Decoded, Decoder
 from ingest.metrics import IngestCounters, save_counters, worker_identity
+from ingest.topics import parse_partitions
 from ingest.writer import DatabaseUnavailable, TelemetryWriter, WriteResult
+from sitepulse import memtrace
 from sitepulse.errors import ConfigError
 from sitepulse.settings import Settings
 
@@ -46,8 +48,10 @@ class IngestWorker:
         self.decoder = Decoder(settings.ingest_max_payload_bytes)
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.writer = TelemetryWriter(database_url)
+        partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
         self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox, protocol=protocol,
-                                     share_group=SHARE_GROUP if settings.ingest_shared else None)
+                                     share_group=SHARE_GROUP if settings.ingest_shared else None,
+                                     partitions=partitions)
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
@@ -129,7 +133,8 @@ class IngestWorker:
                     return
                 continue
             pending.append(item)
-            decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
+            if item[1] is not None:  # None: another partition's message, acknowledged unread
+                decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
             deadline = time.monotonic() + self.batch_s
             while len(batch.rows) < self.batch_rows and len(pending) < self.batch_rows:
                 remaining = deadline - time.monotonic()
@@ -140,7 +145,8 @@ class IngestWorker:
                 except queue.Empty:
                     break
                 pending.append(item)
-                decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
+                if item[1] is not None:
+                    decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
             if not hand_off((batch, pending)):
                 return
             batch = Decoded()
@@ -150,6 +156,10 @@ class IngestWorker:
         """Write with retries; ack only after commit. False if stopping while the database is down."""
         delay = 0.2
         give_up = None
+        if not (batch.rows or batch.rejects or batch.births or batch.statuses):
+            # only other partitions' messages: nothing to store, acknowledge them in order
+            self._count(batch, pending, WriteResult(), self.consumer.ack(pending))
+            return True
         while True:
             try:
                 result = self.writer.write(batch)
@@ -176,12 +186,15 @@ class IngestWorker:
 
     def _count(self, batch: Decoded, pending: list[Inbound], result: WriteResult, acked: int) -> None:
         c = self.counters
-        c.received_messages += len(pending)
+        skipped = sum(1 for m in pending if m[1] is None)
+        c.other_partition_messages += skipped
+        c.received_messages += len(pending) - skipped
         c.received_samples += result.rows + sum(1 for r in batch.rejects if r.reason.startswith("sample "))
         c.stored_rows += result.stored
         c.duplicate_rows += result.duplicates
         c.rejected += result.rejected
-        c.batches += 1
+        if len(pending) > skipped:  # a batch of only other partitions' messages commits nothing
+            c.batches += 1
         c.acked_messages += acked
         c.commit_seconds_sum += result.seconds
         c.last_commit_seconds = result.seconds
@@ -212,6 +225,7 @@ class IngestWorker:
 
 def run_worker(settings: Settings, stop_event: Any, *, index: int = 0, protocol: str = "auto") -> None:
     """Run one ingest worker until ``stop_event`` is set, then flush, ack and return."""
+    memtrace.start_from_env(f"ingest-worker-{index}")
     IngestWorker(settings, stop_event, index=index, protocol=protocol).run()
 
 
@@ -225,18 +239,24 @@ def _child(settings: Settings, index: int, shared_stop: Any, log_level: str) -> 
 
 
 def run_workers(settings: Settings, n: int) -> None:
-    """Run N worker processes sharing the subscription; SIGTERM/SIGINT stop them cleanly."""
+    """Run N worker processes splitting the stream; SIGTERM/SIGINT stop them cleanly.
+
+    The N workers take one partition each (``ingest_partition`` i/N, plain subscriptions that survive a
+    Mosquitto restart), unless ``ingest_shared`` asks for a ``$share`` subscription.
+    """
     _require(settings)
     if n < 1:
         raise ConfigError("--workers", "must be at least 1")
+    if n > 1 and settings.ingest_partition:
+        raise ConfigError("SITEPULSE_INGEST_PARTITION", "is for separately started workers; --workers N sets it")
+    if settings.ingest_shared and settings.ingest_partition:
+        raise ConfigError("SITEPULSE_INGEST_PARTITION", "and SITEPULSE_INGEST_SHARED exclude each other")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if n == 1:
             run_worker(settings, stop)
         else:
-            if settings.ingest_shared is None:  # N workers split the stream
-                settings = settings.model_copy(update={"ingest_shared": True})
             _supervise(settings, n, stop)
     finally:
         for sig, handler in previous.items():
@@ -256,8 +276,10 @@ def _supervise(settings: Settings, n: int, stop: threading.Event) -> None:
                 if process is None or not process.is_alive():
                     if process is not None:
                         log.error("ingest worker %d exited with code %s; restarting it", index, process.exitcode)
+                    own = settings if settings.ingest_shared else settings.model_copy(
+                        update={"ingest_partition": f"{index}/{n}"})
                     process = context.Process(
-                        target=_child, args=(settings, index, shared_stop, level), name=f"sitepulse-ingest-{index}"
+                        target=_child, args=(own, index, shared_stop, level), name=f"sitepulse-ingest-{index}"
                     )
                     process.start()
                     processes[index] = process

@@ -56,6 +56,20 @@ def _read_config_file() -> dict[str, Any]:
     return data.get("sitepulse", data)
 
 
+def partition_spec(text: str) -> list[tuple[int, int]]:
+    """``"i/N"`` or, while the number of workers changes, ``"i/N,j/M"`` as (index, count) pairs, duplicates
+    dropped; ValueError naming the part that is not INDEX/COUNT with 0 <= INDEX < COUNT <= 1024."""
+    specs: dict[tuple[int, int], None] = {}
+    for part in text.split(","):
+        index, slash, count = part.strip().partition("/")
+        if not slash or not (index + count).isascii() or not index.isdigit() or not count.isdigit():
+            raise ValueError(f"{part[:40]!r} is not INDEX/COUNT, e.g. 0/3")
+        if not 0 < int(count) <= 1024 or int(index) >= int(count):
+            raise ValueError(f"{part[:40]!r}: COUNT must be 1..1024 and INDEX 0..COUNT-1")
+        specs[(int(index), int(count))] = None
+    return list(specs)
+
+
 class Settings(BaseSettings):
     """Effective configuration; unset URLs mean 'start the embedded server'."""
 
@@ -85,9 +99,14 @@ class Settings(BaseSettings):
     ingest_max_payload_bytes: int = Field(256 * 1024, ge=1)
     ingest_client_id: str = "sitepulse-ingest"
     ingest_shared: bool | None = Field(
-        None, description="share the telemetry subscription ($share/sitepulse-ingest) between workers; unset: "
-        "only when `sitepulse ingest --workers N` runs N > 1 (Mosquitto 2.0 drops shared subscriptions on a "
-        "restart, so one worker keeps a plain one that survives it)")
+        None, description="split the telemetry between workers with a shared subscription ($share/sitepulse-ingest)"
+        " instead of partitions; loses the messages published between a Mosquitto 2.0 restart and the workers'"
+        " re-subscription (docs/RELIABILITY.md), so only for a broker that keeps shared subscriptions")
+    ingest_partition: str | None = Field(
+        None, description="INDEX/COUNT, e.g. 0/3: this worker is one of COUNT started separately, each with a plain"
+        " persistent subscription, and stores the machines whose crc32(site/machine) mod COUNT is INDEX;"
+        " `--workers N` sets it for its N workers. While COUNT changes, INDEX/COUNT,INDEX/NEW stores both"
+        " (docs/DEPLOYMENT.md)")
     # services
     load_services: str | None = Field(None, description="comma-separated service names to load")
     trace_services: bool = False
@@ -98,6 +117,13 @@ class Settings(BaseSettings):
         if value not in {"development", "production"}:
             raise ValueError("must be 'development' or 'production'")
         return value
+
+    @field_validator("ingest_partition")
+    @classmethod
+    def _partition_spec(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return ",".join(f"{index}/{count}" for index, count in partition_spec(value))
 
     @field_validator("log_format")
     @classmethod

@@ -153,11 +153,14 @@ def test_anonymous_and_wrong_passwords_are_refused(broker: Broker, clients: list
     assert right.connack is not None and not right.connack.is_failure
 
 
-def test_a_device_of_one_site_cannot_publish_to_another_site(broker: Broker, clients: list[Client]) -> None:
+@pytest.mark.parametrize("telemetry", ["sites/+/machines/+/telemetry",  # partitioned workers
+                                       "$share/sitepulse-ingest/sites/+/machines/+/telemetry"])
+def test_a_device_of_one_site_cannot_publish_to_another_site(broker: Broker, clients: list[Client],
+                                                             telemetry: str) -> None:
     ingest = Client(broker, "ingest")
     north = Client(broker, "device-north")
     clients += [ingest, north]
-    assert _granted(ingest.subscribe("$share/sitepulse-ingest/sites/+/machines/+/telemetry"))
+    assert _granted(ingest.subscribe(telemetry))
     assert _granted(ingest.subscribe("sites/+/machines/+/birth"))
     assert _granted(ingest.subscribe("sites/+/machines/+/status"))
     own = north.publish("sites/north/machines/H1/telemetry", b'{"ts": 1}')

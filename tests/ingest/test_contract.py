@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+import zlib
+from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from ingest.contract import ROW_COLUMNS, decode
-from ingest.topics import parse_topic
+from ingest.topics import KINDS, Partition, owner, parse_partition, parse_partitions, parse_topic
+from sitepulse.errors import ConfigError
+from sitepulse.settings import load_settings
 
 TOPIC = "sites/quarry-1/machines/haul_07/telemetry"
 NOW = time.time()
@@ -133,6 +137,36 @@ def test_topics_outside_the_contract_are_rejects(topic: str) -> None:
     assert out.rows == [] and out.rejects[0].site_id is None
     assert "topic" in out.rejects[0].reason
     assert isinstance(parse_topic(topic), str)
+
+
+def test_partition_owner_is_stable_per_machine_and_spreads_the_fleet() -> None:
+    # crc32 is fixed by zlib: the same owner in every process, on every host and Python version
+    assert owner("sites/q/machines/HX-01/telemetry", 3) == zlib.crc32(b"q/HX-01") % 3
+    assert owner("sites/q/machines/HX-01/telemetry", 1) == 0
+    for count in (2, 3, 5):
+        for i in range(50):  # a machine's telemetry, birth and status go to the same worker
+            assert len({owner(f"sites/q/machines/m{i}/{kind}", count) for kind in KINDS}) == 1
+    spread = Counter(owner(f"sites/q/machines/S{i:04d}/telemetry", 3) for i in range(1000))
+    assert sorted(spread) == [0, 1, 2] and min(spread.values()) > 280, spread
+    assert owner("not/a/contract/topic/at/all", 4) in range(4)  # malformed topics still have one owner
+    assert Partition(1, 3).owns("sites/q/machines/HX-01/telemetry") == (zlib.crc32(b"q/HX-01") % 3 == 1)
+
+
+@pytest.mark.parametrize("text", ["3/3", "0/0", "-1/2", "1", "a/b", "1/2/3", "²/3", "1/2000"])
+def test_partition_spec_must_be_index_of_count(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_partition(text)
+    with pytest.raises(ConfigError, match="SITEPULSE_INGEST_PARTITION"):
+        load_settings(ingest_partition=text)
+    assert parse_partition(" 2/3 ") == Partition(2, 3)
+    assert load_settings(ingest_partition="02/3").ingest_partition == "2/3"
+    with pytest.raises(ConfigError, match="SITEPULSE_INGEST_PARTITION"):
+        load_settings(ingest_partition=f"1/4,{text}")  # every part of a changing-COUNT spec is checked
+
+
+def test_partition_spec_while_the_number_of_workers_changes() -> None:
+    assert parse_partitions("1/3,1/4,1/3") == (Partition(1, 3), Partition(1, 4))
+    assert load_settings(ingest_partition=" 1/3, 01/4").ingest_partition == "1/3,1/4"
 
 
 def test_birth_and_status() -> None:

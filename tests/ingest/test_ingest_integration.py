@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import orjson
 import psycopg
 import pytest
 
-from ingest.topics import telemetry_topic
+from ingest.topics import owner, telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.settings import Settings
 
@@ -125,9 +126,10 @@ def test_acks_reach_the_broker_so_a_restart_receives_nothing_again(
     assert count(url, "SELECT count(*) FROM telemetry") == 3001
 
 
-def test_two_workers_share_the_subscription_without_loss_or_double_storage(
+def test_two_workers_split_the_stream_by_machine_without_loss_or_double_storage(
     ingest_settings: Settings, broker: EmbeddedBroker, publisher: Publisher, site_id: str
 ) -> None:
+    """``--workers 2``: two plain persistent sessions, each storing exactly the machines it owns."""
     url = ingest_settings.database_url.get_secret_value()
     env = {
         **os.environ,
@@ -139,36 +141,69 @@ def test_two_workers_share_the_subscription_without_loss_or_double_storage(
     proc = subprocess.Popen(
         [sys.executable, "-m", "ingest", "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    messages = [(telemetry_topic(site_id, f"m{i % 40}"), orjson.dumps(sample(i))) for i in range(6000)]
+    owned = Counter(owner(topic, 2) for topic, _ in messages)
     try:
         assert wait_until(lambda: count(url, "SELECT count(*) FROM ingest_worker_stats") == 2, 30)
-        messages = [(telemetry_topic(site_id, f"m{i % 7}"), orjson.dumps(sample(i))) for i in range(6000)]
         publisher.publish(messages)
         assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") == 6000, 60)
+        assert wait_until(lambda: _acked_total(url) == 2 * 6000, 20)  # every session acks every message
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()[-2000:]
     with psycopg.connect(url) as conn:
-        stats = [row[0] for row in conn.execute("SELECT counters FROM ingest_worker_stats")]
-    assert len(stats) == 2
-    assert all(s["stored_rows"] > 0 for s in stats), stats  # the load was split
-    assert sum(s["stored_rows"] for s in stats) == 6000
-    assert sum(s["duplicate_rows"] for s in stats) == 0
+        stats = {worker.rsplit(":", 1)[1]: counters
+                 for worker, counters in conn.execute("SELECT worker_id, counters FROM ingest_worker_stats")}
+    assert sorted(stats) == ["0", "1"] and min(owned.values()) > 0, (stats, owned)
+    for index, s in stats.items():  # each worker stored its own machines and only those
+        assert s["stored_rows"] == s["received_messages"] == owned[int(index)], (index, s, owned)
+        assert s["other_partition_messages"] == 6000 - owned[int(index)], (index, s)
+        assert s["duplicate_rows"] == 0
+    assert count(url, "SELECT count(*) FROM (SELECT DISTINCT site_id, machine_id, ts, seq FROM telemetry) d") == 6000
 
 
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_both_protocols_share_the_subscription_through_the_lean_receive_path(
-    ingest_settings: Settings, publisher: Publisher, site_id: str, protocol: str
+def test_a_worker_given_two_partition_rules_stores_what_either_owns(
+    ingest_settings: Settings, publisher: Publisher, site_id: str
 ) -> None:
-    """Mosquitto honours $share for 3.1.1 clients too; the lean PUBLISH path carries the load."""
+    """``0/2,1/3`` (the number of workers changing from 2 to 3): the union of both shares, nothing else."""
+    url = ingest_settings.database_url.get_secret_value()
+    messages = [(telemetry_topic(site_id, f"m{i % 40}"), orjson.dumps(sample(i))) for i in range(2000)]
+    mine = sum(1 for topic, _ in messages if owner(topic, 2) == 0 or owner(topic, 3) == 1)
+    assert 1000 < mine < 2000
+    with running_worker(ingest_settings.model_copy(update={"ingest_partition": "0/2,1/3"})) as worker:
+        publisher.publish(messages)
+        assert wait_until(lambda: worker.counters.received_messages + worker.counters.other_partition_messages
+                          == 2000, 30)
+    assert worker.counters.stored_rows == worker.counters.received_messages == mine
+    assert count(url, "SELECT count(*) FROM telemetry") == mine
+
+
+def _acked_total(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return sum(c["acked_messages"] for (c,) in conn.execute("SELECT counters FROM ingest_worker_stats"))
+
+
+@pytest.mark.parametrize("split", ["partitions", "shared"])
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_both_protocols_split_the_stream_through_the_lean_receive_path(
+    ingest_settings: Settings, publisher: Publisher, site_id: str, protocol: str, split: str
+) -> None:
+    """Partitions and Mosquitto's $share work for 3.1.1 clients too; the lean PUBLISH path carries the load."""
     url = ingest_settings.database_url.get_secret_value()
     singles = [(telemetry_topic(site_id, f"m{i % 7}"), orjson.dumps(sample(i))) for i in range(1000)]
     arrays = [
         (telemetry_topic(site_id, "a1"), orjson.dumps([sample(10_000 + i * 10 + k) for k in range(10)]))
         for i in range(100)
     ]
-    sharing = ingest_settings.model_copy(update={"ingest_shared": True})  # two workers split the stream
-    with running_worker(sharing, 0, protocol) as first, running_worker(sharing, 1, protocol) as second:
+    if split == "shared":
+        first_settings = second_settings = ingest_settings.model_copy(update={"ingest_shared": True})
+    else:
+        first_settings, second_settings = (ingest_settings.model_copy(update={"ingest_partition": f"{i}/2"})
+                                           for i in range(2))
+        assert {owner(t, 2) for t, _ in singles + arrays} == {0, 1}
+    with (running_worker(first_settings, 0, protocol) as first,
+          running_worker(second_settings, 1, protocol) as second):
         assert first.consumer.version == second.consumer.version == protocol
         publisher.publish(singles + arrays)
         assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") == 2000, 30)
