@@ -8,13 +8,16 @@ to the newest snapshot that precedes it and replaying from there.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest.reader import Watermark
+from sitepulse.errors import SitePulseError
 
 KEEP_RECENT_SNAPSHOTS = 50  # beyond these, one snapshot an hour is kept
 SNAPSHOT_HORIZON = "7 days"  # a sample later than this replays from the very start
@@ -52,10 +55,32 @@ def lock_checkpoint(conn: psycopg.Connection, service: str, site_id: str) -> Che
     return Checkpoint(service, site_id, seq, mark, until, state)
 
 
+_STRICT_JSON = partial(json.dumps, allow_nan=False)
+
+
+def _state_json(cp: Checkpoint) -> Jsonb:
+    """The state as JSON, refused with a sentence a service author can act on if it is not JSON."""
+    try:
+        text = _STRICT_JSON(cp.state)  # once, for the checkpoint and the snapshot alike
+    except ValueError as exc:  # NaN or +-Infinity: JSON has neither, PostgreSQL's jsonb refuses them
+        raise SitePulseError(
+            f"{cp.service}: its state for site {cp.site_id} holds NaN or Infinity ({exc}); JSON cannot store "
+            "them: keep None (or a finite sentinel) in the state instead"
+        ) from None
+    except TypeError as exc:
+        raise SitePulseError(f"{cp.service}: its state for site {cp.site_id} is not JSON: {exc}") from None
+    return Jsonb(text, dumps=_as_is)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
 def save_checkpoint(
     conn: psycopg.Connection, cp: Checkpoint, rows: int, replayed: bool, data_until: datetime | None
 ) -> None:
     """Store the new position; snapshot it every few steps and after a replay."""
+    state = _state_json(cp)
     conn.execute(
         "UPDATE service_checkpoints SET seq = %s, watermark = %s, processed_until = %s, state = %s, "
         "rows_processed = rows_processed + %s, replays = replays + %s, "
@@ -64,7 +89,7 @@ def save_checkpoint(
             cp.seq,
             cp.watermark.to_json() if cp.watermark else None,
             Jsonb(cp.processed_until),
-            Jsonb(cp.state),
+            state,
             rows,
             int(replayed),
             data_until,
@@ -78,7 +103,7 @@ def save_checkpoint(
         " SELECT 1 FROM service_snapshots WHERE service = %(service)s AND site_id = %(site)s"
         " AND seq > %(seq)s - %(every)s) RETURNING seq",
         {"service": cp.service, "site": cp.site_id, "seq": cp.seq, "until": Jsonb(cp.processed_until),
-         "state": Jsonb(cp.state), "force": replayed, "every": SNAPSHOT_EVERY_STEPS},
+         "state": state, "force": replayed, "every": SNAPSHOT_EVERY_STEPS},
     ).fetchone()
     if taken:
         _prune_snapshots(conn, cp)

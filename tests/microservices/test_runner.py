@@ -18,6 +18,7 @@ from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCoun
 
 from microservices.runner import Runner, ServiceHost
 from microservices.testing import arrival_orders, catch_up_fully, split
+from sitepulse.errors import SitePulseError
 
 OUTPUT = (
     "SELECT machine_id, ts, seq, n, cum_payload FROM running_count.samples"
@@ -142,6 +143,27 @@ def test_a_crashing_service_does_not_stop_the_others(runner_db: str) -> None:
             conn.execute("SELECT status FROM service_health WHERE service = 'running-count'").fetchone()[0]
             == "ok"
         )
+
+
+class InfiniteState(RunningCount):
+    """Keeps a float('inf') in its state, as a service tracking 'time to collision: never' might."""
+
+    def process(self, batch, state, settings):  # noqa: ANN001, ANN201 - the SDK's signature
+        out, new = super().process(batch, state, settings)
+        return out, {**new, "min_ttc": float("inf")}
+
+
+def test_a_state_json_cannot_hold_is_refused_with_a_sentence_naming_the_service(runner_db: str) -> None:
+    """NaN/Infinity are not JSON: the step fails as a whole (nothing written) and says what to change."""
+    samples = make_samples("pit", machines=2, per_machine=5)
+    host = ServiceHost(InfiniteState())
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count")
+        insert_telemetry(conn, samples)
+        with pytest.raises(SitePulseError, match="running-count: its state for site pit holds NaN or Infinity"):
+            host.catch_up(conn, ["pit"])
+        assert _table(conn, "pit") == []  # the step's transaction rolled back
+        assert conn.execute("SELECT count(*) FROM service_snapshots").fetchone()[0] == 0
 
 
 def test_rewind_from_a_time_recomputes_the_same_results(runner_db: str) -> None:
