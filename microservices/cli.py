@@ -13,6 +13,7 @@ from rich.console import Console
 from microservices.alerts import MqttPublisher
 from microservices.discovery import discover_services
 from microservices.runner import Runner
+from sitepulse import heap, memtrace
 from sitepulse.errors import SitePulseError
 from sitepulse.logs import setup_logging
 from sitepulse.runtime import open_runtime
@@ -52,6 +53,8 @@ def run_services(
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        heap.limit_arenas(2)  # before any thread allocates: service threads share freed memory (sitepulse/heap.py)
+        memtrace.start_from_env("runner")
         publisher = MqttPublisher(runtime.mqtt_url, client_id="")
         runner = Runner(runtime.database_url, services, publisher, trace=settings.trace_services)
         runner.start(start_from)

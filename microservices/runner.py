@@ -41,6 +41,7 @@ from microservices.checkpoints import (
     snapshot_before,
 )
 from microservices.sdk import Batch, Outputs, Service
+from sitepulse import heap
 from sitepulse.errors import SitePulseError
 from sitepulse.sites import load_site
 
@@ -52,6 +53,7 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_ROWS_PER_STEP = 200_000
 IDLE_WAKE_S = 5.0
 MAX_BACKOFF_S = 60.0
+TRIM_EVERY_S = 30.0
 
 
 @dataclass
@@ -414,6 +416,7 @@ class Runner:
                         host.catch_up(conn)
                         record_health(conn, name, None)
                         failures = 0
+                        heap.trim(TRIM_EVERY_S)  # caught up: give the burst's freed pages back (sitepulse/heap.py)
                         for _ in listener.notifies(timeout=IDLE_WAKE_S, stop_after=1):
                             pass
             except psycopg.OperationalError as exc:
