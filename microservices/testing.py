@@ -7,6 +7,7 @@ way the runner would, and compare the tables with the simulator's ground truth.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -50,7 +51,8 @@ def machines_frame(site: SiteConfig | None) -> pd.DataFrame:
 def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig | None = None,
                   settings: BaseModel | None = None, chunk: str = "10min",
                   machines: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Call ``process`` on consecutive time windows of ``telemetry``, carrying state, as the runner does."""
+    """Call ``process`` on consecutive time windows of ``telemetry``, carrying state, as the runner does
+    (through strict JSON: the runner stores it as jsonb, which holds neither NaN nor Infinity)."""
     settings = settings if settings is not None else service.Settings()
     machines = machines if machines is not None else machines_frame(site)
     state: dict = {}
@@ -64,6 +66,7 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
         batch = Batch(site_id=str(part["site_id"].iloc[0]), telemetry=part, site=site, machines=machines,
                       read=lambda q, p=None: pd.DataFrame())
         outputs, state = service.process(batch, state, settings)
+        state = json.loads(json.dumps(state, allow_nan=False))
         for table, frame in outputs.frames().items():
             tables.setdefault(table, []).append(frame)
         alerts.extend(outputs.alerts)

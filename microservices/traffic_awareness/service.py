@@ -18,6 +18,7 @@ How ``process`` stays incremental and deterministic (microservices/sdk.py rules)
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -135,6 +136,27 @@ def _json(values: np.ndarray) -> list:
     if not np.isfinite(array).all():
         out = [v if np.isfinite(v) else None for v in out]
     return out
+
+
+def open_episodes_to_state(episodes: pd.DataFrame) -> list[dict[str, Any]]:
+    """Open episodes as JSON-safe records: a pair flagged while separating has min_ttc inf, which JSON cannot
+    hold (the state is jsonb), so non-finite floats are stored as None."""
+    records = []
+    for record in episodes.to_dict("records"):
+        for column, value in record.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            record[column] = None if isinstance(value, float) and not math.isfinite(value) else value
+        records.append(record)
+    return records
+
+
+def open_episodes_from_state(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The open episodes a previous step kept, min_ttc None read back as inf (no time to collision)."""
+    carried = pd.DataFrame(records, columns=detect.EPISODE_COLUMNS)
+    if not carried.empty:
+        carried["min_ttc"] = carried["min_ttc"].astype(float).fillna(np.inf)
+    return carried
 
 
 @lru_cache(maxsize=64)
@@ -303,7 +325,7 @@ class TrafficAwareness(Service):
         first = (done + grid_ms) if done is not None else int(-(-t.min() // grid_ms) * grid_ms)
         last = frontier // grid_ms * grid_ms
         merge_ms = int(round(settings.merge_s * 1000))
-        carried = pd.DataFrame(state.get("open") or [], columns=detect.EPISODE_COLUMNS)
+        carried = open_episodes_from_state(state.get("open") or [])
         if last < first:
             return done
         grid = np.arange(first, last + 1, grid_ms, dtype=np.int64)
@@ -337,8 +359,7 @@ class TrafficAwareness(Service):
         final = episodes["last"].to_numpy(np.int64) + merge_ms <= last if not episodes.empty else np.zeros(0, bool)
         self._write_encounters(out, model, frame, episodes[final])
         still = episodes[~final]
-        state["open"] = [{c: (v.item() if isinstance(v, np.generic) else v) for c, v in r.items()}
-                         for r in still.to_dict("records")]
+        state["open"] = open_episodes_to_state(still)
         state["done"] = int(last)
         return int(last)
 

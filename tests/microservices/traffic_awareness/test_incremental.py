@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pandas as pd
 
-from microservices.testing import run_in_chunks
+from microservices.testing import run_in_chunks, telemetry_from_messages
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.traffic_awareness.score import LANE_OFFSET_M
 from microservices.traffic_awareness.settings import TrafficSettings
@@ -36,3 +37,25 @@ def test_batch_boundaries_do_not_change_results(traffic_run) -> None:
     assert runs[0]["encounters"] and len(runs[0]["_alerts"]) >= len(runs[0]["encounters"])
     for other in runs[1:]:
         assert other == runs[0]
+
+
+def test_an_encounter_open_across_steps_without_closing_speed_keeps_a_json_state() -> None:
+    """A close pair that is not closing in has no time to collision (inf), which jsonb cannot hold: an episode
+    still open at the end of a step must be carried as JSON and give the same encounter as one step (found by the
+    60-minute soak, where the runner refused the state)."""
+    start = pd.Timestamp("2026-03-02T06:00:00Z")
+    messages = []
+    for second in range(90):  # H2 drives 6 m ahead of H1 at the same 18 km/h (close, never closing in), then
+        ahead = 6.0 + 5.0 * min(second, 40) + 10.0 * max(second - 40, 0)  # pulls away at 36 km/h after 40 s
+        for machine, east_m, speed in (("H1", 5.0 * second, 18.0), ("H2", ahead, 18.0 if second < 40 else 36.0)):
+            sample = {"ts": (start + pd.Timedelta(seconds=second)).isoformat(), "lat": 59.3,
+                      "lon": 18.1 + east_m / 56_800, "speed_kmh": speed, "heading_deg": 90.0, "engine_on": True}
+            messages.append((f"sites/pit/machines/{machine}/telemetry", orjson.dumps(sample)))
+    telemetry = telemetry_from_messages(messages)
+    machines = pd.DataFrame([["H1", "hauler", "t", 90_000], ["H2", "hauler", "t", 90_000]],
+                            columns=["machine_id", "kind", "model", "rated_payload_kg"])
+    runs = [run_in_chunks(TrafficAwareness(), telemetry, settings=SETTINGS, chunk=chunk, machines=machines)
+            for chunk in ("10min", "15s")]
+    encounters = [run["encounters"] for run in runs]
+    assert len(encounters[0]) == 1 and pd.isna(encounters[0]["min_ttc_s"].iloc[0])  # never closing
+    assert canonical({"encounters": encounters[1]}) == canonical({"encounters": encounters[0]})
