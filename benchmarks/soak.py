@@ -4,14 +4,18 @@
     .venv/bin/python benchmarks/soak.py --minutes 0.75        # what CI runs (tests/reliability/test_soak.py)
 
 Starts its own PostgreSQL and Mosquitto (temp dirs), ``python -m ingest --workers 2`` and
-``python -m sitepulse run-services`` (positioning and weight-loading enabled for the site), publishes
-one QoS 1 sample per machine per second, and every ``--fault-every`` seconds injects the next fault of
-the cycle: SIGKILL an ingest worker, SIGKILL the runner (restarted), stop PostgreSQL for 10 s
-(``--broker-restarts`` adds a broker restart, which loses messages with Mosquitto 2.0.11, see
-docs/RELIABILITY.md). Every 2 s it samples each process's RSS and each service's lag (now minus
-``service_checkpoints.data_until``). Reports throughput, lag, RSS and the RSS slope of each process
-after a 60 s warm-up (MB/min, since its last restart); exits 1 when samples were lost or, in runs of
-5 minutes or more, a slope exceeds ``--max-growth-mb-min``. ``--json PATH`` writes the figures.
+``python -m sitepulse run-services`` (positioning, weight-loading and traffic-awareness enabled for the
+site), publishes one QoS 1 sample per machine per second, and every ``--fault-every`` seconds injects
+the next fault of the cycle: SIGKILL an ingest worker, SIGKILL the runner (restarted), stop PostgreSQL
+for 10 s (``--broker-restarts`` or ``--faults`` add a broker restart). Every 2 s it samples each
+process's RSS and each service's lag (now minus ``service_checkpoints.data_until``). Reports
+throughput, lag, RSS and the RSS slope of each process after a 60 s warm-up (MB/min, since its last
+restart), also over the second half of that span alone and as the median RSS of consecutive tenths
+(growth that levels off shows as a second-half slope near 0); exits 1 when samples were lost, a service had
+not caught up 90 s after publishing stopped, or, in runs of 5 minutes or more, a slope exceeds
+``--max-growth-mb-min``. ``--json PATH`` writes the figures. ``--services`` chooses the services
+(default: all three built-in ones); ``--memtrace DIR`` makes every role report its heap
+(``sitepulse/memtrace.py``).
 """
 
 # ruff: noqa: E402  (imports follow the sys.path fix below)
@@ -43,6 +47,7 @@ import psycopg
 from sitepulse.embedded.broker import EmbeddedBroker
 
 WARMUP_S = 60.0
+SERVICES = ("positioning", "weight-loading", "traffic-awareness")
 JUDGE_GROWTH_MIN = 5.0
 
 
@@ -112,18 +117,21 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 
 
 def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool, max_growth: float,
-        faults_wanted: list[str] | None = None) -> dict:
+        faults_wanted: list[str] | None = None, services: tuple[str, ...] = SERVICES,
+        memtrace: Path | None = None) -> dict:
     server, pg_root = harness.start_postgres()
     workdir = Path(tempfile.mkdtemp(prefix="sitepulse-soak-"))
     broker = EmbeddedBroker(workdir / "mqtt")
     broker.start()
-    url = harness.prepare_database(server, "soak")
-    env = harness.child_env(url, broker.url, workdir)
+    url = harness.prepare_database(server, "soak", services)
+    extra = {"SITEPULSE_MEMTRACE": str(memtrace.resolve())} if memtrace else {}
+    env = harness.child_env(url, broker.url, workdir, services, **extra)
     ingest = harness.ingest_role(env, workdir, workers=2)
     runner = harness.runner_role(env, workdir)
     publisher = fleet = None
     samples: dict[str, list[tuple[float, float]]] = {}
     restarts: dict[str, float] = {}
+    slots: dict[str, int] = {}  # ingest-worker-N -> pid of its current process (a restarted one takes its slot)
     lags: dict[str, list[float]] = {}
     faults: list[str] = []
     try:
@@ -147,9 +155,13 @@ def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool
             roles = {"ingest-supervisor": psutil.Process(ingest.pid) if ingest.alive() else None,
                      "runner": psutil.Process(runner.pid) if runner.alive() else None,
                      "mosquitto": psutil.Process(broker._process.pid) if broker.running else None}
-            workers = [p for p in ingest.children() if "spawn_main" in " ".join(p.cmdline())]
-            for n, child in enumerate(sorted(workers, key=lambda p: p.pid)):
-                roles[f"ingest-worker-{n}"] = child
+            current = {p.pid: p for p in ingest.ingest_workers()}
+            for pid in sorted(set(current) - set(slots.values())):
+                label = next((k for k, v in sorted(slots.items()) if v not in current), f"ingest-worker-{len(slots)}")
+                if label in slots:
+                    restarts[label] = now
+                slots[label] = pid
+            roles.update({label: current.get(pid) for label, pid in slots.items()})
             for name, process in roles.items():
                 rss = _rss(process)
                 if rss is not None:
@@ -166,10 +178,9 @@ def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool
                 index += 1
                 faults.append(f"{now:.0f}s {fault}")
                 if fault == "ingest-worker-sigkill":
-                    victims = [p for p in ingest.children() if "spawn_main" in " ".join(p.cmdline())]
+                    victims = ingest.ingest_workers()
                     if victims:
                         victims[0].kill()
-                    restarts["ingest-worker"] = now
                 elif fault == "runner-sigkill":
                     runner.kill()
                     runner.start()
@@ -182,6 +193,7 @@ def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool
                     broker.stop()
                     time.sleep(2)
                     broker.start()
+                    restarts["mosquitto"] = now
                 next_fault = time.monotonic() + fault_every
             time.sleep(2)
         fleet.stop.set()
@@ -190,19 +202,28 @@ def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool
         harness.wait_for(lambda: publisher.acked_count() >= fleet.published, 60)
         harness.wait_for(lambda: harness.try_scalar(url, "SELECT count(*) FROM telemetry") == fleet.published, 90)
         drained = time.monotonic() - started - duration
-        harness.wait_for(lambda: harness.services_caught_up(url), 90)
+        caught_up = harness.wait_for(lambda: harness.services_caught_up(url, services=services), 90)
         stored = harness.try_scalar(url, "SELECT count(*) FROM telemetry")
+        failing = {name: error for name, error in harness.query(
+            url, "SELECT service, last_error FROM service_health WHERE status = 'failing'")}
         growth = {}
         for name, points in samples.items():
-            since = restarts.get("ingest-worker" if name.startswith("ingest-worker") else name, 0.0)
+            since = restarts.get(name, 0.0)
             kept = [(t, r) for t, r in points if t >= since + WARMUP_S] or points[len(points) // 2:]
+            late = kept[len(kept) // 2:]
+            tenths = [kept[len(kept) * k // 10:len(kept) * (k + 1) // 10] for k in range(10)]
             growth[name] = {"rss_first_mb": round(points[0][1], 1), "rss_last_mb": round(points[-1][1], 1),
                             "rss_max_mb": round(max(r for _, r in points), 1),
-                            "slope_mb_per_min": None if (s := _slope(kept)) is None else round(s, 2)}
+                            "slope_mb_per_min": None if (s := _slope(kept)) is None else round(s, 2),
+                            "slope_second_half_mb_per_min": None if (s := _slope(late)) is None else round(s, 2),
+                            "rss_tenths_mb": [round(statistics.median(r for _, r in t), 1) for t in tenths if t],
+                            "fitted_from_s": round(kept[0][0]), "fitted_to_s": round(kept[-1][0])}
         result = {
-            "minutes": minutes, "machines": machines, "published": fleet.published, "stored": stored,
+            "minutes": minutes, "machines": machines, "services": list(services), "published": fleet.published,
+            "stored": stored,
             "lost": fleet.published - (stored or 0), "throughput_msg_s": round(fleet.published / duration, 1),
             "drain_after_stop_s": round(drained, 1), "faults": faults,
+            "services_caught_up": caught_up, "services_failing": {k: (v or "")[:300] for k, v in failing.items()},
             "lag_s": {s: {"p50": round(statistics.median(v), 1), "max": round(max(v), 1)} for s, v in lags.items()},
             "memory": growth,
         }
@@ -211,7 +232,7 @@ def run(minutes: float, machines: int, fault_every: float, broker_restarts: bool
         flagged = [n for n, g in growth.items() if judged and (g["slope_mb_per_min"] or 0) > max_growth]
         result["growth_judged"] = judged
         result["growth_flagged"] = flagged
-        result["ok"] = result["lost"] == 0 and not flagged
+        result["ok"] = result["lost"] == 0 and not flagged and caught_up
         return result
     finally:
         if fleet is not None:
@@ -235,12 +256,17 @@ def main() -> int:
                         " (a runner that is never killed shows its memory over the whole run)")
     parser.add_argument("--max-growth-mb-min", type=float, default=5.0)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--services", default=",".join(SERVICES), help="services enabled for the site")
+    parser.add_argument("--memtrace", type=Path, help="directory for the roles' memory reports"
+                        " (SITEPULSE_MEMTRACE, see sitepulse/memtrace.py)")
     args = parser.parse_args()
     wanted = [f.strip() for f in args.faults.split(",") if f.strip()] if args.faults else None
     known = {"ingest-worker-sigkill", "runner-sigkill", "postgres-stop-10s", "broker-restart"}
     if wanted and set(wanted) - known:
         parser.error(f"--faults: unknown {sorted(set(wanted) - known)}; known: {sorted(known)}")
-    result = run(args.minutes, args.machines, args.fault_every, args.broker_restarts, args.max_growth_mb_min, wanted)
+    services = tuple(s.strip() for s in args.services.split(",") if s.strip())
+    result = run(args.minutes, args.machines, args.fault_every, args.broker_restarts, args.max_growth_mb_min, wanted,
+                 services, args.memtrace)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

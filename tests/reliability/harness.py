@@ -161,19 +161,20 @@ def stop_postgres(server: EmbeddedPostgres, root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def prepare_database(server: EmbeddedPostgres, name: str) -> str:
-    """A fresh migrated database with the quarry loaded and both services enabled."""
+def prepare_database(server: EmbeddedPostgres, name: str, services: Sequence[str] = SERVICES) -> str:
+    """A fresh migrated database with the quarry loaded and ``services`` (default: both) enabled."""
     url = server.fresh_database(name)
-    services = discover_services(",".join(SERVICES))
+    found = discover_services(",".join(services))
     with psycopg.connect(url, autocommit=True) as conn:
         upgrade(conn)
         save_site(conn, SITE_ID, site_config())
-        for name in SERVICES:
-            set_enablement(conn, services, SITE_ID, name, enabled=True)
+        for service in services:
+            set_enablement(conn, found, SITE_ID, service, enabled=True)
     return url
 
 
-def child_env(database_url: str, mqtt_url: str, workdir: Path, **extra: str) -> dict[str, str]:
+def child_env(database_url: str, mqtt_url: str, workdir: Path, services: Sequence[str] = SERVICES,
+              **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SITEPULSE_")}
     config = workdir / "none.toml"
     config.write_text("")
@@ -182,7 +183,7 @@ def child_env(database_url: str, mqtt_url: str, workdir: Path, **extra: str) -> 
         "SITEPULSE_MQTT_URL": mqtt_url,
         "SITEPULSE_DATA_DIR": str(workdir / "data"),
         "SITEPULSE_CONFIG_FILE": str(config),
-        "SITEPULSE_LOAD_SERVICES": ",".join(SERVICES),
+        "SITEPULSE_LOAD_SERVICES": ",".join(services),
         "SITEPULSE_INGEST_BATCH_MS": "100",
         "SITEPULSE_LOG_LEVEL": "INFO",
         **extra,
@@ -228,6 +229,17 @@ class Role:
             return psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+
+    def ingest_workers(self) -> list[psutil.Process]:
+        """The worker processes of an ingest supervisor (a killed one may linger as a zombie for a moment)."""
+        found = []
+        for child in self.children():
+            try:
+                if "spawn_main" in " ".join(child.cmdline()):
+                    found.append(child)
+            except psutil.Error:
+                pass
+        return found
 
     def stop(self, timeout: float = 30) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -445,7 +457,7 @@ def newest_xid(url: str) -> int | None:
     return try_scalar(url, "SELECT max(xid)::text::bigint FROM telemetry")
 
 
-def services_caught_up(url: str, newest: int | None = None) -> bool:
+def services_caught_up(url: str, newest: int | None = None, services: Sequence[str] = SERVICES) -> bool:
     """Every service's checkpoint is past ``newest`` (default: the newest committed telemetry)."""
     try:
         rows = query(url, "SELECT (SELECT max(xid)::text::bigint FROM telemetry),"
@@ -458,7 +470,7 @@ def services_caught_up(url: str, newest: int | None = None) -> bool:
     if newest is None:
         return True
     marks = [m for m in (marks or []) if m]
-    if len(marks) < len(SERVICES):
+    if len(marks) < len(services):
         return False
     return all(Watermark.from_json(m).xmin > newest for m in marks)
 

@@ -1,4 +1,5 @@
-"""The soak in its CI-short form: 1,000 machines at 1 Hz for 45 s with an ingest worker and the runner killed.
+"""The soak in its CI-short form: 1,000 machines at 1 Hz for 45 s with an ingest worker and the runner killed,
+all three built-in services enabled.
 
 ``benchmarks/soak.py --minutes 10`` is the long run by hand; figures of both are in docs/RELIABILITY.md.
 """
@@ -25,6 +26,9 @@ def test_soak_short_loses_nothing_and_memory_stays_flat() -> None:
     figures = json.loads(out.read_text())
     assert figures["published"] >= 30_000, figures
     assert figures["lost"] == 0, figures
+    assert set(figures["services"]) == {"positioning", "weight-loading", "traffic-awareness"}
+    assert figures["services_failing"] == {}, figures["services_failing"]  # each service kept working
+    assert figures["services_caught_up"], figures["lag_s"]
     assert len(figures["faults"]) >= 2, figures
     assert figures["growth_flagged"] == [], figures["memory"]  # judged in runs of 5 minutes or more
     assert all(m["rss_max_mb"] < 1024 for m in figures["memory"].values()), figures["memory"]
