@@ -21,18 +21,15 @@ router = APIRouter()
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
 
-# One indexed lookup per machine (track_machine_time), machines listed from ingest's one-row-per-machine
-# machine_last: the live map never scans the track history, so it stays flat as history grows.
+# The live map reads positioning.track_last (one row per machine, kept by triggers on the track: see
+# migrations/0002_track_last.sql), never the track history, so it stays flat as history grows.
 _LATEST = """
-    SELECT l.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
+    SELECT t.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
            t.raw_lat, t.raw_lon, t.heading_deg AS heading, t.speed_kmh, t.state, t.zone
-    FROM machine_last l
-    CROSS JOIN LATERAL (
-        SELECT * FROM positioning.track t WHERE t.site_id = l.site_id AND t.machine_id = l.machine_id
-        ORDER BY t.ts DESC LIMIT 1) t
-    LEFT JOIN machines m ON m.site_id = l.site_id AND m.machine_id = l.machine_id
-    WHERE l.site_id = %(site)s AND (%(after)s::text IS NULL OR l.machine_id > %(after)s)
-    ORDER BY l.machine_id"""
+    FROM positioning.track_last t
+    LEFT JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id
+    WHERE t.site_id = %(site)s AND (%(after)s::text IS NULL OR t.machine_id > %(after)s)
+    ORDER BY t.machine_id"""
 
 
 @router.get("/positions")
@@ -184,22 +181,46 @@ def _declared_kinds(site: SiteConfig | None) -> dict[str, str]:
     return {m.id: m.kind.value for m in (site.machines if site else [])}
 
 
-def _site_from(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str) -> SiteConfig | None:
-    frame = read("SELECT config FROM sites WHERE site_id = %(site)s", {"site": site_id})
-    return SiteConfig.model_validate(frame["config"].iloc[0]) if not frame.empty else None
+_SITES: dict[tuple[str, Any], tuple[SiteConfig, list[dict[str, Any]], dict[str, str]]] = {}
+
+
+def _site_from(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str
+               ) -> tuple[SiteConfig, list[dict[str, Any]], dict[str, str]] | None:
+    """The site file, its zones as the card shows them and the declared kinds, parsed once per stored version
+    (validating a site file costs more than the card's query)."""
+    stamp = read("SELECT updated_at FROM sites WHERE site_id = %(site)s", {"site": site_id})
+    if stamp.empty:
+        return None
+    key = (site_id, stamp["updated_at"].iloc[0])
+    cached = _SITES.get(key)
+    if cached is None:
+        frame = read("SELECT config FROM sites WHERE site_id = %(site)s", {"site": site_id})
+        if frame.empty:
+            return None
+        site = SiteConfig.model_validate(frame["config"].iloc[0])
+        zones = [{"id": z.id, "type": z.type.value, "name": z.name, "speed_limit_kmh": z.speed_limit_kmh,
+                  "polygon": [list(p) for p in z.polygon]} for z in site.zones]
+        if len(_SITES) > 256:
+            _SITES.clear()
+        cached = _SITES[key] = (site, zones, _declared_kinds(site))
+    return cached
+
+
+_MAP_COLUMNS = ("machine_id", "kind", "ts", "lat", "lon", "heading", "speed_kmh", "state", "zone")
 
 
 def live_map(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> dict[str, Any]:
     """Zones (id, type, name, lon/lat polygon) and machines (last position, heading, speed, state, zone)."""
-    site = _site_from(read, site_id)
-    zones = [{"id": z.id, "type": z.type.value, "name": z.name, "speed_limit_kmh": z.speed_limit_kmh,
-              "polygon": [list(p) for p in z.polygon]} for z in (site.zones if site else [])]
+    loaded = _site_from(read, site_id)
+    zones = [{**z, "polygon": [list(p) for p in z["polygon"]]} for z in loaded[1]] if loaded else []
+    kinds = loaded[2] if loaded else {}
     latest = read(_LATEST, {"site": site_id, "after": None})
-    kinds = _declared_kinds(site)
     machines = []
-    for row in latest.to_dict("records"):
-        kind = row["kind"] if row["kind"] != "other" else kinds.get(row["machine_id"], "other")
-        machines.append({"machine_id": row["machine_id"], "kind": kind, "ts": row["ts"], "lat": row["lat"],
-                         "lon": row["lon"], "heading": row["heading"], "speed_kmh": row["speed_kmh"],
-                         "state": row["state"], "zone": row["zone"]})
+    if not latest.empty:
+        columns = [latest[c].astype(object).tolist() if c == "ts" else latest[c].tolist() for c in _MAP_COLUMNS]
+        for values in zip(*columns, strict=True):
+            row = dict(zip(_MAP_COLUMNS, values, strict=True))
+            if row["kind"] == "other":
+                row["kind"] = kinds.get(row["machine_id"], "other")
+            machines.append(row)
     return {"zones": zones, "machines": machines}

@@ -186,10 +186,9 @@ def loading_units(ctx: Any) -> dict[str, int]:
     """Loading units (loaders, excavators) per load zone, from where positioning last saw them."""
     frame = ctx.frame("""
         SELECT t.zone, count(DISTINCT t.machine_id) AS units
-        FROM (SELECT DISTINCT ON (machine_id) machine_id, zone FROM positioning.track
-              WHERE site_id = %(site)s ORDER BY machine_id, ts DESC) t
-        JOIN machines m ON m.site_id = %(site)s AND m.machine_id = t.machine_id AND m.kind IN ('loader', 'excavator')
-        WHERE t.zone IS NOT NULL GROUP BY t.zone""", {"site": ctx.site_id})
+        FROM positioning.track_last t
+        JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id AND m.kind IN ('loader', 'excavator')
+        WHERE t.site_id = %(site)s AND t.zone IS NOT NULL GROUP BY t.zone""", {"site": ctx.site_id})
     return {row["zone"]: int(row["units"]) for row in frame.to_dict("records")}
 
 
@@ -289,19 +288,33 @@ def advise(served: pd.DataFrame, waits: pd.DataFrame, units: Mapping[str, int], 
     return {"model": model, "zones": list(zones.values()), "recommendations": [best] if best else []}
 
 
+# The card reads bounded data only, so it stays flat as history grows: today's encounters (index range on
+# encounters_site_time), the ten newest (backward index scan), at most 50 alerts (unique-index prefix, stops at 50)
+# and each hauler's newest track point from positioning's last-value table (positioning.track_last).
+_CARD_COUNTS = """
+    SELECT count(*) AS encounters, count(*) FILTER (WHERE level = 'critical') AS critical
+    FROM traffic_awareness.encounters WHERE site_id = %(site)s AND at >= %(today)s"""
+_CARD_LATEST = """
+    SELECT machine_a, machine_b, at, min_distance_m, min_ttc_s, level, lat, lon
+    FROM traffic_awareness.encounters WHERE site_id = %(site)s ORDER BY at DESC LIMIT 10"""
+_CARD_ALERTS = """
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM service_alerts WHERE site_id = %(site)s AND service = 'traffic-awareness' LIMIT 50) a"""
+_QUEUE_NOW = """
+    SELECT count(*) AS n
+    FROM positioning.track_last last
+    JOIN machines m ON m.site_id = last.site_id AND m.machine_id = last.machine_id AND m.kind = 'hauler'
+    WHERE last.site_id = %(site)s AND last.ts > now() - interval '10 minutes' AND last.state = 'idle' AND last.zone IN (
+        SELECT z->>'id' FROM sites s CROSS JOIN LATERAL jsonb_array_elements(s.config->'zones') z
+        WHERE s.site_id = %(site)s AND jsonb_typeof(s.config->'zones') = 'array' AND z->>'type' IN ('load', 'dump'))"""
+
+
 def card_data(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> Card:
     """Encounters today and how many were critical, and the number of haulers queueing now."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = read("""
-        SELECT count(*) AS encounters, count(*) FILTER (WHERE level = 'critical') AS critical
-        FROM traffic_awareness.encounters WHERE site_id = %(site)s AND at >= %(today)s""",
-                  {"site": site_id, "today": today})
-    latest = read("""
-        SELECT machine_a, machine_b, at, min_distance_m, min_ttc_s, level, lat, lon
-        FROM traffic_awareness.encounters WHERE site_id = %(site)s ORDER BY at DESC LIMIT 10""", {"site": site_id})
-    alerts = read("""
-        SELECT at, data FROM service_alerts WHERE site_id = %(site)s AND service = 'traffic-awareness'
-        ORDER BY at DESC NULLS LAST LIMIT 50""", {"site": site_id})
+    counts = read(_CARD_COUNTS, {"site": site_id, "today": today})
+    latest = read(_CARD_LATEST, {"site": site_id})
+    alerts = read(_CARD_ALERTS, {"site": site_id})
     queue_now = _queue_now(read, site_id)
     encounters = int(counts["encounters"].iloc[0]) if not counts.empty else 0
     critical = int(counts["critical"].iloc[0]) if not counts.empty else 0
@@ -309,19 +322,13 @@ def card_data(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFram
         {"label": "encounters today", "value": encounters, "unit": ""},
         {"label": "critical", "value": critical, "unit": ""},
         {"label": "standing at load/dump zones now", "value": queue_now, "unit": "haulers"}],
-        data={"latest_encounters": latest.to_dict("records"), "recent_alerts": len(alerts)},
+        data={"latest_encounters": latest.to_dict("records"),
+              "recent_alerts": int(alerts["n"].iloc[0]) if not alerts.empty else 0},
         link="proximity-events")
 
 
 def _queue_now(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str) -> int:
-    """Haulers standing in a load or dump zone right now (waiting or being served), from positioning's track:
-    queue rows are written when a hauler leaves, so the live figure counts standing haulers."""
-    frame = read("""
-        SELECT count(*) AS n FROM (
-            SELECT DISTINCT ON (t.machine_id) t.machine_id, t.ts, t.state, t.zone FROM positioning.track t
-            JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id AND m.kind = 'hauler'
-            WHERE t.site_id = %(site)s AND t.ts > now() - interval '10 minutes'
-            ORDER BY t.machine_id, t.ts DESC) last
-        WHERE last.state = 'idle' AND last.zone IN (
-            SELECT DISTINCT zone FROM traffic_awareness.services WHERE site_id = %(site)s)""", {"site": site_id})
+    """Haulers standing in a load or dump zone of the site file right now (waiting or being served), from
+    positioning's track: queue rows are written when a hauler leaves, so the live figure counts standing haulers."""
+    frame = read(_QUEUE_NOW, {"site": site_id})
     return int(frame["n"].iloc[0]) if not frame.empty else 0

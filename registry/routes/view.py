@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from registry.auth import site_not_found
 from registry.deps import DbDep, PrincipalDep, SiteDep, StateDep
 from registry.usage import record_card_views
-from registry.view import compose_view
+from registry.view import compose_view, view_json
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -37,7 +37,7 @@ def site_view(
     if not refresh:
         record_card_views(request, site_id, [c["service"] for c in view["cards"] if c["status"] == "ok"],
                           principal)
-    return view
+    return Response(view_json(view), media_type="application/json")  # type: ignore[return-value]
 
 
 @router.get("/api/v1/me")

@@ -64,6 +64,17 @@ EXTRA_QUERIES: list[tuple[str, str, str, dict[str, Any]]] = [
      " FROM ingest_rejects GROUP BY 1 ORDER BY 1", {}),
     ("microservices", "lag per service", "SELECT service, site_id, now() - data_until AS lag"
      " FROM service_checkpoints ORDER BY service, site_id", {}),
+    # positioning.track_last is kept by statement triggers with transition tables: run each of them
+    ("positioning", "track_last on insert", "WITH t AS (INSERT INTO positioning.track (site_id, run_seq, machine_id,"
+     " ts, state, jump, carried) SELECT %(site)s, n, 'M1', %(start)s + n * interval '5 s', 'idle', false, false"
+     " FROM generate_series(1, 3) n RETURNING 1) SELECT count(*) FROM t", {}),
+    ("positioning", "track_last on update", "WITH t AS (UPDATE positioning.track SET zone = 'load-a'"
+     " WHERE site_id = %(site)s RETURNING 1) SELECT count(*) FROM t", {}),
+    ("positioning", "track_last on replay", "WITH t AS (DELETE FROM positioning.track WHERE site_id = %(site)s"
+     " AND run_seq > 1 RETURNING 1) SELECT count(*) FROM t", {}),
+    ("positioning", "live map (divides by zero unless the triggers kept the newest point)",
+     "SELECT 1 / count(*) FROM positioning.track_last WHERE site_id = %(site)s AND machine_id = 'M1'"
+     " AND ts = %(start)s + interval '5 s' AND zone = 'load-a'", {}),
 ]
 
 

@@ -217,3 +217,23 @@ def test_time_ranges_follow_site_timezone() -> None:
     assert current["name"] == "day" and current["from"] == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
     assert ranges["shifts"][1]["name"] == "night" and ranges["shifts"][1]["to"] - ranges["shifts"][1]["from"] == \
         timedelta(hours=12)
+
+
+def test_view_json_encodes_as_fastapi_would() -> None:
+    """The view route encodes with orjson; the bytes must mean what FastAPI's default JSONResponse would send."""
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+
+    from registry.view import view_json
+
+    view = {
+        "generated_at": datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC),
+        "ranges": {"today": {"from": datetime(2026, 11, 23, 0, 0, tzinfo=ZoneInfo("Europe/Stockholm"))}},
+        "machines": [{"machine_id": "H1", "last_seen": datetime(2026, 11, 23, 11, 59, tzinfo=UTC), "x": 1.5,
+                      "payload_kg": None, "stale": False, "rated": Decimal("28000.5"), "kinds": ("hauler",)}],
+        "alerts": [{"id": 7, "data": {"caused_by": [1, 2]}, "at": None, "day": datetime(2026, 1, 2).date()}],
+    }
+    assert json.loads(view_json(view)) == json.loads(JSONResponse(jsonable_encoder(view)).body)

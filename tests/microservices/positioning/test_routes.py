@@ -15,8 +15,10 @@ from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
 from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from registry.app import create_app
+from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings
+from sitepulse.sites import save_site
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-positioning-tests-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -115,6 +117,25 @@ def test_events_heatmap_and_card(client: TestClient, database_url: str) -> None:
     machine = card.data["machines"][0]
     assert {"machine_id", "kind", "lat", "lon", "heading", "speed_kmh", "state", "zone"} <= machine.keys()
 
+
+
+def test_card_follows_a_replaced_site_file(client: TestClient, database_url: str) -> None:
+    """The card parses a site file once per stored version: replacing the file shows on the next card."""
+    site = load_demo_site()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        def read(query: str, params: Any = None) -> pd.DataFrame:
+            cur = conn.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+        save_site(conn, "demo-files", site)
+        before = Positioning().card("demo-files", read, Positioning.Settings())
+        again = Positioning().card("demo-files", read, Positioning.Settings())
+        save_site(conn, "demo-files", site.model_copy(update={"zones": site.zones[:2]}))
+        after = Positioning().card("demo-files", read, Positioning.Settings())
+    assert before.data == again.data and len(before.data["zones"]) == len(site.zones) > 2
+    assert before.data["machines"] == []
+    assert [z["id"] for z in after.data["zones"]] == [z.id for z in site.zones[:2]]
+    assert before.data["zones"][:2] == after.data["zones"]
 
 def test_kpi_queries_return_one_value_per_day(client: TestClient, database_url: str) -> None:
     window = {"site_id": "demo", "start": pd.Timestamp("2026-01-01T00:00Z"), "end": pd.Timestamp("2026-02-01T00:00Z")}

@@ -21,8 +21,10 @@ from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.traffic_awareness.score import LANE_OFFSET_M
 from registry.app import create_app
+from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings
+from sitepulse.sites import save_site
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-traffic-tests-0123456"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -145,3 +147,36 @@ def test_card_kpis_and_alerts(client: TestClient, database_url: str, alerts_seen
     topics = {t for t, _ in alerts_seen}
     assert topics == {f"sites/{SITE}/alerts/traffic"}
     assert all("caused_by" in (a.get("data") or {}) for _, a in alerts_seen)
+
+
+def test_card_counts_haulers_standing_in_load_and_dump_zones_now(client: TestClient, database_url: str) -> None:
+    """Each hauler's newest track point of the last 10 minutes: idle in a load or dump zone of the site file."""
+    site = "traffic-live"
+    track = [  # machine, kind, minutes ago, state, zone
+        ("H1", "hauler", 1, "idle", "load-a"),      # counts
+        ("H2", "hauler", 2, "idle", "crusher"),     # counts (a dump zone)
+        ("H3", "hauler", 1, "idle", "parking"),     # not a load/dump zone
+        ("H4", "hauler", 5, "idle", "load-b"),      # was standing ...
+        ("H4", "hauler", 1, "moving", None),        # ... but has left since
+        ("H5", "hauler", 20, "idle", "load-b"),     # nothing in the last 10 minutes
+        ("H6", "hauler", 1, "moving", "spoil"),     # driving through
+        ("L1", "loader", 1, "idle", "load-a"),      # not a hauler
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        save_site(conn, site, load_demo_site())
+        cur = conn.cursor()
+        cur.executemany("INSERT INTO machines (site_id, machine_id, kind, model, rated_payload_kg) "
+                        "VALUES (%s, %s, %s, 'test', 28000) ON CONFLICT DO NOTHING",
+                        sorted({(site, m, kind) for m, kind, *_ in track}))
+        cur.executemany("INSERT INTO positioning.track (site_id, run_seq, machine_id, ts, state, zone, jump, carried)"
+                        " VALUES (%s, 1, %s, now() - make_interval(mins => %s), %s, %s, false, false)",
+                        [(site, m, ago, state, zone) for m, _, ago, state, zone in track])
+
+        def read(query: str, params: Any = None) -> pd.DataFrame:
+            cur = conn.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+        card = TrafficAwareness().card(site, read, TrafficAwareness.Settings())
+    metrics = {m["label"]: m["value"] for m in card.metrics}
+    assert metrics == {"encounters today": 0, "critical": 0, "standing at load/dump zones now": 2}
+    assert card.data == {"latest_encounters": [], "recent_alerts": 0}
