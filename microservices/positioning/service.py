@@ -256,19 +256,18 @@ class Positioning(Service):
 
         emitted = self._finalise(out, batch, model, frame, settings, machines, ids, group, t, rows, x, y,
                                  cleaned, final_now)
+        # rows are sorted by machine and time, so each machine is one slice: [starts[code], ends[code])
+        starts = np.searchsorted(group, np.arange(len(ids)), side="left")
+        ends = np.searchsorted(group, np.arange(len(ids)), side="right")
+        columns = {f: rows[f].to_numpy(np.int64 if f == "t" else float) for f in RAW_FIELDS}
         for code, machine in enumerate(ids):
-            own = group == code
-            previous = machines.get(machine, {})
-            cutoff = int(newest[own][0]) - 2 * lookahead_ms  # cleaning context for the samples still to finalise
-            keep_rows = np.flatnonzero(own & (t >= cutoff))
-            before = np.flatnonzero(own & (t < cutoff))
-            if len(before):
-                keep_rows = np.r_[before[-1], keep_rows]
-            tail = rows.iloc[keep_rows]
+            a, b = int(starts[code]), int(ends[code])
+            cutoff = int(newest[a]) - 2 * lookahead_ms  # cleaning context for the samples still to finalise
+            first = max(a, a + int(np.searchsorted(t[a:b], cutoff, side="left")) - 1)  # and the sample before it
             machines[machine] = {
-                **previous,
+                **machines.get(machine, {}),
                 **emitted.get(machine, {}),
-                "raw": {f: (tail[f].astype(np.int64).tolist() if f == "t" else _json_list(tail[f].to_numpy()))
+                "raw": {f: (columns[f][first:b].tolist() if f == "t" else _json_list(columns[f][first:b]))
                         for f in RAW_FIELDS},
             }
         state["machines"] = machines
@@ -304,16 +303,24 @@ class Positioning(Service):
             "engine": telemetry["engine_on"].map({True: 1.0, False: 0.0}).astype(float).to_numpy()
             if "engine_on" in telemetry else np.nan,
         })
-        tails = []
+        tail_ids: list[np.ndarray] = []
+        tail_columns: dict[str, list[np.ndarray]] = {f: [] for f in RAW_FIELDS}
+        lasts: dict[str, int] = {}
         for machine in new["machine_id"].unique():
             raw = (machines.get(machine) or {}).get("raw")
             if raw and raw["t"]:
-                tail = pd.DataFrame({f: np.array(raw[f], dtype=np.int64 if f == "t" else float) for f in RAW_FIELDS})
-                tail.insert(0, "machine_id", machine)
-                tails.append(tail)
-                last = max(raw["t"])
-                new = new[(new["machine_id"] != machine) | (new["t"] > last)]  # replays re-feed only newer rows
-        rows = pd.concat([*tails, new], ignore_index=True) if tails else new
+                tail_ids.append(np.full(len(raw["t"]), machine, dtype=object))
+                for f in RAW_FIELDS:
+                    tail_columns[f].append(np.array(raw[f], dtype=np.int64 if f == "t" else float))
+                lasts[machine] = max(raw["t"])
+        if not lasts:
+            rows = new
+        else:
+            limit = new["machine_id"].map(lasts).to_numpy(float)
+            new = new[np.isnan(limit) | (new["t"].to_numpy() > limit)]  # replays re-feed only newer rows
+            tails = pd.DataFrame({"machine_id": np.concatenate(tail_ids),
+                                  **{f: np.concatenate(parts) for f, parts in tail_columns.items()}})
+            rows = pd.concat([tails, new], ignore_index=True)
         rows = rows.sort_values(["machine_id", "t"], kind="stable").drop_duplicates(["machine_id", "t"])
         return rows.reset_index(drop=True)
 
