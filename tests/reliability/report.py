@@ -53,8 +53,7 @@ def scenarios_table() -> str:
 
 
 SOAKS = (("CI (0.75 min, faults every 10 s)", "soak-ci.json"),
-         ("by hand (60 min, runner never killed)", "soak-60min.json"),
-         ("by hand (20 min, runner never killed; after the traffic-awareness state fix)", "soak-20min.json"))
+         ("by hand (60 min, runner never killed)", "soak-60min.json"))
 
 
 def _memory(name: str, m: dict) -> str:
