@@ -53,7 +53,9 @@ def scenarios_table() -> str:
 
 
 SOAKS = (("CI (0.75 min, faults every 10 s)", "soak-ci.json"),
-         ("by hand (60 min, runner never killed)", "soak-60min.json"))
+         ("by hand (60 min, runner never killed)", "soak-60min.json"),
+         ("by hand (8 min, runner never killed; after the state and step-speed fixes)",
+          "soak-8min-three-services.json"))
 
 
 def _memory(name: str, m: dict) -> str:
