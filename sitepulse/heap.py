@@ -25,22 +25,23 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 @cache
-def _libc() -> Any:
+def libc() -> Any:
+    """glibc, loaded once with the prototypes used here and in sitepulse.memtrace; None elsewhere."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        return libc
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        lib.malloc_trim.argtypes = [ctypes.c_size_t]
+        lib.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        return lib
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return None
 
 
 def limit_arenas(count: int = 2) -> bool:
     """Cap glibc's malloc arenas at ``count`` unless MALLOC_ARENA_MAX is set; True if applied."""
-    libc = _libc()
-    if libc is None or os.environ.get("MALLOC_ARENA_MAX"):
+    lib = libc()
+    if lib is None or os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    return bool(libc.mallopt(M_ARENA_MAX, count))
+    return bool(lib.mallopt(M_ARENA_MAX, count))
 
 
 _lock = threading.Lock()
@@ -50,13 +51,13 @@ _last = 0.0
 def trim(min_interval_s: float = 30.0) -> bool:
     """Give free heap pages back to the system, unless another call did so within ``min_interval_s``."""
     global _last
-    libc = _libc()
-    if libc is None:
+    lib = libc()
+    if lib is None:
         return False
     with _lock:
         now = time.monotonic()
         if now - _last < min_interval_s:
             return False
         _last = now
-    libc.malloc_trim(0)
+    lib.malloc_trim(0)
     return True

@@ -18,7 +18,6 @@ Off unless the variable is set; not a setting, because nothing in production sho
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+from sitepulse import heap
 
 ENV_DIR = "SITEPULSE_MEMTRACE"
 ENV_EVERY = "SITEPULSE_MEMTRACE_EVERY_S"
@@ -40,22 +41,14 @@ class _MallInfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        return libc
-    except (OSError, AttributeError):  # not glibc (musl, macOS): RSS and tracemalloc only
-        return None
-
-
 def heap_figures() -> dict[str, float]:
     """glibc's view of the heap in MB: in use by malloc, free inside its arenas, in mmapped blocks."""
-    libc = _libc()
-    if libc is None:
+    libc = heap.libc()
+    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None  # glibc 2.33 and later
+    if mallinfo2 is None:
         return {}
-    info = libc.mallinfo2()
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
     return {"malloc_in_use_mb": info.uordblks / 2**20, "malloc_free_mb": info.fordblks / 2**20,
             "malloc_arena_mb": info.arena / 2**20, "malloc_mmap_mb": info.hblkhd / 2**20}
 
