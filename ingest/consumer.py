@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, Partition, owner, shared
+from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, Partition, shared
 from sitepulse.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ class MqttConsumer:
         if not self._intake_open:
             return
         parts = self.partitions
-        if parts and not any(owner(topic, p.count) == p.index for p in parts):
+        if parts and not any(p.owns(topic) for p in parts):
             self.skipped += 1
             self.inbox.put((topic, None, mid, qos, self._epoch, time.time()))
         else:
