@@ -275,6 +275,25 @@ class ServiceRequest:
             return [{n: float(v) if isinstance(v, Decimal) else v for n, v in zip(names, row, strict=True)}
                     for row in cur.fetchall()]
 
+    def zone_names(self) -> dict[str, str]:
+        """Zone id -> the name the site manager drew (the id where the zone has none), from the site file."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT z->>'id', coalesce(nullif(z->>'name', ''), z->>'id') FROM sites,"
+                        " jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %s",
+                        (self.site_id,))
+            return dict(cur.fetchall())
+
+    def named(self, rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
+        """Rows with ``<column>_name`` beside each zone-id column, so answers use the drawn names."""
+        if not rows:
+            return rows
+        names = self.zone_names()
+        for row in rows:
+            for column in columns:
+                zone = row.get(column)
+                row[f"{column}_name"] = names.get(zone, zone) if zone is not None else None
+        return rows
+
 
 def service_request(request: Request) -> ServiceRequest:
     """FastAPI dependency: the ServiceRequest the host stored for this request."""

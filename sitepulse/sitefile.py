@@ -17,24 +17,41 @@ YAML shape::
     machines:
       - {id: HX-01, kind: hauler, model: Volvo A30G, rated_payload_kg: 28000}
 
-GeoJSON shape: a FeatureCollection whose Polygon features carry the zone fields in
-``properties`` (``type`` is the zone type), LineString features with ``"path": true``
-in properties are paths, and foreign members ``name``, ``timezone``, ``shifts``,
-``machines`` at the top level.
+GeoJSON shape (as QGIS, geojson.io and hand-written files have it): a FeatureCollection
+whose Polygon (or one-part MultiPolygon) features are zones. ``properties.name`` is the
+zone's name, ``properties.id`` (or the feature's ``id``) its stable id, else one is derived
+from the name; ``properties.kind`` or ``properties.type`` is its kind (``KINDS``); other
+properties (QGIS ``fid``, geojson.io styles) are ignored. LineString features with
+``"path": true`` are paths. A ``crs`` member (QGIS writes one) may name a projected CRS;
+coordinates are then projected back to WGS84 with pyproj. Foreign members ``name``,
+``timezone``, ``shifts``, ``machines`` at the top level.
+
+KML (Google Earth): every Placemark with a Polygon is a zone, named by its ``<name>``; the
+kind comes from ExtendedData ``kind``/``type``, else from the enclosing Folder's name.
+
+A bad file raises one SitePulseError with one line per problem, each naming the feature,
+and nothing is stored (the registry saves only a file that parsed).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
 from datetime import time
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
+import shapely
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
 from shapely import Polygon
+from shapely.validation import explain_validity
 
 from sitepulse.errors import SitePulseError
 from sitepulse.geo import LocalFrame
@@ -52,6 +69,37 @@ class ZoneType(StrEnum):
     workshop = "workshop"
 
 
+# The kinds a site manager draws, and the zone type each behaves as in the services: a crusher or a
+# stockpile is where loads are tipped, a blast area or a no-go zone is closed to traffic.
+KINDS: dict[str, ZoneType] = {
+    "load": ZoneType.load, "dump": ZoneType.dump, "crusher": ZoneType.dump, "stockpile": ZoneType.dump,
+    "workshop": ZoneType.workshop, "parking": ZoneType.parking, "road": ZoneType.road,
+    "blast": ZoneType.restricted, "no-go": ZoneType.restricted, "restricted": ZoneType.restricted,
+}
+KIND_LIST = ", ".join(k for k in KINDS if k != "restricted")
+# a zone farther than this from the middle of the others is a mistake (lon/lat swapped, wrong CRS)
+MAX_SITE_EXTENT_M = 50_000.0
+
+
+def normalise_kind(value: Any) -> str:
+    """'No Go', 'no_go' and 'NO-GO' are the same kind."""
+    return re.sub(r"[\s_]+", "-", str(value).strip().lower())
+
+
+def zone_type_of(kind: Any) -> ZoneType:
+    """The service-level zone type of a drawn kind, or a ValueError listing the kinds accepted."""
+    try:
+        return KINDS[normalise_kind(kind)]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r}; kinds accepted: {KIND_LIST}") from None
+
+
+def slug(name: str) -> str:
+    """A stable zone id from a drawn name: 'Haul road A' -> 'haul-road-a' (ASCII, <= 64 chars)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
+
+
 class MachineKind(StrEnum):
     hauler = "hauler"
     loader = "loader"
@@ -67,9 +115,37 @@ class Zone(BaseModel):
 
     id: Identifier
     type: ZoneType
+    kind: str = ""  # as drawn (crusher, blast, ...); ``type`` is how the services treat it
     name: str = ""
     speed_limit_kmh: float | None = Field(None, gt=0, le=200)
     polygon: list[LonLat] = Field(min_length=3)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_or_type(cls, data: Any) -> Any:
+        """A zone may give its kind as ``kind`` or ``type``; both end up set."""
+        if isinstance(data, dict):
+            kind, kind_type = data.get("kind"), data.get("type")
+            if kind_type is None and kind:
+                data = {**data, "type": kind}
+            elif not kind and isinstance(kind_type, str):
+                data = {**data, "kind": kind_type}
+        return data
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _normal_kind(cls, value: Any) -> Any:
+        return normalise_kind(value) if isinstance(value, str) else value
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_of_kind(cls, value: Any) -> Any:
+        return value if isinstance(value, ZoneType) or value is None else zone_type_of(value)
+
+    @property
+    def label(self) -> str:
+        """What a person calls the zone: its drawn name, else its id."""
+        return self.name or self.id
 
     @field_validator("polygon")
     @classmethod
@@ -161,36 +237,243 @@ class SiteConfig(BaseModel):
         return next((m for m in self.machines if m.id == machine_id), None)
 
 
+ZONE_FIELDS = {"name", "speed_limit_kmh"}  # the zone properties read; QGIS fid, geojson.io styles are not
+WGS84 = CRS.from_epsg(4326)
+
+
+class SiteFileProblems(ValueError):
+    """Every problem found in one file, one line each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _label(index: int, name: str | None) -> str:
+    return f"feature {index} {name!r}" if name else f"feature {index}"
+
+
+def _to_wgs84(doc: dict[str, Any]) -> Transformer | None:
+    """The transformer from the file's declared CRS (QGIS writes ``crs``), None when it is WGS84."""
+    crs = doc.get("crs")
+    if not crs:
+        return None
+    name = (crs.get("properties") or {}).get("name") if isinstance(crs, dict) else crs
+    try:
+        declared = CRS.from_user_input(name)
+    except (CRSError, TypeError):
+        raise SiteFileProblems([f"crs {name!r} is not a coordinate reference system pyproj knows"]) from None
+    if declared.is_geographic and declared.equals(WGS84, ignore_axis_order=True):
+        return None
+    return Transformer.from_crs(declared, WGS84, always_xy=True)
+
+
+def _ring(coords: Any, transformer: Transformer | None) -> list[list[float]]:
+    """A ring as [lon, lat] pairs (altitude dropped), projected to WGS84 when the file is projected."""
+    points = [[float(c) for c in p[:2]] for p in coords]
+    if transformer is not None and points:
+        lon, lat = transformer.transform([p[0] for p in points], [p[1] for p in points])
+        points = [[float(x), float(y)] for x, y in zip(lon, lat, strict=True)]
+    return points
+
+
+def _polygon_rings(geometry: dict[str, Any], where: str, problems: list[str]) -> Any:
+    """The outer ring of a Polygon or of a one-part MultiPolygon (QGIS writes MultiPolygon by default)."""
+    coords = geometry.get("coordinates")
+    if geometry.get("type") == "MultiPolygon":
+        if not isinstance(coords, list) or len(coords) != 1:
+            parts = len(coords) if isinstance(coords, list) else 0
+            problems.append(f"{where}: a MultiPolygon of {parts} parts; draw one polygon per zone")
+            return None
+        coords = coords[0]
+    if not isinstance(coords, list) or not coords or not isinstance(coords[0], list):
+        problems.append(f"{where}: polygon has no coordinates")
+        return None
+    return coords[0]
+
+
+def _zone_from(props: dict[str, Any], ring: Any, where: str, index: int, closed_required: bool,
+               transformer: Transformer | None, problems: list[str]) -> dict[str, Any] | None:
+    """One zone dict from a drawn polygon, or its problems appended."""
+    try:
+        points = _ring(ring, transformer)
+    except (TypeError, ValueError, IndexError):
+        problems.append(f"{where}: coordinates are not [lon, lat] number pairs")
+        return None
+    if closed_required and len(points) >= 2 and points[0] != points[-1]:
+        problems.append(f"{where}: polygon is not closed (its last corner must repeat the first)")
+        return None
+    distinct = {tuple(p) for p in points}
+    if len(distinct) < 3:
+        problems.append(f"{where}: a polygon needs at least 3 distinct corners")
+        return None
+    if any(not (-180 <= x <= 180 and -90 <= y <= 90) for x, y in points):
+        problems.append(f"{where}: coordinates outside WGS84 longitude/latitude (is a projected crs missing?)")
+        return None
+    kind = props.get("kind") or props.get("type")
+    if kind is None or str(kind).strip() == "":
+        problems.append(f"{where}: no kind; set property 'kind' to one of: {KIND_LIST}")
+        return None
+    try:
+        zone_type_of(kind)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    name = str(props.get("name") or "").strip()
+    zone_id = props.get("id")
+    zone_id = str(zone_id) if zone_id not in (None, "") else (slug(name) or f"zone-{index}")
+    zone = {k: props[k] for k in ZONE_FIELDS if props.get(k) is not None}
+    return {**zone, "id": zone_id, "name": name, "kind": kind, "polygon": points[:-1] if points[0] == points[-1]
+            else points}
+
+
 def _from_geojson(doc: dict[str, Any]) -> dict[str, Any]:
+    problems: list[str] = []
+    transformer = _to_wgs84(doc)
     zones, paths = [], []
-    for index, feature in enumerate(doc.get("features", [])):
+    features = doc.get("features")
+    if not isinstance(features, list):
+        raise SiteFileProblems(["a FeatureCollection needs a list of features"])
+    for index, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            problems.append(f"feature {index}: not a GeoJSON Feature object")
+            continue
         geometry = feature.get("geometry") or {}
         props = dict(feature.get("properties") or {})
-        kind = geometry.get("type")
-        if kind == "Polygon":
-            rings = geometry.get("coordinates") or [[]]
-            zones.append(
-                {"id": props.pop("id", feature.get("id", f"zone-{index}")), **props, "polygon": rings[0]}
-            )
+        if "id" not in props and feature.get("id") is not None:
+            props["id"] = feature["id"]
+        where = _label(index, props.get("name"))
+        kind = geometry.get("type") if isinstance(geometry, dict) else None
+        if kind in ("Polygon", "MultiPolygon"):
+            ring = _polygon_rings(geometry, where, problems)
+            zone = None if ring is None else _zone_from(props, ring, where, index, True, transformer, problems)
+            if zone is not None:
+                zones.append((where, zone))
         elif kind == "LineString" and props.pop("path", False):
-            paths.append(
-                {
-                    "id": props.pop("id", feature.get("id", f"path-{index}")),
-                    **props,
-                    "points": geometry.get("coordinates"),
-                }
-            )
+            points = geometry.get("coordinates")
+            try:
+                points = _ring(points, transformer)
+            except (TypeError, ValueError, IndexError):
+                problems.append(f"{where}: coordinates are not [lon, lat] number pairs")
+                continue
+            paths.append({"id": props.pop("id", f"path-{index}"), **props, "points": points})
         else:
-            raise ValueError(
-                f"feature {index}: unsupported geometry {kind!r} "
-                "(zones are Polygons, paths LineStrings with properties.path=true)"
-            )
+            problems.append(f"{where}: unsupported geometry {kind!r} "
+                            "(zones are Polygons, paths LineStrings with properties.path=true)")
     top = {k: v for k, v in doc.items() if k in {"name", "timezone", "shifts", "machines"}}
-    return {**top, "zones": zones, "paths": paths}
+    return _checked(top, zones, paths, problems)
+
+
+KML_NS = "{http://www.opengis.net/kml/2.2}"
+
+
+def _kml_text(element: ET.Element | None) -> str:
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _from_kml(text: str | bytes) -> dict[str, Any]:
+    """Zones from a Google Earth KML: Placemarks with a Polygon, in any Document/Folder nesting."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise SiteFileProblems([f"not valid KML ({exc})"]) from None
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    problems: list[str] = []
+    zones: list[tuple[str, dict[str, Any]]] = []
+    document = root.find(f"{ns}Document")
+    parents = {child: parent for parent in root.iter() for child in parent}
+    for index, placemark in enumerate(root.iter(f"{ns}Placemark")):
+        name = _kml_text(placemark.find(f"{ns}name"))
+        where = _label(index, name).replace("feature", "placemark", 1)
+        polygons = list(placemark.iter(f"{ns}Polygon"))
+        if len(polygons) != 1:
+            if placemark.find(f".//{ns}Point") is not None or placemark.find(f".//{ns}LineString") is not None:
+                problems.append(f"{where}: not a polygon (zones are drawn with Google Earth's Add Polygon)")
+            elif polygons:
+                problems.append(f"{where}: {len(polygons)} polygons in one placemark; draw one polygon per zone")
+            else:
+                problems.append(f"{where}: no polygon")
+            continue
+        coords = _kml_text(polygons[0].find(f"{ns}outerBoundaryIs/{ns}LinearRing/{ns}coordinates"))
+        try:
+            ring = [[float(v) for v in triple.split(",")[:2]] for triple in coords.split()]
+        except ValueError:
+            problems.append(f"{where}: coordinates are not lon,lat[,alt] triples")
+            continue
+        props: dict[str, Any] = {"name": name}
+        for data in placemark.iter():
+            key = data.get("name")
+            if data.tag in (f"{ns}Data", f"{ns}SimpleData") and key in ("kind", "type", "id", "speed_limit_kmh"):
+                value = _kml_text(data.find(f"{ns}value")) if data.tag == f"{ns}Data" else _kml_text(data)
+                props[key] = value
+        if not (props.get("kind") or props.get("type")):
+            parent = parents.get(placemark)
+            while parent is not None and parent.tag != f"{ns}Folder":
+                parent = parents.get(parent)
+            folder = _kml_text(parent.find(f"{ns}name")) if parent is not None else ""
+            if normalise_kind(folder) in KINDS:
+                props["kind"] = folder
+        if props.get("speed_limit_kmh") in ("",):
+            props.pop("speed_limit_kmh")
+        zone = _zone_from(props, ring, where, index, True, None, problems)
+        if zone is not None:
+            zones.append((where, zone))
+    top = {"name": _kml_text(document.find(f"{ns}name")).removesuffix(".kml")} if document is not None else {}
+    return _checked(top, zones, [], problems)
+
+
+def _checked(top: dict[str, Any], zones: list[tuple[str, dict[str, Any]]], paths: list[dict[str, Any]],
+             problems: list[str]) -> dict[str, Any]:
+    """File-level checks over the drawn zones: empty, duplicate names or ids, crossing, far outside the site."""
+    if not zones and not paths and not problems:
+        problems.append("the file has no zones (no Polygon features)")
+    reported: set[str] = set()
+    for key, what in (("name", "name"), ("id", "id")):
+        first: dict[str, str] = {}
+        for where, zone in zones:
+            value = zone[key].casefold() if key == "name" else zone[key]
+            if not value:
+                continue
+            if value in first and where not in reported:
+                reported.add(where)
+                problems.append(f"{where}: {what} {zone[key]!r} is used again (first by {first[value]}); "
+                                f"zone {what}s must be unique")
+            elif value not in first:
+                first[value] = where
+    bad_ids = [(w, z) for w, z in zones if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", z["id"])]
+    problems += [f"{w}: id {z['id']!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+                 for w, z in bad_ids]
+    if zones:
+        cx = [sum(p[0] for p in z["polygon"]) / len(z["polygon"]) for _, z in zones]
+        cy = [sum(p[1] for p in z["polygon"]) / len(z["polygon"]) for _, z in zones]
+        mid_lon, mid_lat = sorted(cx)[len(cx) // 2], sorted(cy)[len(cy) // 2]
+        frame = LocalFrame(mid_lat, mid_lon)
+        for where, zone in zones:
+            x, y = frame.to_xy([p[0] for p in zone["polygon"]], [p[1] for p in zone["polygon"]])
+            polygon = Polygon(list(zip(x, y, strict=True)))
+            if not polygon.is_valid:
+                problems.append(f"{where}: polygon crosses itself ({explain_validity(polygon).split('[')[0].strip()})")
+            elif shapely.distance(polygon, shapely.Point(0, 0)) > MAX_SITE_EXTENT_M:
+                far = shapely.distance(polygon, shapely.Point(0, 0)) / 1000
+                problems.append(f"{where}: lies {far:,.0f} km from the rest of the site (longitude and "
+                                "latitude swapped, or another crs?)")
+    if problems:
+        raise SiteFileProblems(problems)
+    return {**top, "zones": [z for _, z in zones], "paths": paths}
+
+
+def _looks_like_xml(text: str | bytes) -> bool:
+    head = text[:512].lstrip(b"\xef\xbb\xbf \t\r\n" if isinstance(text, bytes) else "\ufeff \t\r\n")
+    return head[:1] in (b"<", "<")
 
 
 def parse_site(text: str | bytes, source: str = "site file") -> SiteConfig:
-    """Parse a YAML or GeoJSON site file; any problem is one readable SitePulseError."""
+    """Parse a YAML, GeoJSON or KML site file; problems are one readable line each, in one SitePulseError."""
+    try:
+        if _looks_like_xml(text):
+            return SiteConfig.model_validate(_from_kml(text))
+    except SiteFileProblems as exc:
+        raise SitePulseError("\n".join(f"{source}: {line}" for line in exc.lines)) from None
     try:
         doc = yaml.safe_load(text)  # JSON is YAML, so one parser reads both
     except yaml.YAMLError as exc:
@@ -201,10 +484,13 @@ def parse_site(text: str | bytes, source: str = "site file") -> SiteConfig:
         if doc.get("type") == "FeatureCollection":
             doc = _from_geojson(doc)
         return SiteConfig.model_validate(doc)
+    except SiteFileProblems as exc:
+        raise SitePulseError("\n".join(f"{source}: {line}" for line in exc.lines)) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "site"
-        raise SitePulseError(f"{source}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise SitePulseError(f"{source}: {where}: {message}") from None
     except ValueError as exc:
         raise SitePulseError(f"{source}: {exc}") from None
 

@@ -74,7 +74,7 @@ def zone_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, mac
         "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
         "after_at": after[0] if after else None, "after_m": after[1] if after else None,
         "after_z": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(rows, page.limit, lambda r: (r["entered_at"], r["machine_id"], r["zone"]))
+    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["entered_at"], r["machine_id"], r["zone"]))
 
 
 _EVENTS = """
@@ -101,7 +101,7 @@ def events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
         "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
         "after_at": after[0] if after else None, "after_k": after[1] if after else None,
         "after_m": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(rows, page.limit, lambda r: (r["at"], r["kind"], r["machine_id"]))
+    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["at"], r["kind"], r["machine_id"]))
 
 
 _SUMMARIES = """

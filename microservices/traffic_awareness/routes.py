@@ -45,7 +45,7 @@ def proximity_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep
         "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "level": level,
         "after_at": after[0] if after else None, "after_a": after[1] if after else None,
         "after_b": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(rows, page.limit, lambda r: (r["at"], r["machine_a"], r["machine_b"]))
+    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["at"], r["machine_a"], r["machine_b"]))
 
 
 _QUEUES = """
@@ -67,7 +67,7 @@ def queues(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_
     rows = ctx.rows(_QUEUES, {
         "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
         "after_at": after[0] if after else None, "after_m": after[1] if after else None, "limit": page.limit + 1})
-    return page_of(rows, page.limit, lambda r: (r["queued_from"], r["machine_id"]))
+    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["queued_from"], r["machine_id"]))
 
 
 @router.get("/queues/summary")
@@ -100,7 +100,7 @@ def queue_summary(ctx: ServiceRequestDep, window: TimeRangeDep) -> dict[str, Any
             item.update(loading_units=units.get(key[0], 1), loader_idle_minutes=round(idle, 1),
                         trucking="over" if item["queue_minutes"] > idle else "under")
         items.append(item)
-    return {"items": items}
+    return {"items": ctx.named(items, "zone")}
 
 
 @router.get("/queues/length")
@@ -125,7 +125,7 @@ def queue_length(ctx: ServiceRequestDep, window: TimeRangeDep, zone: ZoneFilter 
         overlap = np.clip(np.minimum(hi, qt) - np.maximum(lo, qf), 0, None).sum(axis=1) / (bucket_s * 10**9)
         series.append({"zone": zone_id, "points": [{"at": e.isoformat(), "length": round(float(v), 2)}
                                                    for e, v in zip(edges, overlap, strict=True)]})
-    return {"bucket_s": bucket_s, "series": series}
+    return {"bucket_s": bucket_s, "series": ctx.named(series, "zone")}
 
 
 @router.get("/congestion")

@@ -107,7 +107,7 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
     else:
         frame["load_zone"] = None
         frame["dump_zone"] = None
-    rows = _json_rows(frame)
+    rows = ctx.named(_json_rows(frame), "load_zone", "dump_zone")
     return page_of(rows, page.limit, lambda row: (row["loaded_at"], row["machine_id"]))
 
 

@@ -15,12 +15,13 @@ from sitepulse.sites import save_site
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
 
 SITE_FILE_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json",
-                   "application/geo+json"}
+                   "application/geo+json", "application/vnd.google-earth.kml+xml", "application/xml", "text/xml"}
 MAX_SITE_FILE_BYTES = 5 * 1024 * 1024
 
 _SITE_FILE_BODY = {
     "required": True,
-    "description": "the site file: YAML, or GeoJSON (a FeatureCollection with the site's foreign members)",
+    "description": "the site file: YAML, GeoJSON (a FeatureCollection with the site's foreign members; a "
+                   "projected crs is read) or KML (Google Earth polygons)",
     "content": {
         "application/yaml": {"schema": {"type": "string"}},
         "application/geo+json": {"schema": {"type": "object"}},
@@ -35,7 +36,7 @@ async def site_file_body(request: Request) -> bytes:
     if content_type and content_type not in SITE_FILE_TYPES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"Content-Type {content_type} is not a site file; send application/yaml "
-                            "or application/geo+json")
+                            "or application/geo+json or application/vnd.google-earth.kml+xml")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_SITE_FILE_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,

@@ -71,3 +71,93 @@ def test_mistakes_are_one_clear_line(text: str, message: str) -> None:
     assert message in str(caught.value)
     assert str(caught.value).startswith("site.yaml: ")
     assert "\n" not in str(caught.value)
+
+
+# --- site files as QGIS, geojson.io and Google Earth write them (fixtures in tests/kernel/sitefiles) ---
+
+from pathlib import Path  # noqa: E402
+
+from sitepulse.sitefile import load_site_file  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "sitefiles"
+DRAWN = [("north-pit", "North pit", "load", "load"), ("crusher", "Crusher", "crusher", "dump"),
+         ("haul-road-a", "Haul road A", "road", "road"), ("stockpile-2", "Stockpile 2", "stockpile", "dump"),
+         ("blast-area-7", "Blast area 7", "blast", "restricted")]
+
+
+@pytest.mark.parametrize("name", ["qgis_sweref99.geojson", "geojson_io.geojson", "google_earth.kml"])
+def test_files_as_tools_write_them_keep_the_drawn_names_and_kinds(name: str) -> None:
+    site = load_site_file(FIXTURES / name)
+    assert [(z.id, z.name, z.kind, z.type.value) for z in site.zones] == DRAWN
+    # the projected QGIS file lands on the same corners as the WGS84 ones (within a millimetre or so)
+    lon, lat = site.zones[0].polygon[0]
+    assert abs(lon - 12.08) < 1e-7 and abs(lat - 57.504) < 1e-7
+    area = site.local_polygon(site.zones[1]).area  # crusher: 0.0015 x 0.0008 deg at 57.5 N
+    assert 7_900 < area < 8_100
+
+
+def test_qgis_limits_and_explicit_ids_are_kept() -> None:
+    site = load_site_file(FIXTURES / "qgis_sweref99.geojson")
+    assert [z.speed_limit_kmh for z in site.zones] == [15, 10, 30, None, None]
+    doc = json.loads((FIXTURES / "geojson_io.geojson").read_text())
+    doc["features"][0]["properties"]["id"] = "pit-1"
+    assert parse_site(json.dumps(doc)).zones[0].id == "pit-1"
+
+
+def test_stored_site_round_trips_with_its_kinds() -> None:
+    from sitepulse.sitefile import SiteConfig
+
+    site = load_site_file(FIXTURES / "google_earth.kml")
+    again = SiteConfig.model_validate(site.model_dump(mode="json"))
+    assert again == site and again.zones[1].kind == "crusher"
+
+
+def _fc(*features: dict) -> str:
+    return json.dumps({"type": "FeatureCollection", "features": list(features)})
+
+
+def _poly(name: str | None, ring: list, kind: str | None = "load") -> dict:
+    props = {k: v for k, v in (("name", name), ("kind", kind)) if v is not None}
+    return {"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+CLOSED = SQUARE + [SQUARE[0]]
+FAR = [[p[1], p[0]] for p in CLOSED]  # lon and lat swapped: 59 E, 18 N
+
+
+@pytest.mark.parametrize(("text", "lines"), [
+    (_fc(_poly("Pit", CLOSED, "quarry")),
+     ["feature 0 'Pit': unknown kind 'quarry'; kinds accepted: load, dump, crusher, stockpile, workshop, "
+      "parking, road, blast, no-go"]),
+    (_fc(_poly("Pit", SQUARE)), ["feature 0 'Pit': polygon is not closed"]),
+    (_fc(_poly("Bow tie", [[18.0, 59.0], [18.002, 59.001], [18.002, 59.0], [18.0, 59.001], [18.0, 59.0]])),
+     ["feature 0 'Bow tie': polygon crosses itself"]),
+    (_fc(_poly("Pit", CLOSED), _poly("Far", FAR, "dump"), _poly("Pad", CLOSED, "parking")),
+     ["feature 1 'Far': lies 6,122 km from the rest of the site"]),
+    (_fc(_poly("Pit", CLOSED), _poly("pit", CLOSED, "dump")),
+     ["feature 1 'pit': name 'pit' is used again (first by feature 0 'Pit')"]),
+    (_fc(), ["the file has no zones"]),
+    (_fc(_poly(None, CLOSED, None)), ["feature 0: no kind; set property 'kind' to one of: load"]),
+    (_fc(_poly("A", SQUARE), _poly("B", CLOSED, "hole")),  # two problems: two lines, each naming its feature
+     ["feature 0 'A': polygon is not closed", "feature 1 'B': unknown kind 'hole'"]),
+    ("<kml><Document><Placemark><name>Pin</name><Point><coordinates>18,59,0</coordinates></Point>"
+     "</Placemark></Document></kml>", ["placemark 0 'Pin': not a polygon"]),
+    ("<kml><Document><Placemark>", ["not valid KML"]),
+    ('{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:999999"}}, '
+     '"features": []}', ["crs 'EPSG:999999' is not a coordinate reference system pyproj knows"]),
+])
+def test_bad_drawn_files_give_one_line_per_problem(text: str, lines: list[str]) -> None:
+    with pytest.raises(SitePulseError) as caught:
+        parse_site(text, source="zones.geojson")
+    got = str(caught.value).split("\n")
+    assert len(got) == len(lines), got
+    for line, expected in zip(got, lines, strict=True):
+        assert line.startswith("zones.geojson: " + expected), line
+
+
+def test_yaml_zones_take_any_kind_too() -> None:
+    site = parse_site(f"zones: [{{id: c, kind: Crusher, polygon: {SQUARE}}}, {{id: b, type: No Go, "
+                      f"polygon: {SQUARE}}}]")
+    assert [(z.kind, z.type) for z in site.zones] == [("crusher", ZoneType.dump), ("no-go", ZoneType.restricted)]
+    with pytest.raises(SitePulseError, match="zones.0.type: unknown kind 'pit'; kinds accepted: load"):
+        parse_site(f"zones: [{{id: c, kind: pit, polygon: {SQUARE}}}]", source="s.yaml")

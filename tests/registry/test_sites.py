@@ -78,3 +78,27 @@ def test_site_list_paginates(api) -> None:
     assert seen == sorted(seen)
     assert {"north", "south", "west"} <= set(seen)
     assert len(seen) == len(set(seen))
+
+
+SITEFILES = __import__("pathlib").Path(__file__).parents[1] / "kernel" / "sitefiles"
+
+
+@pytest.mark.parametrize(("name", "kind"), [("qgis_sweref99.geojson", "application/geo+json"),
+                                            ("geojson_io.geojson", "application/geo+json"),
+                                            ("google_earth.kml", "application/vnd.google-earth.kml+xml")])
+def test_drawn_site_files_load_and_a_bad_one_changes_nothing(api, name: str, kind: str) -> None:
+    site = f"drawn-{name.split('.')[0].replace('_', '-')}"
+    assert _put(api, site, (SITEFILES / name).read_text(), kind).status_code == 201
+    before = api.client.get(f"/api/v1/sites/{site}", headers=api.admin).json()
+    assert [(z["id"], z["name"], z["kind"]) for z in before["config"]["zones"]][:2] == [
+        ("north-pit", "North pit", "load"), ("crusher", "Crusher", "crusher")]
+    doc = json.loads((SITEFILES / "geojson_io.geojson").read_text())
+    doc["features"][1]["properties"]["name"] = "North pit"  # a duplicate name ...
+    doc["features"][2]["properties"]["kind"] = "quarry"  # ... and an unknown kind: two lines
+    refused = _put(api, site, json.dumps(doc), "application/geo+json")
+    assert refused.status_code == 422
+    lines = refused.json()["detail"].split("\n")
+    assert len(lines) == 2
+    assert lines[0].startswith("site file: feature 2 'Haul road A': unknown kind 'quarry'; kinds accepted: load")
+    assert lines[1].startswith("site file: feature 1 'North pit': name 'North pit' is used again")
+    assert api.client.get(f"/api/v1/sites/{site}", headers=api.admin).json() == before

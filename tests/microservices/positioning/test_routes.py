@@ -147,3 +147,10 @@ def test_kpi_queries_return_one_value_per_day(client: TestClient, database_url: 
     assert 0 < float(values["idle_share"][0][1]) < 100
     assert float(values["restricted_entries_per_day"][0][1]) >= 1
     assert float(values["speeding_per_100km"][0][1]) > 0
+
+
+def test_zone_answers_carry_the_drawn_name(client: TestClient) -> None:
+    names = {z.id: z.name for z in load_demo_site().zones}
+    events = _all(client, f"{BASE}/zone-events", limit=1000)
+    assert events and all(e["zone_name"] == names[e["zone"]] for e in events)
+    assert any(e["zone_name"] == "Central haul-road junction" for e in events)
