@@ -51,7 +51,8 @@ def simulate(
     hz: Annotated[float, typer.Option("--hz", help="Samples per second per machine")] = 1.0,
     speedup: Annotated[float, typer.Option("--speedup", help="MQTT pace vs real time; 0 = max")] = 1.0,
     duration: Annotated[float, typer.Option("--duration", help="Simulated seconds")] = 3600.0,
-    faults: Annotated[str | None, typer.Option("--faults", help="e.g. dropout=0.01,duplicate=0.02")] = None,
+    faults: Annotated[str | None, typer.Option(
+        "--faults", help="e.g. dropout=0.01,duplicate=0.02,heading=stuck0:HX-03,payload=offset+2.5:HX-05@600")] = None,
     truth: Annotated[Path | None, typer.Option("--truth", help="Write ground truth JSON lines here")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Master random seed")] = 0,
     start: Annotated[str | None, typer.Option("--start", help="Simulated start, RFC 3339")] = None,

@@ -32,6 +32,7 @@ from simulators.machines import (
     power_limited_speed,
     spec_for,
 )
+from simulators.sensor_faults import SensorFaulter
 from simulators.sensors import SensorConfig, SensorModel
 from simulators.site import PROFILE_STEP_M, RoadNetwork, Route
 from simulators.truth import (
@@ -232,6 +233,16 @@ class Simulation:
                                     m.spec.rated_payload_kg, m.kind) for m in self.machines]
         self.injectors = [FaultInjector(_rng(self.seed, m.id, 3), self.faults, self.dt)
                           for m in self.machines]
+        known = {m.id for m in self.machines}
+        for f in self.faults.sensor_faults:
+            missing = [mid for mid in f.machines if mid != "*" and mid not in known]
+            if missing:
+                raise SitePulseError(f"--faults: {f.spec}: no machine {missing[0]!r} on this site "
+                                     f"(machines: {', '.join(sorted(known))})")
+        self.faulters = [SensorFaulter(_rng(self.seed, m.id, 4), [f for f in self.faults.sensor_faults
+                                                                  if f.applies(m.id)], self.dt)
+                         if any(f.applies(m.id) for f in self.faults.sensor_faults) else None
+                         for m in self.machines]
         self.locks: dict[int, int | None] = {n: None for n in self.net.junction_nodes}
         path_limits = {p.id: p.speed_limit_kmh for p in site.paths}
         self.path_index = {pid: k for k, pid in enumerate(sorted(path_limits))}
@@ -524,10 +535,10 @@ class Simulation:
             "band": band(c["payload_kg"], rated), "passes": c["passes"], "_t": c["load_start"]})
 
     def _sample(self, m: Machine, sensor: SensorModel, t: float, lon: float, lat: float,
-                spd: float, hdg: float, pay: float) -> dict:
+                spd: float, hdg: float, pay: float, clock_s: float = 0.0) -> dict:
         m.seq += 1
         return {
-            "ts": iso_ms(self.start_epoch + t + sensor.skew_s), "seq": m.seq - 1,
+            "ts": iso_ms(self.start_epoch + t + sensor.skew_s + clock_s), "seq": m.seq - 1,
             "lat": round(lat, 7), "lon": round(lon, 7), "speed_kmh": round(spd, 1),
             "heading_deg": round(hdg, 1), "payload_kg": round(pay, 1), "fuel_used_l": round(m.fuel_l, 3),
             "engine_hours": round(m.engine_h, 4), "engine_on": m.engine_on,
@@ -594,7 +605,11 @@ class Simulation:
             lons, lats = self.net.frame.to_lonlat(xs, ys)
             for i, m in enumerate(ms):
                 spd, hdg, pay = readings[i]
-                sample = self._sample(m, self.sensors[i], t, float(lons[i]), float(lats[i]), spd, hdg, pay)
+                faulter = self.faulters[i]
+                sample = self._sample(m, self.sensors[i], t, float(lons[i]), float(lats[i]), spd, hdg, pay,
+                                      faulter.clock_offset(t) if faulter is not None else 0.0)
+                if faulter is not None:
+                    sample = faulter.apply(t, sample, (xs[i], ys[i]), self.net.frame.to_lonlat)
                 out, change = self.injectors[i].process(t, sample)
                 if change == "offline":
                     yield Message(t, status[i], b"offline", True, "status", False)
@@ -657,6 +672,13 @@ class Simulation:
             for f, u, ns in inj.dropouts:
                 events.append({"type": "dropout", "machine_id": m.id, "offline_from": iso(f),
                                "online_at": iso(u), "samples": ns, "_t": f})
+        for m in self.machines:
+            for f in self.faults.sensor_faults:
+                if f.applies(m.id) and f.start_s <= self.t_end:
+                    events.append({"type": "sensor_fault", "machine_id": m.id, "sensor": f.sensor, "mode": f.mode,
+                                   "value": f.value, "spec": f.spec, "started_at": iso(f.start_s),
+                                   "ended_at": iso(f.end_s) if f.end_s is not None and f.end_s < self.t_end
+                                   else None, "_t": f.start_s})
         for kind in ("dropout", "duplicate", "reorder", "malformed", "wrong_type"):
             rec = {"type": "fault", "kind": kind, "rate": getattr(self.faults, kind), "count": totals[kind],
                    "messages": msgs.get(kind, totals[kind]), "live_messages": live}

@@ -11,6 +11,8 @@ Units of the ``--faults`` spec
   ``dropout_minutes`` (x0.5-1.5, default 3 min). It buffers its samples and, when back,
   uploads them as JSON arrays of up to ``upload_chunk`` samples.
 - extra keys ``dropout_minutes``, ``reorder_delay_s`` (max delay), ``upload_chunk`` tune them.
+- sensor faults per machine, e.g. ``heading=stuck0:H-03,payload=offset+2.5:H-05@600``: see
+  ``simulators/sensor_faults.py`` for every sensor and mode.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import orjson
 
+from simulators.sensor_faults import SENSORS, SensorFault, is_sensor_item, parse_sensor_fault
 from sitepulse.errors import SitePulseError
 
 RATE_KINDS = ("dropout", "duplicate", "reorder", "malformed", "wrong_type")
@@ -38,9 +41,12 @@ class FaultConfig:
     dropout_minutes: float = 3.0
     reorder_delay_s: float = 10.0
     upload_chunk: int = 60
+    sensor_faults: tuple[SensorFault, ...] = ()
 
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def as_dict(self) -> dict[str, float | list[str]]:
+        out: dict = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sensor_faults"}
+        out["sensor_faults"] = [f.spec for f in self.sensor_faults]
+        return out
 
 
 def parse_faults(spec: str | None) -> FaultConfig:
@@ -50,16 +56,21 @@ def parse_faults(spec: str | None) -> FaultConfig:
     if spec.strip().lower() == "default":
         return FaultConfig(dropout=0.005, duplicate=0.01, reorder=0.01, malformed=0.002, wrong_type=0.002)
     values: dict[str, float] = {}
-    names = {f.name for f in fields(FaultConfig)}
+    sensor_faults: list[SensorFault] = []
+    names = {f.name for f in fields(FaultConfig)} - {"sensor_faults"}
     for part in spec.split(","):
         part = part.strip()
         if not part:
+            continue
+        if is_sensor_item(part):
+            sensor_faults.append(parse_sensor_fault(part))
             continue
         key, sep, raw = part.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in names:
             raise SitePulseError(f"--faults: {part!r} is not KIND=RATE, KIND one of {', '.join(RATE_KINDS)}"
-                                 " (or dropout_minutes, reorder_delay_s, upload_chunk)")
+                                 " (or dropout_minutes, reorder_delay_s, upload_chunk), nor "
+                                 f"SENSOR=MODE:MACHINE with SENSOR one of {', '.join(SENSORS)}")
         try:
             value = float(raw)
         except ValueError:
@@ -69,7 +80,7 @@ def parse_faults(spec: str | None) -> FaultConfig:
         if key not in RATE_KINDS and value <= 0:
             raise SitePulseError(f"--faults: {key} must be positive")
         values[key] = int(value) if key == "upload_chunk" else value
-    return FaultConfig(**values)
+    return FaultConfig(**values, sensor_faults=tuple(sensor_faults))
 
 
 def _malformed(text: bytes, r: float) -> str:
