@@ -18,7 +18,7 @@ demo: install
 
 test: install
 	bash scripts/ensure-system-packages.sh mosquitto
-	bash scripts/timescaledb-wasm.sh install
+	bash scripts/ensure-timescaledb.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

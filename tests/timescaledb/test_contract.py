@@ -1,29 +1,27 @@
-"""The TimescaleDB contract: every migration and the application's real queries on a TimescaleDB engine.
+"""The TimescaleDB contract: every migration and the application's real queries on native TimescaleDB.
 
-The engine is TimescaleDB 2.23 on PostgreSQL 17.5 compiled to WebAssembly (see conftest.py for how
-it is served and its limits). What runs here is the application's own code, not copies of its SQL:
+The engine is TimescaleDB 2.23 preloaded into Debian's PostgreSQL 15 (``timescaledb_postgres`` in
+tests/conftest.py), with its background scheduler. What runs here is the application's own code, not
+copies of its SQL:
 
 * ``sitepulse.migrations.upgrade`` with every installed owner's migrations (entry points, so a new
   service's schema is covered the day it is installed) plus a contract service of this module;
-* the ingest writer (``TelemetryWriter.write``: de-duplication, rejects, births, status, NOTIFY),
-  the reader (``read_new_telemetry`` watermarks with paging, ``read_telemetry_range``), the ingest
-  metrics, on plain and on compressed chunks;
+* the ingest writer (``TelemetryWriter.write``: binary COPY into the hypertable, de-duplication,
+  rejects, births, status, NOTIFY), the reader (``read_new_telemetry`` watermarks with paging,
+  ``read_telemetry_range``), the ingest metrics, on plain and on compressed chunks;
 * TimescaleDB's own objects: hypertable, compression settings and policy, retention policy,
-  continuous aggregate and its policy; each policy is executed (``CALL run_job``), since the
-  WASM engine has no background scheduler;
+  continuous aggregate and its policy (``test_policies.py`` lets the scheduler run them);
 * the service runner (``ServiceHost.step`` with replay after late samples, checkpoints, alerts);
 * every GET route of the API (``create_app`` with every installed service plus the contract one);
 * the usage writer, the status command's and the Grafana dashboard's SQL.
 
-COPY crashes the WASM server, so ``copy_shim`` replays the application's COPY statements as
-INSERTs of the same rows (see that module). Add a package's extra queries to ``EXTRA_QUERIES``.
+Add a package's extra queries to ``EXTRA_QUERIES``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +33,7 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
-from ingest.contract import Decoded, Decoder
+from ingest.contract import Decoder
 from ingest.metrics import IngestCounters, render_prometheus, save_counters
 from ingest.reader import current_watermark, read_new_telemetry, read_telemetry_range
 from ingest.writer import TelemetryWriter
@@ -44,11 +42,11 @@ from microservices.runner import ServiceHost, record_health
 from microservices.sdk import Batch, Outputs, Service
 from registry.app import create_app
 from registry.usage import UsageRecorder
+from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import MigrationSource, discover_sources, upgrade
 from sitepulse.settings import load_settings
 
-sys.path.insert(0, str(Path(__file__).parent))
-from copy_shim import CopyShim  # noqa: E402
+from .conftest import decoded_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -118,32 +116,16 @@ class ContractLoads(Service):
 CONTRACT_SOURCE = MigrationSource("contract-loads", HERE / "contract_service", order=1000)
 
 
-def _messages(site: str, machines: int, per_machine: int, start: datetime, payload: float = 1000.0) -> Decoded:
-    """A batch decoded by ingest's real decoder from contract-shaped MQTT messages."""
-    decoder, out = Decoder(), Decoded()
-    now = datetime.now(UTC)
-    for m in range(machines):
-        samples = [
-            {"ts": (start + timedelta(seconds=s)).isoformat(), "seq": s, "lat": 59.0 + s * 1e-5, "lon": 18.0,
-             "speed_kmh": 12.5, "payload_kg": payload + s, "fuel_used_l": 100 + s * 0.01, "engine_on": True}
-            for s in range(per_machine)
-        ]
-        decoder.decode_into(out, f"sites/{site}/machines/M{m:02d}/telemetry", orjson.dumps(samples), now)
-    return out
+@pytest.fixture(scope="module")
+def contract_url(timescaledb_postgres: EmbeddedPostgres) -> str:
+    """An empty database on the TimescaleDB cluster: the module applies the migrations itself."""
+    return timescaledb_postgres.fresh_database("contract")
 
 
 @pytest.fixture(scope="module")
-def shim(timescaledb_wasm: Any) -> Iterator[CopyShim]:
-    patch = CopyShim(timescaledb_wasm.port)
-    patch.install()
-    yield patch
-    patch.uninstall()
-
-
-@pytest.fixture(scope="module")
-def migrated(timescaledb_wasm: Any) -> list[str]:
+def migrated(contract_url: str) -> list[str]:
     """Every installed owner's migrations plus the contract service's, applied once."""
-    with psycopg.connect(timescaledb_wasm.url, autocommit=True) as conn:
+    with psycopg.connect(contract_url, autocommit=True) as conn:
         applied = upgrade(conn, [*discover_sources(), CONTRACT_SOURCE])
         again = upgrade(conn, [*discover_sources(), CONTRACT_SOURCE])
     assert again == [], "a second upgrade must apply nothing"
@@ -151,17 +133,18 @@ def migrated(timescaledb_wasm: Any) -> list[str]:
 
 
 @pytest.fixture
-def writer(
-    timescaledb_wasm: Any, migrated: list[str], shim: CopyShim, tsdb: psycopg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[TelemetryWriter]:
-    """The real ingest writer, opened (its real ``open``) on the test's one connection: the server has one."""
-    monkeypatch.setattr("ingest.writer.connect", lambda url, **kwargs: tsdb)
-    w = TelemetryWriter(timescaledb_wasm.url)
+def tsdb(contract_url: str, migrated: list[str]) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(contract_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def writer(contract_url: str, migrated: list[str]) -> Iterator[TelemetryWriter]:
+    """The real ingest writer with its own connection: binary COPY into the hypertable."""
+    w = TelemetryWriter(contract_url)
     w.open()
-    assert w.conn is tsdb
     yield w
-    w.conn = None  # the tsdb fixture closes the connection
+    w.close()
 
 
 def test_every_migration_applies_with_the_timescaledb_flavour(
@@ -209,10 +192,10 @@ def test_telemetry_is_a_hypertable_with_compression_retention_and_a_continuous_a
 
 
 def test_writer_stores_once_and_records_rejects_births_and_status(
-    writer: TelemetryWriter, tsdb: psycopg.Connection, shim: CopyShim
+    writer: TelemetryWriter, tsdb: psycopg.Connection
 ) -> None:
     assert writer.partitions.enabled is False  # the hypertable makes its own chunks
-    batch = _messages("w1", machines=3, per_machine=50, start=T0)
+    batch = decoded_messages("w1", machines=3, per_machine=50, start=T0)
     decoder, now = Decoder(), datetime.now(UTC)
     decoder.decode_into(batch, "sites/w1/machines/M00/telemetry", b"{not json", now)
     decoder.decode_into(batch, "sites/w1/machines/M00/birth",
@@ -220,14 +203,14 @@ def test_writer_stores_once_and_records_rejects_births_and_status(
     decoder.decode_into(batch, "sites/w1/machines/M00/status", b"online", now)
     first = writer.write(batch)
     assert (first.rows, first.stored, first.rejected) == (150, 150, 1)
-    again = writer.write(_messages("w1", machines=3, per_machine=60, start=T0))  # 150 of them seen before
+    again = writer.write(decoded_messages("w1", machines=3, per_machine=60, start=T0))  # 150 of them seen before
     assert (again.rows, again.stored, again.duplicates) == (180, 30, 150)
     assert tsdb.execute("SELECT count(*) FROM telemetry WHERE site_id = 'w1'").fetchone()[0] == 180
     assert tsdb.execute("SELECT count(*) FROM ingest_rejects WHERE site_id = 'w1'").fetchone()[0] == 1
     machine = tsdb.execute("SELECT kind, rated_payload_kg, status FROM machines WHERE site_id = 'w1'").fetchone()
     assert machine == ("hauler", 41000.0, "online")
     chunks = tsdb.execute("SELECT count(*) FROM show_chunks('telemetry')").fetchone()[0]
-    assert chunks >= 1 and "telemetry" in shim.replaced
+    assert chunks >= 1
 
 
 def test_reader_returns_every_committed_row_once_across_pages(
@@ -235,7 +218,7 @@ def test_reader_returns_every_committed_row_once_across_pages(
 ) -> None:
     start_mark = current_watermark(tsdb)
     for part in range(3):
-        writer.write(_messages("r1", machines=2, per_machine=40, start=T0 + timedelta(minutes=part)))
+        writer.write(decoded_messages("r1", machines=2, per_machine=40, start=T0 + timedelta(minutes=part)))
     seen, mark, pages = [], start_mark, 0
     while True:
         frame, mark = read_new_telemetry(tsdb, after=mark, site_id="r1", limit=70)
@@ -255,7 +238,7 @@ def test_compressed_chunks_keep_the_unique_key_and_stay_readable(
     writer: TelemetryWriter, tsdb: psycopg.Connection
 ) -> None:
     old = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=20)
-    writer.write(_messages("c1", machines=2, per_machine=100, start=old))
+    writer.write(decoded_messages("c1", machines=2, per_machine=100, start=old))
     compressed = tsdb.execute(
         "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('telemetry', older_than => INTERVAL"
         " '10 days') c"
@@ -266,7 +249,7 @@ def test_compressed_chunks_keep_the_unique_key_and_stay_readable(
         " AND range_end <= now() - INTERVAL '10 days'"
     ).fetchone()[0]
     assert state is True
-    redelivered = writer.write(_messages("c1", machines=2, per_machine=110, start=old))
+    redelivered = writer.write(decoded_messages("c1", machines=2, per_machine=110, start=old))
     assert (redelivered.stored, redelivered.duplicates) == (20, 200)
     window = read_telemetry_range(tsdb, "c1", old, old + timedelta(hours=1))
     assert len(window) == 220
@@ -274,101 +257,40 @@ def test_compressed_chunks_keep_the_unique_key_and_stay_readable(
     assert len(frame) == 220
 
 
-def test_policies_run_retention_drops_old_chunks_and_compression_compresses(
-    writer: TelemetryWriter, tsdb: psycopg.Connection
-) -> None:
-    ancient = datetime.now(UTC) - timedelta(days=500)
-    week_old = datetime.now(UTC) - timedelta(days=9)
-    writer.write(_messages("p1", machines=1, per_machine=10, start=ancient))
-    writer.write(_messages("p1", machines=1, per_machine=10, start=week_old))
-    jobs = dict(tsdb.execute(
-        "SELECT proc_name, job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry'"
-    ).fetchall())
-    tsdb.execute("CALL run_job(%s)", (jobs["policy_retention"],))
-    assert tsdb.execute(
-        "SELECT count(*) FROM telemetry WHERE site_id = 'p1' AND ts < now() - INTERVAL '400 days'"
-    ).fetchone()[0] == 0
-    assert tsdb.execute("SELECT count(*) FROM telemetry WHERE site_id = 'p1'").fetchone()[0] == 10
-    tsdb.execute("CALL run_job(%s)", (jobs["policy_compression"],))
-    uncompressed_old = tsdb.execute(
-        "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'telemetry'"
-        " AND range_end < now() - INTERVAL '7 days' AND NOT is_compressed"
-    ).fetchone()[0]
-    assert uncompressed_old == 0
-
-
-def test_continuous_aggregate_matches_the_raw_telemetry(writer: TelemetryWriter, tsdb: psycopg.Connection) -> None:
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
-    writer.write(_messages("a1", machines=2, per_machine=180, start=start))
-    raw = tsdb.execute(
-        "SELECT machine_id, time_bucket(INTERVAL '1 minute', ts) b, count(*), max(payload_kg) FROM telemetry"
-        " WHERE site_id = 'a1' GROUP BY 1, 2 ORDER BY 1, 2"
-    ).fetchall()
-    assert len(raw) == 6
-    tsdb.execute("CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)",
-                 (start - timedelta(minutes=1), start + timedelta(minutes=10)))
-    rollup = tsdb.execute(
-        "SELECT machine_id, bucket, samples, max_payload_kg FROM telemetry_1m WHERE site_id = 'a1' ORDER BY 1, 2"
-    ).fetchall()
-    assert rollup == raw
-    job = tsdb.execute(
-        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_refresh_continuous_aggregate'"
-    ).fetchone()[0]
-    tsdb.execute("CALL run_job(%s)", (job,))
-    # Real time: rows newer than the materialised range must show without waiting for the policy, as the
-    # plain-PostgreSQL view does (tests/ingest/test_reader.py reads telemetry_1m right after writing).
-    materialized_only = tsdb.execute(
-        "SELECT materialized_only FROM timescaledb_information.continuous_aggregates WHERE view_name = 'telemetry_1m'"
-    ).fetchone()[0]
-    if materialized_only:
-        pytest.xfail(
-            "telemetry_1m is materialized-only (the TimescaleDB >= 2.13 default), so fresh rows are missing from it"
-            " until the refresh policy runs; fix: WITH (timescaledb.continuous, timescaledb.materialized_only = false)"
-            " in ingest/migrations/0002_telemetry.timescaledb.sql"
-        )
-    fresh = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=5)
-    writer.write(_messages("a1", machines=1, per_machine=30, start=fresh))
-    row = tsdb.execute("SELECT samples FROM telemetry_1m WHERE site_id = 'a1' AND bucket = %s", (fresh,)).fetchone()
-    assert row == (30,)
-
-
 def test_service_runner_steps_replays_late_samples_and_records_health(
-    writer: TelemetryWriter, tsdb: psycopg.Connection, shim: CopyShim
+    writer: TelemetryWriter, tsdb: psycopg.Connection
 ) -> None:
     host = ServiceHost(ContractLoads())
     conn = tsdb
-    if True:
-        conn.execute(
-            "INSERT INTO service_enablement (site_id, service, enabled, enabled_at, stage)"
-            " VALUES ('s1', 'contract-loads', true, now(), 'pilot')"
-        )
-        writer.write(_messages("s1", machines=2, per_machine=30, start=T0 + timedelta(minutes=5), payload=29_990))
-        assert host.catch_up(conn) == 60
-        late = writer.write(_messages("s1", machines=1, per_machine=10, start=T0))  # older than processed
-        assert late.stored == 10
-        result = host.step(conn, "s1")
-        assert result.progressed and result.replayed
-        record_health(conn, "contract-loads", None)
-        loads = conn.execute("SELECT count(*), count(DISTINCT (machine_id, ts, seq)) FROM contract_loads.loads"
-                             " WHERE site_id = 's1'").fetchone()
-        assert loads == (70, 70)
-        cp = conn.execute("SELECT rows_processed, replays, data_until FROM service_checkpoints"
-                          " WHERE service = 'contract-loads' AND site_id = 's1'").fetchone()
-        assert cp[1] == 1 and cp[2] == T0 + timedelta(minutes=5, seconds=29)
-        alerts = conn.execute("SELECT count(*) FROM service_alerts WHERE service = 'contract-loads'").fetchone()[0]
-        assert alerts == 2  # one per machine over 30 t, stored once despite the replay
-        assert conn.execute("SELECT status FROM service_health WHERE service = 'contract-loads'").fetchone()[0] == "ok"
-    assert any("contract_loads" in table and "loads" in table for table in shim.replaced)
+    conn.execute(
+        "INSERT INTO service_enablement (site_id, service, enabled, enabled_at, stage)"
+        " VALUES ('s1', 'contract-loads', true, now(), 'pilot')"
+    )
+    writer.write(decoded_messages("s1", machines=2, per_machine=30, start=T0 + timedelta(minutes=5), payload=29_990))
+    assert host.catch_up(conn) == 60
+    late = writer.write(decoded_messages("s1", machines=1, per_machine=10, start=T0))  # older than processed
+    assert late.stored == 10
+    result = host.step(conn, "s1")
+    assert result.progressed and result.replayed
+    record_health(conn, "contract-loads", None)
+    loads = conn.execute("SELECT count(*), count(DISTINCT (machine_id, ts, seq)) FROM contract_loads.loads"
+                         " WHERE site_id = 's1'").fetchone()
+    assert loads == (70, 70)
+    cp = conn.execute("SELECT rows_processed, replays, data_until FROM service_checkpoints"
+                      " WHERE service = 'contract-loads' AND site_id = 's1'").fetchone()
+    assert cp[1] == 1 and cp[2] == T0 + timedelta(minutes=5, seconds=29)
+    alerts = conn.execute("SELECT count(*) FROM service_alerts WHERE service = 'contract-loads'").fetchone()[0]
+    assert alerts == 2  # one per machine over 30 t, stored once despite the replay
+    assert conn.execute("SELECT status FROM service_health WHERE service = 'contract-loads'").fetchone()[0] == "ok"
 
 
 def test_every_get_route_of_the_api_answers_on_timescaledb(
-    writer: TelemetryWriter, timescaledb_wasm: Any, mqtt_broker: Any
+    writer: TelemetryWriter, contract_url: str, mqtt_broker: Any
 ) -> None:
-    writer.write(_messages("api1", machines=1, per_machine=20, start=T0, payload=35_000))
-    writer.close()  # closes the test's connection: the WASM server serves one at a time, the API's pool needs it
+    writer.write(decoded_messages("api1", machines=1, per_machine=20, start=T0, payload=35_000))
     services = {**discover_services(), "contract-loads": ContractLoads()}
     settings = load_settings(admin_token=ADMIN_TOKEN)
-    app = create_app(timescaledb_wasm.url, mqtt_broker.url, services=services, settings=settings, track_usage=False)
+    app = create_app(contract_url, mqtt_broker.url, services=services, settings=settings, track_usage=False)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     site_yaml = "name: Contract pit\nmachines:\n  - {id: M00, kind: hauler, model: A45G, rated_payload_kg: 41000}\n"
     with TestClient(app) as client:
@@ -391,7 +313,7 @@ def test_every_get_route_of_the_api_answers_on_timescaledb(
             if path.endswith("/evaluation") or "{site_id}" not in path:
                 params["site_id"] = "api1"
             if path.endswith("/stream"):
-                params["max_s"] = 1  # a live stream would hold the one connection the engine serves
+                params["max_s"] = 1  # a live stream would hold the test until it ends
             answer = client.get(url, params=params, headers=admin)
             if answer.status_code >= 500:
                 failures.append(f"GET {path}: {answer.status_code} {answer.text[:300]}")
@@ -400,15 +322,13 @@ def test_every_get_route_of_the_api_answers_on_timescaledb(
     assert failures == []
 
 
-def test_usage_events_are_written(timescaledb_wasm: Any, migrated: list[str], shim: CopyShim,
-                                  tsdb: psycopg.Connection) -> None:
-    tsdb.close()  # the recorder's own connection needs the server
-    recorder = UsageRecorder(timescaledb_wasm.url, flush_interval=0.05)
+def test_usage_events_are_written(contract_url: str, migrated: list[str]) -> None:
+    recorder = UsageRecorder(contract_url, flush_interval=0.05)
     recorder.start()
     for n in range(25):
         recorder.record("u1", "contract-loads", "token:1", "route", {"n": n})
     assert recorder.close(timeout=30)
-    with psycopg.connect(timescaledb_wasm.url, autocommit=True) as conn:
+    with psycopg.connect(contract_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM usage_events WHERE site_id = 'u1'").fetchone()[0] == 25
 
 
