@@ -29,14 +29,17 @@ Birth messages (rare) are checked with a pydantic model; status is ``online`` | 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from time import time
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ingest.columns import RowBlock, concat, empty_block, epoch_to_micros, to_micros
 from ingest.topics import TopicIds, parse_topic
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
@@ -135,22 +138,184 @@ class Status:
     received_at: datetime
 
 
-@dataclass(slots=True)
 class Decoded:
-    """Everything decoded from a run of messages, ready for one database transaction."""
+    """Everything decoded from a run of messages, ready for one database transaction.
 
-    rows: list[tuple] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-    births: list[Birth] = field(default_factory=list)
-    statuses: list[Status] = field(default_factory=list)
-    sites: set[str] = field(default_factory=set)
+    Telemetry samples are kept as parsed until the batch is finished; ``finish`` then checks them
+    column by column (numpy) and only the samples that look unusual go through the per-sample
+    rules, so a batch becomes a :class:`~ingest.columns.RowBlock` without a Python object per row.
+    ``rows``/``rejects``/``sites`` finish first, so readers always see every message decoded so far.
+    """
+
+    __slots__ = ("_rejects", "births", "statuses", "_sites", "_samples", "_starts", "_msgs", "_blocks")
+
+    def __init__(self) -> None:
+        self._rejects: list[Reject] = []
+        self.births: list[Birth] = []
+        self.statuses: list[Status] = []
+        self._sites: set[str] = set()
+        self._samples: list[Any] = []
+        self._starts: list[int] = []
+        self._msgs: list[tuple[str, bytes, str, str, datetime, bool]] = []
+        self._blocks: list[RowBlock] = []
+
+    @property
+    def sample_count(self) -> int:
+        """Samples received so far (stored or not): what the batch size is measured in."""
+        return len(self._samples) + sum(len(b) for b in self._blocks)
+
+    def reject(self, reject: Reject) -> None:
+        """Record a message-level reject after the samples before it, so rejects keep arrival order."""
+        self.finish()
+        self._rejects.append(reject)
+
+    def finish(self) -> None:
+        """Turn the pending samples into a column block (and their rejects)."""
+        if self._samples:
+            self._blocks.append(_finish(self))
+            self._samples, self._starts, self._msgs = [], [], []
+
+    def block(self) -> RowBlock:
+        """The batch's rows as one column block."""
+        self.finish()
+        if len(self._blocks) > 1:
+            self._blocks = [concat(self._blocks)]
+        return self._blocks[0] if self._blocks else empty_block()
+
+    @property
+    def rows(self) -> list[tuple]:
+        return self.block().rows()
+
+    @property
+    def rejects(self) -> list[Reject]:
+        self.finish()
+        return self._rejects
+
+    @property
+    def sites(self) -> set[str]:
+        self.finish()
+        return self._sites
 
     def clear(self) -> None:
-        self.rows.clear()
-        self.rejects.clear()
-        self.births.clear()
-        self.statuses.clear()
-        self.sites.clear()
+        self.__init__()
+
+
+_get = dict.get
+_NONE = type(None)
+
+
+def _column(samples: list, name: str) -> list:
+    return list(map(_get, samples, repeat(name)))
+
+
+def _finish(out: Decoded) -> RowBlock:
+    """Check the pending samples column-wise; unusual ones go through checked_sample_row one by one."""
+    samples, msgs = out._samples, out._msgs
+    n = len(samples)
+    now = time()
+    counts = np.diff(np.array([*out._starts, n], np.int64))
+    msg_of = np.repeat(np.arange(len(msgs)), counts)
+    keys = sorted({(m[2], m[3]) for m in msgs})
+    where = {k: i for i, k in enumerate(keys)}
+    key = np.array([where[(m[2], m[3])] for m in msgs], np.int64)[msg_of]
+    received = np.array([to_micros(m[4]) for m in msgs], np.int64)[msg_of]
+    slow = np.zeros(n, bool)
+    if set(map(type, samples)) != {dict}:
+        slow |= np.fromiter((type(s) is not dict for s in samples), bool, n)
+        samples = [s if type(s) is dict else {} for s in samples]
+    if not all(map(KNOWN_FIELDS.issuperset, samples)):
+        slow |= ~np.fromiter(map(KNOWN_FIELDS.issuperset, samples), bool, n)
+    # ts: epoch numbers in bulk; RFC 3339 strings and anything else one by one below
+    ts_col = _column(samples, "ts")
+    ts = np.zeros(n, np.int64)
+    kinds = set(map(type, ts_col))
+    if kinds <= {float, int}:
+        try:
+            tsf = np.array(ts_col, np.float64)
+        except (OverflowError, ValueError, TypeError):
+            tsf = np.full(n, np.nan)
+        ok = (tsf >= MIN_TS) & (tsf <= now + MAX_FUTURE_S)
+        ts[ok] = epoch_to_micros(tsf[ok])
+        slow |= ~ok
+    else:
+        slow[:] = True
+    # seq
+    seq_col = _column(samples, "seq")
+    kinds = set(map(type, seq_col))
+    if kinds <= {int, _NONE}:
+        null = np.fromiter((v is None for v in seq_col), bool, n) if _NONE in kinds else np.zeros(n, bool)
+        try:
+            seq = np.array([0 if v is None else v for v in seq_col] if _NONE in kinds else seq_col, np.int64)
+        except OverflowError:
+            seq = np.zeros(n, np.int64)
+            slow[:] = True
+        slow |= (seq < 0) & ~null
+        seq[null] = -1
+    else:
+        seq = np.full(n, -1, np.int64)
+        slow |= np.fromiter((type(v) is not int and v is not None for v in seq_col), bool, n)
+    # floats
+    floats = np.empty((n, len(FLOAT_NAMES)), np.float64)
+    for j, (name, low, high) in enumerate(FLOAT_FIELDS):
+        col = _column(samples, name)
+        if set(map(type, col)) <= {float, _NONE}:
+            values = np.array(col, np.float64)
+        else:
+            slow |= np.fromiter((type(v) is not float and v is not None for v in col), bool, n)
+            values = np.array([v if type(v) is float else None for v in col], np.float64)
+        null = np.isnan(values)
+        bad = np.isinf(values)
+        if low is not None:
+            bad |= values < low
+        if high is not None:
+            bad |= values > high
+        slow |= bad
+        floats[:, j] = values
+    on_col = _column(samples, "engine_on")
+    kinds = set(map(type, on_col))
+    if kinds == {bool}:
+        engine_on = np.array(on_col, np.int8)
+    else:
+        engine_on = np.fromiter((-1 if v is None else 1 if v is True else 0 for v in on_col), np.int8, n)
+        if not kinds <= {bool, _NONE}:
+            slow |= np.fromiter((v is not None and type(v) is not bool for v in on_col), bool, n)
+    for name in ("site_id", "machine_id"):
+        col = _column(samples, name)
+        if col.count(None) != n:
+            slow |= np.fromiter((v is not None for v in col), bool, n)
+    extra: list[str | None] | None = None
+    keep = np.ones(n, bool)
+    raw = out._samples
+    for i in np.flatnonzero(slow).tolist():
+        topic, payload, site_id, machine_id, received_at, is_array = msgs[msg_of[i]]
+        sample = raw[i]
+        if type(sample) is dict:
+            row = checked_sample_row(sample, site_id, machine_id, received_at, now)
+        else:
+            row = f"is {_json_type(sample)}, not a sample object"
+        if type(row) is str:
+            keep[i] = False
+            if is_array:
+                index = i - out._starts[msg_of[i]]
+                out._rejects.append(Reject(received_at, topic, orjson.dumps(sample), f"sample {index}: {row}",
+                                           site_id, machine_id))
+            else:
+                out._rejects.append(Reject(received_at, topic, payload, row, site_id, machine_id))
+            continue
+        ts[i] = to_micros(row[2])
+        seq[i] = row[3]
+        floats[i] = [np.nan if v is None else v for v in row[5:12]]
+        engine_on[i] = -1 if row[12] is None else int(row[12])
+        if row[13] is not None:
+            if extra is None:
+                extra = [None] * n
+            extra[i] = row[13]
+    block = RowBlock(keys, key, ts, seq, received, floats, engine_on, extra)
+    if not keep.all():
+        block = block.take(keep)
+    for k in np.unique(block.key).tolist():
+        out._sites.add(keys[k][0])
+    return block
 
 
 class BirthPayload(BaseModel):
@@ -320,10 +485,10 @@ class Decoder:
         """Decode one message, appending what it yields to ``out``."""
         ids = self.topic_ids(topic)
         if type(ids) is str:
-            out.rejects.append(Reject(received_at, topic, payload, ids))
+            out.reject(Reject(received_at, topic, payload, ids))
             return
         if len(payload) > self.max_payload_bytes:
-            out.rejects.append(
+            out.reject(
                 Reject(
                     received_at,
                     topic,
@@ -348,21 +513,17 @@ class Decoder:
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            out.rejects.append(
+            out.reject(
                 Reject(received_at, topic, payload, f"not valid JSON: {str(exc)[:300]}", site_id, machine_id)
             )
             return
-        now = time()
         if type(body) is dict:
-            row = sample_row(body, site_id, machine_id, received_at, now)
-            if type(row) is str:
-                out.rejects.append(Reject(received_at, topic, payload, row, site_id, machine_id))
-            else:
-                out.rows.append(row)
-                out.sites.add(site_id)
+            out._starts.append(len(out._samples))
+            out._msgs.append((topic, payload, site_id, machine_id, received_at, False))
+            out._samples.append(body)
             return
         if type(body) is not list:
-            out.rejects.append(
+            out.reject(
                 Reject(
                     received_at,
                     topic,
@@ -374,32 +535,13 @@ class Decoder:
             )
             return
         if not body:
-            out.rejects.append(
+            out.reject(
                 Reject(received_at, topic, payload, "payload is an empty array", site_id, machine_id)
             )
             return
-        stored = False
-        for index, sample in enumerate(body):
-            if type(sample) is dict:
-                row = sample_row(sample, site_id, machine_id, received_at, now)
-            else:
-                row = f"is {_json_type(sample)}, not a sample object"
-            if type(row) is str:
-                out.rejects.append(
-                    Reject(
-                        received_at,
-                        topic,
-                        orjson.dumps(sample),
-                        f"sample {index}: {row}",
-                        site_id,
-                        machine_id,
-                    )
-                )
-            else:
-                out.rows.append(row)
-                stored = True
-        if stored:
-            out.sites.add(site_id)
+        out._starts.append(len(out._samples))
+        out._msgs.append((topic, payload, site_id, machine_id, received_at, True))
+        out._samples.extend(body)
 
     def _birth(self, out: Decoded, ids: TopicIds, topic: str, payload: bytes, received_at: datetime) -> None:
         if not payload:
@@ -407,7 +549,7 @@ class Decoder:
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            out.rejects.append(
+            out.reject(
                 Reject(
                     received_at,
                     topic,
@@ -434,12 +576,12 @@ class Decoder:
                 where = ".".join(str(p) for p in first["loc"]) or "payload"
                 reason = f"birth: {where}: {first['msg']}"
         if reason is not None:
-            out.rejects.append(Reject(received_at, topic, payload, reason, ids.site_id, ids.machine_id))
+            out.reject(Reject(received_at, topic, payload, reason, ids.site_id, ids.machine_id))
             return
         attributes = dict(birth.model_extra or {})
         text = orjson.dumps(attributes)
         if b"\\u0000" in text:
-            out.rejects.append(
+            out.reject(
                 Reject(
                     received_at,
                     topic,
@@ -467,7 +609,7 @@ class Decoder:
             return  # an empty retained message clears the status
         text = payload.strip().strip(b'"').decode("utf-8", "replace").lower()
         if text not in ("online", "offline"):
-            out.rejects.append(
+            out.reject(
                 Reject(
                     received_at,
                     topic,

@@ -136,7 +136,7 @@ class IngestWorker:
             if item[1] is not None:  # None: another partition's message, acknowledged unread
                 decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
             deadline = time.monotonic() + self.batch_s
-            while len(batch.rows) < self.batch_rows and len(pending) < self.batch_rows:
+            while batch.sample_count < self.batch_rows and len(pending) < self.batch_rows:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -147,6 +147,7 @@ class IngestWorker:
                 pending.append(item)
                 if item[1] is not None:
                     decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
+            batch.finish()  # column checks here, so the committer thread only writes
             if not hand_off((batch, pending)):
                 return
             batch = Decoded()
@@ -156,7 +157,7 @@ class IngestWorker:
         """Write with retries; ack only after commit. False if stopping while the database is down."""
         delay = 0.2
         give_up = None
-        if not (batch.rows or batch.rejects or batch.births or batch.statuses):
+        if not (len(batch.block()) or batch.rejects or batch.births or batch.statuses):
             # only other partitions' messages: nothing to store, acknowledge them in order
             self._count(batch, pending, WriteResult(), self.consumer.ack(pending))
             return True

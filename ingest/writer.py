@@ -12,10 +12,12 @@ import logging
 from dataclasses import dataclass
 from time import perf_counter
 
+import numpy as np
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ingest.columns import RowBlock
 from ingest.contract import ROW_COLUMNS, ROW_TYPES, Decoded, Reject
 from ingest.partitions import Partitions
 from ingest.topics import telemetry_topic
@@ -93,9 +95,12 @@ def newest_per_machine(rows: list[tuple]) -> list[tuple]:
     return [newest[key] for key in sorted(newest)]
 
 
-def last_value_params(rows: list[tuple]) -> list[list]:
-    """LAST_SQL's column arrays for a batch's rows."""
-    latest = newest_per_machine(rows)
+def last_value_params(rows: list[tuple] | RowBlock) -> list[list]:
+    """LAST_SQL's column arrays for a batch's rows (tuples or a column block)."""
+    if isinstance(rows, RowBlock):
+        latest = [rows.row(i) for i in rows.newest_per_machine().tolist()]
+    else:
+        latest = newest_per_machine(rows)
     return [[row[i] for row in latest] for i in _LAST_COLUMNS]
 
 
@@ -162,9 +167,9 @@ class TelemetryWriter:
         """Commit one batch; raises a DatabaseUnavailable error if the server cannot be reached."""
         conn = self.conn if self.conn is not None and not self.conn.closed else self.open()
         started = perf_counter()
-        rows = batch.rows
-        if rows:
-            self.partitions.ensure(conn, min(r[2] for r in rows), max(r[2] for r in rows))
+        rows = batch.block()
+        if len(rows):
+            self.partitions.ensure(conn, *rows.ts_range())
         try:
             stored = self._transaction(conn, batch, rows)
         except psycopg.DataError as exc:
@@ -178,12 +183,12 @@ class TelemetryWriter:
         self,
         conn: psycopg.Connection,
         batch: Decoded,
-        rows: list[tuple],
+        rows: RowBlock,
         extra_rejects: list[Reject] | None = None,
     ) -> int:
         stored = 0
         with conn.transaction(), conn.cursor() as cur:
-            if rows:
+            if len(rows):
                 stored = self._copy_rows(conn, cur, rows)
                 cur.execute(LAST_SQL, last_value_params(rows))
             rejects = batch.rejects + (extra_rejects or [])
@@ -227,41 +232,38 @@ class TelemetryWriter:
                 cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify_payload(batch.sites)))
         return stored
 
-    def _copy_rows(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple]) -> int:
+    def _copy_rows(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: RowBlock) -> int:
         """Store rows once: COPY straight into telemetry, or via staging + ON CONFLICT if any exists.
 
         The direct COPY (in a savepoint) is the common case and costs half as much; a unique
-        violation (re-delivery, duplicate) rolls it back and takes the de-duplicating path.
+        violation (re-delivery, duplicate) rolls it back and takes the de-duplicating path. The
+        binary COPY stream is built by ``RowBlock.copy_bytes`` (numpy), not row by row.
         """
-        if not any(row[13] for row in rows):
+        if not rows.has_extra:
             try:
                 with conn.transaction():
                     with cur.copy(DIRECT_COPY_SQL) as copy:
-                        copy.set_types(DIRECT_TYPES)
-                        write_row = copy.write_row
-                        for row in rows:
-                            write_row(row)
+                        copy.write(rows.copy_bytes(jsonb_extra=True))
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 pass
         with cur.copy(COPY_SQL) as copy:
-            copy.set_types(ROW_TYPES)
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
+            copy.write(rows.copy_bytes(jsonb_extra=False))
         cur.execute(INSERT_SQL)
         return cur.rowcount
 
     def _isolating(self, conn: psycopg.Connection, batch: Decoded) -> int:
         """Find the rows the database refuses, reject them, and store the rest (rare, slow path)."""
-        good: list[tuple] = []
+        block = batch.block()
+        good: list[int] = []
         refused: list[Reject] = []
-        for row in batch.rows:
+        for i in range(len(block)):
             try:
                 with conn.transaction(force_rollback=True), conn.cursor() as cur:
-                    self._copy_rows(conn, cur, [row])
-                good.append(row)
+                    self._copy_rows(conn, cur, block.take([i]))
+                good.append(i)
             except psycopg.DataError as exc:
+                row = block.row(i)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raw = orjson.dumps(dict(zip(ROW_COLUMNS, row, strict=True)), default=str)
                 refused.append(
@@ -274,4 +276,4 @@ class TelemetryWriter:
                         row[1],
                     )
                 )
-        return self._transaction(conn, batch, good, refused)
+        return self._transaction(conn, batch, block.take(np.array(good, np.int64)), refused)
