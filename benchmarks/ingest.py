@@ -2,7 +2,7 @@
 
 Starts its own broker and PostgreSQL in temporary directories, queues a backlog of N QoS 1
 telemetry messages into two persistent sessions (one plain subscription for the baseline, one
-shared subscription for SitePulse ingest), then drains it (a) with a bare paho subscriber
+plain one for the SitePulse worker, as it subscribes), then drains it (a) with a bare paho subscriber
 that only JSON-parses and (b) with one SitePulse ingest worker writing to PostgreSQL.
 
     .venv/bin/python benchmarks/ingest.py                      # single-sample and 10-sample runs
@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.topics import TELEMETRY_FILTER, shared, telemetry_topic
+from ingest.topics import TELEMETRY_FILTER, telemetry_topic
 from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
@@ -182,7 +182,7 @@ def run_once(
     with psycopg.connect(database_url, autocommit=True) as conn:
         upgrade(conn)
     _register_session(broker, BARE_ID, TELEMETRY_FILTER, protocol)
-    _register_session(broker, f"{INGEST_ID}-0", shared(TELEMETRY_FILTER), protocol)
+    _register_session(broker, f"{INGEST_ID}-0", TELEMETRY_FILTER, protocol)  # what the worker subscribes to
     messages = _payloads(n, batch_size, run)
     _publish(broker, messages)
     bare_s = bare_drain(broker, n, protocol)

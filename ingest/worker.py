@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ingest.amqp import AmqpConsumer
+from ingest.amqp import setup as amqp_setup
 from ingest.consumer import Inbound, MqttConsumer
 from ingest.contract import Decoded, Decoder
 from ingest.metrics import IngestCounters, save_counters, worker_identity
@@ -32,6 +34,8 @@ SHARE_GROUP = "sitepulse-ingest"
 def _require(settings: Settings) -> tuple[str, str]:
     if settings.database_url is None:
         raise ConfigError("SITEPULSE_DATABASE_URL", "ingest needs a database URL (postgresql://...)")
+    if settings.ingest_amqp_url is not None:
+        return settings.database_url.get_secret_value(), settings.ingest_amqp_url.get_secret_value()
     if settings.mqtt_url is None:
         raise ConfigError("SITEPULSE_MQTT_URL", "ingest needs a broker URL (mqtt://host:port)")
     return settings.database_url.get_secret_value(), settings.mqtt_url.get_secret_value()
@@ -49,9 +53,16 @@ class IngestWorker:
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.writer = TelemetryWriter(database_url)
         partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
-        self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox, protocol=protocol,
-                                     share_group=SHARE_GROUP if settings.ingest_shared else None,
-                                     partitions=partitions)
+        self.consumer: MqttConsumer | AmqpConsumer
+        if settings.ingest_amqp_url is not None:  # mqtt_url is the AMQP URL here
+            # a separately started worker i/N consumes queue i of N; under --workers N the index is its own
+            queue_index, queues = (partitions[0].index, partitions[0].count) if partitions else (
+                index, settings.ingest_amqp_queues)
+            self.consumer = AmqpConsumer(mqtt_url, queue_index, queues, self.inbox)
+        else:
+            self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox,
+                                         protocol=protocol, share_group=SHARE_GROUP if settings.ingest_shared else None,
+                                         partitions=partitions)
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
@@ -252,6 +263,12 @@ def run_workers(settings: Settings, n: int) -> None:
         raise ConfigError("SITEPULSE_INGEST_PARTITION", "is for separately started workers; --workers N sets it")
     if settings.ingest_shared and settings.ingest_partition:
         raise ConfigError("SITEPULSE_INGEST_PARTITION", "and SITEPULSE_INGEST_SHARED exclude each other")
+    if settings.ingest_amqp_url is not None:
+        # one quorum queue per worker; declared before any worker consumes so nothing routes to no queue
+        own = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
+        queues = n if n > 1 else own[0].count if own else settings.ingest_amqp_queues
+        settings = settings.model_copy(update={"ingest_amqp_queues": queues})
+        amqp_setup(settings.ingest_amqp_url.get_secret_value(), queues)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -277,7 +294,7 @@ def _supervise(settings: Settings, n: int, stop: threading.Event) -> None:
                 if process is None or not process.is_alive():
                     if process is not None:
                         log.error("ingest worker %d exited with code %s; restarting it", index, process.exitcode)
-                    own = settings if settings.ingest_shared else settings.model_copy(
+                    own = settings if settings.ingest_shared or settings.ingest_amqp_url else settings.model_copy(
                         update={"ingest_partition": f"{index}/{n}"})
                     process = context.Process(
                         target=_child, args=(own, index, shared_stop, level), name=f"sitepulse-ingest-{index}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages SitePulse needs outside Python are present.
-# Usage: ensure-system-packages.sh mosquitto [chromium ...]
+# Usage: ensure-system-packages.sh mosquitto [chromium rabbitmq-server ...]
 # Installs with apt-get when missing and we are root; otherwise stops with one line saying how.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ have() {
   case "$1" in
     mosquitto) command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] ;;
     chromium) command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] ;;
+    rabbitmq-server) command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

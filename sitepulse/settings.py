@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         " persistent subscription, and stores the machines whose crc32(site/machine) mod COUNT is INDEX;"
         " `--workers N` sets it for its N workers. While COUNT changes, INDEX/COUNT,INDEX/NEW stores both"
         " (docs/DEPLOYMENT.md)")
+    ingest_amqp_url: SecretStr | None = Field(
+        None, description="amqp://user:pass@host:5672/vhost: ingest from RabbitMQ queues instead of MQTT subscriptions"
+        " (devices publish MQTT to RabbitMQ's MQTT plugin; a consistent-hash exchange gives each machine's messages"
+        " to one quorum queue per worker, acked after the database commit; docs/DEPLOYMENT.md)")
+    ingest_amqp_queues: int = Field(1, ge=1, le=256, description="number of RabbitMQ ingest queues (= workers)")
     # services
     load_services: str | None = Field(None, description="comma-separated service names to load")
     trace_services: bool = False
