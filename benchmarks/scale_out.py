@@ -13,6 +13,13 @@ published rows - stored - rejected. Medians over the repeats.
     .venv/bin/python benchmarks/scale_out.py                          # 20,000 messages x 3 repeats
     .venv/bin/python benchmarks/scale_out.py --messages 60000 --samples 10 --workers 1,2,4 --repeat 3
     .venv/bin/python benchmarks/scale_out.py --split shared     # the $share subscription instead
+    .venv/bin/python benchmarks/scale_out.py --split rabbitmq   # RabbitMQ: MQTT plugin + hash exchange + quorum queues
+
+With ``--split rabbitmq`` the broker is Debian's RabbitMQ (``ingest.embedded_rabbitmq``): devices publish
+the same MQTT to its MQTT plugin, a consistent-hash exchange spreads the machines over N quorum queues
+(declared before the backlog is published) and worker i consumes queue i (``SITEPULSE_INGEST_AMQP_URL``),
+so each message is delivered once. The last line is ``scale-out: 2 workers / 1 worker = X.XX, lost N``
+(median drain msg/s, loss summed over every run).
 
 The broker and database run on the same machine as the workers: on 2 cores, more workers
 contend with Mosquitto and PostgreSQL for CPU, which is what the figures show.
@@ -43,6 +50,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest import amqp
+from ingest.embedded_rabbitmq import EmbeddedRabbitMQ
 from ingest.topics import TELEMETRY_FILTER, shared, telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
@@ -86,9 +95,33 @@ def remove_sessions(broker: EmbeddedBroker, client_ids: list[str]) -> None:
         client.loop_stop()
 
 
-def publish_backlog(broker: EmbeddedBroker, n: int, samples: int, run: str) -> tuple[int, float]:
+class RabbitBroker:
+    """RabbitMQ seen as the MQTT broker devices publish to (host/port), plus its AMQP URL for the workers."""
+
+    def __init__(self, server: EmbeddedRabbitMQ) -> None:
+        self.server = server
+        self.host = "127.0.0.1"
+        self.port = server.mqtt_port
+        self.url = server.amqp_url
+
+    def reset_queues(self, workers: int) -> None:
+        """Delete the previous run's queues and exchange, then declare ``workers`` fresh quorum queues."""
+        import pika
+
+        conn = pika.BlockingConnection(amqp.connection_parameters(self.url))
+        try:
+            channel = conn.channel()
+            for index in range(8):
+                channel.queue_delete(amqp.queue_name(index))
+            channel.exchange_delete(amqp.EXCHANGE)
+        finally:
+            conn.close()
+        amqp.setup(self.url, workers)
+
+
+def publish_backlog(broker: EmbeddedBroker | RabbitBroker, n: int, samples: int, run: str) -> tuple[int, float]:
     """Publish n QoS 1 messages of ``samples`` samples each over 50 machines; returns (rows, seconds)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"scale-publisher-{run}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"scale-publisher-{run}", protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -119,6 +152,8 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
     env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url, "SITEPULSE_MQTT_URL": mqtt_url,
            "SITEPULSE_INGEST_CLIENT_ID": client_id, "SITEPULSE_LOG_LEVEL": "WARNING",
            "SITEPULSE_INGEST_SHARED": "true" if split == "shared" else "false"}
+    if split == "rabbitmq":
+        env["SITEPULSE_INGEST_AMQP_URL"] = env.pop("SITEPULSE_MQTT_URL")
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "ingest", "--workers", str(workers)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -150,7 +185,8 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
             "lost": expected_rows - stored - rejected}
 
 
-def run(pg: EmbeddedPostgres, broker: EmbeddedBroker, workers: int, repeat: int, messages: int, samples: int,
+def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: int, repeat: int, messages: int,
+        samples: int,
         timeout: float, split: str = "partitions") -> dict[str, float]:
     tag = f"w{workers}r{repeat}"
     dbname = f"scale_{tag}"
@@ -161,12 +197,17 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker, workers: int, repeat: int,
     with psycopg.connect(database_url, autocommit=True) as conn:
         upgrade(conn)
     client_id = f"scale-{tag}"
-    register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)], split)
-    rows, publish_s = publish_backlog(broker, messages, samples, tag)
-    try:
+    if isinstance(broker, RabbitBroker):
+        broker.reset_queues(workers)
+        rows, publish_s = publish_backlog(broker, messages, samples, tag)
         result = drain(database_url, broker.url, workers, client_id, rows, timeout, split)
-    finally:
-        remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
+    else:
+        register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)], split)
+        rows, publish_s = publish_backlog(broker, messages, samples, tag)
+        try:
+            result = drain(database_url, broker.url, workers, client_id, rows, timeout, split)
+        finally:
+            remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
     return {**result, "rows": rows, "publish_s": publish_s,
             "msgs_per_s": messages / result["total_s"], "rows_per_s": rows / result["total_s"],
             "drain_msgs_per_s": messages / result["drain_s"], "drain_rows_per_s": rows / result["drain_s"]}
@@ -179,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per drain")
-    parser.add_argument("--split", choices=["partitions", "shared"], default="partitions",
+    parser.add_argument("--split", choices=["partitions", "shared", "rabbitmq"], default="partitions",
                         help="how workers split the stream (docs/RELIABILITY.md: shared loses on a broker restart)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
@@ -189,23 +230,38 @@ def main(argv: list[str] | None = None) -> int:
           f" {'rejected':>8} {'runs (msg/s)':>20}")
     with tempfile.TemporaryDirectory(prefix="sitepulse-scale-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg", fast_unsafe=False)
-        broker = EmbeddedBroker(Path(tmp) / "mqtt")
+        rabbit = EmbeddedRabbitMQ(Path(tmp) / "rabbit") if args.split == "rabbitmq" else None
+        broker: EmbeddedBroker | RabbitBroker = RabbitBroker(rabbit) if rabbit else EmbeddedBroker(Path(tmp) / "mqtt")
         pg.start()
-        broker.start()
+        if rabbit is not None:
+            rabbit.start()
+        else:
+            broker.start()
+        drain_rates: dict[int, float] = {}
+        lost_total = 0
         try:
             for workers in counts:
                 results = [run(pg, broker, workers, r, args.messages, args.samples, args.timeout, args.split)
                            for r in range(args.repeat)]
                 med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+                drain_rates[workers] = med["drain_msgs_per_s"]
+                lost_total += sum(r["lost"] for r in results)
                 runs = " ".join(f"{r['msgs_per_s']:.0f}" for r in results)
                 print(f"{workers:>7} {med['msgs_per_s']:>8.0f} {med['rows_per_s']:>8.0f}"
                       f" {med['drain_msgs_per_s']:>11.0f} {med['drain_rows_per_s']:>12.0f}"
                       f" {max(r['lost'] for r in results):>5} {max(r['rejected'] for r in results):>8} {runs:>20}",
                       flush=True)
         finally:
-            broker.stop()
+            if rabbit is not None:
+                rabbit.stop()
+            else:
+                broker.stop()
             pg.stop()
-    return 0
+    if 1 in drain_rates and 2 in drain_rates:
+        print(f"scale-out: 2 workers / 1 worker = {drain_rates[2] / drain_rates[1]:.2f}, lost {lost_total}")
+    else:
+        print(f"scale-out: 2 workers / 1 worker = n/a (run --workers 1,2), lost {lost_total}")
+    return 1 if lost_total else 0
 
 
 if __name__ == "__main__":
