@@ -6,8 +6,9 @@ arrives, and a Node-RED flow whose function node batches rows (up to 1,000 or 20
 multi-row ``INSERT ... SELECT FROM unnest(...)``. Both flows run in one Node-RED process
 (deploy/nodered: ``npm ci`` there; node-red and pg are pinned in package-lock.json). Midway through
 publishing, SitePulse's worker and the Node-RED process are killed with SIGKILL and restarted 2 s
-later. Printed per consumer: msg/s (messages / seconds from the first publish to its last stored row)
-and lost (published - distinct stored).
+later. Printed per consumer: msg/s (messages stored / seconds from the first publish to its last stored
+row; bounded by the publisher's rate when a consumer keeps up), how long after the last publish it
+caught up (or stalled: no new row for 15 s), and lost (published - distinct stored).
 
     .venv/bin/python benchmarks/peer_nodered.py --messages 20000
 """
@@ -214,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             client.loop_stop()
             print(f"{args.messages} messages x {args.samples} sample(s), published in {publish_s:.1f} s;"
                   " consumers SIGKILLed and restarted at the midpoint")
-            print(f"{'consumer':<34} {'msg/s':>8} {'rows stored':>11} {'lost':>6}")
+            print(f"{'consumer':<34} {'msg/s':>8} {'caught up (s after publish)':>28} {'rows stored':>11} {'lost':>6}")
             labels = {"sitepulse": "SitePulse ingest (1 worker)",
                       **{k: f"Node-RED {v}" for k, v in TABLES.items()}}
             for key, label in labels.items():
                 seconds = done_at.get(key, time.perf_counter()) - started
-                print(f"{label:<34} {args.messages / seconds:>8,.0f} {last[key]:>11,} {expected - last[key]:>6,}")
+                behind = seconds - publish_s
+                caught = f"{behind:.1f}" if last[key] >= expected else f"stalled {behind:.1f}"
+                print(f"{label:<34} {last[key] / args.samples / seconds:>8,.0f} {caught:>28} {last[key]:>11,}"
+                      f" {expected - last[key]:>6,}")
         finally:
             if worker is not None:
                 worker.terminate()
