@@ -25,6 +25,8 @@ import pika.exceptions
 from ingest.consumer import Inbound
 
 log = logging.getLogger(__name__)
+# pika logs every failed connection attempt as ERROR with a traceback; this module reports them in one line
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 EXCHANGE = "sitepulse.ingest"
 SOURCE_EXCHANGE = "amq.topic"  # where RabbitMQ's MQTT plugin publishes

@@ -114,3 +114,15 @@ def test_kill_9_of_a_worker_and_a_broker_restart_lose_nothing_store_nothing_twic
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_unreachable_rabbitmq_is_one_line_and_exit_code_2(fresh_database_url: str) -> None:
+    """A wrong SITEPULSE_INGEST_AMQP_URL is a mistake the user fixes: one line naming the setting, no traceback."""
+    env = {**os.environ, "SITEPULSE_DATABASE_URL": fresh_database_url,
+           "SITEPULSE_INGEST_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"}
+    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SITEPULSE_INGEST_AMQP_URL" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
