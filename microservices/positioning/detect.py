@@ -33,6 +33,8 @@ class Cleaned:
     good: np.ndarray  # fix accepted (finite and not a jump)
     jump: np.ndarray  # fix rejected as a jump (implausible against its neighbours)
     speed_ms: np.ndarray  # robust local speed from the fixes, m/s
+    vx: np.ndarray | None = None  # robust local velocity from the fixes (m/s east, north): course over ground
+    vy: np.ndarray | None = None
 
 
 def window_bounds(group: np.ndarray, t: np.ndarray, half_ms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +115,13 @@ def clean_positions(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarr
         sy = window_median(slo, shi, predicted(ys, vy, good), n)
     else:
         sx, sy = xs.copy(), ys.copy()
-    return Cleaned(np.where(good, sx, np.nan), np.where(good, sy, np.nan), good, jump, speed)
+    # the track velocity is known where steps exist and no rejected fix lies in the window (a long jump bends
+    # the median of the steps around it)
+    has = np.isfinite(window_median(lo, hi, lambda i, j: vx_step[j], n)) if n else np.zeros(0, bool)
+    jumps_before = np.r_[0, np.cumsum(jump)]
+    has &= (jumps_before[hi] - jumps_before[lo]) == 0
+    return Cleaned(np.where(good, sx, np.nan), np.where(good, sy, np.nan), good, jump, speed,
+                   np.where(has, vx, np.nan), np.where(has, vy, np.nan))
 
 
 def carry_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, good: np.ndarray,

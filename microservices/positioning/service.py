@@ -21,6 +21,7 @@ import pandas as pd
 import shapely
 from pydantic import BaseModel
 
+from microservices.motion import fuse
 from microservices.positioning import detect
 from microservices.positioning.settings import PositioningSettings
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
@@ -339,8 +340,13 @@ class Positioning(Service):
         x, y, carried = detect.carry_fixes(g, ts, cleaned.x[sel], cleaned.y[sel], cleaned.good[sel],
                                            seed[:, 0], seed[:, 1], seed[:, 2],
                                            int(round(settings.gap_carry_s * 1000)))
+        # fused motion: reported speed/heading only where they agree with the (centred, lag-free) track
+        fused = fuse(cleaned.vx[sel], cleaned.vy[sel], rows["speed"].to_numpy(float)[sel],
+                     rows["heading"].to_numpy(float)[sel], settings.motion)
+        # speed: the reported one where present (the centred track bends at long GNSS jumps and costs distance
+        # accuracy); the track's where absent. Heading (road matching) comes from the fused motion.
         reported = rows["speed"].to_numpy(float)[sel]
-        speed = np.where(np.isfinite(reported), reported, cleaned.speed_ms[sel] * 3.6)
+        speed = np.where(np.isfinite(reported), reported, fused.speed_kmh)
         engine = rows["engine"].to_numpy(float)[sel]
         motion = detect.motion_state(speed, engine, settings.moving_kmh)
         known = np.isfinite(x) & np.isfinite(y)
@@ -365,7 +371,7 @@ class Positioning(Service):
                              first)
         if model:
             self._write_zones(out, model, settings, machines, ids, g, ts, x, inside, grown, updates)
-            heading = rows["heading"].to_numpy(float)[sel]
+            heading = fused.course_deg
             moving = speed >= max(settings.moving_kmh, 1.0)
             heading = np.where(np.isfinite(heading) & moving, heading, np.nan)
             limit, source = model.limits(x, y, heading, inside, settings.path_corridor_m)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from microservices.motion import MotionSettings
+
 
 class PositioningSettings(BaseModel):
     """How positions are cleaned and how zone visits, activity and speeding are decided."""
@@ -65,6 +67,13 @@ class PositioningSettings(BaseModel):
         5.0, ge=1, le=600,
         description="one cleaned position (with its raw fix) is stored per machine per this many seconds, for "
                     "the live map, the heat map and the positions route")
+
+    motion: MotionSettings = Field(
+        # judged sample by sample against the centred 15-s track (smooth through stops and starts): wider
+        # speed tolerance than the causal fusion of traffic awareness
+        default_factory=lambda: MotionSettings(speed_tolerance_kmh=10.0, speed_tolerance_share=0.5),
+        description="reported speed and heading are used only where they agree with the course and speed over "
+                    "ground of the cleaned track (microservices/motion.py); else the track's")
 
     @property
     def lookahead_s(self) -> float:

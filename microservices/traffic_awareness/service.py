@@ -30,6 +30,7 @@ import pandas as pd
 import shapely
 from pydantic import BaseModel
 
+from microservices.motion import motion_from_fixes
 from microservices.positioning.service import shifts_of
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
 from microservices.traffic_awareness import detect
@@ -229,17 +230,23 @@ class TrafficAwareness(Service):
         group = np.searchsorted(ids, rows["machine_id"].to_numpy(object))
         t = rows["t"].to_numpy(np.int64)
         new = rows["new"].to_numpy(bool)
-        speed = rows["speed"].to_numpy(float)
-        vx, vy = detect.velocity(speed, rows["heading"].to_numpy(float))
+        x, y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
+        # fused motion: reported heading/speed only where they agree with the track (a dead compass sends 0)
+        motion = motion_from_fixes(group, t, x, y, rows["speed"].to_numpy(float),
+                                   rows["heading"].to_numpy(float), settings.motion)
+        speed, vx, vy = motion.speed_kmh, motion.vx, motion.vy
         run = detect.segments_by_gap(group, t, int(settings.max_gap_s * 1000))
         dr_x, dr_y = detect.dead_reckoning_mm(run, t, vx, vy)
-        x, y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
         fx, fy = detect.filter_fixes(run, t, x, y, dr_x, dr_y, int(settings.filter_window_s * 1000),
                                        settings.jump_gate_m)
         if model is not None and settings.lane_offset_m is not None and new.any():
-            fx, fy = self._snap(model, settings, fx, fy, speed, rows["heading"].to_numpy(float), new)
+            fx, fy = self._snap(model, settings, fx, fy, speed, motion.course_deg, new)
         fx = np.where(new, np.round(fx, 3), rows["fx"].to_numpy(float))
         fy = np.where(new, np.round(fy, 3), rows["fy"].to_numpy(float))
+        # prediction uses the motion of the jump-filtered track over a short window (little lag in turns)
+        motion = motion_from_fixes(group, t, fx, fy, rows["speed"].to_numpy(float),
+                                   rows["heading"].to_numpy(float), settings.motion, filtered=True)
+        speed, vx, vy = motion.speed_kmh, motion.vx, motion.vy
         kinds = dict(zip(batch.machines["machine_id"], batch.machines["kind"], strict=False)) \
             if not batch.machines.empty else {}
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from microservices.motion import MotionSettings
+
 
 class TrafficSettings(BaseModel):
     """How close encounters, queues and congestion are decided."""
@@ -97,6 +99,11 @@ class TrafficSettings(BaseModel):
         description="free-flow speed of a segment: this percentile of the moving speeds observed on it, capped by "
                     "its posted limit (the 85th percentile is the traffic engineer's customary free-flow speed)")
 
+    motion: MotionSettings = Field(
+        default_factory=MotionSettings,
+        description="course and speed over ground from the track; reported heading and speed are used only where "
+                    "they agree with it (microservices/motion.py)")
+
     @model_validator(mode="after")
     def _consistent(self) -> TrafficSettings:
         """Critical must be stricter than warning, or levels would be inverted."""
@@ -109,7 +116,9 @@ class TrafficSettings(BaseModel):
     @property
     def lookback_ms(self) -> int:
         """How much raw history per machine the causal filter and interpolation need."""
-        return int(round(max(self.filter_window_s, self.max_gap_s) * 1000))
+        # the earliest tail sample's own velocity and trust verdict
+        track = self.motion.track_window_s + self.motion.max_step_s + self.motion.trust_window_s
+        return int(round(max(self.filter_window_s + track, self.max_gap_s) * 1000))
 
 
 Settings = TrafficSettings

@@ -1,0 +1,228 @@
+"""Motion from the track: course and speed over ground from consecutive positions, fused with what the
+machine reports.
+
+A mixed fleet reports heading and speed badly: a dead compass or a tracker without one sends 0, some
+send nothing, some are mounted backwards, a speed signal freezes. Positions are the one thing every
+tracker sends, so every service that needs motion (dead reckoning, time to collision, the GNSS jump gate,
+lane and road matching, speeding, activity) takes it from here: the reported heading and speed are used
+only where they agree with the track within a tolerance, else the track wins. Shared by the built-in
+services through the SDK package (no service imports another for it).
+
+All functions are vectorised over samples sorted by (machine, time) with integer-millisecond times;
+the track velocity is causal (only earlier fixes), so an alert never waits for a future sample and the
+result does not depend on how samples were split into batches when the caller carries the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+_KEY_SPAN = np.int64(1) << np.int64(43)  # ms; (group, t) packs into one sortable int64
+_BLOCK = 32_768
+
+
+class MotionSettings(BaseModel):
+    """How much the reported motion may differ from the track before the track wins (physical units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    track_window_s: float = Field(
+        5.0, gt=0, le=60, description="the typical step speed is the median over this many seconds before each "
+                                      "sample (a GNSS jump spoils only the two steps into and out of it, outvoted "
+                                      "by the rest)")
+    step_tolerance_kmh: float = Field(
+        8.0, gt=0, le=200, description="a step whose speed differs from the typical one by more than this ...")
+    step_tolerance_share: float = Field(
+        0.5, ge=0, le=10, description="... plus this share of the typical speed is a jump's edge and not used")
+    predict_window_s: float = Field(
+        0.5, gt=0, le=60, description="course and speed over ground: median of the usable steps over this many "
+                                      "seconds: short, so the course lags turns little")
+    max_step_s: float = Field(
+        5.0, gt=0, le=120, description="consecutive fixes further apart than this give no track step")
+    min_track_kmh: float = Field(
+        4.0, ge=0, le=50, description="below this track speed the course over ground is noise (plain GNSS wanders "
+                                      "a few metres): the reported heading cannot be checked and is kept")
+    heading_tolerance_deg: float = Field(
+        15.0, gt=0, le=180, description="a reported heading further than this from the course over ground is "
+                                        "not used")
+    speed_tolerance_kmh: float = Field(
+        4.0, ge=0, le=100, description="a reported speed may differ from the track speed by this much ...")
+    speed_tolerance_share: float = Field(
+        0.25, ge=0, le=5, description="... plus this share of the track speed before the track speed is used")
+    trust_window_s: float = Field(
+        20.0, gt=0, le=600, description="a reported heading or speed is trusted while most of its checks in this "
+                                        "many seconds before the sample agreed with the track (a healthy compass "
+                                        "differs from the lagging track only in turns; a dead one almost always)")
+    trust_share: float = Field(
+        0.9, gt=0, le=1, description="... at least this share of them (a compass off by +-30 degrees agrees "
+                                     "with the track in about 80 % of checks: too noisy to predict with)")
+    trust_min_checks: int = Field(
+        3, ge=1, le=600, description="with fewer checks in the window (standing, slow, just started) the "
+                                     "reported value is used only where it agrees right now")
+    speed_trust_share: float = Field(
+        0.5, gt=0, le=1, description="a reported speed is trusted while at least this share of its checks in the "
+                                     "trust window agreed (a standing machine's plain-GNSS track wanders a few "
+                                     "km/h; a stuck or dead speed signal disagrees with a moving track nearly always)")
+    max_speed_kmh: float = Field(
+        120.0, gt=0, le=400, description="track steps faster than this are GNSS spikes, not motion")
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Fused motion per sample: what the services use, and which source each part came from."""
+
+    vx: np.ndarray  # m/s east
+    vy: np.ndarray  # m/s north
+    speed_kmh: np.ndarray
+    course_deg: np.ndarray  # NaN when standing and no heading is known
+    track_vx: np.ndarray
+    track_vy: np.ndarray
+    track_kmh: np.ndarray  # NaN where the track gives no velocity (first fix, gap, no position)
+    heading_used: np.ndarray  # bool: the reported heading was used
+    heading_checked: np.ndarray  # bool: the track was fast enough to check the reported heading
+    heading_agrees: np.ndarray  # bool: checked and within tolerance
+    speed_used: np.ndarray  # bool: the reported speed was used
+    speed_checked: np.ndarray
+    speed_agrees: np.ndarray
+
+
+def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Absolute difference of two bearings in degrees, 0-180 (NaN where either is unknown)."""
+    return np.abs((np.asarray(a, float) - np.asarray(b, float) + 180.0) % 360.0 - 180.0)
+
+
+def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int) -> np.ndarray:
+    """Median of ``values`` over each sample's own earlier ``window_ms`` (same group), NaN ignored."""
+    n = len(key)
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    lo = np.searchsorted(key, key - window_ms, side="left")
+    index = np.arange(n)
+    reach = int((index - lo).max()) if n else 0
+    offsets = np.arange(-reach, 1)
+    for start in range(0, n, _BLOCK):
+        rows = index[start:start + _BLOCK]
+        j = rows[:, None] + offsets[None, :]
+        valid = j >= lo[rows, None]
+        picked = np.where(valid, values[np.clip(j, 0, n - 1)], np.nan)
+        ordered = np.sort(picked, axis=1)
+        count = np.count_nonzero(~np.isnan(picked), axis=1)
+        r = np.arange(len(rows))
+        lower = ordered[r, np.maximum(count - 1, 0) // 2]
+        upper = ordered[r, np.maximum(count // 2 - (count == 0), 0)]
+        out[rows] = np.where(count > 0, (lower + upper) / 2, np.nan)
+    return out
+
+
+def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   settings: MotionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity over ground (m/s east, north) from the fixes before each sample: the component-wise median of
+    the step velocities in the window. NaN where no step is usable (first fix, gaps, no position)."""
+    t = np.asarray(t, np.int64)
+    n = len(t)
+    if n < 2:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    finite = np.isfinite(x) & np.isfinite(y)
+    # a step is between a fix and the previous finite fix of the same machine, at most max_step_s before
+    index = np.where(finite, np.arange(n), -1)
+    prev = np.r_[-1, np.maximum.accumulate(index)[:-1]]
+    ok = finite & (prev >= 0)
+    p = np.clip(prev, 0, n - 1)
+    ok &= (group[p] == group) & ((t - t[p]) > 0) & ((t - t[p]) <= settings.max_step_s * 1000)
+    dt = np.where(ok, (t - t[p]) / 1000.0, np.nan)
+    with np.errstate(invalid="ignore"):
+        sx = np.where(ok, (x - x[p]) / dt, np.nan)
+        sy = np.where(ok, (y - y[p]) / dt, np.nan)
+    step = np.hypot(sx, sy)
+    fast = step * 3.6 > settings.max_speed_kmh
+    sx[fast], sy[fast] = np.nan, np.nan
+    key = np.asarray(group, np.int64) * _KEY_SPAN + t
+    window = int(round(settings.track_window_s * 1000))
+    # a step into or out of a GNSS jump is far faster or slower than the steps around it: left out, so the
+    # short window that follows turns closely is not thrown by jumps
+    typical = _causal_median(key, np.where(fast, np.nan, step), window)
+    odd = np.abs(step - typical) * 3.6 > settings.step_tolerance_kmh + settings.step_tolerance_share * typical * 3.6
+    kx, ky = np.where(odd, np.nan, sx), np.where(odd, np.nan, sy)
+    short = int(round(settings.predict_window_s * 1000))
+    vx, vy = _causal_median(key, kx, short), _causal_median(key, ky, short)
+    fallback = ~np.isfinite(vx)
+    if fallback.any():
+        wx, wy = _causal_median(key, sx, window), _causal_median(key, sy, window)
+        vx, vy = np.where(fallback, wx, vx), np.where(fallback, wy, vy)
+    return vx, vy
+
+
+def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings: MotionSettings,
+             share_needed: float) -> np.ndarray:
+    """Per sample: did most of the checks in the trust window before it (same machine) agree?"""
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, bool)
+    lo = np.searchsorted(key, key - int(round(settings.trust_window_s * 1000)), side="left")
+    c_checked = np.r_[0, np.cumsum(checked)]
+    c_agree = np.r_[0, np.cumsum(agrees)]
+    hi = np.arange(1, n + 1)
+    count = c_checked[hi] - c_checked[lo]
+    share = (c_agree[hi] - c_agree[lo]) / np.maximum(count, 1)
+    enough = count >= settings.trust_min_checks
+    # too few checks yet (just started moving): a value that agrees right now is used
+    return (enough & (share >= share_needed)) | (~enough & agrees)
+
+
+def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, heading_deg: np.ndarray,
+         settings: MotionSettings, key: np.ndarray | None = None) -> Motion:
+    """The motion to use per sample: reported speed and heading where they agree with the track, else the
+    track's; where the track has nothing (first fix, gap), what was reported. With ``key`` (group * span + t,
+    sorted) agreement is judged over the trust window, so a healthy compass keeps being used through turns
+    where the causal track lags."""
+    speed_r = np.asarray(speed_kmh, float)
+    heading_r = np.asarray(heading_deg, float)
+    tvx, tvy = np.asarray(track_vx, float), np.asarray(track_vy, float)
+    track_kmh = np.hypot(tvx, tvy) * 3.6
+    has_track = np.isfinite(track_kmh)
+    course_t = np.degrees(np.arctan2(tvx, tvy)) % 360.0
+    tol = settings.speed_tolerance_kmh + settings.speed_tolerance_share * np.nan_to_num(track_kmh)
+    speed_checked = has_track & np.isfinite(speed_r)
+    speed_agrees = speed_checked & (np.abs(speed_r - track_kmh) <= tol)
+    if key is not None:
+        speed_agrees_now = speed_agrees
+        speed_agrees = speed_checked & _trusted(key, speed_checked, speed_agrees_now, settings,
+                                                 settings.speed_trust_share)
+    speed_used = np.isfinite(speed_r) & (speed_agrees | ~has_track)
+    speed = np.where(speed_used, speed_r, np.where(has_track, track_kmh, np.nan))
+    fast = has_track & (track_kmh >= settings.min_track_kmh)
+    heading_checked = fast & np.isfinite(heading_r)
+    heading_agrees = heading_checked & (angle_diff(heading_r, course_t) <= settings.heading_tolerance_deg)
+    trusted = np.ones(len(heading_r), bool)
+    if key is not None:
+        trusted = _trusted(key, heading_checked, heading_agrees, settings, settings.trust_share)
+    # judged over the window, a trusted heading is used through turns (where the causal track lags) and when
+    # slow; without evidence the track's motion is used (none at all where the track has no step yet)
+    heading_used = np.isfinite(heading_r) & trusted & (heading_agrees | ~fast | (key is not None))
+    if key is None:  # judged sample by sample: a heading that cannot be checked is kept
+        heading_used |= np.isfinite(heading_r) & ~fast
+    course = np.where(heading_used, heading_r, np.where(fast, course_t, np.nan))
+    ms = np.nan_to_num(speed, nan=0.0) / 3.6
+    rad = np.radians(course)
+    # no usable bearing (slow, no heading): the track's own velocity, which is small by then
+    vx = np.where(np.isfinite(course), ms * np.sin(rad), np.where(has_track, tvx, 0.0))
+    vy = np.where(np.isfinite(course), ms * np.cos(rad), np.where(has_track, tvy, 0.0))
+    vx = np.where(ms > 0, vx, 0.0)
+    vy = np.where(ms > 0, vy, 0.0)
+    return Motion(np.nan_to_num(vx), np.nan_to_num(vy), speed, course, tvx, tvy, track_kmh, heading_used,
+                  heading_checked, heading_agrees, speed_used, speed_checked, speed_agrees)
+
+
+def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                      heading_deg: np.ndarray, settings: MotionSettings | None = None,
+                      filtered: bool = False) -> Motion:
+    """Track velocity from the fixes, then the fusion: the one call most services need. ``filtered``: the
+    fixes are already jump-filtered (the same estimate; kept for callers to say what they pass)."""
+    settings = settings or MotionSettings()
+    tvx, tvy = track_velocity(group, t, x, y, settings)
+    key = np.asarray(group, np.int64) * _KEY_SPAN + np.asarray(t, np.int64)
+    return fuse(tvx, tvy, speed_kmh, heading_deg, settings, key)
