@@ -48,6 +48,9 @@ def _settings() -> Settings:
 def _print_started(runtime: Runtime, extra: list[str] | None = None) -> None:
     for line in runtime.started + (extra or []):
         console.print(f"[green]started[/] {line}")
+    if runtime.storage:
+        colour = "yellow" if runtime.storage.startswith("plain PostgreSQL") else "green"
+        console.print(f"[bold]storage[/] [{colour}]{runtime.storage}[/]", highlight=False, soft_wrap=True)
 
 
 @_app.command()

@@ -21,6 +21,7 @@ from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.errors import ConfigError
 from sitepulse.migrations import upgrade
 from sitepulse.settings import Settings, mask_url
+from sitepulse.storage import collect_storage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Runtime:
     database_url: str = ""
     mqtt_url: str = ""
     started: list[str] = field(default_factory=list)
+    storage: str = ""  # the storage in force for telemetry, one line
 
     def child_environment(self) -> dict[str, str]:
         """Environment for child processes so they use these servers instead of starting more."""
@@ -95,6 +97,12 @@ def open_runtime(
             if migrate:
                 with connect(runtime.database_url, autocommit=True) as conn:
                     upgrade(conn)
+                    storage = collect_storage(conn)
+                runtime.storage = storage.describe()
+                if storage.warning and settings.environment == "production":
+                    log.warning("storage: %s", runtime.storage)
+                else:
+                    log.info("storage: %s", runtime.storage)
         if broker:
             if settings.mqtt_url:
                 runtime.mqtt_url = settings.mqtt_url.get_secret_value()

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sitepulse.settings import Settings, load_settings, mask_url
+from sitepulse.storage import Storage, collect_storage
 
 STALE_AFTER_S = 60  # as ingest.metrics.STALE_AFTER_S: a worker silent this long is shown as down
 EMBEDDED_DATABASE = "sitepulse"  # as sitepulse.runtime.EMBEDDED_DATABASE
@@ -104,6 +105,7 @@ class Status:
     services: list[ServiceStatus] = field(default_factory=list)
     sites: list[SiteStatus] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # tables not there yet (migrations not applied)
+    storage: Storage | None = None
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -123,6 +125,7 @@ def collect_status(conn: psycopg.Connection) -> Status:
     status.missing = [t for t in needed if not _table_exists(conn, t)]
     if status.missing:
         return status
+    status.storage = collect_storage(conn)
     status.newest_telemetry_at, status.telemetry_age_s = conn.execute(TELEMETRY_SQL).fetchone()
     for worker_id, host, pid, updated_at, age, counters in conn.execute(WORKERS_SQL):
         counters = counters if isinstance(counters, dict) else orjson.loads(counters)
@@ -228,6 +231,9 @@ def render(console: Console, status: Status) -> None:
         console.print(f"[yellow]schema not migrated[/]: missing {', '.join(status.missing)}"
                       " (run `sitepulse db upgrade`)")
         return
+    if status.storage is not None:
+        colour = "yellow" if status.storage.warning else "green"
+        console.print(f"[bold]storage[/] [{colour}]{status.storage.describe()}[/]", highlight=False, soft_wrap=True)
     console.print(f"newest telemetry: {status.newest_telemetry_at or '-'} ({_age(status.telemetry_age_s)} ago)")
     workers = Table(title="Ingest workers", title_justify="left")
     for column in ("worker", "state", "last report", "received", "stored", "rejected", "duplicates", "lag"):

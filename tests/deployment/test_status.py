@@ -42,9 +42,11 @@ def test_status_shows_workers_lag_health_and_sites(
     assert "host-a:11:0" in out and "118" in out
     assert "weight-loading" in out and "3m" in out and "failing (2)" in out and "boom" in out
     assert "North pit" in out
+    assert "storage" in out and "plain PostgreSQL" in out and "run TimescaleDB in production" in out
     code, out = _invoke("--json")
     body = json.loads(out)
     assert body["problems"] == {} and body["flavor"] == "postgres"
+    assert body["storage"]["engine"] == "plain PostgreSQL" and body["storage"]["warning"]
     assert body["services"][0]["lag_s"] == pytest.approx(180, abs=30)
 
 

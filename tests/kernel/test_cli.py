@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from sitepulse.embedded.ports import free_port
@@ -130,6 +131,7 @@ def test_serve_with_no_environment_starts_embedded_servers(tmp_path: Path) -> No
     output = _stop(process)
     assert "started PostgreSQL (embedded)" in output
     assert "started Mosquitto (embedded)" in output
+    assert "storage plain PostgreSQL" in output and "run TimescaleDB in production" in output
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in processes  # neither server left running
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
@@ -143,3 +145,18 @@ def test_serve_with_urls_starts_neither(tmp_path: Path, database_url: str, mqtt_
     assert "(embedded)" not in output
     assert not (tmp_path / "data" / "postgres").exists()
     assert not (tmp_path / "data" / "mosquitto").exists()
+
+
+def test_serve_against_timescaledb_uses_hypertables_and_policies(
+    tmp_path: Path, timescaledb_postgres, mqtt_broker
+) -> None:
+    url = timescaledb_postgres.fresh_database("serve_timescaledb")  # empty: serve migrates it
+    process, _ = _serve_until_ready(tmp_path, SITEPULSE_DATABASE_URL=url, SITEPULSE_MQTT_URL=mqtt_broker.url)
+    output = _stop(process)
+    assert "storage TimescaleDB 2." in output and "telemetry hypertable" in output
+    assert "compress after 7 days" in output and "drop after 400 days" in output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables"
+                            " WHERE hypertable_name = 'telemetry'").fetchone()[0] == 1
+        jobs = {name for (name,) in conn.execute("SELECT proc_name FROM timescaledb_information.jobs")}
+        assert {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"} <= jobs

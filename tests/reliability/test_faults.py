@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from sitepulse.embedded.broker import EmbeddedBroker
@@ -72,6 +73,12 @@ def module() -> Iterator[Module]:
         yield Module(server, stream, build_reference(server, stream))
     finally:
         stop_postgres(server, root)
+
+
+@pytest.fixture(scope="module")
+def timescale_module(timescaledb_postgres: EmbeddedPostgres, module: Module) -> Module:
+    """The same stream with its reference built on the TimescaleDB cluster (hypertable, real COPY)."""
+    return Module(timescaledb_postgres, module.stream, build_reference(timescaledb_postgres, module.stream, "ts_ref"))
 
 
 @dataclass
@@ -198,6 +205,28 @@ def ingest_worker_sigkill(scene: Scene) -> float:
     return killed
 
 
+def ingest_workers_sigkill_mid_copy(scene: Scene) -> float:
+    """SIGKILL every ingest worker the moment the database shows one of their COPYs in progress."""
+    workers = scene.ingest.ingest_workers()
+    assert len(workers) == 2, [p.cmdline() for p in scene.ingest.children()]
+    copying = None
+    deadline = time.monotonic() + 30
+    with psycopg.connect(scene.url, autocommit=True) as conn:
+        while copying is None and time.monotonic() < deadline:
+            copying = conn.execute(  # ingest's COPY: into telemetry or its staging table (not the runner's)
+                "SELECT relid::regclass::text, tuples_processed FROM pg_stat_progress_copy WHERE command = 'COPY FROM'"
+                " AND (relid = 'telemetry'::regclass OR relid::regclass::text LIKE '%ingest_staging') LIMIT 1"
+            ).fetchone()
+    assert copying is not None, "no ingest COPY was seen in progress within 30 s"
+    for worker in workers:
+        worker.kill()
+    killed = time.monotonic()
+    pids = {w.pid for w in workers}
+    assert wait_for(lambda: len([p for p in scene.ingest.ingest_workers() if p.pid not in pids]) == 2, 15)
+    scene.notes.append(f"both workers killed while a COPY into {copying[0]} had {copying[1]} rows in")
+    return killed
+
+
 def runner_sigkill(scene: Scene) -> float:
     _, processed = _progress(scene)
     scene.runner.kill()
@@ -268,3 +297,23 @@ def test_device_offline_for_an_hour_uploads_its_backlog(module: Module) -> None:
     stream = analyse(offline_device_order(simulated_messages(), OFFLINE_MACHINE))
     assert stream.sample_keys == module.stream.sample_keys  # the same samples, only later
     run_scenario(module, "device-offline-1h", backlog_uploaded, stream=stream, fault_at=0.0)
+
+
+def test_timescaledb_gives_the_same_telemetry_and_derived_tables_as_plain_postgresql(
+    timescale_module: Module, module: Module
+) -> None:
+    """Every service's queries on a hypertable: the clean run's tables equal plain PostgreSQL's, row for row."""
+    assert timescale_module.reference.telemetry == module.reference.telemetry
+    assert timescale_module.reference.rejects == module.reference.rejects
+    assert timescale_module.reference.derived == module.reference.derived
+    assert sum(len(rows) for rows in module.reference.derived.values()) > 0
+
+
+def test_timescaledb_stopped_30s_mid_stream(timescale_module: Module) -> None:
+    run_scenario(timescale_module, "timescaledb-down-30s", postgres_stopped_30s, recovery_timeout=90)
+
+
+def test_timescaledb_ingest_workers_sigkill_mid_copy(timescale_module: Module) -> None:
+    # batches of a second make each COPY long enough to be caught in progress
+    run_scenario(timescale_module, "timescaledb-ingest-sigkill-mid-copy", ingest_workers_sigkill_mid_copy,
+                 ingest_workers=2, ingest_env={"SITEPULSE_INGEST_BATCH_MS": "1000"})

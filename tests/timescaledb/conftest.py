@@ -12,13 +12,13 @@ from ingest.contract import Decoded, Decoder
 
 
 def decoded_messages(site: str, machines: int, per_machine: int, start: datetime, payload: float = 1000.0,
-                     step_s: float = 1.0) -> Decoded:
+                     step_s: float = 1.0, first_seq: int = 0) -> Decoded:
     """A batch decoded by ingest's real decoder from contract-shaped MQTT messages."""
     decoder, out = Decoder(), Decoded()
     now = datetime.now(UTC)
     for m in range(machines):
         samples = [
-            {"ts": (start + timedelta(seconds=s * step_s)).isoformat(), "seq": s, "lat": 59.0 + s * 1e-5,
+            {"ts": (start + timedelta(seconds=s * step_s)).isoformat(), "seq": first_seq + s, "lat": 59.0 + s * 1e-5,
              "lon": 18.0, "speed_kmh": 12.5, "payload_kg": payload + s, "fuel_used_l": 100 + s * 0.01,
              "engine_on": True}
             for s in range(per_machine)

@@ -342,6 +342,13 @@ def test_metrics_status_dashboard_and_extra_queries(writer: TelemetryWriter, tsd
 
     status = collect_status(tsdb)
     assert status.flavor == "timescaledb"
+    storage = status.storage
+    assert storage is not None and storage.engine.startswith("TimescaleDB 2.") and storage.warning is None
+    assert storage.chunks >= storage.compressed_chunks >= 1  # test_compressed_chunks_... compressed some
+    assert storage.compression_ratio is not None and storage.compression_ratio > 1
+    assert storage.telemetry_bytes > 0 and "compressed" in storage.describe()
+    assert {"compress after 7 days", "drop after 400 days"} <= set(storage.policies)
+    assert any(p.startswith("refresh telemetry_1m") for p in storage.policies)
     assert any(w.worker_id == "contract:1:0" and w.stored == 9 for w in status.workers)
 
     params = {"site": "r1", "start": T0, "end": T0 + timedelta(days=1)}

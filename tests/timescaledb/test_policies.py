@@ -122,8 +122,8 @@ def test_continuous_aggregate_refreshed_by_policy_real_time_and_late_data(
     assert rollup[-1][1:3] == (fresh, 30) and rollup[:-1] == raw  # past the watermark: aggregated in real time
 
     # a late sample in an already materialised bucket: shown once the next refresh has run
-    late = decoded_messages("agg", machines=1, per_machine=1, start=start + timedelta(seconds=30), payload=90_000)
-    late.rows[:] = [row[:3] + (9_999,) + row[4:] for row in late.rows]  # a new seq: not a duplicate
+    late = decoded_messages("agg", machines=1, per_machine=1, start=start + timedelta(seconds=30), payload=90_000,
+                            first_seq=9_999)  # a new seq: not a duplicate
     assert writer.write(late).stored == 1
     run_by_scheduler(conn, refresh)
     first = conn.execute(ROLLUP_SQL, ("agg",)).fetchall()[0]
