@@ -72,35 +72,35 @@ BATCH_ROWS = 5000
 DAY = 86400
 
 
-def ingest_batches(per_message: int, rows: int, start: datetime) -> list[Decoded]:
-    """Decoded batches of ``rows`` samples in messages of ``per_message`` samples, as ingest's decoder makes them."""
-    decoder, batches, batch = Decoder(), [], Decoded()
-    received = datetime.now(UTC)
-    machines = 200
+def ingest_messages(per_message: int, rows: int, start: datetime) -> list[tuple[str, bytes]]:
+    """(topic, payload) of ``rows`` samples in messages of ``per_message`` samples, 200 machines in turn."""
+    messages, machines = [], 200
     for n in range(0, rows, per_message):
         machine, first = (n // per_message) % machines, n // (per_message * machines) * per_message
         samples = [{"ts": (start + timedelta(seconds=first + k)).isoformat(), "seq": first + k,
                     "lat": 59.3 + 1e-5 * (first + k), "lon": 18.1, "speed_kmh": 21.5, "heading_deg": 90.0,
                     "payload_kg": 28_000.0, "fuel_used_l": 1000 + 0.005 * (first + k), "engine_on": True}
                    for k in range(per_message)]
-        payload = samples[0] if per_message == 1 else samples
-        decoder.decode_into(batch, f"sites/ingest/machines/M{machine:03d}/telemetry", orjson.dumps(payload), received)
-        if batch.sample_count >= BATCH_ROWS:
-            batches.append(batch)
-            batch = Decoded()
-    if batch.sample_count:
-        batches.append(batch)
-    return batches
+        messages.append((f"sites/ingest/machines/M{machine:03d}/telemetry",
+                         orjson.dumps(samples[0] if per_message == 1 else samples)))
+    return messages
 
 
 def ingest_rate(url: str, per_message: int, rows: int, start: datetime) -> float:
     """Rows per second of decode + write (decoding included, as one ingest worker does both)."""
+    messages = ingest_messages(per_message, rows, start)
     writer = TelemetryWriter(url)
     writer.open()
+    decoder, batch, stored = Decoder(), Decoded(), 0
     try:
         t0 = time.perf_counter()
-        batches = ingest_batches(per_message, rows, start)
-        stored = sum(writer.write(batch).stored for batch in batches)
+        received = datetime.now(UTC)
+        for topic, payload in messages:
+            decoder.decode_into(batch, topic, payload, received)
+            if batch.sample_count >= BATCH_ROWS:
+                stored += writer.write(batch).stored
+                batch = Decoded()
+        stored += writer.write(batch).stored
         seconds = time.perf_counter() - t0
     finally:
         writer.close()
@@ -175,6 +175,8 @@ def run_engine(name: str, server: EmbeddedPostgres, args: argparse.Namespace) ->
         print(f"  ingest, {per_message}-sample messages: {statistics.median(rates):,.0f} rows/s"
               f" (runs {', '.join(f'{r:,.0f}' for r in rates)})", flush=True)
 
+    if args.only_ingest:
+        return figures
     quarry_url = server.fresh_database("bench_quarry")
     with psycopg.connect(quarry_url, autocommit=True) as conn:
         upgrade(conn)
@@ -241,6 +243,7 @@ def main() -> int:
     parser.add_argument("--ingest-rows", type=int, default=100_000, help="rows per ingest run")
     parser.add_argument("--repeat", type=int, default=3, help="ingest runs per engine and message shape")
     parser.add_argument("--requests", type=int, default=100, help="timed calls per endpoint")
+    parser.add_argument("--only-ingest", action="store_true", help="measure ingest only, then stop")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
@@ -263,6 +266,14 @@ def main() -> int:
             server.destroy()
         shutil.rmtree(root, ignore_errors=True)
     plain, tsdb = results["postgres"], results["timescaledb"]
+    if args.only_ingest:
+        for n in (1, 10):
+            a, b = plain[f"ingest_rows_per_s_{n}"], tsdb[f"ingest_rows_per_s_{n}"]
+            print(f"ingest rows/s, {n}-sample messages: plain {a:,} TimescaleDB {b:,} ratio {b / a:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results},
+                                            indent=2, default=str))
+        return 0
     ratios = {
         "ingest_1": round(tsdb["ingest_rows_per_s_1"] / plain["ingest_rows_per_s_1"], 2),
         "ingest_10": round(tsdb["ingest_rows_per_s_10"] / plain["ingest_rows_per_s_10"], 2),
