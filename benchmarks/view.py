@@ -47,6 +47,7 @@ from typing import Any
 import psycopg
 from fastapi.testclient import TestClient
 
+from ingest.contract import RESOLUTION
 from ingest.partitions import Partitions
 from microservices.discovery import discover_services
 from registry.app import create_app
@@ -66,14 +67,21 @@ CHUNK_S = 1800  # seconds of fleet data per INSERT (360,000 telemetry rows)
 ADMIN = "bench-view-admin-token-0123456789abcdef012"
 LAT0, LON0 = 59.30, 18.10
 
-TELEMETRY = """
+def _on_grid(column: str, expr: str) -> str:
+    """``expr`` on the column's stored resolution, as ingest stores every sample (ingest.contract.RESOLUTION)."""
+    return f"round(({expr}) / {RESOLUTION[column]!r}::float8) * {RESOLUTION[column]!r}::float8"
+
+
+TELEMETRY = f"""
 INSERT INTO telemetry (site_id, machine_id, ts, seq, received_at, lat, lon, speed_kmh, heading_deg, payload_kg,
                        fuel_used_l, engine_hours, engine_on)
 SELECT %(site)s, 'M' || lpad(m::text, 3, '0'), t, s, t,
-       %(lat)s + 0.004 * sin(s / 300.0 + m) + 2e-5 * (random() - 0.5), %(lon)s + 0.007 * cos(s / 300.0 + m)
-       + 4e-5 * (random() - 0.5), 25 + 10 * sin(s / 60.0 + m) + random() - 0.5,
-       mod((s + m * 7)::numeric + 4 * random()::numeric, 360)::float8,
-       greatest(0, 30000 * sin(s / 700.0 + m) + 300 * (random() - 0.5)), 1000 + m + s * 0.005, 5000 + m + s / 3600.0,
+       {_on_grid("lat", "%(lat)s + 0.004 * sin(s / 300.0 + m) + 2e-5 * (random() - 0.5)")},
+       {_on_grid("lon", "%(lon)s + 0.007 * cos(s / 300.0 + m) + 4e-5 * (random() - 0.5)")},
+       {_on_grid("speed_kmh", "25 + 10 * sin(s / 60.0 + m) + random() - 0.5")},
+       {_on_grid("heading_deg", "mod((s + m * 7)::numeric + 4 * random()::numeric, 360)::float8")},
+       {_on_grid("payload_kg", "greatest(0, 30000 * sin(s / 700.0 + m) + 300 * (random() - 0.5))")},
+       {_on_grid("fuel_used_l", "1000 + m + s * 0.005")}, {_on_grid("engine_hours", "5000 + m + s / 3600.0")},
        true
 FROM generate_series(0, %(machines)s - 1) m, generate_series(%(s0)s, %(s1)s - 1) s,
      LATERAL (SELECT %(epoch)s::timestamptz + s * interval '1 second' AS t) x"""

@@ -37,6 +37,75 @@ def epoch_to_micros(ts: np.ndarray) -> np.ndarray:
     return (whole.astype(np.int64) - PG_EPOCH_UNIX) * 1_000_000 + frac.astype(np.int64)
 
 
+_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])  # YYYY-MM-DDTHH:MM:SS
+_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_UTC_OFFSET = np.frombuffer(b"+00:00", np.uint8)
+
+
+def rfc3339_utc_to_micros(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """PostgreSQL microseconds of the usual RFC 3339 UTC shape, and which strings had it.
+
+    ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+00:00)`` is read column-wise, with the calendar checks of
+    ``datetime.fromisoformat``; anything else (other offsets, other spellings) is left for the per-sample
+    parser: ``ok`` is False there. Why: devices send strings, and parsing them one by one in Python was
+    most of the decoder's time.
+    """
+    n = len(texts)
+    try:
+        raw = np.array(texts, dtype="S32")
+    except (UnicodeEncodeError, ValueError):
+        return np.zeros(n, np.int64), np.zeros(n, bool)
+    b = raw.view(np.uint8).reshape(n, 32).astype(np.int64)
+    length = np.fromiter(map(len, texts), np.int64, n)
+    rows = np.arange(n)
+    ok = (length >= 20) & (length <= 32)
+    last = np.clip(length - 1, 0, 31)
+    zulu = b[rows, last] == ord("Z")
+    tail6 = b[rows[:, None], np.clip(length[:, None] - 6 + np.arange(6), 0, 31)]
+    offset = (tail6 == _UTC_OFFSET).all(axis=1)
+    body = np.where(zulu, length - 1, length - 6)  # characters before the zone
+    ok &= zulu | offset
+    fraction = body - 20  # digits after the '.', when there is one
+    ok &= (body == 19) | ((b[:, 19] == ord(".")) & (fraction >= 1) & (fraction <= 6))
+    digit = (b >= ord("0")) & (b <= ord("9"))
+    ok &= digit[:, _DIGITS].all(axis=1)
+    for position, char in _SEPARATORS.items():
+        ok &= b[:, position] == char
+    place = np.arange(20, 26)
+    in_fraction = place[None, :] < (20 + fraction)[:, None]
+    ok &= (digit[:, 20:26] | ~in_fraction).all(axis=1)
+    d = np.where(digit, b - ord("0"), 0)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9]
+    hour, minute, second = d[:, 11] * 10 + d[:, 12], d[:, 14] * 10 + d[:, 15], d[:, 17] * 10 + d[:, 18]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    micros = (np.where(in_fraction, d[:, 20:26], 0) * 10 ** np.arange(5, -1, -1)).sum(axis=1)
+    # days since 1970-01-01 from the civil date (H. Hinnant's days_from_civil)
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second - PG_EPOCH_UNIX
+    return np.where(ok, seconds * 1_000_000 + micros, 0), ok
+
+
+def snap(value: float, step: float) -> float:
+    """``value`` on the grid of ``step`` (a power of two, so exact), half to even; huge values are already on it."""
+    return round(value / step) * step if abs(value) < 2.0**52 * step else value
+
+
+def snap_columns(floats: np.ndarray, steps: np.ndarray) -> None:
+    """:func:`snap` on every column of ``floats`` in place (NaN stays NaN), ``steps`` one per column."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        on_grid = np.rint(floats / steps) * steps
+        np.copyto(floats, on_grid, where=np.abs(floats) < 2.0**52 * steps)
+
+
 @dataclass(slots=True)
 class RowBlock:
     """Rows of one batch: ``key`` indexes ``keys`` ((site_id, machine_id), sorted), nulls are NaN / -1."""

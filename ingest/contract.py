@@ -19,8 +19,9 @@ engine_hours    number                       >= 0 (cumulative counter)
 engine_on       bool
 ==============  ===========================  =======================================
 
-``null`` means absent; unknown fields are kept in ``extra`` (jsonb). Each failure is one
-readable sentence naming the field; in an array the good samples are kept and each bad one
+Numbers are stored on a binary grid at or finer than the resolution of the matching SAE J1939
+parameter (``RESOLUTION``). ``null`` means absent; unknown fields are kept in ``extra`` (jsonb).
+Each failure is one readable sentence naming the field; in an array the good samples are kept and each bad one
 is rejected on its own ("sample 3: lat 91.2 is outside -90..90", index from 0).
 
 The checks are explicit and cheap (no per-sample model) because this runs for every sample.
@@ -39,11 +40,22 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ingest.columns import RowBlock, concat, empty_block, epoch_to_micros, to_micros
+from ingest.columns import (
+    PG_EPOCH_UNIX,
+    RowBlock,
+    concat,
+    empty_block,
+    epoch_to_micros,
+    rfc3339_utc_to_micros,
+    snap,
+    snap_columns,
+    to_micros,
+)
 from ingest.topics import TopicIds, parse_topic
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
-MIN_TS = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+_MIN_DT = datetime(2000, 1, 1, tzinfo=UTC)
+MIN_TS = _MIN_DT.timestamp()
 MAX_FUTURE_S = 86_400.0
 MAX_SEQ = 2**63 - 1
 MACHINE_KINDS = ("hauler", "loader", "excavator", "dozer", "other")
@@ -58,6 +70,21 @@ FLOAT_FIELDS: tuple[tuple[str, float | None, float | None], ...] = (
     ("fuel_used_l", 0.0, None),
     ("engine_hours", 0.0, None),
 )
+# The stored resolution of each float column, a power of two at or finer than the SAE J1939 parameter
+# for the same quantity: latitude/longitude 1e-7 deg (SPN 584/585; 2**-24 deg is at most 6.7 mm),
+# wheel-based speed 1/256 km/h (SPN 84), compass bearing 1/128 deg (SPN 165), axle weight 0.5 kg
+# (SPN 582), high-resolution total fuel used 0.001 L (SPN 5054), engine hours 0.05 h (SPN 247; 2**-12 h
+# is 0.9 s). Why: a double on a binary grid ends in zero bits, which TimescaleDB's Gorilla compression
+# leaves out; noisy decimals filled every bit (the simulator's quarry: 6.7x compressed, 17x on the grid).
+RESOLUTION: dict[str, float] = {
+    "lat": 2.0**-24,
+    "lon": 2.0**-24,
+    "speed_kmh": 2.0**-8,
+    "heading_deg": 2.0**-7,
+    "payload_kg": 2.0**-1,
+    "fuel_used_l": 2.0**-10,
+    "engine_hours": 2.0**-12,
+}
 KNOWN_FIELDS = frozenset(
     ["ts", "seq", "engine_on", "site_id", "machine_id", *(name for name, _, _ in FLOAT_FIELDS)]
 )
@@ -237,6 +264,10 @@ def _finish(out: Decoded) -> RowBlock:
         ok = (tsf >= MIN_TS) & (tsf <= now + MAX_FUTURE_S)
         ts[ok] = epoch_to_micros(tsf[ok])
         slow |= ~ok
+    elif kinds == {str}:
+        ts, ok = rfc3339_utc_to_micros(ts_col)
+        ok &= (ts >= to_micros(_MIN_DT)) & (ts <= int((now + MAX_FUTURE_S - PG_EPOCH_UNIX) * 1e6))
+        slow |= ~ok
     else:
         slow[:] = True
     # seq
@@ -310,6 +341,7 @@ def _finish(out: Decoded) -> RowBlock:
             if extra is None:
                 extra = [None] * n
             extra[i] = row[13]
+    snap_columns(floats, _STEPS)
     block = RowBlock(keys, key, ts, seq, received, floats, engine_on, extra)
     if not keep.all():
         block = block.take(keep)
@@ -393,7 +425,7 @@ def checked_sample_row(
             return f"{name} {value:g} is outside {low:g}..{high:g}"
         if high is not None and value > high:
             return f"{name} {value:g} is outside {low:g}..{high:g}"
-        values.append(value)
+        values.append(snap(value, RESOLUTION[name]))
     engine_on = get("engine_on")
     if engine_on is not None and type(engine_on) is not bool:
         return f"engine_on is {_json_type(engine_on)}, not true or false"
@@ -414,55 +446,7 @@ def checked_sample_row(
 
 
 FLOAT_NAMES = tuple(name for name, _, _ in FLOAT_FIELDS)
-_fromtimestamp = datetime.fromtimestamp
-_fromisoformat = datetime.fromisoformat
-
-
-def sample_row(sample: dict, site_id: str, machine_id: str, received_at: datetime, now: float) -> tuple | str:
-    """Fast path of :func:`checked_sample_row` for the common well-formed sample; same result always.
-
-    It only accepts what is plainly valid (float or null values, known fields) and hands anything
-    else to the thorough checks, so every rule and reason lives in one function.
-    """
-    get = sample.get
-    ts = get("ts")
-    if type(ts) is float or type(ts) is int:
-        if not MIN_TS <= ts <= now + MAX_FUTURE_S:
-            return checked_sample_row(sample, site_id, machine_id, received_at, now)
-        dt = _fromtimestamp(ts, UTC)
-    elif type(ts) is str:
-        try:
-            dt = _fromisoformat(ts)
-            if dt.tzinfo is None or not MIN_TS <= dt.timestamp() <= now + MAX_FUTURE_S:
-                return checked_sample_row(sample, site_id, machine_id, received_at, now)
-        except (ValueError, OverflowError):
-            return checked_sample_row(sample, site_id, machine_id, received_at, now)
-    else:
-        return checked_sample_row(sample, site_id, machine_id, received_at, now)
-    seq = get("seq")
-    if seq is None:
-        seq = -1
-    elif type(seq) is not int or seq < 0 or seq > MAX_SEQ:
-        return checked_sample_row(sample, site_id, machine_id, received_at, now)
-    values = tuple(map(get, FLOAT_NAMES))
-    for value in values:
-        if value is not None and (type(value) is not float or value - value != 0.0):
-            return checked_sample_row(sample, site_id, machine_id, received_at, now)
-    lat, lon, _speed, _heading, payload, fuel, hours = values
-    engine_on = get("engine_on")
-    if (
-        (engine_on is not None and type(engine_on) is not bool)
-        or (lat is not None and not -90.0 <= lat <= 90.0)
-        or (lon is not None and not -180.0 <= lon <= 180.0)
-        or (payload is not None and payload < 0.0)
-        or (fuel is not None and fuel < 0.0)
-        or (hours is not None and hours < 0.0)
-        or not sample.keys() <= KNOWN_FIELDS
-        or get("site_id", site_id) != site_id
-        or get("machine_id", machine_id) != machine_id
-    ):
-        return checked_sample_row(sample, site_id, machine_id, received_at, now)
-    return (site_id, machine_id, dt, seq, received_at, *values, engine_on, None)
+_STEPS = np.array([RESOLUTION[name] for name in FLOAT_NAMES])
 
 
 class Decoder:

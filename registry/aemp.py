@@ -66,8 +66,9 @@ def _header(row: dict[str, Any]) -> dict[str, Any]:
 def _equipment(row: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
     item: dict[str, Any] = {"EquipmentHeader": _header(row)}
     if row["lat"] is not None and row["lon"] is not None:
-        item["Location"] = {"datetime": row["position_ts"] or row["ts"], "Latitude": row["lat"],
-                            "Longitude": row["lon"]}
+        # 7 decimals (1.1 cm): the resolution OEM feeds give, not the stored binary grid's digits
+        item["Location"] = {"datetime": row["position_ts"] or row["ts"], "Latitude": round(row["lat"], 7),
+                            "Longitude": round(row["lon"], 7)}
     if row["engine_hours"] is not None:
         item["CumulativeOperatingHours"] = {"datetime": row["ts"], "Hour": round(row["engine_hours"], 2)}
     if row["distance"] is not None:

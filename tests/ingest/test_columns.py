@@ -10,8 +10,8 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.columns import epoch_to_micros, to_micros
-from ingest.contract import Decoded, Decoder, checked_sample_row
+from ingest.columns import epoch_to_micros, rfc3339_utc_to_micros, snap, snap_columns, to_micros
+from ingest.contract import FLOAT_NAMES, RESOLUTION, Decoded, Decoder, checked_sample_row
 from ingest.writer import TelemetryWriter
 from tests.ingest.test_property import dumps, samples
 
@@ -80,3 +80,66 @@ def test_copy_bytes_round_trip_through_postgresql(fresh_database_url: str, batch
         return (*row[:13], extra)
 
     assert sorted(map(norm, stored), key=repr) == sorted(map(norm, out.rows), key=repr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=False), min_size=7, max_size=7), st.sampled_from(FLOAT_NAMES))
+def test_stored_values_lie_on_the_contract_grid(values: list[float], name: str) -> None:
+    """Whole columns and single values snap alike, to within half a step, and a snapped value stays put."""
+    import numpy as np
+
+    step = RESOLUTION[name]
+    column = np.array(values, np.float64).reshape(7, 1)
+    snap_columns(column, np.array([step]))
+    for before, after in zip(values, column[:, 0].tolist(), strict=True):
+        if before != before:
+            assert after != after
+            continue
+        assert after == snap(before, step) and snap(after, step) == after
+        assert abs(after - before) <= step / 2 or abs(before) >= 2.0**52 * step
+
+
+def _spellings(moment: datetime, digits: int, zone: str) -> str:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + f"{moment.microsecond:06d}"[:digits]
+    return text + zone
+
+
+rfc3339 = st.builds(_spellings, st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31)), st.integers(0, 7),
+                    st.sampled_from(["Z", "+00:00", "+02:00", "-00:00", "z", ""]))
+texts = rfc3339 | rfc3339.map(lambda t: t.replace("T", " ")) | rfc3339.map(lambda t: t[:-3] + "60Z") | st.text(
+    max_size=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=12))
+def test_rfc3339_column_parse_agrees_with_fromisoformat(values: list[str]) -> None:
+    """Whatever the column parser accepts, fromisoformat reads as the same UTC instant."""
+    micros, ok = rfc3339_utc_to_micros(values)
+    for text, us, accepted in zip(values, micros.tolist(), ok.tolist(), strict=True):
+        if accepted:
+            parsed = datetime.fromisoformat(text)
+            assert parsed.utcoffset() is not None and parsed.utcoffset().total_seconds() == 0
+            assert us == to_micros(parsed), text
+
+
+def test_rfc3339_column_parse_takes_the_usual_shapes() -> None:
+    usual = ["2026-12-05T06:00:01.000Z", "2024-02-29T23:59:59Z", "2026-12-05T06:00:01.123456+00:00",
+             "2026-12-05T06:00:01.5Z"]
+    micros, ok = rfc3339_utc_to_micros(usual)
+    assert ok.all() and micros.tolist() == [to_micros(datetime.fromisoformat(t)) for t in usual]
+    unusual = ["2023-02-29T00:00:00Z", "2026-12-05T06:00:01+01:00", "2026-12-05 06:00:01Z", "2026-12-05T24:00:00Z",
+               "2026-12-05T06:00:01.1234567Z", "2026-12-05T06:00:01", "2026-13-05T06:00:01Z", "2026-12-05T06:00:01é"]
+    assert not rfc3339_utc_to_micros(unusual)[1].any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(rfc3339 | texts, st.floats(-100, 100)), min_size=1, max_size=10))
+def test_a_batch_with_string_times_decodes_as_each_sample_would_alone(samples_: list[tuple[str, float]]) -> None:
+    decoder, out, received = Decoder(), Decoded(), datetime.now(UTC)
+    body = [{"ts": ts, "lat": lat} for ts, lat in samples_]
+    decoder.decode_into(out, "sites/prop/machines/m1/telemetry", dumps(body), received)
+    expected = [checked_sample_row(s, "prop", "m1", received, time.time()) for s in body]
+    assert out.rows == [r for r in expected if type(r) is not str]
+    assert [r.reason for r in out.rejects] == [f"sample {i}: {r}" for i, r in enumerate(expected) if type(r) is str]

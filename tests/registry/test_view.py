@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from ingest.contract import Decoded, Decoder
+from ingest.columns import snap
+from ingest.contract import RESOLUTION, Decoded, Decoder
 from ingest.writer import TelemetryWriter
 from microservices.sdk import Card, Outputs, Service
 from registry import tickets
@@ -165,7 +166,8 @@ def test_machine_last_keeps_newest_and_known_fields(view_api: Client, database_u
         lat, lon, speed, engine = conn.execute(
             "SELECT lat, lon, speed_kmh, engine_on FROM machine_last WHERE site_id = 'pit' AND machine_id = 'L1'"
         ).fetchone()
-    assert (lat, lon, speed, engine) == (59.0002, 18.0005, 3.0, True)
+    on_grid = snap(59.0002, RESOLUTION["lat"]), snap(18.0005, RESOLUTION["lon"])  # as ingest stores them
+    assert (lat, lon, speed, engine) == (*on_grid, 3.0, True)
 
 
 def test_dashboard_and_static_assets_are_served(view_api: Client) -> None:
