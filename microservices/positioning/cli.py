@@ -20,7 +20,6 @@ import pandas as pd
 import shapely
 import typer
 import yaml
-from sklearn.cluster import DBSCAN
 
 from sitepulse.errors import SitePulseError
 from sitepulse.geo import LocalFrame
@@ -63,6 +62,8 @@ def stops(telemetry: pd.DataFrame, frame: LocalFrame, *, stop_kmh: float = 1.0, 
 def propose_zones(telemetry: pd.DataFrame, frame: LocalFrame, *, eps_m: float = 60.0, min_stops: int = 3,
                   buffer_m: float = 25.0, **stop_options: Any) -> list[dict[str, Any]]:
     """Proposed load and dump zones (site-file zone dicts, lon/lat polygons) from where haulers stopped."""
+    from sklearn.cluster import DBSCAN  # here, not at import: scikit-learn would add seconds to every command
+
     found = stops(telemetry, frame, **stop_options)
     zones = []
     for kind in ("load", "dump"):

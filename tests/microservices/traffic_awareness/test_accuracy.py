@@ -12,19 +12,28 @@ from __future__ import annotations
 import pytest
 
 from microservices.traffic_awareness.score import TARGETS, RunScore, score_run, totals
+from tests.microservices.parallel import run_in_parallel
 
 RTK_SEEDS = (1, 2, 3, 4)
 PLAIN_SEEDS = (1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def rtk() -> list[RunScore]:
-    return [score_run(seed, hours=2.0, profile="rtk") for seed in RTK_SEEDS]
+def scores() -> dict[str, list[RunScore]]:
+    runs = [("rtk", seed) for seed in RTK_SEEDS] + [("plain", seed) for seed in PLAIN_SEEDS]
+    scored = run_in_parallel(score_run, [{"seed": seed, "hours": 2.0, "profile": profile} for profile, seed in runs])
+    paired = list(zip(runs, scored, strict=True))
+    return {profile: [s for (p, _), s in paired if p == profile] for profile in ("rtk", "plain")}
 
 
 @pytest.fixture(scope="module")
-def plain() -> list[RunScore]:
-    return [score_run(seed, hours=2.0, profile="plain") for seed in PLAIN_SEEDS]
+def rtk(scores: dict[str, list[RunScore]]) -> list[RunScore]:
+    return scores["rtk"]
+
+
+@pytest.fixture(scope="module")
+def plain(scores: dict[str, list[RunScore]]) -> list[RunScore]:
+    return scores["plain"]
 
 
 def test_queue_waits_per_zone(plain: list[RunScore], rtk: list[RunScore]) -> None:
