@@ -102,7 +102,7 @@ def snap(value: float, step: float) -> float:
 def snap_columns(floats: np.ndarray, steps: np.ndarray) -> None:
     """:func:`snap` on every column of ``floats`` in place (NaN stays NaN), ``steps`` one per column."""
     with np.errstate(invalid="ignore", over="ignore"):
-        on_grid = np.rint(floats / steps) * steps
+        on_grid = np.rint(floats / steps) * steps + 0.0  # + 0.0: -0.0 becomes 0.0, as round() gives it
         np.copyto(floats, on_grid, where=np.abs(floats) < 2.0**52 * steps)
 
 

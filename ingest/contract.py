@@ -282,9 +282,9 @@ def _finish(out: Decoded) -> RowBlock:
             slow[:] = True
         slow |= (seq < 0) & ~null
         seq[null] = -1
-    else:
+    else:  # a seq of another type in the batch: every sample's seq is read one by one
         seq = np.full(n, -1, np.int64)
-        slow |= np.fromiter((type(v) is not int and v is not None for v in seq_col), bool, n)
+        slow[:] = True
     # floats
     floats = np.empty((n, len(FLOAT_NAMES)), np.float64)
     for j, (name, low, high) in enumerate(FLOAT_FIELDS):

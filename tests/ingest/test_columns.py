@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from datetime import UTC, datetime
 
 import orjson
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,7 +97,8 @@ def test_stored_values_lie_on_the_contract_grid(values: list[float], name: str) 
         if before != before:
             assert after != after
             continue
-        assert after == snap(before, step) and snap(after, step) == after
+        assert struct.pack("<d", after) == struct.pack("<d", snap(before, step))  # bit for bit: -0.0 is not 0.0
+        assert snap(after, step) == after
         assert abs(after - before) <= step / 2 or abs(before) >= 2.0**52 * step
 
 
@@ -143,3 +146,13 @@ def test_a_batch_with_string_times_decodes_as_each_sample_would_alone(samples_: 
     expected = [checked_sample_row(s, "prop", "m1", received, time.time()) for s in body]
     assert out.rows == [r for r in expected if type(r) is not str]
     assert [r.reason for r in out.rejects] == [f"sample {i}: {r}" for i, r in enumerate(expected) if type(r) is str]
+
+
+@pytest.mark.parametrize("ts", ["2026-01-05T06:01:05.097Z", 1767592865.097])
+def test_one_bad_seq_leaves_its_neighbours_seq_alone(ts: str | float) -> None:
+    """A batch holding a string seq (a reject) keeps every other sample's seq (it once stored them as -1)."""
+    decoder, out, received = Decoder(), Decoded(), datetime.now(UTC)
+    for machine, seq in (("a", 65), ("b", "65"), ("c", None), ("d", 7)):
+        decoder.decode_into(out, f"sites/prop/machines/{machine}/telemetry", dumps({"ts": ts, "seq": seq}), received)
+    assert [(row[1], row[3]) for row in out.rows] == [("a", 65), ("c", -1), ("d", 7)]
+    assert [r.reason for r in out.rejects] == ["seq '65' is not an integer in 0..2^63-1"]
