@@ -79,8 +79,8 @@ function rangePicker(view, onChange) {
 }
 
 export async function overviewPage(main, siteId) {
-  const view = await api(`${siteApi(siteId)}/view`);
-  const map = new SiteMap(view.site);
+  const [view, background] = await Promise.all([api(`${siteApi(siteId)}/view`), api("/api/v1/map-background")]);
+  const map = new SiteMap(view.site, { background });
   map.update(view.machines);
   const feed = h("ol", { class: "alerts", "aria-live": "polite", "data-testid": "alerts" });
   const alertCount = h("span", { class: "count" });
@@ -109,7 +109,7 @@ export async function overviewPage(main, siteId) {
   main.replaceChildren(
     h("h1", { class: "site-title" }, view.site.name),
     h("div", { class: "overview" },
-      h("section", { class: "map-panel", "aria-labelledby": "map-heading" }, h("h2", { id: "map-heading" }, "Site map"), map.svg, legend(view.site), machineSummary),
+      h("section", { class: "map-panel", "aria-labelledby": "map-heading" }, h("h2", { id: "map-heading" }, "Site map"), map.element, legend(view.site), machineSummary),
       h("aside", { class: "alerts-panel", "aria-labelledby": "alerts-heading" }, h("h2", { id: "alerts-heading" }, "Needs attention ", alertCount), feed)),
     h("section", { "aria-labelledby": "charts-heading" }, h("div", { class: "section-head" }, h("h2", { id: "charts-heading" }, "Trends"), picker.element), charts),
     h("section", { "aria-labelledby": "cards-heading" }, h("h2", { id: "cards-heading" }, "Services on this site"), cards));
@@ -129,5 +129,5 @@ export async function overviewPage(main, siteId) {
       }
     } catch { /* the stream keeps the map live; cards retry next time */ }
   }, CARD_REFRESH_MS);
-  return () => { stop(); clearInterval(timer); };
+  return () => { stop(); clearInterval(timer); map.destroy(); };
 }

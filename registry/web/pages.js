@@ -2,7 +2,7 @@
 import { allItems, api, download, siteApi } from "./api.js";
 import { renderData } from "./cards.js";
 import { barChart, payloadHistogram, queueMinutesPerZone, tonnesPerHour } from "./charts.js";
-import { fmt, h, s, when } from "./dom.js";
+import { fmt, h, when } from "./dom.js";
 import { SiteMap } from "./map.js";
 
 function table(rows, columns, caption) {
@@ -10,8 +10,10 @@ function table(rows, columns, caption) {
   return h("div", { class: "table-wrap" }, h("table", {},
     h("caption", {}, caption),
     h("thead", {}, h("tr", {}, columns.map(([, label]) => h("th", { scope: "col" }, label)))),
-    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([key, , render]) =>
-      h("td", {}, render ? render(row[key], row) : (/(_at|^at|_from|_to|ts)$/.test(key) ? when(row[key]) : fmt(row[key])))))))));
+    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([key, , render]) => {
+      const content = render ? render(row[key], row) : (/(_at|^at|_from|_to|ts)$/.test(key) ? when(row[key]) : fmt(row[key]));
+      return h("td", { class: typeof content === "string" && content.length > 40 ? "long" : null }, content);
+    }))))));
 }
 
 const dayAgo = () => new Date(Date.now() - 24 * 3600 * 1000).toISOString();
@@ -39,13 +41,10 @@ async function positioningDetail(siteId, base) {
   const q = `from=${encodeURIComponent(dayAgo())}`;
   const [events, heat, view] = await Promise.all([api(`${base}/zone-events?${q}&limit=50`), api(`${base}/heatmap?${q}&cell_m=25`),
     api(`${siteApi(siteId)}/view?refresh=true`)]);
-  const map = new SiteMap(view.site);
-  const max = Math.max(1, ...heat.cells.map((c) => c.seconds));
-  const layer = s("g", { class: "heat" }, heat.cells.map((c) => s("rect", { x: c.ix * heat.cell_m, y: -(c.iy + 1) * heat.cell_m,
-    width: heat.cell_m, height: heat.cell_m, fill: "#d7263d", "fill-opacity": (0.15 + 0.85 * (c.seconds / max)).toFixed(2) },
-  s("title", { text: `${fmt(c.seconds / 60)} machine-minutes` }))));
-  map.svg.insertBefore(layer, map.machineLayer);
-  return [h("figure", { class: "heatmap" }, map.svg, h("figcaption", {}, "Where machines spent time in the last 24 h (25 m cells)")),
+  const map = new SiteMap(view.site, { label: `Where machines spent time on ${view.site.name} in the last 24 h` });
+  map.addHeat(heat.cells, heat.cell_m);
+  map.update(view.machines);
+  return [h("figure", { class: "heatmap" }, map.element, h("figcaption", {}, "Where machines spent time in the last 24 h (25 m cells)")),
     table(events.items, [["machine_id", "Machine"], ["zone", "Zone"], ["zone_type", "Type"], ["entered_at", "Entered"], ["left_at", "Left"], ["dwell_s", "Dwell s"]], "Zone events")];
 }
 
@@ -98,7 +97,7 @@ export async function cataloguePage(main, siteId, me) {
           try { await api(`${siteApi(siteId)}/services/${item.name}`, { method: "PUT", body: { enabled: !here.enabled } }); await draw(); } catch (err) { status.textContent = err.message; event.target.disabled = false; }
         } }, here.enabled ? "Disable" : "Enable") : null;
       return h("tr", {}, h("th", { scope: "row" }, h("a", { href: `#/sites/${encodeURIComponent(siteId)}/services/${item.name}` }, item.name)),
-        h("td", {}, item.version), h("td", {}, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
+        h("td", {}, item.version), h("td", { class: "long" }, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
         h("td", {}, health), h("td", {}, item.depends_on.join(", ") || "–"), me.role === "admin" ? h("td", {}, toggle) : null);
     });
     table_.replaceChildren(h("caption", {}, "Installed services and their stage on this site"),
