@@ -244,9 +244,10 @@ def test_weight_loading_card_shows_tonnes(page: Any, stack: Stack) -> None:
 
 
 def _drive_into_blast_area(stack: Stack) -> None:
-    """A machine crossing the blast area (restricted): ingest -> positioning -> an alert, the real path."""
+    """A machine crossing the blast area (restricted) and out east of it: ingest -> positioning -> an alert,
+    then the visit's end, the real path."""
     now = datetime.now(UTC).timestamp()
-    lon0, lon1, lat = 18.0952, 18.0977, 59.30359
+    lon0, lon1, lat = 18.0952, 18.0995, 59.30359  # the area ends at 18.09806
     samples = [{"ts": now - 150 + i, "seq": i, "lat": lat, "lon": lon0 + (lon1 - lon0) * i / 150,
                 "speed_kmh": 8.0, "heading_deg": 90.0, "engine_on": True} for i in range(150)]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="browser-test-intruder")
@@ -268,6 +269,7 @@ def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
     alert.wait_for()
     alert_id = alert.get_attribute("data-alert-id")
     page.screenshot(path=str(SHOTS / "alert-open.png"))
+    alert.get_by_role("textbox").fill("driver called back to the road")
     alert.get_by_role("button", name="Acknowledge").click()
     page.locator(f"[data-testid=alerts] li.alert[data-alert-id='{alert_id}']").wait_for(state="detached")
     page.screenshot(path=str(SHOTS / "alert-acknowledged.png"))
@@ -282,6 +284,21 @@ def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
                 break
             time.sleep(0.5)
         assert event, "the acknowledgement was not recorded as a usage event"
+    # the alarm's condition ended (the intruder drove out of the blast area): cleared by itself, all audited
+    cleared = _wait_api(stack, "/api/v1/sites/demo/alerts?state=cleared&machine_id=INTRUDER-1",
+                        lambda body: any(str(a["id"]) == alert_id for a in body["items"]), 60,
+                        "the restricted-zone alarm did not clear after the machine left")
+    assert next(a for a in cleared["items"] if str(a["id"]) == alert_id)["cleared_by"] == "auto-clear"
+    page.goto(stack.base + "/#/sites/demo/alarms")
+    page.get_by_label("Machine").select_option("INTRUDER-1")
+    page.get_by_role("button", name=f"History of alarm {alert_id}").click()
+    history = page.locator(f"[data-testid=alarm-history][data-alert-id='{alert_id}']")
+    history.locator("li[data-action=cleared]").wait_for()
+    steps = history.locator("ol.timeline li").all_inner_texts()
+    by_action = {s.split()[0]: s for s in steps}  # cleared and acknowledged in either order: the machine may
+    assert steps[0].startswith("raised") and len(steps) == 3, steps  # leave before anyone acknowledges
+    assert "driver called back to the road" in by_action["acknowledged"] and "INTRUDER-1 left" in by_action["cleared"]
+    page.screenshot(path=str(SHOTS / "alarm-history.png"), full_page=True)
 
 
 def test_site_manager_cannot_open_another_site(page: Any, stack: Stack) -> None:
@@ -320,6 +337,7 @@ def _site_pages(stack: Stack) -> list[tuple[str, str, str]]:
     services = httpx.get(f"{stack.base}/api/v1/services?limit=1000", headers=headers, timeout=10).json()["items"]
     pages = [("#/sites/demo", "Services on this site", "overview"),
              ("#/sites/demo/catalogue", "Installed services", "catalogue"),
+             ("#/sites/demo/alarms", "Who is told", "alarms"),
              ("#/sites/demo/evaluation", "Evaluation", "evaluation"), ("#/sites/demo/needs", "Raise a need", "needs"),
              ("#/sites/demo/data", "Access log", "data")]
     details = {"weight-loading": "Latest haul cycles", "positioning": "Zone events",
