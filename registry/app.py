@@ -89,7 +89,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     install_limits(app, settings)
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
-                                          export, aemp)] + [alerts.rules_router]
+                                          export, aemp)] + [alerts.rules_router, lifecycle.board_router]
     for router in own:
         app.include_router(router)
     mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))

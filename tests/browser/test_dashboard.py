@@ -311,6 +311,33 @@ def test_site_manager_cannot_open_another_site(page: Any, stack: Stack) -> None:
     assert httpx.get(f"{stack.base}/api/v1/sites/other/view", headers=headers).status_code == 404
 
 
+def test_a_site_manager_raises_votes_and_comments_a_need_on_the_lifecycle_page(page: Any, stack: Stack) -> None:
+    _login(page, stack)
+    page.goto(stack.base + "/#/sites/demo/lifecycle")
+    page.get_by_label("What does the site need?").fill("See which loads leave above 110 %")
+    page.get_by_label("Value (1-10)").fill("9")
+    page.get_by_label("Effort (1-10)").fill("3")
+    page.get_by_role("button", name="Add need").click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.wait_for()
+    card.get_by_role("button", name="Vote for: See which loads leave above 110 %").click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.locator("button.vote[aria-pressed=true]").wait_for()
+    assert card.locator("button.vote").inner_text().strip() == "▲ 1"
+    card.get_by_role("button", name="0 comments").click()
+    card.get_by_label("Comment on: See which loads leave above 110 %").fill("the night shift asks for it too")
+    card.get_by_role("button", name="Comment", exact=True).click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.locator(".comments li", has_text="the night shift asks for it too").wait_for()
+    assert "raised by demo site manager" in card.inner_text()
+    page.screenshot(path=str(SHOTS / "lifecycle-need.png"), full_page=True)
+    with psycopg.connect(stack.database_url) as conn:
+        actions = [a for (a,) in conn.execute(
+            "SELECT c.action FROM need_changes c JOIN needs n ON n.id = c.need_id"
+            " WHERE n.text = 'See which loads leave above 110 %' ORDER BY c.at, c.id")]
+    assert actions == ["raised", "voted", "commented"]
+
+
 # Every element that is a card on screen: its content must fit in it, or scroll inside it.
 _OVERFLOW_JS = """() => {
   const doc = document.documentElement;
@@ -338,7 +365,8 @@ def _site_pages(stack: Stack) -> list[tuple[str, str, str]]:
     pages = [("#/sites/demo", "Services on this site", "overview"),
              ("#/sites/demo/catalogue", "Installed services", "catalogue"),
              ("#/sites/demo/alarms", "Who is told", "alarms"),
-             ("#/sites/demo/evaluation", "Evaluation", "evaluation"), ("#/sites/demo/needs", "Raise a need", "needs"),
+             ("#/sites/demo/evaluation", "Evaluation", "evaluation"),
+             ("#/sites/demo/lifecycle", "Raise a need", "lifecycle"),
              ("#/sites/demo/data", "Access log", "data")]
     details = {"weight-loading": "Latest haul cycles", "positioning": "Zone events",
                "traffic-awareness": "Proximity events"}
