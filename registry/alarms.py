@@ -98,7 +98,7 @@ def auto_clear(conn: psycopg.Connection, now: datetime) -> int:
                 {"now": now},
             ).fetchall()
         if rows:
-            log.info("auto-cleared %d alarms: %s", len(rows), name)
+            log.debug("auto-cleared %d alarms: %s", len(rows), name)
         cleared += len(rows)
     return cleared
 

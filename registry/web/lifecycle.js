@@ -44,7 +44,7 @@ function serviceCard(siteId, item) {
   const evaluation = item.evaluation;
   return h("li", { class: "board-card service", "data-service": item.service },
     h("div", { class: "board-card-head" }, h("h4", {}, item.service), h("span", { class: "badge" }, item.stage)),
-    h("p", { class: "note" }, item.summary),
+    h("p", { class: "note summary", title: item.summary }, item.summary),
     item.enabled_at ? h("p", {}, `${item.enabled ? "on" : "off"} here since ${when(item.enabled_at)}${item.enabled_by ? ` (by ${item.enabled_by})` : ""}`) : null,
     h("p", { class: "note" }, `runs on ${sites.count} site${sites.count === 1 ? "" : "s"}${sites.visible.length ? `: ${sites.visible.join(", ")}` : ""}`),
     item.contributed_by ? h("p", { class: "note" }, `contributed by ${item.contributed_by}`) : null,

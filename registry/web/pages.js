@@ -130,7 +130,7 @@ export async function evaluationPage(main, siteId) {
       h("ul", {}, item.reasons.map((r) => h("li", {}, r))));
   });
   main.replaceChildren(h("h1", {}, "Evaluation"), h("p", { class: "lead" }, `Per service: is it used, did its KPIs move since it was switched on (${body.window_days}-day windows), and what to do next.`),
-    h("div", { class: "cards" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]),
+    h("div", { class: "cards eval-list" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]),
     h("details", {}, h("summary", {}, "How the recommendation is made"), h("ul", {}, body.rules.map((r) => h("li", {}, r)))));
 }
 
