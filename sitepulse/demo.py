@@ -109,7 +109,7 @@ def backfill_history(database_url: str, mqtt_url: str, site_id: str, days: int, 
 
 
 def _record_truth(conn, site_id: str, plan, today) -> None:
-    """Date the switches as simulated and record the site manager's daily use of the services."""
+    """Date the switches and the history's alarms as simulated and record the site manager's use of the services."""
     from simulators.history import EFFECT_SERVICE, NULL_SERVICE
 
     first = datetime.combine(plan.day(0, today), plan.shift_start_utc, tzinfo=UTC)
@@ -128,6 +128,13 @@ def _record_truth(conn, site_id: str, plan, today) -> None:
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO usage_events (at, site_id, service, principal, action) VALUES"
                         " (%s, %s, %s, %s, %s)", rows)
+    # the history's alarms were delivered when they happened, and the manager acknowledged six in seven of them
+    conn.execute("UPDATE service_alerts SET published_at = coalesce(at, published_at),"
+                 " acknowledged_at = CASE WHEN id %% 7 <> 0 THEN coalesce(at, created_at) + interval '4 minutes' END,"
+                 " acknowledged_by = CASE WHEN id %% 7 <> 0 THEN 'demo site manager' END,"
+                 " ack_comment = CASE WHEN id %% 7 <> 0 THEN 'seen, spoke to the driver' END"
+                 " WHERE site_id = %s AND at < %s AND acknowledged_at IS NULL",
+                 (site_id, datetime.combine(today, datetime.min.time(), tzinfo=UTC)))
     _seed_needs(conn, site_id, first)
 
 
