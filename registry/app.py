@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from microservices.discovery import discover_services
 from microservices.sdk import Service
+from registry.alarms import Supervisor
 from registry.auth import hash_token
 from registry.errors import install_error_handlers
 from registry.metrics import MetricsMiddleware
@@ -68,9 +69,12 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
         state.pool = await run_in_threadpool(make_pool, database_url, name="sitepulse-api")
         app.state.pool = state.pool
         state.usage.start()
+        supervisor = Supervisor(database_url)  # alarms: auto-clear, notify, escalate (registry/alarms.py)
+        supervisor.start()
         try:
             yield
         finally:
+            await run_in_threadpool(supervisor.close)
             await run_in_threadpool(state.usage.close)  # writes every event recorded so far
             await run_in_threadpool(state.pool.close)
             state.pool = None
@@ -85,7 +89,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     install_limits(app, settings)
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
-                                          export, aemp)]
+                                          export, aemp)] + [alerts.rules_router, lifecycle.board_router]
     for router in own:
         app.include_router(router)
     mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))

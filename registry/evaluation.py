@@ -151,6 +151,9 @@ def adoption(conn: psycopg.Connection, site_id: str, service: str, windows: Wind
         " FROM usage_events WHERE site_id = %s AND service = %s AND at >= %s AND at < %s AND action = ANY(%s)",
         (site_id, service, start, end, list(ADOPTION_ACTIONS)),
     ).fetchone() or (0, 0, 0)
+    exports = conn.execute(
+        "SELECT count(*) FROM usage_events WHERE site_id = %s AND service = %s AND at >= %s AND at < %s"
+        " AND action = 'export'", (site_id, service, start, end)).fetchone()[0]
     delivered, acknowledged = conn.execute(
         "SELECT count(*), count(acknowledged_at) FROM service_alerts"
         " WHERE site_id = %s AND service = %s AND published_at >= %s AND published_at < %s",
@@ -159,7 +162,7 @@ def adoption(conn: psycopg.Connection, site_id: str, service: str, windows: Wind
     days = windows.after_days
     return {"distinct_users": users, "active_days": active_days, "days": days,
             "active_share": active_days / days if days else None, "views": views,
-            "views_per_day": views / days if days else None, "alerts_delivered": delivered,
+            "views_per_day": views / days if days else None, "exports": exports, "alerts_delivered": delivered,
             "alerts_acknowledged": acknowledged, "ack_share": acknowledged / delivered if delivered else None}
 
 

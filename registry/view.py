@@ -41,7 +41,8 @@ MACHINE_SQL = """
     FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
     FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
     ORDER BY 1"""
-ALERT_COLUMNS = ("id", "service", "key", "level", "at", "machine_id", "message", "data", "created_at")
+ALERT_COLUMNS = ("id", "service", "key", "level", "at", "machine_id", "zone", "message", "data", "created_at",
+                 "cleared_at", "escalation_level")
 OPEN_ALERTS_SQL = (f"SELECT {', '.join(ALERT_COLUMNS)} FROM service_alerts WHERE site_id = %(site)s"
                    " AND acknowledged_at IS NULL ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
 

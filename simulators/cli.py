@@ -20,6 +20,7 @@ from rich.table import Table
 
 from simulators.engine import Simulation, parse_start
 from simulators.faults import parse_faults
+from simulators.history import WITH_PAYLOAD_MANAGEMENT
 from simulators.outputs import publish_live, write_messages
 from simulators.replay import replay_file
 from simulators.site import load_site
@@ -62,6 +63,8 @@ def simulate(
     = None,
     site_id: Annotated[str, typer.Option("--site-id", help="Site id used in MQTT topics")] = "demo",
     skew: Annotated[float, typer.Option("--skew", help="Max device clock skew, seconds")] = 0.5,
+    payload_management: Annotated[bool, typer.Option(
+        "--payload-management", help="load as with weight loading switched on (simulators/history.py)")] = False,
 ) -> None:
     """Simulate the quarry fleet: publish telemetry to MQTT and/or write it to a file, with ground truth."""
     site_cfg = load_site(site)
@@ -75,7 +78,8 @@ def simulate(
     start_dt = parse_start(start) if start is not None or out is not None else \
         datetime.now(UTC).replace(microsecond=0)
     sim = Simulation(site_cfg, site_id=site_id, haulers=machines, hz=hz, duration_s=duration, seed=seed,
-                     start=start_dt, faults=fault_cfg, skew_max_s=skew)
+                     start=start_dt, faults=fault_cfg, skew_max_s=skew,
+                     behaviour=WITH_PAYLOAD_MANAGEMENT if payload_management else None)
     t0 = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("simulating", total=max(1, sim.n_ticks))

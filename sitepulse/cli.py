@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -128,7 +129,9 @@ def _prepare_demo(runtime: Runtime) -> str:
     return token.get_secret_value() if token else "demo-" + secrets.token_urlsafe(16)
 
 
-def _serve(with_simulator: bool) -> None:
+def _serve(with_simulator: bool, history_days: int = 0) -> None:
+    import threading
+
     from sitepulse.supervisor import Supervisor
 
     settings = _settings()
@@ -142,17 +145,29 @@ def _serve(with_simulator: bool) -> None:
         supervisor.install_signal_handlers()
         for role in ("ingest", "run-services", "api"):
             supervisor.add(role, role)
-        if with_simulator:
-            supervisor.add("simulator", "simulate", "--site-id", DEMO_SITE, "--speedup", "1",
-                           "--duration", str(DEMO_HOURS * 3600))
+        live = ["simulate", "--site-id", DEMO_SITE, "--speedup", "1", "--duration", str(DEMO_HOURS * 3600)]
+        if with_simulator and not history_days:
+            supervisor.add("simulator", *live)
         base = f"http://{settings.api_host}:{settings.api_port}"
         _print_started(runtime, [f"API on {base} (docs {base}/docs)"])
+        if with_simulator and history_days:
+            from sitepulse.demo import backfill_history
+
+            watcher = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
+            watcher.start()
+            if backfill_history(runtime.database_url, runtime.mqtt_url, DEMO_SITE, history_days,
+                                supervisor.stopping, console):
+                supervisor.launch("simulator", *live, "--payload-management")
         if with_simulator:
             console.print(f"[bold]SitePulse demo[/]: site '{DEMO_SITE}' (simulated quarry) publishing to "
                           f"{runtime.mqtt_url}\n  dashboard  {base}/\n  site view  {base}/api/v1/sites/"
                           f"{DEMO_SITE}/view\n  API docs   {base}/docs\n  admin token {token}")
         console.print("press Ctrl-C to stop")
-        supervisor.run()
+        if with_simulator and history_days:
+            while watcher.is_alive():
+                watcher.join(0.5)
+        else:
+            supervisor.run()
     console.print("stopped")
 
 
@@ -163,9 +178,12 @@ def serve() -> None:
 
 
 @_app.command()
-def demo() -> None:
-    """``serve`` plus the simulated quarry fleet; prints the dashboard URL."""
-    _serve(with_simulator=True)
+def demo(
+    history_days: Annotated[int, typer.Option(
+        "--history-days", min=0, max=90, help="days of history to run through the pipeline first (0: none)")] = 28,
+) -> None:
+    """``serve`` plus the simulated quarry fleet, after weeks of history; prints the dashboard URL."""
+    _serve(with_simulator=True, history_days=history_days)
 
 
 def _mount_package_commands() -> None:

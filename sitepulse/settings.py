@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     api_rate_per_s: float = Field(20.0, ge=0, description="requests per second per token; 0 switches it off")
     api_rate_burst: int = Field(200, ge=1, description="requests a token may send at once")
     api_max_body_bytes: int = Field(1024 * 1024, ge=1, description="request body limit (site files: 5 MB)")
+    map_tiles_url: str | None = Field(
+        None, description="optional raster background for the dashboard map, an XYZ tile URL template"
+        " ({z}/{x}/{y}); unset draws the site file alone (no tile server needed)"
+    )
+    map_tiles_attribution: str = Field("", description="attribution shown with the map background")
     # ingest
     ingest_batch_rows: int = Field(5000, ge=1)
     ingest_batch_ms: int = Field(200, ge=1)

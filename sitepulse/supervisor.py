@@ -44,6 +44,12 @@ class Supervisor:
     def add(self, name: str, *args: str, restart: bool = True) -> None:
         self.children.append(Child(name, list(args), restart))
 
+    def launch(self, name: str, *args: str, restart: bool = True) -> None:
+        """Start one more child while ``run`` is watching (started before it is watched: never twice)."""
+        child = Child(name, list(args), restart)
+        self._start(child)
+        self.children.append(child)
+
     def _start(self, child: Child) -> None:
         command = [sys.executable, "-m", "sitepulse", *child.args]
         child.process = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL)

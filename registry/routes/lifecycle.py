@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.sdk import page_of
-from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
+from registry.board import lifecycle_board
+from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, PrincipalDep, SiteDep, StateDep
 from registry.enablement import EnablementConflict, site_enablements
 from registry.enablement import set_enablement as change_switch
 from registry.lifecycle import NEXT_STAGES, IllegalTransition, Stage, lifecycle_rules, stage_history
@@ -17,6 +18,7 @@ from registry.routes.enablement import ServiceDep
 from registry.sharing import NotShared, check_usable_on_site
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["lifecycle"])
+board_router = APIRouter(prefix="/api/v1/sites/{site_id}/lifecycle", tags=["lifecycle"])
 
 
 class StageChangeRequest(BaseModel):
@@ -54,3 +56,11 @@ def get_stage_history(site_id: SiteDep, conn: DbDep, page: PageDep,
     switch = site_enablements(conn, site_id).get(service.name)
     stage = switch.stage if switch else None
     return {**body, "stage": stage, "next_stages": list(NEXT_STAGES[stage]), "rules": lifecycle_rules()}
+
+
+@board_router.get("")
+def get_board(site_id: SiteDep, conn: DbDep, state: StateDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The site's co-creation lifecycle on one board: needs (who raised them, votes, value/effort, comments),
+    prioritised, in development, implemented (since when, by whom, where else), evaluated (latest verdict),
+    retired; and the contributed services with who contributed them and where they run."""
+    return lifecycle_board(conn, state.services, site_id, principal)

@@ -9,11 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.sdk import page_of
 from registry.deps import DbDep, PageDep, PrincipalDep, SiteDep
-from registry.needs import NeedStatus, add_need, list_needs, update_need
+from registry.needs import (
+    NeedStatus,
+    add_comment,
+    add_need,
+    list_needs,
+    need_history,
+    set_vote,
+    update_need,
+    votes_and_comments,
+)
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/needs", tags=["needs"])
 
 _SERVICE = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+NeedId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class NewNeed(BaseModel):
@@ -40,11 +50,13 @@ class NeedChange(BaseModel):
 
 
 @router.get("")
-def get_needs(site_id: SiteDep, conn: DbDep, page: PageDep,
+def get_needs(site_id: SiteDep, conn: DbDep, page: PageDep, principal: PrincipalDep,
               status_filter: Annotated[NeedStatus | None, Query(alias="status")] = None) -> dict[str, Any]:
-    """The site's needs, highest priority (value / effort) first."""
+    """The site's needs, highest priority (value / effort) first, with votes (and the caller's) and comments."""
     after = page.key(float, int)
     rows = [n.as_dict() for n in list_needs(conn, site_id, status_filter, after, page.limit + 1)]
+    extra = votes_and_comments(conn, [n["id"] for n in rows], principal.name)
+    rows = [{**n, **extra[n["id"]]} for n in rows]
     return page_of(rows, page.limit, lambda n: (n["priority"], n["id"]))
 
 
@@ -58,11 +70,63 @@ def post_need(site_id: SiteDep, need: NewNeed, conn: DbDep, principal: Principal
 
 
 @router.patch("/{need_id}")
-def patch_need(site_id: SiteDep, need_id: Annotated[int, Path(ge=1, le=2**63 - 1)], change: NeedChange,
-               conn: DbDep) -> dict[str, Any]:
+def patch_need(site_id: SiteDep, need_id: NeedId, change: NeedChange, conn: DbDep,
+               principal: PrincipalDep) -> dict[str, Any]:
     """Re-score a need, link the service that answers it, or mark it answered or dropped."""
     need = update_need(conn, site_id, need_id, value_score=change.value_score, effort=change.effort,
-                       service=change.service, status=change.status, clear_service=change.clear_service)
+                       service=change.service, status=change.status, clear_service=change.clear_service,
+                       changed_by=principal.name)
     if need is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"need {need_id} not found on site {site_id!r}")
     return need.as_dict()
+
+
+def _missing(site_id: str, need_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"need {need_id} not found on site {site_id!r}")
+
+
+@router.put("/{need_id}/vote")
+def vote(site_id: SiteDep, need_id: NeedId, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Vote for a need (one vote per person; voting again changes nothing)."""
+    votes = set_vote(conn, site_id, need_id, principal.name, True)
+    if votes is None:
+        raise _missing(site_id, need_id)
+    return {"need_id": need_id, "votes": votes, "voted": True}
+
+
+@router.delete("/{need_id}/vote")
+def unvote(site_id: SiteDep, need_id: NeedId, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Take one's vote back."""
+    votes = set_vote(conn, site_id, need_id, principal.name, False)
+    if votes is None:
+        raise _missing(site_id, need_id)
+    return {"need_id": need_id, "votes": votes, "voted": False}
+
+
+class NewComment(BaseModel):
+    """A comment on a need."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+@router.post("/{need_id}/comments", status_code=status.HTTP_201_CREATED)
+def comment(site_id: SiteDep, need_id: NeedId, body: NewComment, conn: DbDep,
+            principal: PrincipalDep) -> dict[str, Any]:
+    """Comment on a need; the caller is recorded as the author."""
+    if not body.text.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body field 'text': say something")
+    made = add_comment(conn, site_id, need_id, principal.name, body.text)
+    if made is None:
+        raise _missing(site_id, need_id)
+    return made
+
+
+@router.get("/{need_id}/history")
+def history(site_id: SiteDep, need_id: NeedId, conn: DbDep) -> dict[str, Any]:
+    """A need's comments and audit trail (raised, changed with old and new values, voted, commented)."""
+    found = need_history(conn, site_id, need_id)
+    if found is None:
+        raise _missing(site_id, need_id)
+    return found

@@ -14,6 +14,7 @@ from registry.auth import site_not_found
 from registry.deps import DbDep, PrincipalDep, SiteDep, StateDep
 from registry.usage import record_card_views
 from registry.view import compose_view, view_json
+from sitepulse.settings import get_settings
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -44,6 +45,13 @@ def site_view(
 def whoami(principal: PrincipalDep) -> dict[str, Any]:
     """The caller's token name, role and sites (the dashboard shows admin controls only to admins)."""
     return {"name": principal.name, "role": principal.role, "sites": sorted(principal.sites)}
+
+
+@router.get("/api/v1/map-background")
+def map_background(principal: PrincipalDep) -> dict[str, Any]:
+    """The map's optional raster background (``SITEPULSE_MAP_TILES_URL``); null draws the site file alone."""
+    settings = get_settings()
+    return {"tiles_url": settings.map_tiles_url, "attribution": settings.map_tiles_attribution}
 
 
 @router.get("/", include_in_schema=False)

@@ -1,8 +1,10 @@
 // SitePulse dashboard: hash routes, login with a token, site picker, and the site's pages.
 import { api, ApiError, siteApi, token } from "./api.js";
 import { h } from "./dom.js";
+import { alarmsPage } from "./alarms.js";
 import { overviewPage } from "./overview.js";
-import { cataloguePage, dataPage, evaluationPage, needsPage, servicePage } from "./pages.js";
+import { lifecyclePage } from "./lifecycle.js";
+import { cataloguePage, dataPage, evaluationPage, servicePage } from "./pages.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -45,7 +47,7 @@ function loginPage(message) {
 function siteNav(siteId, active) {
   const base = `#/sites/${encodeURIComponent(siteId)}`;
   const links = [["overview", "Overview", base], ["catalogue", "Services", `${base}/catalogue`],
-    ["evaluation", "Evaluation", `${base}/evaluation`], ["needs", "Needs", `${base}/needs`],
+    ["alarms", "Alarms", `${base}/alarms`], ["evaluation", "Evaluation", `${base}/evaluation`], ["lifecycle", "Lifecycle", `${base}/lifecycle`],
     ["data", "Your data", `${base}/data`]];
   nav.replaceChildren(h("ul", {}, links.map(([key, label, href]) =>
     h("li", {}, h("a", { href, "aria-current": key === active ? "page" : null }, label)))));
@@ -83,8 +85,9 @@ const ROUTES = [
   [/^#\/sites\/([^/]+)$/, (id) => overviewPage(main, id), "overview"],
   [/^#\/sites\/([^/]+)\/services\/([^/]+)$/, (id, name) => servicePage(main, id, name), "catalogue"],
   [/^#\/sites\/([^/]+)\/catalogue$/, (id) => cataloguePage(main, id, session.me), "catalogue"],
+  [/^#\/sites\/([^/]+)\/alarms$/, (id) => alarmsPage(main, id), "alarms"],
   [/^#\/sites\/([^/]+)\/evaluation$/, (id) => evaluationPage(main, id), "evaluation"],
-  [/^#\/sites\/([^/]+)\/needs$/, (id) => needsPage(main, id), "needs"],
+  [/^#\/sites\/([^/]+)\/(?:lifecycle|needs)$/, (id) => lifecyclePage(main, id), "lifecycle"],
   [/^#\/sites\/([^/]+)\/data$/, (id) => dataPage(main, id), "data"],
 ];
 

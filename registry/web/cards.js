@@ -2,16 +2,19 @@
 // title, metrics [{label, value, unit}], data (rendered by shape) and a link. A new plugin's card
 // appears here without any change to this file.
 import { barChart, histogram, PAYLOAD_BANDS } from "./charts.js";
-import { fmt, h } from "./dom.js";
+import { fmt, h, when } from "./dom.js";
 
 const MAP_KEYS = new Set(["zones", "machines"]);  // drawn on the site map instead
 
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+const cell = (value) => (typeof value === "string" && ISO_TIME.test(value) ? when(value) : fmt(value));
+
 function table(rows, caption) {
   const columns = Object.keys(rows[0] || {}).slice(0, 6);
-  return h("table", { class: "mini" },
+  return h("div", { class: "table-wrap" }, h("table", { class: "mini" },
     h("caption", {}, caption),
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c.replaceAll("_", " "))))),
-    h("tbody", {}, rows.slice(0, 6).map((row) => h("tr", {}, columns.map((c) => h("td", {}, fmt(row[c])))))));
+    h("tbody", {}, rows.slice(0, 6).map((row) => h("tr", {}, columns.map((c) => h("td", {}, cell(row[c]))))))));
 }
 
 function isHistogram(value) {

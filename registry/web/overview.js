@@ -9,20 +9,25 @@ const CARD_REFRESH_MS = 15000;
 const LIVE_WINDOW_MS = 2 * 3600 * 1000;
 
 function alertItem(alert, siteId, onAck) {
+  const comment = h("input", { type: "text", class: "ack-comment", maxlength: 2000, placeholder: "comment (optional)",
+    "aria-label": `Comment on: ${alert.message}` });
   const button = h("button", { type: "button", class: "ack", "aria-label": `Acknowledge: ${alert.message}` }, "Acknowledge");
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      await api(`${siteApi(siteId)}/alerts/${alert.id}/ack`, { method: "POST" });
+      await api(`${siteApi(siteId)}/alerts/${alert.id}/ack`, { method: "POST", body: { comment: comment.value.trim() || null } });
       onAck(alert.id);
     } catch (err) {
       button.disabled = false;
       button.textContent = `Retry (${err.message})`;
     }
   });
+  const flags = [alert.cleared_at ? h("span", { class: "badge state-cleared" }, "cleared") : null,
+    alert.escalation_level ? h("span", { class: "badge escalated" }, "escalated") : null];
   return h("li", { class: `alert level-${alert.level}`, "data-alert-id": alert.id },
-    h("div", { class: "alert-head" }, h("strong", {}, alert.level), " ", h("span", { class: "note" }, `${alert.service} · ${when(alert.created_at)}`)),
-    h("p", {}, alert.message), button);
+    h("div", { class: "alert-head" }, h("strong", {}, alert.level), " ", ...flags, " ",
+      h("span", { class: "note" }, `${alert.service} · ${when(alert.created_at)}`)),
+    h("p", {}, alert.message), h("div", { class: "ack-row" }, comment, button));
 }
 
 function legend(site) {
@@ -79,8 +84,8 @@ function rangePicker(view, onChange) {
 }
 
 export async function overviewPage(main, siteId) {
-  const view = await api(`${siteApi(siteId)}/view`);
-  const map = new SiteMap(view.site);
+  const [view, background] = await Promise.all([api(`${siteApi(siteId)}/view`), api("/api/v1/map-background")]);
+  const map = new SiteMap(view.site, { background });
   map.update(view.machines);
   const feed = h("ol", { class: "alerts", "aria-live": "polite", "data-testid": "alerts" });
   const alertCount = h("span", { class: "count" });
@@ -109,8 +114,9 @@ export async function overviewPage(main, siteId) {
   main.replaceChildren(
     h("h1", { class: "site-title" }, view.site.name),
     h("div", { class: "overview" },
-      h("section", { class: "map-panel", "aria-labelledby": "map-heading" }, h("h2", { id: "map-heading" }, "Site map"), map.svg, legend(view.site), machineSummary),
-      h("aside", { class: "alerts-panel", "aria-labelledby": "alerts-heading" }, h("h2", { id: "alerts-heading" }, "Needs attention ", alertCount), feed)),
+      h("section", { class: "map-panel", "aria-labelledby": "map-heading" }, h("h2", { id: "map-heading" }, "Site map"), map.element, legend(view.site), machineSummary),
+      h("aside", { class: "alerts-panel", "aria-labelledby": "alerts-heading" }, h("h2", { id: "alerts-heading" }, "Needs attention ", alertCount), feed,
+        h("p", { class: "note" }, h("a", { href: `#/sites/${encodeURIComponent(siteId)}/alarms` }, "All alarms and their history")))),
     h("section", { "aria-labelledby": "charts-heading" }, h("div", { class: "section-head" }, h("h2", { id: "charts-heading" }, "Trends"), picker.element), charts),
     h("section", { "aria-labelledby": "cards-heading" }, h("h2", { id: "cards-heading" }, "Services on this site"), cards));
 
@@ -129,5 +135,5 @@ export async function overviewPage(main, siteId) {
       }
     } catch { /* the stream keeps the map live; cards retry next time */ }
   }, CARD_REFRESH_MS);
-  return () => { stop(); clearInterval(timer); };
+  return () => { stop(); clearInterval(timer); map.destroy(); };
 }

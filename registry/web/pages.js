@@ -1,8 +1,8 @@
-// Service detail pages, the services catalogue, the evaluation report, the needs backlog and "your data".
+// Service detail pages, the services catalogue, the evaluation report and "your data".
 import { allItems, api, download, siteApi } from "./api.js";
 import { renderData } from "./cards.js";
 import { barChart, payloadHistogram, queueMinutesPerZone, tonnesPerHour } from "./charts.js";
-import { fmt, h, s, when } from "./dom.js";
+import { fmt, h, when } from "./dom.js";
 import { SiteMap } from "./map.js";
 
 function table(rows, columns, caption) {
@@ -10,8 +10,10 @@ function table(rows, columns, caption) {
   return h("div", { class: "table-wrap" }, h("table", {},
     h("caption", {}, caption),
     h("thead", {}, h("tr", {}, columns.map(([, label]) => h("th", { scope: "col" }, label)))),
-    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([key, , render]) =>
-      h("td", {}, render ? render(row[key], row) : (/(_at|^at|_from|_to|ts)$/.test(key) ? when(row[key]) : fmt(row[key])))))))));
+    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([key, , render]) => {
+      const content = render ? render(row[key], row) : (/(_at|^at|_from|_to|ts)$/.test(key) ? when(row[key]) : fmt(row[key]));
+      return h("td", { class: typeof content === "string" && content.length > 40 ? "long" : null }, content);
+    }))))));
 }
 
 const dayAgo = () => new Date(Date.now() - 24 * 3600 * 1000).toISOString();
@@ -39,13 +41,10 @@ async function positioningDetail(siteId, base) {
   const q = `from=${encodeURIComponent(dayAgo())}`;
   const [events, heat, view] = await Promise.all([api(`${base}/zone-events?${q}&limit=50`), api(`${base}/heatmap?${q}&cell_m=25`),
     api(`${siteApi(siteId)}/view?refresh=true`)]);
-  const map = new SiteMap(view.site);
-  const max = Math.max(1, ...heat.cells.map((c) => c.seconds));
-  const layer = s("g", { class: "heat" }, heat.cells.map((c) => s("rect", { x: c.ix * heat.cell_m, y: -(c.iy + 1) * heat.cell_m,
-    width: heat.cell_m, height: heat.cell_m, fill: "#d7263d", "fill-opacity": (0.15 + 0.85 * (c.seconds / max)).toFixed(2) },
-  s("title", { text: `${fmt(c.seconds / 60)} machine-minutes` }))));
-  map.svg.insertBefore(layer, map.machineLayer);
-  return [h("figure", { class: "heatmap" }, map.svg, h("figcaption", {}, "Where machines spent time in the last 24 h (25 m cells)")),
+  const map = new SiteMap(view.site, { label: `Where machines spent time on ${view.site.name} in the last 24 h` });
+  map.addHeat(heat.cells, heat.cell_m);
+  map.update(view.machines);
+  return [h("figure", { class: "heatmap" }, map.element, h("figcaption", {}, "Where machines spent time in the last 24 h (25 m cells)")),
     table(events.items, [["machine_id", "Machine"], ["zone", "Zone"], ["zone_type", "Type"], ["entered_at", "Entered"], ["left_at", "Left"], ["dwell_s", "Dwell s"]], "Zone events")];
 }
 
@@ -98,7 +97,7 @@ export async function cataloguePage(main, siteId, me) {
           try { await api(`${siteApi(siteId)}/services/${item.name}`, { method: "PUT", body: { enabled: !here.enabled } }); await draw(); } catch (err) { status.textContent = err.message; event.target.disabled = false; }
         } }, here.enabled ? "Disable" : "Enable") : null;
       return h("tr", {}, h("th", { scope: "row" }, h("a", { href: `#/sites/${encodeURIComponent(siteId)}/services/${item.name}` }, item.name)),
-        h("td", {}, item.version), h("td", {}, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
+        h("td", {}, item.version), h("td", { class: "long" }, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
         h("td", {}, health), h("td", {}, item.depends_on.join(", ") || "–"), me.role === "admin" ? h("td", {}, toggle) : null);
     });
     table_.replaceChildren(h("caption", {}, "Installed services and their stage on this site"),
@@ -111,43 +110,28 @@ export async function cataloguePage(main, siteId, me) {
   await draw();
 }
 
+const interval = (k) => (k.interval ? `${fmt(k.difference, 3)} [${fmt(k.interval[0], 3)}, ${fmt(k.interval[1], 3)}]` : "–");
+const side = (v) => (v && v.mean !== null ? `${fmt(v.mean, 3)} (${v.days} d)` : `– (${v ? v.days : 0} d)`);
+
 export async function evaluationPage(main, siteId) {
   const body = await api(`/api/v1/evaluation?site_id=${encodeURIComponent(siteId)}`);
-  const items = body.items.map((item) => h("article", { class: `card eval rec-${item.recommendation}` },
-    h("header", {}, h("h3", {}, item.service), h("span", { class: "badge" }, item.recommendation || "–")),
-    h("p", {}, `Stage ${item.stage || "–"}, ${item.enabled ? "on" : "off"} since ${when(item.enabled_at)}`),
-    h("p", {}, `Adoption: ${item.adoption.distinct_users} users, active ${item.adoption.active_days} of ${item.adoption.days} days, ${fmt(item.adoption.views_per_day)} views a day`),
-    table(item.kpis || [], [["name", "KPI"], ["unit", "Unit"], ["before", "Before", (v) => fmt(v && v.mean)], ["after", "After", (v) => fmt(v && v.mean)], ["difference", "Change"], ["verdict", "Verdict"]], "Value KPIs"),
-    h("ul", {}, item.reasons.map((r) => h("li", {}, r)))));
-  main.replaceChildren(h("h1", {}, "Evaluation"), h("p", { class: "lead" }, `Per service: is it used, did its KPIs move since it was switched on (${body.window_days}-day windows), and what to do next.`),
-    h("div", { class: "cards" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]));
-}
-
-export async function needsPage(main, siteId) {
-  const list = h("div");
-  const draw = async () => {
-    const items = await allItems(`${siteApi(siteId)}/needs?limit=1000`, 2);
-    list.replaceChildren(table(items, [["priority", "Priority"], ["text", "Need"], ["value_score", "Value"], ["effort", "Effort"], ["service", "Service"], ["status", "Status"], ["raised_by", "Raised by"]], "Needs backlog, highest priority first"));
-  };
-  const text = h("textarea", { id: "need-text", required: true, rows: 2 });
-  const value = h("input", { id: "need-value", type: "number", min: 1, max: 10, value: 5, required: true });
-  const effort = h("input", { id: "need-effort", type: "number", min: 1, max: 10, value: 5, required: true });
-  const status = h("p", { role: "status" });
-  const form = h("form", { class: "need-form", "aria-labelledby": "need-title" }, h("h2", { id: "need-title" }, "Raise a need"),
-    h("label", { for: "need-text" }, "What does the site need?"), text,
-    h("label", { for: "need-value" }, "Value (1-10)"), value, h("label", { for: "need-effort" }, "Effort (1-10)"), effort,
-    h("button", { type: "submit" }, "Add need"), status);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      await api(`${siteApi(siteId)}/needs`, { method: "POST", body: { text: text.value, value_score: Number(value.value), effort: Number(effort.value) } });
-      text.value = "";
-      status.textContent = "Added.";
-      await draw();
-    } catch (err) { status.textContent = err.message; }
+  const items = body.items.map((item) => {
+    const use = item.adoption;
+    const w = item.windows;
+    return h("article", { class: `card eval rec-${item.recommendation}`, "data-service": item.service },
+      h("header", {}, h("h3", {}, item.service), h("span", { class: "badge", "data-testid": "recommendation" }, item.recommendation || "–")),
+      h("p", {}, `Stage ${item.stage || "–"}, ${item.enabled ? "on" : "off"} since ${when(item.enabled_at)}${item.contributed_by ? `, contributed by ${item.contributed_by}` : ""}`),
+      h("p", { class: "note" }, `Before: ${w.before.from} to ${w.before.to} · after: ${w.after.from} to ${w.after.to} (${w.after.days} days)`),
+      h("dl", { class: "metrics" }, [["Users", use.distinct_users], ["Active days", `${use.active_days} of ${use.days}`],
+        ["Views", use.views], ["Alerts acknowledged", `${use.alerts_acknowledged} of ${use.alerts_delivered}`], ["Exports", use.exports]]
+        .map(([label, value]) => h("div", { class: "metric" }, h("dt", {}, label), h("dd", {}, fmt(value))))),
+      table(item.kpis || [], [["name", "KPI"], ["unit", "Unit"], ["before", "Before", side], ["after", "After", side],
+        ["difference", "Change [interval]", (_, k) => interval(k)], ["verdict", "Verdict"]], `Value KPIs, ${fmt(100 * (body.thresholds ? body.thresholds.confidence : 0.9), 0)} % intervals for all KPIs together`),
+      h("ul", {}, item.reasons.map((r) => h("li", {}, r))));
   });
-  main.replaceChildren(h("h1", {}, "Needs"), list, form);
-  await draw();
+  main.replaceChildren(h("h1", {}, "Evaluation"), h("p", { class: "lead" }, `Per service: is it used, did its KPIs move since it was switched on (${body.window_days}-day windows), and what to do next.`),
+    h("div", { class: "cards eval-list" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]),
+    h("details", {}, h("summary", {}, "How the recommendation is made"), h("ul", {}, body.rules.map((r) => h("li", {}, r)))));
 }
 
 export async function dataPage(main, siteId) {

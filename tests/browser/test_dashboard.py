@@ -157,12 +157,12 @@ def _login(page: Any, stack: Stack) -> None:
     page.goto(stack.base + "/")
     page.get_by_label("Access token").fill(stack.manager_token)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("svg[data-testid=site-map]")  # one site: straight to its overview
+    page.wait_for_selector("[data-testid=site-map].leaflet-container")  # one site: straight to its overview
 
 
 def _positions(page: Any) -> dict[str, tuple[float, float]]:
     return page.eval_on_selector_all(
-        "svg[data-testid=site-map] g.machine",
+        "[data-testid=site-map] .machine",
         "nodes => Object.fromEntries(nodes.map(n => [n.dataset.machineId,"
         " [Number(n.dataset.x), Number(n.dataset.y)]]))")
 
@@ -184,7 +184,7 @@ def test_map_shows_machines_that_move(page: Any, stack: Stack) -> None:
     _wait_api(stack, "/api/v1/sites/demo/view", lambda v: sum(m["x"] is not None for m in v["machines"]) >= 6,
               45, "machines did not appear in the view")
     _login(page, stack)
-    page.wait_for_function("document.querySelectorAll('svg[data-testid=site-map] g.machine').length >= 6")
+    page.wait_for_function("document.querySelectorAll('[data-testid=site-map] .machine').length >= 6")
     first = _positions(page)
     page.screenshot(path=str(SHOTS / "overview-1.png"))
     page.wait_for_timeout(4000)  # the live stream pushes positions every ~1.5 s
@@ -192,6 +192,40 @@ def test_map_shows_machines_that_move(page: Any, stack: Stack) -> None:
     page.screenshot(path=str(SHOTS / "overview-2.png"))
     moved = [m for m in first if m in second and abs(first[m][0] - second[m][0]) + abs(first[m][1] - second[m][1]) > 1]
     assert len(first) >= 6 and moved, f"no machine moved between the screenshots: {first} vs {second}"
+    trails = page.eval_on_selector_all("[data-testid=site-map] path.trail",
+                                       "ps => ps.map(p => p.getAttribute('d') || '')")
+    assert sum(d.count("L") >= 1 for d in trails) >= len(moved), f"moved machines without a trail: {trails}"
+    courses = page.eval_on_selector_all("[data-testid=site-map] .machine[data-state=moving]",
+                                        "ns => ns.map(n => n.dataset.course)")
+    assert courses and all(c != "" and 0 <= float(c) < 360 for c in courses), f"moving, no course: {courses}"
+    _assert_labels_apart(page, "site zoom")
+    for _ in range(3):  # zoomed out, the zone labels collide: some must give way, none may overlap
+        page.locator("[data-testid=site-map] .leaflet-control-zoom-out").click()
+        page.wait_for_timeout(400)
+    assert page.locator("[data-testid=site-map] .zone-label.label-hidden").count() >= 1, "zoomed out, no label gave way"
+    _assert_labels_apart(page, "zoomed out")
+    page.screenshot(path=str(SHOTS / "map-zoomed-out.png"))
+    page.locator("[data-testid=site-map] .leaflet-control-zoom-in").click()
+    page.wait_for_timeout(400)
+    machine = next(iter(second))  # machines may stand on top of each other: open the card from the keyboard
+    page.locator(f"[data-testid=site-map] .machine[data-machine-id='{machine}']").focus()
+    page.keyboard.press("Enter")
+    card = page.locator(f"[data-testid=machine-card][data-machine-id='{machine}']")
+    card.wait_for()
+    assert "Speed" in card.inner_text() and "Payload" in card.inner_text()
+    page.screenshot(path=str(SHOTS / "map-machine-card.png"))
+
+
+def _assert_labels_apart(page: Any, when: str) -> None:
+    """The visible map labels (zones and machines) do not overlap each other; at least three zones are named."""
+    boxes = page.eval_on_selector_all(
+        "[data-testid=site-map] .map-label:not(.label-hidden) span",
+        "ns => ns.map(n => { const r = n.getBoundingClientRect();"
+        " return [n.textContent, r.left, r.top, r.right, r.bottom]; })")
+    zones = page.locator("[data-testid=site-map] .zone-label:not(.label-hidden)").count()
+    clashes = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+    assert zones >= 3 and not clashes, f"{when}: {zones} zone labels shown, overlapping: {clashes}"
 
 
 def test_weight_loading_card_shows_tonnes(page: Any, stack: Stack) -> None:
@@ -210,9 +244,10 @@ def test_weight_loading_card_shows_tonnes(page: Any, stack: Stack) -> None:
 
 
 def _drive_into_blast_area(stack: Stack) -> None:
-    """A machine crossing the blast area (restricted): ingest -> positioning -> an alert, the real path."""
+    """A machine crossing the blast area (restricted) and out east of it: ingest -> positioning -> an alert,
+    then the visit's end, the real path."""
     now = datetime.now(UTC).timestamp()
-    lon0, lon1, lat = 18.0952, 18.0977, 59.30359
+    lon0, lon1, lat = 18.0952, 18.0995, 59.30359  # the area ends at 18.09806
     samples = [{"ts": now - 150 + i, "seq": i, "lat": lat, "lon": lon0 + (lon1 - lon0) * i / 150,
                 "speed_kmh": 8.0, "heading_deg": 90.0, "engine_on": True} for i in range(150)]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="browser-test-intruder")
@@ -234,6 +269,7 @@ def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
     alert.wait_for()
     alert_id = alert.get_attribute("data-alert-id")
     page.screenshot(path=str(SHOTS / "alert-open.png"))
+    alert.get_by_role("textbox").fill("driver called back to the road")
     alert.get_by_role("button", name="Acknowledge").click()
     page.locator(f"[data-testid=alerts] li.alert[data-alert-id='{alert_id}']").wait_for(state="detached")
     page.screenshot(path=str(SHOTS / "alert-acknowledged.png"))
@@ -248,29 +284,122 @@ def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
                 break
             time.sleep(0.5)
         assert event, "the acknowledgement was not recorded as a usage event"
+    # the alarm's condition ended (the intruder drove out of the blast area): cleared by itself, all audited
+    cleared = _wait_api(stack, "/api/v1/sites/demo/alerts?state=cleared&machine_id=INTRUDER-1",
+                        lambda body: any(str(a["id"]) == alert_id for a in body["items"]), 60,
+                        "the restricted-zone alarm did not clear after the machine left")
+    assert next(a for a in cleared["items"] if str(a["id"]) == alert_id)["cleared_by"] == "auto-clear"
+    page.goto(stack.base + "/#/sites/demo/alarms")
+    page.get_by_label("Machine").select_option("INTRUDER-1")
+    page.get_by_role("button", name=f"History of alarm {alert_id}").click()
+    history = page.locator(f"[data-testid=alarm-history][data-alert-id='{alert_id}']")
+    history.locator("li[data-action=cleared]").wait_for()
+    steps = history.locator("ol.timeline li").all_inner_texts()
+    by_action = {s.split()[0]: s for s in steps}  # cleared and acknowledged in either order: the machine may
+    assert steps[0].startswith("raised") and len(steps) == 3, steps  # leave before anyone acknowledges
+    assert "driver called back to the road" in by_action["acknowledged"] and "INTRUDER-1 left" in by_action["cleared"]
+    page.screenshot(path=str(SHOTS / "alarm-history.png"), full_page=True)
 
 
 def test_site_manager_cannot_open_another_site(page: Any, stack: Stack) -> None:
     _login(page, stack)
     page.goto(stack.base + "/#/sites/other")
     page.locator("[data-testid=not-found]").wait_for()
-    assert page.locator("svg[data-testid=site-map]").count() == 0
+    assert page.locator("[data-testid=site-map]").count() == 0
     page.screenshot(path=str(SHOTS / "other-site-not-found.png"))
     headers = {"Authorization": f"Bearer {stack.manager_token}"}
     assert httpx.get(f"{stack.base}/api/v1/sites/other/view", headers=headers).status_code == 404
 
 
-def test_other_pages_render(page: Any, stack: Stack) -> None:
+def test_a_site_manager_raises_votes_and_comments_a_need_on_the_lifecycle_page(page: Any, stack: Stack) -> None:
     _login(page, stack)
-    for hash_, text, name in (("#/sites/demo/catalogue", "Services", "catalogue"),
-                              ("#/sites/demo/evaluation", "Evaluation", "evaluation"),
-                              ("#/sites/demo/needs", "Raise a need", "needs"),
-                              ("#/sites/demo/data", "Access log", "data"),
-                              ("#/sites/demo/services/weight-loading", "Latest haul cycles", "service-weight-loading"),
-                              ("#/sites/demo/services/positioning", "Zone events", "service-positioning")):
-        page.goto(stack.base + "/" + hash_)
-        page.get_by_text(text).first.wait_for()
-        page.wait_for_load_state("networkidle")
-        errors = [t for t in page.locator("p.error").all_inner_texts() if t.strip()]
-        assert not errors, f"{name}: {errors}"
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.goto(stack.base + "/#/sites/demo/lifecycle")
+    page.get_by_label("What does the site need?").fill("See which loads leave above 110 %")
+    page.get_by_label("Value (1-10)").fill("9")
+    page.get_by_label("Effort (1-10)").fill("3")
+    page.get_by_role("button", name="Add need").click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.wait_for()
+    card.get_by_role("button", name="Vote for: See which loads leave above 110 %").click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.locator("button.vote[aria-pressed=true]").wait_for()
+    assert card.locator("button.vote").inner_text().strip() == "▲ 1"
+    card.get_by_role("button", name="0 comments").click()
+    card.get_by_label("Comment on: See which loads leave above 110 %").fill("the night shift asks for it too")
+    card.get_by_role("button", name="Comment", exact=True).click()
+    card = page.locator("[data-column=needs] li.need", has_text="See which loads leave above 110 %")
+    card.locator(".comments li", has_text="the night shift asks for it too").wait_for()
+    assert "raised by demo site manager" in card.inner_text()
+    page.screenshot(path=str(SHOTS / "lifecycle-need.png"), full_page=True)
+    with psycopg.connect(stack.database_url) as conn:
+        actions = [a for (a,) in conn.execute(
+            "SELECT c.action FROM need_changes c JOIN needs n ON n.id = c.need_id"
+            " WHERE n.text = 'See which loads leave above 110 %' ORDER BY c.at, c.id")]
+    assert actions == ["raised", "voted", "commented"]
+
+
+# Every element that is a card on screen: its content must fit in it, or scroll inside it.
+_OVERFLOW_JS = """() => {
+  const doc = document.documentElement;
+  const out = [];
+  const name = (el) => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${[...el.classList].join('.')}` +
+    (el.dataset.service ? `[${el.dataset.service}]` : '');
+  if (doc.scrollWidth > doc.clientWidth + 1) out.push(`page is ${doc.scrollWidth} px wide in ${doc.clientWidth}`);
+  const boxes = 'main, header, section, .card, .map-panel, .alerts-panel, figure, .table-wrap, form';
+  for (const el of document.querySelectorAll(boxes)) {
+    const clips = /(auto|scroll|hidden|clip)/.test(getComputedStyle(el).overflowX);
+    if (!clips && el.scrollWidth > el.clientWidth + 1)
+      out.push(`${name(el)}: content ${el.scrollWidth} px in ${el.clientWidth}`);
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > doc.clientWidth + 1)
+      out.push(`${name(el)}: right edge ${Math.round(r.right)} beyond ${doc.clientWidth}`);
+  }
+  return out;
+}"""
+
+
+def _site_pages(stack: Stack) -> list[tuple[str, str, str]]:
+    """(hash, text that says the page is drawn, screenshot name) for every page of the demo site."""
+    headers = {"Authorization": f"Bearer {stack.manager_token}"}
+    services = httpx.get(f"{stack.base}/api/v1/services?limit=1000", headers=headers, timeout=10).json()["items"]
+    pages = [("#/sites/demo", "Services on this site", "overview"),
+             ("#/sites/demo/catalogue", "Installed services", "catalogue"),
+             ("#/sites/demo/alarms", "Who is told", "alarms"),
+             ("#/sites/demo/evaluation", "Evaluation", "evaluation"),
+             ("#/sites/demo/lifecycle", "Raise a need", "lifecycle"),
+             ("#/sites/demo/data", "Access log", "data")]
+    details = {"weight-loading": "Latest haul cycles", "positioning": "Zone events",
+               "traffic-awareness": "Proximity events"}
+    return pages + [(f"#/sites/demo/services/{s['name']}", details.get(s["name"], s["summary"][:30]),
+                     f"service-{s['name']}") for s in services]
+
+
+def test_every_page_fits_at_desktop_and_phone_width(browser: Any, stack: Stack) -> None:
+    _wait_api(stack, "/api/v1/sites/demo/view", lambda v: sum(m["x"] is not None for m in v["machines"]) >= 6,
+              45, "machines did not appear in the view")
+    pages = _site_pages(stack)
+    problems: dict[str, list[str]] = {}
+    for width, height in ((1280, 800), (390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        try:
+            _login(page, stack)
+            for hash_, text, name in pages:
+                page.goto(stack.base + "/" + hash_)
+                page.get_by_text(text).first.wait_for()
+                page.wait_for_load_state("networkidle")
+                page.wait_for_timeout(300)  # the map fits the site once laid out
+                shown = [t for t in page.locator("p.error").all_inner_texts() if t.strip()]
+                found = page.evaluate(_OVERFLOW_JS) + [f"error shown: {t}" for t in shown] + \
+                    [f"console: {e}" for e in errors]
+                errors.clear()
+                if found:
+                    problems[f"{name} @ {width}px"] = found
+                page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+        finally:
+            context.close()
+    assert not problems, json.dumps(problems, indent=1)[:4000]

@@ -1,0 +1,237 @@
+"""Alarms on top of the services' alerts: states, acknowledge and clear, auto-clear, notification rules, escalation.
+
+An alert row (``service_alerts``) is an alarm with three facts that make its state: acknowledged (by whom, with
+what comment), cleared (when the condition ended, or by hand) and escalated (nobody acknowledged in time). Every
+state change is a row in ``alarm_events`` (the raise, acknowledgement and clear are written by triggers, so no path
+escapes the audit; notifications and escalations by the supervisor here).
+
+The supervisor runs in the API process every few seconds (one instance at a time, by advisory lock):
+
+- auto-clear: an active alarm clears when its condition has ended, read from the raising service's own public
+  tables (the machine left the restricted zone, the encounter ended, the overloaded hauler dumped) or from the
+  alert's ``data.ended_at`` (speeding episodes are raised once they are over);
+- notify: each alarm matching a site's rule (level at least the rule's, same service if the rule names one) is
+  notified once to the rule's audience (an ``alarm_events`` row; POSTed to the rule's webhook when it has one);
+- escalate: an alarm still active and unacknowledged ``escalate_after_s`` after it was raised is escalated once
+  per rule to the rule's ``escalate_to``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("info", "warning", "critical")
+SUPERVISOR_LOCK = 0x5172_0A1A  # pg advisory lock id: one supervisor per database
+SUPERVISE_EVERY_S = 5.0
+WEBHOOK_TIMEOUT_S = 3.0
+NOTIFY_LOOKBACK = "1 day"  # alarms older than this are not notified any more (e.g. after a long outage)
+
+
+def alarm_state(acknowledged_at: Any, cleared_at: Any) -> str:
+    """active (condition on, nobody acknowledged), acknowledged (condition on), cleared (condition over)."""
+    if cleared_at is not None:
+        return "cleared"
+    return "acknowledged" if acknowledged_at is not None else "active"
+
+
+# Each condition: the alarms (by service and key prefix) and the SQL that finds when their condition ended.
+# Every query returns (alert id, ended at, reason) for active alarms only, read from the service's own tables.
+CLEAR_CONDITIONS: dict[str, tuple[str, str]] = {
+    "left the restricted zone": ("positioning.zone_visits", """
+        SELECT a.id, v.left_at, format('%%s left %%s at %%s UTC', a.machine_id, v.zone,
+               to_char(v.left_at AT TIME ZONE 'UTC', 'HH24:MI:SS'))
+        FROM service_alerts a
+        JOIN positioning.zone_visits v ON v.site_id = a.site_id AND v.machine_id = a.machine_id
+             AND v.zone = a.data ->> 'zone' AND v.entered_at = (a.data ->> 'entered_at')::timestamptz
+        WHERE a.cleared_at IS NULL AND a.service = 'positioning' AND a.key LIKE 'restricted-entry:%%'
+          AND v.left_at <= %(now)s"""),
+    "the encounter ended": ("traffic_awareness.encounters", """
+        SELECT a.id, max(e.ended_at), format('%%s and %%s apart again (encounter ended %%s UTC)', e.machine_a,
+               e.machine_b, to_char(max(e.ended_at) AT TIME ZONE 'UTC', 'HH24:MI:SS'))
+        FROM service_alerts a
+        JOIN traffic_awareness.encounters e ON e.site_id = a.site_id
+             AND e.started_at = (a.data ->> 'started_at')::timestamptz
+             AND least(a.data ->> 'machine_a', a.data ->> 'machine_b') = e.machine_a
+             AND greatest(a.data ->> 'machine_a', a.data ->> 'machine_b') = e.machine_b
+        WHERE a.cleared_at IS NULL AND a.service = 'traffic-awareness' AND a.key LIKE 'encounter:%%'
+          AND e.ended_at <= %(now)s
+        GROUP BY a.id, e.machine_a, e.machine_b"""),
+    "the overload was dumped": ("weight_loading.cycles", """
+        SELECT a.id, c.dumped_at, format('%%s dumped the load at %%s UTC', a.machine_id,
+               to_char(c.dumped_at AT TIME ZONE 'UTC', 'HH24:MI:SS'))
+        FROM service_alerts a
+        JOIN weight_loading.cycles c ON c.site_id = a.site_id AND c.machine_id = a.machine_id
+             AND c.load_start = (a.data ->> 'load_start')::timestamptz
+        WHERE a.cleared_at IS NULL AND a.service = 'weight-loading' AND a.key LIKE '%%:over120'
+          AND c.dumped_at <= %(now)s"""),
+    "the episode ended": ("service_alerts", """
+        SELECT a.id, (a.data ->> 'ended_at')::timestamptz, format('condition over at %%s UTC',
+               to_char((a.data ->> 'ended_at')::timestamptz AT TIME ZONE 'UTC', 'HH24:MI:SS'))
+        FROM service_alerts a
+        WHERE a.cleared_at IS NULL AND a.data ? 'ended_at' AND (a.data ->> 'ended_at')::timestamptz <= %(now)s"""),
+}
+
+
+def auto_clear(conn: psycopg.Connection, now: datetime) -> int:
+    """Clear every active alarm whose condition has ended; returns how many (audited by the trigger)."""
+    cleared = 0
+    for name, (table, query) in CLEAR_CONDITIONS.items():
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+            continue  # that service is not installed here
+        with conn.transaction():
+            rows = conn.execute(
+                f"WITH ended (id, at, reason) AS ({query}) UPDATE service_alerts s SET cleared_at = done.at,"
+                " cleared_by = 'auto-clear', clear_reason = done.reason"
+                " FROM (SELECT id, max(at) AS at, min(reason) AS reason FROM ended GROUP BY id) done"
+                " WHERE s.id = done.id AND s.cleared_at IS NULL RETURNING s.id",
+                {"now": now},
+            ).fetchall()
+        if rows:
+            log.debug("auto-cleared %d alarms: %s", len(rows), name)
+        cleared += len(rows)
+    return cleared
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to a rule's audience about one alarm (also the webhook's JSON body)."""
+
+    kind: str  # notified | escalated
+    rule_id: int
+    rule: str
+    to: str
+    alert: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule": self.rule, "to": self.to, "alarm": self.alert}
+
+
+Deliver = Callable[[Notification, str | None], str | None]  # returns an error, or None when delivered
+
+_RULE_MATCH = """
+    FROM service_alerts a
+    JOIN alarm_rules r ON r.site_id = a.site_id AND (r.service IS NULL OR r.service = a.service)
+     AND array_position(%(levels)s::text[], a.level) >= array_position(%(levels)s::text[], r.min_level)"""
+_ALERT_FIELDS = ("a.id, a.site_id, a.service, a.level, a.machine_id, a.zone, a.message, a.created_at,"
+                 " a.acknowledged_at, a.cleared_at")
+
+
+def _alert(row: tuple) -> dict[str, Any]:
+    keys = ("id", "site_id", "service", "level", "machine_id", "zone", "message", "created_at", "acknowledged_at",
+            "cleared_at")
+    alert = dict(zip(keys, row, strict=True))
+    alert["state"] = alarm_state(alert["acknowledged_at"], alert["cleared_at"])
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in alert.items()}
+
+
+def _pending(conn: psycopg.Connection, now: datetime) -> list[Notification]:
+    """Alarms matching a rule and not yet notified under it, then unacknowledged ones due for escalation."""
+    params = {"levels": list(LEVELS), "now": now}
+    rule_fields = "r.id, r.name, r.notify, r.escalate_to, r.webhook_url"
+    new = conn.execute(
+        f"SELECT {rule_fields}, {_ALERT_FIELDS} {_RULE_MATCH}"
+        f" WHERE a.created_at >= greatest(r.created_at, %(now)s - interval '{NOTIFY_LOOKBACK}')"
+        " AND NOT EXISTS (SELECT 1 FROM alarm_events e WHERE e.alert_id = a.id AND e.action = 'notified'"
+        "  AND (e.detail ->> 'rule_id')::bigint = r.id) ORDER BY a.id, r.id", params).fetchall()
+    due = conn.execute(
+        f"SELECT {rule_fields}, {_ALERT_FIELDS} {_RULE_MATCH}"
+        " WHERE r.escalate_after_s IS NOT NULL AND a.cleared_at IS NULL AND a.acknowledged_at IS NULL"
+        " AND a.created_at <= %(now)s - make_interval(secs => r.escalate_after_s)"
+        " AND a.created_at >= r.created_at - make_interval(secs => r.escalate_after_s)"
+        " AND NOT EXISTS (SELECT 1 FROM alarm_events e WHERE e.alert_id = a.id AND e.action = 'escalated'"
+        "  AND (e.detail ->> 'rule_id')::bigint = r.id) ORDER BY a.id, r.id", params).fetchall()
+    out = [Notification("notified", r[0], r[1], r[2], {**_alert(r[5:]), "webhook": r[4]}) for r in new]
+    out += [Notification("escalated", r[0], r[1], r[3], {**_alert(r[5:]), "webhook": r[4]}) for r in due]
+    return out
+
+
+def post_webhook(notification: Notification, url: str | None) -> str | None:
+    """POST the notification as JSON to the rule's webhook; the error in a few words, or None."""
+    if not url:
+        return None
+    try:
+        response = httpx.post(url, json=notification.body(), timeout=WEBHOOK_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return None if response.is_success else f"HTTP {response.status_code}"
+
+
+def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook) -> int:
+    """Send what is due under the sites' rules and audit each send; returns how many were sent."""
+    sent = 0
+    for note in _pending(conn, now):
+        alert = dict(note.alert)
+        url = alert.pop("webhook")
+        note = Notification(note.kind, note.rule_id, note.rule, note.to, alert)
+        error = deliver(note, url)
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO alarm_events (alert_id, site_id, at, action, actor, detail)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (alert["id"], alert["site_id"], now, note.kind, "alarm supervisor",
+                 Jsonb({"rule_id": note.rule_id, "rule": note.rule, "to": note.to, "webhook": bool(url),
+                        "delivered": error is None, **({"error": error} if error else {})})))
+            if note.kind == "escalated":
+                conn.execute("UPDATE service_alerts SET escalation_level = escalation_level + 1, escalated_at = %s"
+                             " WHERE id = %s", (now, alert["id"]))
+        sent += 1
+    return sent
+
+
+def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook, *,
+              wait: bool = True) -> dict[str, int] | None:
+    """One supervisor pass (auto-clear, then notify and escalate), one process at a time; without ``wait``,
+    None when another process is in its pass."""
+    if wait:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SUPERVISOR_LOCK,))
+    elif not conn.execute("SELECT pg_try_advisory_lock(%s)", (SUPERVISOR_LOCK,)).fetchone()[0]:
+        return None
+    try:
+        cleared = auto_clear(conn, now)
+        sent = notify_and_escalate(conn, now, deliver)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (SUPERVISOR_LOCK,))
+    return {"cleared": cleared, "sent": sent}
+
+
+class Supervisor:
+    """Runs ``supervise`` every few seconds on a thread of its own, until closed."""
+
+    def __init__(self, database_url: str, every_s: float = SUPERVISE_EVERY_S) -> None:
+        self._url = database_url
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alarm-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._stop.wait(self._every):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._url, autocommit=True, application_name="sitepulse-alarms")
+                supervise(conn, datetime.now().astimezone(), wait=False)
+            except psycopg.Error as exc:  # the database is away: try again next round
+                log.warning("alarm supervisor: %s", exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
