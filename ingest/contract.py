@@ -113,6 +113,7 @@ class Reject:
     reason: str
     site_id: str | None = None
     machine_id: str | None = None
+    code: str | None = None  # a decoder's short reason class for the metrics; None: the contract's checks
 
 
 @dataclass(slots=True)
@@ -168,6 +169,18 @@ class Decoded:
         """Record a message-level reject after the samples before it, so rejects keep arrival order."""
         self.finish()
         self._rejects.append(reject)
+
+    def add_samples(
+        self, topic: str, payload: bytes, site_id: str, machine_id: str, received_at: datetime, samples: list[dict]
+    ) -> None:
+        """Queue a decoder's normalised samples of one message; they are checked and stored as native ones are.
+
+        A rejected sample of a multi-sample message is recorded as ``sample N: reason`` with the sample itself.
+        """
+        if samples:
+            self._starts.append(len(self._samples))
+            self._msgs.append((topic, payload, site_id, machine_id, received_at, len(samples) > 1))
+            self._samples.extend(samples)
 
     def finish(self) -> None:
         """Turn the pending samples into a column block (and their rejects)."""

@@ -195,6 +195,9 @@ def _mount_package_commands() -> None:
     needs_app.command("add")(registry_cli.needs_add)
     _app.command("evaluate")(registry_cli.evaluate)
     _app.command("usage")(registry_cli.usage)
+    from decoders.cli import decoders_app
+
+    _app.add_typer(decoders_app, name="decoders")
 
 
 _mount_package_commands()
