@@ -10,7 +10,7 @@ import pytest
 from decoders.sparkplug.decoder import metric_value
 from decoders.sparkplug.schema import PROTO, Payload, file_descriptor
 
-from .helpers import decode, front_for, samples
+from tests.decoders.helpers import decode, front_for, samples
 
 GROUP, EDGE = "quarry", "gw-1"
 T0 = int(time.time() * 1000) - 60_000
