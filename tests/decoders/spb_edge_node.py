@@ -63,7 +63,7 @@ for i in range(20):  # DATA with aliases only (no names, no datatypes), as bandw
     alias_only([(ts, 59.1 + i / 1000)], node._seq)
 alias_only([(t0 - 3_600_000 + k * 1000, 58.0 + k / 1000) for k in range(3)], node._seq, historical=True)
 say("data-sent")
-node._seq  # a message lost on the way: the next seq leaves a gap
+lost = node._seq  # a message lost on the way: the next seq leaves a gap
 alias_only([(ts + 1000, 1.0)], node._seq)
 alias_only([(ts + 2000, 2.0)], node._seq)
 say("gap-sent")

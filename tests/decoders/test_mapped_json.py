@@ -14,7 +14,6 @@ from decoders.config import parse_entries
 from decoders.discovery import discover_decoders
 from sitepulse.cli import _app
 from sitepulse.errors import ConfigError
-
 from tests.decoders.helpers import decode, front_for, samples
 
 FOLDER = Path(__file__).parents[2] / "decoders" / "mapped_json"

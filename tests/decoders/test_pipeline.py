@@ -55,9 +55,13 @@ decoder = "sparkplug-b"
 site = "north"
 topics = ["spBv1.0/{GROUP}/#"]
 [route.options]
-metrics = {{ "GPS/Latitude" = "lat", "GPS/Longitude" = "lon", "Engine/Hours" = "engine_hours", "Engine/Running" = "engine_on" }}
 machine_ids = {{ "{DEVICE}" = "HX-07" }}
 rebirth_interval_s = 0
+[route.options.metrics]
+"GPS/Latitude" = "lat"
+"GPS/Longitude" = "lon"
+"Engine/Hours" = "engine_hours"
+"Engine/Running" = "engine_on"
 
 [[route]]
 decoder = "mapped-json"

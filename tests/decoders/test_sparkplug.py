@@ -9,7 +9,6 @@ import pytest
 
 from decoders.sparkplug.decoder import metric_value
 from decoders.sparkplug.schema import PROTO, Payload, file_descriptor
-
 from tests.decoders.helpers import decode, front_for, samples
 
 GROUP, EDGE = "quarry", "gw-1"
