@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,9 +15,12 @@ from rich.table import Table
 
 from decoders.config import load_entries
 from decoders.discovery import discover_decoders
+from decoders.feeds import FeedHost, load_feeds
 from decoders.front import build_front
 from ingest.contract import Decoded, Decoder
 from sitepulse.errors import ConfigError
+from sitepulse.logs import setup_logging
+from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 
 decoders_app = typer.Typer(no_args_is_help=True, help="Decoders: what devices and OEM feeds send, as samples.")
@@ -31,6 +36,24 @@ def decoders_list() -> None:
     for plugin in discover_decoders(get_settings().load_decoders).values():
         table.add_row(plugin.name, plugin.version, plugin.transport, plugin.summary)
     out.print(table)
+
+
+@decoders_app.command("feeds")
+def decoders_feeds() -> None:
+    """Pull the decoders file's HTTP feeds ([[feed]]) into the database until SIGTERM/Ctrl-C."""
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    feeds = load_feeds(settings)
+    if not feeds:
+        raise ConfigError("SITEPULSE_DECODERS_FILE", f"{settings.decoders_file} has no feed tables to pull")
+    with open_runtime(settings, broker=False) as runtime:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        for route, feed in feeds:
+            Console(stderr=True).print(f"[green]started[/] feed {feed.key} ({route.decoder}, site {route.site_id},"
+                                       f" every {feed.interval_s:g} s)", highlight=False)
+        FeedHost(runtime.database_url, feeds).run(stop)
 
 
 def _payload_bytes(text: str) -> bytes:
@@ -54,7 +77,7 @@ def decoders_test(
     plugins = discover_decoders(get_settings().load_decoders)
     routes = [r for r in load_entries(config, plugins) if r.topics]
     if not routes:
-        raise ConfigError("--config", f"{config} has no [[route]] to test")
+        raise ConfigError("--config", f"{config} has no route tables to test")
     topics = topic or _default_topic(routes)
     if len(topics) not in (1, len(payload)):
         raise ConfigError("--topic", "give one topic, or one per --payload")

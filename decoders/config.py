@@ -46,12 +46,12 @@ def parse_entries(data: dict[str, Any], path: Path, plugins: dict[str, DecoderPl
     """The routes and feeds of a parsed decoders file, options validated by each decoder's model."""
     unknown_tables = set(data) - {"route", "feed"}
     if unknown_tables:
-        raise _problem(path, "top level", f"unknown table(s) {sorted(unknown_tables)}; use [[route]] and [[feed]]")
+        raise _problem(path, "top level", f"unknown table(s) {sorted(unknown_tables)}; use 'route' and 'feed' tables")
     routes: list[Route] = []
     for table, transport in (("route", "mqtt"), ("feed", "http")):
         entries = data.get(table, [])
         if not isinstance(entries, list):
-            raise _problem(path, table, f"write [[{table}]] (an array of tables)")
+            raise _problem(path, table, f"write {table!r} as an array of tables (double brackets)")
         for index, entry in enumerate(entries):
             where = f"{table} {index + 1}"
             if not isinstance(entry, dict):
@@ -65,8 +65,8 @@ def parse_entries(data: dict[str, Any], path: Path, plugins: dict[str, DecoderPl
                 raise _problem(path, where, f"decoder {name!r} is not installed or not loaded ({sorted(plugins)})")
             where = f"{where} ({name})"
             if plugin.transport != transport:
-                raise _problem(path, where, f"is a {plugin.transport} decoder; list it under "
-                               f"[[{'route' if plugin.transport == 'mqtt' else 'feed'}]]")
+                raise _problem(path, where, f"is a {plugin.transport} decoder; list it as a "
+                               f"{'route' if plugin.transport == 'mqtt' else 'feed'} table")
             site = entry.get("site")
             if not isinstance(site, str) or (why := bad_id(site)):
                 raise _problem(path, where, f"site {why if isinstance(site, str) else 'is missing'}")

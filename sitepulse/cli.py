@@ -142,6 +142,11 @@ def _serve(with_simulator: bool) -> None:
         supervisor.install_signal_handlers()
         for role in ("ingest", "run-services", "api"):
             supervisor.add(role, role)
+        if settings.decoders_file is not None:  # HTTP feeds of the decoders file (decoders/README.md)
+            from decoders.feeds import load_feeds
+
+            if load_feeds(settings):
+                supervisor.add("feeds", "decoders", "feeds")
         if with_simulator:
             supervisor.add("simulator", "simulate", "--site-id", DEMO_SITE, "--speedup", "1",
                            "--duration", str(DEMO_HOURS * 3600))
