@@ -87,10 +87,14 @@ def bad_id(value: str) -> str | None:
 
 def emit_samples(
     out: Decoded, topic: str, payload: bytes, site_id: str, machine_id: str, received_at: datetime,
-    samples: list[dict],
+    samples: list[dict], positions: list[int] | None = None,
 ) -> None:
-    """Hand normalised samples of one machine to ingest's checks (the ids must already be valid)."""
-    out.add_samples(topic, payload, site_id, machine_id, received_at, samples)
+    """Hand normalised samples of one machine to ingest's checks (the ids must already be valid).
+
+    ``positions``: where each sample was in the message, when the decoder rejected some readings itself,
+    so the contract's rejects name the right ``sample N``.
+    """
+    out.add_samples(topic, payload, site_id, machine_id, received_at, samples, positions)
 
 
 def emit_reject(

@@ -157,6 +157,7 @@ class MappedJsonDecoder:
                         self.site_id, machine)
             return
         samples: list[dict] = []
+        positions: list[int] = []
         problems: list[tuple[int, str]] = []
         for index, record in enumerate(records):
             sample = self._sample(record)
@@ -164,6 +165,7 @@ class MappedJsonDecoder:
                 problems.append((index, sample))
             else:
                 samples.append(sample)
+                positions.append(index)
         if not problems:
             emit_samples(out, topic, payload, self.site_id, machine, received_at, samples)
             return
@@ -174,8 +176,7 @@ class MappedJsonDecoder:
         for index, reason in problems:
             emit_reject(out, topic, orjson.dumps(records[index]), received_at, f"sample {index}: {NAME}: {reason}",
                         "mapping", self.site_id, machine)
-        for sample in samples:  # one by one, so a contract reject carries the reading it is about
-            emit_samples(out, topic, orjson.dumps(sample), self.site_id, machine, received_at, [sample])
+        emit_samples(out, topic, payload, self.site_id, machine, received_at, samples, positions)
 
     def _machine(self, topic: str, body: Any) -> str | tuple[str]:
         if self.machine_level is not None:

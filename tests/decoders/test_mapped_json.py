@@ -47,7 +47,7 @@ def test_batched_readings_keep_the_good_ones_and_reject_each_bad_one() -> None:
     start = datetime(2025, 12, 5, 2, tzinfo=UTC).timestamp()
     assert [r["ts"] for r in rows] == [start, start + 3]
     reasons = sorted(r.reason for r in out.rejects)
-    assert reasons == ["lat 91.5 is outside -90..90",
+    assert reasons == ["sample 1: lat 91.5 is outside -90..90",
                        "sample 2: mapped-json: ts 'not a time' does not match '%d/%m/%Y %H:%M:%S'"]
     assert orjson.loads(next(r.payload for r in out.rejects if "sample 2" in r.reason))["time"] == "not a time"
 
