@@ -10,7 +10,7 @@ same reason a native one would be.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, field_validator, model_validator
@@ -68,7 +68,7 @@ def get_path(doc: Any, keys: tuple[str | int, ...]) -> Any:
 class FieldMap(StrictOptions):
     """Where one SitePulse field is in the tracker's JSON: value = raw * unit factor * scale + offset."""
 
-    path: str
+    path: str = Field(min_length=1)
     unit: str | None = None
     scale: float = 1.0
     offset: float = 0.0
@@ -82,7 +82,7 @@ class MappedJsonOptions(StrictOptions):
     records: str | None = Field(None, description="path of an array of readings, for trackers that batch")
     ts: str = "ts"
     ts_format: str = Field("rfc3339", description="rfc3339 | epoch_s | epoch_ms | epoch_us | a strptime format")
-    fields: dict[FieldName, FieldMap | str]
+    fields: dict[FieldName, FieldMap | Annotated[str, Field(min_length=1)]]
     extra: list[str] = Field(default_factory=list, description="paths kept in extra, under their last key")
 
     @field_validator("machine")
@@ -124,12 +124,15 @@ class MappedJsonDecoder:
         self.ts_path = compile_path(options.ts)
         self.ts_format = options.ts_format
         self.ts_divisor = EPOCH_DIVISORS.get(options.ts_format)
-        self.fields: list[tuple[str, tuple[str | int, ...], float, float]] = []
+        groups: dict[str, list[tuple[str, tuple[str | int, ...], float | None, float]]] = {}
         for name, spec in options.fields.items():
             if isinstance(spec, str):
                 spec = FieldMap(path=spec)
             factor = UNITS.get(name, {}).get(spec.unit or "", 1.0) * spec.scale
-            self.fields.append((name, compile_path(spec.path), factor, spec.offset))
+            keys = compile_path(spec.path)
+            scaled = factor != 1.0 or spec.offset != 0.0
+            groups.setdefault(str(keys[0]), []).append((name, keys[1:], factor if scaled else None, spec.offset))
+        self.groups = list(groups.items())
         self.extra = [(compile_path(p), p.rsplit(".", 1)[-1]) for p in options.extra]
         self._machines: dict[str, str | None] = {}
 
@@ -207,14 +210,28 @@ class MappedJsonDecoder:
             if type(ts) is tuple:
                 return ts[0]
             sample["ts"] = ts
-        for name, keys, factor, offset in self.fields:
-            value = get_path(record, keys)
-            if value is None:
+        for first, members in self.groups:  # fields under one top-level key share its lookup
+            parent = record.get(first)
+            if parent is None:
                 continue
-            value = as_field(name, value)
-            if type(value) is float and (factor != 1.0 or offset != 0.0):
-                value = value * factor + offset
-            sample[name] = value
+            for name, rest, factor, offset in members:
+                value = parent
+                for key in rest:  # get_path, inlined: this runs for every field of every reading
+                    kind = type(value)
+                    if kind is dict:
+                        value = value.get(key if type(key) is str else str(key))
+                    elif kind is list and type(key) is int and key < len(value):
+                        value = value[key]
+                    else:
+                        value = None
+                        break
+                if value is None:
+                    continue
+                if type(value) is not float:
+                    value = as_field(name, value)
+                if factor is not None and type(value) is float:
+                    value = value * factor + offset
+                sample[name] = value
         for keys, key in self.extra:
             value = get_path(record, keys)
             if value is not None:

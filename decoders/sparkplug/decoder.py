@@ -28,7 +28,6 @@ from decoders.sdk import (
     as_field,
     bad_id,
     emit_reject,
-    emit_samples,
     emit_status,
 )
 from decoders.sparkplug.schema import Payload
@@ -74,8 +73,20 @@ class EdgeNode:
     names: dict[tuple[str, int], str] = field(default_factory=dict)  # (device or "", alias) -> metric name
     types: dict[tuple[str, str], int] = field(default_factory=dict)  # (device or "", name) -> datatype
     devices: set[str] = field(default_factory=set)
+    resolved: dict[str, dict[int, tuple[str, Any, int | None]]] = field(default_factory=dict)  # device -> alias
     waiting: str | None = "no NBIRTH seen"  # why DATA is refused until the next NBIRTH; None once born
     rebirth_at: float = float("-inf")
+
+
+def signed(value: int, datatype: int | None) -> int:
+    """An Int8..Int64 metric's value from its unsigned wire form (8/16-bit or sign-extended to 32 bits)."""
+    bits = SIGNED_BITS.get(datatype or 0)
+    if bits:
+        if value >= 1 << (bits - 1) and value < 1 << bits:
+            value -= 1 << bits
+        elif bits < 32 and value >= 1 << 31:  # sign-extended to 32 bits, as some edge nodes send Int8/Int16
+            value -= 1 << 32
+    return value
 
 
 def metric_value(metric: Any, datatype: int | None) -> Any:
@@ -86,13 +97,20 @@ def metric_value(metric: Any, datatype: int | None) -> Any:
     if kind is None or kind == "bytes_value":
         return NO_VALUE
     value = getattr(metric, kind)
-    bits = SIGNED_BITS.get(datatype or 0)
-    if bits and type(value) is int:
-        if value >= 1 << (bits - 1) and value < 1 << bits:
-            value -= 1 << bits
-        elif bits < 32 and value >= 1 << 31:  # sign-extended to 32 bits, as some edge nodes send Int8/Int16
-            value -= 1 << 32
-    return value
+    return signed(value, datatype) if type(value) is int else value
+
+
+def parse_topic(topic: str) -> tuple[str, tuple[str, str], str] | str:
+    """(kind, (group, edge node), device or "") of a Sparkplug topic; "" for STATE and commands; else the reason."""
+    parts = topic.split("/")
+    if len(parts) == 3 and parts[0] == NAMESPACE and parts[1] == "STATE":
+        return ""
+    kind = parts[2] if len(parts) in (4, 5) and parts[0] == NAMESPACE else None
+    if kind in ("NCMD", "DCMD"):
+        return ""
+    if kind not in MESSAGE_TYPES or (kind[0] == "D") != (len(parts) == 5) or not all(parts):
+        return f"topic {topic[:200]!r} is not spBv1.0/GROUP/N*|D*/EDGE[/DEVICE]"
+    return kind, (parts[1], parts[3]), parts[4] if len(parts) == 5 else ""
 
 
 def rebirth_request() -> bytes:
@@ -117,29 +135,28 @@ class SparkplugDecoder:
         self.publish = publish
         self.nodes: dict[tuple[str, str], EdgeNode] = {}
         self.rebirths_sent = 0
+        self._topics: dict[str, tuple[str, tuple[str, str], str] | str] = {}
+        self._machines: dict[str, str | tuple[str]] = {}
 
     # -- entry ----------------------------------------------------------------------------------------
     def decode(self, out: Decoded, topic: str, payload: bytes, received_at: datetime) -> None:
         """Decode one Sparkplug message; every path ends in samples, statuses, or a reject with a reason."""
-        parts = topic.split("/")
-        if len(parts) == 3 and parts[0] == NAMESPACE and parts[1] == "STATE":
-            return  # a host application's STATE: not machine data
-        kind = parts[2] if len(parts) in (4, 5) and parts[0] == NAMESPACE else None
-        if kind in ("NCMD", "DCMD"):
-            return  # commands to edge nodes (our own rebirth requests among them): not machine data
-        if kind not in MESSAGE_TYPES or (kind[0] == "D") != (len(parts) == 5) or not all(parts):
-            self._reject(out, topic, payload, received_at, "topic",
-                         f"topic {topic[:200]!r} is not spBv1.0/GROUP/N*|D*/EDGE[/DEVICE]")
-            return
-        group, edge = parts[1], parts[3]
-        device = parts[4] if len(parts) == 5 else ""
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = self._topics[topic] = parse_topic(topic)
+            if len(self._topics) > 100_000:
+                self._topics.clear()
+        if type(parsed) is not tuple:
+            if parsed:
+                self._reject(out, topic, payload, received_at, "topic", parsed)
+            return  # "": host STATE and commands to edge nodes (our own rebirth requests among them)
+        kind, key, device = parsed
         try:
             message = Payload.FromString(payload)
         except (DecodeError, RuntimeWarning, ValueError) as exc:
             self._reject(out, topic, payload, received_at, "not-protobuf",
                          f"{kind} is not a Sparkplug B protobuf payload ({str(exc)[:120] or 'truncated'})")
             return
-        key = (group, edge)
         if kind == "NBIRTH":
             self._node_birth(out, topic, payload, received_at, key, message)
         elif kind == "NDEATH":
@@ -209,6 +226,7 @@ class SparkplugDecoder:
                     self._refuse(out, topic, payload, received_at, key, "birth-metric",
                                  f"DBIRTH of {device!r} has a metric without a name")
                     return
+            node.resolved.pop(device, None)  # a device re-birth may bind its aliases anew
             for metric in message.metrics:
                 if metric.HasField("alias"):
                     node.names[(device, metric.alias)] = metric.name
@@ -232,49 +250,72 @@ class SparkplugDecoder:
     # -- samples --------------------------------------------------------------------------------------
     def _samples(self, out: Decoded, topic: str, payload: bytes, received_at: datetime, key: tuple[str, str],
                  node: EdgeNode, device: str, message: Any) -> None:
+        """Mapped metric values grouped by timestamp into samples of the device's (or node's) machine.
+
+        Hot path: proto2 defaults stand for "absent" where Sparkplug gives them no meaning (an empty name, a
+        0 timestamp or datatype), so a metric costs few protobuf calls; an alias is resolved once per session.
+        """
         machine = self._device_machine(device) if device else self._node_machine(key)
         if machine is None:
             return  # node-level metrics of a gateway that is not itself a machine
         if type(machine) is not str:
             self._reject(out, topic, payload, received_at, "machine-id", f"machine id {machine[0]}")
             return
-        default_ms = message.timestamp if message.HasField("timestamp") else int(received_at.timestamp() * 1000)
+        default_ms = message.timestamp or int(received_at.timestamp() * 1000)
         by_time: dict[int, dict[str, Any]] = {}
-        fields, names, types = self.fields, node.names, node.types
+        last_ms, sample = -1, {}
+        fields, keep = self.fields, self.keep_unmapped
+        resolved = node.resolved.get(device)
+        if resolved is None:
+            resolved = node.resolved[device] = {}
         for metric in message.metrics:
-            if metric.HasField("name"):
-                name = metric.name
-            elif metric.HasField("alias"):
-                name = names.get((device, metric.alias))
-                if name is None:
-                    self._refuse(out, topic, payload, received_at, key, "unknown-alias",
-                                 f"metric alias {metric.alias} is not in the births of {device or 'the edge node'}")
-                    return
+            name = metric.name
+            if name:
+                entry = (name, fields.get(name), node.types.get((device, name)))
             else:
-                self._reject(out, topic, payload, received_at, "no-metric-name",
-                             "a metric has neither a name nor an alias", machine)
-                return
-            target = fields.get(name)
-            if target is None and not self.keep_unmapped:
+                alias = metric.alias
+                entry = resolved.get(alias)
+                if entry is None:
+                    if alias == 0 and not metric.HasField("alias"):
+                        self._reject(out, topic, payload, received_at, "no-metric-name",
+                                     "a metric has neither a name nor an alias", machine)
+                        return
+                    name = node.names.get((device, alias))
+                    if name is None:
+                        self._refuse(out, topic, payload, received_at, key, "unknown-alias",
+                                     f"metric alias {alias} is not in the births of {device or 'the edge node'}")
+                        return
+                    entry = resolved[alias] = (name, fields.get(name), node.types.get((device, name)))
+            target = entry[1]
+            if target is None and not keep:
                 continue
-            datatype = metric.datatype if metric.HasField("datatype") else types.get((device, name))
-            value = metric_value(metric, datatype)
-            if value is NO_VALUE:
+            kind = metric.WhichOneof("value")
+            if metric.is_null:  # null even if a value is set beside it
+                value = None
+            elif kind is None or kind == "bytes_value":
                 continue
-            ms = metric.timestamp if metric.HasField("timestamp") else default_ms
-            sample = by_time.get(ms)
-            if sample is None:
-                sample = by_time[ms] = {"ts": ms / 1000}
+            else:
+                value = getattr(metric, kind)
+                if type(value) is int:
+                    value = signed(value, metric.datatype or entry[2])
+            ms = metric.timestamp or default_ms
+            if ms != last_ms:
+                sample = by_time.get(ms)
+                if sample is None:
+                    sample = by_time[ms] = {"ts": ms / 1000}
+                last_ms = ms
             if target is None:
-                sample[name] = value
+                sample[entry[0]] = value
                 continue
             field_name, scale, offset = target
-            value = as_field(field_name, value)
-            if type(value) is float and (scale != 1.0 or offset != 0.0):
-                value = value * scale + offset
+            if type(value) is not float:
+                value = as_field(field_name, value)
+            if scale != 1.0 or offset != 0.0:
+                if type(value) is float:
+                    value = value * scale + offset
             sample[field_name] = value
         if by_time:
-            emit_samples(out, topic, payload, self.site_id, machine, received_at, list(by_time.values()))
+            out.add_samples(topic, payload, self.site_id, machine, received_at, list(by_time.values()))
 
     # -- helpers --------------------------------------------------------------------------------------
     def _node_machine(self, key: tuple[str, str]) -> str | tuple[str] | None:
@@ -284,9 +325,14 @@ class SparkplugDecoder:
         return self._machine(device)
 
     def _machine(self, sparkplug_id: str) -> str | tuple[str]:
-        machine = self.options.machine_ids.get(sparkplug_id, sparkplug_id)
-        why = bad_id(machine)
-        return (why + " (map it in machine_ids)",) if why else machine
+        found = self._machines.get(sparkplug_id)
+        if found is None:
+            machine = self.options.machine_ids.get(sparkplug_id, sparkplug_id)
+            why = bad_id(machine)
+            found = (why + " (map it in machine_ids)",) if why else machine
+            if len(self._machines) < 100_000:
+                self._machines[sparkplug_id] = found
+        return found
 
     def _reject(self, out: Decoded, topic: str, payload: bytes, received_at: datetime, code: str, reason: str,
                 machine: str | None = None) -> None:

@@ -22,11 +22,13 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
+from rich.console import Console
 
 from ingest.metrics import render_prometheus
 from ingest.topics import telemetry_topic
 from ingest.worker import IngestWorker
 from sitepulse.settings import load_settings
+from sitepulse.status import collect_status, render
 from tests.ingest.conftest import Publisher, wait_until
 
 PYSPARKPLUG = "pysparkplug==0.6.1"
@@ -193,3 +195,14 @@ def test_counts_per_decoder_and_reason_reach_the_metrics(scenario: Scenario) -> 
     assert 'sitepulse_ingest_decoder_rejects_total{worker="' in scenario.metrics
     assert 'decoder="sparkplug-b",reason="seq-gap"} 1' in scenario.metrics
     assert os.environ.get("SITEPULSE_DECODERS_FILE") is None  # the test set it through settings only
+
+
+def test_sitepulse_status_shows_each_decoder_and_its_reject_reasons(scenario: Scenario) -> None:
+    with psycopg.connect(scenario.url, autocommit=True) as conn:
+        status = collect_status(conn)
+    assert status.decoders["sparkplug-b"]["rejects"] == {"seq-gap": 1, "before-birth": 1}
+    assert status.decoders["native-json"] == {"messages": 10, "rejects": {}}
+    console = Console(record=True, width=200)
+    render(console, status)
+    text = console.export_text()
+    assert "Decoders (all workers)" in text and "before-birth 1, seq-gap 1" in text
