@@ -149,6 +149,11 @@ class MappedJsonDecoder:
             emit_reject(out, topic, payload, received_at, f"{NAME}: machine id {machine[0]}", "machine-id",
                         self.site_id)
             return
+        if self.records is None and type(body) is dict:  # the common message: one reading
+            sample = self._sample(body)
+            if type(sample) is dict:
+                out.add_samples(topic, payload, self.site_id, machine, received_at, [sample])
+                return
         records = body if self.records is None else get_path(body, self.records)
         if type(records) is dict:
             records = [records]
@@ -204,12 +209,16 @@ class MappedJsonDecoder:
         if type(record) is not dict:
             return f"reading is {type(record).__name__}, not an object"
         sample: dict[str, Any] = {}
-        raw_ts = get_path(record, self.ts_path)
+        raw_ts = record.get(self.ts_path[0]) if len(self.ts_path) == 1 else get_path(record, self.ts_path)
         if raw_ts is not None:
-            ts = self._ts(raw_ts)
-            if type(ts) is tuple:
-                return ts[0]
-            sample["ts"] = ts
+            kind = type(raw_ts)
+            if (kind is int or kind is float) and self.ts_divisor is not None:
+                sample["ts"] = raw_ts / self.ts_divisor
+            else:
+                ts = self._ts(raw_ts)
+                if type(ts) is tuple:
+                    return ts[0]
+                sample["ts"] = ts
         for first, members in self.groups:  # fields under one top-level key share its lookup
             parent = record.get(first)
             if parent is None:

@@ -40,6 +40,8 @@ BD_SEQ = "bdSeq"
 REBIRTH_METRIC = "Node Control/Rebirth"
 BOOLEAN = 11
 SIGNED_BITS = {1: 8, 2: 16, 3: 32, 4: 64}  # Int8..Int64
+VALUE_FIELD = {**dict.fromkeys((1, 2, 3, 5, 6, 7), "int_value"), **dict.fromkeys((4, 8, 13), "long_value"),
+               9: "float_value", 10: "double_value", 11: "boolean_value", **dict.fromkeys((12, 14, 15), "string_value")}
 NO_VALUE = object()
 
 FieldName = Literal["lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
@@ -73,7 +75,7 @@ class EdgeNode:
     names: dict[tuple[str, int], str] = field(default_factory=dict)  # (device or "", alias) -> metric name
     types: dict[tuple[str, str], int] = field(default_factory=dict)  # (device or "", name) -> datatype
     devices: set[str] = field(default_factory=set)
-    resolved: dict[str, dict[int, tuple[str, Any, int | None]]] = field(default_factory=dict)  # device -> alias
+    resolved: dict[str, dict[int, tuple[str, Any, int | None, str | None]]] = field(default_factory=dict)
     waiting: str | None = "no NBIRTH seen"  # why DATA is refused until the next NBIRTH; None once born
     rebirth_at: float = float("-inf")
 
@@ -271,7 +273,8 @@ class SparkplugDecoder:
         for metric in message.metrics:
             name = metric.name
             if name:
-                entry = (name, fields.get(name), node.types.get((device, name)))
+                datatype = node.types.get((device, name))
+                entry = (name, fields.get(name), datatype, VALUE_FIELD.get(datatype))
             else:
                 alias = metric.alias
                 entry = resolved.get(alias)
@@ -285,19 +288,23 @@ class SparkplugDecoder:
                         self._refuse(out, topic, payload, received_at, key, "unknown-alias",
                                      f"metric alias {alias} is not in the births of {device or 'the edge node'}")
                         return
-                    entry = resolved[alias] = (name, fields.get(name), node.types.get((device, name)))
+                    datatype = node.types.get((device, name))
+                    entry = resolved[alias] = (name, fields.get(name), datatype, VALUE_FIELD.get(datatype))
             target = entry[1]
             if target is None and not keep:
                 continue
-            kind = metric.WhichOneof("value")
+            expected = entry[3]  # the value field the birth's datatype names: HasField is cheaper than WhichOneof
             if metric.is_null:  # null even if a value is set beside it
                 value = None
-            elif kind is None or kind == "bytes_value":
-                continue
+            elif expected is not None and metric.HasField(expected):
+                value = getattr(metric, expected)
             else:
+                kind = metric.WhichOneof("value")
+                if kind is None or kind == "bytes_value":
+                    continue
                 value = getattr(metric, kind)
-                if type(value) is int:
-                    value = signed(value, metric.datatype or entry[2])
+            if type(value) is int:
+                value = signed(value, metric.datatype or entry[2])
             ms = metric.timestamp or default_ms
             if ms != last_ms:
                 sample = by_time.get(ms)
