@@ -213,7 +213,7 @@ class MappedJsonDecoder:
         if raw_ts is not None:
             kind = type(raw_ts)
             if (kind is int or kind is float) and self.ts_divisor is not None:
-                sample["ts"] = raw_ts / self.ts_divisor
+                sample["ts"] = raw_ts if self.ts_divisor == 1.0 else raw_ts / self.ts_divisor
             else:
                 ts = self._ts(raw_ts)
                 if type(ts) is tuple:
