@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +178,27 @@ def test_schema_is_built_from_the_vendored_proto() -> None:
         "string_value": 15, "bytes_value": 16}
     assert {f.name: f.number for f in proto.message_type[0].field} == {
         "timestamp": 1, "metrics": 2, "seq": 3, "uuid": 4, "body": 5}
+
+
+def test_cli_decodes_the_fixtures_an_independent_implementation_wrote() -> None:
+    from typer.testing import CliRunner
+
+    from sitepulse.cli import _app
+
+    folder = Path(__file__).parents[2] / "decoders" / "sparkplug"
+    steps = [("spBv1.0/north-quarry/NBIRTH/gw-1", "nbirth.bin"), ("spBv1.0/north-quarry/DBIRTH/gw-1/Truck 7",
+             "dbirth.bin"), ("spBv1.0/north-quarry/DDATA/gw-1/Truck 7", "ddata_aliases.bin"),
+             ("spBv1.0/north-quarry/DDATA/gw-1/Truck 7", "ddata_gap.bin"), ("spBv1.0/north-quarry/NDEATH/gw-1",
+             "ndeath.bin")]
+    args = ["decoders", "test", "--config", str(folder / "sample.toml")]
+    for step_topic, name in steps:
+        args += ["--topic", step_topic, "--payload", str(folder / "fixtures" / name)]
+    result = CliRunner().invoke(_app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[1].startswith("sample (sparkplug-b) ") and '"payload_kg":27500.0' in lines[1]
+    assert '"machine_id":"HX-07"' in lines[3] and '"lat":59.3294' in lines[3] and '"lon":18.0687' in lines[3]
+    assert lines[4].startswith("rejected (sparkplug-b) sparkplug-b: DDATA seq 9 where 3 was due")
+    assert lines[5] == "would publish (sparkplug-b) a command on spBv1.0/north-quarry/NCMD/gw-1"
+    assert lines[6:] == ["status (sparkplug-b) north-quarry/gw-1 offline",
+                         "status (sparkplug-b) north-quarry/HX-07 offline"]
