@@ -55,6 +55,9 @@ class IngestWorker:
             from decoders.front import load_front
 
             self.front = load_front(settings, self.decoder, publish=self._publish)
+            if self.front.topic_filters and settings.ingest_amqp_url is not None:
+                raise ConfigError("SITEPULSE_DECODERS_FILE", "has MQTT routes, which the RabbitMQ ingest mode"
+                                  " (SITEPULSE_INGEST_AMQP_URL) does not carry; use MQTT ingest for them")
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.writer = TelemetryWriter(database_url)
         partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
