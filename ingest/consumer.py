@@ -301,6 +301,10 @@ class MqttConsumer:
                 TELEMETRY_FILTER,
             )
             client.subscribe(TELEMETRY_FILTER, 1)
+        for topic_filter, reason in zip(self.extra_filters, reasons[3:], strict=False):  # the decoders' routes
+            if reason.is_failure:
+                log.warning("broker refused the subscription to %s (%s): its decoder route receives nothing",
+                            topic_filter, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
