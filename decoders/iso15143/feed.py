@@ -86,12 +86,13 @@ class Iso15143Pull:
             auth = httpx.BasicAuth(options.username, password)
         return httpx.Client(headers=headers, auth=auth, timeout=options.timeout_s, follow_redirects=True)
 
-    def _get(self, client: httpx.Client, url: str) -> bytes:
+    def _get(self, client: httpx.Client, url: str, missing_ok: bool) -> bytes:
+        """The body; b"" for a 404 where that means "no data" (a time-series window), else FeedUnavailable."""
         try:
             response = client.get(url)
         except httpx.HTTPError as exc:
             raise FeedUnavailable(f"GET {url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code == 404:
+        if response.status_code == 404 and missing_ok:
             return b""
         if response.status_code >= 400:
             raise FeedUnavailable(f"GET {url}: HTTP {response.status_code}")
@@ -104,7 +105,7 @@ class Iso15143Pull:
         windows: dict[str, str] = dict(cursor.get("windows", {}))
         machines: dict[str, str] = dict(cursor.get("machines", {}))  # OEM equipment id -> machine id
         with self._client() as client:
-            for url, body, document in self._pages(client, out, self.options.url, now):
+            for url, body, document in self._pages(client, out, self.options.url, now, missing_ok=False):
                 for equipment in document.equipment:
                     machine = self._machine(out, url, body, now, equipment)
                     if machine is not None:
@@ -117,17 +118,18 @@ class Iso15143Pull:
                     start = windows.get(window) or _iso(now - timedelta(hours=self.options.since_hours))
                     first = self.options.series_url.format(fleet=self.fleet_url, id=quote(equipment_id, safe=""),
                                                            series=series, start=start, end=_iso(now))
-                    for url, body, document in self._pages(client, out, first, now):
+                    for url, body, document in self._pages(client, out, first, now, missing_ok=True):
                         for equipment in document.equipment:
                             self._emit(out, url, body, now, machine, equipment, taken, series=True)
                     windows[window] = _iso(now)
         return {"taken": taken, "windows": windows, "machines": machines}
 
-    def _pages(self, client: httpx.Client, out: Decoded, url: str | None, now: datetime):
+    def _pages(self, client: httpx.Client, out: Decoded, url: str | None, now: datetime, missing_ok: bool):
+        """(url, body, document) of each page, following Links rel="next" (at most MAX_PAGES, never a loop)."""
         seen: set[str] = set()
         while url and url not in seen and len(seen) < MAX_PAGES:
             seen.add(url)
-            body = self._get(client, url)
+            body = self._get(client, url, missing_ok)
             if not body:
                 return
             try:

@@ -59,6 +59,12 @@ machine_from = "SerialNumber"
 decoder = "iso15143-3"
 site = "{site}"
 [feed.options]
+url = "{base}/oem-x/Fleet/1"
+
+[[feed]]
+decoder = "iso15143-3"
+site = "{site}"
+[feed.options]
 name = "oem-a with a wrong token"
 url = "{base}/oem-a/Fleet/1"
 token_env = "SP_TEST_WRONG_TOKEN"
@@ -116,7 +122,7 @@ def test_feeds_poll_page_by_page_and_a_restart_neither_restores_nor_skips(
         settings = load_settings(database_url=database_url, decoders_file=path)
         host = FeedHost(database_url, load_feeds(settings))
         results = [host.poll(route, feed) for route, feed in host.feeds]
-        assert results == [True, True, True, True, False]
+        assert results == [True, True, True, True, False, False]
         per_machine = dict(_rows(database_url, "SELECT machine_id, count(*) FROM telemetry"
                                                " WHERE site_id = 'oem-pit' GROUP BY 1"))
         assert per_machine == {"HX-11": 2, "L150H-2002": 1, "EC480-3003": 1, "CAT745-77": 5, "JCB-220X-9": 1,
@@ -134,9 +140,10 @@ def test_feeds_poll_page_by_page_and_a_restart_neither_restores_nor_skips(
         rejects = _rows(database_url, "SELECT reason, site_id FROM ingest_rejects WHERE site_id = 'oem-pit'")
         assert rejects == [("iso15143-3: B45E5: cumulativeoperatinghours: datetime 'yesterday' is not an ISO 8601"
                             " time", "oem-pit")]
-        error = _rows(database_url, "SELECT last_error FROM decoder_feed_checkpoints"
-                                    " WHERE feed = 'oem-a with a wrong token'")
-        assert error[0][0].endswith("HTTP 401")
+        errors = dict(_rows(database_url, "SELECT feed, last_error FROM decoder_feed_checkpoints"
+                                          " WHERE last_error IS NOT NULL"))
+        assert errors == {"oem-a with a wrong token": f"GET {server.base}/oem-a/Fleet/1: HTTP 401",
+                          f"{server.base}/oem-x/Fleet/1": f"GET {server.base}/oem-x/Fleet/1: HTTP 404"}
         stored = _rows(database_url, count)[0][0]
         first_windows = [p for p in server.requests if "/Locations/" in p]
 
