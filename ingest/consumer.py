@@ -148,6 +148,7 @@ class MqttConsumer:
         share_group: str | None = None,
         partitions: tuple[Partition, ...] = (),
         high_water: int = 200_000,
+        extra_filters: tuple[str, ...] = (),
     ) -> None:
         if any(p.count <= 1 for p in partitions):  # "0/1" owns everything
             partitions = ()
@@ -158,6 +159,7 @@ class MqttConsumer:
         self.inbox = inbox
         self.share_group = share_group
         self.partitions = partitions  # stores what any of them owns
+        self.extra_filters = extra_filters  # decoders' topics (decoders/README.md), subscribed plainly
         self.skipped = 0  # messages of another partition, acknowledged unread
         self.high_water = high_water
         self.protocol = protocol
@@ -273,7 +275,8 @@ class MqttConsumer:
             self.reconnects += 1
             log.info("MQTT reconnected (session present: %s)", flags.session_present)
         telemetry = shared(TELEMETRY_FILTER, self.share_group) if self.share_group else TELEMETRY_FILTER
-        client.subscribe([(telemetry, 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1)])
+        client.subscribe([(telemetry, 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1),
+                          *((f, 1) for f in self.extra_filters)])
         self._connected.set()
 
     def _on_disconnect(
@@ -298,6 +301,10 @@ class MqttConsumer:
                 TELEMETRY_FILTER,
             )
             client.subscribe(TELEMETRY_FILTER, 1)
+        for topic_filter, reason in zip(self.extra_filters, reasons[3:], strict=False):  # the decoders' routes
+            if reason.is_failure:
+                log.warning("broker refused the subscription to %s (%s): its decoder route receives nothing",
+                            topic_filter, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -318,6 +325,13 @@ class MqttConsumer:
         if self.version == "3.1.1" and self.inbox.qsize() > self.high_water:
             while self.inbox.qsize() > self.high_water // 2 and not self._stopping.is_set():
                 time.sleep(0.01)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Publish a command on this session (a decoder's request, e.g. a Sparkplug rebirth); False if offline."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        return client.publish(topic, payload, qos).rc == MQTT_ERR_SUCCESS
 
     # -- acknowledgement (worker thread) -----------------------------------------------------------
     def ack(self, messages: list[Inbound]) -> int:

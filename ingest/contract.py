@@ -140,6 +140,7 @@ class Reject:
     reason: str
     site_id: str | None = None
     machine_id: str | None = None
+    code: str | None = None  # a decoder's short reason class for the metrics; None: the contract's checks
 
 
 @dataclass(slots=True)
@@ -174,7 +175,7 @@ class Decoded:
     ``rows``/``rejects``/``sites`` finish first, so readers always see every message decoded so far.
     """
 
-    __slots__ = ("_rejects", "births", "statuses", "_sites", "_samples", "_starts", "_msgs", "_blocks")
+    __slots__ = ("_rejects", "births", "statuses", "_sites", "_samples", "_starts", "_msgs", "_blocks", "_positions")
 
     def __init__(self) -> None:
         self._rejects: list[Reject] = []
@@ -185,6 +186,7 @@ class Decoded:
         self._starts: list[int] = []
         self._msgs: list[tuple[str, bytes, str, str, datetime, bool]] = []
         self._blocks: list[RowBlock] = []
+        self._positions: dict[int, list[int]] = {}  # message number -> its samples' positions in the payload
 
     @property
     def sample_count(self) -> int:
@@ -196,11 +198,28 @@ class Decoded:
         self.finish()
         self._rejects.append(reject)
 
+    def add_samples(
+        self, topic: str, payload: bytes, site_id: str, machine_id: str, received_at: datetime, samples: list[dict],
+        positions: list[int] | None = None,
+    ) -> None:
+        """Queue a decoder's normalised samples of one message; they are checked and stored as native ones are.
+
+        A rejected sample of a multi-sample message is recorded as ``sample N: reason`` with the sample itself;
+        N is its place in the message, or ``positions[i]`` when the decoder already dropped some readings.
+        """
+        if samples:
+            if positions is not None:
+                self._positions[len(self._msgs)] = positions
+            self._starts.append(len(self._samples))
+            self._msgs.append((topic, payload, site_id, machine_id, received_at,
+                               len(samples) > 1 or positions is not None))
+            self._samples.extend(samples)
+
     def finish(self) -> None:
         """Turn the pending samples into a column block (and their rejects)."""
         if self._samples:
             self._blocks.append(_finish(self))
-            self._samples, self._starts, self._msgs = [], [], []
+            self._samples, self._starts, self._msgs, self._positions = [], [], [], {}
 
     def block(self) -> RowBlock:
         """The batch's rows as one column block."""
@@ -328,6 +347,8 @@ def _finish(out: Decoded) -> RowBlock:
             keep[i] = False
             if is_array:
                 index = i - out._starts[msg_of[i]]
+                if out._positions:
+                    index = out._positions.get(int(msg_of[i]), range(index + 1))[index]
                 out._rejects.append(Reject(received_at, topic, orjson.dumps(sample), f"sample {index}: {row}",
                                            site_id, machine_id))
             else:

@@ -59,11 +59,16 @@ class IngestCounters:
     lag_seconds: float = 0.0
     queue_depth: int = 0
     mqtt_reconnects: int = 0
+    # per decoder (decoders/): messages routed to it, and its rejects by reason class
+    decoder_messages: dict[str, int] = field(default_factory=dict)
+    decoder_rejects: dict[str, dict[str, int]] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def as_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values.pop("started_at")
+        if not self.decoder_messages:
+            del values["decoder_messages"], values["decoder_rejects"]
         return values
 
     def summary(self) -> str:
@@ -123,4 +128,33 @@ def render_prometheus(conn: psycopg.Connection) -> str:
                 if isinstance(value, float)
                 else f'{metric}{{worker="{_label(worker_id)}"}} {value}'
             )
+    lines += _decoder_lines(rows)
     return "\n".join(lines) + "\n"
+
+
+def _decoder_lines(rows: list[tuple]) -> list[str]:
+    """Per decoder and per reject reason class, for workers that run decoders (decoders/README.md)."""
+    messages = [(w, d, n) for w, _h, _p, _a, c in rows for d, n in sorted(c.get("decoder_messages", {}).items())]
+    rejects = [
+        (w, d, code, n)
+        for w, _h, _p, _a, c in rows
+        for d, codes in sorted(c.get("decoder_rejects", {}).items())
+        for code, n in sorted(codes.items())
+    ]
+    if not messages:
+        return []
+    lines = [
+        "# HELP sitepulse_ingest_decoder_messages_total Messages routed to each decoder",
+        "# TYPE sitepulse_ingest_decoder_messages_total counter",
+    ]
+    lines += [f'sitepulse_ingest_decoder_messages_total{{worker="{_label(w)}",decoder="{_label(d)}"}} {n}'
+              for w, d, n in messages]
+    lines += [
+        "# HELP sitepulse_ingest_decoder_rejects_total Rejects of each decoder by reason class",
+        "# TYPE sitepulse_ingest_decoder_rejects_total counter",
+    ]
+    lines += [
+        f'sitepulse_ingest_decoder_rejects_total{{worker="{_label(w)}",decoder="{_label(d)}",reason="{_label(r)}"}} {n}'
+        for w, d, r, n in rejects
+    ]
+    return lines

@@ -50,6 +50,14 @@ class IngestWorker:
         self.batch_rows = settings.ingest_batch_rows
         self.batch_s = settings.ingest_batch_ms / 1000
         self.decoder = Decoder(settings.ingest_max_payload_bytes)
+        self.front: Any = None  # the decoder layer when SITEPULSE_DECODERS_FILE names routes (decoders/README.md)
+        if settings.decoders_file is not None:
+            from decoders.front import load_front
+
+            self.front = load_front(settings, self.decoder, publish=self._publish)
+            if self.front.topic_filters and settings.ingest_amqp_url is not None:
+                raise ConfigError("SITEPULSE_DECODERS_FILE", "has MQTT routes, which the RabbitMQ ingest mode"
+                                  " (SITEPULSE_INGEST_AMQP_URL) does not carry; use MQTT ingest for them")
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.writer = TelemetryWriter(database_url)
         partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
@@ -62,7 +70,8 @@ class IngestWorker:
         else:
             self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox,
                                          protocol=protocol, share_group=SHARE_GROUP if settings.ingest_shared else None,
-                                         partitions=partitions)
+                                         partitions=partitions,
+                                         extra_filters=self.front.topic_filters if self.front else ())
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
@@ -131,7 +140,7 @@ class IngestWorker:
     def _decode_loop(self, hand_off: Any, gave_up: threading.Event) -> None:
         batch = Decoded()
         pending: list[Inbound] = []
-        decode_into, get = self.decoder.decode_into, self.inbox.get
+        decode_into, get = (self.front or self.decoder).decode_into, self.inbox.get
         fromtimestamp = datetime.fromtimestamp
         while not gave_up.is_set():
             stopping = self.stop_event.is_set()
@@ -214,6 +223,13 @@ class IngestWorker:
         c.lag_seconds = time.time() - pending[0][5]
         c.queue_depth = self.inbox.qsize()
         c.mqtt_reconnects = self.consumer.reconnects
+        if self.front is not None:
+            self.front.count(pending, batch.rejects, c)
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        """A decoder's command to a device (Sparkplug rebirth request) on this worker's session."""
+        publish = getattr(self.consumer, "publish", None)
+        return bool(publish and publish(topic, payload))
 
     def _periodic(self) -> None:
         now = time.monotonic()

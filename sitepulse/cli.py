@@ -145,6 +145,11 @@ def _serve(with_simulator: bool, history_days: int = 0) -> None:
         supervisor.install_signal_handlers()
         for role in ("ingest", "run-services", "api"):
             supervisor.add(role, role)
+        if settings.decoders_file is not None:  # HTTP feeds of the decoders file (decoders/README.md)
+            from decoders.feeds import load_feeds
+
+            if load_feeds(settings):
+                supervisor.add("feeds", "decoders", "feeds")
         live = ["simulate", "--site-id", DEMO_SITE, "--speedup", "1", "--duration", str(DEMO_HOURS * 3600)]
         if with_simulator and not history_days:
             supervisor.add("simulator", *live)
@@ -213,6 +218,9 @@ def _mount_package_commands() -> None:
     needs_app.command("add")(registry_cli.needs_add)
     _app.command("evaluate")(registry_cli.evaluate)
     _app.command("usage")(registry_cli.usage)
+    from decoders.cli import decoders_app
+
+    _app.add_typer(decoders_app, name="decoders")
 
 
 _mount_package_commands()

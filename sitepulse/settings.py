@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         " (devices publish MQTT to RabbitMQ's MQTT plugin; a consistent-hash exchange gives each machine's messages"
         " to one quorum queue per worker, acked after the database commit; docs/DEPLOYMENT.md)")
     ingest_amqp_queues: int = Field(1, ge=1, le=256, description="number of RabbitMQ ingest queues (= workers)")
+    # decoders in front of ingest (decoders/README.md)
+    decoders_file: Path | None = Field(
+        None, description="TOML file naming which decoder reads which MQTT topics or HTTP feeds, per site")
+    load_decoders: str | None = Field(None, description="comma-separated decoder names to load")
     # services
     load_services: str | None = Field(None, description="comma-separated service names to load")
     trace_services: bool = False

@@ -106,6 +106,8 @@ class Status:
     sites: list[SiteStatus] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # tables not there yet (migrations not applied)
     storage: Storage | None = None
+    # per decoder over all workers (decoders/): {"messages": n, "rejects": {reason class: n}}
+    decoders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -135,6 +137,11 @@ def collect_status(conn: psycopg.Connection) -> Status:
             int(counters.get("rejected", 0)), int(counters.get("duplicate_rows", 0)),
             float(counters.get("lag_seconds", 0.0)),
         ))
+        for decoder, count in counters.get("decoder_messages", {}).items():
+            entry = status.decoders.setdefault(decoder, {"messages": 0, "rejects": {}})
+            entry["messages"] += int(count)
+            for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
+                entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
     for service, site_id, data_until, lag, rows, replays, _updated, health, failures, error in conn.execute(
         SERVICES_SQL
     ):
@@ -244,6 +251,15 @@ def render(console: Console, status: Status) -> None:
     if not status.workers:
         workers.add_row("(none has reported)", "", "", "", "", "", "", "")
     console.print(workers)
+    if status.decoders:
+        decoders = Table(title="Decoders (all workers)", title_justify="left")
+        for column in ("decoder", "messages", "rejected", "rejects by reason"):
+            decoders.add_column(column, justify="right" if column in ("messages", "rejected") else "left")
+        for name, entry in sorted(status.decoders.items()):
+            rejects = entry["rejects"]
+            decoders.add_row(name, f"{entry['messages']:,}", f"{sum(rejects.values()):,}",
+                             ", ".join(f"{code} {n:,}" for code, n in sorted(rejects.items())) or "-")
+        console.print(decoders)
     services = Table(title="Services (lag = now - newest sample processed)", title_justify="left")
     for column in ("service", "site", "lag", "rows", "replays", "health", "last error"):
         services.add_column(column, justify="right" if column in ("lag", "rows", "replays") else "left")
