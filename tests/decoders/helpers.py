@@ -8,7 +8,8 @@ from typing import Any
 from decoders.config import parse_entries
 from decoders.discovery import discover_decoders
 from decoders.front import FrontDecoder, build_front
-from ingest.contract import Decoded, Decoder
+from ingest.columns import snap
+from ingest.contract import RESOLUTION, Decoded, Decoder
 
 NOW = datetime.now(UTC)
 
@@ -40,3 +41,8 @@ def samples(out: Decoded) -> list[dict[str, Any]]:
         sample["ts"] = sample["ts"].timestamp()
         found.append(sample)
     return found
+
+
+def on_grid(field: str, value: float) -> float:
+    """``value`` as ingest stores ``field``: on the contract's binary grid (ingest.contract.RESOLUTION)."""
+    return snap(value, RESOLUTION[field])

@@ -21,6 +21,7 @@ from ingest.writer import TelemetryWriter
 from registry.app import create_app
 from sitepulse.settings import load_settings
 from tests.decoders.feed_server import FIXTURES, feed_server
+from tests.decoders.helpers import on_grid
 
 FEEDS = """
 [[feed]]
@@ -129,14 +130,15 @@ def test_feeds_poll_page_by_page_and_a_restart_neither_restores_nor_skips(
                                "JCB-3CX-4": 1, "B45E5": 2}
         hx11 = _rows(database_url, "SELECT seq, lat, lon, engine_hours, fuel_used_l, engine_on, extra FROM telemetry"
                                    " WHERE machine_id = 'HX-11' ORDER BY ts")
-        assert hx11 == [(2 | 4 | 8 | 16, None, None, 4321.5, 98765.4, None,
+        assert hx11 == [(2 | 4 | 8 | 16, None, None, 4321.5, on_grid("fuel_used_l", 98765.4), None,
                          {"idle_hours": 812.25, "odometer_km": 15432.1}),
-                        (1 | 32, 59.3301, 18.0702, None, None, True, None)]
+                        (1 | 32, on_grid("lat", 59.3301), on_grid("lon", 18.0702), None, None, True, None)]
         faults = _rows(database_url, "SELECT extra FROM telemetry WHERE machine_id = 'CAT745-77' AND seq = 128")
         assert [f["codeidentifier"] for f in faults[0][0]["fault_codes"]] == ["SPN 110 FMI 0", "SPN 100 FMI 1"]
         cat_track = _rows(database_url, "SELECT ts, lat FROM telemetry WHERE machine_id = 'CAT745-77'"
                                         " AND lat IS NOT NULL ORDER BY ts")
-        assert [r[1] for r in cat_track] == [59.32, 59.321, 59.322, 59.3321]  # series pages 1+2, snapshot once
+        # series pages 1+2, snapshot once
+        assert [r[1] for r in cat_track] == [on_grid("lat", v) for v in (59.32, 59.321, 59.322, 59.3321)]
         rejects = _rows(database_url, "SELECT reason, site_id FROM ingest_rejects WHERE site_id = 'oem-pit'")
         assert rejects == [("iso15143-3: B45E5: cumulativeoperatinghours: datetime 'yesterday' is not an ISO 8601"
                             " time", "oem-pit")]
@@ -164,7 +166,8 @@ def test_feeds_poll_page_by_page_and_a_restart_neither_restores_nor_skips(
         server.bodies["/oem-a/Fleet/1"] = orjson.dumps(page)
         host.poll(*host.feeds[0])
         assert _rows(database_url, count)[0][0] == stored + 1
-        assert _rows(database_url, "SELECT lat FROM machine_last WHERE machine_id = 'HX-11'") == [(59.34,)]
+        newest = _rows(database_url, "SELECT lat FROM machine_last WHERE machine_id = 'HX-11'")
+        assert newest == [(on_grid("lat", 59.34),)]
 
 
 def test_sitepulse_own_aemp_output_round_trips_through_a_feed(
@@ -199,5 +202,6 @@ def test_sitepulse_own_aemp_output_round_trips_through_a_feed(
         got = {m: (ts.timestamp(), lat, lon, hours, fuel, on) for m, ts, lat, lon, hours, fuel, on in _rows(
             database_url, "SELECT machine_id, ts, lat, lon, engine_hours, fuel_used_l, engine_on FROM telemetry"
                           " WHERE site_id = %s AND machine_id IN ('H1', 'D2')", site)}
-        assert got == {"H1": (pytest.approx(now), 59.31, 18.01, 1234.56, 9876.5, True),
-                       "D2": (pytest.approx(now), 59.32, 18.02, None, None, False)}, fmt
+        assert got == {"H1": (pytest.approx(now), on_grid("lat", 59.31), on_grid("lon", 18.01),
+                              on_grid("engine_hours", 1234.56), on_grid("fuel_used_l", 9876.5), True),
+                       "D2": (pytest.approx(now), on_grid("lat", 59.32), on_grid("lon", 18.02), None, None, False)}, fmt

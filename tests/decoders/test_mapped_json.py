@@ -14,7 +14,7 @@ from decoders.config import parse_entries
 from decoders.discovery import discover_decoders
 from sitepulse.cli import _app
 from sitepulse.errors import ConfigError
-from tests.decoders.helpers import decode, front_for, samples
+from tests.decoders.helpers import decode, front_for, on_grid, samples
 
 FOLDER = Path(__file__).parents[2] / "decoders" / "mapped_json"
 SAMPLE_CONFIG = tomllib.loads((FOLDER / "sample.toml").read_text())
@@ -36,7 +36,8 @@ def test_sample_config_maps_every_field_with_its_unit() -> None:
     assert row.pop("extra") == '{"rssi":-71}'
     assert row == pytest.approx({
         "site_id": "north-quarry", "machine_id": "HX-02", "ts": 1764900000.0, "lat": 59.3293, "lon": 18.0686,
-        "speed_kmh": 8.5 * 3.6, "heading_deg": 270.0, "fuel_used_l": 1520.25 * 3.785411784,
+        "speed_kmh": on_grid("speed_kmh", 8.5 * 3.6), "heading_deg": 270.0,
+        "fuel_used_l": on_grid("fuel_used_l", 1520.25 * 3.785411784),
         "engine_hours": 1200.0, "payload_kg": 27400.0, "engine_on": True})
 
 

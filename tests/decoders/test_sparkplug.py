@@ -10,7 +10,7 @@ import pytest
 
 from decoders.sparkplug.decoder import metric_value
 from decoders.sparkplug.schema import PROTO, Payload, file_descriptor
-from tests.decoders.helpers import decode, front_for, samples
+from tests.decoders.helpers import decode, front_for, on_grid, samples
 
 GROUP, EDGE = "quarry", "gw-1"
 T0 = int(time.time() * 1000) - 60_000
@@ -63,9 +63,11 @@ def test_birth_then_alias_only_data_decode_to_mapped_fields() -> None:
                  (topic("DDATA", "Truck 7"), ddata(2, T0 + 1000, 59.31)))
     assert out.rejects == [] and sent == []
     rows = samples(out)
-    assert rows[0] == {"site_id": "north", "machine_id": "HX-07", "ts": T0 / 1000, "lat": 59.3, "lon": 18.1,
+    assert rows[0] == {"site_id": "north", "machine_id": "HX-07", "ts": T0 / 1000, "lat": on_grid("lat", 59.3),
+                       "lon": on_grid("lon", 18.1),
                        "engine_hours": 1200.5, "engine_on": True, "payload_kg": 12500.0}
-    assert rows[1] == {"site_id": "north", "machine_id": "HX-07", "ts": (T0 + 1000) / 1000, "lat": 59.31}
+    assert rows[1] == {"site_id": "north", "machine_id": "HX-07", "ts": (T0 + 1000) / 1000,
+                       "lat": on_grid("lat", 59.31)}
     assert [(s.machine_id, s.status) for s in out.statuses] == [("gw-1", "online"), ("HX-07", "online")]
 
 
@@ -84,7 +86,7 @@ def test_seq_gap_rejects_requests_rebirth_and_refuses_data_until_nbirth() -> Non
     assert [(m.name, m.boolean_value) for m in request.metrics] == [("Node Control/Rebirth", True)]
     out = decode(front, (topic("NBIRTH"), NBIRTH), (topic("DBIRTH", "Truck 7"), DBIRTH),
                  (topic("DDATA", "Truck 7"), ddata(2, T0 + 3000, 59.6)))
-    assert out.rejects == [] and [r["lat"] for r in samples(out)] == [59.3, 59.6]
+    assert out.rejects == [] and [r["lat"] for r in samples(out)] == [on_grid("lat", 59.3), on_grid("lat", 59.6)]
 
 
 def test_data_before_any_birth_and_unknown_alias_are_rejected_never_guessed() -> None:
@@ -135,7 +137,8 @@ def test_historical_metrics_become_older_samples_beside_the_current_one() -> Non
         {"alias": 2, "double_value": 18.0, "timestamp": old, "is_historical": True},
         {"alias": 1, "double_value": 59.9, "timestamp": T0 + 5000},
     ])))
-    assert [(r["ts"], r["lat"]) for r in samples(out)] == [(old / 1000, 59.0), ((T0 + 5000) / 1000, 59.9)]
+    assert [(r["ts"], r["lat"]) for r in samples(out)] == [(old / 1000, 59.0),
+                                                                  ((T0 + 5000) / 1000, on_grid("lat", 59.9))]
 
 
 def test_values_out_of_range_are_rejected_by_the_contract_others_kept() -> None:
