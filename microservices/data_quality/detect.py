@@ -312,7 +312,8 @@ def judge_speed(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers:
     return Verdict("ok")
 
 
-def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: bool) -> Verdict | None:
+def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: bool,
+                   current: str = "ok") -> Verdict | None:
     n = s[S["n"]]
     if n >= st.min_samples and _share(s[S["p_missing"]], n) >= st.absent_share:
         return Verdict("absent", None, f"no position in {s[S['p_missing']]:.0f} of {n:.0f} samples") if peers \
@@ -321,13 +322,15 @@ def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: b
         return Verdict("implausible", float(spikes), f"{spikes} fixes faster than {st.max_speed_kmh:.0f} km/h "
                                                      f"from the one before within {st.spike_bins * st.bin_s:.0f} s "
                                                      f"(multipath spikes)")
+    if current == "implausible" and spikes > 0:  # spikes come and go: ok again only after a quiet spell
+        return None
     if n - s[S["p_missing"]] >= st.min_samples:
         return Verdict("ok")
     return None
 
 
 def judge_payload(s: np.ndarray, last: np.ndarray, rated: float | None, st: DataQualitySettings,
-                  peers: bool) -> Verdict | None:
+                  peers: bool, current: str = "ok") -> Verdict | None:
     n = s[S["n"]]
     if n >= st.min_samples and _share(s[S["y_missing"]], n) >= st.absent_share:
         return Verdict("absent", None, f"no payload in {s[S['y_missing']]:.0f} of {n:.0f} samples") if peers \
@@ -343,7 +346,7 @@ def judge_payload(s: np.ndarray, last: np.ndarray, rated: float | None, st: Data
             return Verdict("offset", round(float(mean), 1), f"reads {mean / 1000:.1f} t ({100 * mean / rated:.0f} % "
                                                              f"of rated) while empty, in {empty:.0f} samples")
         return Verdict("ok")
-    if moving >= st.min_samples:
+    if moving >= st.min_samples and current != "offset":  # a loaded body says nothing about the zero
         return Verdict("ok")
     return None
 
@@ -384,7 +387,9 @@ def judge_clock(ring: list[list[float]], st: DataQualitySettings) -> Verdict | N
             slope = float((tc * (a - a.mean())).sum() / denom)
             residual = a - a.mean() - slope * tc
             se = float(np.sqrt((residual * residual).sum() / max(len(a) - 2, 1) / denom))
-            if abs(slope) >= st.drift_s_per_h and abs(slope) >= 4 * se:
+            change = slope * float(t[-1] - t[0])
+            # gaining only: a clock falling behind looks exactly like a growing delivery delay
+            if slope >= st.drift_s_per_h and slope >= 6 * se and change >= st.drift_min_change_s:
                 return Verdict("skew", round(slope, 1), f"clock drifting {slope:+.0f} s/h against arrival "
                                                         f"(now {ahead:+.1f} s)")
     if ahead >= st.clock_tolerance_s:

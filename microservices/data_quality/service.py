@@ -269,11 +269,13 @@ class DataQuality(Service):
             ring = ring[-settings.drift_bins:]
         ms["ring"] = ring
         steps = dict(ms.get("steps", {}))
+        now = ms.get("status", {})
         verdicts = {
             "heading": detect.judge_heading(s, lst, settings, "heading" in known),
             "speed": detect.judge_speed(s, lst, settings, "speed" in known),
-            "position": detect.judge_position(s, sum(spikes), settings, "position" in known),
-            "payload": detect.judge_payload(s, lst, rated, settings, "payload" in known),
+            "position": detect.judge_position(s, sum(spikes), settings, "position" in known,
+                                              now.get("position", "ok")),
+            "payload": detect.judge_payload(s, lst, rated, settings, "payload" in known, now.get("payload", "ok")),
             "fuel": detect.judge_counter(s, mx, "f", steps.get("f"), settings, "fuel" in known),
             "hours": detect.judge_counter(s, mx, "e", steps.get("e"), settings, "hours" in known),
             "clock": detect.judge_clock(ring, settings) if s[detect.S["c_n"]] >= settings.min_samples else None,

@@ -93,6 +93,8 @@ class DataQualitySettings(BaseModel):
     drift_s_per_h: float = Field(
         20.0, gt=0, le=3600, description="a device clock whose offset changes at least this fast (a quartz clock "
                                          "drifts about 0.1 s an hour) is drifting")
+    drift_min_change_s: float = Field(
+        0.5, gt=0, le=3600, description="... and gains at least this much over the fit (less is network jitter)")
     drift_bins: int = Field(
         4, ge=3, le=60, description="bins over which the clock drift is fitted")
     fleet_neighbours: int = Field(
