@@ -352,16 +352,19 @@ def judge_payload(s: np.ndarray, last: np.ndarray, rated: float | None, st: Data
 
 
 def judge_counter(s: np.ndarray, mx: np.ndarray, prefix: str, typical_step_s: float | None,
-                  st: DataQualitySettings, peers: bool) -> Verdict | None:
+                  st: DataQualitySettings, peers: bool, jumps: int = 0, current: str = "ok") -> Verdict | None:
+    """``jumps``: the counter's jumps in the last ``spike_bins`` bins (a corrupt value jumps out and back)."""
     label, unit = ("fuel counter", "l") if prefix == "f" else ("engine-hour meter", "h")
     n = s[S["n"]]
     missing = s[S[f"{prefix}_missing"]]
     if n >= st.min_samples and _share(missing, n) >= st.absent_share:
         return Verdict("absent", None, f"no {label} in {missing:.0f} of {n:.0f} samples") if peers else None
-    if s[S[f"{prefix}_jumps"]] >= 1:
-        return Verdict("implausible", float(s[S[f"{prefix}_jumps"]]),
-                       f"{label} jumped {s[S[f'{prefix}_jumps']]:.0f} times (backwards or faster than the engine "
-                       f"can run)")
+    if jumps >= st.counter_jumps:
+        return Verdict("implausible", float(jumps),
+                       f"{label} jumped {jumps} times within {st.spike_bins * st.bin_s:.0f} s (backwards or faster "
+                       f"than the engine can run)")
+    if current == "implausible" and jumps > 0:
+        return None
     running = s[S[f"{prefix}_running"]]
     if running < st.min_samples:
         return None

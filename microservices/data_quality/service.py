@@ -270,14 +270,19 @@ class DataQuality(Service):
         ms["ring"] = ring
         steps = dict(ms.get("steps", {}))
         now = ms.get("status", {})
+        jumps = {p: [*ms.get("jumps", {}).get(p, []), int(s[detect.S[f"{p}_jumps"]])][-settings.spike_bins:]
+                 for p in ("f", "e")}
+        ms["jumps"] = jumps
         verdicts = {
             "heading": detect.judge_heading(s, lst, settings, "heading" in known),
             "speed": detect.judge_speed(s, lst, settings, "speed" in known),
             "position": detect.judge_position(s, sum(spikes), settings, "position" in known,
                                               now.get("position", "ok")),
             "payload": detect.judge_payload(s, lst, rated, settings, "payload" in known, now.get("payload", "ok")),
-            "fuel": detect.judge_counter(s, mx, "f", steps.get("f"), settings, "fuel" in known),
-            "hours": detect.judge_counter(s, mx, "e", steps.get("e"), settings, "hours" in known),
+            "fuel": detect.judge_counter(s, mx, "f", steps.get("f"), settings, "fuel" in known, sum(jumps["f"]),
+                                         now.get("fuel", "ok")),
+            "hours": detect.judge_counter(s, mx, "e", steps.get("e"), settings, "hours" in known, sum(jumps["e"]),
+                                          now.get("hours", "ok")),
             "clock": detect.judge_clock(ring, settings) if s[detect.S["c_n"]] >= settings.min_samples else None,
         }
         for prefix in ("f", "e"):  # the counter's usual time between steps, learned while it is ok

@@ -81,6 +81,9 @@ class DataQualitySettings(BaseModel):
                                           "machines burn under 300 l/h); faster, or backwards, is implausible")
     counter_slack: float = Field(
         1.0, ge=0, le=100, description="counter changes within this (litres; hours / 10) are resolution, not jumps")
+    counter_jumps: int = Field(
+        2, ge=1, le=100, description="this many counter jumps within spike_bins bins make a counter implausible "
+                                     "(one corrupt value jumps out and back; a single reset is one jump)")
     counter_stuck_s: float = Field(
         60.0, gt=0, le=86_400, description="a fuel or engine-hour counter that has not risen for this long "
                                            "while the engine runs ...")
