@@ -47,15 +47,18 @@ SHORT_EFFECTS = {
 }
 DEGRADED_HOURS_SQL = """
 WITH e AS (
-  SELECT machine_id, sensor, status, since,
-         lead(since) OVER (PARTITION BY machine_id, sensor ORDER BY since, detected_at) AS ended_at
-  FROM data_quality.sensor_events WHERE site_id = %(site_id)s AND since < %(end)s)
+  SELECT ev.machine_id, ev.sensor, ev.status, ev.since,
+         coalesce(lead(ev.since) OVER (PARTITION BY ev.machine_id, ev.sensor ORDER BY ev.since, ev.detected_at,
+                                       ev.run_seq), l.ts, %(end)s::timestamptz) AS ended_at
+  FROM data_quality.sensor_events ev
+  LEFT JOIN machine_last l ON l.site_id = ev.site_id AND l.machine_id = ev.machine_id
+  WHERE ev.site_id = %(site_id)s AND ev.since < %(end)s)
 SELECT (gs AT TIME ZONE 'UTC')::date AS day,
-       sum(extract(epoch FROM least(coalesce(e.ended_at, %(end)s), gs + interval '1 day')
-                              - greatest(e.since, gs))) / 3600.0 AS value
+       sum(extract(epoch FROM least(e.ended_at, gs + interval '1 day', %(end)s::timestamptz)
+                              - greatest(e.since, gs, %(start)s::timestamptz))) / 3600.0 AS value
 FROM e JOIN generate_series(date_trunc('day', %(start)s::timestamptz), %(end)s::timestamptz, interval '1 day') gs
-  ON e.since < gs + interval '1 day' AND coalesce(e.ended_at, %(end)s) > gs
-WHERE e.status <> 'ok' AND coalesce(e.ended_at, %(end)s) > %(start)s
+  ON e.since < gs + interval '1 day' AND e.ended_at > gs
+WHERE e.status <> 'ok' AND e.ended_at > %(start)s
 GROUP BY 1 ORDER BY 1
 """
 

@@ -138,3 +138,28 @@ def test_open_findings_card_and_alerts(run: dict[str, Any]) -> None:
                for line in lines), lines
     alerted = {(a["machine_id"], a["data"]["sensor"]) for t, a in run["alerts"] if t.endswith("/data-quality")}
     assert alerted >= {(m, s) for m, s, _ in FAULTS}
+
+
+def test_evaluation_counts_degraded_inputs_of_the_sensors_a_service_reads(run: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from microservices.weight_loading import WeightLoading
+    from registry.evaluation import evaluate
+
+    conn = run["conn"]
+    conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at) VALUES (%s, "
+                 "'weight-loading', true, '2026-01-04T00:00:00Z') ON CONFLICT (site_id, service) DO UPDATE SET "
+                 "enabled_at = excluded.enabled_at", (SITE,))
+    [item] = evaluate(conn, {"weight-loading": WeightLoading()}, [SITE], as_of=datetime(2026, 1, 10, tzinfo=UTC))
+    inputs = item["degraded_inputs"]
+    assert inputs["available"] and "heading" not in inputs["sensors"]  # weight loading reads no heading
+    assert set(inputs["after"]) == {"clock", "fuel", "hours", "payload", "position", "speed"}
+    # 10 simulated minutes, faults from minute 1: each bad sensor counts under 9 minutes per machine
+    assert 0 < inputs["after_machine_hours"] <= sum(len(fs) for fs in PLAN.values()) * 9 / 60
+    assert inputs["before"] == {} and any(r.startswith("inputs degraded: ") for r in item["reasons"])
+
+
+def test_degraded_machine_hours_kpi(run: dict[str, Any]) -> None:
+    window = {"site_id": SITE, "start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
+    [(day, hours)] = run["conn"].execute(DataQuality.kpis[0].daily_sql, window).fetchall()
+    assert str(day) == "2026-01-05" and 0 < hours <= len(FAULTS) * 9 / 60
