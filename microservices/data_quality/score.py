@@ -75,7 +75,7 @@ def assign(machines: list[str], specs: tuple[str, ...], start_s: float) -> dict[
     return {m: f"{spec}:{m}@{start_s:g}" for m, spec in zip(machines, specs, strict=False)}
 
 
-def shows_after(rows: pd.DataFrame, record: dict, site) -> float:
+def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
     """Seconds from a fault's start until it can show: heading, speed and a stuck payload once the machine
     drives (at least 12 km/h over 5 s of fixes), a payload offset once the body is empty; others at once."""
     started = pd.Timestamp(record["started_at"])
@@ -89,7 +89,7 @@ def shows_after(rows: pd.DataFrame, record: dict, site) -> float:
         moving = step.index[step >= 12.0]
         return float(t[moving[0] + 5] - t[0]) if len(moving) else 0.0
     if (record["sensor"], record["mode"]) == ("payload", "offset"):
-        empty = after[after["payload_kg"] < 0.12 * 28_000 + (record["value"] or 0) * 1000]
+        empty = after[after["payload_kg"] < 0.12 * rated + (record["value"] or 0) * 1000]
         return float((empty["ts"].iloc[0] - started).total_seconds()) if not empty.empty else 0.0
     return 0.0
 
@@ -128,7 +128,8 @@ def compare(events: pd.DataFrame, truth: list[dict], telemetry: pd.DataFrame, si
         hit = mine[mine["status"] == expected]
         first = hit.iloc[0] if not hit.empty else (mine.iloc[0] if not mine.empty else None)
         latency = (pd.Timestamp(first["detected_at"]) - started).total_seconds() if first is not None else None
-        shows = shows_after(telemetry[telemetry["machine_id"] == machine_id], record, site)
+        rated = next(r["rated_payload_kg"] for r in truth if r["type"] == "machine" and r["machine_id"] == machine_id)
+        shows = shows_after(telemetry[telemetry["machine_id"] == machine_id], record, site, rated)
         score.faults.append(FaultResult(machine_id, record["spec"], not hit.empty, latency,
                                         None if first is None else str(first["status"]), shows))
     faulty: dict[str, set[str]] = {}
