@@ -11,9 +11,10 @@ service that falls behind falls further). The fleet: ``--machines`` haulers driv
 makes more close encounters for traffic-awareness to judge). Printed per service: median rows/s over
 ``--repeat`` runs and the headroom, rows/s divided by the fleet's rate (1.0 = just keeping up, on one core).
 
-``--motion-cost`` also runs positioning and traffic-awareness with the reported heading and speed taken as they
-come (the code before motion from the track, issue #18), alternating with the fused motion in the same run, and
-prints fused / raw rows/s (the cost of fault detection in motion; the bar is >= 0.9). data-quality, the health
+``--motion-cost`` also runs positioning, traffic-awareness and weight-loading with the reported heading and speed
+taken as they come (the code before motion from the track, issue #18; weight loading still projects its fixes),
+alternating with the fused motion in the same run, and prints fused / raw rows/s (the cost of fault handling in
+motion; the bar is >= 0.9). data-quality, the health
 check, is a service of its own and is timed beside the others.
 """
 
@@ -33,6 +34,7 @@ import pandas as pd  # noqa: E402
 
 import microservices.positioning.service as positioning_service  # noqa: E402
 import microservices.traffic_awareness.service as traffic_service  # noqa: E402
+import microservices.weight_loading.service as weight_service  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
 from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
@@ -81,13 +83,19 @@ def raw_fuse(track_vx, track_vy, speed_kmh, heading_deg, settings=None, key=None
     return _raw(speed_kmh, heading_deg)
 
 
-FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse}
+def raw_speed_over_ground(machine, t_ms, x, y, speed_kmh, tails, settings=None):
+    return np.asarray(speed_kmh, float), tails
+
+
+FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse,
+         "weight": weight_service.speed_over_ground}
 
 
 def use_motion(fused: bool) -> None:
     """Switch positioning and traffic-awareness between fused and raw motion (benchmark only)."""
     traffic_service.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
     positioning_service.fuse = FUSED["positioning"] if fused else raw_fuse
+    weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
 
 
 def rows_per_s(service, telemetry, site, chunk, registry) -> float:
@@ -118,7 +126,7 @@ def main() -> None:
                   f"   (runs {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
         if not args.motion_cost:
             continue
-        for service in (Positioning(), TrafficAwareness()):
+        for service in (Positioning(), TrafficAwareness(), WeightLoading()):
             fused, raw = [], []
             for _ in range(args.repeat):  # alternating, so both see the same load on the shared cores
                 use_motion(False)

@@ -246,29 +246,24 @@ def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.nda
 
 
 def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                      tails: dict[str, dict[str, list]], settings: MotionSettings | None = None
-                      ) -> tuple[np.ndarray, dict[str, dict[str, list]]]:
+                      tail: dict[str, list], settings: MotionSettings | None = None
+                      ) -> tuple[np.ndarray, dict[str, list]]:
     """Speed per sample for services that need only speed: the reported one while it agrees with the track,
-    else the track's. Rows sorted by (machine, time); ``tails`` carries each machine's last seconds of fixes
-    and reported speeds between calls (JSON-ready), so batches split anywhere give the same speeds."""
+    else the track's. Rows sorted by (machine, time); ``tail`` carries every machine's last seconds of fixes
+    and reported speeds between calls (flat JSON lists), so batches split anywhere give the same speeds."""
     settings = settings or MotionSettings()
     keep_ms = int(round((settings.trust_window_s + settings.track_window_s + settings.max_step_s) * 1000))
-    names = [m for m in tails if len(tails[m].get("t", []))]
-    carried_m = np.concatenate([[m] * len(tails[m]["t"]) for m in names]).astype(object) if names else \
-        np.zeros(0, object)
-
-    def carried(field: str, dtype: type) -> np.ndarray:
-        values = [np.asarray([np.nan if v is None else v for v in tails[m][field]], dtype) for m in names]
-        return np.concatenate(values) if values else np.zeros(0, dtype)
-
+    carried_m = np.repeat(np.asarray(tail.get("ids", []), object), np.asarray(tail.get("n", []), np.int64))
+    carried_s = np.asarray(tail.get("s", []), float)
     all_m = np.concatenate([carried_m, np.asarray(machine, object)])
-    all_t = np.concatenate([carried("t", np.int64), np.asarray(t_ms, np.int64)])
+    all_t = np.concatenate([np.asarray(tail.get("t", []), np.int64), np.asarray(t_ms, np.int64)])
     new = np.r_[np.zeros(len(carried_m), bool), np.ones(len(machine), bool)]
     order = np.lexsort((~new, all_t, all_m))  # per machine by time; a carried row before a new one at a tie
     all_m, all_t, new = all_m[order], all_t[order], new[order]
-    xs = np.concatenate([carried("x", float), np.round(np.asarray(x, float), 3)])[order]  # mm, as carried
-    ys = np.concatenate([carried("y", float), np.round(np.asarray(y, float), 3)])[order]
-    ss = np.concatenate([carried("s", float), np.asarray(speed_kmh, float)])[order]
+    # positions in mm, as carried; a carried speed below 0 stands for a missing one
+    xs = np.concatenate([np.asarray(tail.get("x", []), float), np.round(np.asarray(x, float), 3)])[order]
+    ys = np.concatenate([np.asarray(tail.get("y", []), float), np.round(np.asarray(y, float), 3)])[order]
+    ss = np.concatenate([np.where(carried_s < 0, np.nan, carried_s), np.asarray(speed_kmh, float)])[order]
     ids, group = np.unique(all_m, return_inverse=True)
     tvx, tvy = track_velocity(group, all_t, xs, ys, settings)
     fused = fuse(tvx, tvy, ss, np.full(len(ss), np.nan), settings,
@@ -276,11 +271,9 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     out = np.empty(len(machine))
     out[order[new] - len(carried_m)] = fused[new]
     bounds = np.searchsorted(group, np.arange(len(ids) + 1))
-    new_tails = dict(tails)
-    for g, machine_id in enumerate(ids):
-        lo, hi = bounds[g], bounds[g + 1]
-        rows = lo + np.flatnonzero(all_t[lo:hi] > all_t[lo:hi].max() - keep_ms)
-        new_tails[str(machine_id)] = {"t": all_t[rows].tolist(),
-                                      **{k: [None if v != v else round(float(v), 3) for v in arr[rows]]
-                                         for k, arr in (("x", xs), ("y", ys), ("s", ss))}}
-    return out, new_tails
+    newest = np.repeat(np.maximum.reduceat(all_t, bounds[:-1]) if len(all_t) else all_t, np.diff(bounds))
+    keep = (all_t > newest - keep_ms) & np.isfinite(xs) & np.isfinite(ys)  # a sample without a fix is no step
+    counts = np.bincount(group[keep], minlength=len(ids))
+    return out, {"ids": ids[counts > 0].tolist(), "n": counts[counts > 0].tolist(), "t": all_t[keep].tolist(),
+                 "x": xs[keep].tolist(), "y": ys[keep].tolist(),
+                 "s": np.where(np.isfinite(ss[keep]), ss[keep], -1.0).tolist()}

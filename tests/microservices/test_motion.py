@@ -59,7 +59,7 @@ def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() ->
     dead = np.where(np.arange(90) >= 20, 0.0, 25.0)  # the speed signal dies after 20 s
     whole, _ = speed_over_ground(machine, t, x, y, dead, {})
     assert np.all(np.abs(whole[30:] - 25.0) < 4) and np.allclose(whole[3:20], 25.0)
-    parts, tails = [], {}
+    parts, tails = [], {}  # type: ignore[var-annotated]
     for lo, hi in ((0, 7), (7, 41), (41, 90)):
         speed, tails = speed_over_ground(machine[lo:hi], t[lo:hi], x[lo:hi], y[lo:hi], dead[lo:hi], tails)
         parts.append(speed)
