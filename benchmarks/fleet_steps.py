@@ -10,6 +10,12 @@ service that falls behind falls further). The fleet: ``--machines`` haulers driv
 21.6 km/h with random turns over the demo quarry (so the machines are denser than on a real site, which
 makes more close encounters for traffic-awareness to judge). Printed per service: median rows/s over
 ``--repeat`` runs and the headroom, rows/s divided by the fleet's rate (1.0 = just keeping up, on one core).
+
+``--motion-cost`` also runs positioning, traffic-awareness and weight-loading with the reported heading and speed
+taken as they come (the code before motion from the track, issue #18; weight loading still projects its fixes),
+alternating with the fused motion in the same run, and prints fused / raw rows/s (the cost of fault handling in
+motion; the bar is >= 0.9). data-quality, the health
+check, is a service of its own and is timed beside the others.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+import microservices.positioning.service as positioning_service  # noqa: E402
+import microservices.traffic_awareness.service as traffic_service  # noqa: E402
+import microservices.weight_loading.service as weight_service  # noqa: E402
+from microservices.data_quality import DataQuality  # noqa: E402
+from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
 from microservices.testing import run_in_chunks  # noqa: E402
 from microservices.traffic_awareness import TrafficAwareness  # noqa: E402
@@ -55,12 +66,51 @@ def fleet(machines: int, seconds: int, seed: int = 1) -> tuple[pd.DataFrame, pd.
     return pd.concat(frames, ignore_index=True), registry
 
 
+def _raw(speed_kmh: np.ndarray, heading_deg: np.ndarray) -> Motion:
+    """Motion as reported, no track: what the services did before motion fusion."""
+    speed, course = np.asarray(speed_kmh, float), np.asarray(heading_deg, float)
+    rad, ms = np.radians(course), np.nan_to_num(speed) / 3.6
+    vx, vy = np.nan_to_num(ms * np.sin(rad)), np.nan_to_num(ms * np.cos(rad))
+    nan, no = np.full(len(speed), np.nan), np.zeros(len(speed), bool)
+    return Motion(vx, vy, speed, course, nan, nan, nan, ~no, no, no, ~no, no, no)
+
+
+def raw_motion_from_fixes(group, t, x, y, speed_kmh, heading_deg, settings=None, filtered=False) -> Motion:
+    return _raw(speed_kmh, heading_deg)
+
+
+def raw_fuse(track_vx, track_vy, speed_kmh, heading_deg, settings=None, key=None) -> Motion:
+    return _raw(speed_kmh, heading_deg)
+
+
+def raw_speed_over_ground(machine, t_ms, x, y, speed_kmh, tails, settings=None):
+    return np.asarray(speed_kmh, float), tails
+
+
+FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse,
+         "weight": weight_service.speed_over_ground}
+
+
+def use_motion(fused: bool) -> None:
+    """Switch positioning and traffic-awareness between fused and raw motion (benchmark only)."""
+    traffic_service.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
+    positioning_service.fuse = FUSED["positioning"] if fused else raw_fuse
+    weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
+
+
+def rows_per_s(service, telemetry, site, chunk, registry) -> float:
+    started = time.perf_counter()
+    run_in_chunks(service, telemetry, site=site, chunk=chunk, machines=registry)
+    return len(telemetry) / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--chunks", nargs="+", default=["5s", "60s"], help="batch lengths: live, catching up")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--motion-cost", action="store_true", help="fused vs raw motion, alternating, same run")
     args = parser.parse_args()
     site = load_site(None)
     telemetry, registry = fleet(args.machines, args.seconds)
@@ -69,16 +119,23 @@ def main() -> None:
           f" the fleet's rate is {rate:,} rows/s")
     for chunk in args.chunks:
         print(f"{chunk} batches:")
-        for service in (Positioning(), TrafficAwareness(), WeightLoading()):
-            times = []
-            for _ in range(args.repeat):
-                started = time.perf_counter()
-                run_in_chunks(service, telemetry, site=site, chunk=chunk, machines=registry)
-                times.append(time.perf_counter() - started)
-            rows_s = len(telemetry) / statistics.median(times)
+        for service in (Positioning(), TrafficAwareness(), WeightLoading(), DataQuality()):
+            runs = [rows_per_s(service, telemetry, site, chunk, registry) for _ in range(args.repeat)]
+            rows_s = statistics.median(runs)
             print(f"  {service.name:<18} {rows_s:>10,.0f} rows/s   headroom {rows_s / rate:5.1f}x"
-                  f"   (runs {', '.join(f'{len(telemetry) / t:,.0f}' for t in times)})")
-
+                  f"   (runs {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
+        if not args.motion_cost:
+            continue
+        for service in (Positioning(), TrafficAwareness(), WeightLoading()):
+            fused, raw = [], []
+            for _ in range(args.repeat):  # alternating, so both see the same load on the shared cores
+                use_motion(False)
+                raw.append(rows_per_s(service, telemetry, site, chunk, registry))
+                use_motion(True)
+                fused.append(rows_per_s(service, telemetry, site, chunk, registry))
+            ratio = statistics.median(fused) / statistics.median(raw)
+            print(f"  {service.name:<18} motion fused {statistics.median(fused):>9,.0f} / raw "
+                  f"{statistics.median(raw):>9,.0f} rows/s = {ratio:.2f} (bar >= 0.90)", flush=True)
 
 if __name__ == "__main__":
     main()

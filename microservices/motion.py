@@ -173,6 +173,20 @@ def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings:
     return (enough & (share >= share_needed)) | (~enough & agrees)
 
 
+def _frozen(key: np.ndarray, values: np.ndarray, settings: MotionSettings) -> np.ndarray:
+    """Per sample: the reported value repeated exactly from the sample before in nearly all of the trust window."""
+    n = len(key)
+    if n < 2:
+        return np.zeros(n, bool)
+    same_group = np.r_[False, (key[1:] >> 43) == (key[:-1] >> 43)]
+    repeated = same_group & np.r_[False, values[1:] == values[:-1]]
+    lo = np.searchsorted(key, key - int(round(settings.trust_window_s * 1000)), side="left")
+    c_rep = np.r_[0, np.cumsum(repeated)]
+    hi = np.arange(1, n + 1)
+    count = hi - lo
+    return (count >= settings.trust_min_checks) & (c_rep[hi] - c_rep[lo] >= settings.trust_share * count)
+
+
 def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, heading_deg: np.ndarray,
          settings: MotionSettings, key: np.ndarray | None = None) -> Motion:
     """The motion to use per sample: reported speed and heading where they agree with the track, else the
@@ -200,6 +214,9 @@ def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, head
     trusted = np.ones(len(heading_r), bool)
     if key is not None:
         trusted = _trusted(key, heading_checked, heading_agrees, settings, settings.trust_share)
+        # a frozen reading (unchanged through the trust window) is not used the moment it disagrees: it agreed
+        # only while the machine happened to drive that way, and would steer predictions wrong through turns
+        trusted &= ~(_frozen(key, heading_r, settings) & heading_checked & ~heading_agrees)
     # judged over the window, a trusted heading is used through turns (where the causal track lags) and when
     # slow; without evidence the track's motion is used (none at all where the track has no step yet)
     heading_used = np.isfinite(heading_r) & trusted & (heading_agrees | ~fast | (key is not None))
@@ -226,3 +243,37 @@ def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.nda
     tvx, tvy = track_velocity(group, t, x, y, settings)
     key = np.asarray(group, np.int64) * _KEY_SPAN + np.asarray(t, np.int64)
     return fuse(tvx, tvy, speed_kmh, heading_deg, settings, key)
+
+
+def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                      tail: dict[str, list], settings: MotionSettings | None = None
+                      ) -> tuple[np.ndarray, dict[str, list]]:
+    """Speed per sample for services that need only speed: the reported one while it agrees with the track,
+    else the track's. Rows sorted by (machine, time); ``tail`` carries every machine's last seconds of fixes
+    and reported speeds between calls (flat JSON lists), so batches split anywhere give the same speeds."""
+    settings = settings or MotionSettings()
+    keep_ms = int(round((settings.trust_window_s + settings.track_window_s + settings.max_step_s) * 1000))
+    carried_m = np.repeat(np.asarray(tail.get("ids", []), object), np.asarray(tail.get("n", []), np.int64))
+    carried_s = np.asarray(tail.get("s", []), float)
+    all_m = np.concatenate([carried_m, np.asarray(machine, object)])
+    all_t = np.concatenate([np.asarray(tail.get("t", []), np.int64), np.asarray(t_ms, np.int64)])
+    new = np.r_[np.zeros(len(carried_m), bool), np.ones(len(machine), bool)]
+    order = np.lexsort((~new, all_t, all_m))  # per machine by time; a carried row before a new one at a tie
+    all_m, all_t, new = all_m[order], all_t[order], new[order]
+    # positions in mm, as carried; a carried speed below 0 stands for a missing one
+    xs = np.concatenate([np.asarray(tail.get("x", []), float), np.round(np.asarray(x, float), 3)])[order]
+    ys = np.concatenate([np.asarray(tail.get("y", []), float), np.round(np.asarray(y, float), 3)])[order]
+    ss = np.concatenate([np.where(carried_s < 0, np.nan, carried_s), np.asarray(speed_kmh, float)])[order]
+    ids, group = np.unique(all_m, return_inverse=True)
+    tvx, tvy = track_velocity(group, all_t, xs, ys, settings)
+    fused = fuse(tvx, tvy, ss, np.full(len(ss), np.nan), settings,
+                 group.astype(np.int64) * _KEY_SPAN + all_t).speed_kmh
+    out = np.empty(len(machine))
+    out[order[new] - len(carried_m)] = fused[new]
+    bounds = np.searchsorted(group, np.arange(len(ids) + 1))
+    newest = np.repeat(np.maximum.reduceat(all_t, bounds[:-1]) if len(all_t) else all_t, np.diff(bounds))
+    keep = (all_t > newest - keep_ms) & np.isfinite(xs) & np.isfinite(ys)  # a sample without a fix is no step
+    counts = np.bincount(group[keep], minlength=len(ids))
+    return out, {"ids": ids[counts > 0].tolist(), "n": counts[counts > 0].tolist(), "t": all_t[keep].tolist(),
+                 "x": xs[keep].tolist(), "y": ys[keep].tolist(),
+                 "s": np.where(np.isfinite(ss[keep]), ss[keep], -1.0).tolist()}

@@ -166,6 +166,37 @@ def adoption(conn: psycopg.Connection, site_id: str, service: str, windows: Wind
             "alerts_acknowledged": acknowledged, "ack_share": acknowledged / delivered if delivered else None}
 
 
+SENSOR_OF_FIELD = {"heading_deg": "heading", "speed_kmh": "speed", "lat": "position", "lon": "position",
+                   "payload_kg": "payload", "fuel_used_l": "fuel", "engine_hours": "hours", "ts": "clock"}
+# a finding still open lasts until the machine's newest sample (a machine that stopped sending is not degraded)
+DEGRADED_SQL = """
+SELECT sensor, sum(extract(epoch FROM least(coalesce(ended_at, l.ts, %(end)s), %(end)s) - greatest(since, %(start)s)))
+       / 3600.0
+FROM (SELECT machine_id, sensor, status, since, lead(since) OVER (PARTITION BY machine_id, sensor ORDER BY since,
+             detected_at, run_seq) AS ended_at
+      FROM data_quality.sensor_events WHERE site_id = %(site_id)s AND since < %(end)s) e
+LEFT JOIN machine_last l ON l.site_id = %(site_id)s AND l.machine_id = e.machine_id
+WHERE status <> 'ok' AND least(coalesce(ended_at, l.ts, %(end)s), %(end)s) > greatest(since, %(start)s)
+  AND sensor = ANY(%(sensors)s)
+GROUP BY sensor ORDER BY sensor
+"""
+
+
+def degraded_inputs(conn: psycopg.Connection, site_id: str, service: Service, windows: Windows) -> dict[str, Any]:
+    """Machine-hours in each window with a bad sensor the service reads (the data-quality service's findings)."""
+    sensors = sorted({SENSOR_OF_FIELD[f] for f in ("ts", *service.consumes) if f in SENSOR_OF_FIELD})
+    result: dict[str, Any] = {"sensors": sensors, "before": {}, "after": {}, "after_machine_hours": 0.0}
+    if conn.execute("SELECT to_regclass('data_quality.sensor_events')").fetchone()[0] is None:
+        return {**result, "available": False}
+    for side, start, end in (("before", windows.before_start, windows.before_end),
+                             ("after", windows.after_start, windows.after_end)):
+        rows = conn.execute(DEGRADED_SQL, {"site_id": site_id, "start": _midnight(start), "end": _midnight(end),
+                                           "sensors": sensors}).fetchall()
+        result[side] = {sensor: round(float(hours), 3) for sensor, hours in rows}
+    result["after_machine_hours"] = round(sum(result["after"].values()), 3)
+    return {**result, "available": True}
+
+
 def recommend(use: dict[str, Any], kpis: list[dict[str, Any]], days: int, rules: Rules) -> tuple[str, list[str]]:
     """``scale``, ``iterate`` or ``retire`` and the reasons, by the rules in ``Rules.describe``."""
     improved = [k["name"] for k in kpis if k["verdict"] == "improved"]
@@ -227,11 +258,18 @@ def evaluate(conn: psycopg.Connection, services: dict[str, Service], sites: list
             each = 1 - (1 - rules.confidence) / max(1, len(service.kpis))
             kpis = [compare_kpi(conn, kpi, site_id, windows, rules, each) for kpi in service.kpis]
             recommendation, reasons = recommend(use, kpis, windows.after_days, rules)
+            inputs = degraded_inputs(conn, site_id, service, windows)
+            if inputs["after_machine_hours"] > 0:  # not judged as if its inputs were good
+                reasons.append(f"inputs degraded: {inputs['after_machine_hours']:.1f} machine-hours with a bad "
+                               f"{'/'.join(inputs['after'])} sensor after the switch (data quality)")
+                if recommendation == "retire":
+                    recommendation = "iterate"
+                    reasons.append("not retired on degraded inputs: fix the sensors, then evaluate again")
             items.append({
                 "site_id": site_id, "service": name, "version": service.version,
                 "contributed_by": credit[name].contributed_by, "enabled": enabled, "stage": stage,
                 "enabled_at": enabled_at, "windows": windows.as_dict(), "adoption": use, "kpis": kpis,
-                "recommendation": recommendation, "reasons": reasons,
+                "recommendation": recommendation, "reasons": reasons, "degraded_inputs": inputs,
                 "across_sites": across.get(name, {"sites_enabled": 0, "sites_live": 0, "sites_active": 0}),
             })
     return items

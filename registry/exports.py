@@ -56,24 +56,53 @@ def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[tup
     return [(name, kind) for name, kind in rows]
 
 
+ZONE_NAMES = sql.SQL(
+    "WITH zone_names AS (SELECT z->>'id' AS id, coalesce(nullif(z->>'name', ''), z->>'id') AS name FROM sites, "
+    "jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %(site)s) ")
+
+
+def zone_columns(columns: list[tuple[str, str]]) -> list[str]:
+    """Text columns holding a zone id (``zone``, ``load_zone``, ...) that get the drawn name beside them."""
+    names = {n for n, _ in columns}
+    return [n for n, k in columns if (n == "zone" or n.endswith("_zone")) and k == "text"
+            and f"{n}_name" not in names]
+
+
 def build_query(schema: str, table: str, columns: list[tuple[str, str]], site_id: str, start: datetime | None,
                 end: datetime | None, order: tuple[str, ...] | None = None) -> ExportQuery:
-    """The export SELECT: the site's rows within [start, end) on the table's time column, in time order."""
+    """The export SELECT: the site's rows within [start, end) on the table's time column, in time order; each
+    zone-id column is followed by ``<column>_name``, the zone's name as the site manager drew it."""
     shown = [(n, k) for n, k in columns if n not in HIDDEN_COLUMNS]
     names = {n for n, _ in shown}
     time_column = next((c for c in TIME_COLUMN_PREFERENCE if c in names), None) or next(
         (n for n, k in shown if k.startswith("timestamp")), None)
-    where = [sql.SQL("site_id = %(site)s")]
+    where = [sql.SQL("t.site_id = %(site)s")]
     if time_column is not None and start is not None:
-        where.append(sql.SQL("{} >= %(start)s").format(sql.Identifier(time_column)))
+        where.append(sql.SQL("t.{} >= %(start)s").format(sql.Identifier(time_column)))
     if time_column is not None and end is not None:
-        where.append(sql.SQL("{} < %(end)s").format(sql.Identifier(time_column)))
+        where.append(sql.SQL("t.{} < %(end)s").format(sql.Identifier(time_column)))
     order = order or ((time_column,) if time_column else ())
-    query = sql.SQL("SELECT {cols} FROM {table} WHERE {where}{order}").format(
-        cols=sql.SQL(", ").join(sql.Identifier(n) for n, _ in shown), table=sql.Identifier(schema, table),
+    zones = zone_columns(shown)
+    selected: list[sql.Composable] = []
+    output: list[tuple[str, str]] = []
+    joins: list[sql.Composable] = []
+    for name, kind in shown:
+        selected.append(sql.SQL("t.{}").format(sql.Identifier(name)))
+        output.append((name, kind))
+        if name in zones:
+            alias = sql.Identifier(f"zn{len(joins)}")
+            joins.append(sql.SQL(" LEFT JOIN zone_names {a} ON {a}.id = t.{c}").format(a=alias,
+                                                                                    c=sql.Identifier(name)))
+            selected.append(sql.SQL("coalesce({a}.name, t.{c}) AS {n}").format(
+                a=alias, c=sql.Identifier(name), n=sql.Identifier(f"{name}_name")))
+            output.append((f"{name}_name", "text"))
+    query = sql.SQL("{with_}SELECT {cols} FROM {table} t{joins} WHERE {where}{order}").format(
+        with_=ZONE_NAMES if zones else sql.SQL(""),
+        cols=sql.SQL(", ").join(selected), table=sql.Identifier(schema, table), joins=sql.SQL("").join(joins),
         where=sql.SQL(" AND ").join(where),
-        order=sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.Identifier(c) for c in order) if order else sql.SQL(""))
-    return ExportQuery(query, {"site": site_id, "start": start, "end": end}, shown)
+        order=sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in order)
+        if order else sql.SQL(""))
+    return ExportQuery(query, {"site": site_id, "start": start, "end": end}, output)
 
 
 def csv_chunks(pool: ConnectionPool, export: ExportQuery) -> Iterator[bytes]:

@@ -211,13 +211,20 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
     load_start = min(load_start, int(load["rise"]))
     spot = (f.t >= load_start) & (f.t < t_k)
     start_i = f.idx(load_start)
+    # zero offset: the empty body's median reading before the first pass; off zero by more than the weighing's
+    # accuracy, it is taken off the load (a load cell reading 2.5 t when empty adds 2.5 t to every load)
+    before = (f.t >= floor) & (f.t < int(load["rise"])) & (f.frac < s.empty_fraction)
+    tare = _median(f.p[before]) or 0.0
+    tare = tare if tare > s.tare_min_fraction * rated else 0.0
     passes = count_passes(f, max(start_i - 1, 0), k + 1, rated, s)  # every rise while standing at the loader
     return {
         **load,
         "load_start": load_start,
         "loaded_at": loaded_at,
         "haul_start": t_k,
-        "payload_kg": float(settled),
+        "payload_kg": float(settled) - tare,
+        "settled_raw": float(settled),
+        "tare_kg": tare,
         "settle_samples": int(np.count_nonzero(window)),
         "passes": passes,
         "load_lat": _median(buf["lat"][spot]),
@@ -233,7 +240,7 @@ def close_cycle(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], m
                 s: WeightLoadingSettings) -> tuple[dict[str, Any], int]:
     """Close the hauling phase at confirmed-empty sample ``m``: dump start and end, dump position."""
     d0 = max(f.idx(load["haul_start"]), f.idx(f.t[m] - int(s.dump_search_s * NS)))
-    full = f.frac >= load["payload_kg"] / rated - s.step_fraction
+    full = f.frac >= load.get("settled_raw", load["payload_kg"]) / rated - s.step_fraction
     s_i = _last(full, d0, m)
     s_i = s_i if s_i >= 0 else d0
     end = f.idx(f.t[m] + int(s.min_empty_s * NS), side="right")

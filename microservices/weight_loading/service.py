@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from microservices.motion import speed_over_ground
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
 from microservices.weight_loading import detect
 from microservices.weight_loading.settings import WeightLoadingSettings
+from sitepulse.geo import LocalFrame
 
 NS = detect.NS
 STATE_VERSION = 1
@@ -131,6 +133,18 @@ class WeightLoading(Service):
         cycles: list[dict] = []
         arrays = detect.batch_arrays(telemetry)
         machine = telemetry["machine_id"].to_numpy()
+        # speed over ground where the reported speed is missing or disagrees with the track (a stuck or dead
+        # speed signal would hide every drive-off); a healthy signal is used as reported
+        hauling = np.isin(machine, list(rated))
+        if hauling.any():
+            frame = batch.site.frame if batch.site is not None and (batch.site.zones or batch.site.paths) else \
+                LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),
+                                                        round(float(np.nanmedian(arrays["lon"])), 2)]))
+            x, y = frame.to_xy(arrays["lon"][hauling], arrays["lat"][hauling])
+            t_ms = arrays["t"][hauling] // 1_000_000
+            arrays["v"] = arrays["v"].copy()
+            arrays["v"][hauling], state["sog"] = speed_over_ground(machine[hauling], t_ms, x, y,
+                                                                   arrays["v"][hauling], state.get("sog", {}))
         for machine_id, lo, hi in machine_slices(machine):
             if machine_id not in rated:
                 reason = skipped.get(machine_id)

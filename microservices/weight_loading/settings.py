@@ -76,6 +76,10 @@ class WeightLoadingSettings(BaseModel):
     max_return_s: float = Field(
         3600.0, gt=0, description="a return (previous dump to this load start) longer than this is not counted (s)"
     )
+    tare_min_fraction: float = Field(
+        0.03, ge=0, lt=1, description="the empty body's median reading before the first pass, above this fraction "
+        "of rated, is a zero offset taken off the load (on-board weighing is accurate to 1-3 % of rated)"
+    )
     max_sample_gap_s: float = Field(
         600.0, gt=0, description="counter deltas across a larger gap between samples count as operating time"
         " only up to the elapsed time"

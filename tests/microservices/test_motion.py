@@ -37,3 +37,30 @@ def test_a_healthy_compass_is_used_as_reported() -> None:
     heading = np.full(60, 61.0)
     m = motion_from_fixes(group, t, x, y, np.full(60, 25.0), heading)
     assert m.heading_used[3:].all() and np.allclose(m.course_deg[3:], 61.0)
+
+
+def test_a_frozen_compass_is_dropped_as_soon_as_the_machine_turns_away_from_it() -> None:
+    n = 60
+    t = np.arange(n, dtype=np.int64) * 1000
+    course = np.where(np.arange(n) < 30, 60.0, 150.0)  # drives at 60 deg, then turns to 150 deg
+    step = 25 / 3.6
+    x = np.cumsum(step * np.sin(np.radians(course)))
+    y = np.cumsum(step * np.cos(np.radians(course)))
+    m = motion_from_fixes(np.zeros(n, np.int64), t, x, y, np.full(n, 25.0), np.full(n, 60.0))
+    assert m.heading_used[5:30].all()  # agreed while the machine drove that way
+    assert not m.heading_used[33:].any() and np.nanmax(angle_diff(m.course_deg[33:], 150.0)) < 5
+
+
+def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() -> None:
+    from microservices.motion import speed_over_ground
+
+    group, t, x, y = _drive(n=90)
+    machine = np.array(["H1"] * 90, object)
+    dead = np.where(np.arange(90) >= 20, 0.0, 25.0)  # the speed signal dies after 20 s
+    whole, _ = speed_over_ground(machine, t, x, y, dead, {})
+    assert np.all(np.abs(whole[30:] - 25.0) < 4) and np.allclose(whole[3:20], 25.0)
+    parts, tails = [], {}  # type: ignore[var-annotated]
+    for lo, hi in ((0, 7), (7, 41), (41, 90)):
+        speed, tails = speed_over_ground(machine[lo:hi], t[lo:hi], x[lo:hi], y[lo:hi], dead[lo:hi], tails)
+        parts.append(speed)
+    np.testing.assert_allclose(np.concatenate(parts), whole)

@@ -24,14 +24,16 @@ from registry.auth import create_token
 from sitepulse.settings import load_settings
 
 ADMIN = "export-admin-token-0123456789abcdef012345"
-SITE = "name: Export pit\nmachines: [{id: H1, kind: hauler, rated_payload_kg: 28000}]\n"
+SITE = ("name: Export pit\nmachines: [{id: H1, kind: hauler, rated_payload_kg: 28000}]\n"
+        "zones:\n  - {id: crusher, type: dump, name: Primary crusher, polygon: [[18.0, 59.0], [18.001, 59.0], "
+        "[18.001, 59.001], [18.0, 59.001]]}\n")
 START = datetime(2026, 11, 1, tzinfo=UTC)
 ROWS = 1200
 
 
 class Loads(Service):
     name = "loads"
-    tables = ("loads.tally", "loads.never_created")
+    tables = ("loads.tally", "loads.never_created", "loads.visits")
 
     def process(self, batch: Any, state: dict, settings: BaseModel) -> tuple[Outputs, dict]:
         return Outputs(), state
@@ -56,6 +58,10 @@ def client(database_url: str, mqtt_broker: Any) -> Iterator[tuple[TestClient, di
                      " tonnes double precision, info jsonb)")
         conn.execute("INSERT INTO loads.tally SELECT s, 1, %s + n * interval '1 hour', n, '{\"a\": 1}'"
                      " FROM generate_series(0, 9) n, unnest(array['pit', 'other']) s", (START,))
+        conn.execute("CREATE TABLE loads.visits (site_id text, run_seq bigint, entered_at timestamptz, zone text,"
+                     " dump_zone text)")
+        conn.execute("INSERT INTO loads.visits VALUES ('pit', 1, %s, 'crusher', 'crusher'),"
+                     " ('pit', 1, %s, 'undrawn', NULL)", (START, START + timedelta(minutes=1)))
     with TestClient(app) as c:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         for site in ("pit", "other"):
@@ -115,6 +121,17 @@ def test_service_table_export_only_declared_and_scoped(client: tuple[TestClient,
     assert c.get("/api/v1/sites/pit/export/nothing/tally", headers=manager).status_code == 404
     assert c.get(f"/api/v1/sites/other/export/loads/tally?{RANGE}", headers=manager).status_code == 404
     assert c.get(f"/api/v1/sites/other/export/telemetry?{RANGE}", headers=manager).status_code == 404
+
+
+def test_zone_columns_are_exported_with_the_drawn_names(client: tuple[TestClient, dict[str, str]]) -> None:
+    c, manager = client
+    rows = list(csv.DictReader(io.StringIO(c.get(f"/api/v1/sites/pit/export/loads/visits?{RANGE}",
+                                                   headers=manager).text)))
+    assert [(r["zone"], r["zone_name"], r["dump_zone"], r["dump_zone_name"]) for r in rows] == [
+        ("crusher", "Primary crusher", "crusher", "Primary crusher"), ("undrawn", "undrawn", "", "")]
+    table = pq.read_table(io.BytesIO(c.get(f"/api/v1/sites/pit/export/loads/visits?{RANGE}&format=parquet",
+                                           headers=manager).content))
+    assert table.column("zone_name").to_pylist() == ["Primary crusher", "undrawn"]
 
 
 def test_exports_are_usage_events(client: tuple[TestClient, dict[str, str]], database_url: str) -> None:

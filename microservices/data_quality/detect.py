@@ -1,0 +1,400 @@
+"""Sensor health from telemetry: per-sample checks against the track and physics, counted per time bin.
+
+Every check is vectorised over a batch sorted by (machine, time). Each sample is compared with what the
+machine's own track (course and speed over ground from consecutive fixes, ``microservices.motion``) and
+physics allow, and with the rest of the fleet for the clock; the results are summed per machine and
+``bin_s`` time bin (bins aligned to absolute time, so any split of the telemetry gives the same sums).
+A closed bin is then judged per sensor: ok, one of the bad statuses, or no evidence (standing still,
+too few samples). ``service.py`` turns runs of judged bins into findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from microservices.data_quality.settings import DataQualitySettings
+from microservices.motion import MotionSettings, angle_diff, track_velocity
+
+NS_PER_MS = 1_000_000
+KEY_SPAN = np.int64(1) << np.int64(43)  # ms; (group, t) packs into one sortable int64
+SENSORS = ("heading", "speed", "position", "payload", "fuel", "hours", "clock")
+# per-sample evidence summed per bin (column order of the sum matrix)
+SUM_FIELDS = (
+    "n",
+    "h_missing", "h_moving", "h_unchanged", "h_turns", "h_rough", "h_course_rough",
+    "h_checked", "h_agree", "h_sin", "h_cos",
+    "s_missing", "s_moving", "s_unchanged", "s_rough", "s_checked", "s_agree", "s_diff", "s_diff2", "s_track",
+    "p_missing", "p_spikes",
+    "y_missing", "y_moving", "y_unchanged", "y_empty", "y_empty_high", "y_empty_sum",
+    "f_missing", "f_jumps", "f_running", "f_incr", "f_run_s",
+    "e_missing", "e_jumps", "e_running", "e_incr", "e_run_s",
+    "c_n", "c_ahead",
+)
+MAX_FIELDS = ("f_idle", "e_idle")  # longest time without a counter step while the engine runs (s)
+LAST_FIELDS = ("heading", "speed", "payload")  # the value at the end of the bin (evidence)
+S = {name: i for i, name in enumerate(SUM_FIELDS)}
+M = {name: i for i, name in enumerate(MAX_FIELDS)}
+TAIL_S = 8.0  # seconds of fixes carried per machine: the track velocity's window plus a step
+
+
+@dataclass
+class Bins:
+    """Closed and open bins of one batch: who, which bin, and the summed evidence."""
+
+    machine: np.ndarray  # machine id per bin
+    bin: np.ndarray  # bin index (t // bin_ms)
+    sums: np.ndarray  # bins x SUM_FIELDS
+    maxes: np.ndarray  # bins x MAX_FIELDS
+    last: np.ndarray  # bins x LAST_FIELDS
+
+
+def float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A telemetry column as floats, NaN where missing or where the column is absent."""
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+
+
+def previous_in_group(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The previous row's value within the same group (NaN for a group's first row)."""
+    prev = np.r_[np.nan, values[:-1]]
+    first = np.r_[True, group[1:] != group[:-1]]
+    return np.where(first, np.nan, prev)
+
+
+def last_present(group: np.ndarray, t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the most recent EARLIER present value of the same group and its time (NaN where none)."""
+    n = len(values)
+    index = np.where(np.isfinite(values), np.arange(n), -1)
+    prev = np.r_[-1, np.maximum.accumulate(index)[:-1]] if n else index
+    ok = prev >= 0
+    p = np.clip(prev, 0, max(n - 1, 0))
+    ok &= group[p] == group
+    return np.where(ok, values[p], np.nan), np.where(ok, t[p], -1)
+
+
+def last_increase(group: np.ndarray, t: np.ndarray, increased: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """Per row, the time of the group's latest counter increase at or before it (``carried``: per row, the
+    group's last increase before the batch, -1 where none)."""
+    key = np.where(increased, t, carried).astype(np.int64) + 1
+    packed = group.astype(np.int64) * KEY_SPAN + np.where(key > 0, key, 0)
+    return np.maximum.accumulate(packed) - group.astype(np.int64) * KEY_SPAN - 1
+
+
+def fleet_ahead_s(machine: np.ndarray, t_ms: np.ndarray, received_ms: np.ndarray, neighbours: int) -> np.ndarray:
+    """How far each sample's timestamp is ahead of its arrival, against the fleet arriving at the same time.
+
+    lag = arrival - timestamp; the fleet's lag is the median over the samples around it in arrival order
+    (``neighbours`` per machine); a device ahead of the fleet (or of arrival itself) is ahead by
+    max(fleet lag, 0) - lag. In real time that is clock error; in a replay all clocks move alike.
+    """
+    n = len(t_ms)
+    if n == 0:
+        return np.zeros(0)
+    lag = (received_ms - t_ms) / 1000.0
+    order = np.argsort(received_ms, kind="stable")
+    machines = max(1, len(np.unique(machine)))
+    window = max(3, neighbours * machines) | 1
+    ref_sorted = pd.Series(lag[order]).rolling(window, center=True, min_periods=1).median().to_numpy()
+    ref = np.empty(n)
+    ref[order] = ref_sorted
+    return np.maximum(ref, 0.0) - lag
+
+
+def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, dict], rated: dict[str, float],
+                    settings: DataQualitySettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Per-sample evidence matrices (sums, maxes) for the new rows and the carried values per machine.
+
+    ``rows``: carried tail + new samples, sorted by machine and t, columns machine_id, t (ms), received
+    (ms), x, y, heading, speed, payload, fuel, hours, running (float 1/0/NaN).
+    """
+    machine = rows["machine_id"].to_numpy(object)
+    ids, group = np.unique(machine, return_inverse=True)
+    t = rows["t"].to_numpy(np.int64)
+    x, y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
+    heading, speed = rows["heading"].to_numpy(float), rows["speed"].to_numpy(float)
+    payload = rows["payload"].to_numpy(float)
+    fuel, hours = rows["fuel"].to_numpy(float), rows["hours"].to_numpy(float)
+    motion = MotionSettings(max_speed_kmh=settings.max_speed_kmh)
+    tvx, tvy = track_velocity(group, t, x, y, motion)
+    track_kmh = np.hypot(tvx, tvy) * 3.6
+    course = np.degrees(np.arctan2(tvx, tvy)) % 360.0
+    moving = np.nan_to_num(track_kmh) >= settings.moving_kmh
+    out = np.zeros((len(rows), len(SUM_FIELDS)))
+    mx = np.zeros((len(rows), len(MAX_FIELDS)))
+
+    def put(name: str, values: np.ndarray) -> None:
+        out[:, S[name]] = np.nan_to_num(np.asarray(values, float))
+
+    out[:, S["n"]] = 1.0
+    # heading: missing, repeated while moving, against the course over ground
+    has_h = np.isfinite(heading)
+    prev_h = previous_in_group(group, heading)
+    put("h_missing", ~has_h)
+    h_moving = moving & has_h & np.isfinite(prev_h)
+    put("h_moving", h_moving)
+    put("h_unchanged", h_moving & (heading == prev_h))
+    prev_t = previous_in_group(group, t.astype(float))
+    gap_s = (t - prev_t) / 1000.0
+    prev_course = previous_in_group(group, np.where(np.isfinite(track_kmh), course, np.nan))
+    turns = h_moving & (gap_s > 0) & (gap_s <= 5) & (np.nan_to_num(track_kmh) >= settings.check_kmh) \
+        & np.isfinite(prev_course)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        put("h_turns", turns)
+        put("h_rough", np.where(turns, angle_diff(heading, prev_h) / gap_s, 0.0))
+        put("h_course_rough", np.where(turns, angle_diff(course, prev_course) / gap_s, 0.0))
+    h_checked = has_h & (np.nan_to_num(track_kmh) >= settings.check_kmh)
+    diff = np.radians(((heading - course + 180.0) % 360.0) - 180.0)
+    put("h_checked", h_checked)
+    put("h_agree", h_checked & (angle_diff(heading, course) <= settings.heading_tolerance_deg))
+    put("h_sin", np.where(h_checked, np.sin(diff), 0.0))
+    put("h_cos", np.where(h_checked, np.cos(diff), 0.0))
+    # speed: the same, against the track speed
+    has_s = np.isfinite(speed)
+    prev_s = previous_in_group(group, speed)
+    put("s_missing", ~has_s)
+    s_moving = moving & has_s & np.isfinite(prev_s)
+    put("s_moving", s_moving)
+    put("s_unchanged", s_moving & (speed == prev_s))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rough = np.abs(speed - prev_s) / gap_s
+    put("s_rough", np.where(s_moving & (t - prev_t > 0) & (t - prev_t <= 5000), rough, 0.0))
+    s_checked = has_s & moving
+    sdiff = np.where(s_checked, speed - track_kmh, 0.0)
+    tol = settings.speed_tolerance_kmh + settings.speed_tolerance_share * np.nan_to_num(track_kmh)
+    put("s_checked", s_checked)
+    put("s_agree", s_checked & (np.abs(sdiff) <= tol))
+    put("s_diff", sdiff)
+    put("s_diff2", sdiff * sdiff)
+    put("s_track", np.where(s_checked, track_kmh, 0.0))
+    # position: missing, or a step no machine can drive (a spike's edge)
+    has_p = np.isfinite(x) & np.isfinite(y)
+    px, pt = last_present(group, t, np.where(has_p, x, np.nan))
+    py, _ = last_present(group, t, np.where(has_p, y, np.nan))
+    dt = (t - pt) / 1000.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step_kmh = np.hypot(x - px, y - py) / dt * 3.6
+    put("p_missing", ~has_p)
+    put("p_spikes", has_p & (pt >= 0) & (dt > 0) & (dt <= motion.max_step_s) & (step_kmh > settings.max_speed_kmh))
+    # payload: missing, repeated while moving, off zero while empty
+    has_y = np.isfinite(payload)
+    prev_y = previous_in_group(group, payload)
+    rated_row = np.array([rated.get(m, np.nan) for m in ids], float)[group]
+    put("y_missing", ~has_y)
+    y_moving = moving & has_y & np.isfinite(prev_y)
+    put("y_moving", y_moving)
+    put("y_unchanged", y_moving & (payload == prev_y))
+    empty = has_y & np.isfinite(rated_row) & (payload < settings.empty_fraction * rated_row)
+    put("y_empty", empty)
+    put("y_empty_high", empty & (payload > settings.zero_tolerance_fraction * rated_row))
+    put("y_empty_sum", np.where(empty, payload, 0.0))
+    # counters: missing, jumping (backwards or faster than physics), standing still while the engine runs
+    running = rows["running"].to_numpy(float)
+    running = np.where(np.isfinite(running), running > 0, moving)
+    carried: dict[str, np.ndarray] = {}
+    for prefix, values, rate_per_s, slack in (("f", fuel, settings.max_fuel_lph / 3600.0, settings.counter_slack),
+                                              ("e", hours, 1.0 / 3600.0, settings.counter_slack / 10.0)):
+        has = np.isfinite(values)
+        last, last_t = last_present(group, t, values)
+        step_s = (t - last_t) / 1000.0
+        delta = values - last
+        known = has & np.isfinite(last) & (last_t >= 0)
+        jump = known & ((delta < -slack) | (delta > rate_per_s * np.maximum(step_s, 0.0) * 1.05 + slack))
+        increased = known & (delta > 0) & ~jump
+        carried_inc = np.array([state_prev.get(m, {}).get(f"{prefix}_inc", -1) for m in ids], np.int64)[group]
+        inc_t = last_increase(group, t, increased, carried_inc)
+        run_ok = running & has
+        idle = np.where(run_ok & (inc_t >= 0), (t - inc_t) / 1000.0, 0.0)
+        put(f"{prefix}_missing", ~has)
+        put(f"{prefix}_jumps", jump)
+        put(f"{prefix}_running", run_ok)
+        put(f"{prefix}_incr", increased & running)
+        put(f"{prefix}_run_s", np.where(known & running & (step_s > 0) & (step_s <= 60), step_s, 0.0))
+        mx[:, M[f"{prefix}_idle"]] = idle
+        carried[f"{prefix}_inc"] = inc_t
+    # clock: timestamps ahead of arrival or of the fleet; a late delivery says nothing about the clock
+    received = rows["received"].to_numpy(float)
+    ahead = np.full(len(rows), np.nan)
+    usable = new & np.isfinite(received)
+    if usable.any():
+        ahead[usable] = fleet_ahead_s(machine[usable], t[usable], received[usable], settings.fleet_neighbours)
+    prompt = np.isfinite(ahead) & (ahead >= -settings.clock_tolerance_s)
+    put("c_n", prompt)
+    put("c_ahead", np.where(prompt, ahead, 0.0))
+    last_of = {m: {k: int(v[i]) for k, v in carried.items()}
+               for m, i in zip(ids, np.r_[np.flatnonzero(group[1:] != group[:-1]), len(group) - 1], strict=True)}
+    return out, mx, np.column_stack([heading, speed, payload]), last_of
+
+
+def bins_of(machine: np.ndarray, t: np.ndarray, sums: np.ndarray, maxes: np.ndarray, last: np.ndarray,
+            bin_ms: int) -> Bins:
+    """Sum the new rows' evidence per (machine, bin); rows sorted by machine then time."""
+    if len(t) == 0:
+        return Bins(np.zeros(0, object), np.zeros(0, np.int64), np.zeros((0, len(SUM_FIELDS))),
+                    np.zeros((0, len(MAX_FIELDS))), np.zeros((0, len(LAST_FIELDS))))
+    b = t // bin_ms
+    starts = np.flatnonzero(np.r_[True, (machine[1:] != machine[:-1]) | (b[1:] != b[:-1])])
+    ends = np.r_[starts[1:], len(t)] - 1
+    return Bins(machine[starts], b[starts], np.add.reduceat(sums, starts, axis=0),
+                np.maximum.reduceat(maxes, starts, axis=0), last[ends])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one closed bin says about one sensor: a status ('ok' or bad), a value and the evidence."""
+
+    status: str
+    value: float | None = None
+    evidence: str = ""
+
+
+def _share(a: float, b: float) -> float:
+    return a / b if b > 0 else 0.0
+
+
+def judge_heading(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
+    n = s[S["n"]]
+    if n >= st.min_samples and _share(s[S["h_missing"]], n) >= st.absent_share:
+        return Verdict("absent", None, f"no heading in {s[S['h_missing']]:.0f} of {n:.0f} samples") if peers \
+            else None
+    moving = s[S["h_moving"]]
+    if moving >= st.min_samples and _share(s[S["h_unchanged"]], moving) >= st.stuck_share:
+        return Verdict("stuck", float(last[0]), f"{last[0]:.0f} deg in {s[S['h_unchanged']]:.0f} of {moving:.0f} "
+                                                f"moving samples")
+    turns = s[S["h_turns"]]
+    rough = _share(s[S["h_rough"]] - s[S["h_course_rough"]], turns)
+    if turns >= st.min_samples and rough > st.heading_roughness_deg_s:
+        return Verdict("implausible", round(rough, 1), f"reported heading swings {rough:.0f} deg per second more "
+                                                       f"than the course over ground while driving (noisy)")
+    checked = s[S["h_checked"]]
+    if checked < st.min_samples:
+        return None
+    agree = _share(s[S["h_agree"]], checked)
+    if agree >= st.agree_share:
+        return Verdict("ok")
+    resultant = np.hypot(s[S["h_sin"]], s[S["h_cos"]]) / checked
+    mean = float(np.degrees(np.arctan2(s[S["h_sin"]], s[S["h_cos"]])))
+    if resultant >= st.offset_consistency and abs(mean) > st.heading_tolerance_deg:
+        return Verdict("offset", round(mean, 1), f"{mean:+.0f} deg from the course over ground in {checked:.0f} "
+                                                 f"checks (agrees in {100 * agree:.0f} %)")
+    return Verdict("implausible", round(100 * agree, 1), f"agrees with the course over ground in "
+                                                         f"{100 * agree:.0f} % of {checked:.0f} checks (noisy)")
+
+
+def judge_speed(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
+    n = s[S["n"]]
+    if n >= st.min_samples and _share(s[S["s_missing"]], n) >= st.absent_share:
+        return Verdict("absent", None, f"no speed in {s[S['s_missing']]:.0f} of {n:.0f} samples") if peers else None
+    moving = s[S["s_moving"]]
+    if moving >= st.min_samples and _share(s[S["s_unchanged"]], moving) >= st.stuck_share:
+        return Verdict("stuck", float(last[1]), f"{last[1]:.1f} km/h in {s[S['s_unchanged']]:.0f} of "
+                                                f"{moving:.0f} moving samples")
+    checked = s[S["s_checked"]]
+    if checked < st.min_samples:
+        return None
+    mean = s[S["s_diff"]] / checked
+    spread = float(np.sqrt(max(s[S["s_diff2"]] / checked - mean * mean, 0.0)))
+    track = s[S["s_track"]] / checked
+    if abs(mean) > st.speed_offset_kmh + st.speed_offset_share * track and spread < abs(mean):
+        return Verdict("offset", round(float(mean), 1), f"{mean:+.1f} km/h from the track speed (spread "
+                                                         f"{spread:.1f}) in {checked:.0f} checks")
+    agree = _share(s[S["s_agree"]], checked)
+    rough = _share(s[S["s_rough"]], moving)
+    if moving >= st.min_samples and rough > st.speed_roughness_kmh_s:
+        return Verdict("implausible", round(rough, 1), f"reported speed jumps {rough:.1f} km/h per second on "
+                                                       f"average while moving (noisy)")
+    if agree < st.agree_share:
+        return Verdict("implausible", round(100 * agree, 1), f"agrees with the track speed in {100 * agree:.0f} % "
+                                                             f"of {checked:.0f} checks (spread {spread:.1f} km/h)")
+    return Verdict("ok")
+
+
+def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: bool,
+                   current: str = "ok") -> Verdict | None:
+    n = s[S["n"]]
+    if n >= st.min_samples and _share(s[S["p_missing"]], n) >= st.absent_share:
+        return Verdict("absent", None, f"no position in {s[S['p_missing']]:.0f} of {n:.0f} samples") if peers \
+            else None
+    if spikes >= st.spike_count:
+        return Verdict("implausible", float(spikes), f"{spikes} fixes faster than {st.max_speed_kmh:.0f} km/h "
+                                                     f"from the one before within {st.spike_bins * st.bin_s:.0f} s "
+                                                     f"(multipath spikes)")
+    if current == "implausible" and spikes > 0:  # spikes come and go: ok again only after a quiet spell
+        return None
+    if n - s[S["p_missing"]] >= st.min_samples:
+        return Verdict("ok")
+    return None
+
+
+def judge_payload(s: np.ndarray, last: np.ndarray, rated: float | None, st: DataQualitySettings,
+                  peers: bool, current: str = "ok") -> Verdict | None:
+    n = s[S["n"]]
+    if n >= st.min_samples and _share(s[S["y_missing"]], n) >= st.absent_share:
+        return Verdict("absent", None, f"no payload in {s[S['y_missing']]:.0f} of {n:.0f} samples") if peers \
+            else None
+    moving = s[S["y_moving"]]
+    if moving >= st.min_samples and _share(s[S["y_unchanged"]], moving) >= st.stuck_share:
+        return Verdict("stuck", float(last[2]), f"{last[2]:.0f} kg in {s[S['y_unchanged']]:.0f} of {moving:.0f} "
+                                                f"moving samples")
+    empty = s[S["y_empty"]]
+    if rated and empty >= st.min_samples:
+        if _share(s[S["y_empty_high"]], empty) >= 0.5:  # the median empty reading is off zero
+            mean = s[S["y_empty_sum"]] / empty
+            return Verdict("offset", round(float(mean), 1), f"reads {mean / 1000:.1f} t ({100 * mean / rated:.0f} % "
+                                                             f"of rated) while empty, in {empty:.0f} samples")
+        return Verdict("ok")
+    if moving >= st.min_samples and current != "offset":  # a loaded body says nothing about the zero
+        return Verdict("ok")
+    return None
+
+
+def judge_counter(s: np.ndarray, mx: np.ndarray, prefix: str, typical_step_s: float | None,
+                  st: DataQualitySettings, peers: bool, jumps: int = 0, current: str = "ok") -> Verdict | None:
+    """``jumps``: the counter's jumps in the last ``spike_bins`` bins (a corrupt value jumps out and back)."""
+    label, unit = ("fuel counter", "l") if prefix == "f" else ("engine-hour meter", "h")
+    n = s[S["n"]]
+    missing = s[S[f"{prefix}_missing"]]
+    if n >= st.min_samples and _share(missing, n) >= st.absent_share:
+        return Verdict("absent", None, f"no {label} in {missing:.0f} of {n:.0f} samples") if peers else None
+    if jumps >= st.counter_jumps:
+        return Verdict("implausible", float(jumps),
+                       f"{label} jumped {jumps} times within {st.spike_bins * st.bin_s:.0f} s (backwards or faster "
+                       f"than the engine can run)")
+    if current == "implausible" and jumps > 0:
+        return None
+    running = s[S[f"{prefix}_running"]]
+    if running < st.min_samples:
+        return None
+    idle = float(mx[M[f"{prefix}_idle"]])
+    limit = max(st.counter_stuck_s, st.counter_stuck_factor * (typical_step_s or 0.0))
+    if idle >= limit:
+        return Verdict("stuck", round(idle, 1), f"{label} has not risen for {idle:.0f} s with the engine running "
+                                                f"(limit {limit:.0f} s)")
+    return Verdict("ok")
+
+
+def judge_clock(ring: list[list[float]], st: DataQualitySettings) -> Verdict | None:
+    """From the newest bins' mean lead over arrival (``ring``: [bin middle ms, mean ahead s])."""
+    if not ring:
+        return None
+    ahead = ring[-1][1]
+    if len(ring) >= st.drift_bins:
+        t = np.array([r[0] for r in ring[-st.drift_bins:]]) / 3.6e6
+        a = np.array([r[1] for r in ring[-st.drift_bins:]])
+        tc = t - t.mean()
+        denom = float((tc * tc).sum())
+        if denom > 0:
+            slope = float((tc * (a - a.mean())).sum() / denom)
+            residual = a - a.mean() - slope * tc
+            se = float(np.sqrt((residual * residual).sum() / max(len(a) - 2, 1) / denom))
+            change = slope * float(t[-1] - t[0])
+            # gaining only: a clock falling behind looks exactly like a growing delivery delay
+            if slope >= st.drift_s_per_h and slope >= 6 * se and change >= st.drift_min_change_s:
+                return Verdict("skew", round(slope, 1), f"clock drifting {slope:+.0f} s/h against arrival "
+                                                        f"(now {ahead:+.1f} s)")
+    if ahead >= st.clock_tolerance_s:
+        return Verdict("skew", round(ahead, 1), f"timestamps {ahead:.1f} s ahead of arrival")
+    return Verdict("ok")

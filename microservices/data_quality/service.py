@@ -1,0 +1,354 @@
+"""The data-quality service: which sensor of which machine is broken, since when, and what that does.
+
+``process`` adds each batch's per-sample evidence (``detect.py``) to per-machine time bins; every closed
+bin is judged per sensor (heading, speed, position, payload, fuel, engine hours, clock), and
+``confirm_bins`` consecutive bins with the same verdict change the sensor's status. Each change is one
+row of ``data_quality.sensor_events`` (since when, evidence, effect on the services) and, when a sensor
+goes bad, an alert. State per machine is small: a few seconds of fixes, the open bin's sums, the statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from microservices.data_quality import detect
+from microservices.data_quality.settings import DataQualitySettings
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from sitepulse.geo import LocalFrame
+
+STATE_VERSION = 1
+FIELD_OF = {"heading": "heading", "speed": "speed", "position": "x", "payload": "payload", "fuel": "fuel",
+            "hours": "hours"}
+SENSOR_NAMES = {"heading": "heading", "speed": "speed", "position": "position", "payload": "payload",
+                "fuel": "fuel counter", "hours": "engine hours", "clock": "clock"}
+# what a bad sensor does to the services' answers ({m}: the machine, {v}: the finding's value)
+EFFECTS = {
+    "heading": "encounters, dead reckoning and road matching for {m} use the track course instead",
+    "speed": "speed for {m} comes from the track instead (traffic awareness, positioning)",
+    "position:absent": "{m} cannot be placed: no zone visits, encounters or zones of its haul cycles",
+    "position": "{m}'s position spikes are gated out of its track; its zone visits and encounters may come late",
+    "payload:offset": "haul cycles of {m}: weight loading takes payload from the empty level ({v} kg), not zero",
+    "payload": "no haul cycles or payload bands for {m} while it lasts",
+    "fuel": "fuel and fuel-per-tonne figures of {m} are unreliable",
+    "hours": "operating hours and tonnes per hour of {m} are unreliable",
+    "clock": "{m}'s samples carry wrong times: its encounters and zone times are shifted",
+}
+SHORT_EFFECTS = {
+    "heading": "positions used instead", "speed": "track speed used instead",
+    "position:absent": "machine cannot be placed", "position": "spikes left out",
+    "payload:offset": "payload taken from the empty level", "payload": "no haul cycles",
+    "fuel": "fuel figures unreliable", "hours": "hour figures unreliable", "clock": "times shifted",
+}
+DEGRADED_HOURS_SQL = """
+WITH e AS (
+  SELECT ev.machine_id, ev.sensor, ev.status, ev.since,
+         coalesce(lead(ev.since) OVER (PARTITION BY ev.machine_id, ev.sensor ORDER BY ev.since, ev.detected_at,
+                                       ev.run_seq), l.ts, %(end)s::timestamptz) AS ended_at
+  FROM data_quality.sensor_events ev
+  LEFT JOIN machine_last l ON l.site_id = ev.site_id AND l.machine_id = ev.machine_id
+  WHERE ev.site_id = %(site_id)s AND ev.since < %(end)s)
+SELECT (gs AT TIME ZONE 'UTC')::date AS day,
+       sum(extract(epoch FROM least(e.ended_at, gs + interval '1 day', %(end)s::timestamptz)
+                              - greatest(e.since, gs, %(start)s::timestamptz))) / 3600.0 AS value
+FROM e JOIN generate_series(date_trunc('day', %(start)s::timestamptz), %(end)s::timestamptz, interval '1 day') gs
+  ON e.since < gs + interval '1 day' AND e.ended_at > gs
+WHERE e.status <> 'ok' AND e.ended_at > %(start)s
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def effect_of(sensor: str, status: str, machine_id: str, value: float | None, short: bool = False) -> str:
+    """The sentence saying what a finding does to the services' answers."""
+    table = SHORT_EFFECTS if short else EFFECTS
+    text = table.get(f"{sensor}:{status}", table[sensor])
+    return text.format(m=machine_id, v="" if value is None else f"{value:.0f}")
+
+
+def describe(sensor: str, status: str, value: float | None) -> str:
+    """'heading stuck at 0 deg', 'payload offset +2500 kg', ... for messages and the card."""
+    name = SENSOR_NAMES[sensor]
+    if status == "stuck" and value is not None and sensor in ("heading", "speed", "payload"):
+        unit = {"heading": " deg", "speed": " km/h", "payload": " kg"}[sensor]
+        return f"{name} stuck at {value:.0f}{unit}"
+    if status == "offset" and value is not None:
+        unit = {"heading": " deg", "speed": " km/h", "payload": " kg"}.get(sensor, "")
+        return f"{name} offset {value:+.0f}{unit}"
+    if status == "skew":
+        return f"{name} off ({value:+.1f})" if value is not None else f"{name} off"
+    return f"{name} {status}"
+
+
+class DataQuality(Service):
+    """Sensor health per machine and sensor: ok, stuck, absent, implausible, offset, clock skew."""
+
+    name = "data-quality"
+    version = "0.1.0"
+    summary = ("Sensor health per machine: stuck, absent, implausible, offset sensors and skewed clocks, since "
+               "when, with evidence and what it does to the other services")
+    author = "SitePulse"
+    depends_on = ()
+    consumes = ("ts", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
+                "engine_on")
+    tables = ("data_quality.sensor_events",)
+    migrations = Path(__file__).parent / "migrations"
+    Settings = DataQualitySettings
+    kpis = (Kpi("degraded_machine_hours", "Machine-hours with at least one bad sensor (per sensor, summed)", "h",
+                False, DEGRADED_HOURS_SQL),)
+
+    def process(self, batch: Batch, state: dict[str, Any], settings: BaseModel) -> tuple[Outputs, dict]:
+        """Add the batch's evidence to each machine's bins; judge closed bins; emit status changes."""
+        if not isinstance(settings, DataQualitySettings):
+            settings = DataQualitySettings.model_validate(settings.model_dump())
+        out = Outputs()
+        telemetry = batch.telemetry
+        state = dict(state) if state.get("v") == STATE_VERSION else {"v": STATE_VERSION, "m": {}}
+        if telemetry.empty:
+            return out, state
+        machines_state: dict[str, Any] = dict(state["m"])
+        frame = self._frame(batch, state, telemetry)
+        rows, new = self._rows(telemetry, machines_state, frame)
+        if not new.any():
+            return out, state
+        rated, kinds = self._registry(batch.machines)
+        sums, maxes, last, counters = detect.sample_evidence(rows, new, machines_state, rated, settings)
+        fresh = rows[new]
+        machine = fresh["machine_id"].to_numpy(object)
+        bin_ms = int(round(settings.bin_s * 1000))
+        bins = detect.bins_of(machine, fresh["t"].to_numpy(np.int64), sums[new], maxes[new], last[new], bin_ms)
+        peers = self._reported(fresh, kinds)
+        events: list[dict[str, Any]] = []
+        starts = np.flatnonzero(np.r_[True, bins.machine[1:] != bins.machine[:-1]]) if len(bins.bin) else []
+        stops = np.r_[starts[1:], len(bins.bin)] if len(bins.bin) else []
+        for lo, hi in zip(starts, stops, strict=True):
+            machine_id = str(bins.machine[lo])
+            ms = machines_state.get(machine_id) or {"status": {}, "run": {}, "ring": [], "spikes": [], "seen": []}
+            ms = dict(ms)
+            seen = sorted(set(ms.get("seen", [])) | peers["own"].get(machine_id, set()))
+            ms["seen"] = seen
+            sensors_known = set(seen) | peers["kind"].get(kinds.get(machine_id, ""), set())
+            closed = self._close_bins(ms, bins, lo, hi)
+            for bin_id, s, mx, lst in closed:
+                self._judge_bin(out, events, batch.site_id, machine_id, ms, bin_id, s, mx, lst,
+                                rated.get(machine_id), sensors_known, settings, bin_ms)
+            ms.update(counters.get(machine_id, {}))
+            machines_state[machine_id] = ms
+        self._keep_tails(rows, machines_state)
+        if events:
+            out.write("sensor_events", pd.DataFrame(events))
+        state["m"] = machines_state
+        return out, state
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _frame(batch: Batch, state: dict[str, Any], telemetry: pd.DataFrame) -> LocalFrame:
+        if batch.site is not None and (batch.site.zones or batch.site.paths):
+            return batch.site.frame
+        if "origin" not in state:
+            fixes = telemetry.dropna(subset=["lat", "lon"])
+            first = fixes.iloc[0] if not fixes.empty else {"lat": 0.0, "lon": 0.0}
+            state["origin"] = [round(float(first["lat"]), 2), round(float(first["lon"]), 2)]
+        return LocalFrame(*state["origin"])
+
+    @staticmethod
+    def _rows(telemetry: pd.DataFrame, machines_state: dict[str, Any], frame: LocalFrame
+              ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Each machine's carried tail plus its new samples (newer than the tail), sorted by machine and time."""
+        fresh = telemetry.dropna(subset=["ts"])
+        x, y = frame.to_xy(detect.float_column(fresh, "lon"), detect.float_column(fresh, "lat"))
+        engine = fresh["engine_on"] if "engine_on" in fresh else pd.Series(np.nan, index=fresh.index)
+        running = pd.to_numeric(engine.map({True: 1.0, False: 0.0}), errors="coerce").to_numpy(float)
+        received = fresh["received_at"] if "received_at" in fresh else pd.Series(pd.NaT, index=fresh.index)
+        received_ms = pd.to_datetime(received, utc=True).to_numpy("datetime64[ns]").astype(np.int64) // 1_000_000
+        received_ms = np.where(pd.isna(received).to_numpy(), np.nan, received_ms.astype(float))
+        new = pd.DataFrame({
+            "machine_id": fresh["machine_id"].to_numpy(object),
+            "t": fresh["ts"].to_numpy("datetime64[ns]").astype(np.int64) // detect.NS_PER_MS,
+            "received": received_ms, "x": np.round(x, 3), "y": np.round(y, 3),
+            "heading": detect.float_column(fresh, "heading_deg"), "speed": detect.float_column(fresh, "speed_kmh"),
+            "payload": detect.float_column(fresh, "payload_kg"), "fuel": detect.float_column(fresh, "fuel_used_l"),
+            "hours": detect.float_column(fresh, "engine_hours"), "running": running, "new": True})
+        tails = [(m, ms["tail"]) for m, ms in machines_state.items() if ms.get("tail")]
+        if tails:
+            carried = pd.DataFrame({
+                "machine_id": np.concatenate([[m] * len(tail["t"]) for m, tail in tails]).astype(object),
+                **{c: np.concatenate([np.asarray(tail[c], float) for _, tail in tails]) for c in TAIL_COLUMNS},
+                "new": False})
+            carried["t"] = np.concatenate([np.asarray(tail["t"], np.int64) for _, tail in tails])
+            newest = new["machine_id"].map(carried.groupby("machine_id")["t"].max())
+            new = new[newest.isna() | (new["t"] > newest)]
+            rows = pd.concat([carried, new], ignore_index=True)
+        else:
+            rows = new
+        rows = rows.drop_duplicates(["machine_id", "t"], keep="first")
+        rows = rows.sort_values(["machine_id", "t"], kind="stable").reset_index(drop=True)
+        return rows, rows["new"].to_numpy(bool)
+
+    @staticmethod
+    def _registry(machines: pd.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
+        rated: dict[str, float] = {}
+        kinds: dict[str, str] = {}
+        if machines.empty:
+            return rated, kinds
+        for machine_id, kind, value in zip(machines["machine_id"], machines["kind"], machines["rated_payload_kg"],
+                                           strict=True):
+            kinds[str(machine_id)] = str(kind)
+            if value is not None and value == value and float(value) > 0:
+                rated[str(machine_id)] = float(value)
+        return rated, kinds
+
+    @staticmethod
+    def _reported(fresh: pd.DataFrame, kinds: dict[str, str]) -> dict[str, dict[str, set[str]]]:
+        """Sensors each machine reported in this batch, and per machine kind (a field its peers send)."""
+        present = pd.DataFrame({s: np.isfinite(fresh[c].to_numpy(float)) for s, c in FIELD_OF.items()})
+        present["machine_id"] = fresh["machine_id"].to_numpy(object)
+        any_present = present.groupby("machine_id").any()
+        own = {str(m): {s for s in FIELD_OF if row[s]} for m, row in any_present.iterrows()}
+        kind: dict[str, set[str]] = {}
+        for machine_id, sensors in own.items():
+            kind.setdefault(kinds.get(machine_id, ""), set()).update(sensors)
+        return {"own": own, "kind": kind}
+
+    @staticmethod
+    def _keep_tails(rows: pd.DataFrame, machines_state: dict[str, Any]) -> None:
+        """The last few seconds of each machine's samples: the track velocity and the 'previous' values."""
+        t = rows["t"].to_numpy(np.int64)
+        machine = rows["machine_id"].to_numpy(object)
+        newest = pd.Series(t).groupby(machine).transform("max").to_numpy()
+        keep = t > newest - int(detect.TAIL_S * 1000)
+        kept = rows[keep]
+        for machine_id, part in kept.groupby("machine_id", sort=False):
+            ms = machines_state.setdefault(str(machine_id), {"status": {}, "run": {}, "ring": [], "spikes": [],
+                                                               "seen": []})
+            tail: dict[str, list] = {"t": part["t"].astype(np.int64).tolist()}
+            for c in TAIL_COLUMNS:
+                values = part[c].to_numpy(float)
+                tail[c] = [None if v != v else float(v) for v in values]
+            ms["tail"] = tail
+
+    # --- bins and verdicts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _close_bins(ms: dict[str, Any], bins: detect.Bins, lo: int, hi: int
+                    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Merge this batch's bins of one machine with its open bin; return the bins now closed, in order."""
+        items = [(int(bins.bin[i]), bins.sums[i].copy(), bins.maxes[i].copy(), bins.last[i].copy())
+                 for i in range(lo, hi)]
+        held = ms.get("open")
+        if held is not None:
+            opened = (int(held["bin"]), np.array(held["sum"], float), np.array(held["max"], float),
+                      np.array([np.nan if v is None else v for v in held["last"]], float))
+            if items and items[0][0] == opened[0]:
+                b, s, mx, lst = items[0]
+                merged_last = np.where(np.isfinite(lst), lst, opened[3])
+                items[0] = (b, s + opened[1], np.maximum(mx, opened[2]), merged_last)
+            elif items and items[0][0] > opened[0]:
+                items.insert(0, opened)
+            else:  # older than the open bin (late rows the runner did not replay): counted in the open bin
+                b, s, mx, lst = opened
+                for _, s2, mx2, _ in items:
+                    s, mx = s + s2, np.maximum(mx, mx2)
+                items = [(b, s, mx, lst)]
+        last = items[-1]
+        ms["open"] = {"bin": last[0], "sum": [float(v) for v in last[1]], "max": [float(v) for v in last[2]],
+                      "last": [None if v != v else float(v) for v in last[3]]}
+        return items[:-1]
+
+    def _judge_bin(self, out: Outputs, events: list[dict[str, Any]], site_id: str, machine_id: str,
+                   ms: dict[str, Any], bin_id: int, s: np.ndarray, mx: np.ndarray, lst: np.ndarray,
+                   rated: float | None, known: set[str], settings: DataQualitySettings, bin_ms: int) -> None:
+        """One closed bin's verdict per sensor, through the confirm rule into status changes."""
+        spikes = [*ms.get("spikes", []), int(s[detect.S["p_spikes"]])][-settings.spike_bins:]
+        ms["spikes"] = spikes
+        ring = list(ms.get("ring", []))
+        if s[detect.S["c_n"]] >= settings.min_samples:
+            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]])]]
+            ring = ring[-settings.drift_bins:]
+        ms["ring"] = ring
+        steps = dict(ms.get("steps", {}))
+        now = ms.get("status", {})
+        jumps = {p: [*ms.get("jumps", {}).get(p, []), int(s[detect.S[f"{p}_jumps"]])][-settings.spike_bins:]
+                 for p in ("f", "e")}
+        ms["jumps"] = jumps
+        verdicts = {
+            "heading": detect.judge_heading(s, lst, settings, "heading" in known),
+            "speed": detect.judge_speed(s, lst, settings, "speed" in known),
+            "position": detect.judge_position(s, sum(spikes), settings, "position" in known,
+                                              now.get("position", "ok")),
+            "payload": detect.judge_payload(s, lst, rated, settings, "payload" in known, now.get("payload", "ok")),
+            "fuel": detect.judge_counter(s, mx, "f", steps.get("f"), settings, "fuel" in known, sum(jumps["f"]),
+                                         now.get("fuel", "ok")),
+            "hours": detect.judge_counter(s, mx, "e", steps.get("e"), settings, "hours" in known, sum(jumps["e"]),
+                                          now.get("hours", "ok")),
+            "clock": detect.judge_clock(ring, settings) if s[detect.S["c_n"]] >= settings.min_samples else None,
+        }
+        for prefix in ("f", "e"):  # the counter's usual time between steps, learned while it is ok
+            sensor = "fuel" if prefix == "f" else "hours"
+            incr, run_s = s[detect.S[f"{prefix}_incr"]], s[detect.S[f"{prefix}_run_s"]]
+            verdict = verdicts[sensor]
+            if verdict is not None and verdict.status == "ok" and incr >= 2:
+                step = run_s / incr
+                old = steps.get(prefix)
+                steps[prefix] = round(step if old is None else 0.8 * old + 0.2 * step, 3)
+        ms["steps"] = steps
+        status, run = dict(ms.get("status", {})), dict(ms.get("run", {}))
+        start_ms, end_ms = bin_id * bin_ms, (bin_id + 1) * bin_ms
+        for sensor, verdict in verdicts.items():
+            if verdict is None:
+                continue
+            current = status.get(sensor, "ok")
+            if verdict.status == current:
+                run.pop(sensor, None)
+                continue
+            pending = run.get(sensor)
+            if pending is None or pending[0] != verdict.status:
+                pending = [verdict.status, 0, start_ms]
+            pending[1] += 1
+            if pending[1] < settings.confirm_bins:
+                run[sensor] = pending
+                continue
+            run.pop(sensor, None)
+            status[sensor] = verdict.status
+            self._change(out, events, site_id, machine_id, sensor, verdict, pending[2], end_ms, current)
+        ms["status"], ms["run"] = status, run
+
+    @staticmethod
+    def _change(out: Outputs, events: list[dict[str, Any]], site_id: str, machine_id: str, sensor: str,
+                verdict: detect.Verdict, since_ms: int, at_ms: int, before: str) -> None:
+        since = pd.Timestamp(since_ms, unit="ms", tz="UTC")
+        detected = pd.Timestamp(at_ms, unit="ms", tz="UTC")
+        bad = verdict.status != "ok"
+        effect = effect_of(sensor, verdict.status, machine_id, verdict.value) if bad else \
+            f"{SENSOR_NAMES[sensor]} of {machine_id} is used again"
+        what = describe(sensor, verdict.status, verdict.value) if bad else f"{SENSOR_NAMES[sensor]} ok again"
+        events.append({"machine_id": machine_id, "sensor": sensor, "status": verdict.status,
+                       "value": verdict.value, "since": since, "detected_at": detected,
+                       "evidence": verdict.evidence or f"was {before}", "effect": effect})
+        if bad:
+            out.alert(f"{machine_id}:{sensor}:{verdict.status}:{since.isoformat()}",
+                      f"{machine_id}: {what} since {since:%H:%M} UTC — {effect}",
+                      level="warning", at=detected.to_pydatetime(), machine_id=machine_id,
+                      data={"site_id": site_id, "sensor": sensor, "status": verdict.status, "value": verdict.value,
+                            "since": since.isoformat(), "evidence": verdict.evidence})
+
+    def router(self) -> Any:
+        """Routes under /api/v1/sites/{site_id}/data-quality: findings (bare path) and machines."""
+        from microservices.data_quality.routes import router
+
+        return router
+
+    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
+             settings: BaseModel) -> Card | None:
+        """Open findings, one line each: 'HX-07: heading stuck at 0 deg since 09:14 — positions used instead'."""
+        from microservices.data_quality.routes import site_card
+
+        return site_card(site_id, read)
+
+
+TAIL_COLUMNS = ("x", "y", "heading", "speed", "payload", "fuel", "hours", "running", "received")
