@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -27,8 +28,10 @@ from rich.console import Console
 from ingest.metrics import render_prometheus
 from ingest.topics import telemetry_topic
 from ingest.worker import IngestWorker
+from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.settings import load_settings
 from sitepulse.status import collect_status, render
+from tests.conftest import Broker
 from tests.ingest.conftest import Publisher, wait_until
 
 PYSPARKPLUG = "pysparkplug==0.6.1"
@@ -87,7 +90,17 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def scenario(database_url: str, mqtt_broker, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker of its own: the session's holds other tests' retained births, which the worker would count."""
+    server = EmbeddedBroker(tmp_path_factory.mktemp("decoders-mqtt"))
+    server.start()
+    yield Broker(server.host, server.port, server)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scenario(database_url: str, own_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    mqtt_broker = own_broker
     python = pysparkplug_python()
     settings = load_settings(database_url=database_url, mqtt_url=mqtt_broker.url, ingest_batch_ms=50,
                              ingest_client_id="decoders-pipeline",

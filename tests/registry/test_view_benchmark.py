@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ENDPOINTS = {"view", "machines", "card:positioning", "card:weight-loading", "card:traffic-awareness"}
+ENDPOINTS = {"view", "machines", "card:positioning", "card:weight-loading", "card:traffic-awareness",
+             "card:data-quality"}
 
 
 def test_view_benchmark_ci_size(tmp_path: Path) -> None:
