@@ -172,10 +172,7 @@ def drain(settings, total: int) -> tuple[float, float]:
 
 def run_once(broker: EmbeddedBroker, pg: EmbeddedPostgres, folder: Path, family: str, n: int, run: int) -> dict:
     dbname = f"bench_{family.replace('-', '_')}_{run}"
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {dbname}")
-    database_url = pg.url_for(dbname)
+    database_url = pg.fresh_database(dbname)
     with psycopg.connect(database_url, autocommit=True) as conn:
         upgrade(conn)
     settings = load_settings(database_url=database_url, mqtt_url=broker.url, decoders_file=folder / "decoders.toml",

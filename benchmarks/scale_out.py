@@ -190,10 +190,7 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: in
         timeout: float, split: str = "partitions") -> dict[str, float]:
     tag = f"w{workers}r{repeat}"
     dbname = f"scale_{tag}"
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {dbname}")
-    database_url = pg.url_for(dbname)
+    database_url = pg.fresh_database(dbname)
     with psycopg.connect(database_url, autocommit=True) as conn:
         upgrade(conn)
     client_id = f"scale-{tag}"

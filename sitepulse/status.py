@@ -110,6 +110,15 @@ class Status:
     decoders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def add_decoder_counts(totals: dict[str, dict[str, Any]], counters: dict[str, Any]) -> None:
+    """Add one worker's per-decoder counters to ``totals`` ({decoder: {"messages": n, "rejects": {reason: n}}})."""
+    for decoder, count in counters.get("decoder_messages", {}).items():
+        entry = totals.setdefault(decoder, {"messages": 0, "rejects": {}})
+        entry["messages"] += int(count)
+        for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
+            entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
+
+
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
@@ -137,11 +146,7 @@ def collect_status(conn: psycopg.Connection) -> Status:
             int(counters.get("rejected", 0)), int(counters.get("duplicate_rows", 0)),
             float(counters.get("lag_seconds", 0.0)),
         ))
-        for decoder, count in counters.get("decoder_messages", {}).items():
-            entry = status.decoders.setdefault(decoder, {"messages": 0, "rejects": {}})
-            entry["messages"] += int(count)
-            for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
-                entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
+        add_decoder_counts(status.decoders, counters)
     for service, site_id, data_until, lag, rows, replays, _updated, health, failures, error in conn.execute(
         SERVICES_SQL
     ):

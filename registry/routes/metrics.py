@@ -1,4 +1,4 @@
-"""``/metrics`` for Prometheus: API requests, ingest workers' counters and each service's lag.
+"""``/metrics`` for Prometheus (API requests, ingest workers' counters, each service's lag) and decoder counts.
 
 It needs an admin token (Prometheus: ``authorization: {credentials: <token>}`` in the scrape
 config), since counters per site and route describe customers' activity.
@@ -6,12 +6,16 @@ config), since counters per site and route describe customers' activity.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import psycopg
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from registry.deps import AdminDep, DbDep, StateDep
 from registry.metrics import label_value
+from sitepulse.status import add_decoder_counts
 
 router = APIRouter(tags=["operations"])
 
@@ -55,3 +59,13 @@ def metrics(conn: DbDep, state: StateDep, admin: AdminDep) -> PlainTextResponse:
     """Prometheus text exposition (admin token)."""
     body = state.metrics.render() + _runner_metrics(conn) + _ingest_metrics(conn)
     return PlainTextResponse(body, media_type=PROMETHEUS_TEXT)
+
+
+@router.get("/api/v1/ingest/decoders")
+def decoder_counts(conn: DbDep, admin: AdminDep) -> dict[str, list[dict[str, Any]]]:
+    """Messages and rejects by reason class per decoder, summed over every ingest worker (decoders/README.md)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for (counters,) in conn.execute("SELECT counters FROM ingest_worker_stats ORDER BY worker_id"):
+        add_decoder_counts(totals, counters if isinstance(counters, dict) else orjson.loads(counters))
+    return {"items": [{"decoder": name, "messages": entry["messages"], "rejected": sum(entry["rejects"].values()),
+                       "rejects": entry["rejects"]} for name, entry in sorted(totals.items())]}

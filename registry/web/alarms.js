@@ -76,8 +76,11 @@ function rulesSection(siteId) {
 }
 
 export async function alarmsPage(main, siteId) {
-  const view = await api(`${siteApi(siteId)}/view?refresh=true`);
-  const machines = view.machines.map((m) => [m.machine_id, m.machine_id]);
+  const [view, alarmed] = await Promise.all([api(`${siteApi(siteId)}/view?refresh=true`),
+    allItems(`${siteApi(siteId)}/alerts?limit=1000`, 1)]);
+  // every machine on the site, and any other that raised an alarm (a visitor, a machine since removed)
+  const ids = [...new Set([...view.machines.map((m) => m.machine_id), ...alarmed.map((a) => a.machine_id).filter(Boolean)])];
+  const machines = ids.sort().map((id) => [id, id]);
   const zones = view.site.zones.map((z) => [z.id, z.name]);
   const filters = h("form", { class: "filters", "aria-label": "Filter alarms" },
     select("f-state", "State", STATES.map((s) => [s, s])), select("f-level", "At least", LEVELS.map((l) => [l, l])),

@@ -108,6 +108,19 @@ export async function cataloguePage(main, siteId, me) {
   const status = h("p", { role: "status", class: "error" });
   main.replaceChildren(h("h1", {}, "Services"), status, h("div", { class: "table-wrap" }, table_));
   await draw();
+  if (me.role === "admin") main.append(await decodersSection());
+}
+
+// What the ingest workers' decoders (decoders/README.md) received and refused, over every worker.
+async function decodersSection() {
+  const body = await api("/api/v1/ingest/decoders");
+  const reasons = (rejects) => Object.entries(rejects).map(([code, n]) => `${code}: ${n}`).join(", ") || "–";
+  return h("section", { "aria-labelledby": "decoders-title", "data-testid": "decoders" },
+    h("h2", { id: "decoders-title" }, "Data in: decoders"),
+    body.items.length
+      ? table(body.items, [["decoder", "Decoder"], ["messages", "Messages"], ["rejected", "Rejected"],
+        ["rejects", "Rejects by reason", reasons]], "Messages per decoder since each ingest worker started")
+      : h("p", {}, "No decoder in use: every machine publishes SitePulse's own JSON."));
 }
 
 const interval = (k) => (k.interval ? `${fmt(k.difference, 3)} [${fmt(k.interval[0], 3)}, ${fmt(k.interval[1], 3)}]` : "–");

@@ -312,6 +312,22 @@ def test_site_manager_cannot_open_another_site(page: Any, stack: Stack) -> None:
     assert httpx.get(f"{stack.base}/api/v1/sites/other/view", headers=headers).status_code == 404
 
 
+def test_an_admin_sees_what_each_decoder_received_and_refused(page: Any, stack: Stack) -> None:
+    counters = {"decoder_messages": {"sparkplug-b": 40}, "decoder_rejects": {"sparkplug-b": {"seq-gap": 1}}}
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO ingest_worker_stats (worker_id, host, pid, started_at, counters)"
+                     " VALUES ('browser-decoders', 'h', 1, now(), %s::jsonb)", (json.dumps(counters),))
+    page.goto(stack.base + "/")
+    page.get_by_label("Access token").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state("networkidle")
+    page.goto(stack.base + "/#/sites/demo/catalogue")
+    row = page.locator("[data-testid=decoders] tr", has_text="sparkplug-b")
+    row.wait_for()
+    assert [c.strip() for c in row.locator("td").all_inner_texts()] == ["sparkplug-b", "40", "1", "seq-gap: 1"]
+    page.screenshot(path=str(SHOTS / "decoders.png"))
+
+
 def test_a_site_manager_raises_votes_and_comments_a_need_on_the_lifecycle_page(page: Any, stack: Stack) -> None:
     _login(page, stack)
     page.goto(stack.base + "/#/sites/demo/lifecycle")
