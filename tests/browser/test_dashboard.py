@@ -291,7 +291,7 @@ def test_alert_appears_and_can_be_acknowledged(page: Any, stack: Stack) -> None:
                         "the restricted-zone alarm did not clear after the machine left")
     assert next(a for a in cleared["items"] if str(a["id"]) == alert_id)["cleared_by"] == "auto-clear"
     page.goto(stack.base + "/#/sites/demo/alarms")
-    page.get_by_label("Machine").select_option("INTRUDER-1")
+    page.get_by_label("Machine", exact=True).select_option("INTRUDER-1")  # not the map markers ("Machine HX-01: ...")
     page.get_by_role("button", name=f"History of alarm {alert_id}").click()
     history = page.locator(f"[data-testid=alarm-history][data-alert-id='{alert_id}']")
     history.locator("li[data-action=cleared]").wait_for()
