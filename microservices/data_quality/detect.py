@@ -255,15 +255,27 @@ def _share(a: float, b: float) -> float:
     return a / b if b > 0 else 0.0
 
 
-def judge_heading(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
+def _absent(s: np.ndarray, missing: float, what: str, st: DataQualitySettings) -> Verdict | None:
+    """'absent' when the field is missing from most of the bin's samples."""
     n = s[S["n"]]
-    if n >= st.min_samples and _share(s[S["h_missing"]], n) >= st.absent_share:
-        return Verdict("absent", None, f"no heading in {s[S['h_missing']]:.0f} of {n:.0f} samples") if peers \
-            else None
-    moving = s[S["h_moving"]]
-    if moving >= st.min_samples and _share(s[S["h_unchanged"]], moving) >= st.stuck_share:
-        return Verdict("stuck", float(last[0]), f"{last[0]:.0f} deg in {s[S['h_unchanged']]:.0f} of {moving:.0f} "
-                                                f"moving samples")
+    if n >= st.min_samples and _share(missing, n) >= st.absent_share:
+        return Verdict("absent", None, f"no {what} in {missing:.0f} of {n:.0f} samples")
+    return None
+
+
+def _stuck(s: np.ndarray, prefix: str, value: float, shown: str, st: DataQualitySettings) -> Verdict | None:
+    """'stuck' when the reading stayed unchanged through most of the samples taken while moving."""
+    moving, unchanged = s[S[f"{prefix}_moving"]], s[S[f"{prefix}_unchanged"]]
+    if moving >= st.min_samples and _share(unchanged, moving) >= st.stuck_share:
+        return Verdict("stuck", value, f"{shown} in {unchanged:.0f} of {moving:.0f} moving samples")
+    return None
+
+
+def judge_heading(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
+    if absent := _absent(s, s[S["h_missing"]], "heading", st):
+        return absent if peers else None
+    if stuck := _stuck(s, "h", float(last[0]), f"{last[0]:.0f} deg", st):
+        return stuck
     turns = s[S["h_turns"]]
     rough = _share(s[S["h_rough"]] - s[S["h_course_rough"]], turns)
     if turns >= st.min_samples and rough > st.heading_roughness_deg_s:
@@ -285,13 +297,11 @@ def judge_heading(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peer
 
 
 def judge_speed(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
-    n = s[S["n"]]
-    if n >= st.min_samples and _share(s[S["s_missing"]], n) >= st.absent_share:
-        return Verdict("absent", None, f"no speed in {s[S['s_missing']]:.0f} of {n:.0f} samples") if peers else None
+    if absent := _absent(s, s[S["s_missing"]], "speed", st):
+        return absent if peers else None
+    if stuck := _stuck(s, "s", float(last[1]), f"{last[1]:.1f} km/h", st):
+        return stuck
     moving = s[S["s_moving"]]
-    if moving >= st.min_samples and _share(s[S["s_unchanged"]], moving) >= st.stuck_share:
-        return Verdict("stuck", float(last[1]), f"{last[1]:.1f} km/h in {s[S['s_unchanged']]:.0f} of "
-                                                f"{moving:.0f} moving samples")
     checked = s[S["s_checked"]]
     if checked < st.min_samples:
         return None
@@ -314,10 +324,9 @@ def judge_speed(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers:
 
 def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: bool,
                    current: str = "ok") -> Verdict | None:
+    if absent := _absent(s, s[S["p_missing"]], "position", st):
+        return absent if peers else None
     n = s[S["n"]]
-    if n >= st.min_samples and _share(s[S["p_missing"]], n) >= st.absent_share:
-        return Verdict("absent", None, f"no position in {s[S['p_missing']]:.0f} of {n:.0f} samples") if peers \
-            else None
     if spikes >= st.spike_count:
         return Verdict("implausible", float(spikes), f"{spikes} fixes faster than {st.max_speed_kmh:.0f} km/h "
                                                      f"from the one before within {st.spike_bins * st.bin_s:.0f} s "
@@ -331,14 +340,11 @@ def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: b
 
 def judge_payload(s: np.ndarray, last: np.ndarray, rated: float | None, st: DataQualitySettings,
                   peers: bool, current: str = "ok") -> Verdict | None:
-    n = s[S["n"]]
-    if n >= st.min_samples and _share(s[S["y_missing"]], n) >= st.absent_share:
-        return Verdict("absent", None, f"no payload in {s[S['y_missing']]:.0f} of {n:.0f} samples") if peers \
-            else None
+    if absent := _absent(s, s[S["y_missing"]], "payload", st):
+        return absent if peers else None
+    if stuck := _stuck(s, "y", float(last[2]), f"{last[2]:.0f} kg", st):
+        return stuck
     moving = s[S["y_moving"]]
-    if moving >= st.min_samples and _share(s[S["y_unchanged"]], moving) >= st.stuck_share:
-        return Verdict("stuck", float(last[2]), f"{last[2]:.0f} kg in {s[S['y_unchanged']]:.0f} of {moving:.0f} "
-                                                f"moving samples")
     empty = s[S["y_empty"]]
     if rated and empty >= st.min_samples:
         if _share(s[S["y_empty_high"]], empty) >= 0.5:  # the median empty reading is off zero
@@ -355,10 +361,8 @@ def judge_counter(s: np.ndarray, mx: np.ndarray, prefix: str, typical_step_s: fl
                   st: DataQualitySettings, peers: bool, jumps: int = 0, current: str = "ok") -> Verdict | None:
     """``jumps``: the counter's jumps in the last ``spike_bins`` bins (a corrupt value jumps out and back)."""
     label, unit = ("fuel counter", "l") if prefix == "f" else ("engine-hour meter", "h")
-    n = s[S["n"]]
-    missing = s[S[f"{prefix}_missing"]]
-    if n >= st.min_samples and _share(missing, n) >= st.absent_share:
-        return Verdict("absent", None, f"no {label} in {missing:.0f} of {n:.0f} samples") if peers else None
+    if absent := _absent(s, s[S[f"{prefix}_missing"]], label, st):
+        return absent if peers else None
     if jumps >= st.counter_jumps:
         return Verdict("implausible", float(jumps),
                        f"{label} jumped {jumps} times within {st.spike_bins * st.bin_s:.0f} s (backwards or faster "
