@@ -17,7 +17,7 @@ For each engine, in one run:
 5. the cost of a continuous-aggregate refresh of one day and of the policy's 3-day window.
 
     .venv/bin/python benchmarks/storage.py                          # small: 9 days x 20 machines
-    .venv/bin/python benchmarks/storage.py --days 30 --machines 200 # the sizing run (by hand: long)
+    .venv/bin/python benchmarks/storage.py --days 30 --machines 200 --plain-days 3  # the sizing run (by hand: long)
 
 Prints a table and the ratios TimescaleDB / plain PostgreSQL; ``--json FILE`` writes the figures.
 Exit status 1 when a goal is missed (compression >= 10x, view p95 <= 100 ms) unless ``--report-only``.
@@ -40,7 +40,9 @@ import logging
 import shutil
 import statistics
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,15 +51,17 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from ingest.contract import Decoded, Decoder
+from ingest.partitions import Partitions
 from ingest.writer import TelemetryWriter
 from registry.app import create_app
 from simulators.engine import simulate
 from simulators.site import load_site
+from sitepulse.db import has_timescaledb
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.embedded.timescaledb import find_timescaledb, timescaledb_server
 from sitepulse.migrations import upgrade
 from sitepulse.settings import load_settings
-from sitepulse.storage import collect_storage
+from sitepulse.storage import COMPRESSION_SQL, collect_storage
 
 
 def _load_view_benchmark() -> Any:
@@ -160,6 +164,78 @@ def refresh_seconds(conn: psycopg.Connection, start: datetime, end: datetime) ->
     return time.perf_counter() - t0
 
 
+def policy_job(conn: psycopg.Connection, proc: str) -> int:
+    return conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s"
+                        " AND hypertable_name = 'telemetry'", (proc,)).fetchone()[0]
+
+
+def set_jobs_scheduled(conn: psycopg.Connection, scheduled: bool) -> None:
+    """Pause or resume TimescaleDB's background jobs, so no policy runs on a chunk while the build fills it."""
+    conn.execute("SELECT alter_job(job_id, scheduled => %s) FROM timescaledb_information.jobs"
+                 " WHERE proc_name LIKE 'policy_%%'", (scheduled,))
+
+
+def uncompressed_bytes(conn: psycopg.Connection) -> int:
+    """Telemetry's bytes as if nothing were compressed: compressed chunks counted at their size before."""
+    total = telemetry_bytes(conn)
+    if has_timescaledb(conn):
+        before, after = conn.execute(COMPRESSION_SQL).fetchone()
+        total += int(before - after)
+    return total
+
+
+def day_ranges(epoch: datetime, now: datetime) -> list[tuple[int, int, datetime, datetime]]:
+    """(first second, end second, day start, day end) of each UTC day between ``epoch`` and ``now``, newest first:
+    one task per 1-day chunk, so a finished task leaves a whole chunk behind."""
+    day = epoch.replace(hour=0, minute=0, second=0)
+    ranges = []
+    while day < now:
+        end = day + timedelta(days=1)
+        ranges.append((max(0, int((day - epoch).total_seconds())), int((min(end, now) - epoch).total_seconds()),
+                       day, end))
+        day = end
+    return ranges[::-1]
+
+
+def build_history(url: str, now: datetime, days: float, streams: int) -> tuple[int, list[float]]:
+    """``days`` of fleet history up to ``now``, a UTC day per task on ``streams`` connections; telemetry rows and
+    the seconds each chunk took to compress.
+
+    On TimescaleDB each day older than the compression policy's 7 days is compressed as soon as it is built, as
+    the policy would do a week later: the run needs the disk of 7 uncompressed days, not of all of them."""
+    epoch = now - timedelta(days=days)
+    with psycopg.connect(url, autocommit=True) as conn:
+        timescale = has_timescaledb(conn)
+        Partitions(enabled=not timescale).ensure(conn, epoch, now)
+        if timescale:
+            set_jobs_scheduled(conn, False)
+    compress_before = now - timedelta(days=7)
+    started, done = time.perf_counter(), [0]
+    lock = threading.Lock()
+
+    def one_day(s0: int, s1: int, day: datetime, end: datetime) -> tuple[int, float | None]:
+        rows = view.build(url, epoch, s0, s1, now - timedelta(hours=1), lambda _line: None, analyze=False)
+        seconds = None
+        if timescale and end <= compress_before:
+            t0 = time.perf_counter()
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT compress_chunk(c) FROM show_chunks('telemetry', newer_than => %s,"
+                             " older_than => %s) c", (day, end))
+            seconds = time.perf_counter() - t0
+        with lock:
+            done[0] += rows
+            rate = done[0] / (time.perf_counter() - started)
+            print(f"  {day:%Y-%m-%d}: {rows / 1e6:.1f} M rows{'' if seconds is None else ', compressed'};"
+                  f" {done[0] / 1e6:,.1f} M so far ({rate / 1e3:.0f} k rows/s)", flush=True)
+        return rows, seconds
+
+    with ThreadPoolExecutor(streams) as pool:
+        results = list(pool.map(lambda r: one_day(*r), day_ranges(epoch, now)))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    return sum(rows for rows, _ in results), [s for _, s in results if s is not None]
+
+
 def run_engine(name: str, server: EmbeddedPostgres, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n== {name} ({server.where})", flush=True)
     figures: dict[str, Any] = {"engine": name}
@@ -186,42 +262,33 @@ def run_engine(name: str, server: EmbeddedPostgres, args: argparse.Namespace) ->
           + (f", compression {quarry['compression_ratio']}x" if quarry["compression_ratio"] else ""), flush=True)
 
     url = server.fresh_database("bench_storage")
+    days = args.days if name == "timescaledb" else args.plain_days or args.days
     view.MACHINES, view.HAULERS = args.machines, int(args.machines * 0.8)
     services = view.prepare(url)
     now = datetime.now(UTC).replace(microsecond=0)
-    end_s = int(args.days * DAY)
-    epoch = now - timedelta(seconds=end_s)
     t0 = time.perf_counter()
-    shown = [0.0]
-
-    def progress(line: str) -> None:  # a line every 15 s, not one per chunk
-        if time.perf_counter() - shown[0] > 15:
-            shown[0] = time.perf_counter()
-            print(line, flush=True)
-
-    rows = view.build(url, epoch, 0, end_s, now - timedelta(hours=1), progress)
-    figures["history_rows"] = rows
-    figures["build_s"] = round(time.perf_counter() - t0, 1)
+    rows, compress_s = build_history(url, now, days, args.streams)
+    figures.update(days=days, history_rows=rows, build_s=round(time.perf_counter() - t0, 1))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(view.LAST, {"site": view.SITE, "since": now - timedelta(minutes=5)})
-        figures["telemetry_bytes_uncompressed"] = telemetry_bytes(conn)
         if name == "timescaledb":
-            job = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'"
-                               " AND hypertable_name = 'telemetry'").fetchone()[0]
             t1 = time.perf_counter()
-            conn.execute("CALL run_job(%s)", (job,))
-            figures["compression_s"] = round(time.perf_counter() - t1, 1)
+            conn.execute("CALL run_job(%s)", (policy_job(conn, "policy_compression"),))  # anything the build left
+            figures["compression_s"] = round(sum(compress_s) + time.perf_counter() - t1, 1)
+            figures["compression_s_per_chunk_median"] = round(statistics.median(compress_s), 1) if compress_s else None
             storage = collect_storage(conn)
             figures.update(chunks=storage.chunks, compressed_chunks=storage.compressed_chunks,
                            compression_ratio=storage.compression_ratio)
             figures["compressed_bytes_per_machine_day"] = compressed_bytes_per_machine_day(conn)
             figures["refresh_1_day_s"] = round(refresh_seconds(conn, now - timedelta(days=1), now), 2)
             figures["refresh_3_days_s"] = round(refresh_seconds(conn, now - timedelta(days=3), now), 2)
+            set_jobs_scheduled(conn, True)
         figures["telemetry_bytes"] = telemetry_bytes(conn)
-    figures["bytes_per_machine_day"] = round(figures["telemetry_bytes_uncompressed"] / args.machines / args.days)
+        figures["telemetry_bytes_uncompressed"] = uncompressed_bytes(conn)
+    figures["bytes_per_machine_day"] = round(figures["telemetry_bytes_uncompressed"] / args.machines / days)
     megabytes = figures["telemetry_bytes"] / 2**20
-    print(f"\n  {rows:,} telemetry rows in {figures['build_s']} s; telemetry {megabytes:,.1f} MB now"
-          f" ({figures['bytes_per_machine_day'] / 2**20:.2f} MB per machine-day uncompressed)"
+    print(f"\n  {rows:,} telemetry rows ({days:g} days) in {figures['build_s']} s; telemetry {megabytes:,.1f} MB"
+          f" now ({figures['bytes_per_machine_day'] / 2**20:.2f} MB per machine-day uncompressed)"
           + (f", compression {figures['compression_ratio']}x of {figures['compressed_chunks']} chunks"
              if name == "timescaledb" else ""), flush=True)
     view.settle(url)
@@ -239,6 +306,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=9.0, help="days of history (older than 7 compress)")
     parser.add_argument("--machines", type=int, default=20)
+    parser.add_argument("--plain-days", type=float, help="days of history on plain PostgreSQL (default --days):"
+                        " the sizing run's 30 days x 200 machines do not fit this disk uncompressed")
+    parser.add_argument("--streams", type=int, default=2, help="connections building the history side by side")
     parser.add_argument("--sim-hours", type=float, default=4.0, help="hours of the simulated quarry")
     parser.add_argument("--ingest-rows", type=int, default=100_000, help="rows per ingest run")
     parser.add_argument("--repeat", type=int, default=3, help="ingest runs per engine and message shape")
@@ -257,13 +327,13 @@ def main() -> int:
                "timescaledb": timescaledb_server(root / "tsdb", install, fast_unsafe=True)}
     results: dict[str, dict[str, Any]] = {}
     try:
-        for server in servers.values():
+        for name, server in servers.items():  # one engine at a time: each gets the cores and the disk to itself
             server.start()
-        for name, server in servers.items():
-            results[name] = run_engine(name, server, args)
+            try:
+                results[name] = run_engine(name, server, args)
+            finally:
+                server.destroy()
     finally:
-        for server in servers.values():
-            server.destroy()
         shutil.rmtree(root, ignore_errors=True)
     plain, tsdb = results["postgres"], results["timescaledb"]
     if args.only_ingest:
@@ -282,7 +352,8 @@ def main() -> int:
                                             3),
         "view_p95": round(tsdb["p95_ms"]["view"] / plain["p95_ms"]["view"], 2),
     }
-    print(f"\n{args.days:g} days x {args.machines} machines at 1 Hz ({plain['history_rows']:,} telemetry rows)")
+    print(f"\n{args.machines} machines at 1 Hz: {tsdb['days']:g} days on TimescaleDB ({tsdb['history_rows']:,}"
+          f" telemetry rows), {plain['days']:g} on plain PostgreSQL ({plain['history_rows']:,})")
     print(f"{'':34} {'plain PostgreSQL':>18} {'TimescaleDB':>14} {'ratio':>7}")
     lines = [
         ("ingest rows/s, 1-sample messages", plain["ingest_rows_per_s_1"], tsdb["ingest_rows_per_s_1"],
