@@ -50,7 +50,7 @@ from fastapi.testclient import TestClient
 
 from ingest.contract import Decoded, Decoder
 from ingest.writer import TelemetryWriter
-from registry.app import create_app
+from registry.api.app import create_app
 from simulators.engine import simulate
 from simulators.site import load_site
 from sitepulse.embedded.postgres import EmbeddedPostgres

@@ -50,7 +50,7 @@ from fastapi.testclient import TestClient
 from ingest.contract import RESOLUTION
 from ingest.partitions import Partitions
 from microservices.discovery import discover_services
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.enablement import effective_settings, set_enablement
 from registry.view import _reader, load_site_config, site_machines
 from simulators.site import load_site

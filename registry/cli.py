@@ -41,14 +41,14 @@ from rich.console import Console
 from rich.table import Table
 
 from microservices.discovery import discover_services
-from registry.auth import create_token, list_tokens, revoke_token
-from registry.enablement import EnablementConflict, set_enablement
+from registry.enablement import set_enablement
 from registry.evaluation import Rules, evaluation_body, evaluation_csv
 from registry.evaluation import evaluate as run_evaluation
 from registry.lifecycle import NEXT_STAGES, STAGES
 from registry.needs import add_need, list_needs
 from registry.reports import by_customer, usage_csv, usage_report
-from registry.sharing import NotShared, check_usable_on_site
+from registry.sharing import check_usable_on_site
+from registry.tokens import create_token, list_tokens, revoke_token
 from sitepulse.db import connect
 from sitepulse.errors import SitePulseError
 from sitepulse.runtime import open_runtime
@@ -165,12 +165,9 @@ def services_stage(
     with _database() as conn:
         if conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (check_site_id(site),)).fetchone() is None:
             raise SitePulseError(f"site {site!r} not found")
-        try:
-            check_usable_on_site(conn, services, name, site)
-            switch = set_enablement(conn, services, site, name, enabled=None, stage=stage, changed_by=CLI_USER,
-                                    reason=reason.strip())
-        except (EnablementConflict, NotShared) as exc:
-            raise SitePulseError(str(exc)) from None
+        check_usable_on_site(conn, services, name, site)  # its refusals are SitePulseErrors: one line
+        switch = set_enablement(conn, services, site, name, enabled=None, stage=stage, changed_by=CLI_USER,
+                                reason=reason.strip())
     err.print(f"[green]{name}[/] on {site}: stage {switch.stage}, {'on' if switch.enabled else 'off'}; "
               f"next: {', '.join(NEXT_STAGES[switch.stage])}", highlight=False)
 

@@ -96,7 +96,7 @@ def api() -> None:
     with open_runtime(settings) as runtime:
         import uvicorn
 
-        from registry.app import create_app
+        from registry.api.app import create_app
 
         _print_started(runtime, [f"API on http://{settings.api_host}:{settings.api_port}"])
         uvicorn.run(

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from microservices.sdk import as_utc
-from registry.deps import AdminDep, DbDep, StateDep
+from registry.api.deps import AdminDep, DbDep, StateDep
+from registry.api.routes.evaluation import visible_sites
+from registry.api.state import record_export
 from registry.reports import by_customer, usage_csv, usage_report
-from registry.routes.evaluation import visible_sites
-from registry.usage import record_export
 
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from microservices.sdk import TimeRangeDep
-from registry.deps import DbDep, PrincipalDep, SiteDep, StateDep
+from registry.api.deps import DbDep, PrincipalDep, SiteDep, StateDep
+from registry.api.state import record_export
 from registry.enablement import site_enablements
 from registry.exports import TELEMETRY_COLUMNS, build_query, csv_chunks, parquet_chunks, table_columns
-from registry.usage import record_export
+from sitepulse.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/export", tags=["export"])
 
@@ -70,14 +71,14 @@ def export_service_table(
     installed = state.services.get(service)
     switch = site_enablements(conn, site_id).get(service)
     if installed is None or switch is None or not (switch.enabled or switch.stage is not None):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"service {service!r} is not used on site {site_id!r}")
+        raise NotFound(f"service {service!r} is not used on site {site_id!r}")
     qualified = f"{installed.schema}.{table}"
     if qualified not in installed.tables:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"service {service!r} declares no table {table!r}; "
-                            f"it writes {', '.join(t.split('.', 1)[1] for t in installed.tables) or 'nothing'}")
+        raise NotFound(f"service {service!r} declares no table {table!r}; "
+                       f"it writes {', '.join(t.split('.', 1)[1] for t in installed.tables) or 'nothing'}")
     columns = table_columns(conn, installed.schema, table)
     if not columns:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"table {qualified} does not exist yet")
+        raise NotFound(f"table {qualified} does not exist yet")
     start, end = _window(period.start, period.end)
     export = build_query(installed.schema, table, columns, site_id, start, end)
     record_export(request, site_id, service, principal, qualified, fmt)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from microservices.sdk import page_of
+from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, PrincipalDep, SiteDep, StateDep
+from registry.api.routes.enablement import ServiceDep
 from registry.board import lifecycle_board
-from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, PrincipalDep, SiteDep, StateDep
-from registry.enablement import EnablementConflict, site_enablements
 from registry.enablement import set_enablement as change_switch
-from registry.lifecycle import NEXT_STAGES, IllegalTransition, Stage, lifecycle_rules, stage_history
-from registry.routes.enablement import ServiceDep
-from registry.sharing import NotShared, check_usable_on_site
+from registry.enablement import site_enablements
+from registry.lifecycle import NEXT_STAGES, Stage, lifecycle_rules, stage_history
+from registry.sharing import check_usable_on_site
+from sitepulse.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["lifecycle"])
 board_router = APIRouter(prefix="/api/v1/sites/{site_id}/lifecycle", tags=["lifecycle"])
@@ -36,13 +36,10 @@ def put_stage(site_id: AdminSiteDep, change: StageChangeRequest, conn: DbDep, st
     """Move a service to another lifecycle stage on a site (admin); leaving pilot/live switches it off."""
     reason = change.reason.strip()
     if len(reason) < 3:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body field 'reason': say why, in a few words")
-    try:
-        check_usable_on_site(conn, state.services, service.name, site_id)
-        switch = change_switch(conn, state.services, site_id, service.name, enabled=None, stage=change.stage,
-                               changed_by=admin.name, reason=reason)
-    except (IllegalTransition, EnablementConflict, NotShared) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        raise InvalidInput("body field 'reason': say why, in a few words")
+    check_usable_on_site(conn, state.services, service.name, site_id)  # each refusal is a Conflict: 409
+    switch = change_switch(conn, state.services, site_id, service.name, enabled=None, stage=change.stage,
+                           changed_by=admin.name, reason=reason)
     return {**switch.as_dict(service), "next_stages": list(NEXT_STAGES[switch.stage])}
 
 
@@ -50,9 +47,9 @@ def put_stage(site_id: AdminSiteDep, change: StageChangeRequest, conn: DbDep, st
 def get_stage_history(site_id: SiteDep, conn: DbDep, page: PageDep,
                       service: ServiceDep) -> dict[str, Any]:
     """Every stage change of the service on the site, oldest first: from, to, who, when and why."""
-    after = page.key(datetime, int)
-    rows = [c.as_dict() for c in stage_history(conn, site_id, service.name, after, page.limit + 1)]
-    body = page_of(rows, page.limit, lambda c: (c["changed_at"], c["id"]))
+    body = page.fetch(lambda after, limit: [c.as_dict() for c in stage_history(conn, site_id, service.name, after,
+                                                                               limit)],
+                      changed_at=datetime, id=int)
     switch = site_enablements(conn, site_id).get(service.name)
     stage = switch.stage if switch else None
     return {**body, "stage": stage, "next_stages": list(NEXT_STAGES[stage]), "rules": lifecycle_rules()}

@@ -8,10 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from registry.auth import site_not_found
-from registry.deps import DbDep, PrincipalDep, StateDep
+from registry.api.deps import DbDep, PrincipalDep, StateDep, site_not_found
+from registry.api.state import record_export
 from registry.evaluation import Rules, evaluate, evaluation_body, evaluation_csv
-from registry.usage import record_export
 from sitepulse.errors import SitePulseError
 
 router = APIRouter(prefix="/api/v1", tags=["evaluation"])

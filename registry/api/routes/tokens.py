@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from microservices.sdk import page_of
-from registry.auth import create_token, list_tokens, revoke_token
-from registry.deps import AdminDep, DbDep, PageDep
+from registry.api.deps import AdminDep, DbDep, PageDep
+from registry.tokens import create_token, list_tokens, revoke_token
+from sitepulse.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
@@ -35,13 +35,11 @@ def issue_token(request: TokenRequest, conn: DbDep, admin: AdminDep) -> dict[str
 @router.get("")
 def get_tokens(conn: DbDep, admin: AdminDep, page: PageDep) -> dict[str, Any]:
     """Tokens by id: name, role, sites and use, never the token or its hash."""
-    after = page.key(int)
-    rows = list_tokens(conn, after_id=after[0] if after else 0, limit=page.limit + 1)
-    return page_of(rows, page.limit, lambda row: (row["id"],))
+    return page.fetch(lambda after, limit: list_tokens(conn, after_id=after[0] if after else 0, limit=limit), id=int)
 
 
 @router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_token(token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], conn: DbDep, admin: AdminDep) -> None:
     """Revoke a token; it stops working at once."""
     if not revoke_token(conn, token_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live token with id {token_id}")
+        raise NotFound(f"no live token with id {token_id}")

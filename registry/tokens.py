@@ -1,10 +1,11 @@
-"""Bearer tokens scoped to sites: issue, store hashed, revoke, and turn a request into a Principal.
+"""Bearer tokens scoped to sites: issue, store hashed, revoke, and turn a presented token into a Principal.
 
 Two roles. An ``admin`` token sees every site and may change the catalogue, sites and
 tokens. A ``site`` token sees only the sites listed on it; any other site answers 404, the
 same as a site that does not exist, so a token never learns which other sites exist.
 The bootstrap admin token from ``SITEPULSE_ADMIN_TOKEN`` is never stored: only its hash is
-kept in memory and compared in constant time.
+kept in memory and compared in constant time. The HTTP side (reading the header, 401/403/404)
+is ``registry/api/deps.py``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,16 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import psycopg
-from fastapi import Depends, HTTPException, Path, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from registry.state import AppState, DbDep, app_state
 from sitepulse.errors import SitePulseError
-from sitepulse.sites import SITE_ID, check_site_id
+from sitepulse.sites import check_site_id
 
 TOKEN_PREFIX = "sp_"
 Role = Literal["admin", "site"]
 BOOTSTRAP_ADMIN = "bootstrap-admin"
-
-bearer = HTTPBearer(
-    auto_error=False, scheme_name="bearer",
-    description="`Authorization: Bearer <token>`; create tokens with `sitepulse tokens create`.",
-)
 
 
 @dataclass(frozen=True)
@@ -126,84 +119,3 @@ def authenticate(conn: psycopg.Connection, token: str, admin_token_hash: str | N
     if row is None:
         return None
     return Principal(row[0], row[1], frozenset(row[2]))
-
-
-# --- dependencies ------------------------------------------------------------------------------
-
-def _unauthorised() -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
-                         headers={"WWW-Authenticate": "Bearer"})
-
-
-def site_not_found(site_id: str) -> HTTPException:
-    """The one answer for a site that does not exist and for a site the caller may not see."""
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
-
-
-def current_principal(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    conn: DbDep,
-    state: Annotated[AppState, Depends(app_state)],
-) -> Principal:
-    """The caller, or 401 when the bearer token is missing, unknown or revoked."""
-    if credentials is None or not credentials.credentials:
-        raise _unauthorised()
-    principal = authenticate(conn, credentials.credentials, state.admin_token_hash)
-    if principal is None:
-        raise _unauthorised()
-    return principal
-
-
-def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    """The caller when it holds an admin token; 403 for a valid site token."""
-    if not principal.is_admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an admin token")
-    return principal
-
-
-def site_scope(
-    site_id: Annotated[str, Path(description="site id: 1-64 characters of letters, digits, '_', '.', '-'")],
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> str:
-    """A site id the caller may address (whether or not it exists yet); others are 404.
-
-    The length is checked here, not by ``Path(max_length=...)``: a path validation error would skip
-    this dependency but not the service routes' ``service_request``, which then found no context (500).
-    """
-    if len(site_id) > 64:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            "site id must be 1-64 characters of letters, digits, '_', '.', '-'")
-    if not principal.can_see(site_id):
-        raise site_not_found(site_id)
-    return site_id
-
-
-def existing_site(
-    site_id: Annotated[str, Depends(site_scope)],
-    conn: DbDep,
-) -> str:
-    """A site the caller may see and that exists; 404 otherwise, with the same words either way."""
-    exists = SITE_ID.match(site_id) and conn.execute(
-        "SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is not None
-    if not exists:
-        raise site_not_found(site_id)
-    return site_id
-
-
-def admin_on_site(
-    site_id: Annotated[str, Depends(existing_site)],
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> str:
-    """An existing site the caller may see, changed by an admin: 404 first, then 403."""
-    admin_principal(principal)
-    return site_id
-
-
-def admin_on_site_scope(
-    site_id: Annotated[str, Depends(site_scope)],
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> str:
-    """A site id the caller may address (it may not exist yet), changed by an admin: 404, then 403."""
-    admin_principal(principal)
-    return site_id
-

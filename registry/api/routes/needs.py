@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from microservices.sdk import page_of
-from registry.deps import DbDep, PageDep, PrincipalDep, SiteDep
+from registry.api.deps import DbDep, PageDep, PrincipalDep, SiteDep
 from registry.needs import (
     NeedStatus,
     add_comment,
@@ -19,6 +18,7 @@ from registry.needs import (
     update_need,
     votes_and_comments,
 )
+from sitepulse.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/needs", tags=["needs"])
 
@@ -53,19 +53,19 @@ class NeedChange(BaseModel):
 def get_needs(site_id: SiteDep, conn: DbDep, page: PageDep, principal: PrincipalDep,
               status_filter: Annotated[NeedStatus | None, Query(alias="status")] = None) -> dict[str, Any]:
     """The site's needs, highest priority (value / effort) first, with votes (and the caller's) and comments."""
-    after = page.key(float, int)
-    rows = [n.as_dict() for n in list_needs(conn, site_id, status_filter, after, page.limit + 1)]
-    extra = votes_and_comments(conn, [n["id"] for n in rows], principal.name)
-    rows = [{**n, **extra[n["id"]]} for n in rows]
-    return page_of(rows, page.limit, lambda n: (n["priority"], n["id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        rows = [n.as_dict() for n in list_needs(conn, site_id, status_filter, after, limit)]
+        extra = votes_and_comments(conn, [n["id"] for n in rows], principal.name)
+        return [{**n, **extra[n["id"]]} for n in rows]
+
+    return page.fetch(read, priority=float, id=int)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def post_need(site_id: SiteDep, need: NewNeed, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """Raise a need for the site (customer or provider); the caller is recorded as who raised it."""
     if not need.text.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "body field 'text': say what the site needs, in plain words")
+        raise InvalidInput("body field 'text': say what the site needs, in plain words")
     return add_need(conn, site_id, need.text, principal.name, need.value_score, need.effort, need.service).as_dict()
 
 
@@ -77,12 +77,12 @@ def patch_need(site_id: SiteDep, need_id: NeedId, change: NeedChange, conn: DbDe
                        service=change.service, status=change.status, clear_service=change.clear_service,
                        changed_by=principal.name)
     if need is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"need {need_id} not found on site {site_id!r}")
+        raise _missing(site_id, need_id)
     return need.as_dict()
 
 
-def _missing(site_id: str, need_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"need {need_id} not found on site {site_id!r}")
+def _missing(site_id: str, need_id: int) -> NotFound:
+    return NotFound(f"need {need_id} not found on site {site_id!r}")
 
 
 @router.put("/{need_id}/vote")
@@ -116,7 +116,7 @@ def comment(site_id: SiteDep, need_id: NeedId, body: NewComment, conn: DbDep,
             principal: PrincipalDep) -> dict[str, Any]:
     """Comment on a need; the caller is recorded as the author."""
     if not body.text.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body field 'text': say something")
+        raise InvalidInput("body field 'text': say something")
     made = add_comment(conn, site_id, need_id, principal.name, body.text)
     if made is None:
         raise _missing(site_id, need_id)

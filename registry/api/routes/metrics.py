@@ -13,8 +13,8 @@ import psycopg
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from registry.deps import AdminDep, DbDep, StateDep
-from registry.metrics import label_value
+from registry.api.deps import AdminDep, DbDep, StateDep
+from registry.api.metrics import label_value
 from sitepulse.status import add_decoder_counts
 
 router = APIRouter(tags=["operations"])

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from microservices.sdk import TimeRangeDep, page_of
-from registry.deps import DbDep, PageDep, SiteDep, StateDep
+from microservices.sdk import TimeRangeDep
+from registry.api.deps import DbDep, PageDep, SiteDep, StateDep
 from registry.transparency import access_log, data_use
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}", tags=["transparency"])
@@ -27,7 +27,7 @@ def get_access_log(
     principal: Annotated[str | None, Query(max_length=200, description="only this user's events")] = None,
 ) -> dict[str, Any]:
     """Who used, viewed or exported what on the site, and when; newest first."""
-    before = page.key(datetime, int)
-    rows = access_log(conn, site_id, start=period.start, end=period.end, action=action, principal=principal,
-                      before=before, limit=page.limit + 1)
-    return page_of(rows, page.limit, lambda e: (e["at"], e["id"]))
+    return page.fetch(lambda before, limit: access_log(conn, site_id, start=period.start, end=period.end,
+                                                       action=action, principal=principal, before=before,
+                                                       limit=limit),
+                      at=datetime, id=int)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from registry.aemp import ID_SEPARATOR, fleet, to_xml
-from registry.deps import DbDep, PrincipalDep
+from registry.api.deps import DbDep, PrincipalDep
+from sitepulse.errors import NotFound
 
 router = APIRouter(prefix="/aemp", tags=["aemp"])
 
@@ -27,7 +28,7 @@ def fleet_page(page: Annotated[int, Path(ge=1, le=1_000_000)], conn: DbDep, prin
     """One page (100 machines) of the caller's fleet: site tokens see their sites' machines, admins all."""
     body = fleet(conn, principal, page, str(request.base_url))
     if body is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"fleet page {page} does not exist")
+        raise NotFound(f"fleet page {page} does not exist")
     return _answer(request, body)
 
 
@@ -37,8 +38,8 @@ def fleet_equipment(equipment_id: Annotated[str, Path(max_length=129, descriptio
     """One machine's snapshot; its EquipmentID is ``{site_id}:{machine_id}``."""
     site_id, sep, machine_id = equipment_id.partition(ID_SEPARATOR)
     if not sep or not principal.can_see(site_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"equipment {equipment_id!r} not found")
+        raise NotFound(f"equipment {equipment_id!r} not found")
     body = fleet(conn, principal, 1, str(request.base_url), one=(site_id, machine_id))
     if body is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"equipment {equipment_id!r} not found")
+        raise NotFound(f"equipment {equipment_id!r} not found")
     return _answer(request, body)

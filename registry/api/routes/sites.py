@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
-from microservices.sdk import page_of
-from registry.deps import AdminSiteScopeDep, DbDep, PageDep, PrincipalDep, SiteDep
-from sitepulse.errors import SitePulseError
+from registry.api.deps import AdminSiteScopeDep, DbDep, PageDep, PrincipalDep, SiteDep, site_not_found
+from sitepulse.errors import InvalidInput, SitePulseError, TooLarge, UnsupportedType
 from sitepulse.sitefile import parse_site
 from sitepulse.sites import save_site
 
@@ -34,19 +33,16 @@ async def site_file_body(request: Request) -> bytes:
     """The raw request body, refused early when its type or size cannot be a site file."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in SITE_FILE_TYPES:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"Content-Type {content_type} is not a site file; send application/yaml "
-                            "or application/geo+json or application/vnd.google-earth.kml+xml")
+        raise UnsupportedType(f"Content-Type {content_type} is not a site file; send application/yaml "
+                              "or application/geo+json or application/vnd.google-earth.kml+xml")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_SITE_FILE_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"a site file may be at most {MAX_SITE_FILE_BYTES // 1024 // 1024} MB")
+        raise TooLarge(f"a site file may be at most {MAX_SITE_FILE_BYTES // 1024 // 1024} MB")
     body = await request.body()
     if len(body) > MAX_SITE_FILE_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"a site file may be at most {MAX_SITE_FILE_BYTES // 1024 // 1024} MB")
+        raise TooLarge(f"a site file may be at most {MAX_SITE_FILE_BYTES // 1024 // 1024} MB")
     if not body.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is empty; send the site file")
+        raise InvalidInput("the body is empty; send the site file")
     return body
 
 
@@ -63,7 +59,7 @@ def put_site(site_id: AdminSiteScopeDep, body: Annotated[bytes, Depends(site_fil
     try:
         site = parse_site(body, source="site file")
     except SitePulseError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise InvalidInput(str(exc)) from None  # the file's problem, not the request's: 422
     created = save_site(conn, site_id, site)
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -75,16 +71,16 @@ def put_site(site_id: AdminSiteScopeDep, body: Annotated[bytes, Depends(site_fil
 @router.get("")
 def list_sites(conn: DbDep, principal: PrincipalDep, page: PageDep) -> dict[str, Any]:
     """The sites the caller's token may see, by id."""
-    after = page.key(str)
-    rows = conn.execute(
-        "SELECT site_id, name, config, updated_at FROM sites"
-        " WHERE (%(all)s OR site_id = ANY(%(sites)s)) AND (%(after)s::text IS NULL OR site_id > %(after)s)"
-        " ORDER BY site_id LIMIT %(limit)s",
-        {"all": principal.is_admin, "sites": sorted(principal.sites), "after": after[0] if after else None,
-         "limit": page.limit + 1},
-    ).fetchall()
-    items = [_summary(*row) for row in rows]
-    return page_of(items, page.limit, lambda item: (item["site_id"],))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return [_summary(*row) for row in conn.execute(
+            "SELECT site_id, name, config, updated_at FROM sites"
+            " WHERE (%(all)s OR site_id = ANY(%(sites)s)) AND (%(after)s::text IS NULL OR site_id > %(after)s)"
+            " ORDER BY site_id LIMIT %(limit)s",
+            {"all": principal.is_admin, "sites": sorted(principal.sites), "after": after[0] if after else None,
+             "limit": limit},
+        ).fetchall()]
+
+    return page.fetch(read, site_id=str)
 
 
 @router.get("/{site_id}")
@@ -92,5 +88,5 @@ def get_site(site_id: SiteDep, conn: DbDep) -> dict[str, Any]:
     """One site's stored configuration (canonical JSON of its site file)."""
     row = conn.execute("SELECT name, config, updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
     if row is None:  # deleted between the access check and this read
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
+        raise site_not_found(site_id)
     return {"site_id": site_id, "name": row[0], "updated_at": row[2], "config": row[1]}

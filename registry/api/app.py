@@ -1,4 +1,8 @@
-"""The FastAPI application: the registry's routers, each service's router, auth, errors and metrics."""
+"""The FastAPI application: the registry's routers, each service's router, auth, errors and metrics.
+
+Everything HTTP lives under ``registry/api/``; it calls the registry's domain (``registry/*.py``), which
+never imports it back.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from microservices.discovery import discover_services
 from microservices.sdk import Service
 from registry.alarms import Supervisor
-from registry.auth import hash_token
-from registry.errors import install_error_handlers
-from registry.metrics import MetricsMiddleware
-from registry.plugins import mount_service_routers, site_route_names
-from registry.ratelimit import install_limits
-from registry.routes import (
+from registry.api.errors import install_error_handlers
+from registry.api.metrics import MetricsMiddleware
+from registry.api.plugins import mount_service_routers, site_route_names
+from registry.api.ratelimit import install_limits
+from registry.api.routes import (
     aemp,
     alerts,
     customers,
@@ -35,9 +38,9 @@ from registry.routes import (
     usage,
     view,
 )
-from registry.routes import services as catalogue
-from registry.state import AppState
-from registry.tickets import new_key
+from registry.api.routes import services as catalogue
+from registry.api.state import AppState, attach
+from registry.tokens import hash_token
 from registry.usage import UsageRecorder
 from sitepulse import __version__
 from sitepulse.db import make_pool
@@ -67,7 +70,6 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.pool = await run_in_threadpool(make_pool, database_url, name="sitepulse-api")
-        app.state.pool = state.pool
         state.usage.start()
         supervisor = Supervisor(database_url)  # alarms: auto-clear, notify, escalate (registry/alarms.py)
         supervisor.start()
@@ -81,9 +83,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
 
     app = FastAPI(title="SitePulse", version=__version__, description=DESCRIPTION, docs_url="/docs",
                   openapi_url="/openapi.json", lifespan=lifespan)
-    app.state.registry = state
-    app.state.services = services
-    app.state.stream_key = new_key()
+    attach(app, state)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     install_limits(app, settings)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from registry.deps import StateDep
+from registry.api.deps import StateDep
 from sitepulse.errors import ConfigError
 from sitepulse.runtime import check_broker
 

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.sdk import Service
-from registry.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
-from registry.enablement import (
-    Enablement,
-    EnablementConflict,
-    InvalidSettings,
-    set_enablement,
-    site_enablements,
-)
-from registry.lifecycle import IllegalTransition, Stage
-from registry.pagination import page_list
-from registry.sharing import NotShared, check_usable_on_site
+from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
+from registry.enablement import Enablement, set_enablement, site_enablements
+from registry.lifecycle import Stage
+from registry.sharing import check_usable_on_site
+from sitepulse.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["enablement"])
 
@@ -40,7 +34,7 @@ def installed_service(state: StateDep, name: str) -> Service:
     """The installed service of that name, or 404."""
     service = state.services.get(name)
     if service is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"service {name!r} is not installed")
+        raise NotFound(f"service {name!r} is not installed")
     return service
 
 
@@ -54,16 +48,10 @@ def put_enablement(site_id: AdminSiteDep, name: str, change: EnablementChange, c
                    state: StateDep, admin: AdminDep) -> dict[str, Any]:
     """Switch a service on or off for a site (admin), keeping dependencies enabled and the lifecycle legal."""
     service = installed_service(state, name)
-    try:
-        if change.enabled or change.stage is not None:
-            check_usable_on_site(conn, state.services, name, site_id)
-        switch = set_enablement(conn, state.services, site_id, name, enabled=change.enabled,
-                                stage=change.stage, settings=change.settings, changed_by=admin.name,
-                                reason=change.reason)
-    except (EnablementConflict, IllegalTransition, NotShared) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except InvalidSettings as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if change.enabled or change.stage is not None:
+        check_usable_on_site(conn, state.services, name, site_id)  # NotShared: 409
+    switch = set_enablement(conn, state.services, site_id, name, enabled=change.enabled, stage=change.stage,
+                            settings=change.settings, changed_by=admin.name, reason=change.reason)
     return switch.as_dict(service)
 
 
@@ -73,4 +61,4 @@ def list_enablement(site_id: SiteDep, conn: DbDep, state: StateDep, page: PageDe
     current = site_enablements(conn, site_id)
     items = [(current.get(name) or Enablement(site_id, name)).as_dict(service)
              for name, service in state.services.items()]
-    return page_list(items, page, lambda item: (item["service"],), str)
+    return page.of_list(items, service=str)

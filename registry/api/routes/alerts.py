@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Body, Path, Query, status
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from microservices.sdk import page_of
 from registry.alarms import LEVELS, alarm_state
-from registry.deps import DbDep, PageDep, PrincipalDep, SiteDep
-from registry.usage import recorder
+from registry.api.deps import DbDep, PageDep, PrincipalDep, SiteDep, StateDep
+from sitepulse.errors import Conflict, InvalidInput, NotFound
 
 BIGINT_MAX = 2**63 - 1
 AlertId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
@@ -73,34 +72,35 @@ def list_alerts(
     level: Annotated[Level | None, Query(description="only alarms at least this severe")] = None,
 ) -> dict[str, Any]:
     """Alarms raised on the site, newest first; filter by state, machine, zone, severity or service."""
-    after = page.key(datetime, int)
-    rows = conn.execute(
-        f"{_SELECT} WHERE site_id = %(site)s"
-        " AND (NOT %(open)s OR acknowledged_at IS NULL)"
-        " AND (%(service)s::text IS NULL OR service = %(service)s)"
-        " AND (%(machine)s::text IS NULL OR machine_id = %(machine)s OR data ->> 'machine_b' = %(machine)s)"
-        " AND (%(zone)s::text IS NULL OR zone = %(zone)s)"
-        " AND (%(level)s::text IS NULL OR array_position(%(levels)s::text[], level)"
-        "      >= array_position(%(levels)s::text[], %(level)s))"
-        f" AND {_STATE_SQL[state] if state else 'true'}"
-        " AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s, %(after_id)s))"
-        " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-        {"site": site_id, "open": open_only, "service": service, "machine": machine_id, "zone": zone,
-         "level": level, "levels": list(LEVELS), "after_at": after[0] if after else None,
-         "after_id": after[1] if after else None, "limit": page.limit + 1},
-    ).fetchall()
-    return page_of([_alert(r) for r in rows], page.limit, lambda a: (a["created_at"], a["id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return [_alert(row) for row in conn.execute(
+            f"{_SELECT} WHERE site_id = %(site)s"
+            " AND (NOT %(open)s OR acknowledged_at IS NULL)"
+            " AND (%(service)s::text IS NULL OR service = %(service)s)"
+            " AND (%(machine)s::text IS NULL OR machine_id = %(machine)s OR data ->> 'machine_b' = %(machine)s)"
+            " AND (%(zone)s::text IS NULL OR zone = %(zone)s)"
+            " AND (%(level)s::text IS NULL OR array_position(%(levels)s::text[], level)"
+            "      >= array_position(%(levels)s::text[], %(level)s))"
+            f" AND {_STATE_SQL[state] if state else 'true'}"
+            " AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s, %(after_id)s))"
+            " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+            {"site": site_id, "open": open_only, "service": service, "machine": machine_id, "zone": zone,
+             "level": level, "levels": list(LEVELS), "after_at": after[0] if after else None,
+             "after_id": after[1] if after else None, "limit": limit},
+        ).fetchall()]
+
+    return page.fetch(read, created_at=datetime, id=int)
 
 
 def _one(conn: Any, site_id: str, alert_id: int) -> dict[str, Any]:
     row = conn.execute(f"{_SELECT} WHERE site_id = %s AND id = %s", (site_id, alert_id)).fetchone()
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found on site {site_id!r}")
+        raise NotFound(f"alert {alert_id} not found on site {site_id!r}")
     return _alert(row)
 
 
 @router.post("/{alert_id}/ack")
-def acknowledge_alert(site_id: SiteDep, alert_id: AlertId, conn: DbDep, principal: PrincipalDep, request: Request,
+def acknowledge_alert(site_id: SiteDep, alert_id: AlertId, conn: DbDep, principal: PrincipalDep, state: StateDep,
                       body: Annotated[Acknowledgement | None, Body()] = None) -> dict[str, Any]:
     """Acknowledge an alarm, with an optional comment; acknowledging twice keeps the first acknowledgement
     (a later comment is added to the history instead).
@@ -118,10 +118,10 @@ def acknowledge_alert(site_id: SiteDep, alert_id: AlertId, conn: DbDep, principa
         (site_id, alert_id, principal.name, comment),
     ).fetchone()
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found on site {site_id!r}")
+        raise NotFound(f"alert {alert_id} not found on site {site_id!r}")
     alert = _alert(row[:-1])
     if row[-1]:
-        recorder(request).record(site_id, alert["service"], principal.name, "alert_ack", {"alert_id": alert_id})
+        state.usage.record(site_id, alert["service"], principal.name, "alert_ack", {"alert_id": alert_id})
     elif comment:
         _comment(conn, site_id, alert_id, principal.name, comment)
     return alert
@@ -133,8 +133,7 @@ def clear_alert(site_id: SiteDep, alert_id: AlertId, body: Clearance, conn: DbDe
     """Clear an alarm by hand, saying why; clearing a cleared alarm changes nothing (409)."""
     current = _one(conn, site_id, alert_id)
     if current["cleared_at"] is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"alert {alert_id} was already cleared at {current['cleared_at']:%Y-%m-%d %H:%M:%S}")
+        raise Conflict(f"alert {alert_id} was already cleared at {current['cleared_at']:%Y-%m-%d %H:%M:%S}")
     conn.execute("UPDATE service_alerts SET cleared_at = now(), cleared_by = %s, clear_reason = %s"
                  " WHERE id = %s AND cleared_at IS NULL", (principal.name, body.reason.strip(), alert_id))
     return _one(conn, site_id, alert_id)
@@ -151,7 +150,7 @@ def comment_alert(site_id: SiteDep, alert_id: AlertId, body: Comment, conn: DbDe
     """Add a comment to an alarm's history (e.g. what was found on site)."""
     _one(conn, site_id, alert_id)
     if not body.comment.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body field 'comment': say something")
+        raise InvalidInput("body field 'comment': say something")
     _comment(conn, site_id, alert_id, principal.name, body.comment.strip())
     return {"alert_id": alert_id, "comment": body.comment.strip(), "by": principal.name}
 
@@ -197,8 +196,7 @@ def list_rules(site_id: SiteDep, conn: DbDep) -> dict[str, Any]:
 def add_rule(site_id: SiteDep, rule: NewRule, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """Add a notification rule to the site (audited as a usage event); it applies to alarms raised from now on."""
     if (rule.escalate_after_s is None) != (rule.escalate_to is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "escalate_after_s and escalate_to go together: say after how long, and to whom")
+        raise InvalidInput("escalate_after_s and escalate_to go together: say after how long, and to whom")
     row = conn.execute(
         "INSERT INTO alarm_rules (site_id, name, min_level, service, notify, escalate_after_s, escalate_to,"
         " webhook_url, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -207,7 +205,7 @@ def add_rule(site_id: SiteDep, rule: NewRule, conn: DbDep, principal: PrincipalD
          rule.escalate_to, str(rule.webhook_url) if rule.webhook_url else None, principal.name),
     ).fetchone()
     if row is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"site {site_id!r} already has a rule named {rule.name!r}")
+        raise Conflict(f"site {site_id!r} already has a rule named {rule.name!r}")
     created = dict(zip(_RULE_COLUMNS, row, strict=True))
     _audit_rule(conn, site_id, rule.service, principal.name, "alarm_rule_added", created["id"], created["name"])
     return created
@@ -220,7 +218,7 @@ def delete_rule(site_id: SiteDep, rule_id: Annotated[int, Path(ge=1, le=BIGINT_M
     row = conn.execute("DELETE FROM alarm_rules WHERE site_id = %s AND id = %s RETURNING name, service",
                        (site_id, rule_id)).fetchone()
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alarm rule {rule_id} not found on site {site_id!r}")
+        raise NotFound(f"alarm rule {rule_id} not found on site {site_id!r}")
     _audit_rule(conn, site_id, row[1], principal.name, "alarm_rule_removed", rule_id, row[0])
 
 

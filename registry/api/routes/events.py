@@ -1,7 +1,7 @@
 """The site's live feed for the dashboard: server-sent events with machine positions and open alerts.
 
 Auth: ``POST .../stream/ticket`` (bearer token in the header) returns a one-minute signed
-ticket; ``GET .../stream?ticket=`` opens the stream with it (see ``registry.tickets``).
+ticket; ``GET .../stream?ticket=`` opens the stream with it (see ``registry.api.tickets``).
 A stream closes itself after ``max_s`` seconds; the page then asks for a new ticket, so a
 revoked token stops receiving data within minutes. Each tick reads ``machine_last`` and the
 open-alerts index (both bounded), on a pooled connection taken for the tick only.
@@ -16,31 +16,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from registry import tickets
-from registry.auth import authenticate, bearer, site_not_found
-from registry.deps import PrincipalDep, SiteDep, StateDep
-from registry.state import AppState
+from registry.api import tickets
+from registry.api.deps import PrincipalDep, SiteDep, StateDep, bearer, site_not_found, unauthorised
+from registry.api.state import AppState
+from registry.tokens import authenticate
 from registry.view import load_site_config, open_alerts, site_machines
+from sitepulse.errors import NotAuthenticated
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/stream", tags=["view"])
 
 TICK_S = 1.5
 
 
-def stream_key(request: Request) -> bytes:
-    """The process's ticket key (set by ``create_app``)."""
-    return request.app.state.stream_key
-
-
 @router.post("/ticket")
-def stream_ticket(site_id: SiteDep, principal: PrincipalDep, request: Request) -> dict[str, Any]:
+def stream_ticket(site_id: SiteDep, principal: PrincipalDep, state: StateDep) -> dict[str, Any]:
     """A one-minute ticket to open this site's live stream (EventSource cannot send the bearer header)."""
-    ticket, expires = tickets.issue(stream_key(request), site_id, principal.name)
+    ticket, expires = tickets.issue(state.stream_key, site_id, principal.name)
     return {"ticket": ticket, "expires_at": datetime.fromtimestamp(expires, UTC),
             "stream": f"/api/v1/sites/{site_id}/stream?ticket={ticket}"}
 
@@ -91,16 +87,15 @@ async def stream(
 
     Authorised by a ``ticket`` (browsers) or, like every other route, a bearer token (other clients)."""
     if ticket is not None:
-        if tickets.verify(stream_key(request), ticket, site_id) is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "expired or foreign stream ticket; "
-                                "POST /api/v1/sites/{site_id}/stream/ticket for a new one")
+        if tickets.verify(state.stream_key, ticket, site_id) is None:
+            raise NotAuthenticated("expired or foreign stream ticket; "
+                                   "POST /api/v1/sites/{site_id}/stream/ticket for a new one")
     else:
         principal = None
         if credentials is not None and credentials.credentials:
             principal = await run_in_threadpool(_authenticate, state, credentials.credentials)
         if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise unauthorised()
         if not principal.can_see(site_id):
             raise site_not_found(site_id)
     exists = await run_in_threadpool(_site_exists, state, site_id)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.deps import AdminSiteDep, DbDep, SiteDep
+from registry.api.deps import AdminSiteDep, DbDep, SiteDep
 from registry.sharing import customers, set_customer
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/customer", tags=["sites"])

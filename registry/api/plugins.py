@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request
 
 from microservices.sdk import Service, ServiceRequest
-from registry.auth import Principal, current_principal, existing_site
+from registry.api.deps import current_principal, existing_site
+from registry.api.metrics import RequestMetrics
+from registry.api.state import DbDep, app_state
 from registry.enablement import InvalidSettings, effective_settings, is_enabled
-from registry.metrics import RequestMetrics
-from registry.state import DbDep
-from registry.usage import recorder
-from sitepulse.errors import SitePulseError
+from registry.tokens import Principal
+from sitepulse.errors import Conflict, NotFound, SitePulseError
 
 SERVICE_PREFIX = "/api/v1/sites/{site_id}/"
 # names under a site the contract keeps for the registry even where it serves no route yet
@@ -48,16 +48,13 @@ def enabled_service_guard(service: Service) -> Callable[..., None]:
     ) -> None:
         switch = is_enabled(conn, site_id, service.name)
         if switch is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND,
-                                f"service {service.name!r} is not enabled for site {site_id!r}")
+            raise NotFound(f"service {service.name!r} is not enabled for site {site_id!r}")
         try:
             settings = effective_settings(service, switch.settings or {})
         except InvalidSettings as exc:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"{exc}; the stored settings no longer fit this version, PUT them again") from None
+            raise Conflict(f"{exc}; the stored settings no longer fit this version, PUT them again") from None
         request.state.sitepulse = ServiceRequest(site_id, service.name, conn, settings, principal.name)
-        recorder(request).record(site_id, service.name, principal.name, "api_call",
+        app_state(request).usage.record(site_id, service.name, principal.name, "api_call",
                                  {"method": request.method, "path": request.url.path})
 
     guard.__name__ = f"{service.schema}_enabled"

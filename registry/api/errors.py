@@ -1,7 +1,9 @@
 """Every error the API returns is JSON ``{"detail": "<one readable reason>"}``, never a traceback.
 
-User errors (``SitePulseError``) are 400; request validation is 422 with the offending
-parameter named in ``detail`` and FastAPI's list kept in ``errors``; unknown paths are 404.
+The one place where the kernel's error kinds (``sitepulse/errors.py``) become status codes:
+``STATUS`` below; any other ``SitePulseError`` is 400. Routes and the domain raise those kinds,
+never ``HTTPException``. Request validation is 422 with the offending parameter named in
+``detail`` and FastAPI's list kept in ``errors``; unknown paths are 404 naming the path.
 """
 
 from __future__ import annotations
@@ -17,9 +19,29 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sitepulse.errors import SitePulseError
+from sitepulse.errors import (
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotAuthenticated,
+    NotFound,
+    SitePulseError,
+    TooLarge,
+    UnsupportedType,
+)
 
 log = logging.getLogger(__name__)
+
+STATUS: dict[type[SitePulseError], int] = {
+    NotAuthenticated: status.HTTP_401_UNAUTHORIZED,
+    NotAllowed: status.HTTP_403_FORBIDDEN,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    TooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
+    UnsupportedType: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    InvalidInput: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+HEADERS: dict[int, dict[str, str]] = {status.HTTP_401_UNAUTHORIZED: {"WWW-Authenticate": "Bearer"}}
 
 _WHERE = {"query": "query parameter", "path": "path parameter", "header": "header", "cookie": "cookie",
           "body": "body field"}
@@ -52,6 +74,7 @@ def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in jsonable_encoder(errors)]
 
 
+# Starlette's own refusals (unknown path, wrong method) and any HTTPException a plugin's route raises.
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail
     if exc.status_code == status.HTTP_404_NOT_FOUND and detail == "Not Found":
@@ -70,8 +93,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     )
 
 
+def status_of(exc: SitePulseError) -> int:
+    """The status code of an error kind: its own or its nearest ancestor's in ``STATUS``, else 400."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return status.HTTP_400_BAD_REQUEST
+
+
 async def _user_error(request: Request, exc: SitePulseError) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+    code = status_of(exc)
+    return JSONResponse({"detail": str(exc)}, status_code=code, headers=HEADERS.get(code))
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
