@@ -1,25 +1,6 @@
-"""Registry commands for ``sitepulse``: tokens, site loading and the service list (plain typer functions).
-
-Mount them in ``sitepulse.cli``::
-
-    tokens = typer.Typer(no_args_is_help=True, help="API tokens.")
-    tokens.command("create")(registry.cli.tokens_create)
-    tokens.command("list")(registry.cli.tokens_list)
-    tokens.command("revoke")(registry.cli.tokens_revoke)
-    _app.add_typer(tokens, name="tokens")
-    site = typer.Typer(no_args_is_help=True, help="Sites.")
-    site.command("load")(registry.cli.site_load)
-    _app.add_typer(site, name="site")
-    services = typer.Typer(no_args_is_help=True, help="Micro-services.")
-    services.command("list")(registry.cli.services_list)
-    services.command("stage")(registry.cli.services_stage)
-    _app.add_typer(services, name="services")
-    needs = typer.Typer(no_args_is_help=True, help="A site's needs backlog.")
-    needs.command("list")(registry.cli.needs_list)
-    needs.command("add")(registry.cli.needs_add)
-    _app.add_typer(needs, name="needs")
-    _app.command("evaluate")(registry.cli.evaluate)
-    _app.command("usage")(registry.cli.usage)
+"""The registry's ``sitepulse`` commands: the API, tokens, site loading, the service list, lifecycle, needs,
+evaluation and usage (plain typer functions, contributed through the ``sitepulse.cli`` entry points in
+pyproject.toml).
 
 Errors a user can cause raise SitePulseError, which ``sitepulse`` prints as one line.
 """
@@ -51,7 +32,8 @@ from registry.sharing import check_usable_on_site
 from registry.tokens import create_token, list_tokens, revoke_token
 from sitepulse.db import connect
 from sitepulse.errors import SitePulseError
-from sitepulse.runtime import open_runtime
+from sitepulse.logs import configured_settings
+from sitepulse.runtime import check_api_port, open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sitefile import load_site_file
 from sitepulse.sites import check_site_id, save_site
@@ -59,6 +41,25 @@ from sitepulse.times import parse_user_time
 
 out = Console()
 err = Console(stderr=True)  # messages; stdout carries only what a script captures
+
+
+def api() -> None:
+    """Run the HTTP API (uses the configured or embedded database and broker)."""
+    settings = configured_settings()
+    check_api_port(settings)
+    with open_runtime(settings) as runtime:
+        import uvicorn
+
+        from registry.api.app import create_app
+
+        runtime.announce(err, [f"API on http://{settings.api_host}:{settings.api_port}"])
+        uvicorn.run(
+            create_app(runtime.database_url, runtime.mqtt_url),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
 
 
 @contextmanager
