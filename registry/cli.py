@@ -1,4 +1,4 @@
-"""The registry's ``sitepulse`` commands: the API, tokens, site loading, the service list, lifecycle, needs,
+"""The registry's ``sitepulse`` commands: tokens, site loading, the service list, lifecycle, needs,
 evaluation and usage (plain typer functions, contributed through the ``sitepulse.cli`` entry points in
 pyproject.toml).
 
@@ -32,8 +32,7 @@ from registry.sharing import check_usable_on_site
 from registry.tokens import create_token, list_tokens, revoke_token
 from sitepulse.db import connect
 from sitepulse.errors import SitePulseError
-from sitepulse.logs import configured_settings
-from sitepulse.runtime import check_api_port, open_runtime
+from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sitefile import load_site_file
 from sitepulse.sites import check_site_id, save_site
@@ -41,25 +40,6 @@ from sitepulse.times import parse_user_time
 
 out = Console()
 err = Console(stderr=True)  # messages; stdout carries only what a script captures
-
-
-def api() -> None:
-    """Run the HTTP API (uses the configured or embedded database and broker)."""
-    settings = configured_settings()
-    check_api_port(settings)
-    with open_runtime(settings) as runtime:
-        import uvicorn
-
-        from registry.api.app import create_app
-
-        runtime.announce(err, [f"API on http://{settings.api_host}:{settings.api_port}"])
-        uvicorn.run(
-            create_app(runtime.database_url, runtime.mqtt_url),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
 
 
 @contextmanager
