@@ -9,6 +9,7 @@
 | ``SiteScopeDep`` | a site id the caller may address, existing or not | 401, 404 |
 | ``SiteDep`` | an existing site the caller may see | 401, 404 |
 | ``AdminSiteScopeDep`` / ``AdminSiteDep`` | the same, for admins only | 401, 404, then 403 |
+| ``ServiceDep`` | the installed service named in the path | 404 |
 | ``PageDep`` | ``limit`` and the decoded ``cursor`` | 422, 400 |
 
 Refusals are raised as the kernel's errors (``NotAuthenticated``, ``NotAllowed``, ``NotFound``);
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import psycopg
 from fastapi import Depends, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from microservices.sdk import PageDep
+from microservices.sdk import PageDep, Service
 from registry.api.state import AppState, DbDep, app_state
 from registry.tokens import Principal, authenticate
 from sitepulse.errors import NotAllowed, NotAuthenticated, NotFound, SitePulseError
@@ -113,7 +115,26 @@ def admin_on_site_scope(
     return site_id
 
 
+def installed_service(state: StateDep, name: str) -> Service:
+    """The installed service of that name, or 404."""
+    service = state.services.get(name)
+    if service is None:
+        raise NotFound(f"service {name!r} is not installed")
+    return service
+
+
+def visible_sites(conn: psycopg.Connection, principal: Principal, site_id: str | None) -> list[str] | None:
+    """The sites a report covers: the one asked for (404 unless visible and existing), else all the caller sees."""
+    if site_id is not None:
+        if not principal.can_see(site_id) or conn.execute(
+                "SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is None:
+            raise site_not_found(site_id)
+        return [site_id]
+    return None if principal.is_admin else sorted(principal.sites)
+
+
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ServiceDep = Annotated[Service, Depends(installed_service)]
 AdminDep = Annotated[Principal, Depends(admin_principal)]
 SiteScopeDep = Annotated[str, Depends(site_scope)]
 SiteDep = Annotated[str, Depends(existing_site)]
@@ -121,6 +142,6 @@ AdminSiteScopeDep = Annotated[str, Depends(admin_on_site_scope)]
 AdminSiteDep = Annotated[str, Depends(admin_on_site)]
 
 __all__ = [
-    "AdminDep", "AdminSiteDep", "AdminSiteScopeDep", "DbDep", "PageDep", "PrincipalDep", "SiteDep",
-    "SiteScopeDep", "StateDep", "bearer", "site_not_found",
+    "AdminDep", "AdminSiteDep", "AdminSiteScopeDep", "DbDep", "PageDep", "PrincipalDep", "ServiceDep", "SiteDep",
+    "SiteScopeDep", "StateDep", "bearer", "installed_service", "site_not_found", "visible_sites",
 ]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from microservices.sdk import Service
-from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep
+from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, SiteDep, StateDep, installed_service
 from registry.enablement import Enablement, set_enablement, site_enablements
 from registry.lifecycle import Stage
 from registry.sharing import check_usable_on_site
-from sitepulse.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/services", tags=["enablement"])
 
@@ -28,17 +26,6 @@ class EnablementChange(BaseModel):
     reason: str | None = Field(None, min_length=1, max_length=2000,
                                description="why the stage changes (kept in the stage history)")
     settings: dict[str, Any] | None = Field(None, description="the service's settings; null keeps them")
-
-
-def installed_service(state: StateDep, name: str) -> Service:
-    """The installed service of that name, or 404."""
-    service = state.services.get(name)
-    if service is None:
-        raise NotFound(f"service {name!r} is not installed")
-    return service
-
-
-ServiceDep = Annotated[Service, Depends(installed_service)]
 
 
 @router.put("/{name}", responses={409: {"description": "a dependency is not enabled, or a dependant is; the "

@@ -8,22 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from registry.api.deps import DbDep, PrincipalDep, StateDep, site_not_found
+from registry.api.deps import DbDep, PrincipalDep, StateDep, visible_sites
 from registry.api.state import record_export
 from registry.evaluation import Rules, evaluate, evaluation_body, evaluation_csv
 from sitepulse.errors import SitePulseError
 
 router = APIRouter(prefix="/api/v1", tags=["evaluation"])
-
-
-def visible_sites(conn: DbDep, principal: PrincipalDep, site_id: str | None) -> list[str] | None:
-    """The sites a report covers: the one asked for (404 unless visible and existing), else all the caller sees."""
-    if site_id is not None:
-        if not principal.can_see(site_id) or conn.execute(
-                "SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is None:
-            raise site_not_found(site_id)
-        return [site_id]
-    return None if principal.is_admin else sorted(principal.sites)
 
 
 @router.get("/evaluation", responses={200: {"content": {"text/csv": {}}}})

@@ -8,8 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, PrincipalDep, SiteDep, StateDep
-from registry.api.routes.enablement import ServiceDep
+from registry.api.deps import AdminDep, AdminSiteDep, DbDep, PageDep, PrincipalDep, ServiceDep, SiteDep, StateDep
 from registry.board import lifecycle_board
 from registry.enablement import set_enablement as change_switch
 from registry.enablement import site_enablements

@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.api.deps import AdminDep, DbDep, StateDep
-from registry.api.routes.enablement import ServiceDep
+from registry.api.deps import AdminDep, DbDep, ServiceDep, StateDep
 from registry.sharing import set_sharing, sharing_of
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])

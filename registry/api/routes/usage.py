@@ -9,8 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from microservices.sdk import as_utc
-from registry.api.deps import AdminDep, DbDep, StateDep
-from registry.api.routes.evaluation import visible_sites
+from registry.api.deps import AdminDep, DbDep, StateDep, visible_sites
 from registry.api.state import record_export
 from registry.reports import by_customer, usage_csv, usage_report
 
