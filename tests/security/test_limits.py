@@ -1,6 +1,6 @@
 """Per-token rate limits (429 + Retry-After) and request body limits (413), on the real app.
 
-``registry.ratelimit`` is installed here the way ``create_app`` installs it (``install_limits``);
+``registry.api.ratelimit`` is installed here the way ``create_app`` installs it (``install_limits``);
 a fake clock makes the bucket arithmetic exact.
 """
 
