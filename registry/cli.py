@@ -35,7 +35,7 @@ from sitepulse.errors import SitePulseError
 from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sitefile import load_site_file
-from sitepulse.sites import check_site_id, save_site
+from sitepulse.sites import check_site_id, save_site, site_exists
 from sitepulse.times import parse_user_time
 
 out = Console()
@@ -144,7 +144,7 @@ def services_stage(
     if name not in services:
         raise SitePulseError(f"service {name!r} is not installed")
     with _database() as conn:
-        if conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (check_site_id(site),)).fetchone() is None:
+        if not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
         check_usable_on_site(conn, services, name, site)  # its refusals are SitePulseErrors: one line
         switch = set_enablement(conn, services, site, name, enabled=None, stage=stage, changed_by=CLI_USER,
@@ -189,7 +189,7 @@ def needs_add(
 ) -> None:
     """Add a need to a site's backlog."""
     with _database() as conn:
-        if conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (check_site_id(site),)).fetchone() is None:
+        if not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
         need = add_need(conn, site, text, raised_by, value, effort, service)
     err.print(f"[green]added[/] need {need.id} to {site} with priority {float(need.priority):.2f}", highlight=False)
@@ -207,8 +207,7 @@ def evaluate(
     moment = parse_user_time(as_of, "--as-of") if as_of else datetime.now(UTC)
     rules = Rules(window_days=window_days)
     with _database() as conn:
-        if site is not None and conn.execute("SELECT 1 FROM sites WHERE site_id = %s",
-                                             (check_site_id(site),)).fetchone() is None:
+        if site is not None and not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
         items = run_evaluation(conn, services, [site] if site else None, as_of=moment, rules=rules)
     if fmt is OutputFormat.json:

@@ -28,7 +28,7 @@ from microservices.sdk import PageDep, Service
 from registry.api.state import AppState, DbDep, app_state
 from registry.tokens import Principal, authenticate
 from sitepulse.errors import NotAllowed, NotAuthenticated, NotFound, SitePulseError
-from sitepulse.sites import SITE_ID
+from sitepulse.sites import SITE_ID, site_exists
 
 bearer = HTTPBearer(
     auto_error=False, scheme_name="bearer",
@@ -90,9 +90,7 @@ def existing_site(
     conn: DbDep,
 ) -> str:
     """A site the caller may see and that exists; 404 otherwise, with the same words either way."""
-    exists = SITE_ID.match(site_id) and conn.execute(
-        "SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is not None
-    if not exists:
+    if not (SITE_ID.match(site_id) and site_exists(conn, site_id)):
         raise site_not_found(site_id)
     return site_id
 
@@ -126,8 +124,7 @@ def installed_service(state: StateDep, name: str) -> Service:
 def visible_sites(conn: psycopg.Connection, principal: Principal, site_id: str | None) -> list[str] | None:
     """The sites a report covers: the one asked for (404 unless visible and existing), else all the caller sees."""
     if site_id is not None:
-        if not principal.can_see(site_id) or conn.execute(
-                "SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is None:
+        if not principal.can_see(site_id) or not site_exists(conn, site_id):
             raise site_not_found(site_id)
         return [site_id]
     return None if principal.is_admin else sorted(principal.sites)

@@ -9,15 +9,7 @@ import threading
 import time
 
 from sitepulse.supervisor import Child, Supervisor
-
-
-def _wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.ingest.conftest import wait_until
 
 
 def test_a_killed_child_is_restarted_and_stop_ends_them_all() -> None:
@@ -26,11 +18,11 @@ def test_a_killed_child_is_restarted_and_stop_ends_them_all() -> None:
     supervisor.children.append(Child("shell", lambda: subprocess.Popen(["sleep", "120"])))  # as sub-commands
     watcher = threading.Thread(target=supervisor.run, daemon=True)
     watcher.start()
-    assert _wait_for(lambda: all(c.process is not None and c.process.poll() is None for c in supervisor.children))
+    assert wait_until(lambda: all(c.process is not None and c.process.poll() is None for c in supervisor.children))
     first = {c.name: c.process.pid for c in supervisor.children}
     for child in supervisor.children:
         os.kill(child.process.pid, signal.SIGKILL)
-    assert _wait_for(lambda: all(c.process is not None and c.process.pid != first[c.name]
+    assert wait_until(lambda: all(c.process is not None and c.process.pid != first[c.name]
                                  and c.process.poll() is None for c in supervisor.children))
     processes = [c.process for c in supervisor.children]
     supervisor.stopping.set()

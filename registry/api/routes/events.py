@@ -27,6 +27,7 @@ from registry.api.state import AppState
 from registry.tokens import authenticate
 from registry.view import load_site_config, open_alerts, site_machines
 from sitepulse.errors import NotAuthenticated
+from sitepulse.sites import site_exists
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/stream", tags=["view"])
 
@@ -114,4 +115,4 @@ def _authenticate(state: AppState, token: str) -> Any:
 def _site_exists(state: AppState, site_id: str) -> bool:
     assert state.pool is not None
     with state.pool.connection() as conn:
-        return conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is not None
+        return site_exists(conn, site_id)
