@@ -10,6 +10,8 @@ COPY ingest ./ingest
 COPY microservices ./microservices
 COPY registry ./registry
 COPY simulators ./simulators
+COPY decoders ./decoders
+COPY stack ./stack
 RUN /opt/sitepulse/bin/pip install --no-cache-dir .
 
 # Runtime stage: the venv only, a non-root user, no compilers, no pip cache.

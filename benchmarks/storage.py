@@ -53,7 +53,7 @@ from fastapi.testclient import TestClient
 from ingest.contract import Decoded, Decoder
 from ingest.partitions import Partitions
 from ingest.writer import TelemetryWriter
-from registry.app import create_app
+from registry.api.app import create_app
 from simulators.engine import simulate
 from simulators.site import load_site
 from sitepulse.db import has_timescaledb

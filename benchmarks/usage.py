@@ -38,9 +38,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from microservices.sdk import Outputs, Service, ServiceRequestDep
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.api.state import state_of
 from registry.enablement import set_enablement
+from registry.tokens import create_token
 from sitepulse.embedded.ports import free_port
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
@@ -130,7 +131,7 @@ def main() -> int:
                 set_enablement(conn, services, SITE, "ping", enabled=True)
                 token = create_token(conn, "bench user", [SITE]).token
             app = create_app(url, "mqtt://127.0.0.1:1", services=services, settings=load_settings())
-            usage = app.state.registry.usage
+            usage = state_of(app).usage
             times: dict[str, list[float]] = {"on": [], "off": []}
             tracked_requests = 0
             with ServerThread(app) as server, httpx.Client(headers={"Authorization": f"Bearer {token}"},

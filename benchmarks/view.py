@@ -53,7 +53,7 @@ from ingest.contract import FLOAT_FIELDS, RESOLUTION
 from ingest.partitions import Partitions
 from ingest.writer import DIRECT_COPY_SQL
 from microservices.discovery import discover_services
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.enablement import effective_settings, set_enablement
 from registry.view import _reader, load_site_config, site_machines
 from simulators.site import load_site

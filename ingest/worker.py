@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import queue
 import signal
 import threading
@@ -21,6 +20,7 @@ from ingest.writer import DatabaseUnavailable, TelemetryWriter, WriteResult
 from sitepulse import memtrace
 from sitepulse.errors import ConfigError
 from sitepulse.settings import Settings
+from sitepulse.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +257,12 @@ def run_worker(settings: Settings, stop_event: Any, *, index: int = 0, protocol:
     IngestWorker(settings, stop_event, index=index, protocol=protocol).run()
 
 
-def _child(settings: Settings, index: int, shared_stop: Any, log_level: str) -> None:
+def _child(settings: Settings, index: int, log_level: str) -> None:
+    """One worker process of ``--workers N``: stops (flush, ack) on the supervisor's SIGTERM."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s ingest[{index}] %(levelname)s %(message)s")
     stop = threading.Event()  # set from a signal handler: never a multiprocessing lock there
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into shared_stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into a SIGTERM to each worker
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=lambda: (shared_stop.wait(), stop.set()), daemon=True).start()
     run_worker(settings, stop, index=index)
 
 
@@ -298,29 +298,11 @@ def run_workers(settings: Settings, n: int) -> None:
 
 
 def _supervise(settings: Settings, n: int, stop: threading.Event) -> None:
-    """Start N worker processes, restart any that dies, stop them all when ``stop`` is set."""
-    context = multiprocessing.get_context("spawn")
-    shared_stop = context.Event()
-    processes: dict[int, Any] = {}
+    """Run N worker processes under the kernel's supervisor (restarted if one dies) until ``stop`` is set."""
+    supervisor = Supervisor(stopping=stop, grace_s=STOP_GRACE_S + 10)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    try:
-        while not stop.wait(0.5):
-            for index in range(n):
-                process = processes.get(index)
-                if process is None or not process.is_alive():
-                    if process is not None:
-                        log.error("ingest worker %d exited with code %s; restarting it", index, process.exitcode)
-                    own = settings if settings.ingest_shared or settings.ingest_amqp_url else settings.model_copy(
-                        update={"ingest_partition": f"{index}/{n}"})
-                    process = context.Process(
-                        target=_child, args=(own, index, shared_stop, level), name=f"sitepulse-ingest-{index}"
-                    )
-                    process.start()
-                    processes[index] = process
-    finally:
-        shared_stop.set()
-        for process in processes.values():
-            process.join(timeout=STOP_GRACE_S + 10)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
+    for index in range(n):
+        own = settings if settings.ingest_shared or settings.ingest_amqp_url else settings.model_copy(
+            update={"ingest_partition": f"{index}/{n}"})
+        supervisor.add_function(f"ingest worker {index}", _child, own, index, level)
+    supervisor.run()

@@ -9,10 +9,12 @@ to the newest snapshot that precedes it and replaying from there.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
+import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -24,9 +26,16 @@ SNAPSHOT_HORIZON = "7 days"  # a sample later than this replays from the very st
 SNAPSHOT_EVERY_STEPS = 20  # a rewind replays at most this many steps of work
 
 
+SITE_WIDE = "*"  # key in processed_until: how far a site-wide service declared its results final
+
+
 @dataclass
 class Checkpoint:
-    """A service's position in one site's telemetry."""
+    """A service's position in one site's telemetry, and the moves a runner step makes with it.
+
+    One step reads: ``lock`` -> ``bound`` what was read -> ``late`` samples? ``rewind`` -> process ->
+    ``advance`` past the rows -> ``save`` (or ``skip_to`` when there was nothing to process).
+    """
 
     service: str
     site_id: str
@@ -35,24 +44,100 @@ class Checkpoint:
     processed_until: dict[str, str] = field(default_factory=dict)  # machine_id -> ISO ts
     state: dict = field(default_factory=dict)
 
+    @classmethod
+    def lock(cls, conn: psycopg.Connection, service: str, site_id: str) -> Checkpoint:
+        """Read (creating if needed) and lock the checkpoint for this transaction."""
+        conn.execute(
+            "INSERT INTO service_checkpoints (service, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (service, site_id),
+        )
+        seq, watermark, until, state = conn.execute(
+            "SELECT seq, watermark, processed_until, state FROM service_checkpoints "
+            "WHERE service = %s AND site_id = %s FOR UPDATE",
+            (service, site_id),
+        ).fetchone()
+        mark = Watermark.from_json(watermark) if watermark else None
+        return cls(service, site_id, seq, mark, until, state)
+
     def until(self, machine_id: str) -> datetime | None:
         value = self.processed_until.get(machine_id)
         return datetime.fromisoformat(value) if value else None
 
+    def bound(self, conn: psycopg.Connection, dependencies: tuple[str, ...], frame: pd.DataFrame,
+              mark: Watermark) -> tuple[pd.DataFrame, Watermark]:
+        """Keep only rows every dependency has processed (a dependant never runs ahead), and a mark saying so."""
+        bound = dependency_watermark(conn, dependencies, self.site_id)
+        if bound is None:
+            return frame, mark
+        beyond = frame["xid"] >= bound
+        if beyond.any():
+            return frame[~beyond], Watermark(bound)
+        if mark.last_key is None and mark.xmin > bound:
+            return frame, Watermark(bound)
+        return frame, mark
 
-def lock_checkpoint(conn: psycopg.Connection, service: str, site_id: str) -> Checkpoint:
-    """Read (creating if needed) and lock the checkpoint for this transaction."""
-    conn.execute(
-        "INSERT INTO service_checkpoints (service, site_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        (service, site_id),
-    )
-    seq, watermark, until, state = conn.execute(
-        "SELECT seq, watermark, processed_until, state FROM service_checkpoints "
-        "WHERE service = %s AND site_id = %s FOR UPDATE",
-        (service, site_id),
-    ).fetchone()
-    mark = Watermark.from_json(watermark) if watermark else None
-    return Checkpoint(service, site_id, seq, mark, until, state)
+    def late(self, frame: pd.DataFrame, rewind_to: datetime | None = None) -> dict[str, datetime]:
+        """Samples at or before what was already processed: per machine the oldest, plus the site-wide final
+        time; ``rewind_to`` (``run-services --from``) makes every machine late from that time."""
+        late: dict[str, datetime] = {}
+        if self.processed_until and not frame.empty:
+            flagged = frame[frame["ts"] <= until_series(frame["machine_id"], self.processed_until)]
+            late.update({m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()})
+            final = self.until(SITE_WIDE)
+            if final is not None and (frame["ts"] <= final).any():
+                late[SITE_WIDE] = frame.loc[frame["ts"] <= final, "ts"].min().to_pydatetime()
+        if rewind_to is not None:
+            late.update({m: rewind_to for m in self.processed_until} or {SITE_WIDE: rewind_to})
+        return late
+
+    def rewind(self, conn: psycopg.Connection, late: dict[str, datetime], rewind_to: datetime | None) -> Checkpoint:
+        """Go back to the newest snapshot before the late samples (forgetting newer ones); returns it.
+
+        The state and per-machine times become the snapshot's; ``seq`` keeps counting, so the replayed
+        steps' outputs never share a ``run_seq`` with the deleted ones.
+        """
+        if rewind_to is not None:
+            earliest = {m: rewind_to for m in {*self.processed_until, *late}}
+            snapshot = snapshot_before(conn, self, earliest) if earliest else Checkpoint(self.service, self.site_id)
+        else:
+            snapshot = snapshot_before(conn, self, late)
+        forget_after(conn, self, snapshot.seq)
+        self.state, self.processed_until = snapshot.state, dict(snapshot.processed_until)
+        return snapshot
+
+    def advance(self, rows: pd.DataFrame, final_until: datetime | None) -> None:
+        """Move each machine's processed time to its newest row, and the site-wide final time forward."""
+        if final_until is not None:
+            final = self.until(SITE_WIDE)
+            if final is None or final_until > final:
+                self.processed_until[SITE_WIDE] = pd.Timestamp(final_until).isoformat()
+        if not rows.empty:
+            newest = rows.groupby("machine_id")["ts"].max()
+            for machine, ts in newest.items():
+                previous = self.until(machine)
+                if previous is None or ts.to_pydatetime() > previous:
+                    self.processed_until[machine] = ts.isoformat()
+
+    def skip_to(self, conn: psycopg.Connection, mark: Watermark) -> None:
+        """Nothing to process: just move the watermark past the empty range read."""
+        if mark != self.watermark:
+            conn.execute(
+                "UPDATE service_checkpoints SET watermark = %s WHERE service = %s AND site_id = %s",
+                (mark.to_json(), self.service, self.site_id),
+            )
+            self.watermark = mark
+
+    def save(self, conn: psycopg.Connection, mark: Watermark, rows: pd.DataFrame, replayed: bool) -> None:
+        """Store the new position read to ``mark`` after processing ``rows``; snapshot every few steps and
+        after a replay."""
+        self.watermark = mark
+        data_until = rows["ts"].max().to_pydatetime() if not rows.empty else None
+        save_checkpoint(conn, self, len(rows), replayed, data_until)
+
+
+def until_series(machines: pd.Series, processed_until: Mapping[str, str]) -> pd.Series:
+    """Per row, the newest ts already processed for its machine (NaT where none)."""
+    return pd.to_datetime(machines.map(processed_until), utc=True, format="ISO8601")
 
 
 _STRICT_JSON = partial(json.dumps, allow_nan=False)

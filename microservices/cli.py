@@ -15,9 +15,8 @@ from microservices.discovery import discover_services
 from microservices.runner import Runner
 from sitepulse import heap, memtrace
 from sitepulse.errors import SitePulseError
-from sitepulse.logs import setup_logging
+from sitepulse.logs import configured_settings
 from sitepulse.runtime import open_runtime
-from sitepulse.settings import get_settings
 from sitepulse.times import parse_user_time
 
 console = Console(stderr=True)
@@ -29,8 +28,7 @@ def run_services(
     processes: Annotated[bool, typer.Option(help="run each service in its own process")] = False,
 ) -> None:
     """Run the enabled micro-services on new telemetry until stopped."""
-    settings = get_settings()
-    setup_logging(settings.log_level, settings.log_format)
+    settings = configured_settings()
     start_from = parse_user_time(since, "--from") if since else None
     services = discover_services(settings.load_services)
     if only:

@@ -3,12 +3,15 @@
 The host owns everything but the logic (as a Home Assistant coordinator does): scheduling,
 checkpoints, retries with backoff, health, and replay. One step for one (service, site):
 
-1. lock the checkpoint; read telemetry committed since its watermark (a dependant reads
-   only what its dependencies have already processed);
+1. lock the checkpoint; read telemetry committed since its watermark, bounded so a dependant
+   reads only what its dependencies have already processed;
 2. if a sample is older than what the service already processed for that machine, rewind
    to the newest snapshot before it, delete the outputs written since, and replay;
 3. call ``process``; write its rows (tagged ``site_id``, ``run_seq``), its alerts, the new
    state and checkpoint, and a snapshot, all in ONE transaction; publish alerts after commit.
+
+The checkpoint's bookkeeping (bound, late, rewind, advance, save) is ``Checkpoint``'s
+(microservices/checkpoints.py); this module moves data and calls the service.
 
 A crash at any point leaves the last committed step intact: nothing lost, nothing counted twice.
 """
@@ -32,14 +35,7 @@ from pydantic import ValidationError
 
 from ingest.reader import Watermark, read_new_telemetry, read_telemetry_range
 from microservices.alerts import Publisher, publish_pending, store_alerts
-from microservices.checkpoints import (
-    Checkpoint,
-    dependency_watermark,
-    forget_after,
-    lock_checkpoint,
-    save_checkpoint,
-    snapshot_before,
-)
+from microservices.checkpoints import SITE_WIDE, Checkpoint, until_series
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse import heap
 from sitepulse.errors import SitePulseError
@@ -149,39 +145,6 @@ def delete_outputs_after(conn: psycopg.Connection, service: Service, site_id: st
         )
 
 
-def _bounded(frame: pd.DataFrame, mark: Watermark, bound: int | None) -> tuple[pd.DataFrame, Watermark]:
-    """Keep only rows a dependency has processed (xid below ``bound``) and a watermark that says so."""
-    if bound is None:
-        return frame, mark
-    beyond = frame["xid"] >= bound
-    if beyond.any():
-        return frame[~beyond], Watermark(bound)
-    if mark.last_key is None and mark.xmin > bound:
-        return frame, Watermark(bound)
-    return frame, mark
-
-
-SITE_WIDE = "*"  # key in processed_until: how far a site-wide service declared its results final
-
-
-def _until_series(machines: pd.Series, processed_until: Mapping[str, str]) -> pd.Series:
-    """Per row, the newest ts already processed for its machine (NaT where none)."""
-    return pd.to_datetime(machines.map(processed_until), utc=True, format="ISO8601")
-
-
-def _late_rows(frame: pd.DataFrame, cp: Checkpoint) -> dict[str, datetime]:
-    """Samples at or before what was already processed: per machine, plus the site-wide final time."""
-    if not cp.processed_until or frame.empty:
-        return {}
-    late: dict[str, datetime] = {}
-    flagged = frame[frame["ts"] <= _until_series(frame["machine_id"], cp.processed_until)]
-    late.update({m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()})
-    final = cp.until(SITE_WIDE)
-    if final is not None and (frame["ts"] <= final).any():
-        late[SITE_WIDE] = frame.loc[frame["ts"] <= final, "ts"].min().to_pydatetime()
-    return late
-
-
 class ServiceHost:
     """Runs one service for every site it is enabled on."""
 
@@ -205,27 +168,16 @@ class ServiceHost:
         """Process one batch of new telemetry for one site, atomically."""
         service = self.service
         with conn.transaction():
-            cp = lock_checkpoint(conn, service.name, site_id)
-            bound = dependency_watermark(conn, service.depends_on, site_id)
+            cp = Checkpoint.lock(conn, service.name, site_id)
             new, mark = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
-            new, mark = _bounded(new, mark, bound)
-            late = _late_rows(new, cp)
-            if rewind_to is not None:
-                late.update({m: rewind_to for m in cp.processed_until} or {SITE_WIDE: rewind_to})
+            new, mark = cp.bound(conn, service.depends_on, new, mark)
+            late = cp.late(new, rewind_to)
             if new.empty and not late:
-                if mark != cp.watermark:  # nothing to process: just move past the empty range
-                    conn.execute(
-                        "UPDATE service_checkpoints SET watermark = %s WHERE service = %s AND site_id = %s",
-                        (mark.to_json(), service.name, site_id),
-                    )
+                cp.skip_to(conn, mark)
                 return StepResult()
-            batch_rows = new
-            if late:
-                batch_rows = self._rewind(conn, cp, late, new, mark, rewind_to)
-            result = self._process(conn, cp, site_id, batch_rows, replay=bool(late))
-            cp.watermark = mark
-            data_until = batch_rows["ts"].max().to_pydatetime() if not batch_rows.empty else None
-            save_checkpoint(conn, cp, len(batch_rows), bool(late), data_until)
+            rows = self._rewind(conn, cp, late, new, mark, rewind_to) if late else new
+            result = self._process(conn, cp, site_id, rows, replay=bool(late))
+            cp.save(conn, mark, rows, replayed=bool(late))
             conn.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{service.name}:{site_id}"))
         result.progressed = True
         publish_pending(conn, self.publisher, service.name, self.channel)
@@ -240,12 +192,9 @@ class ServiceHost:
         mark: Watermark,
         rewind_to: datetime | None,
     ) -> pd.DataFrame:
-        """Restore the newest snapshot before the late samples; return every row to replay from it."""
-        if rewind_to is not None:
-            earliest = {m: rewind_to for m in {*cp.processed_until, *late}}
-            snapshot = snapshot_before(conn, cp, earliest) if earliest else Checkpoint(cp.service, cp.site_id)
-        else:
-            snapshot = snapshot_before(conn, cp, late)
+        """Rewind the checkpoint to the newest snapshot before the late samples, delete the outputs written
+        since, and return every row to replay from it."""
+        snapshot = cp.rewind(conn, late, rewind_to)
         log.info(
             "%s/%s: late samples for %d machine(s); replaying from step %d",
             cp.service,
@@ -254,15 +203,13 @@ class ServiceHost:
             snapshot.seq,
         )
         delete_outputs_after(conn, self.service, cp.site_id, snapshot.seq)
-        forget_after(conn, cp, snapshot.seq)
         stored = self._stored_since(conn, cp.site_id, snapshot, new)
         stored = stored[stored["xid"] < mark.xmin]  # later commits arrive as new rows next time
         parts = [frame for frame in (stored, new) if not frame.empty]
         rows = pd.concat(parts, ignore_index=True) if parts else new
         rows = rows.drop_duplicates(["machine_id", "ts", "seq"])
-        until = _until_series(rows["machine_id"], snapshot.processed_until)
+        until = until_series(rows["machine_id"], snapshot.processed_until)
         rows = rows[until.isna() | (rows["ts"] > until)]
-        cp.state, cp.processed_until = snapshot.state, dict(snapshot.processed_until)
         return rows.sort_values(["machine_id", "ts", "seq"], kind="stable").reset_index(drop=True)
 
     @staticmethod
@@ -304,16 +251,7 @@ class ServiceHost:
         written = write_outputs(conn, service, site_id, cp.seq, outputs.frames())
         alerts = store_alerts(conn, site_id, service.name, outputs.alerts)
         cp.state = state
-        if outputs.final_until is not None:
-            final = cp.until(SITE_WIDE)
-            if final is None or outputs.final_until > final:
-                cp.processed_until[SITE_WIDE] = pd.Timestamp(outputs.final_until).isoformat()
-        if not rows.empty:
-            newest = rows.groupby("machine_id")["ts"].max()
-            for machine, ts in newest.items():
-                previous = cp.until(machine)
-                if previous is None or ts.to_pydatetime() > previous:
-                    cp.processed_until[machine] = ts.isoformat()
+        cp.advance(rows, outputs.final_until)
         if self.trace:
             log.info(
                 "trace %s.process(site=%s, rows=%d, replay=%s) -> %d rows, %d alerts in %.1f ms",

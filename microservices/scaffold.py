@@ -46,7 +46,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from microservices.sdk import Batch, Card, Kpi, Outputs, PageDep, Service, ServiceRequestDep, page_of
+from microservices.sdk import Batch, Card, Kpi, Outputs, PageDep, Service, ServiceRequestDep
 
 
 class Settings(BaseModel):
@@ -99,17 +99,18 @@ class $cls(Service):
         @router.get("/activity")
         def activity(ctx: ServiceRequestDep, page: PageDep) -> dict:
             """Samples and moving samples per machine and minute, oldest first."""
-            after = page.key(datetime, str)
-            rows = ctx.rows(
-                "SELECT window_start, machine_id, sum(samples)::int AS samples,"
-                " sum(moving_samples)::int AS moving_samples FROM $schema.activity"
-                " WHERE site_id = %(site)s AND (%(after)s::timestamptz IS NULL"
-                "  OR (window_start, machine_id) > (%(after)s, %(after_machine)s))"
-                " GROUP BY window_start, machine_id ORDER BY window_start, machine_id LIMIT %(limit)s",
-                {"site": ctx.site_id, "after": after[0] if after else None,
-                 "after_machine": after[1] if after else None, "limit": page.limit + 1},
-            )
-            return page_of(rows, page.limit, lambda r: (r["window_start"], r["machine_id"]))
+            def read(after, limit):
+                return ctx.rows(
+                    "SELECT window_start, machine_id, sum(samples)::int AS samples,"
+                    " sum(moving_samples)::int AS moving_samples FROM $schema.activity"
+                    " WHERE site_id = %(site)s AND (%(after)s::timestamptz IS NULL"
+                    "  OR (window_start, machine_id) > (%(after)s, %(after_machine)s))"
+                    " GROUP BY window_start, machine_id ORDER BY window_start, machine_id LIMIT %(limit)s",
+                    {"site": ctx.site_id, "after": after[0] if after else None,
+                     "after_machine": after[1] if after else None, "limit": limit},
+                )
+
+            return page.fetch(read, window_start=datetime, machine_id=str)
 
         return router
 

@@ -357,6 +357,25 @@ class Page:
             values.append(value)
         return tuple(values)
 
+    def fetch(self, read: Callable[[tuple[Any, ...] | None, int], list[dict[str, Any]]],
+              **order: type) -> dict[str, Any]:
+        """One page of a list in keyset order, the contract's body: ``order`` names the sort key's columns
+        and types (``created_at=datetime, id=int``); ``read(after, n)`` returns up to n rows past the
+        cursor's key (``after`` None: from the start), in that order."""
+        columns = tuple(order)
+        rows = read(self.key(*order.values()), self.limit + 1)
+        return page_of(rows, self.limit, lambda row: tuple(row[c] for c in columns))
+
+    def of_list(self, items: Iterable[dict[str, Any]], **order: type) -> dict[str, Any]:
+        """The same page of a small in-memory list (catalogues), sorted ascending by ``order``."""
+        columns = tuple(order)
+        ordered = sorted(items, key=lambda item: tuple(item[c] for c in columns))
+
+        def read(after: tuple[Any, ...] | None, n: int) -> list[dict[str, Any]]:
+            return [i for i in ordered if after is None or tuple(i[c] for c in columns) > after][:n]
+
+        return self.fetch(read, **order)
+
 
 @dataclass(frozen=True)
 class TimeRange:

@@ -1,4 +1,7 @@
-"""Registry: service catalogue, per-site enablement, usage, evaluation and the HTTP API."""
+"""Registry: the service catalogue, per-site enablement and lifecycle, usage and evaluation (the domain).
+
+registry.api serves it over HTTP; nothing here imports registry.api.
+"""
 
 from pathlib import Path
 

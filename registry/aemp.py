@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 
 import psycopg
 
-from registry.auth import Principal
+from registry.tokens import Principal
 
 PAGE_SIZE = 100
 ID_SEPARATOR = ":"  # EquipmentID = "{site_id}:{machine_id}"; neither id may contain ':'

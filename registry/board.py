@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 
 from microservices.sdk import Service
-from registry.auth import Principal
 from registry.evaluation import Rules, evaluate
 from registry.needs import list_needs, votes_and_comments
 from registry.sharing import sharing_of, visible_services
+from registry.tokens import Principal
 
 COLUMNS = (
     ("needs", "Needs", "raised and voted on; not yet answered by a service"),

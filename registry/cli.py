@@ -1,25 +1,6 @@
-"""Registry commands for ``sitepulse``: tokens, site loading and the service list (plain typer functions).
-
-Mount them in ``sitepulse.cli``::
-
-    tokens = typer.Typer(no_args_is_help=True, help="API tokens.")
-    tokens.command("create")(registry.cli.tokens_create)
-    tokens.command("list")(registry.cli.tokens_list)
-    tokens.command("revoke")(registry.cli.tokens_revoke)
-    _app.add_typer(tokens, name="tokens")
-    site = typer.Typer(no_args_is_help=True, help="Sites.")
-    site.command("load")(registry.cli.site_load)
-    _app.add_typer(site, name="site")
-    services = typer.Typer(no_args_is_help=True, help="Micro-services.")
-    services.command("list")(registry.cli.services_list)
-    services.command("stage")(registry.cli.services_stage)
-    _app.add_typer(services, name="services")
-    needs = typer.Typer(no_args_is_help=True, help="A site's needs backlog.")
-    needs.command("list")(registry.cli.needs_list)
-    needs.command("add")(registry.cli.needs_add)
-    _app.add_typer(needs, name="needs")
-    _app.command("evaluate")(registry.cli.evaluate)
-    _app.command("usage")(registry.cli.usage)
+"""The registry's ``sitepulse`` commands: tokens, site loading, the service list, lifecycle, needs,
+evaluation and usage (plain typer functions, contributed through the ``sitepulse.cli`` entry points in
+pyproject.toml).
 
 Errors a user can cause raise SitePulseError, which ``sitepulse`` prints as one line.
 """
@@ -41,20 +22,20 @@ from rich.console import Console
 from rich.table import Table
 
 from microservices.discovery import discover_services
-from registry.auth import create_token, list_tokens, revoke_token
-from registry.enablement import EnablementConflict, set_enablement
+from registry.enablement import set_enablement
 from registry.evaluation import Rules, evaluation_body, evaluation_csv
 from registry.evaluation import evaluate as run_evaluation
 from registry.lifecycle import NEXT_STAGES, STAGES
 from registry.needs import add_need, list_needs
 from registry.reports import by_customer, usage_csv, usage_report
-from registry.sharing import NotShared, check_usable_on_site
+from registry.sharing import check_usable_on_site
+from registry.tokens import create_token, list_tokens, revoke_token
 from sitepulse.db import connect
 from sitepulse.errors import SitePulseError
 from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sitefile import load_site_file
-from sitepulse.sites import check_site_id, save_site
+from sitepulse.sites import check_site_id, save_site, site_exists
 from sitepulse.times import parse_user_time
 
 out = Console()
@@ -163,14 +144,11 @@ def services_stage(
     if name not in services:
         raise SitePulseError(f"service {name!r} is not installed")
     with _database() as conn:
-        if conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (check_site_id(site),)).fetchone() is None:
+        if not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
-        try:
-            check_usable_on_site(conn, services, name, site)
-            switch = set_enablement(conn, services, site, name, enabled=None, stage=stage, changed_by=CLI_USER,
-                                    reason=reason.strip())
-        except (EnablementConflict, NotShared) as exc:
-            raise SitePulseError(str(exc)) from None
+        check_usable_on_site(conn, services, name, site)  # its refusals are SitePulseErrors: one line
+        switch = set_enablement(conn, services, site, name, enabled=None, stage=stage, changed_by=CLI_USER,
+                                reason=reason.strip())
     err.print(f"[green]{name}[/] on {site}: stage {switch.stage}, {'on' if switch.enabled else 'off'}; "
               f"next: {', '.join(NEXT_STAGES[switch.stage])}", highlight=False)
 
@@ -211,7 +189,7 @@ def needs_add(
 ) -> None:
     """Add a need to a site's backlog."""
     with _database() as conn:
-        if conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (check_site_id(site),)).fetchone() is None:
+        if not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
         need = add_need(conn, site, text, raised_by, value, effort, service)
     err.print(f"[green]added[/] need {need.id} to {site} with priority {float(need.priority):.2f}", highlight=False)
@@ -229,8 +207,7 @@ def evaluate(
     moment = parse_user_time(as_of, "--as-of") if as_of else datetime.now(UTC)
     rules = Rules(window_days=window_days)
     with _database() as conn:
-        if site is not None and conn.execute("SELECT 1 FROM sites WHERE site_id = %s",
-                                             (check_site_id(site),)).fetchone() is None:
+        if site is not None and not site_exists(conn, check_site_id(site)):
             raise SitePulseError(f"site {site!r} not found")
         items = run_evaluation(conn, services, [site] if site else None, as_of=moment, rules=rules)
     if fmt is OutputFormat.json:

@@ -23,14 +23,15 @@ from registry.lifecycle import (
     check_transition,
     record_stage_change,
 )
+from sitepulse.errors import Conflict, InvalidInput
 
 
-class EnablementConflict(Exception):
-    """The change would leave a service on without a dependency it needs (HTTP 409)."""
+class EnablementConflict(Conflict):
+    """The change would leave a service on without a dependency it needs."""
 
 
-class InvalidSettings(Exception):
-    """Settings do not fit the service's Settings model; the message names the field (HTTP 422)."""
+class InvalidSettings(InvalidInput):
+    """Settings do not fit the service's Settings model; the message names the field."""
 
 
 @dataclass(frozen=True)

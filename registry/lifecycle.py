@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from sitepulse.errors import SitePulseError
+from sitepulse.errors import Conflict
 
 Stage = Literal["proposed", "prioritized", "developing", "pilot", "live", "retired"]
 STAGES: tuple[str, ...] = ("proposed", "prioritized", "developing", "pilot", "live", "retired")
@@ -45,8 +45,8 @@ NEXT_STAGES: dict[str | None, tuple[str, ...]] = {
 AUTO_PILOT_REASON = "switched on without a stage on this site: piloting it"
 
 
-class IllegalTransition(SitePulseError):
-    """A stage change the lifecycle does not allow; the message names both stages and the options (409)."""
+class IllegalTransition(Conflict):
+    """A stage change the lifecycle does not allow; the message names both stages and the options."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 
 from microservices.sdk import Service
-from registry.auth import Principal
+from registry.tokens import Principal
+from sitepulse.errors import Conflict
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class Sharing:
                 "shared_by": self.shared_by, "credit": credit}
 
 
-class NotShared(Exception):
-    """A contributed service used on another customer's site before it is shared (HTTP 409)."""
+class NotShared(Conflict):
+    """A contributed service used on another customer's site before it is shared."""
 
 
 def customers(conn: psycopg.Connection, sites: list[str] | None = None) -> dict[str, str]:

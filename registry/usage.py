@@ -7,9 +7,9 @@ writes everything recorded before it. When the database is unreachable the write
 its batch and retries with backoff; while it waits, a full queue drops new events, counted
 in ``stats()`` and logged, rather than ever blocking a request.
 
-Actions: ``api_call`` (a service's route was called; the guard in ``registry.plugins``),
-``card_view`` (the site view rendered a service's card; ``record_card_views``), ``export``
-(data left the platform as a file or report; ``record_export``) and ``alert_ack`` (an alert
+Actions: ``api_call`` (a service's route was called; the guard in ``registry.api.plugins``),
+``card_view`` (the site view rendered a service's card; ``card_views``), ``export``
+(data left the platform as a file or report; ``export``) and ``alert_ack`` (an alert
 was acknowledged). Alerts *delivered* are not events: the runner marks them ``published_at``
 in ``service_alerts``, and reports count them there.
 """
@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
-from fastapi import Request
 from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
@@ -93,6 +92,15 @@ class UsageRecorder:
             return
         with self._lock:
             self._counts["recorded"] += 1
+
+    def card_views(self, site_id: str, services: Iterable[str], principal: str) -> None:
+        """One ``card_view`` per service card the site view rendered for ``principal``."""
+        for service in services:
+            self.record(site_id, service, principal, "card_view")
+
+    def export(self, site_id: str, service: str | None, principal: str, what: str, fmt: str, path: str) -> None:
+        """One ``export`` event: ``what`` left the platform as ``fmt`` (csv, json, ...) through ``path``."""
+        self.record(site_id, service, principal, "export", {"what": what, "format": fmt, "path": path})
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -243,26 +251,3 @@ def _clean(detail: dict[str, Any] | None) -> dict[str, Any] | None:
     if not detail:
         return detail or None
     return {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in detail.items()}
-
-
-# --- helpers for routes ------------------------------------------------------------------------
-
-
-def recorder(request: Request) -> UsageRecorder:
-    """The app's usage recorder."""
-    return request.app.state.registry.usage
-
-
-def record_card_views(request: Request, site_id: str, services: Iterable[str], principal: Any) -> None:
-    """One ``card_view`` per service card the site view rendered for ``principal`` (a Principal or a name)."""
-    name = getattr(principal, "name", principal)
-    usage = recorder(request)
-    for service in services:
-        usage.record(site_id, service, name, "card_view")
-
-
-def record_export(request: Request, site_id: str, service: str | None, principal: Any, what: str,
-                  fmt: str) -> None:
-    """One ``export`` event: ``what`` left the platform as ``fmt`` (csv, json, ...)."""
-    recorder(request).record(site_id, service, getattr(principal, "name", principal), "export",
-                             {"what": what, "format": fmt, "path": request.url.path})

@@ -15,10 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import orjson
 import pandas as pd
 import psycopg
-from fastapi.encoders import jsonable_encoder
 
 from microservices.sdk import Card, Service
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
@@ -70,22 +68,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value
-
-
-def _json_default(value: Any) -> Any:
-    if value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return plain(value)
-    return jsonable_encoder(value)  # Decimal, UUID, Enum, pydantic models: as FastAPI would encode them
-
-
-def view_json(view: Mapping[str, Any]) -> bytes:
-    """The view as JSON bytes, encoded as FastAPI's default response would (times as ``datetime.isoformat()``,
-    NaN as null) but by orjson: FastAPI's ``jsonable_encoder`` walk costs more than composing the view."""
-    return orjson.dumps(view, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def load_site_config(conn: psycopg.Connection, site_id: str) -> tuple[SiteConfig, dict[str, Any]] | None:

@@ -1,7 +1,7 @@
 """Command-line entry points of the simulator, as plain typer-annotated functions.
 
-``sitepulse/cli.py`` mounts them: ``app.command()(simulate)``, ``app.command()(replay)``,
-``app.command()(load)``. User errors raise SitePulseError (one line, exit code 2 at the top).
+``sitepulse`` mounts them through the ``sitepulse.cli`` entry points: ``simulate``, ``replay``,
+``simulate-load``. User errors raise SitePulseError (one line, exit code 2 at the top).
 """
 
 from __future__ import annotations

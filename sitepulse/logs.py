@@ -7,6 +7,8 @@ import sys
 
 import orjson
 
+from sitepulse.settings import Settings, get_settings
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line with time, level, logger, message and any extra fields."""
@@ -40,3 +42,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def configured_settings() -> Settings:
+    """The effective settings, with this process's logging set up as they say: how every command starts."""
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    return settings

@@ -13,10 +13,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from sitepulse.db import connect
 from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.embedded.ports import port_in_use
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.errors import ConfigError
 from sitepulse.migrations import upgrade
@@ -38,6 +40,14 @@ class Runtime:
     started: list[str] = field(default_factory=list)
     storage: str = ""  # the storage in force for telemetry, one line
 
+    def announce(self, console: Any, extra: list[str] | None = None) -> None:
+        """Print what was started and where (and the storage engine in use) on a rich console."""
+        for line in self.started + (extra or []):
+            console.print(f"[green]started[/] {line}")
+        if self.storage:
+            colour = "yellow" if self.storage.startswith("plain PostgreSQL") else "green"
+            console.print(f"[bold]storage[/] [{colour}]{self.storage}[/]", highlight=False, soft_wrap=True)
+
     def child_environment(self) -> dict[str, str]:
         """Environment for child processes so they use these servers instead of starting more."""
         env = {}
@@ -46,6 +56,12 @@ class Runtime:
         if self.mqtt_url:
             env["SITEPULSE_MQTT_URL"] = self.mqtt_url
         return env
+
+
+def check_api_port(settings: Settings) -> None:
+    """Refuse to start an API on a port something else holds, naming the setting."""
+    if settings.api_port and port_in_use(settings.api_host, settings.api_port):
+        raise ConfigError("SITEPULSE_API_PORT", f"port {settings.api_port} on {settings.api_host} is already in use")
 
 
 def mqtt_address(url: str) -> tuple[str, int]:

@@ -34,6 +34,11 @@ def save_site(conn: psycopg.Connection, site_id: str, site: SiteConfig) -> bool:
     return bool(row and row[0])
 
 
+def site_exists(conn: psycopg.Connection, site_id: str) -> bool:
+    """Whether a site of that id is stored."""
+    return conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone() is not None
+
+
 def load_site(conn: psycopg.Connection, site_id: str) -> SiteConfig | None:
     """The stored configuration of a site, or None when the site has no file loaded."""
     row = conn.execute("SELECT config FROM sites WHERE site_id = %s", (site_id,)).fetchone()

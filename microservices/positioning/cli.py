@@ -105,12 +105,12 @@ def _from_file(path: Path) -> pd.DataFrame:
 
 def _from_database(site_id: str, hours: float) -> tuple[pd.DataFrame, SiteConfig | None]:
     from ingest.reader import read_telemetry_range
-    from sitepulse.cli import _settings
     from sitepulse.db import connect
+    from sitepulse.logs import configured_settings
     from sitepulse.runtime import open_runtime
     from sitepulse.sites import load_site
 
-    with open_runtime(_settings(), broker=False, migrate=False) as runtime, \
+    with open_runtime(configured_settings(), broker=False, migrate=False) as runtime, \
             connect(runtime.database_url, autocommit=True) as conn:
         end = datetime.now(UTC) + timedelta(days=1)
         last = conn.execute("SELECT max(ts) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]

@@ -62,8 +62,8 @@ class Stack:
 def _prepare(database_url: str) -> str:
     """The demo quarry as 'demo' with every installed service on, a second site, a token for 'demo' only."""
     from microservices.discovery import discover_services
-    from registry.auth import create_token
     from registry.enablement import set_enablement
+    from registry.tokens import create_token
     from simulators.site import load_site
     from sitepulse.sites import save_site
 

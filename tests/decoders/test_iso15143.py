@@ -18,7 +18,7 @@ from decoders.feeds import FeedHost, load_feeds
 from decoders.iso15143.reader import FeedFormatError, merge, read_document
 from ingest.contract import Decoded, Decoder
 from ingest.writer import TelemetryWriter
-from registry.app import create_app
+from registry.api.app import create_app
 from sitepulse.settings import load_settings
 from tests.decoders.feed_server import FIXTURES, feed_server
 from tests.decoders.helpers import on_grid

@@ -160,3 +160,37 @@ def test_serve_against_timescaledb_uses_hypertables_and_policies(
                             " WHERE hypertable_name = 'telemetry'").fetchone()[0] == 1
         jobs = {name for (name,) in conn.execute("SELECT proc_name FROM timescaledb_information.jobs")}
         assert {"policy_compression", "policy_retention", "policy_refresh_continuous_aggregate"} <= jobs
+
+
+def test_commands_come_from_entry_points_and_a_broken_one_costs_only_itself(capsys) -> None:
+    """The kernel mounts what packages contribute (commands, group members, whole groups) and imports none."""
+    from importlib.metadata import EntryPoint
+
+    import typer
+    from typer.testing import CliRunner
+
+    from sitepulse.cli import build_app
+
+    entries = [EntryPoint("config", "sitepulse.cli:config", "sitepulse.cli"),
+               EntryPoint("services.list", "registry.cli:services_list", "sitepulse.cli"),
+               EntryPoint("decoders", "decoders.cli:decoders_app", "sitepulse.cli"),
+               EntryPoint("broken.thing", "no_such_package.cli:thing", "sitepulse.cli")]
+    app = build_app(entries)
+    assert "command 'broken.thing' from no_such_package.cli:thing is unavailable" in capsys.readouterr().err
+    runner = CliRunner()
+    root = runner.invoke(app, ["--help"])
+    assert root.exit_code == 0 and "config" in root.output and "decoders" in root.output
+    assert "broken" not in root.output
+    services = runner.invoke(app, ["services", "--help"])
+    assert "Micro-services: list installed" in services.output and "list" in services.output
+    assert isinstance(app, typer.Typer)
+
+
+def test_the_kernel_cli_imports_no_package_of_ours() -> None:
+    """Importing sitepulse.cli (which builds the command) loads packages only through entry points."""
+    code = ("import sys, importlib.metadata as m; m.entry_points = lambda **kw: []; import sitepulse.cli;"
+            "print(sorted({n.split('.')[0] for n in sys.modules} & {'ingest', 'microservices', 'registry',"
+            " 'simulators', 'decoders', 'stack'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

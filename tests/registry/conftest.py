@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.sdk import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Outputs, Service, decode_cursor, page_of
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-tests-0123456789"

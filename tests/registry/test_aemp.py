@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from ingest.contract import Decoded, Decoder
 from ingest.writer import TelemetryWriter
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN = "aemp-admin-token-0123456789abcdef0123456"

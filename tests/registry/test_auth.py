@@ -7,7 +7,7 @@ import re
 import psycopg
 import pytest
 
-from registry.auth import create_token, hash_token
+from registry.tokens import create_token, hash_token
 
 UNAUTHENTICATED = {"/healthz", "/readyz", "/docs", "/openapi.json"}
 PARAMS = {"name": "things", "alert_id": "1", "token_id": "1", "need_id": "1", "service": "things", "table": "counts",

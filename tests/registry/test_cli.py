@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from registry import cli
-from registry.auth import hash_token
+from registry.tokens import hash_token
 from sitepulse.settings import get_settings
 
 DEMO_SITE = Path(__file__).parents[2] / "simulators" / "sites" / "demo_quarry.yaml"

@@ -48,3 +48,26 @@ def test_values_the_database_cannot_store_are_400_not_500(api) -> None:
     assert "cannot store" in response.json()["detail"]
     alerts = api.client.get("/api/v1/sites/north/alerts", params={"service": "a\u0000"}, headers=api.admin)
     assert alerts.status_code == 400
+
+
+def test_each_error_kind_has_one_status_and_subclasses_inherit_it() -> None:
+    """The one table: the registry's own refusals (subclasses of the kernel's kinds) get their kind's status."""
+    from registry.api.errors import status_of
+    from registry.enablement import EnablementConflict, InvalidSettings
+    from registry.lifecycle import IllegalTransition
+    from registry.sharing import NotShared
+    from sitepulse import errors
+
+    expected = {errors.SitePulseError: 400, errors.ConfigError: 400, errors.NotAuthenticated: 401,
+                errors.NotAllowed: 403, errors.NotFound: 404, errors.Conflict: 409, errors.TooLarge: 413,
+                errors.UnsupportedType: 415, errors.InvalidInput: 422, EnablementConflict: 409, NotShared: 409,
+                IllegalTransition: 409, InvalidSettings: 422}
+    made = {kind: kind("setting", "problem") if kind is errors.ConfigError else kind("problem") for kind in expected}
+    assert {kind: status_of(error) for kind, error in made.items()} == expected
+
+
+def test_a_missing_token_is_401_with_the_bearer_challenge(api) -> None:
+    response = api.client.get("/api/v1/sites")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"detail": "missing or invalid bearer token"}

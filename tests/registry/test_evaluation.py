@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from microservices.sdk import Kpi, Outputs, Service
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
 from registry.enablement import set_enablement
 from registry.evaluation import Rules, bootstrap_difference, evaluate, windows_for
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-evaluation-0123456789"

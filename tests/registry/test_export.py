@@ -19,8 +19,9 @@ from ingest.contract import Decoded, Decoder
 from ingest.writer import TelemetryWriter
 from microservices.sdk import Outputs, Service
 from registry import exports
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.api.state import state_of
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN = "export-admin-token-0123456789abcdef012345"
@@ -137,7 +138,7 @@ def test_zone_columns_are_exported_with_the_drawn_names(client: tuple[TestClient
 def test_exports_are_usage_events(client: tuple[TestClient, dict[str, str]], database_url: str) -> None:
     c, manager = client
     assert c.get(f"/api/v1/sites/pit/export/telemetry?{RANGE}", headers=manager).status_code == 200
-    c.app.state.registry.usage.flush()
+    state_of(c.app).usage.flush()
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT principal, detail ->> 'what', detail ->> 'format' FROM usage_events"
                             " WHERE site_id = 'pit' AND action = 'export'").fetchall()

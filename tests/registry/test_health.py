@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from registry.app import create_app
+from registry.api.app import create_app
 from sitepulse.embedded.ports import free_port
 from sitepulse.settings import load_settings
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from microservices.sdk import Outputs, Service
-from registry.app import create_app
+from registry.api.app import create_app
 from sitepulse.errors import SitePulseError
 from sitepulse.settings import load_settings
 

@@ -20,7 +20,7 @@ import uvicorn  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from microservices.discovery import discover_services  # noqa: E402
-from registry.app import create_app  # noqa: E402
+from registry.api.app import create_app  # noqa: E402
 from registry.enablement import set_enablement  # noqa: E402
 from simulators.site import load_site  # noqa: E402
 from sitepulse.embedded.ports import free_port  # noqa: E402

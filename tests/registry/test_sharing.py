@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from microservices.sdk import Outputs, Service
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-sharing-0123456789"

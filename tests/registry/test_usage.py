@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from microservices.sdk import Outputs, Service
-from registry.app import create_app
+from registry.api.app import create_app
+from registry.api.state import record_card_views, state_of
 from registry.enablement import set_enablement
-from registry.usage import UsageRecorder, record_card_views
+from registry.usage import UsageRecorder
 from sitepulse.settings import load_settings
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-usage-tests-0123456789"
@@ -27,7 +28,7 @@ def _events(db: psycopg.Connection, site: str, action: str | None = None) -> lis
 
 
 def _flush(api) -> None:
-    assert api.app.state.registry.usage.flush(timeout=10)
+    assert state_of(api.app).usage.flush(timeout=10)
 
 
 def test_every_service_route_call_is_an_event(api, db: psycopg.Connection) -> None:

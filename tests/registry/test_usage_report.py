@@ -13,10 +13,11 @@ from pydantic import BaseModel
 
 from ingest.partitions import Partitions
 from microservices.sdk import Kpi, Outputs, Service
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.api.state import state_of
 from registry.enablement import set_enablement
 from registry.reports import machines_covered
+from registry.tokens import create_token
 from sitepulse.db import has_timescaledb
 from sitepulse.settings import load_settings
 
@@ -147,7 +148,7 @@ def test_csv_and_period_checks(client: TestClient) -> None:
 
 def test_report_downloads_are_exports_in_the_access_log(client: TestClient) -> None:
     client.get("/api/v1/usage", params=PERIOD, headers=ADMIN)
-    assert client.app.state.registry.usage.flush()
+    assert state_of(client.app).usage.flush()
     log = client.get("/api/v1/sites/quarry-a/access-log", params={"action": "export"},
                      headers={"Authorization": f"Bearer {client.site_token}"}).json()["items"]
     newest = log[0]

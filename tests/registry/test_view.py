@@ -18,9 +18,10 @@ from ingest.columns import snap
 from ingest.contract import RESOLUTION, Decoded, Decoder
 from ingest.writer import TelemetryWriter
 from microservices.sdk import Card, Outputs, Service
-from registry import tickets
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api import tickets
+from registry.api.app import create_app
+from registry.api.state import state_of
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN = "view-admin-token-0123456789abcdef0123456789"
@@ -141,7 +142,7 @@ def test_view_composes_site_machines_cards_and_alerts(view_api: Client, database
 
 def test_view_records_card_views_except_refreshes(view_api: Client, database_url: str) -> None:
     def views() -> int:
-        view_api.client.app.state.registry.usage.flush()
+        state_of(view_api.client.app).usage.flush()
         with psycopg.connect(database_url) as conn:
             return conn.execute("SELECT count(*) FROM usage_events WHERE site_id = 'pit' AND action = 'card_view'"
                                 ).fetchone()[0]
@@ -229,7 +230,7 @@ def test_view_json_encodes_as_fastapi_would() -> None:
     from fastapi.encoders import jsonable_encoder
     from fastapi.responses import JSONResponse
 
-    from registry.view import view_json
+    from registry.api.routes.view import view_json
 
     view = {
         "generated_at": datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC),

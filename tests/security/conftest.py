@@ -24,8 +24,8 @@ from microservices.alerts import store_alerts
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost
 from microservices.sdk import Alert
-from registry.app import create_app
-from registry.auth import create_token
+from registry.api.app import create_app
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 ADMIN_TOKEN = "sp_security-suite-admin-token-0123456789abcdef"

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from registry.auth import hash_token
+from registry.tokens import hash_token
 
 from .conftest import ADMIN_TOKEN, SecureApi, bearer, table_digests
 

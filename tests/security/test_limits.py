@@ -1,6 +1,6 @@
 """Per-token rate limits (429 + Retry-After) and request body limits (413), on the real app.
 
-``registry.ratelimit`` is installed here the way ``create_app`` installs it (``install_limits``);
+``registry.api.ratelimit`` is installed here the way ``create_app`` installs it (``install_limits``);
 a fake clock makes the bucket arithmetic exact.
 """
 
@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from microservices.discovery import discover_services
-from registry.app import create_app
-from registry.auth import create_token
-from registry.ratelimit import BodySizeLimitMiddleware, RateLimitMiddleware, TokenBuckets, install_limits
+from registry.api.app import create_app
+from registry.api.ratelimit import BodySizeLimitMiddleware, RateLimitMiddleware, TokenBuckets, install_limits
+from registry.tokens import create_token
 from sitepulse.settings import load_settings
 
 from .conftest import ADMIN_TOKEN, SERVICES, bearer, site_yaml
@@ -137,7 +137,7 @@ def test_site_files_keep_their_5_mb_limit(limited) -> None:
 
 
 def _install_once(app: Any, settings: Any) -> None:
-    """install_limits unless create_app already did (once registry/app.py calls it)."""
+    """install_limits unless create_app already did (once registry/api/app.py calls it)."""
     if not any(m.cls is BodySizeLimitMiddleware for m in app.user_middleware):
         install_limits(app, settings)
 

@@ -40,7 +40,7 @@ from ingest.writer import TelemetryWriter
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost, record_health
 from microservices.sdk import Batch, Outputs, Service
-from registry.app import create_app
+from registry.api.app import create_app
 from registry.usage import UsageRecorder
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import MigrationSource, discover_sources, upgrade

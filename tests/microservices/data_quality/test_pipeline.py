@@ -25,7 +25,7 @@ from microservices.data_quality import DataQuality
 from microservices.data_quality.score import EXPECTED
 from microservices.runner import ServiceHost
 from microservices.testing import all_pages, catch_up_fully
-from registry.app import create_app
+from registry.api.app import create_app
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.outputs import publish_live

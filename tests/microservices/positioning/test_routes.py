@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
 from microservices.testing import all_pages, catch_up_fully, insert_telemetry
-from registry.app import create_app
+from registry.api.app import create_app
 from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings

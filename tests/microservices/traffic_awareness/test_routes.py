@@ -20,7 +20,7 @@ from microservices.runner import ServiceHost
 from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.traffic_awareness.score import LANE_OFFSET_M
-from registry.app import create_app
+from registry.api.app import create_app
 from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings

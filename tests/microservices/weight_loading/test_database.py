@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from microservices.runner import ServiceHost
 from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry, run_in_chunks
 from microservices.weight_loading import WeightLoading
-from registry.app import create_app
+from registry.api.app import create_app
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import load_settings
 from sitepulse.sites import save_site

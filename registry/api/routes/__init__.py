@@ -1,0 +1,1 @@
+"""One router per resource; ``registry.api.app`` includes them all."""

@@ -1,1 +1,0 @@
-"""One router per resource; ``registry.app`` includes them all."""
