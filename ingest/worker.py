@@ -16,7 +16,7 @@ from ingest.amqp import setup as amqp_setup
 from ingest.consumer import Inbound, MqttConsumer
 from ingest.contract import Decoded, Decoder
 from ingest.metrics import IngestCounters, save_counters, worker_identity
-from ingest.topics import parse_partitions
+from ingest.topics import assigned_sites, parse_partitions
 from ingest.writer import DatabaseUnavailable, TelemetryWriter, Turn, WriteResult, prepare
 from sitepulse import memtrace
 from sitepulse.errors import ConfigError
@@ -65,15 +65,26 @@ class IngestWorker:
         partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
         self.consumer: MqttConsumer | AmqpConsumer
         if settings.ingest_amqp_url is not None:  # mqtt_url is the AMQP URL here
+            if settings.ingest_sites:
+                raise ConfigError("SITEPULSE_INGEST_SITES", "is for MQTT ingest; RabbitMQ queues split the stream")
             # a separately started worker i/N consumes queue i of N; under --workers N the index is its own
             queue_index, queues = (partitions[0].index, partitions[0].count) if partitions else (
                 index, settings.ingest_amqp_queues)
             self.consumer = AmqpConsumer(mqtt_url, queue_index, queues, self.inbox)
         else:
+            sites, other_sites = None, ()
+            if settings.ingest_sites:  # the broker routes sites to workers: no partition filtering here
+                try:
+                    sites = assigned_sites(settings.ingest_sites, partitions)
+                    other_sites = tuple(s for s in assigned_sites(settings.ingest_sites, ()) if s not in sites)
+                except ValueError as exc:
+                    raise ConfigError("SITEPULSE_INGEST_SITES", str(exc)) from None
+                partitions = ()
             self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox,
                                          protocol=protocol, share_group=SHARE_GROUP if settings.ingest_shared else None,
                                          partitions=partitions,
-                                         extra_filters=self.front.topic_filters if self.front else ())
+                                         extra_filters=self.front.topic_filters if self.front else (),
+                                         sites=sites, other_sites=other_sites)
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
