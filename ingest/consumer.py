@@ -92,8 +92,8 @@ class LeanClient(mqtt.Client):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # paho keeps the packet being read in _in_packet and calls _handle_publish for a PUBLISH
-        # (2.0-2.2); if a later paho changes that, this override is simply never used.
+        # paho keeps the packet being read in _in_packet and calls _handle_publish for a PUBLISH (2.0-2.2);
+        # pyproject.toml pins paho to 2.2.x and tests/ingest/test_paho_contract.py fails loudly if these change.
         self._lean_ok = all(hasattr(self, name) for name in ("_in_packet", "_protocol", "_manual_ack"))
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
