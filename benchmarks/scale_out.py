@@ -48,6 +48,7 @@ import time
 
 import orjson
 import paho.mqtt.client as mqtt
+import psutil
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -164,8 +165,46 @@ def publish_backlog(broker: EmbeddedBroker | RabbitBroker, n: int, samples: int,
     return n * samples, elapsed
 
 
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children so far (gone ones count 0)."""
+    total = 0.0
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with_times = proc.cpu_times()
+                total += with_times.user + with_times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def postmaster_pid(pg: EmbeddedPostgres) -> int:
+    return int((pg.pgdata / "postmaster.pid").read_text().split()[0])
+
+
+class CpuMeter:
+    """CPU seconds the broker, the database and the workers spend during a drain (for the capacity model)."""
+
+    def __init__(self, broker_pid: int, postmaster_pid: int) -> None:
+        self.pids = {"broker": broker_pid, "database": postmaster_pid}
+        self.spent: dict[str, float] = {}
+
+    def start(self, workers_pid: int) -> None:
+        self.pids["workers"] = workers_pid
+        self._start = {k: cpu_seconds([pid]) for k, pid in self.pids.items()}
+
+    def first_row(self) -> None:
+        """From here on the workers are up: their start-up (spawn, imports, connect) is left out."""
+        self._start = {k: cpu_seconds([pid]) for k, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        self.spent = {k: cpu_seconds([pid]) - self._start[k] for k, pid in self.pids.items()}
+
+
 def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expected_rows: int,
-          timeout: float, split: str = "partitions", sites: list[str] | None = None) -> dict[str, float]:
+          timeout: float, split: str = "partitions", sites: list[str] | None = None,
+          meter: CpuMeter | None = None) -> dict[str, float]:
     """Run ``python -m ingest --workers N`` until every row is stored or rejected (or timeout)."""
     env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url, "SITEPULSE_MQTT_URL": mqtt_url,
            "SITEPULSE_INGEST_CLIENT_ID": client_id, "SITEPULSE_LOG_LEVEL": "WARNING",
@@ -177,7 +216,10 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "ingest", "--workers", str(workers)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if meter is not None:
+        meter.start(process.pid)
     first_row_at = None
+    first_rows = 0
     stored = rejected = 0
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -186,10 +228,15 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
                 rejected = conn.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
                 if stored and first_row_at is None:  # the first batch is committed: workers are up
                     first_row_at = time.perf_counter()
+                    first_rows = stored
+                    if meter is not None:
+                        meter.first_row()
                 if stored + rejected >= expected_rows or process.poll() is not None:
                     break
                 time.sleep(0.05)
         done_at = time.perf_counter()
+        if meter is not None:
+            meter.stop()
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -202,7 +249,7 @@ def drain(database_url: str, mqtt_url: str, workers: int, client_id: str, expect
     total_s = done_at - started
     drain_s = done_at - (first_row_at or started)
     return {"total_s": total_s, "drain_s": drain_s, "stored": stored, "rejected": rejected,
-            "lost": expected_rows - stored - rejected}
+            "lost": expected_rows - stored - rejected, "first_rows": first_rows}
 
 
 def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: int, repeat: int, messages: int,
@@ -221,8 +268,12 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: in
         names = site_ids(tag, sites) if split == "sites" else None
         register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)], split, names)
         rows, publish_s = publish_backlog(broker, messages, samples, tag, sites if split == "sites" else 1)
+        meter = CpuMeter(broker._process.pid, postmaster_pid(pg)) if broker._process else None
         try:
-            result = drain(database_url, broker.url, workers, client_id, rows, timeout, split, names)
+            result = drain(database_url, broker.url, workers, client_id, rows, timeout, split, names, meter)
+            if meter is not None and meter.spent:
+                drained = messages * (rows - result["first_rows"]) / rows  # messages after the first commit
+                result.update({f"{k}_us_per_msg": v / drained * 1e6 for k, v in meter.spent.items()})
         finally:
             remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
     return {**result, "rows": rows, "publish_s": publish_s,
@@ -246,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
           f" split: {args.split}{f' over {args.sites} sites' if args.split == 'sites' else ''};"
           f" load average {os.getloadavg()[0]:.1f}")
     print(f"{'workers':>7} {'msg/s':>8} {'rows/s':>8} {'drain msg/s':>11} {'drain rows/s':>12} {'lost':>5}"
-          f" {'rejected':>8} {'runs (msg/s)':>20}")
+          f" {'rejected':>8} {'runs (msg/s)':>20}  CPU us/msg: broker database workers")
     with tempfile.TemporaryDirectory(prefix="sitepulse-scale-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg", fast_unsafe=False)
         rabbit = EmbeddedRabbitMQ(Path(tmp) / "rabbit") if args.split == "rabbitmq" else None
@@ -266,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                 drain_rates[workers] = med["drain_msgs_per_s"]
                 lost_total += sum(r["lost"] for r in results)
                 runs = " ".join(f"{r['msgs_per_s']:.0f}" for r in results)
+                cpu = "  ".join(f"{med[k + '_us_per_msg']:.1f}" for k in ("broker", "database", "workers")
+                                if k + "_us_per_msg" in med)
                 print(f"{workers:>7} {med['msgs_per_s']:>8.0f} {med['rows_per_s']:>8.0f}"
                       f" {med['drain_msgs_per_s']:>11.0f} {med['drain_rows_per_s']:>12.0f}"
-                      f" {max(r['lost'] for r in results):>5} {max(r['rejected'] for r in results):>8} {runs:>20}",
-                      flush=True)
+                      f" {max(r['lost'] for r in results):>5} {max(r['rejected'] for r in results):>8} {runs:>20}"
+                      f"  {cpu}  (load {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             if rabbit is not None:
                 rabbit.stop()
