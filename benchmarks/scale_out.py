@@ -271,8 +271,8 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: in
         meter = CpuMeter(broker._process.pid, postmaster_pid(pg)) if broker._process else None
         try:
             result = drain(database_url, broker.url, workers, client_id, rows, timeout, split, names, meter)
-            if meter is not None and meter.spent:
-                drained = messages * (rows - result["first_rows"]) / rows  # messages after the first commit
+            drained = messages * (rows - result["first_rows"]) / rows  # messages after the first commit
+            if meter is not None and meter.spent and drained >= 1:
                 result.update({f"{k}_us_per_msg": v / drained * 1e6 for k, v in meter.spent.items()})
         finally:
             remove_sessions(broker, [f"{client_id}-{i}" for i in range(workers)])
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             for workers in counts:
                 results = [run(pg, broker, workers, r, args.messages, args.samples, args.timeout, args.split,
                                args.sites) for r in range(args.repeat)]
-                med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+                med = {k: statistics.median(r[k] for r in results) for k in set.intersection(*map(set, results))}
                 drain_rates[workers] = med["drain_msgs_per_s"]
                 lost_total += sum(r["lost"] for r in results)
                 runs = " ".join(f"{r['msgs_per_s']:.0f}" for r in results)
