@@ -7,7 +7,7 @@ and the COPY bytes of a whole batch are laid out with a few vectorised scatters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -118,6 +118,7 @@ class RowBlock:
     floats: np.ndarray  # (n, 7) float64, NaN = null
     engine_on: np.ndarray  # int8: -1 null, 0, 1
     extra: list[str | None] | None  # None when no row has extra fields
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # COPY streams etc., built once
 
     def __len__(self) -> int:
         return len(self.key)
@@ -147,7 +148,10 @@ class RowBlock:
         return [self.row(i) for i in range(len(self))]
 
     def ts_range(self) -> tuple[datetime, datetime]:
-        return from_micros(int(self.ts.min())), from_micros(int(self.ts.max()))
+        found = self.cache.get("ts_range")
+        if found is None:
+            found = self.cache["ts_range"] = (from_micros(int(self.ts.min())), from_micros(int(self.ts.max())))
+        return found
 
     def newest_per_machine(self) -> np.ndarray:
         """Row positions of each machine's newest row (by ts, then seq; the later one on a tie), in key order."""
@@ -161,7 +165,14 @@ class RowBlock:
         """The whole binary COPY stream (header, rows, trailer) of ROW_COLUMNS.
 
         ``jsonb_extra``: the extra column is jsonb (version byte 1 before the text) rather than text.
+        Built once per block and flag (the decoding thread builds it ahead: ``ingest.writer.prepare``).
         """
+        found = self.cache.get(("copy", jsonb_extra))
+        if found is None:
+            found = self.cache[("copy", jsonb_extra)] = self._copy_bytes(jsonb_extra)
+        return found
+
+    def _copy_bytes(self, jsonb_extra: bool) -> bytes:
         n = len(self)
         # per key: field count, then site and machine as length-prefixed text
         blobs = []

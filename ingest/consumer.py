@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, Partition, shared
+from ingest.topics import BIRTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER, Partition, shared, site_filters
 from sitepulse.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ class LeanClient(mqtt.Client):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # paho keeps the packet being read in _in_packet and calls _handle_publish for a PUBLISH
-        # (2.0-2.2); if a later paho changes that, this override is simply never used.
+        # paho keeps the packet being read in _in_packet and calls _handle_publish for a PUBLISH (2.0-2.2);
+        # pyproject.toml pins paho to 2.2.x and tests/ingest/test_paho_contract.py fails loudly if these change.
         self._lean_ok = all(hasattr(self, name) for name in ("_in_packet", "_protocol", "_manual_ack"))
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
@@ -136,6 +136,11 @@ class MqttConsumer:
     ``partitions``: each session receives every message, and messages of machines another worker owns are
     queued with payload None, so the worker acknowledges them unread in arrival order; the owner's own
     session holds its copy until the owner has committed it.
+
+    ``sites`` (site-routed mode, ``SITEPULSE_INGEST_SITES``): the session subscribes to those sites' topics
+    only, so the broker gives each site's messages to one worker; the other listed sites' filters and the
+    wildcard ones are unsubscribed (left over from an earlier assignment), and a message of another site that
+    still arrives is acknowledged unread like another partition's.
     """
 
     def __init__(
@@ -149,7 +154,11 @@ class MqttConsumer:
         partitions: tuple[Partition, ...] = (),
         high_water: int = 200_000,
         extra_filters: tuple[str, ...] = (),
+        sites: tuple[str, ...] | None = None,
+        other_sites: tuple[str, ...] = (),
     ) -> None:
+        if sites is not None and (share_group or partitions):
+            raise ConfigError("SITEPULSE_INGEST_SITES", "routes sites to workers itself; unset SITEPULSE_INGEST_SHARED")
         if any(p.count <= 1 for p in partitions):  # "0/1" owns everything
             partitions = ()
         if share_group and partitions:
@@ -160,6 +169,10 @@ class MqttConsumer:
         self.share_group = share_group
         self.partitions = partitions  # stores what any of them owns
         self.extra_filters = extra_filters  # decoders' topics (decoders/README.md), subscribed plainly
+        self.sites = sites  # site-routed mode: the sites this session subscribes to (None: every site)
+        self.other_sites = other_sites  # the listed sites of other workers, unsubscribed at connect
+        self._own_sites = frozenset(sites) if sites is not None else None
+        self._filters: list[str] = []  # what the last SUBSCRIBE asked for, in order (for SUBACK reasons)
         self.skipped = 0  # messages of another partition, acknowledged unread
         self.high_water = high_water
         self.protocol = protocol
@@ -274,9 +287,19 @@ class MqttConsumer:
         if self.version is not None:
             self.reconnects += 1
             log.info("MQTT reconnected (session present: %s)", flags.session_present)
-        telemetry = shared(TELEMETRY_FILTER, self.share_group) if self.share_group else TELEMETRY_FILTER
-        client.subscribe([(telemetry, 1), (BIRTH_FILTER, 1), (STATUS_FILTER, 1),
-                          *((f, 1) for f in self.extra_filters)])
+        if self.sites is not None:
+            native = [f for site in self.sites for f in site_filters(site)]
+            others = [f for site in self.other_sites for f in site_filters(site)]
+            stale = [f for f in (TELEMETRY_FILTER, BIRTH_FILTER, STATUS_FILTER, *others) if f not in self.extra_filters]
+            client.unsubscribe(stale)  # no subscription to remove is fine (reason 0x11)
+        else:
+            telemetry = shared(TELEMETRY_FILTER, self.share_group) if self.share_group else TELEMETRY_FILTER
+            native = [telemetry, BIRTH_FILTER, STATUS_FILTER]
+        self._filters = [*native, *self.extra_filters]
+        if self._filters:
+            client.subscribe([(f, 1) for f in self._filters])
+        else:
+            log.warning("no site of SITEPULSE_INGEST_SITES falls to this worker: it subscribes to nothing")
         self._connected.set()
 
     def _on_disconnect(
@@ -291,9 +314,7 @@ class MqttConsumer:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: list, properties: Any
     ) -> None:
-        if reasons and reasons[0].is_failure and not self.share_group:
-            log.warning("broker refused the subscription to %s (%s)", TELEMETRY_FILTER, reasons[0])
-        elif reasons and reasons[0].is_failure:
+        if reasons and reasons[0].is_failure and self.share_group and len(reasons) == len(self._filters):
             log.warning(
                 "broker refused the shared subscription (%s); subscribing to %s directly,"
                 " so run one worker only",
@@ -301,10 +322,15 @@ class MqttConsumer:
                 TELEMETRY_FILTER,
             )
             client.subscribe(TELEMETRY_FILTER, 1)
-        for topic_filter, reason in zip(self.extra_filters, reasons[3:], strict=False):  # the decoders' routes
+            reasons = reasons[1:]
+            filters = self._filters[1:]
+        else:
+            filters = self._filters
+        extra = set(self.extra_filters)
+        for topic_filter, reason in zip(filters, reasons, strict=False):
             if reason.is_failure:
-                log.warning("broker refused the subscription to %s (%s): its decoder route receives nothing",
-                            topic_filter, reason)
+                log.warning("broker refused the subscription to %s (%s)%s", topic_filter, reason,
+                            ": its decoder route receives nothing" if topic_filter in extra else "")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -316,8 +342,10 @@ class MqttConsumer:
     def _intake(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if not self._intake_open:
             return
-        parts = self.partitions
-        if parts and not any(p.owns(topic) for p in parts):
+        parts, own_sites = self.partitions, self._own_sites
+        if (parts and not any(p.owns(topic) for p in parts)) or (
+            own_sites is not None and topic.startswith("sites/") and topic.split("/", 2)[1] not in own_sites
+        ):
             self.skipped += 1
             self.inbox.put((topic, None, mid, qos, self._epoch, time.time()))
         else:

@@ -60,6 +60,31 @@ def parse_partitions(text: str) -> tuple[Partition, ...]:
     return tuple(Partition(index, count) for index, count in partition_spec(text))
 
 
+def site_filters(site_id: str) -> tuple[str, str, str]:
+    """The telemetry, birth and status filters of one site (what a site-routed worker subscribes to)."""
+    return tuple(f"sites/{site_id}/machines/+/{kind}" for kind in KINDS)  # type: ignore[return-value]
+
+
+def assigned_sites(sites_text: str, partitions: tuple[Partition, ...]) -> tuple[str, ...]:
+    """The sites of ``SITEPULSE_INGEST_SITES`` a worker subscribes to: positions INDEX, INDEX+COUNT, ... of the list.
+
+    By position, not by hash, so N workers take sites evenly (a hash of 8 sites over 2 workers can give 6 and 2).
+    With ``i/N,i/M`` (while the number of workers changes) the worker takes what either rule gives it. No
+    partition: every site. ValueError with a readable reason for an id that is not a topic level.
+    """
+    sites = [s.strip() for s in sites_text.split(",") if s.strip()]
+    if not sites:
+        raise ValueError("names no site")
+    for site in sites:
+        if not ID_PATTERN.fullmatch(site):
+            raise ValueError(f"site id {site[:80]!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
+    if len(set(sites)) != len(sites):
+        raise ValueError("names a site twice")
+    if not partitions:
+        return tuple(sites)
+    return tuple(s for i, s in enumerate(sites) if any(p.count <= 1 or i % p.count == p.index for p in partitions))
+
+
 def owner(topic: str, count: int) -> int:
     """Which of ``count`` partitioned workers owns a message: crc32 of its site and machine levels mod count.
 

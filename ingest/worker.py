@@ -15,8 +15,8 @@ from ingest.amqp import setup as amqp_setup
 from ingest.consumer import Inbound, MqttConsumer
 from ingest.contract import Decoded, Decoder
 from ingest.metrics import IngestCounters, save_counters, worker_identity
-from ingest.topics import parse_partitions
-from ingest.writer import DatabaseUnavailable, TelemetryWriter, WriteResult
+from ingest.topics import assigned_sites, parse_partitions
+from ingest.writer import DatabaseUnavailable, TelemetryWriter, Turn, WriteResult, prepare
 from sitepulse import memtrace
 from sitepulse.errors import ConfigError
 from sitepulse.settings import Settings
@@ -29,6 +29,7 @@ LOG_EVERY_S = 30.0
 STOP_GRACE_S = 10.0  # how long a stopping worker keeps retrying an unreachable database
 RETRY_MAX_S = 5.0
 SHARE_GROUP = "sitepulse-ingest"
+COMMITTERS = 2  # database connections per worker, writing consecutive batches side by side
 
 
 def _require(settings: Settings) -> tuple[str, str]:
@@ -59,19 +60,31 @@ class IngestWorker:
                 raise ConfigError("SITEPULSE_DECODERS_FILE", "has MQTT routes, which the RabbitMQ ingest mode"
                                   " (SITEPULSE_INGEST_AMQP_URL) does not carry; use MQTT ingest for them")
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
-        self.writer = TelemetryWriter(database_url)
+        self.writer = TelemetryWriter(database_url)  # also the connection stats are saved on
+        self.writers = [self.writer, *(TelemetryWriter(database_url) for _ in range(COMMITTERS - 1))]
         partitions = parse_partitions(settings.ingest_partition) if settings.ingest_partition else ()
         self.consumer: MqttConsumer | AmqpConsumer
         if settings.ingest_amqp_url is not None:  # mqtt_url is the AMQP URL here
+            if settings.ingest_sites:
+                raise ConfigError("SITEPULSE_INGEST_SITES", "is for MQTT ingest; RabbitMQ queues split the stream")
             # a separately started worker i/N consumes queue i of N; under --workers N the index is its own
             queue_index, queues = (partitions[0].index, partitions[0].count) if partitions else (
                 index, settings.ingest_amqp_queues)
             self.consumer = AmqpConsumer(mqtt_url, queue_index, queues, self.inbox)
         else:
+            sites, other_sites = None, ()
+            if settings.ingest_sites:  # the broker routes sites to workers: no partition filtering here
+                try:
+                    sites = assigned_sites(settings.ingest_sites, partitions)
+                    other_sites = tuple(s for s in assigned_sites(settings.ingest_sites, ()) if s not in sites)
+                except ValueError as exc:
+                    raise ConfigError("SITEPULSE_INGEST_SITES", str(exc)) from None
+                partitions = ()
             self.consumer = MqttConsumer(mqtt_url, f"{settings.ingest_client_id}-{index}", self.inbox,
                                          protocol=protocol, share_group=SHARE_GROUP if settings.ingest_shared else None,
                                          partitions=partitions,
-                                         extra_filters=self.front.topic_filters if self.front else ())
+                                         extra_filters=self.front.topic_filters if self.front else (),
+                                         sites=sites, other_sites=other_sites)
         self.worker_id = worker_identity(index)
         self.counters = IngestCounters()
         self._last_stats = self._last_log = time.monotonic()
@@ -87,41 +100,72 @@ class IngestWorker:
             self.consumer.stop()
             self._save_stats(force=True)
             log.info("ingest worker %s stopped: %s", self.worker_id, self.counters.summary())
-            self.writer.close()
+            for writer in self.writers:
+                writer.close()
 
     def _pipeline(self) -> None:
-        """Decode in this thread while a committer thread writes the previous batch.
+        """Decode in this thread while committer threads write the previous batches.
 
-        The hand-off holds one batch, so at most three are in memory (committing, waiting,
-        being decoded); batches are committed and acked in arrival order by the one committer,
-        and all database work (writes, retries, stats) happens in that thread.
+        ``COMMITTERS`` threads, each with its own database connection, take batches from a hand-off
+        of one, so PostgreSQL copies one batch while the previous one commits (one connection left
+        the server idle between them); at most COMMITTERS + 2 batches are in memory. Acks still go
+        out in arrival order: a batch is acknowledged (and counted) only after every earlier batch,
+        which the AMQP mode's multiple-ack needs too. Stats are saved by the first committer on its
+        own connection.
         """
-        handoff: queue.Queue[tuple[Decoded, list[Inbound]] | None] = queue.Queue(maxsize=1)
+        handoff: queue.Queue[tuple[int, Decoded, list[Inbound]] | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
         gave_up = threading.Event()  # stopping with the database down: leave the rest unacked
+        turn = threading.Condition()
+        next_ack = [0]  # sequence number of the batch whose turn it is to be acknowledged
 
-        def commit_loop() -> None:
+        def turn_of(seq: int) -> Turn:
+            def wait(timeout: float | None) -> bool:
+                """Until batch ``seq`` is next to commit (or a committer failed); False if timed out."""
+                with turn:
+                    return bool(turn.wait_for(lambda: next_ack[0] == seq or failure, timeout))
+            return wait
+
+        def commit_loop(writer: TelemetryWriter, first: bool) -> None:
             try:
                 while True:
                     try:
                         item = handoff.get(timeout=0.25)
                     except queue.Empty:
-                        self._periodic()
+                        if first:
+                            self._periodic()
                         continue
                     if item is None:
                         return
-                    if not gave_up.is_set() and not self._commit(*item):
-                        gave_up.set()
-                    self._periodic()
+                    seq, batch, pending = item
+                    my_turn = turn_of(seq)
+                    result = None if gave_up.is_set() else self._store(writer, batch, pending, my_turn)
+                    with turn:
+                        my_turn(None)
+                        if result is None:
+                            gave_up.set()
+                        elif not gave_up.is_set():
+                            self._count(batch, pending, result, self.consumer.ack(pending))
+                        next_ack[0] = seq + 1
+                        turn.notify_all()
+                    if first:
+                        self._periodic()
             except BaseException as exc:  # surfaced in the decoding thread
-                failure.append(exc)
-                gave_up.set()
+                with turn:
+                    failure.append(exc)
+                    gave_up.set()
+                    turn.notify_all()
 
-        committer = threading.Thread(target=commit_loop, name=f"ingest-commit-{self.worker_id}", daemon=True)
-        committer.start()
+        committers = [
+            threading.Thread(target=commit_loop, args=(writer, k == 0), name=f"ingest-commit-{self.worker_id}-{k}",
+                             daemon=True)
+            for k, writer in enumerate(self.writers)
+        ]
+        for committer in committers:
+            committer.start()
 
-        def hand_off(item: tuple[Decoded, list[Inbound]] | None) -> bool:
-            while committer.is_alive():
+        def hand_off(item: tuple[int, Decoded, list[Inbound]] | None) -> bool:
+            while any(c.is_alive() for c in committers):
                 try:
                     handoff.put(item, timeout=0.25)
                     return True
@@ -132,8 +176,10 @@ class IngestWorker:
         try:
             self._decode_loop(hand_off, gave_up)
         finally:
-            hand_off(None)
-            committer.join()
+            for _ in committers:
+                hand_off(None)
+            for committer in committers:
+                committer.join()
         if failure:
             raise failure[0]
 
@@ -142,6 +188,7 @@ class IngestWorker:
         pending: list[Inbound] = []
         decode_into, get = (self.front or self.decoder).decode_into, self.inbox.get
         fromtimestamp = datetime.fromtimestamp
+        seq = 0
         while not gave_up.is_set():
             stopping = self.stop_event.is_set()
             if stopping:
@@ -167,32 +214,31 @@ class IngestWorker:
                 pending.append(item)
                 if item[1] is not None:
                     decode_into(batch, item[0], item[1], fromtimestamp(item[5], UTC))
-            batch.finish()  # column checks here, so the committer thread only writes
-            if not hand_off((batch, pending)):
+            batch.finish()  # column checks and the COPY stream here, so the committer threads only write
+            prepare(batch)
+            if not hand_off((seq, batch, pending)):
                 return
+            seq += 1
             batch = Decoded()
             pending = []
 
-    def _commit(self, batch: Decoded, pending: list[Inbound]) -> bool:
-        """Write with retries; ack only after commit. False if stopping while the database is down."""
+    def _store(self, writer: TelemetryWriter, batch: Decoded, pending: list[Inbound], turn: Turn) -> WriteResult | None:
+        """Write with retries. None if stopping while the database is down (the batch stays unacked)."""
         delay = 0.2
         give_up = None
         if not (len(batch.block()) or batch.rejects or batch.births or batch.statuses):
-            # only other partitions' messages: nothing to store, acknowledge them in order
-            self._count(batch, pending, WriteResult(), self.consumer.ack(pending))
-            return True
+            return WriteResult()  # only other partitions' messages: nothing to store, acknowledge them in order
         while True:
             try:
-                result = self.writer.write(batch)
-                break
+                return writer.write(batch, turn)
             except (*DatabaseUnavailable, ConfigError) as exc:  # ConfigError: reconnect refused
                 self.counters.db_errors += 1
-                self.writer.close()
+                writer.close()
                 if self.stop_event.is_set():
                     give_up = give_up or time.monotonic() + STOP_GRACE_S
                     if time.monotonic() > give_up:
                         log.warning("stopping with %d messages not stored; the broker re-delivers them", len(pending))
-                        return False
+                        return None
                 log.warning(
                     "database unavailable (%s); not acking %d messages, retrying in %.1fs",
                     str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
@@ -201,9 +247,6 @@ class IngestWorker:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        acked = self.consumer.ack(pending)
-        self._count(batch, pending, result, acked)
-        return True
 
     def _count(self, batch: Decoded, pending: list[Inbound], result: WriteResult, acked: int) -> None:
         c = self.counters

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         " persistent subscription, and stores the machines whose crc32(site/machine) mod COUNT is INDEX;"
         " `--workers N` sets it for its N workers. While COUNT changes, INDEX/COUNT,INDEX/NEW stores both"
         " (docs/DEPLOYMENT.md)")
+    ingest_sites: str | None = Field(
+        None, description="comma-separated site ids, the same list for every worker: worker INDEX/COUNT subscribes"
+        " to the sites at positions INDEX, INDEX+COUNT, ... only (sites/{site}/machines/+/...), so the broker"
+        " routes each site's messages to one worker's persistent session (docs/DEPLOYMENT.md)")
     ingest_amqp_url: SecretStr | None = Field(
         None, description="amqp://user:pass@host:5672/vhost: ingest from RabbitMQ queues instead of MQTT subscriptions"
         " (devices publish MQTT to RabbitMQ's MQTT plugin; a consistent-hash exchange gives each machine's messages"
