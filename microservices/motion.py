@@ -173,17 +173,18 @@ def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings:
     return (enough & (share >= share_needed)) | (~enough & agrees)
 
 
-def _frozen(key: np.ndarray, values: np.ndarray, settings: MotionSettings) -> np.ndarray:
-    """Per sample: the reported value repeated exactly from the sample before in nearly all of the trust window."""
+def _frozen(key: np.ndarray, values: np.ndarray, checked: np.ndarray, settings: MotionSettings) -> np.ndarray:
+    """Per sample: while the track moved, the reported value repeated exactly from the sample before in nearly
+    all of the trust window's checks (a live compass on a moving machine changes by tenths at least)."""
     n = len(key)
     if n < 2:
         return np.zeros(n, bool)
     same_group = np.r_[False, (key[1:] >> 43) == (key[:-1] >> 43)]
-    repeated = same_group & np.r_[False, values[1:] == values[:-1]]
+    repeated = checked & same_group & np.r_[False, values[1:] == values[:-1]]
     lo = np.searchsorted(key, key - int(round(settings.trust_window_s * 1000)), side="left")
-    c_rep = np.r_[0, np.cumsum(repeated)]
+    c_rep, c_checked = np.r_[0, np.cumsum(repeated)], np.r_[0, np.cumsum(checked)]
     hi = np.arange(1, n + 1)
-    count = hi - lo
+    count = c_checked[hi] - c_checked[lo]
     return (count >= settings.trust_min_checks) & (c_rep[hi] - c_rep[lo] >= settings.trust_share * count)
 
 
@@ -214,9 +215,10 @@ def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, head
     trusted = np.ones(len(heading_r), bool)
     if key is not None:
         trusted = _trusted(key, heading_checked, heading_agrees, settings, settings.trust_share)
-        # a frozen reading (unchanged through the trust window) is not used the moment it disagrees: it agreed
-        # only while the machine happened to drive that way, and would steer predictions wrong through turns
-        trusted &= ~(_frozen(key, heading_r, settings) & heading_checked & ~heading_agrees)
+        # a frozen reading (unchanged through the trust window's checks while moving) is not used while the track
+        # can be checked, even where it agrees: a value stuck within the tolerance of the road's direction (14 deg
+        # off on a straight road) would steer dead reckoning, the jump gate and predictions off by metres
+        trusted &= ~(_frozen(key, heading_r, heading_checked, settings) & heading_checked)
     # judged over the window, a trusted heading is used through turns (where the causal track lags) and when
     # slow; without evidence the track's motion is used (none at all where the track has no step yet)
     heading_used = np.isfinite(heading_r) & trusted & (heading_agrees | ~fast | (key is not None))
