@@ -40,6 +40,7 @@ from microservices.checkpoints import (
     save_checkpoint,
     snapshot_before,
 )
+from microservices.clock import corrected_clocks
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse import heap
 from sitepulse.errors import SitePulseError
@@ -289,7 +290,7 @@ class ServiceHost:
         site = load_site(conn, site_id)
         batch = Batch(
             site_id=site_id,
-            telemetry=rows,
+            telemetry=rows if getattr(service, "device_time", False) else corrected_clocks(rows),
             site=site,
             machines=site_machines(conn, site_id, site.machines if site else []),
             read=lambda query, params=None: _read_frame(conn, query, params),
