@@ -73,3 +73,36 @@ def test_a_fleet_without_a_clock_ahead_costs_nothing() -> None:
     assert corrected_clocks(telemetry) is telemetry
     no_arrival = telemetry.assign(received_at=pd.NaT)
     assert corrected_clocks(no_arrival) is no_arrival
+
+
+def test_the_runner_hands_services_corrected_times_and_the_health_check_the_devices_own(runner_db: str) -> None:
+    """Through the real runner and database: stored samples of a clock 30 s ahead of their arrival."""
+    import psycopg
+    from conftest import enable
+    from sample_services import RunningCount
+
+    from ingest.partitions import Partitions
+    from microservices.runner import ServiceHost
+    from microservices.testing import catch_up_fully
+
+    class DeviceTimeCount(RunningCount):
+        device_time = True
+
+    samples = pd.concat([_machine("AHEAD", 120, 30.0, 0.2), _machine("GOOD", 120, 0.0, 0.2, seed=2)])
+    rows = [(site, m, ts, int(seq), 1000.0, rec) for site in ("corrected", "device")
+            for m, ts, seq, rec in samples[["machine_id", "ts", "seq", "received_at"]].itertuples(index=False)]
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        Partitions(enabled=True).ensure(conn, samples["ts"].min(), samples["ts"].max())
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO telemetry (site_id, machine_id, ts, seq, payload_kg, received_at) "
+                            "VALUES (%s, %s, %s, %s, %s, %s)", rows)
+        for site, service in (("corrected", RunningCount()), ("device", DeviceTimeCount())):
+            enable(conn, site, "running-count")
+            catch_up_fully(conn, ServiceHost(service), [site])
+        seen = {site: pd.DataFrame(conn.execute(
+            "SELECT machine_id, seq, ts FROM running_count.samples WHERE site_id = %s ORDER BY 1, 2",
+            (site,)).fetchall(), columns=["machine_id", "seq", "ts"]) for site in ("corrected", "device")}
+    truth = samples.sort_values(["machine_id", "seq"]).reset_index(drop=True)
+    for site, expected in (("corrected", truth["true"]), ("device", truth["ts"])):
+        error = (pd.to_datetime(seen[site]["ts"], utc=True) - expected).dt.total_seconds()
+        assert len(error) == 240 and error.abs().max() < 0.6, site
