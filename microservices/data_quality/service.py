@@ -312,7 +312,7 @@ class DataQuality(Service):
             if pending is None or pending[0] != verdict.status:
                 pending = [verdict.status, 0, start_ms]
             pending[1] += 1
-            if pending[1] < settings.confirm_bins:
+            if pending[1] < settings.confirm_bins and not verdict.windowed:
                 run[sensor] = pending
                 continue
             run.pop(sensor, None)
