@@ -277,7 +277,7 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     the speed checks of the trust window; nothing already judged is computed again, and batches split
     anywhere give the same speeds."""
     settings = settings or MotionSettings()
-    if carried.get("v") != 2:
+    if carried.get("v") != 3:
         carried = {}
     machine = np.asarray(machine, object)
     n_new = len(machine)
@@ -287,12 +287,17 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     step_m = np.repeat(fix_m, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64))
     check_m = np.repeat(fix_m, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64))
     new_m = names.get_indexer(machine)
+    # carried times are ms before the machine's newest fix; a check packs its time and verdict in one int
+    fix_t = np.asarray(carried.get("ft", []), np.int64)
+    step_t = np.repeat(fix_t, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64)) - np.asarray(
+        carried.get("st", []), np.int64)
+    packed = np.asarray(carried.get("c", []), np.int64)
+    check_t = np.repeat(fix_t, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64)) - packed // 2
     # one row per carried step (kind 0), carried last fix (1), new sample (2); sorted by machine, time, kind
     n_s, n_f = len(step_m), len(fix_m)
     kind = np.r_[np.zeros(n_s, np.int8), np.ones(n_f, np.int8), np.full(n_new, 2, np.int8)]
     group = np.r_[step_m, fix_m, new_m].astype(np.int64)
-    t = np.r_[np.asarray(carried.get("st", []), np.int64), np.asarray(carried.get("ft", []), np.int64),
-              np.asarray(t_ms, np.int64)]
+    t = np.r_[step_t, fix_t, np.asarray(t_ms, np.int64)]
     nan_s = np.full(n_s, np.nan)
     xs = np.r_[nan_s, np.asarray(carried.get("fx", []), float), np.round(np.asarray(x, float), 3)]
     ys = np.r_[nan_s, np.asarray(carried.get("fy", []), float), np.round(np.asarray(y, float), 3)]
@@ -315,10 +320,10 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     agrees_now = checked & (np.abs(speed_r - track_kmh) <= tol)
     # the checks of the trust window: carried ones (each checked) before the new samples'
     n_c = len(check_m)
-    c_key = np.r_[check_m.astype(np.int64) * _KEY_SPAN + np.asarray(carried.get("ct", []), np.int64), key[new]]
+    c_key = np.r_[check_m.astype(np.int64) * _KEY_SPAN + check_t, key[new]]
     c_order = np.lexsort((np.r_[np.zeros(n_c, np.int8), np.ones(int(new.sum()), np.int8)], c_key))
     c_checked = np.r_[np.ones(n_c, bool), checked][c_order]
-    c_agrees = np.r_[np.asarray(carried.get("ca", []), bool), agrees_now][c_order]
+    c_agrees = np.r_[(packed % 2).astype(bool), agrees_now][c_order]
     trusted = np.empty(len(c_key), bool)
     trusted[c_order] = _trusted(c_key[c_order], c_checked, c_agrees, settings, settings.speed_trust_share)
     agrees = checked & trusted[n_c:]
@@ -346,9 +351,12 @@ def _carry(names: pd.Index, group: np.ndarray, t: np.ndarray, kind: np.ndarray, 
     c_group, c_t = c_key >> 43, c_key & (_KEY_SPAN - 1)
     checks = c_checked & (c_t > newest[c_group] - int(round(settings.trust_window_s * 1000)))
     f = last[has]
-    return {"v": 2, "ids": names[has].tolist(), "ft": t[f].tolist(), "fx": xs[f].tolist(), "fy": ys[f].tolist(),
+    fix_t = np.zeros(machines, np.int64)
+    fix_t[has] = t[f]
+    # times as ms before the machine's newest fix (short in JSON); a check as that * 2 + its verdict
+    return {"v": 3, "ids": names[has].tolist(), "ft": t[f].tolist(), "fx": xs[f].tolist(), "fy": ys[f].tolist(),
             "sn": np.bincount(group[steps], minlength=machines)[has].tolist(),
-            "st": t[steps].tolist(), "sx": sx[steps].tolist(), "sy": sy[steps].tolist(),
+            "st": (fix_t[group[steps]] - t[steps]).tolist(), "sx": sx[steps].tolist(), "sy": sy[steps].tolist(),
             "so": odd[steps].astype(int).tolist(),
             "cn": np.bincount(c_group[checks], minlength=machines)[has].tolist(),
-            "ct": c_t[checks].tolist(), "ca": c_agrees[checks].astype(int).tolist()}
+            "c": ((fix_t[c_group[checks]] - c_t[checks]) * 2 + c_agrees[checks]).tolist()}

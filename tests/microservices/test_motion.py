@@ -70,4 +70,4 @@ def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() ->
     np.testing.assert_allclose(np.concatenate(parts), whole)
     # what is carried is what the next samples need, not a tail to compute again: the newest fix, the steps of
     # the 5-s track window and the speed checks of the 20-s trust window
-    assert tails["ft"] == [int(t[-1])] and len(tails["st"]) <= 5 and len(tails["ct"]) <= 20
+    assert tails["ft"] == [int(t[-1])] and len(tails["st"]) <= 5 and len(tails["c"]) <= 20
