@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 _KEY_SPAN = np.int64(1) << np.int64(43)  # ms; (group, t) packs into one sortable int64
@@ -94,17 +95,20 @@ def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs((np.asarray(a, float) - np.asarray(b, float) + 180.0) % 360.0 - 180.0)
 
 
-def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int) -> np.ndarray:
-    """Median of ``values`` over each sample's own earlier ``window_ms`` (same group), NaN ignored."""
+def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int, at: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """Median of ``values`` over each sample's own earlier ``window_ms`` (same group), NaN ignored; with ``at``
+    (a mask) only at those samples (NaN elsewhere)."""
     n = len(key)
     out = np.full(n, np.nan)
-    if n == 0:
+    index = np.arange(n) if at is None else np.flatnonzero(at)
+    if len(index) == 0:
         return out
-    lo = np.searchsorted(key, key - window_ms, side="left")
-    index = np.arange(n)
-    reach = int((index - lo).max()) if n else 0
+    lo = np.full(n, 0, np.int64)
+    lo[index] = np.searchsorted(key, key[index] - window_ms, side="left")
+    reach = int((index - lo[index]).max())
     offsets = np.arange(-reach, 1)
-    for start in range(0, n, _BLOCK):
+    for start in range(0, len(index), _BLOCK):
         rows = index[start:start + _BLOCK]
         j = rows[:, None] + offsets[None, :]
         valid = j >= lo[rows, None]
@@ -123,9 +127,17 @@ def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarra
     """Velocity over ground (m/s east, north) from the fixes before each sample: the component-wise median of
     the step velocities in the window. NaN where no step is usable (first fix, gaps, no position)."""
     t = np.asarray(t, np.int64)
+    if len(t) < 2:
+        return np.full(len(t), np.nan), np.full(len(t), np.nan)
+    sx, sy = _steps(group, t, x, y, settings)
+    vx, vy, _ = _velocity(np.asarray(group, np.int64) * _KEY_SPAN + t, sx, sy, settings)
+    return vx, vy
+
+
+def _steps(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, settings: MotionSettings
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Each fix's step velocity from the previous fix of its machine (m/s); NaN for no step or a GNSS spike."""
     n = len(t)
-    if n < 2:
-        return np.full(n, np.nan), np.full(n, np.nan)
     finite = np.isfinite(x) & np.isfinite(y)
     # a step is between a fix and the previous finite fix of the same machine, at most max_step_s before
     index = np.where(finite, np.arange(n), -1)
@@ -137,23 +149,32 @@ def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarra
     with np.errstate(invalid="ignore"):
         sx = np.where(ok, (x - x[p]) / dt, np.nan)
         sy = np.where(ok, (y - y[p]) / dt, np.nan)
-    step = np.hypot(sx, sy)
-    fast = step * 3.6 > settings.max_speed_kmh
+    fast = np.hypot(sx, sy) * 3.6 > settings.max_speed_kmh
     sx[fast], sy[fast] = np.nan, np.nan
-    key = np.asarray(group, np.int64) * _KEY_SPAN + t
+    return sx, sy
+
+
+def _velocity(key: np.ndarray, sx: np.ndarray, sy: np.ndarray, settings: MotionSettings,
+              odd_known: np.ndarray | None = None, at: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Track velocity from the step velocities (rows sorted by ``key``), and which steps were a jump's edge.
+    ``odd_known``: that verdict where already made (1/0, -1 unknown); ``at``: compute only there."""
+    step = np.hypot(sx, sy)
     window = int(round(settings.track_window_s * 1000))
     # a step into or out of a GNSS jump is far faster or slower than the steps around it: left out, so the
     # short window that follows turns closely is not thrown by jumps
-    typical = _causal_median(key, np.where(fast, np.nan, step), window)
+    typical = _causal_median(key, step, window, at)
     odd = np.abs(step - typical) * 3.6 > settings.step_tolerance_kmh + settings.step_tolerance_share * typical * 3.6
+    if odd_known is not None:
+        odd = np.where(odd_known >= 0, odd_known > 0, odd)
     kx, ky = np.where(odd, np.nan, sx), np.where(odd, np.nan, sy)
     short = int(round(settings.predict_window_s * 1000))
-    vx, vy = _causal_median(key, kx, short), _causal_median(key, ky, short)
-    fallback = ~np.isfinite(vx)
+    vx, vy = _causal_median(key, kx, short, at), _causal_median(key, ky, short, at)
+    fallback = ~np.isfinite(vx) if at is None else ~np.isfinite(vx) & at
     if fallback.any():
-        wx, wy = _causal_median(key, sx, window), _causal_median(key, sy, window)
+        wx, wy = _causal_median(key, sx, window, fallback), _causal_median(key, sy, window, fallback)
         vx, vy = np.where(fallback, wx, vx), np.where(fallback, wy, vy)
-    return vx, vy
+    return vx, vy, odd
 
 
 def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings: MotionSettings,
@@ -173,17 +194,18 @@ def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings:
     return (enough & (share >= share_needed)) | (~enough & agrees)
 
 
-def _frozen(key: np.ndarray, values: np.ndarray, settings: MotionSettings) -> np.ndarray:
-    """Per sample: the reported value repeated exactly from the sample before in nearly all of the trust window."""
+def _frozen(key: np.ndarray, values: np.ndarray, checked: np.ndarray, settings: MotionSettings) -> np.ndarray:
+    """Per sample: while the track moved, the reported value repeated exactly from the sample before in nearly
+    all of the trust window's checks (a live compass on a moving machine changes by tenths at least)."""
     n = len(key)
     if n < 2:
         return np.zeros(n, bool)
     same_group = np.r_[False, (key[1:] >> 43) == (key[:-1] >> 43)]
-    repeated = same_group & np.r_[False, values[1:] == values[:-1]]
+    repeated = checked & same_group & np.r_[False, values[1:] == values[:-1]]
     lo = np.searchsorted(key, key - int(round(settings.trust_window_s * 1000)), side="left")
-    c_rep = np.r_[0, np.cumsum(repeated)]
+    c_rep, c_checked = np.r_[0, np.cumsum(repeated)], np.r_[0, np.cumsum(checked)]
     hi = np.arange(1, n + 1)
-    count = hi - lo
+    count = c_checked[hi] - c_checked[lo]
     return (count >= settings.trust_min_checks) & (c_rep[hi] - c_rep[lo] >= settings.trust_share * count)
 
 
@@ -214,9 +236,10 @@ def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, head
     trusted = np.ones(len(heading_r), bool)
     if key is not None:
         trusted = _trusted(key, heading_checked, heading_agrees, settings, settings.trust_share)
-        # a frozen reading (unchanged through the trust window) is not used the moment it disagrees: it agreed
-        # only while the machine happened to drive that way, and would steer predictions wrong through turns
-        trusted &= ~(_frozen(key, heading_r, settings) & heading_checked & ~heading_agrees)
+        # a frozen reading (unchanged through the trust window's checks while moving) is not used while the track
+        # can be checked, even where it agrees: a value stuck within the tolerance of the road's direction (14 deg
+        # off on a straight road) would steer dead reckoning, the jump gate and predictions off by metres
+        trusted &= ~(_frozen(key, heading_r, heading_checked, settings) & heading_checked)
     # judged over the window, a trusted heading is used through turns (where the causal track lags) and when
     # slow; without evidence the track's motion is used (none at all where the track has no step yet)
     heading_used = np.isfinite(heading_r) & trusted & (heading_agrees | ~fast | (key is not None))
@@ -246,34 +269,94 @@ def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.nda
 
 
 def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                      tail: dict[str, list], settings: MotionSettings | None = None
+                      carried: dict[str, list], settings: MotionSettings | None = None
                       ) -> tuple[np.ndarray, dict[str, list]]:
     """Speed per sample for services that need only speed: the reported one while it agrees with the track,
-    else the track's. Rows sorted by (machine, time); ``tail`` carries every machine's last seconds of fixes
-    and reported speeds between calls (flat JSON lists), so batches split anywhere give the same speeds."""
+    else the track's. Rows sorted by (machine, time). ``carried`` holds, per machine, what the next samples
+    need of the earlier ones (flat JSON lists): the last fix, the step velocities of the track window and
+    the speed checks of the trust window; nothing already judged is computed again, and batches split
+    anywhere give the same speeds."""
     settings = settings or MotionSettings()
-    keep_ms = int(round((settings.trust_window_s + settings.track_window_s + settings.max_step_s) * 1000))
-    carried_m = np.repeat(np.asarray(tail.get("ids", []), object), np.asarray(tail.get("n", []), np.int64))
-    carried_s = np.asarray(tail.get("s", []), float)
-    all_m = np.concatenate([carried_m, np.asarray(machine, object)])
-    all_t = np.concatenate([np.asarray(tail.get("t", []), np.int64), np.asarray(t_ms, np.int64)])
-    new = np.r_[np.zeros(len(carried_m), bool), np.ones(len(machine), bool)]
-    order = np.lexsort((~new, all_t, all_m))  # per machine by time; a carried row before a new one at a tie
-    all_m, all_t, new = all_m[order], all_t[order], new[order]
-    # positions in mm, as carried; a carried speed below 0 stands for a missing one
-    xs = np.concatenate([np.asarray(tail.get("x", []), float), np.round(np.asarray(x, float), 3)])[order]
-    ys = np.concatenate([np.asarray(tail.get("y", []), float), np.round(np.asarray(y, float), 3)])[order]
-    ss = np.concatenate([np.where(carried_s < 0, np.nan, carried_s), np.asarray(speed_kmh, float)])[order]
-    ids, group = np.unique(all_m, return_inverse=True)
-    tvx, tvy = track_velocity(group, all_t, xs, ys, settings)
-    fused = fuse(tvx, tvy, ss, np.full(len(ss), np.nan), settings,
-                 group.astype(np.int64) * _KEY_SPAN + all_t).speed_kmh
-    out = np.empty(len(machine))
-    out[order[new] - len(carried_m)] = fused[new]
-    bounds = np.searchsorted(group, np.arange(len(ids) + 1))
-    newest = np.repeat(np.maximum.reduceat(all_t, bounds[:-1]) if len(all_t) else all_t, np.diff(bounds))
-    keep = (all_t > newest - keep_ms) & np.isfinite(xs) & np.isfinite(ys)  # a sample without a fix is no step
-    counts = np.bincount(group[keep], minlength=len(ids))
-    return out, {"ids": ids[counts > 0].tolist(), "n": counts[counts > 0].tolist(), "t": all_t[keep].tolist(),
-                 "x": xs[keep].tolist(), "y": ys[keep].tolist(),
-                 "s": np.where(np.isfinite(ss[keep]), ss[keep], -1.0).tolist()}
+    if carried.get("v") != 3:
+        carried = {}
+    machine = np.asarray(machine, object)
+    n_new = len(machine)
+    names = pd.Index(carried.get("ids", [])).append(pd.Index(machine)).unique()
+    ids_of = np.asarray(carried.get("ids", []), object)
+    fix_m = names.get_indexer(ids_of)
+    step_m = np.repeat(fix_m, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64))
+    check_m = np.repeat(fix_m, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64))
+    new_m = names.get_indexer(machine)
+    # carried times are ms before the machine's newest fix; a check packs its time and verdict in one int
+    fix_t = np.asarray(carried.get("ft", []), np.int64)
+    step_t = np.repeat(fix_t, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64)) - np.asarray(
+        carried.get("st", []), np.int64)
+    packed = np.asarray(carried.get("c", []), np.int64)
+    check_t = np.repeat(fix_t, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64)) - packed // 2
+    # one row per carried step (kind 0), carried last fix (1), new sample (2); sorted by machine, time, kind
+    n_s, n_f = len(step_m), len(fix_m)
+    kind = np.r_[np.zeros(n_s, np.int8), np.ones(n_f, np.int8), np.full(n_new, 2, np.int8)]
+    group = np.r_[step_m, fix_m, new_m].astype(np.int64)
+    t = np.r_[step_t, fix_t, np.asarray(t_ms, np.int64)]
+    nan_s = np.full(n_s, np.nan)
+    xs = np.r_[nan_s, np.asarray(carried.get("fx", []), float), np.round(np.asarray(x, float), 3)]
+    ys = np.r_[nan_s, np.asarray(carried.get("fy", []), float), np.round(np.asarray(y, float), 3)]
+    key = group * _KEY_SPAN + t
+    order = np.lexsort((kind, key))
+    key, kind, group, t, xs, ys = key[order], kind[order], group[order], t[order], xs[order], ys[order]
+    new = kind == 2
+    sx, sy = _steps(group, t, xs, ys, settings)
+    step_rows = kind == 0
+    carried_sx = np.r_[np.asarray(carried.get("sx", []), float), np.full(n_f + n_new, np.nan)][order]
+    carried_sy = np.r_[np.asarray(carried.get("sy", []), float), np.full(n_f + n_new, np.nan)][order]
+    odd_known = np.r_[np.asarray(carried.get("so", []), np.int8), np.full(n_f + n_new, -1, np.int8)][order]
+    sx, sy = np.where(step_rows, carried_sx, sx), np.where(step_rows, carried_sy, sy)
+    vx, vy, odd = _velocity(key, sx, sy, settings, odd_known, at=new)
+    track_kmh = np.hypot(vx, vy)[new] * 3.6
+    speed_r = np.asarray(speed_kmh, float)[order[new] - n_s - n_f]
+    has_track = np.isfinite(track_kmh)
+    checked = has_track & np.isfinite(speed_r)
+    tol = settings.speed_tolerance_kmh + settings.speed_tolerance_share * np.nan_to_num(track_kmh)
+    agrees_now = checked & (np.abs(speed_r - track_kmh) <= tol)
+    # the checks of the trust window: carried ones (each checked) before the new samples'
+    n_c = len(check_m)
+    c_key = np.r_[check_m.astype(np.int64) * _KEY_SPAN + check_t, key[new]]
+    c_order = np.lexsort((np.r_[np.zeros(n_c, np.int8), np.ones(int(new.sum()), np.int8)], c_key))
+    c_checked = np.r_[np.ones(n_c, bool), checked][c_order]
+    c_agrees = np.r_[(packed % 2).astype(bool), agrees_now][c_order]
+    trusted = np.empty(len(c_key), bool)
+    trusted[c_order] = _trusted(c_key[c_order], c_checked, c_agrees, settings, settings.speed_trust_share)
+    agrees = checked & trusted[n_c:]
+    used = np.isfinite(speed_r) & (agrees | ~has_track)
+    out = np.empty(n_new)
+    out[order[new] - n_s - n_f] = np.where(used, speed_r, np.where(has_track, track_kmh, np.nan))
+    return out, _carry(names, group, t, kind, xs, ys, sx, sy, odd, c_key[c_order], c_checked, c_agrees,
+                       settings)
+
+
+def _carry(names: pd.Index, group: np.ndarray, t: np.ndarray, kind: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+           sx: np.ndarray, sy: np.ndarray, odd: np.ndarray, c_key: np.ndarray, c_checked: np.ndarray,
+           c_agrees: np.ndarray, settings: MotionSettings) -> dict[str, list]:
+    """What speed_over_ground's next call needs, per machine: its newest fix, the steps of the track window
+    before its newest time and the checks of the trust window (flat lists, machines in one order)."""
+    machines = len(names)
+    newest = np.full(machines, np.iinfo(np.int64).min)
+    np.maximum.at(newest, group, t)
+    fix = (kind > 0) & np.isfinite(xs) & np.isfinite(ys)
+    last = np.full(machines, -1)
+    np.maximum.at(last, group[fix], np.flatnonzero(fix))
+    has = last >= 0
+    window = int(round(settings.track_window_s * 1000))
+    steps = np.isfinite(sx) & (t > newest[group] - window)
+    c_group, c_t = c_key >> 43, c_key & (_KEY_SPAN - 1)
+    checks = c_checked & (c_t > newest[c_group] - int(round(settings.trust_window_s * 1000)))
+    f = last[has]
+    fix_t = np.zeros(machines, np.int64)
+    fix_t[has] = t[f]
+    # times as ms before the machine's newest fix (short in JSON); a check as that * 2 + its verdict
+    return {"v": 3, "ids": names[has].tolist(), "ft": t[f].tolist(), "fx": xs[f].tolist(), "fy": ys[f].tolist(),
+            "sn": np.bincount(group[steps], minlength=machines)[has].tolist(),
+            "st": (fix_t[group[steps]] - t[steps]).tolist(), "sx": sx[steps].tolist(), "sy": sy[steps].tolist(),
+            "so": odd[steps].astype(int).tolist(),
+            "cn": np.bincount(c_group[checks], minlength=machines)[has].tolist(),
+            "c": ((fix_t[c_group[checks]] - c_t[checks]) * 2 + c_agrees[checks]).tolist()}

@@ -178,6 +178,9 @@ class Service:
     author: ClassVar[str] = "SitePulse"  # who built or contributed it (co-creation credit)
     depends_on: ClassVar[tuple[str, ...]] = ()  # services whose tables this one reads
     consumes: ClassVar[tuple[str, ...]] = ()  # telemetry fields read (shown to the customer)
+    # True: ``ts`` as the devices sent it; else corrected where a device clock runs ahead of arrival
+    # (microservices/clock.py; the device's own time then in ``device_ts``)
+    device_time: ClassVar[bool] = False
     tables: ClassVar[tuple[str, ...]] = ()  # "schema.table" written (shown to the customer)
     migrations: ClassVar[Path | None] = None  # folder of NNNN_name.sql files for its schema
     Settings: ClassVar[type[BaseModel]] = NoSettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 from ingest.partitions import Partitions
 from ingest.reader import Watermark
 from ingest.writer import LAST_SQL, last_value_params
+from microservices.clock import corrected_clocks
 from microservices.runner import ServiceHost
 from microservices.sdk import Batch, Service
 from sitepulse.sitefile import SiteConfig
@@ -29,15 +30,24 @@ from sitepulse.sitefile import SiteConfig
 SORT = ["site_id", "machine_id", "ts", "seq"]
 
 
-def telemetry_from_messages(messages: Iterable[Any], received_at: datetime | None = None) -> pd.DataFrame:
-    """Telemetry rows as ingest would store them from (topic, payload) messages or objects with both."""
+def telemetry_from_messages(messages: Iterable[Any], received_at: datetime | None = None, *,
+                            sent_from: datetime | None = None, latency_s: float = 0.2) -> pd.DataFrame:
+    """Telemetry rows as ingest would store them from (topic, payload) messages or objects with both.
+
+    All arrive at ``received_at`` (default now), or with ``sent_from`` (the simulation's start) each simulator
+    message ``latency_s`` after its send time ``t``, as on a live site (so device clocks show against arrival).
+    """
     decoder, out = Decoder(), Decoded()
     when = received_at or datetime.now(UTC)
     for message in messages:
         topic, payload = (message.topic, message.payload) if hasattr(message, "topic") else message
+        if sent_from is not None:
+            when = sent_from + timedelta(seconds=message.t + latency_s)
         decoder.decode_into(out, topic, payload, when)
     frame = pd.DataFrame(out.rows, columns=list(ROW_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    if sent_from is not None:
+        frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     frame = frame.drop_duplicates(["site_id", "machine_id", "ts", "seq"])
     return frame.sort_values(SORT, kind="stable").reset_index(drop=True)
 
@@ -63,6 +73,7 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
     windows = telemetry["ts"].dt.floor(chunk)
     for _, part in telemetry.groupby(windows, sort=True):
         part = part.sort_values(["machine_id", "ts", "seq"], kind="stable").reset_index(drop=True)
+        part = part if getattr(service, "device_time", False) else corrected_clocks(part)  # as the runner does
         batch = Batch(site_id=str(part["site_id"].iloc[0]), telemetry=part, site=site, machines=machines,
                       read=lambda q, p=None: pd.DataFrame())
         outputs, state = service.process(batch, state, settings)

@@ -249,6 +249,9 @@ class Verdict:
     status: str
     value: float | None = None
     evidence: str = ""
+    # counted over the last spike_bins bins already (spikes, counter jumps): consecutive bins would share that
+    # evidence, so a second bad bin confirms nothing more and the finding opens at once
+    windowed: bool = False
 
 
 def _share(a: float, b: float) -> float:
@@ -330,7 +333,7 @@ def judge_position(s: np.ndarray, spikes: int, st: DataQualitySettings, peers: b
     if spikes >= st.spike_count:
         return Verdict("implausible", float(spikes), f"{spikes} fixes faster than {st.max_speed_kmh:.0f} km/h "
                                                      f"from the one before within {st.spike_bins * st.bin_s:.0f} s "
-                                                     f"(multipath spikes)")
+                                                     f"(multipath spikes)", windowed=True)
     if current == "implausible" and spikes > 0:  # spikes come and go: ok again only after a quiet spell
         return None
     if n - s[S["p_missing"]] >= st.min_samples:
@@ -366,7 +369,7 @@ def judge_counter(s: np.ndarray, mx: np.ndarray, prefix: str, typical_step_s: fl
     if jumps >= st.counter_jumps:
         return Verdict("implausible", float(jumps),
                        f"{label} jumped {jumps} times within {st.spike_bins * st.bin_s:.0f} s (backwards or faster "
-                       f"than the engine can run)")
+                       f"than the engine can run)", windowed=True)
     if current == "implausible" and jumps > 0:
         return None
     running = s[S[f"{prefix}_running"]]

@@ -14,6 +14,7 @@ import argparse
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
@@ -24,6 +25,7 @@ from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.site import load_site
 
+SPIKE_KMH = 120.0  # a step faster than any site machine drives: a spike has shown
 EXPECTED = {"stuck": "stuck", "absent": "absent", "noisy": "implausible", "offset": "offset",
             "implausible": "implausible", "skew": "skew", "drift": "skew"}
 # one fault per machine; every mode the simulator has (simulators/sensor_faults.py)
@@ -77,7 +79,8 @@ def assign(machines: list[str], specs: tuple[str, ...], start_s: float) -> dict[
 
 def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
     """Seconds from a fault's start until it can show: heading, speed and a stuck payload once the machine
-    drives (at least 12 km/h over 5 s of fixes), a payload offset once the body is empty; others at once."""
+    drives (at least 12 km/h over 5 s of fixes), a payload offset once the body is empty, GNSS spikes at the first
+    fix no machine could have driven to; others at once."""
     started = pd.Timestamp(record["started_at"])
     after = rows[rows["ts"] >= started]
     if after.empty:
@@ -88,6 +91,13 @@ def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
         step = pd.Series(((x[5:] - x[:-5]) ** 2 + (y[5:] - y[:-5]) ** 2) ** 0.5 / (t[5:] - t[:-5]) * 3.6)
         moving = step.index[step >= 12.0]
         return float(t[moving[0] + 5] - t[0]) if len(moving) else 0.0
+    if (record["sensor"], record["mode"]) == ("position", "implausible"):  # at the first spike
+        x, y = site.frame.to_xy(after["lon"].to_numpy(float), after["lat"].to_numpy(float))
+        t = after["ts"].astype("int64").to_numpy() / 1e9
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = np.hypot(np.diff(x), np.diff(y)) / np.diff(t) * 3.6
+        spikes = np.flatnonzero(step > SPIKE_KMH)
+        return float(t[spikes[0] + 1] - (started.value / 1e9)) if len(spikes) else 0.0
     if (record["sensor"], record["mode"]) == ("payload", "offset"):
         empty = after[after["payload_kg"] < 0.12 * rated + (record["value"] or 0) * 1000]
         return float((empty["ts"].iloc[0] - started).total_seconds()) if not empty.empty else 0.0

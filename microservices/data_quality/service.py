@@ -37,13 +37,14 @@ EFFECTS = {
     "payload": "no haul cycles or payload bands for {m} while it lasts",
     "fuel": "fuel and fuel-per-tonne figures of {m} are unreliable",
     "hours": "operating hours and tonnes per hour of {m} are unreliable",
-    "clock": "{m}'s samples carry wrong times: its encounters and zone times are shifted",
+    "clock": "{m}'s clock runs ahead: the other services take its samples' times back to when they arrived "
+             "(a replay of stored samples, arriving long after, stays shifted)",
 }
 SHORT_EFFECTS = {
     "heading": "positions used instead", "speed": "track speed used instead",
     "position:absent": "machine cannot be placed", "position": "spikes left out",
     "payload:offset": "payload taken from the empty level", "payload": "no haul cycles",
-    "fuel": "fuel figures unreliable", "hours": "hour figures unreliable", "clock": "times shifted",
+    "fuel": "fuel figures unreliable", "hours": "hour figures unreliable", "clock": "arrival times used",
 }
 DEGRADED_HOURS_SQL = """
 WITH e AS (
@@ -98,6 +99,7 @@ class DataQuality(Service):
     tables = ("data_quality.sensor_events",)
     migrations = Path(__file__).parent / "migrations"
     Settings = DataQualitySettings
+    device_time = True  # judges the device clocks: their own timestamps, not the arrival-corrected ones
     kpis = (Kpi("degraded_machine_hours", "Machine-hours with at least one bad sensor (per sensor, summed)", "h",
                 False, DEGRADED_HOURS_SQL),)
 
@@ -310,7 +312,7 @@ class DataQuality(Service):
             if pending is None or pending[0] != verdict.status:
                 pending = [verdict.status, 0, start_ms]
             pending[1] += 1
-            if pending[1] < settings.confirm_bins:
+            if pending[1] < settings.confirm_bins and not verdict.windowed:
                 run[sensor] = pending
                 continue
             run.pop(sensor, None)

@@ -120,7 +120,7 @@ def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: Sensor
     site = load_site(None)
     sim = simulate(site, site_id="score", hz=hz, duration_s=hours * 3600, seed=seed, faults=parse_faults(faults),
                    sensors=sensors, haulers=haulers)
-    telemetry = telemetry_from_messages(sim)
+    telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
     records = sim.truth_records()
     started = time.perf_counter()
     tables = run_in_chunks(Positioning(), telemetry, site=site, settings=settings or PositioningSettings(),

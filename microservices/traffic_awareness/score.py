@@ -193,7 +193,7 @@ def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junctio
                    sensors=PROFILES[profile].sensors)
     wide, narrow = banded_truth(sim, +1), banded_truth(sim, -1)
     sim.truth = _TeeTruth(sim.truth, [wide, narrow])
-    telemetry = telemetry_from_messages(sim)
+    telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
     sim.truth = sim.truth.primary
     truth = sim.truth_records()
     settings = settings or TrafficSettings(lane_offset_m=PROFILES[profile].lane_offset_m)

@@ -87,7 +87,7 @@ def simulated(seed: int, hours: float, *, hz: float = 1.0, faults: FaultConfig |
     sim = simulate(site, site_id="demo", haulers=haulers, hz=hz, duration_s=hours * 3600, seed=seed,
                    faults=faults if faults is not None else parse_faults(DEFAULT_FAULTS), **options)
     messages = list(sim)
-    telemetry = telemetry_from_messages(messages)
+    telemetry = telemetry_from_messages(messages, sent_from=sim.start)  # arriving as on a live site
     return telemetry, sim.truth_records(), site, machines_from_births(site, messages)
 
 

@@ -135,7 +135,7 @@ class WeightLoading(Service):
         machine = telemetry["machine_id"].to_numpy()
         # speed over ground where the reported speed is missing or disagrees with the track (a stuck or dead
         # speed signal would hide every drive-off); a healthy signal is used as reported
-        hauling = np.isin(machine, list(rated))
+        hauling = pd.Series(machine).isin(list(rated)).to_numpy()  # hashed: np.isin sorts objects
         if hauling.any():
             frame = batch.site.frame if batch.site is not None and (batch.site.zones or batch.site.paths) else \
                 LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),

@@ -123,3 +123,24 @@ def test_last_increase_carries_across_groups_and_batches() -> None:
     increased = np.array([False, True, False, False, False])
     carried = np.array([5, 5, 5, -1, -1])
     assert last_increase(group, t, increased, carried).tolist() == [5, 20, 20, -1, -1]
+
+
+def _spikes(at_s: list[int], metres: float = 100.0):
+    def change(frame, late):
+        rows = np.isin(np.arange(len(frame)), at_s)
+        x, y = FRAME.to_xy(frame.loc[rows, "lon"].to_numpy(), frame.loc[rows, "lat"].to_numpy())
+        frame.loc[rows, "lon"], frame.loc[rows, "lat"] = FRAME.to_lonlat(x + metres, y)
+    return change
+
+
+def test_multipath_spikes_open_a_finding_in_the_bin_that_counts_enough_of_them() -> None:
+    # one-sample spikes 100 m off at 65 s and 90 s: the out-and-back edges of the second make four in 80 s
+    events = findings(faulty(_spikes([65, 90])))
+    hits = events[(events["sensor"] == "position") & (events["status"] == "implausible")]
+    assert not hits.empty, events[["sensor", "status", "evidence"]].to_dict("records")
+    # the count is over a window of bins already: no second bin is waited for (20-s bins from 0 s)
+    assert pd.Timestamp(hits["detected_at"].iloc[0]) == pd.Timestamp(START) + pd.Timedelta(seconds=100)
+
+
+def test_one_jump_is_not_a_multipath_antenna() -> None:
+    assert findings(faulty(_spikes([65]))).empty  # a healthy receiver jumps now and then
