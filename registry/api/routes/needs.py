@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,19 +89,20 @@ def _missing(site_id: str, need_id: int) -> NotFound:
 @router.put("/{need_id}/vote")
 def vote(site_id: SiteDep, need_id: NeedId, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """Vote for a need (one vote per person; voting again changes nothing)."""
-    votes = set_vote(conn, site_id, need_id, principal.name, True)
-    if votes is None:
-        raise _missing(site_id, need_id)
-    return {"need_id": need_id, "votes": votes, "voted": True}
+    return _set_vote(conn, site_id, need_id, principal.name, True)
 
 
 @router.delete("/{need_id}/vote")
 def unvote(site_id: SiteDep, need_id: NeedId, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """Take one's vote back."""
-    votes = set_vote(conn, site_id, need_id, principal.name, False)
+    return _set_vote(conn, site_id, need_id, principal.name, False)
+
+
+def _set_vote(conn: psycopg.Connection, site_id: str, need_id: int, person: str, voted: bool) -> dict[str, Any]:
+    votes = set_vote(conn, site_id, need_id, person, voted)
     if votes is None:
         raise _missing(site_id, need_id)
-    return {"need_id": need_id, "votes": votes, "voted": False}
+    return {"need_id": need_id, "votes": votes, "voted": voted}
 
 
 class NewComment(BaseModel):
