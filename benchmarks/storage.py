@@ -6,11 +6,12 @@ For each engine, in one run:
 
 1. ingest rows/s: ingest's real decoder and batch writer (binary COPY, de-duplication, last values, NOTIFY)
    on single-sample and on 10-sample messages, 5,000 rows a batch (MQTT is measured by benchmarks/ingest.py);
-2. a fleet history: ``--machines`` machines at 1 Hz for ``--days`` days with the tables the three services'
-   cards read (``benchmarks/view.py``'s generator: sensor noise on position, speed, heading and payload);
-3. on TimescaleDB the compression policy is run (``CALL run_job``: everything older than 7 days), then
-   compression ratio (bytes before / after over the compressed chunks) and disk per machine-day of
-   telemetry on each engine (total telemetry bytes / machines / days);
+2. a fleet history: ``--machines`` machines at 1 Hz for ``--days`` days (``--plain-days`` on plain PostgreSQL)
+   with the tables the three services' cards read (``benchmarks/view.py``'s generator: sensor noise on position,
+   speed, heading and payload), a UTC day per task on ``--streams`` connections;
+3. on TimescaleDB each day older than the compression policy's 7 days is compressed as soon as it is built (then
+   ``CALL run_job`` for anything left), then compression ratio (bytes before / after over the compressed
+   chunks) and disk per machine-day of telemetry on each engine (total telemetry bytes / machines / days);
    the same for ``--sim-hours`` of the simulator's quarry (its machines, noise and rounding, ingested
    through the decoder and writer, dated 10 days back so its chunks are past the policy's 7 days);
 4. the site view p95 and each card's (``benchmarks/view.py``'s measurement) over that history;
