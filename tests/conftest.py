@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +122,19 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the module's database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 30) -> None:
+    """SIGTERM every child still running, then wait for each; one that outlives ``timeout`` is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from sitepulse.embedded.ports import free_port
+from tests.conftest import stop_processes
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,15 +117,7 @@ def stack(database_url: str, mqtt_broker: Any, tmp_path_factory: pytest.TempPath
             time.sleep(0.3)
         yield Stack(base, token, database_url, mqtt_broker.host, mqtt_broker.port, logs)
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.terminate()
-        for p in processes:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        stop_processes(processes, 20)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 
 from ingest.topics import Partition, assigned_sites, telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
+from tests.conftest import stop_processes
 
 from .conftest import Publisher, count, wait_until
 
@@ -82,13 +83,7 @@ def test_kill_9_of_a_worker_and_a_broker_restart_lose_nothing_store_nothing_twic
         publisher.close()
         assert wait_until(lambda: count(url, "SELECT count(*) FROM telemetry") >= 8000, 60), log.read_text()[-2000:]
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(workers, 30)
     with psycopg.connect(url) as conn:
         total, distinct = conn.execute("SELECT count(*), count(DISTINCT (site_id, seq)) FROM telemetry").fetchone()
         per_site = dict(conn.execute("SELECT site_id, count(*) FROM telemetry GROUP BY site_id").fetchall())

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingest import amqp
 from ingest.embedded_rabbitmq import EmbeddedRabbitMQ, available
 from ingest.topics import telemetry_topic
+from tests.conftest import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINES = 40
@@ -107,13 +108,7 @@ def test_kill_9_of_a_worker_and_a_broker_restart_lose_nothing_store_nothing_twic
             conn.close()
         assert left == [0, 0]
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(workers, 20)
 
 
 def test_unreachable_rabbitmq_is_one_line_and_exit_code_2(fresh_database_url: str) -> None:
