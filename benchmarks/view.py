@@ -66,10 +66,11 @@ from sitepulse.sites import save_site
 SITE = "bench"
 MACHINES = 200
 HAULERS = 160
-CHUNK_S = 1800  # seconds of fleet data per INSERT (360,000 telemetry rows)
+CHUNK_S = 1800  # seconds of fleet data per transaction (360,000 telemetry rows in one COPY)
 ADMIN = "bench-view-admin-token-0123456789abcdef012"
 LAT0, LON0 = 59.30, 18.10
 GRID = np.array([RESOLUTION[name] for name, _, _ in FLOAT_FIELDS])
+
 
 def telemetry_block(epoch: datetime, s0: int, s1: int) -> RowBlock:
     """The fleet's samples for seconds [s0, s1) after ``epoch``: machines drive loops at 1 Hz with sensor noise.
