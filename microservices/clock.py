@@ -23,6 +23,12 @@ import pandas as pd
 MAX_DRIFT = 0.02  # s/s, 72 s/h (a quartz clock drifts ~1 s a day): how far a neighbour's offset may differ
 
 
+def telemetry_for(service: object, telemetry: pd.DataFrame) -> pd.DataFrame:
+    """The telemetry a service is given: clocks corrected, unless the service judges the devices' own time
+    (``Service.device_time``, the health check)."""
+    return telemetry if getattr(service, "device_time", False) else corrected_clocks(telemetry)
+
+
 def corrected_clocks(telemetry: pd.DataFrame) -> pd.DataFrame:
     """``telemetry`` (sorted by machine, ts) with ``ts`` moved back by each device's lead over arrival where
     a clock runs ahead, the device's own time kept in ``device_ts``; unchanged (same frame) where none does."""

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from ingest.reader import Watermark, read_new_telemetry, read_telemetry_range
 from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, until_series
-from microservices.clock import corrected_clocks
+from microservices.clock import telemetry_for
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse import heap
 from sitepulse.errors import SitePulseError
@@ -237,7 +237,7 @@ class ServiceHost:
         site = load_site(conn, site_id)
         batch = Batch(
             site_id=site_id,
-            telemetry=rows if getattr(service, "device_time", False) else corrected_clocks(rows),
+            telemetry=telemetry_for(service, rows),
             site=site,
             machines=site_machines(conn, site_id, site.machines if site else []),
             read=lambda query, params=None: _read_frame(conn, query, params),

@@ -22,7 +22,7 @@ from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 from ingest.partitions import Partitions
 from ingest.reader import Watermark
 from ingest.writer import LAST_SQL, last_value_params
-from microservices.clock import corrected_clocks
+from microservices.clock import telemetry_for
 from microservices.runner import ServiceHost
 from microservices.sdk import Batch, Service
 from sitepulse.sitefile import SiteConfig
@@ -73,7 +73,7 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
     windows = telemetry["ts"].dt.floor(chunk)
     for _, part in telemetry.groupby(windows, sort=True):
         part = part.sort_values(["machine_id", "ts", "seq"], kind="stable").reset_index(drop=True)
-        part = part if getattr(service, "device_time", False) else corrected_clocks(part)  # as the runner does
+        part = telemetry_for(service, part)  # as the runner does
         batch = Batch(site_id=str(part["site_id"].iloc[0]), telemetry=part, site=site, machines=machines,
                       read=lambda q, p=None: pd.DataFrame())
         outputs, state = service.process(batch, state, settings)
