@@ -346,7 +346,8 @@ def cycle_rows(machine_id: str, cycles: list[dict], rated: float, prev_dump: dic
     """Table rows for finished cycles (segment durations, fuel, band); returns the last dump for the next."""
     rows = []
     for c in cycles:
-        frac = c["payload_kg"] / rated
+        weighed = c["payload_kg"] is not None  # a cycle found from the track alone has no measured payload
+        frac = c["payload_kg"] / rated if weighed else None
         back = None
         if prev_dump is not None and 0 <= (c["load_start"] - prev_dump["t"]) / NS <= s.max_return_s:
             back = prev_dump
@@ -357,11 +358,11 @@ def cycle_rows(machine_id: str, cycles: list[dict], rated: float, prev_dump: dic
             "haul_start": _iso(c["haul_start"]),
             "dump_start": _iso(c["dump_start"]),
             "dumped_at": _iso(c["dumped_at"]),
-            "payload_kg": round(c["payload_kg"], 1),
+            "payload_kg": round(c["payload_kg"], 1) if weighed else None,
             "rated_payload_kg": float(rated),
-            "payload_pct": round(100 * frac, 2),
-            "band": band_of(frac, s),
-            "passes": int(c["passes"]),
+            "payload_pct": round(100 * frac, 2) if frac is not None else None,
+            "band": band_of(frac, s) if frac is not None else None,
+            "passes": int(c["passes"]) if weighed else None,
             "load_s": (c["haul_start"] - c["load_start"]) / NS,
             "haul_s": (c["dump_start"] - c["haul_start"]) / NS,
             "dump_s": (c["dumped_at"] - c["dump_start"]) / NS,
@@ -371,7 +372,8 @@ def cycle_rows(machine_id: str, cycles: list[dict], rated: float, prev_dump: dic
             "engine_hours": _delta(c["eh1"], c["eh0"]),
             "load_lat": c["load_lat"], "load_lon": c["load_lon"],
             "dump_lat": c["dump_lat"], "dump_lon": c["dump_lon"],
-            "settle_samples": int(c["settle_samples"]),
+            "settle_samples": int(c["settle_samples"]) if weighed else None,
+            "payload_source": "measured" if weighed else "none",
         })
         prev_dump = {"t": c["dumped_at"], "fuel": c["fuel1"], "eh": c["eh1"]}
     return rows, prev_dump
@@ -387,6 +389,9 @@ def cycles_frame(rows: list[dict]) -> pd.DataFrame:
     for column in FLOAT_COLUMNS:
         if frame[column].dtype != np.float64:
             frame[column] = frame[column].astype(float)
+    for column in ("passes", "settle_samples"):  # null for a cycle without a measured payload
+        if frame[column].dtype != np.int64:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 

@@ -17,9 +17,10 @@ import pandas as pd
 
 from microservices.motion import speed_over_ground
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
-from microservices.weight_loading import detect
+from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.geo import LocalFrame
+from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
 STATE_VERSION = 1
@@ -145,6 +146,11 @@ class WeightLoading(Service):
             arrays["v"] = arrays["v"].copy()
             arrays["v"][hauling], state["sog"] = speed_over_ground(machine[hauling], t_ms, x, y,
                                                                    arrays["v"][hauling], state.get("sog", {}))
+        x_all = np.full(len(machine), np.nan)
+        y_all = np.full(len(machine), np.nan)
+        if hauling.any():
+            x_all[hauling], y_all[hauling] = x, y
+        zones = self._zone_test(batch.site, settings) if settings.track_cycles else None
         for machine_id, lo, hi in machine_slices(machine):
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
@@ -155,23 +161,38 @@ class WeightLoading(Service):
                     out.write("skipped_machines", [{"machine_id": machine_id, "reason": reason,
                                                     "first_seen": telemetry["ts"].iloc[lo]}])
                 continue
-            keep = ~np.isnan(arrays["p"][lo:hi])  # a sample without a payload reading says nothing here
-            if not keep.any():
-                continue
-            new = {k: v[lo:hi][keep] for k, v in arrays.items()}
             ms = machines_state.get(machine_id, {})
-            buf = detect.merge_buffers(detect.buffer_from_state(ms.get("buf")), new)
-            found, loads, new_ms = detect.advance(buf, {k: v for k, v in ms.items() if k != "buf"},
+            prev_dump = ms.get("prev_dump")
+            keep = ~np.isnan(arrays["p"][lo:hi])  # a sample without a payload reading says nothing here
+            found: list[dict] = []
+            if keep.any():
+                new = {k: v[lo:hi][keep] for k, v in arrays.items()}
+                buf = detect.merge_buffers(detect.buffer_from_state(ms.get("buf")), new)
+                found, loads, ms = detect.advance(buf, {k: v for k, v in ms.items() if k != "buf"},
                                                   rated[machine_id], settings)
-            made, _ = detect.cycle_rows(machine_id, found, rated[machine_id], ms.get("prev_dump"), settings)
+                for load in loads:
+                    self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
+            if zones is not None and zones.usable:
+                found, ms = track_cycles(found, ms, {k: v[lo:hi] for k, v in arrays.items()}, x_all[lo:hi],
+                                         y_all[lo:hi], rated[machine_id], zones, settings)
+            made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
+            if found:
+                ms["prev_dump"] = last_dump
             cycles.extend(made)
-            for load in loads:
-                self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
-            machines_state[machine_id] = new_ms
+            machines_state[machine_id] = ms
         if cycles:
             out.write("cycles", detect.cycles_frame(cycles))
         state["m"], state["skipped"] = machines_state, known_skipped
         return out, state
+
+    def _zone_test(self, site: SiteConfig | None, settings: WeightLoadingSettings) -> track.ZoneTest:
+        """The site's load and tipping zones, prepared once per site file and margin."""
+        key = (None if site is None else site.model_dump_json(include={"zones"}), settings.zone_margin_m)
+        cached = getattr(self, "_zones", None)
+        if cached is None or cached[0] != key:
+            cached = (key, track.ZoneTest(site, settings.zone_margin_m))
+            self._zones = cached
+        return cached[1]
 
     @staticmethod
     def _overload_alert(out: Outputs, site_id: str, machine_id: str, load: dict, rated: float,
@@ -205,6 +226,31 @@ class WeightLoading(Service):
         from microservices.weight_loading.routes import site_card
 
         return site_card(site_id, read, settings)
+
+
+def track_cycles(found: list[dict], ms: dict[str, Any], new: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+                 rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings
+                 ) -> tuple[list[dict], dict[str, Any]]:
+    """Add the legs of the track whose payload readings cannot show the load, as cycles without a payload.
+
+    A leg whose payload is healthy is the payload machine's (its cycle, if any, is already in ``found``);
+    a leg whose payload is absent, stuck or implausible becomes a cycle with ``payload_kg`` None, and the
+    payload machine starts over after it (a reading stuck at a load would otherwise hold it loaded).
+    """
+    ms = dict(ms)
+    legs, ms["trk"] = track.advance(new["t"], x, y, new["lat"], new["lon"], new["v"], new["p"], new["fuel"],
+                                    new["eh"], ms.get("trk", {}), rated, zones, settings)
+    found = list(found)
+    for leg in legs:
+        if track.payload_unusable(np.asarray(leg["evidence"]), settings) is None:
+            continue
+        if any(leg["load_start"] <= c["dumped_at"] <= leg["dumped_at"] for c in found):
+            continue  # the payload machine saw this one after all
+        found.append({**leg, "payload_kg": None, "passes": None, "settle_samples": None})
+        if int(ms.get("live", 0)) < leg["dumped_at"]:
+            ms.update(phase="unknown", load=None, live=leg["dumped_at"], floor=leg["dumped_at"])
+    found.sort(key=lambda c: c["dumped_at"])
+    return found, ms
 
 
 def machine_slices(machine: np.ndarray) -> list[tuple[str, int, int]]:

@@ -80,6 +80,38 @@ class WeightLoadingSettings(BaseModel):
         0.03, ge=0, lt=1, description="the empty body's median reading before the first pass, above this fraction "
         "of rated, is a zero offset taken off the load (on-board weighing is accurate to 1-3 % of rated)"
     )
+    # --- cycles from the track, for a hauler whose payload cannot show them (track.py) ------------------
+    track_cycles: bool = Field(
+        True, description="find a haul cycle from the track (a stop at a load zone, then at a tipping zone) "
+        "where the payload readings over it are absent, stuck or implausible; its tonnes are unknown"
+    )
+    load_stop_min_s: float = Field(
+        60.0, gt=0, description="a stop at a load zone this long can be a load (DOMAIN.md: 3-6 passes of 25-40 s)"
+    )
+    dump_stop_min_s: float = Field(
+        10.0, gt=0, description="a stop at a tipping zone this long can be a dump (payload falls in tens of seconds)"
+    )
+    dump_leave_s: float = Field(
+        60.0, gt=0, description="stops at tipping zones less than this apart are one dump (a queue, then the tip)"
+    )
+    stop_position_s: float = Field(
+        30.0, gt=0, description="where a hauler stopped: the median position over the stop's first seconds (s)"
+    )
+    zone_margin_m: float = Field(
+        10.0, ge=0, le=200, description="a stop this close outside a zone counts as in it (GNSS error, spots at "
+        "the zone's edge)"
+    )
+    payload_absent_share: float = Field(
+        0.5, gt=0, le=1, description="payload missing (or out of range) in this share of a leg's samples: the "
+        "payload cannot show the load"
+    )
+    payload_stuck_share: float = Field(
+        0.9, gt=0, le=1, description="payload unchanged from one sample to the next in this share of a leg's "
+        "moving samples: stuck (a weighing system reads body bounce while driving)"
+    )
+    payload_max_fraction: float = Field(
+        2.5, gt=1, description="a payload reading above this fraction of rated is out of physical range"
+    )
     max_sample_gap_s: float = Field(
         600.0, gt=0, description="counter deltas across a larger gap between samples count as operating time"
         " only up to the elapsed time"

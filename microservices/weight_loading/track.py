@@ -1,0 +1,218 @@
+"""Haul cycles from the track, for a hauler whose payload signal cannot tell them (stuck, absent, implausible).
+
+Why: payload is the one signal the weight-loading phase machine (``detect.py``) reads, and on a mixed, old
+fleet it is often dead; positions are the one thing every tracker sends. A loaded leg is then what the
+haul cycle looks like on the map (DOMAIN.md, Haul cycle): the hauler stands at a load area (loading takes
+several loader passes), drives, and stands at a tipping area (dump, crusher, stockpile) while it tips. So:
+
+1. **stops**: standing (fused speed below ``moving_kmh``) until it drives off (keeps moving for
+   ``min_drive_off_s``, the same drive-off as the payload machine); where it stood is the median position of
+   its first ``stop_position_s``; a stop is tested against the site's load and tipping zones (grown by
+   ``zone_margin_m`` for GNSS error);
+2. **a leg**: the last stop of at least ``load_stop_min_s`` at a load zone before a stop of at least
+   ``dump_stop_min_s`` at a tipping zone; tipping stops less than ``dump_leave_s`` apart are one dump (a queue,
+   then the tip), so ``dumped_at`` is the drive-off from the last of them;
+3. **is the payload to be believed for this leg?** Evidence counted over the leg (load start to the end of the
+   dump): payload missing from most samples (``payload_absent_share``), unchanged from one sample to the next
+   through most moving samples (``payload_stuck_share``, the health check's "stuck": a weighing system reads
+   body bounce while driving), or out of any physical range in most samples. Only then is the leg a cycle,
+   marked ``payload_source = 'none'``: its tonnes are unknown, never shown as measured. A healthy payload
+   over the leg leaves the cycle to the payload machine, so fault-free answers do not change.
+
+Incremental and deterministic like ``detect.py``: each hauler carries its open stop (start, the positions of
+its first seconds, evidence counters), its pending drive-off and its open leg in the state; a leg closes only
+once every sample it depends on exists, so any split of the telemetry gives the same cycles. Loops run over
+standing/moving runs and stops, never over samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from microservices.weight_loading.settings import WeightLoadingSettings
+
+NS = 1_000_000_000
+# evidence counters, cumulative per hauler: samples, payload missing, moving pairs with payload, unchanged pairs,
+# readings out of physical range
+EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
+
+
+def evidence(p: np.ndarray, moving: np.ndarray, last_p: float | None, rated: float,
+             s: WeightLoadingSettings) -> np.ndarray:
+    """Per-sample payload evidence (samples x EVIDENCE), given the hauler's last payload before the batch."""
+    prev = np.r_[np.nan if last_p is None else last_p, p[:-1]]
+    has = np.isfinite(p)
+    pair = moving & has & np.isfinite(prev)
+    out = np.zeros((len(p), len(EVIDENCE)))
+    out[:, 0] = 1.0
+    out[:, 1] = ~has
+    out[:, 2] = pair
+    out[:, 3] = pair & (p == prev)
+    with np.errstate(invalid="ignore"):
+        out[:, 4] = has & ((p < -s.tare_min_fraction * rated) | (p > s.payload_max_fraction * rated))
+    return out
+
+
+def payload_unusable(counts: np.ndarray, s: WeightLoadingSettings) -> str | None:
+    """Why the payload readings of a leg cannot show its load (None when they can)."""
+    n, missing, moving, unchanged, implausible = (float(c) for c in counts)
+    if n <= 0:
+        return None
+    if missing / n >= s.payload_absent_share:
+        return "absent"
+    if moving >= 10 and unchanged / moving >= s.payload_stuck_share:
+        return "stuck"
+    if implausible / max(n - missing, 1.0) >= s.payload_absent_share:
+        return "implausible"
+    return None
+
+
+class ZoneTest:
+    """Which stops are at a load area and which at a tipping area (polygons grown by a margin, local metres)."""
+
+    def __init__(self, site: Any, margin_m: float) -> None:
+        from sitepulse.sitefile import ZoneType
+        from sitepulse.zones import ZoneIndex
+
+        self.index = ZoneIndex(site) if site is not None and site.zones else None
+        self.margin_m = margin_m
+        zones = self.index.zones if self.index is not None else []
+        self.load = np.array([z.type == ZoneType.load for z in zones], bool)
+        self.dump = np.array([z.type == ZoneType.dump for z in zones], bool)
+        self.ids = [z.id for z in zones]
+
+    @property
+    def usable(self) -> bool:
+        """Both a load and a tipping zone are drawn: without them a stop says nothing about loads."""
+        return bool(self.load.any() and self.dump.any())
+
+    def kind(self, x: float, y: float) -> tuple[str, str | None]:
+        """('load' | 'dump' | 'other', zone id) of a stop's position."""
+        if self.index is None or not np.isfinite(x) or not np.isfinite(y):
+            return "other", None
+        inside = self.index.membership(np.array([x]), np.array([y]), self.margin_m)[0]
+        for name, mask in (("load", self.load), ("dump", self.dump)):
+            hits = np.flatnonzero(inside & mask)
+            if len(hits):
+                return name, self.ids[int(hits[0])]
+        return "other", None
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
+            p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest,
+            s: WeightLoadingSettings) -> tuple[list[dict], dict[str, Any]]:
+    """Feed one hauler's new samples (time order) through stops and legs: finished legs, and the new state.
+
+    A finished leg is a dict with the cycle's times, positions, zones and counters, and ``evidence``: the
+    payload counters (EVIDENCE) from its load start to the end of its dump, for ``payload_unusable``.
+    """
+    st = dict(st)
+    last_t = int(st.get("t", -1))
+    newer = t > last_t  # a sample at or before the last one seen was seen already (a replay restores the state)
+    if not newer.all():
+        t, x, y, lat, lon, v, p, fuel, eh = (a[newer] for a in (t, x, y, lat, lon, v, p, fuel, eh))
+    legs: list[dict] = []
+    if len(t) == 0:
+        return legs, st
+    moving = np.nan_to_num(v, nan=0.0) >= s.moving_kmh  # a sample without speed counts as standing
+    ev = evidence(p, moving, st.get("lp"), rated, s)
+    cum = np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float) + np.cumsum(ev, axis=0)
+    before = np.vstack([np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float), cum[:-1]])  # cum before sample i
+    span = int(s.min_drive_off_s * NS)
+    pos_span = int(s.stop_position_s * NS)
+    stop: dict[str, Any] | None = st.get("stop")  # open stop: a, c0, xs, ys, la, lo, f0, e0, k (drive-off)
+
+    def begin(i: int) -> dict[str, Any]:
+        return {"a": int(t[i]), "c0": before[i].tolist(), "xs": [], "ys": [], "la": [], "lo": [],
+                "f0": _num(fuel[i]), "e0": _num(eh[i]), "k": None}
+
+    def place(open_stop: dict[str, Any], a: int, b: int) -> None:
+        """Positions of the standing samples a..b-1 within the stop's first ``stop_position_s``."""
+        stop_at = min(b, int(np.searchsorted(t, open_stop["a"] + pos_span, side="left")))
+        if stop_at > a:
+            fixed = np.isfinite(x[a:stop_at]) & np.isfinite(y[a:stop_at]) & np.isfinite(lat[a:stop_at])
+            for key, values in (("xs", x), ("ys", y), ("la", lat), ("lo", lon)):
+                open_stop[key] += values[a:stop_at][fixed].tolist()
+
+    edges = np.flatnonzero(np.r_[True, moving[1:] != moving[:-1]])
+    ends = np.r_[edges[1:], len(t)]
+    for a, b in zip(edges.tolist(), ends.tolist(), strict=True):
+        if not moving[a]:
+            if stop is not None and stop["k"] is not None:  # standing again: did it move long enough before?
+                if int(t[a]) > stop["k"]["t"] + span:
+                    legs += _close_stop(stop, stop["k"], st, zones, s)
+                    stop = None
+                else:
+                    stop["k"] = None  # a blip: still the same stop
+            if stop is None:
+                stop = begin(a)
+            place(stop, a, b)
+            continue
+        if stop is None:
+            continue  # driving on
+        if stop["k"] is None:
+            stop["k"] = {"t": int(t[a]), "c": before[a].tolist(), "f": _num(fuel[a]), "e": _num(eh[a])}
+        if int(t[b - 1]) >= stop["k"]["t"] + span:  # kept moving long enough: drove off
+            legs += _close_stop(stop, stop["k"], st, zones, s)
+            stop = None
+    st["stop"] = stop
+    legs += _close_dump_if_left(st, stop, int(t[-1]), s)
+    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), cum[-1].tolist()
+    return legs, st
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoadingSettings) -> list[dict]:
+    """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
+    legs: list[dict] = []
+    length = (k["t"] - stop["a"]) / NS
+    kind, zone = zones.kind(_median(stop["xs"]), _median(stop["ys"]))
+    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": _median(stop["la"]),
+              "lon": _median(stop["lo"]), "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"],
+              "zone": zone}
+    leg = st.get("leg")
+    if leg is not None and leg.get("dump") is not None and stop["a"] > leg["dump"]["b"] + s.dump_leave_s * NS:
+        legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
+        leg = None
+    if kind == "load" and length >= s.load_stop_min_s:
+        if leg is not None and leg.get("dump") is not None:
+            legs.append(_finish(leg))
+        leg = {"load": record, "dump": None}
+    elif kind == "dump" and length >= s.dump_stop_min_s and leg is not None:
+        if leg["dump"] is None:
+            leg["dump"] = {**record, "first": record["a"]}
+        else:
+            leg["dump"] = {**record, "first": leg["dump"]["first"]}
+    st["leg"] = leg
+    return legs
+
+
+def _close_dump_if_left(st: dict, stop: dict | None, last_t: int, s: WeightLoadingSettings) -> list[dict]:
+    """Close a dump once no later stop can still join it (none began within ``dump_leave_s`` of its end)."""
+    leg = st.get("leg")
+    if leg is None or leg.get("dump") is None:
+        return []
+    earliest = stop["a"] if stop is not None else last_t + 1
+    if earliest > leg["dump"]["b"] + s.dump_leave_s * NS:
+        st["leg"] = None
+        return [_finish(leg)]
+    return []
+
+
+def _finish(leg: dict) -> dict:
+    """A finished leg: cycle times and positions, and the evidence counted from load start to the end of the dump."""
+    load, dump = leg["load"], leg["dump"]
+    counts = np.asarray(dump["c1"], float) - np.asarray(load["c0"], float)
+    return {"load_start": load["a"], "loaded_at": load["b"], "haul_start": load["b"], "dump_start": dump["first"],
+            "dumped_at": dump["b"], "load_lat": load["lat"], "load_lon": load["lon"], "dump_lat": dump["lat"],
+            "dump_lon": dump["lon"], "fuel0": load["f0"], "eh0": load["e0"], "fuel1": dump["f1"], "eh1": dump["e1"],
+            "load_zone": load["zone"], "dump_zone": dump["zone"], "evidence": counts.tolist()}
