@@ -26,7 +26,7 @@ router = APIRouter()
 CYCLE_COLUMNS = (
     "machine_id, load_start, loaded_at, haul_start, dump_start, dumped_at, payload_kg, rated_payload_kg, "
     "payload_pct, band, passes, load_s, haul_s, dump_s, return_s, fuel_used_l, fuel_return_l, engine_hours, "
-    "load_lat, load_lon, dump_lat, dump_lon"
+    "load_lat, load_lon, dump_lat, dump_lon, payload_source"
 )
 OVER = ("over_110", "over_120")
 
@@ -168,6 +168,7 @@ def kpi_table(cycles_frame: pd.DataFrame, activity: pd.DataFrame, keys: list[str
     c = cycles_frame.copy()
     if c.empty:
         return []
+    c["weighed"] = c["payload_kg"].notna()  # a cycle found from the track alone has no payload to judge
     c["frac"] = c["payload_kg"] / c["rated_payload_kg"]
     c["fuel_trip"] = c["fuel_used_l"].fillna(0) + c["fuel_return_l"].fillna(0)
     share = (1 - c["payload_kg"] / (settings.target_fraction * c["rated_payload_kg"])).clip(lower=0)
@@ -178,24 +179,28 @@ def kpi_table(cycles_frame: pd.DataFrame, activity: pd.DataFrame, keys: list[str
     out = []
     for key, part in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        tonnes = part["payload_kg"].sum() / 1000
+        weighed = part[part["weighed"]]
+        tonnes = weighed["payload_kg"].sum() / 1000
         if keys:
             op_hours = float(hours.get(key if len(key) > 1 else key[0], 0.0)) if hours is not None else 0.0
         else:
             op_hours = float(activity["engine_hours"].sum()) if not activity.empty else 0.0
         fuel = part["fuel_trip"].sum()
+        share = (lambda mask: round(float(mask.mean()), 4)) if len(weighed) else (lambda mask: None)
+        all_weighed = len(weighed) == len(part)  # else tonnes and tonnes per hour are those of the weighed loads
         out.append({
             **dict(zip(keys, key, strict=True)),
             "tonnes": round(tonnes, 3),
             "loads": len(part),
+            "loads_unweighed": len(part) - len(weighed),
             "operating_hours": round(op_hours, 3),
-            "tonnes_per_operating_hour": round(tonnes / op_hours, 3) if op_hours > 0 else None,
-            "mean_payload_pct": round(100 * part["frac"].mean(), 2),
-            "under_share": round(float((part["band"] == "under").mean()), 4),
-            "over_110_share": round(float(part["band"].isin(OVER).mean()), 4),
-            "over_120_share": round(float((part["band"] == "over_120").mean()), 4),
+            "tonnes_per_operating_hour": round(tonnes / op_hours, 3) if op_hours > 0 and all_weighed else None,
+            "mean_payload_pct": round(100 * weighed["frac"].mean(), 2) if len(weighed) else None,
+            "under_share": share(weighed["band"] == "under"),
+            "over_110_share": share(weighed["band"].isin(OVER)),
+            "over_120_share": share(weighed["band"] == "over_120"),
             "fuel_l": round(fuel, 3),
-            "fuel_per_tonne_l": round(fuel / tonnes, 4) if tonnes > 0 else None,
+            "fuel_per_tonne_l": round(weighed["fuel_trip"].sum() / tonnes, 4) if tonnes > 0 else None,
             "trips_saved_if_at_target": round(part["saved_trips"].sum(), 3),
             "fuel_saved_if_at_target_l": round(part["saved_fuel"].sum(), 3),
         })
@@ -257,11 +262,18 @@ def compliance_table(c: pd.DataFrame, keys: list[str], settings: WeightLoadingSe
         return []
     c = c.assign(frac=c["payload_kg"] / c["rated_payload_kg"])
     out = []
-    for key, part in c.groupby(keys, sort=True):
+    for key, all_loads in c.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
+        part = all_loads[all_loads["frac"].notna()]
+        unweighed = len(all_loads) - len(part)
+        if part.empty:  # the policy cannot be judged without a measured payload: say so, invent nothing
+            out.append({**dict(zip(keys, key, strict=True)), "loads": 0, "loads_unweighed": unweighed,
+                        "rules": None, "compliant": None})
+            continue
         out.append({**dict(zip(keys, key, strict=True)), **policy_rules(
             len(part), float(part["frac"].mean()), float((part["frac"] > settings.over_110_fraction).mean()),
-            float(part["frac"].max()), int((part["frac"] > settings.over_120_fraction).sum()), settings)})
+            float(part["frac"].max()), int((part["frac"] > settings.over_120_fraction).sum()), settings),
+            "loads_unweighed": unweighed})
     return out
 
 
@@ -290,7 +302,8 @@ def compliance(ctx: ServiceRequestDep, period: TimeRangeDep) -> dict[str, Any]:
 # One pass over today's cycles (index range on cycles_site_time) for both the per-machine figures and the payload
 # histogram: GROUPING(machine_id) = 1 marks a histogram row, 0 a machine's row.
 _CARD = """
-    SELECT GROUPING(machine_id) AS per_bin, machine_id, bin, count(*) AS loads, sum(payload_kg) AS kg,
+    SELECT GROUPING(machine_id) AS per_bin, machine_id, bin, count(payload_kg) AS loads, count(*) AS all_loads,
+           sum(payload_kg) AS kg,
            avg(frac) AS mean, avg((frac > %(o110)s)::int) AS share_over_110, sum((frac > %(o120)s)::int) AS over_120,
            max(frac) AS top
     FROM (SELECT machine_id, payload_kg, payload_kg / rated_payload_kg AS frac,
@@ -322,6 +335,8 @@ def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFram
     grouped = read(_CARD, params)
     per_bin = grouped["per_bin"].astype(int) == 1 if not grouped.empty else pd.Series(dtype=bool)
     machines = grouped[~per_bin] if not grouped.empty else grouped
+    unweighed = int((machines["all_loads"] - machines["loads"]).sum()) if not machines.empty else 0
+    machines = machines[machines["loads"] > 0] if not machines.empty else machines  # the weighed loads only
     loads = int(machines["loads"].sum()) if not machines.empty else 0
     tonnes = float(machines["kg"].astype(float).sum() / 1000) if loads else 0.0
     if loads:
@@ -332,7 +347,7 @@ def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFram
             float(machines["top"].astype(float).max()), int(machines["over_120"].sum()), settings)
         status = "compliant" if site_rules["compliant"] else "not compliant"
     else:
-        status = "no loads"
+        status = "not judged: no weighed loads" if unweighed else "no loads"
     per_machine = [{"machine_id": r.machine_id, **policy_rules(int(r.loads), float(r.mean), float(r.share_over_110),
                                                                 float(r.top), int(r.over_120), settings)}
                    for r in machines.itertuples(index=False)]
@@ -351,8 +366,10 @@ def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFram
     return Card(
         title="Weight loading",
         metrics=[{"label": "Tonnes today", "value": round(tonnes, 1), "unit": "t"},
-                 {"label": "Loads today", "value": loads, "unit": "loads"},
-                 {"label": "10/10/20 today", "value": status, "unit": ""}],
+                 {"label": "Loads today", "value": loads + unweighed, "unit": "loads"},
+                 {"label": "10/10/20 today", "value": status, "unit": ""},
+                 *([{"label": "Loads without a weighing today", "value": unweighed, "unit": "loads"}]
+                   if unweighed else [])],
         data={"worst_offenders": worst,
               "payload_histogram": {"edges_pct": edges, "counts": counts}},
         link="cycles",

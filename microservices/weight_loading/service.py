@@ -49,12 +49,14 @@ TONNES_PER_HOUR_SQL = """
 WITH t AS (
   SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day, sum(payload_kg) / 1000.0 AS tonnes
   FROM weight_loading.cycles
-  WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s GROUP BY 1),
+  WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s AND payload_kg IS NOT NULL
+  GROUP BY 1),
 h AS (
   SELECT (a.hour AT TIME ZONE 'UTC')::date AS day, sum(a.engine_hours) AS hours
   FROM weight_loading.activity a
   WHERE a.site_id = %(site_id)s AND a.hour >= %(start)s AND a.hour < %(end)s
-    AND a.machine_id IN (SELECT DISTINCT machine_id FROM weight_loading.cycles WHERE site_id = %(site_id)s)
+    AND a.machine_id IN (SELECT DISTINCT machine_id FROM weight_loading.cycles
+                         WHERE site_id = %(site_id)s AND payload_kg IS NOT NULL)
   GROUP BY 1)
 SELECT t.day, t.tonnes / NULLIF(h.hours, 0) AS value FROM t JOIN h USING (day) ORDER BY 1
 """
@@ -62,14 +64,14 @@ OVER_SHARE_SQL = """
 SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day,
        avg(CASE WHEN band IN ('over_110', 'over_120') THEN 1.0 ELSE 0.0 END) AS value
 FROM weight_loading.cycles
-WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s
+WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s AND payload_kg IS NOT NULL
 GROUP BY 1 ORDER BY 1
 """
 FUEL_PER_TONNE_SQL = """
 SELECT (dumped_at AT TIME ZONE 'UTC')::date AS day,
        sum(coalesce(fuel_used_l, 0) + coalesce(fuel_return_l, 0)) / NULLIF(sum(payload_kg) / 1000.0, 0) AS value
 FROM weight_loading.cycles
-WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s
+WHERE site_id = %(site_id)s AND dumped_at >= %(start)s AND dumped_at < %(end)s AND payload_kg IS NOT NULL
 GROUP BY 1 ORDER BY 1
 """
 
@@ -173,8 +175,8 @@ class WeightLoading(Service):
                 for load in loads:
                     self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
             if zones is not None and zones.usable:
-                found, ms = track_cycles(found, ms, {k: v[lo:hi] for k, v in arrays.items()}, x_all[lo:hi],
-                                         y_all[lo:hi], rated[machine_id], zones, settings)
+                found, ms = track_cycles(found, prev_dump, ms, {k: v[lo:hi] for k, v in arrays.items()},
+                                         x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings)
             made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
             if found:
                 ms["prev_dump"] = last_dump
@@ -228,24 +230,27 @@ class WeightLoading(Service):
         return site_card(site_id, read, settings)
 
 
-def track_cycles(found: list[dict], ms: dict[str, Any], new: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                 rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings
+def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], new: dict[str, np.ndarray],
+                 x: np.ndarray, y: np.ndarray, rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings
                  ) -> tuple[list[dict], dict[str, Any]]:
-    """Add the legs of the track whose payload readings cannot show the load, as cycles without a payload.
+    """Add the legs of the track the payload could not show, as cycles without a payload.
 
-    A leg whose payload is healthy is the payload machine's (its cycle, if any, is already in ``found``);
-    a leg whose payload is absent, stuck or implausible becomes a cycle with ``payload_kg`` None, and the
-    payload machine starts over after it (a reading stuck at a load would otherwise hold it loaded).
+    A leg the payload machine found a cycle in (in ``found``, or its last dump before this batch,
+    ``prev_dump``) is that cycle; a leg without one whose payload readings were absent, stuck or out of
+    range (``track.payload_unusable``) becomes a cycle with ``payload_kg`` None, and the payload machine
+    starts over after it (a reading stuck at a load would otherwise hold it loaded).
     """
     ms = dict(ms)
     legs, ms["trk"] = track.advance(new["t"], x, y, new["lat"], new["lon"], new["v"], new["p"], new["fuel"],
                                     new["eh"], ms.get("trk", {}), rated, zones, settings)
+    weighed = [c["dumped_at"] for c in found] + ([prev_dump["t"]] if prev_dump else [])
+    slack = int(settings.dump_leave_s * NS)
     found = list(found)
     for leg in legs:
-        if track.payload_unusable(np.asarray(leg["evidence"]), settings) is None:
-            continue
-        if any(leg["load_start"] <= c["dumped_at"] <= leg["dumped_at"] for c in found):
-            continue  # the payload machine saw this one after all
+        if any(leg["load_start"] <= t <= leg["dumped_at"] + slack for t in weighed):
+            continue  # the payload machine has this cycle, with its payload
+        if track.payload_unusable(leg["evidence"], settings) is None:
+            continue  # healthy readings that showed no load: an empty hauler stood at a loader and a dump
         found.append({**leg, "payload_kg": None, "passes": None, "settle_samples": None})
         if int(ms.get("live", 0)) < leg["dumped_at"]:
             ms.update(phase="unknown", load=None, live=leg["dumped_at"], floor=leg["dumped_at"])

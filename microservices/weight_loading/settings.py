@@ -101,13 +101,11 @@ class WeightLoadingSettings(BaseModel):
         10.0, ge=0, le=200, description="a stop this close outside a zone counts as in it (GNSS error, spots at "
         "the zone's edge)"
     )
-    payload_absent_share: float = Field(
-        0.5, gt=0, le=1, description="payload missing (or out of range) in this share of a leg's samples: the "
-        "payload cannot show the load"
-    )
-    payload_stuck_share: float = Field(
-        0.9, gt=0, le=1, description="payload unchanged from one sample to the next in this share of a leg's "
-        "moving samples: stuck (a weighing system reads body bounce while driving)"
+    payload_fault_share: float = Field(
+        0.25, gt=0, le=1, description="a leg of the track the payload machine found no cycle in is a cycle when its "
+        "payload was missing, out of range, or unchanged from one moving sample to the next (stuck: a weighing "
+        "system reads body bounce while driving) in at least this share of its samples; below 1 so the leg in "
+        "which a fault begins or ends counts too"
     )
     payload_max_fraction: float = Field(
         2.5, gt=1, description="a payload reading above this fraction of rated is out of physical range"

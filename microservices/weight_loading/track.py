@@ -12,12 +12,14 @@ several loader passes), drives, and stands at a tipping area (dump, crusher, sto
 2. **a leg**: the last stop of at least ``load_stop_min_s`` at a load zone before a stop of at least
    ``dump_stop_min_s`` at a tipping zone; tipping stops less than ``dump_leave_s`` apart are one dump (a queue,
    then the tip), so ``dumped_at`` is the drive-off from the last of them;
-3. **is the payload to be believed for this leg?** Evidence counted over the leg (load start to the end of the
-   dump): payload missing from most samples (``payload_absent_share``), unchanged from one sample to the next
-   through most moving samples (``payload_stuck_share``, the health check's "stuck": a weighing system reads
-   body bounce while driving), or out of any physical range in most samples. Only then is the leg a cycle,
-   marked ``payload_source = 'none'``: its tonnes are unknown, never shown as measured. A healthy payload
-   over the leg leaves the cycle to the payload machine, so fault-free answers do not change.
+3. **could the payload show this leg?** A leg the payload machine found a cycle in is its cycle. Any other
+   leg is a cycle only when its payload readings were faulty in at least ``payload_fault_share`` of the
+   samples of the leg (load start to the end of the dump), of its load stop or of its dump: missing, out of
+   physical range, or unchanged from one sample
+   to the next while moving (the health check's "stuck": a weighing system reads body bounce while driving).
+   Such a cycle is marked ``payload_source = 'none'``: its tonnes are unknown, never shown as measured. A leg
+   with healthy readings and no payload cycle (an empty hauler that stood at a loader and at a dump) is no
+   cycle, so fault-free answers do not change.
 
 Incremental and deterministic like ``detect.py``: each hauler carries its open stop (start, the positions of
 its first seconds, evidence counters), its pending drive-off and its open leg in the state; a leg closes only
@@ -55,16 +57,28 @@ def evidence(p: np.ndarray, moving: np.ndarray, last_p: float | None, rated: flo
     return out
 
 
-def payload_unusable(counts: np.ndarray, s: WeightLoadingSettings) -> str | None:
-    """Why the payload readings of a leg cannot show its load (None when they can)."""
+def payload_unusable(windows: list[list[float]], s: WeightLoadingSettings) -> str | None:
+    """Why the payload readings of a leg could not show its load (None when nothing was wrong with them).
+
+    ``windows``: the evidence counters of the whole leg, of its load stop and of its dump; a fault in the
+    load or the dump alone hides the cycle from the payload machine as well as one through the leg.
+    """
+    for counts in windows:
+        why = _unusable(counts, s)
+        if why is not None:
+            return why
+    return None
+
+
+def _unusable(counts: list[float], s: WeightLoadingSettings) -> str | None:
     n, missing, moving, unchanged, implausible = (float(c) for c in counts)
     if n <= 0:
         return None
-    if missing / n >= s.payload_absent_share:
+    if missing / n >= s.payload_fault_share:
         return "absent"
-    if moving >= 10 and unchanged / moving >= s.payload_stuck_share:
+    if moving > 0 and unchanged / moving >= s.payload_fault_share:
         return "stuck"
-    if implausible / max(n - missing, 1.0) >= s.payload_absent_share:
+    if implausible / max(n - missing, 1.0) >= s.payload_fault_share:
         return "implausible"
     return None
 
@@ -88,9 +102,9 @@ class ZoneTest:
         """Both a load and a tipping zone are drawn: without them a stop says nothing about loads."""
         return bool(self.load.any() and self.dump.any())
 
-    def kind(self, x: float, y: float) -> tuple[str, str | None]:
-        """('load' | 'dump' | 'other', zone id) of a stop's position."""
-        if self.index is None or not np.isfinite(x) or not np.isfinite(y):
+    def kind(self, x: float | None, y: float | None) -> tuple[str, str | None]:
+        """('load' | 'dump' | 'other', zone id) of a stop's position (None: no fix while it stood)."""
+        if self.index is None or x is None or y is None:
             return "other", None
         inside = self.index.membership(np.array([x]), np.array([y]), self.margin_m)[0]
         for name, mask in (("load", self.load), ("dump", self.dump)):
@@ -100,8 +114,8 @@ class ZoneTest:
         return "other", None
 
 
-def _median(values: list[float]) -> float:
-    return float(np.median(values)) if values else float("nan")
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
@@ -110,7 +124,7 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
     """Feed one hauler's new samples (time order) through stops and legs: finished legs, and the new state.
 
     A finished leg is a dict with the cycle's times, positions, zones and counters, and ``evidence``: the
-    payload counters (EVIDENCE) from its load start to the end of its dump, for ``payload_unusable``.
+    payload counters (EVIDENCE) of the leg, its load stop and its dump, for ``payload_unusable``.
     """
     st = dict(st)
     last_t = int(st.get("t", -1))
@@ -189,9 +203,9 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
         leg = {"load": record, "dump": None}
     elif kind == "dump" and length >= s.dump_stop_min_s and leg is not None:
         if leg["dump"] is None:
-            leg["dump"] = {**record, "first": record["a"]}
+            leg["dump"] = {**record, "first": record["a"], "first_c0": record["c0"]}
         else:
-            leg["dump"] = {**record, "first": leg["dump"]["first"]}
+            leg["dump"] = {**record, "first": leg["dump"]["first"], "first_c0": leg["dump"]["first_c0"]}
     st["leg"] = leg
     return legs
 
@@ -211,8 +225,9 @@ def _close_dump_if_left(st: dict, stop: dict | None, last_t: int, s: WeightLoadi
 def _finish(leg: dict) -> dict:
     """A finished leg: cycle times and positions, and the evidence counted from load start to the end of the dump."""
     load, dump = leg["load"], leg["dump"]
-    counts = np.asarray(dump["c1"], float) - np.asarray(load["c0"], float)
+    windows = [(load["c0"], dump["c1"]), (load["c0"], load["c1"]), (dump["first_c0"], dump["c1"])]
+    counts = [(np.asarray(b, float) - np.asarray(a, float)).tolist() for a, b in windows]
     return {"load_start": load["a"], "loaded_at": load["b"], "haul_start": load["b"], "dump_start": dump["first"],
             "dumped_at": dump["b"], "load_lat": load["lat"], "load_lon": load["lon"], "dump_lat": dump["lat"],
             "dump_lon": dump["lon"], "fuel0": load["f0"], "eh0": load["e0"], "fuel1": dump["f1"], "eh1": dump["e1"],
-            "load_zone": load["zone"], "dump_zone": dump["zone"], "evidence": counts.tolist()}
+            "load_zone": load["zone"], "dump_zone": dump["zone"], "evidence": counts}
