@@ -194,7 +194,7 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
               "lon": _median(stop["lo"]), "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"],
               "zone": zone}
     leg = st.get("leg")
-    if leg is not None and leg.get("dump") is not None and stop["a"] > leg["dump"]["b"] + s.dump_leave_s * NS:
+    if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
         leg = None
     if kind == "load" and length >= s.load_stop_min_s:
@@ -216,7 +216,7 @@ def _close_dump_if_left(st: dict, stop: dict | None, last_t: int, s: WeightLoadi
     if leg is None or leg.get("dump") is None:
         return []
     earliest = stop["a"] if stop is not None else last_t + 1
-    if earliest > leg["dump"]["b"] + s.dump_leave_s * NS:
+    if earliest >= leg["dump"]["b"] + s.dump_leave_s * NS:
         st["leg"] = None
         return [_finish(leg)]
     return []

@@ -1,0 +1,148 @@
+"""Haul cycles from the track (track.py): stops, legs, the payload test, and the same legs whatever the split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from microservices.weight_loading import track
+from microservices.weight_loading.settings import WeightLoadingSettings
+from sitepulse.geo import LocalFrame
+from sitepulse.sitefile import SiteConfig
+
+RATED = 28_000.0
+NS = track.NS
+# a load area around (0, 0) and a crusher 1 km north, in local metres; lon/lat drawn around the origin
+LOAD_XY, DUMP_XY, ROAD_XY = (0.0, 0.0), (0.0, 1000.0), (400.0, 500.0)
+
+
+DRAWN = LocalFrame(59.3, 18.1)  # the frame the places above are in
+
+
+def site() -> SiteConfig:
+    frame = DRAWN
+
+    def square(cx: float, cy: float, half: float) -> list[list[float]]:
+        lon, lat = frame.to_lonlat(np.array([cx - half, cx + half, cx + half, cx - half]),
+                                   np.array([cy - half, cy - half, cy + half, cy + half]))
+        return [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+
+    return SiteConfig.model_validate({"zones": [
+        {"id": "face", "kind": "load", "name": "Face", "polygon": square(*LOAD_XY, 40)},
+        {"id": "crusher", "kind": "crusher", "name": "Crusher", "polygon": square(*DUMP_XY, 30)},
+    ]})
+
+
+def leg_trace(stops: list[tuple[tuple[float, float], float]], payload: str = "absent", seed: int = 0
+              ) -> dict[str, np.ndarray]:
+    """1-Hz samples standing at each (place, seconds) in turn, driving 60 s at 30 km/h between them.
+
+    ``payload``: 'absent' (no readings), 'stuck' (one value throughout) or 'empty' (healthy noisy readings of
+    an empty body).
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys, vs = [], [], []
+    for i, ((x, y), seconds) in enumerate(stops):
+        n = int(seconds)
+        xs.append(np.full(n, x) + rng.normal(0, 1.0, n))
+        ys.append(np.full(n, y) + rng.normal(0, 1.0, n))
+        vs.append(np.zeros(n))
+        if i + 1 < len(stops):
+            (x1, y1), _ = stops[i + 1]
+            f = np.arange(1, 61) / 61
+            xs.append(x + (x1 - x) * f)
+            ys.append(y + (y1 - y) * f)
+            vs.append(np.full(60, 30.0))
+    x, y, v = np.concatenate(xs), np.concatenate(ys), np.concatenate(vs)
+    n = len(x)
+    t = (1_700_000_000 + np.arange(n)).astype(np.int64) * NS
+    p = {"absent": np.full(n, np.nan), "stuck": np.full(n, 21_400.0),
+         "empty": np.clip(rng.normal(300, 250, n), 0, None).round(1)}[payload]
+    lon, lat = DRAWN.to_lonlat(x, y)
+    x, y = site().frame.to_xy(lon, lat)  # as the service projects fixes: in the site's own frame
+    return {"t": t, "x": x, "y": y, "lat": lat, "lon": lon, "v": v, "p": p,
+            "fuel": 1000 + np.arange(n) * 0.005, "eh": 5000 + np.arange(n) / 3600}
+
+
+def run(trace: dict[str, np.ndarray], cuts: list[int] | None = None,
+        settings: WeightLoadingSettings | None = None) -> list[dict]:
+    """Feed the trace in pieces (``cuts``: sample indexes) as the service would, carrying the state."""
+    s = settings or WeightLoadingSettings()
+    zones = track.ZoneTest(site(), s.zone_margin_m)
+    bounds = [0, *(cuts or []), len(trace["t"])]
+    state: dict = {}
+    legs: list[dict] = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        part = {k: v[a:b] for k, v in trace.items()}
+        found, state = track.advance(part["t"], part["x"], part["y"], part["lat"], part["lon"], part["v"],
+                                     part["p"], part["fuel"], part["eh"], state, RATED, zones, s)
+        legs += found
+    return legs
+
+
+def at(trace: dict[str, np.ndarray], seconds: float) -> int:
+    return int(trace["t"][0] + seconds * NS)
+
+
+def test_a_load_stop_then_a_crusher_stop_is_one_leg_timed_at_the_drive_offs() -> None:
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)])
+    [leg] = run(trace)
+    # standing 30 s, drive 60, load 180 (from 90 to 270), drive 60, tip 45 (330 to 375)
+    assert leg["load_start"] == at(trace, 90) and leg["loaded_at"] == leg["haul_start"] == at(trace, 270)
+    assert leg["dump_start"] == at(trace, 330) and leg["dumped_at"] == at(trace, 375)
+    assert (leg["load_zone"], leg["dump_zone"]) == ("face", "crusher")
+    assert abs(leg["fuel1"] - leg["fuel0"] - 285 * 0.005) < 1e-6
+    assert track.payload_unusable(leg["evidence"], WeightLoadingSettings()) == "absent"
+
+
+@pytest.mark.parametrize("cuts", [[1], [100, 101, 102], [269, 272, 331, 376, 400], list(range(7, 700, 13))])
+def test_any_split_of_the_samples_gives_the_same_legs(cuts: list[int]) -> None:
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (LOAD_XY, 120), (DUMP_XY, 20),
+                       (ROAD_XY, 200)], payload="stuck")
+    whole = run(trace)
+    assert len(whole) == 2
+    assert run(trace, cuts) == whole
+
+
+def test_a_queue_and_the_tip_at_the_crusher_are_one_dump_ending_at_the_last_drive_off() -> None:
+    near_dump = (DUMP_XY[0] + 20, DUMP_XY[1] - 20)
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 120), (near_dump, 90), (DUMP_XY, 40), (ROAD_XY, 200)])
+    [leg] = run(trace, settings=WeightLoadingSettings(dump_leave_s=90))
+    # queue from 270 to 360, 60 s drive (under dump_leave_s), tip from 420 to 460
+    assert leg["dump_start"] == at(trace, 270) and leg["dumped_at"] == at(trace, 460)
+    [tip_only] = run(trace, settings=WeightLoadingSettings(dump_leave_s=60))  # 60 s apart: two dumps
+    assert tip_only["dumped_at"] == at(trace, 360)  # the leg ends at the first; the second has no load
+
+
+def test_short_stops_and_stops_outside_the_zones_make_no_leg() -> None:
+    settings = WeightLoadingSettings()
+    short_load = leg_trace([(ROAD_XY, 30), (LOAD_XY, settings.load_stop_min_s - 10), (DUMP_XY, 45),
+                            (ROAD_XY, 200)])
+    assert run(short_load) == []
+    no_dump = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (ROAD_XY, 45), (ROAD_XY, 200)])
+    assert run(no_dump) == []
+
+
+def test_a_moving_blip_shorter_than_a_drive_off_does_not_split_a_stop() -> None:
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)])
+    trace["v"][150:155] = 6.0  # creeping forward at the loader for 5 s (drive-off needs 8)
+    [leg] = run(trace)
+    assert leg["load_start"] == at(trace, 90) and leg["haul_start"] == at(trace, 270)
+
+
+def test_healthy_empty_readings_are_no_reason_to_count_a_leg() -> None:
+    settings = WeightLoadingSettings()
+    [empty] = run(leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)], payload="empty"))
+    assert track.payload_unusable(empty["evidence"], settings) is None
+    [stuck] = run(leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)], payload="stuck"))
+    assert track.payload_unusable(stuck["evidence"], settings) == "stuck"
+    wild = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)], payload="empty")
+    wild["p"] = wild["p"] + 90_000.0  # 3x rated on an empty body: out of range
+    [implausible] = run(wild)
+    assert track.payload_unusable(implausible["evidence"], settings) == "implausible"
+
+
+def test_a_site_without_load_or_tipping_zones_cannot_find_legs() -> None:
+    assert not track.ZoneTest(SiteConfig(), 10.0).usable
+    assert not track.ZoneTest(None, 10.0).usable
+    assert track.ZoneTest(site(), 10.0).usable
