@@ -106,7 +106,8 @@ def test_any_split_of_the_samples_gives_the_same_legs(cuts: list[int]) -> None:
 
 def test_a_queue_and_the_tip_at_the_crusher_are_one_dump_ending_at_the_last_drive_off() -> None:
     near_dump = (DUMP_XY[0] + 20, DUMP_XY[1] - 20)
-    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 120), (near_dump, 90), (DUMP_XY, 40), (ROAD_XY, 200)])
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 120), (near_dump, 90), (DUMP_XY, 40), (ROAD_XY, 20),
+                       (LOAD_XY, 30)])
     [leg] = run(trace, settings=WeightLoadingSettings(dump_leave_s=90))
     # queue from 270 to 360, 60 s drive (under dump_leave_s), tip from 420 to 460
     assert leg["dump_start"] == at(trace, 270) and leg["dumped_at"] == at(trace, 460)
