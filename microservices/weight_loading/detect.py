@@ -389,9 +389,10 @@ def cycles_frame(rows: list[dict]) -> pd.DataFrame:
     for column in FLOAT_COLUMNS:
         if frame[column].dtype != np.float64:
             frame[column] = frame[column].astype(float)
-    for column in ("passes", "settle_samples"):  # null for a cycle without a measured payload
+    for column in ("passes", "settle_samples"):  # null for a cycle without a measured payload: ints or None
         if frame[column].dtype != np.int64:
-            frame[column] = frame[column].astype("Int64")
+            frame[column] = pd.Series([None if v is None or v != v else int(v) for v in frame[column]],
+                                      index=frame.index, dtype=object)
     return frame
 
 
