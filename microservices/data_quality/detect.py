@@ -274,6 +274,22 @@ def _stuck(s: np.ndarray, prefix: str, value: float, shown: str, st: DataQuality
     return None
 
 
+def stuck_over_window(window: list[list[float]], s: np.ndarray, prefix: str, value: float, shown: str,
+                      st: DataQualitySettings) -> Verdict | None:
+    """'stuck' from the moving samples of the last ``spike_bins`` bins (``window``: [moving, unchanged] per bin,
+    this one last) when this bin's own are stuck too: a machine that drives a few seconds between long stops
+    never fills ``confirm_bins`` bins in a row, but as many moving samples frozen are the same evidence."""
+    moving, unchanged = s[S[f"{prefix}_moving"]], s[S[f"{prefix}_unchanged"]]
+    total_moving = sum(w[0] for w in window)
+    total_unchanged = sum(w[1] for w in window)
+    if moving > 0 and _share(unchanged, moving) >= st.stuck_share \
+            and total_moving >= st.confirm_bins * st.min_samples \
+            and _share(total_unchanged, total_moving) >= st.stuck_share:
+        return Verdict("stuck", value, f"{shown} in {total_unchanged:.0f} of {total_moving:.0f} moving samples "
+                                       f"within {st.spike_bins * st.bin_s:.0f} s", windowed=True)
+    return None
+
+
 def judge_heading(s: np.ndarray, last: np.ndarray, st: DataQualitySettings, peers: bool) -> Verdict | None:
     if absent := _absent(s, s[S["h_missing"]], "heading", st):
         return absent if peers else None

@@ -290,6 +290,18 @@ class DataQuality(Service):
                                           now.get("hours", "ok")),
             "clock": detect.judge_clock(ring, settings) if s[detect.S["c_n"]] >= settings.min_samples else None,
         }
+        frozen = dict(ms.get("frozen", {}))  # [moving, unchanged] samples per bin of the last spike_bins bins
+        for sensor, prefix, column, shown in (("heading", "h", 0, "{:.0f} deg"), ("speed", "s", 1, "{:.1f} km/h"),
+                                              ("payload", "y", 2, "{:.0f} kg")):
+            window = [*frozen.get(prefix, []), [float(s[detect.S[f"{prefix}_moving"]]),
+                                                float(s[detect.S[f"{prefix}_unchanged"]])]][-settings.spike_bins:]
+            frozen[prefix] = window
+            verdict = verdicts[sensor]
+            if now.get(sensor, "ok") != "stuck" and (verdict is None or verdict.status == "stuck"):
+                value = float(lst[column])
+                verdicts[sensor] = detect.stuck_over_window(window, s, prefix, value, shown.format(value),
+                                                            settings) or verdict
+        ms["frozen"] = frozen
         for prefix in ("f", "e"):  # the counter's usual time between steps, learned while it is ok
             sensor = "fuel" if prefix == "f" else "hours"
             incr, run_s = s[detect.S[f"{prefix}_incr"]], s[detect.S[f"{prefix}_run_s"]]
