@@ -153,6 +153,14 @@ class WeightLoading(Service):
         if hauling.any():
             x_all[hauling], y_all[hauling] = x, y
         zones = self._zone_test(batch.site, settings) if settings.track_cycles else None
+        quiet: tuple[np.ndarray, np.ndarray] | None = None
+        if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
+            moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
+            starts = np.r_[True, machine[1:] != machine[:-1]]
+            rated_row = pd.Series(machine).map(rated).to_numpy(float)
+            ev = track.evidence(arrays["p"], moving, None, rated_row, settings, starts=starts)
+            quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0))
+            slice_of = np.cumsum(starts) - 1
         for machine_id, lo, hi in machine_slices(machine):
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
@@ -174,9 +182,14 @@ class WeightLoading(Service):
                                                   rated[machine_id], settings)
                 for load in loads:
                     self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
-            if zones is not None and zones.usable:
-                found, ms = track_cycles(found, prev_dump, ms, {k: v[lo:hi] for k, v in arrays.items()},
-                                         x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings)
+            if quiet is not None and zones is not None:
+                step = track.quiet_step(ms.get("trk", {}), arrays["t"][lo:hi], quiet[0][lo:hi], arrays["p"][lo:hi],
+                                        quiet[1][slice_of[lo]])
+                if step is not None:
+                    ms = {**ms, "trk": step}
+                else:
+                    found, ms = track_cycles(found, prev_dump, ms, {k: v[lo:hi] for k, v in arrays.items()},
+                                             x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings)
             made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
             if found:
                 ms["prev_dump"] = last_dump

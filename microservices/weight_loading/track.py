@@ -41,10 +41,16 @@ NS = 1_000_000_000
 EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
 
 
-def evidence(p: np.ndarray, moving: np.ndarray, last_p: float | None, rated: float,
-             s: WeightLoadingSettings) -> np.ndarray:
-    """Per-sample payload evidence (samples x EVIDENCE), given the hauler's last payload before the batch."""
+def evidence(p: np.ndarray, moving: np.ndarray, last_p: float | None, rated: float | np.ndarray,
+             s: WeightLoadingSettings, starts: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample payload evidence (samples x EVIDENCE), given the hauler's last payload before the batch.
+
+    For a whole batch at once, ``starts`` marks each machine's first row (its previous reading is unknown
+    here: ``quiet_step`` adds it from the state) and ``rated`` is per row.
+    """
     prev = np.r_[np.nan if last_p is None else last_p, p[:-1]]
+    if starts is not None:
+        prev[starts] = np.nan
     has = np.isfinite(p)
     pair = moving & has & np.isfinite(prev)
     out = np.zeros((len(p), len(EVIDENCE)))
@@ -118,6 +124,27 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
+def quiet_step(st: dict[str, Any], t: np.ndarray, moving: np.ndarray, p: np.ndarray, totals: np.ndarray
+               ) -> dict[str, Any] | None:
+    """The new state when nothing can happen in these samples (driving throughout, no stop open, no dump to
+    close), from the batch's evidence ``totals`` of them; None when ``advance`` must look. Most steps of a
+    live fleet are this: it spares the per-sample work."""
+    leg = st.get("leg")
+    if st.get("stop") is not None or (leg is not None and leg.get("dump") is not None) or not moving.all() \
+            or t[0] <= int(st.get("t", -1)):
+        return None
+    totals = totals.copy()
+    last_p = st.get("lp")
+    if last_p is not None and p[0] == p[0]:  # the first sample's pair with the last reading before the batch
+        totals[2] += 1
+        totals[3] += p[0] == last_p
+    out = {"t": int(t[-1]), "lp": _num(p[-1])}
+    if leg is not None:  # counters matter only while a leg is open (stops and legs keep differences of them)
+        out["leg"] = leg
+        out["cum"] = [int(v) for v in np.asarray(st.get("cum", [0] * len(EVIDENCE)), float) + totals]
+    return out
+
+
 def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
             p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest,
             s: WeightLoadingSettings) -> tuple[list[dict], dict[str, Any]]:
@@ -177,7 +204,9 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
             stop = None
     st["stop"] = stop
     legs += _close_dump_if_left(st, stop, int(t[-1]), s)
-    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), cum[-1].tolist()
+    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), [int(v) for v in cum[-1]]
+    if stop is None and st.get("leg") is None:  # nothing refers to the counters: start them again from zero
+        st = {"t": st["t"], "lp": st["lp"]}
     return legs, st
 
 
