@@ -297,7 +297,9 @@ class DataQuality(Service):
                                                 float(s[detect.S[f"{prefix}_unchanged"]])]][-settings.spike_bins:]
             frozen[prefix] = window
             verdict = verdicts[sensor]
-            if now.get(sensor, "ok") != "stuck" and (verdict is None or verdict.status == "stuck"):
+            # frozen readings outweigh a bin judged ok on other evidence (a frozen heading agrees with a straight
+            # road, a frozen payload reads an empty body near zero)
+            if now.get(sensor, "ok") != "stuck" and (verdict is None or verdict.status in ("ok", "stuck")):
                 value = float(lst[column])
                 verdicts[sensor] = detect.stuck_over_window(window, s, prefix, value, shown.format(value),
                                                             settings) or verdict

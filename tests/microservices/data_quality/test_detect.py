@@ -144,3 +144,33 @@ def test_multipath_spikes_open_a_finding_in_the_bin_that_counts_enough_of_them()
 
 def test_one_jump_is_not_a_multipath_antenna() -> None:
     assert findings(faulty(_spikes([65]))).empty  # a healthy receiver jumps now and then
+
+
+def stop_and_go(machine: str, seed: int, moving_s: int = 8, standing_s: int = 12, seconds: int = 420
+                ) -> pd.DataFrame:
+    """The lap driven in bursts of ``moving_s`` seconds between stops of ``standing_s`` (a hauler creeping in a
+    queue): standing, it repeats its last fix; payload and meters stay live."""
+    frame = drive(machine, seconds=seconds, seed=seed)
+    burst = (np.arange(seconds) % (moving_s + standing_s)) < moving_s
+    where = np.clip(np.cumsum(burst) - 1, 0, None)  # the driving sample each second shows
+    out = frame.copy()
+    for column in ("lat", "lon", "speed_kmh", "heading_deg"):
+        out[column] = frame[column].to_numpy()[where]
+    out.loc[~burst, "speed_kmh"] = 0.0
+    return out
+
+
+@pytest.mark.parametrize(("column", "sensor"), [("speed_kmh", "speed"), ("payload_kg", "payload")])
+def test_a_frozen_reading_is_found_on_a_machine_that_only_drives_in_short_bursts(column: str, sensor: str) -> None:
+    bad = stop_and_go("bad-1", seed=2)
+    late = bad["ts"] >= bad["ts"].iloc[0] + pd.Timedelta(seconds=60)
+    bad.loc[late, column] = bad.loc[late, column].iloc[0]
+    telemetry = pd.concat([stop_and_go("ok-1", seed=1), bad], ignore_index=True)
+    telemetry = telemetry.sort_values(["machine_id", "ts"], kind="stable").reset_index(drop=True)
+    events = run_in_chunks(DataQuality(), telemetry, chunk="1min", machines=MACHINES)["sensor_events"]
+    assert events[events["machine_id"] == "ok-1"].empty, events[events["machine_id"] == "ok-1"]
+    hits = events[(events["machine_id"] == "bad-1") & (events["sensor"] == sensor) & (events["status"] == "stuck")]
+    assert not hits.empty, events
+    # no 20-s bin holds min_samples moving samples (8 s of driving in every 20); the window of 4 bins does
+    found_after = (pd.Timestamp(hits["detected_at"].iloc[0]) - bad["ts"].iloc[0]).total_seconds() - 60
+    assert 0 < found_after <= 120, found_after
