@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from microservices.weight_loading import track
@@ -147,3 +148,27 @@ def test_a_site_without_load_or_tipping_zones_cannot_find_legs() -> None:
     assert not track.ZoneTest(SiteConfig(), 10.0).usable
     assert not track.ZoneTest(None, 10.0).usable
     assert track.ZoneTest(site(), 10.0).usable
+
+
+def test_the_service_finds_unweighed_cycles_the_same_whatever_the_chunks() -> None:
+    """One simulated hour, HX-05's payload frozen from minute 15 and HX-06's missing: every closed true cycle
+    found (the payload machine's before the fault, the track's after), in 1-min, 7-min and 1-h chunks alike."""
+    from microservices.testing import run_in_chunks
+    from microservices.weight_loading import WeightLoading
+    from microservices.weight_loading.score import DEFAULT_FAULTS, score_run, simulated
+    from simulators.faults import parse_faults
+
+    faults = parse_faults(DEFAULT_FAULTS + ",payload=stuck:HX-05@900,payload=absent:HX-06")
+    telemetry, records, site_config, machines = simulated(4, 1.0, faults=faults)
+    tables = [run_in_chunks(WeightLoading(), telemetry, site=site_config, machines=machines, chunk=chunk)["cycles"]
+              .sort_values(["machine_id", "dumped_at"]).reset_index(drop=True) for chunk in ("1min", "7min", "1h")]
+    tables = [t.astype({"passes": float, "settle_samples": float}) for t in tables]  # None or NaN: both null
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(other, tables[0])
+    cycles = tables[0]
+    unweighed = cycles[cycles["payload_source"] == "none"]
+    assert set(unweighed["machine_id"]) == {"HX-05", "HX-06"}
+    assert unweighed["payload_kg"].isna().all() and unweighed["band"].isna().all()
+    assert (cycles[cycles["machine_id"] == "HX-06"]["payload_source"] == "none").all()
+    score = score_run("payload faults", telemetry, records, site_config, machines, chunk="7min")
+    assert score.matched == score.true_cycles and score.paired == score.detected
