@@ -12,10 +12,10 @@ makes more close encounters for traffic-awareness to judge). Printed per service
 ``--repeat`` runs and the headroom, rows/s divided by the fleet's rate (1.0 = just keeping up, on one core).
 
 ``--motion-cost`` also runs positioning, traffic-awareness and weight-loading with the reported heading and speed
-taken as they come (the code before motion from the track, issue #18; weight loading still projects its fixes),
-alternating with the fused motion in the same run, and prints fused / raw rows/s (the cost of fault handling in
-motion; the bar is >= 0.9), per wall second and per CPU second of the benchmark's process (on cores other
-sessions share, the CPU-second ratio is the steadier one). data-quality, the health
+taken as they come (the code before motion from the track, issue #18; weight loading still projects its fixes,
+and finds no cycles from the track), alternating with the fused motion in the same run, and prints fused / raw
+rows/s (the cost of fault handling; the bar is >= 0.9), per wall second and per CPU second of the benchmark's
+process (on cores other sessions share, the CPU-second ratio is the steadier one). data-quality, the health
 check, is a service of its own and is timed beside the others.
 """
 
@@ -88,15 +88,24 @@ def raw_speed_over_ground(machine, t_ms, x, y, speed_kmh, tails, settings=None):
     return np.asarray(speed_kmh, float), tails
 
 
+class NoTrackCycles(weight_service.WeightLoadingSettings):
+    """Weight loading as before issue #18: no haul cycles from the track for a hauler whose payload is faulty."""
+
+    track_cycles: bool = False
+
+
 FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse,
-         "weight": weight_service.speed_over_ground}
+         "weight": weight_service.speed_over_ground, "weight_settings": weight_service.WeightLoading.Settings}
 
 
 def use_motion(fused: bool) -> None:
-    """Switch positioning and traffic-awareness between fused and raw motion (benchmark only)."""
+    """Switch the services between fault handling and raw motion (benchmark only): positioning and
+    traffic-awareness fuse motion or not; weight loading takes speed over ground and finds cycles from the
+    track, or neither."""
     traffic_service.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
     positioning_service.fuse = FUSED["positioning"] if fused else raw_fuse
     weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
+    weight_service.WeightLoading.Settings = FUSED["weight_settings"] if fused else NoTrackCycles
 
 
 def rows_per_s(service, telemetry, site, chunk, registry, cpu: bool = False) -> float | tuple[float, float]:
