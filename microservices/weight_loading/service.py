@@ -3,7 +3,9 @@
 ``process`` turns new telemetry into finished haul cycles (``weight_loading.cycles``), hourly
 operating time and fuel per machine (``weight_loading.activity``) and a critical alert for a
 load above 120 % of rated (Caterpillar 10/10/20 rule 3, DOMAIN.md) while the hauler is still
-at the loader. Detection lives in ``detect.py``; routes and KPI queries in ``routes.py``.
+at the loader. Detection lives in ``detect.py``; where a hauler's payload readings are absent, stuck or out of
+range, its cycles come from the track (``track.py``: a stop at a load zone, then at a tipping zone) without a
+payload. Routes and KPI queries in ``routes.py``.
 """
 
 from __future__ import annotations
