@@ -67,7 +67,8 @@ class DataQualitySettings(BaseModel):
         3, ge=1, le=100, description="this many spike edges ...")
     spike_bins: int = Field(
         4, ge=1, le=60, description="... within this many bins make the position implausible (plain GNSS jumps a "
-                                    "few times an hour; a multipath antenna several times a minute)")
+                                    "few times an hour; a multipath antenna several times a minute); also the "
+                                    "window in which confirm_bins x min_samples frozen moving samples are stuck")
     empty_fraction: float = Field(
         0.12, gt=0, lt=1, description="payload readings below this share of rated count as the body or bucket "
                                       "being empty, where a zero offset shows: half the smallest loader pass (a "
