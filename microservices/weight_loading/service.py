@@ -27,6 +27,7 @@ from sitepulse.sitefile import SiteConfig
 NS = detect.NS
 STATE_VERSION = 1
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
+LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
 
 # Value KPI (README, "Value"): had every under-loaded trip carried the target payload, the same
@@ -155,6 +156,15 @@ class WeightLoading(Service):
         if hauling.any():
             x_all[hauling], y_all[hauling] = x, y
         zones = self._zone_test(batch.site, settings) if settings.track_cycles else None
+        if zones is not None and settings.loader_radius_m > 0:  # where the loading units stand, minute by minute
+            units = pd.Series(machine).isin(loading_units(batch.machines)).to_numpy()
+            if units.any():
+                frame = batch.site.frame if batch.site is not None else None
+                if frame is not None:
+                    ux, uy = frame.to_xy(arrays["lon"][units], arrays["lat"][units])
+                    state["units"] = track.unit_positions(state.get("units", {}), machine[units], arrays["t"][units],
+                                                          ux, uy, int(arrays["t"].min()))
+            zones.units, zones.unit_radius_m = state.get("units", {}), settings.loader_radius_m
         quiet: tuple[np.ndarray, np.ndarray] | None = None
         if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
             moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
@@ -243,6 +253,13 @@ class WeightLoading(Service):
         from microservices.weight_loading.routes import site_card
 
         return site_card(site_id, read, settings)
+
+
+def loading_units(machines: pd.DataFrame) -> list[str]:
+    """Machines that load haulers (DOMAIN.md: loaders and excavators fill them in passes)."""
+    if machines.empty:
+        return []
+    return machines.loc[machines["kind"].astype(str).isin(LOADING_KINDS), "machine_id"].astype(str).tolist()
 
 
 def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], new: dict[str, np.ndarray],

@@ -101,6 +101,11 @@ class WeightLoadingSettings(BaseModel):
         10.0, ge=0, le=200, description="a stop this close outside a zone counts as in it (GNSS error, spots at "
         "the zone's edge)"
     )
+    loader_radius_m: float = Field(
+        40.0, ge=0, le=200, description="a stop this close to a loading unit's mean fix (loader, excavator) counts "
+        "as at a load area, for load areas not drawn in the site file (0: zones only): a wheel loader shuttles "
+        "10-20 m between face and truck, and both antennas sit a machine length from the bucket"
+    )
     payload_fault_share: float = Field(
         0.25, gt=0, le=1, description="a leg of the track the payload machine found no cycle in is a cycle when its "
         "payload was missing, out of range, or unchanged from one moving sample to the next (stuck: a weighing "

@@ -7,8 +7,10 @@ several loader passes), drives, and stands at a tipping area (dump, crusher, sto
 
 1. **stops**: standing (fused speed below ``moving_kmh``) until it drives off (keeps moving for
    ``min_drive_off_s``, the same drive-off as the payload machine); where it stood is the median position of
-   its first ``stop_position_s``; a stop is tested against the site's load and tipping zones (grown by
-   ``zone_margin_m`` for GNSS error);
+   its last ``stop_position_s`` of standing (where it was loaded, not where it queued before creeping up); a stop
+   is tested against the site's load and tipping zones (grown by ``zone_margin_m`` for GNSS error), or is at a
+   load area when it is within ``loader_radius_m`` of a loading unit (loader, excavator: its mean fix of the
+   last whole minute before the drive-off), for load areas not drawn;
 2. **a leg**: the last stop of at least ``load_stop_min_s`` at a load zone before a stop of at least
    ``dump_stop_min_s`` at a tipping zone; tipping stops less than ``dump_leave_s`` apart are one dump (a queue,
    then the tip), so ``dumped_at`` is the drive-off from the last of them;
@@ -21,8 +23,8 @@ several loader passes), drives, and stands at a tipping area (dump, crusher, sto
    with healthy readings and no payload cycle (an empty hauler that stood at a loader and at a dump) is no
    cycle, so fault-free answers do not change.
 
-Incremental and deterministic like ``detect.py``: each hauler carries its open stop (start, the positions of
-its first seconds, evidence counters), its pending drive-off and its open leg in the state; a leg closes only
+Incremental and deterministic like ``detect.py``: each hauler carries its open stop (start, the fixes of its
+last seconds, evidence counters), its pending drive-off and its open leg in the state; a leg closes only
 once every sample it depends on exists, so any split of the telemetry gives the same cycles. Loops run over
 standing/moving runs and stops, never over samples.
 """
@@ -89,8 +91,40 @@ def _unusable(counts: list[float], s: WeightLoadingSettings) -> str | None:
     return None
 
 
+UNIT_BIN_S = 60  # loading units' positions are kept as means per minute of absolute time
+UNIT_KEEP_S = 600  # ... for this long (a loading unit barely moves while it loads)
+
+
+def unit_positions(saved: dict[str, Any], unit: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   batch_start: int) -> dict[str, Any]:
+    """Add loading units' fixes (rows sorted by unit, time) to their per-minute sums [minute, sx, sy, n].
+
+    Sums, not medians, so any split of the telemetry gives the same means; a minute is dropped once no stop
+    ending in this batch (from ``batch_start``, ns) can look it up (``UNIT_KEEP_S`` before the minute before).
+    """
+    oldest = batch_start // (UNIT_BIN_S * NS) - 1 - UNIT_KEEP_S // UNIT_BIN_S
+    out = {k: [list(r) for r in v if r[0] > oldest] for k, v in saved.items()}
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return out
+    unit, t, x, y = unit[ok], t[ok], x[ok], y[ok]
+    minute = t // (UNIT_BIN_S * NS)
+    starts = np.flatnonzero(np.r_[True, (unit[1:] != unit[:-1]) | (minute[1:] != minute[:-1])])
+    sx, sy = np.add.reduceat(x, starts), np.add.reduceat(y, starts)
+    n = np.diff(np.r_[starts, len(t)])
+    for i, a in enumerate(starts.tolist()):
+        rows = out.setdefault(str(unit[a]), [])
+        m = int(minute[a])
+        if rows and rows[-1][0] == m:
+            rows[-1] = [m, rows[-1][1] + float(sx[i]), rows[-1][2] + float(sy[i]), rows[-1][3] + int(n[i])]
+        elif not rows or rows[-1][0] < m:
+            rows.append([m, float(sx[i]), float(sy[i]), int(n[i])])
+    return out
+
+
 class ZoneTest:
-    """Which stops are at a load area and which at a tipping area (polygons grown by a margin, local metres)."""
+    """Which stops are at a load area and which at a tipping area (polygons grown by a margin, local metres);
+    beside a loading unit (loader, excavator) counts as a load area too, for sites whose load areas are not drawn."""
 
     def __init__(self, site: Any, margin_m: float) -> None:
         from sitepulse.sitefile import ZoneType
@@ -102,14 +136,17 @@ class ZoneTest:
         self.load = np.array([z.type == ZoneType.load for z in zones], bool)
         self.dump = np.array([z.type == ZoneType.dump for z in zones], bool)
         self.ids = [z.id for z in zones]
+        self.units: dict[str, list[list[float]]] = {}  # loading units' minute sums, set per batch by the service
+        self.unit_radius_m = 0.0
 
     @property
     def usable(self) -> bool:
-        """Both a load and a tipping zone are drawn: without them a stop says nothing about loads."""
-        return bool(self.load.any() and self.dump.any())
+        """A tipping zone is drawn, and a load zone or loading units are known: else a stop says nothing."""
+        return bool(self.dump.any() and (self.load.any() or self.unit_radius_m > 0))
 
-    def kind(self, x: float | None, y: float | None) -> tuple[str, str | None]:
-        """('load' | 'dump' | 'other', zone id) of a stop's position (None: no fix while it stood)."""
+    def kind(self, x: float | None, y: float | None, at: int | None = None) -> tuple[str, str | None]:
+        """('load' | 'dump' | 'other', zone id or loading unit) of a stop's position (None: no fix while it
+        stood); ``at``: when it stopped (ns), for the loading units' positions then."""
         if self.index is None or x is None or y is None:
             return "other", None
         inside = self.index.membership(np.array([x]), np.array([y]), self.margin_m)[0]
@@ -117,7 +154,24 @@ class ZoneTest:
             hits = np.flatnonzero(inside & mask)
             if len(hits):
                 return name, self.ids[int(hits[0])]
-        return "other", None
+        unit = self.unit_near(x, y, at)
+        return ("load", unit) if unit is not None else ("other", None)
+
+    def unit_near(self, x: float, y: float, at: int | None) -> str | None:
+        """The loading unit within ``unit_radius_m`` of (x, y) in the newest minute at or before ``at``."""
+        if at is None or self.unit_radius_m <= 0:
+            return None
+        minute = at // (UNIT_BIN_S * NS)
+        best, best_d = None, self.unit_radius_m
+        for unit, rows in self.units.items():
+            then = [r for r in rows if minute - UNIT_KEEP_S // UNIT_BIN_S < r[0] <= minute]
+            if not then:
+                continue
+            _, sx, sy, n = then[-1]
+            d = float(np.hypot(sx / n - x, sy / n - y))
+            if d <= best_d:
+                best, best_d = unit, d
+        return best
 
 
 def _median(values: list[float]) -> float | None:
@@ -170,16 +224,21 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
     stop: dict[str, Any] | None = st.get("stop")  # open stop: a, c0, xs, ys, la, lo, f0, e0, k (drive-off)
 
     def begin(i: int) -> dict[str, Any]:
-        return {"a": int(t[i]), "c0": before[i].tolist(), "xs": [], "ys": [], "la": [], "lo": [],
+        return {"a": int(t[i]), "c0": before[i].tolist(), "ts": [], "xs": [], "ys": [], "la": [], "lo": [],
                 "f0": _num(fuel[i]), "e0": _num(eh[i]), "k": None}
 
     def place(open_stop: dict[str, Any], a: int, b: int) -> None:
-        """Positions of the standing samples a..b-1 within the stop's first ``stop_position_s``."""
-        stop_at = min(b, int(np.searchsorted(t, open_stop["a"] + pos_span, side="left")))
-        if stop_at > a:
-            fixed = np.isfinite(x[a:stop_at]) & np.isfinite(y[a:stop_at]) & np.isfinite(lat[a:stop_at])
-            for key, values in (("xs", x), ("ys", y), ("la", lat), ("lo", lon)):
-                open_stop[key] += values[a:stop_at][fixed].tolist()
+        """Keep the fixes of the stop's last ``stop_position_s`` of standing (samples a..b-1 are standing)."""
+        a = max(a, int(np.searchsorted(t, t[b - 1] - pos_span, side="right")))
+        fixed = np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
+        if not fixed.any():
+            return
+        for key, values in (("ts", t), ("xs", x), ("ys", y), ("la", lat), ("lo", lon)):
+            open_stop[key] += values[a:b][fixed].tolist()
+        first = int(np.searchsorted(np.asarray(open_stop["ts"]), open_stop["ts"][-1] - pos_span, side="right"))
+        if first:
+            for key in ("ts", "xs", "ys", "la", "lo"):
+                del open_stop[key][:first]
 
     edges = np.flatnonzero(np.r_[True, moving[1:] != moving[:-1]])
     ends = np.r_[edges[1:], len(t)]
@@ -218,7 +277,8 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
     """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
     legs: list[dict] = []
     length = (k["t"] - stop["a"]) / NS
-    kind, zone = zones.kind(_median(stop["xs"]), _median(stop["ys"]))
+    # the loading units' positions of the last whole minute before the drive-off (already complete)
+    kind, zone = zones.kind(_median(stop["xs"]), _median(stop["ys"]), k["t"] - UNIT_BIN_S * NS)
     record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": _median(stop["la"]),
               "lon": _median(stop["lo"]), "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"],
               "zone": zone}

@@ -66,10 +66,10 @@ def leg_trace(stops: list[tuple[tuple[float, float], float]], payload: str = "ab
 
 
 def run(trace: dict[str, np.ndarray], cuts: list[int] | None = None,
-        settings: WeightLoadingSettings | None = None) -> list[dict]:
+        settings: WeightLoadingSettings | None = None, zones: track.ZoneTest | None = None) -> list[dict]:
     """Feed the trace in pieces (``cuts``: sample indexes) as the service would, carrying the state."""
     s = settings or WeightLoadingSettings()
-    zones = track.ZoneTest(site(), s.zone_margin_m)
+    zones = zones or track.ZoneTest(site(), s.zone_margin_m)
     bounds = [0, *(cuts or []), len(trace["t"])]
     state: dict = {}
     legs: list[dict] = []
@@ -144,6 +144,23 @@ def test_healthy_empty_readings_are_no_reason_to_count_a_leg() -> None:
     assert track.payload_unusable(implausible["evidence"], settings) == "implausible"
 
 
+def test_a_stop_beside_a_loading_unit_is_a_load_where_no_load_area_is_drawn() -> None:
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)])
+    crusher_only = site().model_copy(update={"zones": [z for z in site().zones if z.id == "crusher"]})
+    zones = track.ZoneTest(crusher_only, 10.0)
+    assert not zones.usable and run(trace, zones=zones) == []  # no load area drawn, no loading unit known
+    # a loader standing 30 m east of the spot for the whole run: its fixes as the service sums them per minute
+    t = trace["t"]
+    loader_x, loader_y = site().frame.to_xy(*DRAWN.to_lonlat(LOAD_XY[0] + 30.0, LOAD_XY[1]))
+    zones.units = track.unit_positions({}, np.full(len(t), "WL-9", object), t, np.full(len(t), float(loader_x)),
+                                       np.full(len(t), float(loader_y)), int(t[0]))
+    zones.unit_radius_m = 40.0
+    [leg] = run(trace, zones=zones)
+    assert leg["load_zone"] == "WL-9" and leg["dump_zone"] == "crusher" and leg["haul_start"] == at(trace, 270)
+    zones.unit_radius_m = 20.0  # the loader farther than the radius: not a load
+    assert run(trace, zones=zones) == []
+
+
 def test_a_site_without_load_or_tipping_zones_cannot_find_legs() -> None:
     assert not track.ZoneTest(SiteConfig(), 10.0).usable
     assert not track.ZoneTest(None, 10.0).usable
@@ -171,4 +188,8 @@ def test_the_service_finds_unweighed_cycles_the_same_whatever_the_chunks() -> No
     assert unweighed["payload_kg"].isna().all() and unweighed["band"].isna().all()
     assert (cycles[cycles["machine_id"] == "HX-06"]["payload_source"] == "none").all()
     score = score_run("payload faults", telemetry, records, site_config, machines, chunk="7min")
+    assert score.matched == score.true_cycles and score.paired == score.detected
+    # the same without the load areas drawn: the loaders' fixes say where loads are
+    bare = site_config.model_copy(update={"zones": [z for z in site_config.zones if z.type.value != "load"]})
+    score = score_run("no load zones", telemetry, records, bare, machines, chunk="7min")
     assert score.matched == score.true_cycles and score.paired == score.detected
