@@ -195,8 +195,9 @@ class WeightLoading(Service):
                 for load in loads:
                     self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
             if quiet is not None and zones is not None:
-                step = track.quiet_step(ms.get("trk", {}), arrays["t"][lo:hi], quiet[0][lo:hi], arrays["p"][lo:hi],
-                                        quiet[1][slice_of[lo]])
+                fixes = (arrays["t"][lo:hi], x_all[lo:hi], y_all[lo:hi], arrays["lat"][lo:hi], arrays["lon"][lo:hi])
+                step = track.quiet_step(ms.get("trk", {}), fixes, quiet[0][lo:hi], arrays["p"][lo:hi],
+                                        quiet[1][slice_of[lo]], settings)
                 if step is not None:
                     ms = {**ms, "trk": step}
                 else:

@@ -174,27 +174,48 @@ class ZoneTest:
         return best
 
 
-def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
+def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, span: int) -> None:
+    """Keep the fixes (t, x, y, lat, lon) of the stop's last ``span`` ns of standing (samples a..b-1 stand)."""
+    t, x, y, lat = fixes[:4]
+    a = max(a, int(np.searchsorted(t, t[b - 1] - span, side="right")))
+    fixed = np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
+    if not fixed.any():
+        return
+    for key, values in zip(("ts", "xs", "ys", "la", "lo"), fixes, strict=True):
+        stop[key] += values[a:b][fixed].tolist()
+    first = int(np.searchsorted(np.asarray(stop["ts"]), stop["ts"][-1] - span, side="right"))
+    if first:
+        for key in ("ts", "xs", "ys", "la", "lo"):
+            del stop[key][:first]
 
 
-def quiet_step(st: dict[str, Any], t: np.ndarray, moving: np.ndarray, p: np.ndarray, totals: np.ndarray
-               ) -> dict[str, Any] | None:
-    """The new state when nothing can happen in these samples (driving throughout, no stop open, no dump to
-    close), from the batch's evidence ``totals`` of them; None when ``advance`` must look. Most steps of a
-    live fleet are this: it spares the per-sample work."""
-    leg = st.get("leg")
-    if st.get("stop") is not None or (leg is not None and leg.get("dump") is not None) or not moving.all() \
-            or t[0] <= int(st.get("t", -1)):
+def quiet_step(st: dict[str, Any], fixes: tuple[np.ndarray, ...], moving: np.ndarray, p: np.ndarray,
+               totals: np.ndarray, s: WeightLoadingSettings) -> dict[str, Any] | None:
+    """The new state when no stop can begin or end in these samples (driving throughout with no stop open and
+    no dump to close, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
+    None when ``advance`` must look. Most steps of a live fleet are one of these: it spares the per-sample work.
+    ``fixes``: (t, x, y, lat, lon) of the samples."""
+    t = fixes[0]
+    leg, stop = st.get("leg"), st.get("stop")
+    if t[0] <= int(st.get("t", -1)):
+        return None
+    driving = stop is None and (leg is None or leg.get("dump") is None) and moving.all()
+    standing = stop is not None and stop["k"] is None and not moving.any()
+    if not (driving or standing):
         return None
     totals = totals.copy()
     last_p = st.get("lp")
-    if last_p is not None and p[0] == p[0]:  # the first sample's pair with the last reading before the batch
+    if last_p is not None and p[0] == p[0] and moving[0]:  # the first sample's pair with the reading before
         totals[2] += 1
         totals[3] += p[0] == last_p
     out = {"t": int(t[-1]), "lp": _num(p[-1])}
-    if leg is not None:  # counters matter only while a leg is open (stops and legs keep differences of them)
+    if standing:
+        stop = {**stop, **{k: list(stop[k]) for k in ("ts", "xs", "ys", "la", "lo")}}
+        _place(stop, fixes, 0, len(t), int(s.stop_position_s * NS))
+        out["stop"] = stop
+    if leg is not None:
         out["leg"] = leg
+    if leg is not None or stop is not None:  # counters matter only while a stop or leg is open (differences)
         out["cum"] = [int(v) for v in np.asarray(st.get("cum", [0] * len(EVIDENCE)), float) + totals]
     return out
 
@@ -228,17 +249,7 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
                 "f0": _num(fuel[i]), "e0": _num(eh[i]), "k": None}
 
     def place(open_stop: dict[str, Any], a: int, b: int) -> None:
-        """Keep the fixes of the stop's last ``stop_position_s`` of standing (samples a..b-1 are standing)."""
-        a = max(a, int(np.searchsorted(t, t[b - 1] - pos_span, side="right")))
-        fixed = np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
-        if not fixed.any():
-            return
-        for key, values in (("ts", t), ("xs", x), ("ys", y), ("la", lat), ("lo", lon)):
-            open_stop[key] += values[a:b][fixed].tolist()
-        first = int(np.searchsorted(np.asarray(open_stop["ts"]), open_stop["ts"][-1] - pos_span, side="right"))
-        if first:
-            for key in ("ts", "xs", "ys", "la", "lo"):
-                del open_stop[key][:first]
+        _place(open_stop, (t, x, y, lat, lon), a, b, pos_span)
 
     edges = np.flatnonzero(np.r_[True, moving[1:] != moving[:-1]])
     ends = np.r_[edges[1:], len(t)]
@@ -277,11 +288,13 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
     """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
     legs: list[dict] = []
     length = (k["t"] - stop["a"]) / NS
-    # the loading units' positions of the last whole minute before the drive-off (already complete)
-    kind, zone = zones.kind(_median(stop["xs"]), _median(stop["ys"]), k["t"] - UNIT_BIN_S * NS)
-    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": _median(stop["la"]),
-              "lon": _median(stop["lo"]), "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"],
-              "zone": zone}
+    kind, zone, where = "other", None, [None] * 4
+    if length >= min(s.load_stop_min_s, s.dump_stop_min_s) and stop["xs"]:  # else no load or dump: no test
+        where = np.median(np.array([stop["xs"], stop["ys"], stop["la"], stop["lo"]]), axis=1).tolist()
+        # the loading units' positions of the last whole minute before the drive-off (already complete)
+        kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
+    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
+              "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"], "zone": zone}
     leg = st.get("leg")
     if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
