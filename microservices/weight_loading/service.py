@@ -156,8 +156,12 @@ class WeightLoading(Service):
         if hauling.any():
             x_all[hauling], y_all[hauling] = x, y
         zones = self._zone_test(batch.site, settings) if settings.track_cycles else None
+        slices = machine_slices(machine)
         if zones is not None and settings.loader_radius_m > 0:  # where the loading units stand, minute by minute
-            units = pd.Series(machine).isin(loading_units(batch.machines)).to_numpy()
+            loaders = set(loading_units(batch.machines))
+            units = np.zeros(len(machine), bool)
+            for machine_id, lo, hi in slices:
+                units[lo:hi] = machine_id in loaders
             if units.any():
                 frame = batch.site.frame if batch.site is not None else None
                 if frame is not None:
@@ -169,11 +173,11 @@ class WeightLoading(Service):
         if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
             moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
             starts = np.r_[True, machine[1:] != machine[:-1]]
-            rated_row = pd.Series(machine).map(rated).to_numpy(float)
+            rated_row = np.repeat([rated.get(m, np.nan) for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
             ev = track.evidence(arrays["p"], moving, None, rated_row, settings, starts=starts)
             quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0))
             slice_of = np.cumsum(starts) - 1
-        for machine_id, lo, hi in machine_slices(machine):
+        for machine_id, lo, hi in slices:
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
                 if reason is None and machine_id not in registered and not np.isnan(arrays["p"][lo:hi]).all():
@@ -215,7 +219,8 @@ class WeightLoading(Service):
 
     def _zone_test(self, site: SiteConfig | None, settings: WeightLoadingSettings) -> track.ZoneTest:
         """The site's load and tipping zones, prepared once per site file and margin."""
-        key = (None if site is None else site.model_dump_json(include={"zones"}), settings.zone_margin_m)
+        key = (None if site is None else tuple((z.id, z.type, tuple(z.polygon)) for z in site.zones),
+               settings.zone_margin_m)
         cached = getattr(self, "_zones", None)
         if cached is None or cached[0] != key:
             cached = (key, track.ZoneTest(site, settings.zone_margin_m))
@@ -260,7 +265,8 @@ def loading_units(machines: pd.DataFrame) -> list[str]:
     """Machines that load haulers (DOMAIN.md: loaders and excavators fill them in passes)."""
     if machines.empty:
         return []
-    return machines.loc[machines["kind"].astype(str).isin(LOADING_KINDS), "machine_id"].astype(str).tolist()
+    kinds = machines["kind"].tolist()
+    return [str(m) for m, k in zip(machines["machine_id"].tolist(), kinds, strict=True) if k in LOADING_KINDS]
 
 
 def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], new: dict[str, np.ndarray],

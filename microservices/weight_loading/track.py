@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import shapely
 
 from microservices.weight_loading.settings import WeightLoadingSettings
 
@@ -136,6 +137,13 @@ class ZoneTest:
         self.load = np.array([z.type == ZoneType.load for z in zones], bool)
         self.dump = np.array([z.type == ZoneType.dump for z in zones], bool)
         self.ids = [z.id for z in zones]
+        # (kind, id, grown polygon, bounds) of the load and tipping zones, load first as in ZoneIndex's priority
+        self.shapes: list[tuple[str, str, Any, tuple[float, ...]]] = []
+        for zone, polygon in zip(zones, self.index.polygons if self.index is not None else [], strict=True):
+            if zone.type in (ZoneType.load, ZoneType.dump):
+                grown = polygon.buffer(margin_m) if margin_m else polygon
+                shapely.prepare(grown)
+                self.shapes.append((zone.type.value, zone.id, grown, grown.bounds))
         self.units: dict[str, list[list[float]]] = {}  # loading units' minute sums, set per batch by the service
         self.unit_radius_m = 0.0
 
@@ -149,11 +157,10 @@ class ZoneTest:
         stood); ``at``: when it stopped (ns), for the loading units' positions then."""
         if self.index is None or x is None or y is None:
             return "other", None
-        inside = self.index.membership(np.array([x]), np.array([y]), self.margin_m)[0]
-        for name, mask in (("load", self.load), ("dump", self.dump)):
-            hits = np.flatnonzero(inside & mask)
-            if len(hits):
-                return name, self.ids[int(hits[0])]
+        for name in ("load", "dump"):
+            for kind, zone_id, shape, (x0, y0, x1, y1) in self.shapes:
+                if kind == name and x0 <= x <= x1 and y0 <= y <= y1 and shapely.contains_xy(shape, x, y):
+                    return name, zone_id
         unit = self.unit_near(x, y, at)
         return ("load", unit) if unit is not None else ("other", None)
 
@@ -290,7 +297,9 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
     length = (k["t"] - stop["a"]) / NS
     kind, zone, where = "other", None, [None] * 4
     if length >= min(s.load_stop_min_s, s.dump_stop_min_s) and stop["xs"]:  # else no load or dump: no test
-        where = np.median(np.array([stop["xs"], stop["ys"], stop["la"], stop["lo"]]), axis=1).tolist()
+        fixes = np.sort(np.array([stop["xs"], stop["ys"], stop["la"], stop["lo"]]), axis=1)
+        n = fixes.shape[1]
+        where = ((fixes[:, (n - 1) // 2] + fixes[:, n // 2]) / 2).tolist()  # medians
         # the loading units' positions of the last whole minute before the drive-off (already complete)
         kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
     record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
