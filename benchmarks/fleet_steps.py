@@ -36,10 +36,10 @@ import pandas as pd  # noqa: E402
 import microservices.positioning.service as positioning_service  # noqa: E402
 import microservices.traffic_awareness.service as traffic_service  # noqa: E402
 import microservices.weight_loading.service as weight_service  # noqa: E402
+from evaluation.pipeline import run_in_chunks  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
 from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
-from microservices.testing import run_in_chunks  # noqa: E402
 from microservices.traffic_awareness import TrafficAwareness  # noqa: E402
 from microservices.weight_loading import WeightLoading  # noqa: E402
 from simulators.site import load_site  # noqa: E402

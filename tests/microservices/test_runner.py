@@ -16,8 +16,9 @@ import pytest
 from conftest import START, enable, insert_telemetry, make_samples
 from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
+from evaluation.pipeline import arrival_orders, split
+from evaluation.stored import catch_up_fully
 from microservices.runner import Runner, ServiceHost
-from microservices.testing import arrival_orders, catch_up_fully, split
 from sitepulse.errors import SitePulseError
 
 OUTPUT = (

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry
+from evaluation.stored import catch_up_fully, insert_telemetry
 from registry.api.app import create_app
 from sitepulse.migrations import upgrade
 from sitepulse.settings import load_settings

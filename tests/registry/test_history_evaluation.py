@@ -15,8 +15,8 @@ import pandas as pd
 import psycopg
 import pytest
 
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
 from microservices.discovery import discover_services
-from microservices.testing import run_in_chunks, telemetry_from_messages
 from registry.enablement import set_enablement
 from registry.evaluation import evaluate
 from simulators.history import EFFECT_SERVICE, NULL_SERVICE, HistoryPlan, history_simulations

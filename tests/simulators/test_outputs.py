@@ -15,10 +15,11 @@ from simulators.cli import load, replay, simulate
 from simulators.engine import Simulation
 from simulators.faults import FaultConfig
 from simulators.load import run_load
-from simulators.outputs import publish_live, read_messages, write_messages
+from simulators.outputs import publish_live
 from simulators.replay import replay_file
 from simulators.site import load_site
 from sitepulse.errors import SitePulseError
+from sitepulse.recording import read_messages, write_messages
 
 
 class Collector:

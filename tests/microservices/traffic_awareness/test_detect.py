@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from microservices.testing import run_in_chunks
+from evaluation.pipeline import run_in_chunks
 from microservices.traffic_awareness import TrafficAwareness, detect
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
