@@ -325,13 +325,6 @@ def decode_cursor(cursor: str) -> list[Any]:
     return value
 
 
-def page_of(rows: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], tuple]) -> dict[str, Any]:
-    """The contract's page body from ``limit + 1`` fetched rows: items and the next cursor."""
-    items = rows[:limit]
-    next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
-    return {"items": items, "next_cursor": next_cursor}
-
-
 BAD_CURSOR = "cursor is not one this API issued"
 
 
@@ -365,9 +358,10 @@ class Page:
         """One page of a list in keyset order, the contract's body: ``order`` names the sort key's columns
         and types (``created_at=datetime, id=int``); ``read(after, n)`` returns up to n rows past the
         cursor's key (``after`` None: from the start), in that order."""
-        columns = tuple(order)
         rows = read(self.key(*order.values()), self.limit + 1)
-        return page_of(rows, self.limit, lambda row: tuple(row[c] for c in columns))
+        items = rows[:self.limit]
+        more = len(rows) > self.limit and len(items) > 0
+        return {"items": items, "next_cursor": encode_cursor(tuple(items[-1][c] for c in order)) if more else None}
 
     def of_list(self, items: Iterable[dict[str, Any]], **order: type) -> dict[str, Any]:
         """The same page of a small in-memory list (catalogues), sorted ascending by ``order``."""

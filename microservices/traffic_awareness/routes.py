@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
 from microservices.traffic_awareness import detect
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.sites import load_site
@@ -40,12 +40,13 @@ def proximity_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep
                      level: LevelFilter = None) -> dict[str, Any]:
     """Close encounters by time of closest approach: machine_a, machine_b, at, min_distance_m, min_ttc_s (null:
     never on a collision course), level, and started_at, ended_at, max_closing_kmh, lat, lon, zone."""
-    after = page.key(datetime, str, str)
-    rows = ctx.rows(_EVENTS, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "level": level,
-        "after_at": after[0] if after else None, "after_a": after[1] if after else None,
-        "after_b": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["at"], r["machine_a"], r["machine_b"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_EVENTS, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "level": level,
+            "after_at": after[0] if after else None, "after_a": after[1] if after else None,
+            "after_b": after[2] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, at=datetime, machine_a=str, machine_b=str)
 
 
 _QUEUES = """
@@ -63,11 +64,12 @@ _QUEUES = """
 def queues(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_id: MachineFilter = None,
            zone: ZoneFilter = None) -> dict[str, Any]:
     """Queues at load and dump zones: zone, machine_id, queued_from, queued_to, wait_s, zone_type, shift."""
-    after = page.key(datetime, str)
-    rows = ctx.rows(_QUEUES, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
-        "after_at": after[0] if after else None, "after_m": after[1] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["queued_from"], r["machine_id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_QUEUES, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
+            "after_at": after[0] if after else None, "after_m": after[1] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, queued_from=datetime, machine_id=str)
 
 
 @router.get("/queues/summary")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.sitefile import DEFAULT_SHIFTS, Shift, SiteConfig
 from sitepulse.zones import ZoneIndex
@@ -84,7 +84,7 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
            ) -> dict[str, Any]:
     """Haul cycles ordered by loaded_at: the contract's fields plus segment durations, passes and fuel."""
     where = ["site_id = %(site_id)s"]
-    params: dict[str, Any] = {"site_id": ctx.site_id, "limit": page.limit + 1}
+    params: dict[str, Any] = {"site_id": ctx.site_id}
     if period.start is not None:
         where.append("loaded_at >= %(start)s")
         params["start"] = period.start
@@ -94,21 +94,24 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
     if machine_id is not None:
         where.append("machine_id = %(machine_id)s")
         params["machine_id"] = machine_id
-    after = page.key(datetime, str)
-    if after is not None:
-        where.append("(loaded_at, machine_id) > (%(after_t)s, %(after_m)s)")
-        params["after_t"], params["after_m"] = after
-    frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
-                           "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
-    if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
-        site = _site(ctx.frame, ctx.site_id)
-        frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
-        frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
-    else:
-        frame["load_zone"] = None
-        frame["dump_zone"] = None
-    rows = ctx.named(_json_rows(frame), "load_zone", "dump_zone")
-    return page_of(rows, page.limit, lambda row: (row["loaded_at"], row["machine_id"]))
+
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        params["limit"] = limit
+        if after is not None:
+            where.append("(loaded_at, machine_id) > (%(after_t)s, %(after_m)s)")
+            params["after_t"], params["after_m"] = after
+        frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
+                               "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
+        if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
+            site = _site(ctx.frame, ctx.site_id)
+            frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
+            frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
+        else:
+            frame["load_zone"] = None
+            frame["dump_zone"] = None
+        return ctx.named(_json_rows(frame), "load_zone", "dump_zone")
+
+    return page.fetch(read, loaded_at=datetime, machine_id=str)
 
 
 # --- shifts, KPIs and compliance -------------------------------------------------------------
