@@ -75,3 +75,15 @@ def services_new(
     target = new_service(name, directory, summary, author)
     console.print(f"[green]created[/] {target}")
     console.print(f"next: cd {target} && pip install -e . && pytest tests && sitepulse services list")
+
+
+def services_sample_config(
+    name: Annotated[str, typer.Argument(help="an installed service, e.g. positioning")],
+) -> None:
+    """Print a service's per-site settings with their defaults and meanings (its sample.yaml)."""
+    from microservices.sample_config import sample_config
+
+    services = discover_services()
+    if name not in services:
+        raise SitePulseError(f"no installed service is called {name!r}; installed: {', '.join(sorted(services))}")
+    typer.echo(sample_config(services[name].Settings()), nl=False)
