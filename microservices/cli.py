@@ -69,7 +69,7 @@ def services_new(
     summary: Annotated[str, typer.Option(help="one line saying what the service does")] = "",
     author: Annotated[str, typer.Option(help="who builds or contributes it")] = "",
 ) -> None:
-    """Write a working plugin package (service, migration, route, card, README, test)."""
+    """Write a working plugin package: a service folder shaped like the built-in ones, and its test."""
     from microservices.scaffold import new_service
 
     target = new_service(name, directory, summary, author)

@@ -54,3 +54,17 @@ def test_each_service_s_sample_config_loads_and_is_its_settings_defaults(folder:
     assert load_sample(text, service.Settings) == service.Settings()
     assert yaml.safe_load(text) == service.Settings().model_dump(mode="json")
     assert text == sample_config(service.Settings()), f"write it again: sitepulse services sample-config {service.name}"
+
+
+def test_the_command_prints_a_service_s_sample_and_refuses_an_unknown_name() -> None:
+    from typer.testing import CliRunner
+
+    from sitepulse.cli import build_app
+
+    app, runner = build_app(), CliRunner()
+    printed = runner.invoke(app, ["services", "sample-config", "weight-loading"])
+    assert printed.exit_code == 0
+    assert printed.stdout == (ROOT / "microservices" / "weight_loading" / "sample.yaml").read_text(encoding="utf-8")
+    unknown = runner.invoke(app, ["services", "sample-config", "nope"])
+    assert isinstance(unknown.exception, SitePulseError)
+    assert str(unknown.exception).startswith("no installed service is called 'nope'; installed: data-quality, ")
