@@ -123,3 +123,23 @@ def publish_live(messages: Iterable[Message], mqtt_url: str, speedup: float = 1.
         client.disconnect()
         client.loop_stop()
     return PublishStats(sent, time.monotonic() - wall0, stopped)
+
+
+def publish_backlog(pairs: Iterable[tuple[str, bytes]], mqtt_url: str, client_id: str = "") -> PublishStats:
+    """Publish ``(topic, payload)`` pairs with QoS 1 as fast as the broker acknowledges them: the backlog a
+    benchmark or a fault test has a worker drain (a generator may act between messages, e.g. kill a worker)."""
+    client, state = connect(mqtt_url, client_id)
+    sent = 0
+    started = time.monotonic()
+    try:
+        for topic, payload in pairs:
+            client.publish(topic, payload, qos=1)
+            sent += 1
+            if sent - state["acked"] > MAX_OUTSTANDING:
+                wait_acked(state, sent - MAX_OUTSTANDING // 5)
+        if not wait_acked(state, sent):
+            raise SitePulseError(f"MQTT broker at {mqtt_url} stopped acknowledging messages")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return PublishStats(sent, time.monotonic() - started)
