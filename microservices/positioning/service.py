@@ -25,6 +25,7 @@ from microservices.motion import fuse
 from microservices.positioning import detect
 from microservices.positioning.settings import PositioningSettings
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.shifts import shift_columns
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig, ZoneType
 from sitepulse.zones import ZoneIndex
@@ -147,32 +148,6 @@ class SiteModel:
             limit = np.where(lower, value, limit)
             source = np.where(lower, self.zone_ids[lowest], source)
         return limit, source
-
-
-def shifts_of(minutes_ms: np.ndarray, site: SiteConfig | None) -> tuple[np.ndarray, np.ndarray]:
-    """Shift date and shift name of each minute, in the site's time zone (a shift ending before it starts
-    wraps midnight and belongs to the date it started)."""
-    stamps = pd.to_datetime(minutes_ms, unit="ms", utc=True)
-    local = stamps.tz_convert(site.timezone if site else "UTC")
-    minute_of_day = (local.hour * 60 + local.minute).to_numpy()
-    dates = local.tz_localize(None).normalize().to_numpy()
-    names = np.full(len(minutes_ms), "", dtype=object)
-    shift_dates = dates.copy()
-    assigned = np.zeros(len(minutes_ms), dtype=bool)
-    for shift in site.shifts if site else []:
-        start = shift.start.hour * 60 + shift.start.minute
-        end = shift.end.hour * 60 + shift.end.minute
-        if start < end:
-            hit = (minute_of_day >= start) & (minute_of_day < end)
-            previous_day = np.zeros_like(hit)
-        else:
-            hit = (minute_of_day >= start) | (minute_of_day < end)
-            previous_day = minute_of_day < end
-        hit &= ~assigned
-        names[hit] = shift.name
-        shift_dates = np.where(hit & previous_day, dates - np.timedelta64(1, "D"), shift_dates)
-        assigned |= hit
-    return pd.to_datetime(shift_dates).date, names
 
 
 def _ms(ts: pd.Series) -> np.ndarray:
@@ -471,7 +446,7 @@ class Positioning(Service):
             "samples": counted.astype(np.int64),
         })[has]
         sums = frame.groupby(["machine_id", "minute"], sort=True).sum().reset_index()
-        shift_date, shift = shifts_of(sums["minute"].to_numpy(np.int64), site)
+        shift_date, shift = shift_columns(sums["minute"].to_numpy(np.int64), site)
         sums.insert(2, "shift_date", shift_date)
         sums.insert(3, "shift", shift)
         sums["minute"] = _stamp(sums["minute"].to_numpy(np.int64))

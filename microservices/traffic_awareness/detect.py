@@ -23,7 +23,7 @@ import pandas as pd
 import shapely
 import shapely.ops
 
-from microservices.positioning.detect import KEY_SPAN, window_median
+from microservices.series import KEY_SPAN, window_median
 
 NONE = -1
 WARNING, CRITICAL = 1, 2

@@ -31,8 +31,8 @@ import shapely
 from pydantic import BaseModel
 
 from microservices.motion import motion_from_fixes
-from microservices.positioning.service import shifts_of
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.shifts import shift_columns
 from microservices.traffic_awareness import detect
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
@@ -500,7 +500,7 @@ class TrafficAwareness(Service):
         if not found:
             return
         served_from = np.array([v.served_from for _, v in found], dtype=np.int64)
-        shift_date, shift = shifts_of(served_from, site)
+        shift_date, shift = shift_columns(served_from, site)
         out.write("services", pd.DataFrame({
             "machine_id": [m for m, _ in found], "zone": [zones[v.zone].id for _, v in found],
             "zone_type": [zones[v.zone].type.value for _, v in found],
@@ -516,7 +516,7 @@ class TrafficAwareness(Service):
             return
         start = np.array([v.queued_from for _, v in queued], dtype=np.int64)
         end = np.array([v.queued_to for _, v in queued], dtype=np.int64)
-        shift_date, shift = shifts_of(start, site)
+        shift_date, shift = shift_columns(start, site)
         out.write("queues", pd.DataFrame({
             "machine_id": [m for m, _ in queued], "zone": [zones[v.zone].id for _, v in queued],
             "zone_type": [zones[v.zone].type.value for _, v in queued],
