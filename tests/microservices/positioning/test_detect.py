@@ -12,8 +12,8 @@ CLEAN = {"jump_window_s": 15.0, "jump_tolerance_m": 8.0, "jump_tolerance_s": 0.6
 
 def _clean(t_s: np.ndarray, x: np.ndarray, y: np.ndarray, **overrides: float) -> cleaning.Cleaned:
     t = np.round(np.asarray(t_s) * 1000).astype(np.int64)
-    return cleaning.clean_positions(np.zeros(len(t), dtype=np.int64), t, np.asarray(x, float), np.asarray(y, float),
-                                  **{**CLEAN, **overrides})
+    return cleaning.clean_positions(np.zeros(len(t), dtype=np.int64), t, np.asarray(x, float),
+                                    np.asarray(y, float), **{**CLEAN, **overrides})
 
 
 def test_a_multi_second_jump_is_rejected_while_driving_and_standing() -> None:
@@ -69,8 +69,8 @@ def test_last_good_fix_is_carried_through_short_gaps_only() -> None:
     assert carried.tolist() == [False, True, True, False, False]
     # a carried fix from before the arrays (the state) seeds the first rows
     cx, _, carried = cleaning.carry_fixes(g[:2], np.array([0, 500]), x[:2], x[:2], np.array([False, False]),
-                                        np.array([-1000.0, -1000.0]), np.array([7.0, 7.0]), np.array([7.0, 7.0]),
-                                        gap_ms=30_000)
+                                          np.array([-1000.0, -1000.0]), np.array([7.0, 7.0]), np.array([7.0, 7.0]),
+                                          gap_ms=30_000)
     assert cx.tolist() == [7.0, 7.0] and carried.all()
 
 

@@ -40,8 +40,8 @@ def site_with(zones: str = "") -> object:
 
 def test_time_to_collision_head_on_and_passing() -> None:
     """Head-on at 20 m/s closing from 100 m: (100 - 6) / 20 s; a 13 m lateral offset never collides."""
-    ttc = encounters.time_to_collision(np.array([100.0, 100.0]), np.array([0.0, 13.0]), np.array([-20.0, -20.0]),
-                                   np.array([0.0, 0.0]), 6.0)
+    ttc = encounters.time_to_collision(np.array([100.0, 100.0]), np.array([0.0, 13.0]),
+                                       np.array([-20.0, -20.0]), np.array([0.0, 0.0]), 6.0)
     assert ttc[0] == pytest.approx(4.7)
     assert np.isinf(ttc[1])
     assert encounters.time_to_collision(np.array([3.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]), 6.0)[0] == 0
