@@ -143,15 +143,6 @@ def road_use(out: Outputs, positions: Positions, setup: Setup) -> None:
     out.write("segment_use", sums)
 
 
-def velocity(speed_kmh: np.ndarray, heading_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """East and north velocity (m/s) from reported speed and compass heading; a standing machine has none."""
-    speed = np.nan_to_num(np.asarray(speed_kmh, dtype=float), nan=0.0) / 3.6
-    heading = np.radians(np.asarray(heading_deg, dtype=float))
-    vx = np.where(speed > 0, speed * np.sin(heading), 0.0)
-    vy = np.where(speed > 0, speed * np.cos(heading), 0.0)
-    return np.nan_to_num(vx), np.nan_to_num(vy)
-
-
 def segments_by_gap(group: np.ndarray, t: np.ndarray, max_gap_ms: int) -> np.ndarray:
     """A run id per sample: a new run starts with each machine and after every gap longer than ``max_gap_ms``."""
     start = np.r_[True, (group[1:] != group[:-1]) | (np.diff(t) > max_gap_ms)] if len(t) else np.zeros(0, bool)
