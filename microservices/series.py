@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 KEY_BITS = 43
 KEY_SPAN = np.int64(1) << np.int64(KEY_BITS)  # ms; > 278 years, so (group, t) packs into one sortable int64
@@ -56,4 +57,24 @@ def window_median(lo: np.ndarray, hi: np.ndarray, value_of: Any, n: int) -> np.n
         j = np.clip(j, 0, n - 1)
         values = value_of(np.broadcast_to(rows[:, None], j.shape), j)
         out[rows] = _masked_median(np.where(valid, values, np.nan))
+    return out
+
+
+def epoch_ms(ts: pd.Series) -> np.ndarray:
+    """Epoch milliseconds of tz-aware timestamps (the services' integer time axis)."""
+    return ((ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(
+        dtype=np.int64)
+
+
+def stamps(ms: Any) -> Any:
+    """Epoch milliseconds as UTC timestamps (the output tables' time columns)."""
+    return pd.to_datetime(ms, unit="ms", utc=True)
+
+
+def json_floats(values: np.ndarray) -> list:
+    """A float array as a JSON-safe list for a service's state (NaN and inf as None: jsonb holds neither)."""
+    array = np.asarray(values, dtype=float)
+    out = array.tolist()
+    if not np.isfinite(array).all():
+        out = [v if np.isfinite(v) else None for v in out]
     return out

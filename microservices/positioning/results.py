@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from microservices.positioning.layout import ZONE_TYPES
-from microservices.positioning.track import Final, Setup, stamps
+from microservices.positioning.track import Final, Setup
 from microservices.sdk import Outputs
+from microservices.series import stamps
 from microservices.shifts import shift_columns
 from sitepulse.sitefile import ZoneType
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from microservices.positioning.layout import Layout
 from microservices.positioning.settings import PositioningSettings
+from microservices.series import epoch_ms, json_floats
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
@@ -140,21 +141,5 @@ def tail_of(track: Track, first: int, stop: int) -> dict[str, list]:
     """Rows [first, stop) of the track as the raw tail the state keeps (JSON lists, NaN as None)."""
     columns = {"t": track.t, "lon": track.lon, "lat": track.lat, "speed": track.speed, "heading": track.heading,
                "engine": track.engine}
-    return {f: (columns[f][first:stop].tolist() if f == "t" else json_list(columns[f][first:stop]))
+    return {f: (columns[f][first:stop].tolist() if f == "t" else json_floats(columns[f][first:stop]))
             for f in RAW_FIELDS}
-
-
-def epoch_ms(ts: pd.Series) -> np.ndarray:
-    """Epoch milliseconds of tz-aware timestamps."""
-    return ((ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(
-        dtype=np.int64)
-
-
-def stamps(ms: Any) -> pd.Series | pd.Timestamp:
-    """Epoch milliseconds as UTC timestamps (the output tables' time columns)."""
-    return pd.to_datetime(ms, unit="ms", utc=True)
-
-
-def json_list(values: np.ndarray) -> list:
-    """A float array as a JSON-safe list (NaN as None)."""
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]

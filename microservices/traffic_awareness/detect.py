@@ -27,12 +27,12 @@ import pandas as pd
 
 from microservices.motion import motion_from_fixes
 from microservices.sdk import Outputs
-from microservices.series import KEY_SPAN, window_median
+from microservices.series import KEY_SPAN, stamps, window_median
 from microservices.traffic_awareness.encounters import encounters
 from microservices.traffic_awareness.queueing import stays
 from microservices.traffic_awareness.roads import assign_segments, snap_to_lanes
 from microservices.traffic_awareness.settings import TrafficSettings
-from microservices.traffic_awareness.track import Positions, Setup, Track, stamps, tails_of
+from microservices.traffic_awareness.track import Positions, Setup, Track, tails_of
 
 STATE_VERSION = 1
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from microservices.sdk import Outputs
-from microservices.series import KEY_SPAN
+from microservices.series import KEY_SPAN, stamps
 from microservices.traffic_awareness.roads import Layout
-from microservices.traffic_awareness.track import Positions, Setup, stamps
+from microservices.traffic_awareness.track import Positions, Setup
 from sitepulse.geo import LocalFrame
 
 WARNING, CRITICAL = 1, 2

@@ -17,10 +17,11 @@ import pandas as pd
 import shapely
 
 from microservices.sdk import Outputs
+from microservices.series import stamps
 from microservices.shifts import shift_columns
 from microservices.traffic_awareness.roads import NONE, Layout
 from microservices.traffic_awareness.settings import TrafficSettings
-from microservices.traffic_awareness.track import Positions, Setup, stamps
+from microservices.traffic_awareness.track import Positions, Setup
 from sitepulse.sitefile import SiteConfig
 
 

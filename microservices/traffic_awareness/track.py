@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from microservices.series import epoch_ms, json_floats
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
@@ -124,23 +125,3 @@ def tails_of(track: Track, fx: np.ndarray, fy: np.ndarray, done: int | None,
         tails[machine] = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t"
                               else json_floats(columns[f][keep])) for f in TAIL_FIELDS}
     return tails
-
-
-def epoch_ms(ts: pd.Series) -> np.ndarray:
-    """Epoch milliseconds of tz-aware timestamps."""
-    return ((ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(
-        dtype=np.int64)
-
-
-def stamps(ms: Any) -> Any:
-    """Epoch milliseconds as UTC timestamps (the output tables' time columns)."""
-    return pd.to_datetime(ms, unit="ms", utc=True)
-
-
-def json_floats(values: np.ndarray) -> list:
-    """A float array as a JSON-safe list (NaN and inf as None)."""
-    array = np.asarray(values, dtype=float)
-    out = array.tolist()
-    if not np.isfinite(array).all():
-        out = [v if np.isfinite(v) else None for v in out]
-    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from microservices.positioning import Positioning
 from microservices.positioning.settings import PositioningSettings
@@ -55,3 +55,13 @@ def test_a_settings_model_other_than_the_type_parameter_is_refused_in_one_line()
     with pytest.raises(SitePulseError, match=r"^micro-service 'confused': Settings Other is not its type parameter "
                                              r"Limits \(Service\[Limits\]\)$"):
         validate_declaration(Confused())
+
+
+@pytest.mark.parametrize(("model", "field"), [(PositioningSettings, "min_dwell_s"), (TrafficSettings, "grid_s")])
+def test_a_sites_settings_are_read_only_values(model: type[BaseModel], field: str) -> None:
+    """The host validates a site's settings once and hands the same instance to every step: none may change it."""
+    settings = model()
+    with pytest.raises(ValidationError, match="frozen"):
+        setattr(settings, field, 2.0)
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.motion.max_step_s = 9.0
