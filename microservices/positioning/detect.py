@@ -21,7 +21,7 @@ from microservices.motion import fuse
 from microservices.positioning import results
 from microservices.positioning.cleaning import Cleaned, carry_fixes, clean_positions
 from microservices.positioning.layout import ZONE_TYPES
-from microservices.positioning.track import Final, Setup, Track, tail_of
+from microservices.positioning.track import Final, MachineState, Setup, Track, tail_of
 from microservices.sdk import Outputs
 
 STATE_VERSION = 1
@@ -32,7 +32,8 @@ def new_state() -> dict[str, Any]:
     return {"v": STATE_VERSION, "machines": {}}
 
 
-def step(track: Track, machines: dict[str, Any], setup: Setup) -> tuple[Outputs, dict[str, Any]]:
+def step(track: Track, machines: dict[str, MachineState], setup: Setup
+         ) -> tuple[Outputs, dict[str, MachineState]]:
     """Clean the fixes with the carried tails, emit everything that became final; returns the outputs and each
     machine's new carried state."""
     out = Outputs()
@@ -60,14 +61,14 @@ def step(track: Track, machines: dict[str, Any], setup: Setup) -> tuple[Outputs,
     return out, machines
 
 
-def final_until(machine_state: dict[str, Any] | None) -> float:
+def final_until(machine_state: MachineState | None) -> float:
     """The time (ms) of a machine's last final sample (-inf: none yet)."""
     if not machine_state or machine_state.get("last") is None:
         return -np.inf
     return float(machine_state["last"]["t"])
 
 
-def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: dict[str, Any],
+def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: dict[str, MachineState],
              setup: Setup) -> Final | None:
     """The samples that became final, with their carried positions, fused motion, state and zones (None: none)."""
     sel = np.flatnonzero(final_now)
@@ -105,9 +106,10 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
                  grown=grown, zone_type=zone_type, zone_id=zone_id)
 
 
-def write(out: Outputs, final: Final, machines: dict[str, Any], setup: Setup) -> dict[str, dict[str, Any]]:
+def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: Setup
+          ) -> dict[str, MachineState]:
     """Write everything about the final samples; return the per-machine state updates."""
-    updates: dict[str, dict[str, Any]] = {}
+    updates: dict[str, MachineState] = {}
     results.write_track(out, final, machines, setup)
     results.write_activity(out, final, machines, setup)
     if setup.layout:

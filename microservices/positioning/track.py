@@ -9,7 +9,7 @@ The state the runner stores keeps, per machine, the raw tail as JSON lists and a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,17 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 RAW_FIELDS = ("t", "lon", "lat", "speed", "heading", "engine")
+
+
+class MachineState(TypedDict, total=False):
+    """What a step carries per machine to the next, as JSON (in the state the runner stores with the outputs)."""
+
+    raw: dict[str, list]  # RAW_FIELDS lists: the cleaning windows' context for the samples still to finalise
+    last: dict[str, Any]  # the last final sample: t, speed, motion, zone_type, x, y
+    good: list[float]  # the last accepted fix: t, x, y
+    bucket: int  # track interval of the last final sample (one track row per interval)
+    zones: dict[str, dict[str, Any]]  # zone id -> its open series (results.zone_series)
+    speeding: dict[str, Any] | None  # the open speeding episode (results.speeding_series)
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,8 @@ class Final:
         """Each machine's last final sample of the step."""
         return np.r_[self.g[1:] != self.g[:-1], True]
 
-    def previous(self, machines: dict[str, Any], values: np.ndarray, key: str, fill: Any = np.nan) -> np.ndarray:
+    def previous(self, machines: dict[str, MachineState], values: np.ndarray, key: str,
+                 fill: Any = np.nan) -> np.ndarray:
         """Each final sample's predecessor value: the previous row, or the carried last final sample."""
         ids, g = self.ids, self.g
         prev = np.r_[values[:1], values[:-1]].astype(object if values.dtype == object else float)
@@ -94,7 +106,7 @@ class Final:
         return prev
 
 
-def track_of(telemetry: pd.DataFrame, machines: dict[str, Any], frame: LocalFrame) -> Track | None:
+def track_of(telemetry: pd.DataFrame, machines: dict[str, MachineState], frame: LocalFrame) -> Track | None:
     """The carried raw tails of the batch's machines plus the new samples, one per (machine, ts), sorted; None
     when there is no sample."""
     new = pd.DataFrame({

@@ -32,24 +32,24 @@ from microservices.traffic_awareness.encounters import encounters
 from microservices.traffic_awareness.queueing import stays
 from microservices.traffic_awareness.roads import assign_segments, snap_to_lanes
 from microservices.traffic_awareness.settings import TrafficSettings
-from microservices.traffic_awareness.track import Positions, Setup, Track, tails_of
+from microservices.traffic_awareness.track import Positions, Setup, State, Track, tails_of
 
 STATE_VERSION = 1
 
 
-def new_state() -> dict[str, Any]:
+def new_state() -> State:
     """The state before the first step: no tails, nothing decided, no open episode or stay."""
     return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}}
 
 
-def step(track: Track, state: dict[str, Any], setup: Setup) -> tuple[Outputs, dict[str, Any]]:
+def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     """Filter the new fixes with the carried tails, then emit what became final up to the site's frontier."""
     out = Outputs()
     settings = setup.settings
     positions = filtered(track, setup)
     frontier_ms = frontier(positions.group, positions.t, len(positions.ids), settings)
     done, open_ = encounters(out, positions, setup, state.get("done"), state.get("open") or [], frontier_ms)
-    state = {**state, "done": done, "open": open_}
+    state = State(state, done=done, open=open_)
     state["stays"] = stays(out, positions, setup, state.get("stays"))
     road_use(out, positions, setup)
     state["tails"] = tails_of(track, positions.x, positions.y, done, settings)

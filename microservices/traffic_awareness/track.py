@@ -9,7 +9,7 @@ in the site's local metres. The state the runner stores keeps the tails as JSON 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,17 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy")
+
+
+class State(TypedDict, total=False):
+    """What a step carries to the next, as JSON (the runner stores it with the outputs)."""
+
+    v: int  # detect.STATE_VERSION
+    tails: dict[str, dict[str, list]]  # machine -> TAIL_FIELDS lists: the samples the next step still needs
+    done: int | None  # ms: encounters are decided up to this grid instant
+    open: list[dict[str, Any]]  # encounter episodes still open (encounters.EPISODE_COLUMNS records)
+    stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
+    origin: list[float]  # lat, lon of the local frame of a site without a site file
 
 
 @dataclass(frozen=True)
