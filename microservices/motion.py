@@ -27,7 +27,7 @@ from microservices.series import KEY_BITS, KEY_SPAN, ROW_BLOCK
 class MotionSettings(BaseModel):
     """How much the reported motion may differ from the track before the track wins (physical units)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)  # read-only: the host validates once per site and shares it
+    model_config = ConfigDict(extra="forbid", frozen=True)  # read-only: every stage sees what the host validated
 
     track_window_s: float = Field(
         5.0, gt=0, le=60, description="the typical step speed is the median over this many seconds before each "

@@ -20,8 +20,8 @@ which value KPIs the registry should evaluate. Its only required behaviour is ``
             out.write("idle_minutes", idle.groupby("machine_id").size().div(60).reset_index(name="minutes"))
             return out, state
 
-The runner (the host) does everything else: it validates each site's stored settings once
-with that model and hands ``process``, the card and the routes the instance; it finds the
+The runner (the host) does everything else: it validates a site's stored settings with that
+model and hands ``process``, the card and the routes the instance (never defaults); it finds the
 service through the entry-point group ``sitepulse.microservices``, applies its migrations,
 feeds it batches of new telemetry per site in per-machine time order, commits its outputs
 together with its new state and checkpoint in one transaction, retries it with backoff when
@@ -178,7 +178,7 @@ class Service(Generic[SettingsT]):
     """Base class of every micro-service: declare the class attributes, implement ``process``.
 
     ``class Positioning(Service[PositioningSettings])`` makes ``PositioningSettings`` its ``Settings``: the
-    host validates a site's settings with it once, and ``process``, ``card`` and the routes get that instance.
+    host validates a site's stored settings with it, and ``process``, ``card`` and the routes get that instance.
     """
 
     name: ClassVar[str]  # wire name: lower-case words joined by '-', e.g. "weight-loading"

@@ -59,7 +59,7 @@ def test_a_settings_model_other_than_the_type_parameter_is_refused_in_one_line()
 
 @pytest.mark.parametrize(("model", "field"), [(PositioningSettings, "min_dwell_s"), (TrafficSettings, "grid_s")])
 def test_a_sites_settings_are_read_only_values(model: type[BaseModel], field: str) -> None:
-    """The host validates a site's settings once and hands the same instance to every step: none may change it."""
+    """What the host validated is what every stage of a step and every route sees: none may change it."""
     settings = model()
     with pytest.raises(ValidationError, match="frozen"):
         setattr(settings, field, 2.0)
