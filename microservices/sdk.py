@@ -21,7 +21,7 @@ which value KPIs the registry should evaluate. Its only required behaviour is ``
             return out, state
 
 The runner (the host) does everything else: it validates a site's stored settings with that
-model and hands ``process``, the card and the routes the instance (never defaults); it finds the
+model and hands ``process``, the card and the routes that instance (none substitutes defaults); it finds the
 service through the entry-point group ``sitepulse.microservices``, applies its migrations,
 feeds it batches of new telemetry per site in per-machine time order, commits its outputs
 together with its new state and checkpoint in one transaction, retries it with backoff when
