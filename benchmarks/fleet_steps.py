@@ -33,8 +33,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import microservices.positioning.service as positioning_service  # noqa: E402
-import microservices.traffic_awareness.service as traffic_service  # noqa: E402
+import microservices.positioning.detect as positioning_detect  # noqa: E402
+import microservices.traffic_awareness.detect as traffic_detect  # noqa: E402
 import microservices.weight_loading.service as weight_service  # noqa: E402
 from evaluation.pipeline import run_in_chunks  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
@@ -88,14 +88,14 @@ def raw_speed_over_ground(machine, t_ms, x, y, speed_kmh, tails, settings=None):
     return np.asarray(speed_kmh, float), tails
 
 
-FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse,
+FUSED = {"traffic": traffic_detect.motion_from_fixes, "positioning": positioning_detect.fuse,
          "weight": weight_service.speed_over_ground}
 
 
 def use_motion(fused: bool) -> None:
     """Switch positioning and traffic-awareness between fused and raw motion (benchmark only)."""
-    traffic_service.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
-    positioning_service.fuse = FUSED["positioning"] if fused else raw_fuse
+    traffic_detect.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
+    positioning_detect.fuse = FUSED["positioning"] if fused else raw_fuse
     weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
 
 

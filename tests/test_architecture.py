@@ -124,10 +124,7 @@ def test_app_state_is_touched_only_by_state_py() -> None:
 
 # A service folder stands alone: it imports the SDK's modules, ingest's and the kernel's, never another service
 # folder. Exceptions, each with the work that removes it (failing once gone, like KNOWN).
-KNOWN_BETWEEN_SERVICES: dict[tuple[str, str], str] = {
-    ("traffic_awareness", "positioning"): "issue 23 part 2: the shared track logic leaves positioning's detect.py "
-                                          "and service.py for the SDK or the kernel",
-}
+KNOWN_BETWEEN_SERVICES: dict[tuple[str, str], str] = {}
 
 
 def _service_edges() -> dict[tuple[str, str], set[str]]:

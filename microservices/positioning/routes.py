@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import PageDep, ServiceRequestDep, TimeRangeDep
+from microservices.positioning.settings import PositioningSettings
+from microservices.sdk import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from sitepulse.sitefile import SiteConfig
 from sitepulse.sites import load_site
 
@@ -20,6 +21,7 @@ router = APIRouter()
 
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
+PositioningRequestDep = Annotated[ServiceRequest[PositioningSettings], Depends(service_request)]  # with settings
 
 # The live map reads positioning.track_last (one row per machine, kept by triggers on the track: see
 # migrations/0002_track_last.sql), never the track history, so it stays flat as history grows.
@@ -152,7 +154,7 @@ def machines(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
 
 
 @router.get("/heatmap")
-def heatmap(ctx: ServiceRequestDep, window: TimeRangeDep,
+def heatmap(ctx: PositioningRequestDep, window: TimeRangeDep,
             cell_m: Annotated[float, Query(ge=1, le=1000, description="grid cell size in metres")] = 25.0,
             machine_id: MachineFilter = None) -> dict[str, Any]:
     """Where machines spent time: counts of cleaned track positions per grid cell of the site's local frame."""
@@ -165,7 +167,7 @@ def heatmap(ctx: ServiceRequestDep, window: TimeRangeDep,
         GROUP BY 1, 2 ORDER BY 1, 2""", {"site": ctx.site_id, "cell": cell_m, "start": window.start,
                                           "end": window.end, "machine": machine_id})
     site = load_site(ctx.conn, ctx.site_id)
-    interval = float(getattr(ctx.settings, "track_interval_s", 5.0))
+    interval = ctx.settings.track_interval_s
     cells = []
     if rows:
         ix = np.array([r["ix"] for r in rows], dtype=float)

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
-from microservices.traffic_awareness import detect
+from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
+from microservices.traffic_awareness.queueing import QueueModel, finite_source_queue
+from microservices.traffic_awareness.roads import Layout, congested_runs
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.sites import load_site
 
@@ -22,6 +23,7 @@ router = APIRouter()
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only encounters/queues of this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
 LevelFilter = Annotated[str | None, Query(pattern="^(warning|critical)$", description="warning or critical")]
+TrafficRequestDep = Annotated[ServiceRequest[TrafficSettings], Depends(service_request)]  # with the site's settings
 
 _EVENTS = """
     SELECT machine_a, machine_b, at, min_distance_m, min_ttc_s, level, started_at, ended_at, max_closing_kmh,
@@ -131,11 +133,11 @@ def queue_length(ctx: ServiceRequestDep, window: TimeRangeDep, zone: ZoneFilter 
 
 
 @router.get("/congestion")
-def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[str | None, Query(max_length=128)]
+def congestion(ctx: TrafficRequestDep, window: TimeRangeDep, segment: Annotated[str | None, Query(max_length=128)]
                = None) -> dict[str, Any]:
     """Per road segment and minute: machines (density per km), mean speed and free-flow speed; and congested
     periods: mean speed below ``congestion_share`` of free-flow for more than ``congestion_min_s``."""
-    settings = ctx.settings if isinstance(ctx.settings, TrafficSettings) else TrafficSettings()
+    settings = ctx.settings
     end = window.end or datetime.now(UTC)
     start = window.start or end - timedelta(hours=2)
     frame = ctx.frame("""
@@ -158,7 +160,7 @@ def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[
         free_flow = min(v for v in (observed, limit) if v is not None) if (observed or limit) else None
         slow = (mean < settings.congestion_share * free_flow).to_numpy() if free_flow else np.zeros(len(part), bool)
         minutes = pd.to_datetime(part["minute"], utc=True).astype("int64").to_numpy() // 10**6
-        runs = detect.congested_runs(minutes, slow, int(settings.congestion_min_s // 60))
+        runs = congested_runs(minutes, slow, int(settings.congestion_min_s // 60))
         length_km = (meta["length_m"] or 0) / 1000
         occupancy = part["dwell_ms"].astype(float) / 60_000  # mean machines on the segment during the minute
         out.append({
@@ -175,9 +177,7 @@ def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[
 def _segment_info(site: Any, settings: TrafficSettings) -> dict[str, dict[str, Any]]:
     if site is None:
         return {}
-    from microservices.traffic_awareness.service import SiteModel
-
-    segments = SiteModel(site, settings).segments
+    segments = Layout(site, settings).segments
     return {sid: {"kind": kind, "length_m": round(float(length), 1),
                   "limit_kmh": float(limit) if np.isfinite(limit) else None}
             for sid, kind, length, limit in zip(segments.ids, segments.kinds, segments.lengths, segments.limits,
@@ -257,9 +257,9 @@ def advise(served: pd.DataFrame, waits: pd.DataFrame, units: Mapping[str, int], 
                        "queue_minutes_per_hour": round(wait_by_zone.get(zone, 0.0) / 60 / hours, 1)}
     usable = {z: v for z, v in zones.items() if v["rest_of_cycle_s"] and v["rest_of_cycle_s"] > 0}
 
-    def waiting(zone: str, n: int) -> detect.QueueModel:
+    def waiting(zone: str, n: int) -> QueueModel:
         v = usable[zone]
-        return detect.finite_source_queue(n, v["loading_units"], v["service_s"], v["rest_of_cycle_s"])
+        return finite_source_queue(n, v["loading_units"], v["service_s"], v["rest_of_cycle_s"])
 
     for zone, v in usable.items():
         m = waiting(zone, v["haulers"])

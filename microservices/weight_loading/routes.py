@@ -17,8 +17,9 @@ import pandas as pd
 from fastapi import APIRouter, Query
 
 from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
+from microservices.shifts import shifts_at
 from microservices.weight_loading.settings import WeightLoadingSettings
-from sitepulse.sitefile import DEFAULT_SHIFTS, Shift, SiteConfig
+from sitepulse.sitefile import DEFAULT_SHIFTS, SiteConfig
 from sitepulse.zones import ZoneIndex
 
 router = APIRouter()
@@ -117,32 +118,13 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
 # --- shifts, KPIs and compliance -------------------------------------------------------------
 
 
-def _minutes(value: time) -> int:
-    return value.hour * 60 + value.minute
-
-
 def assign_shifts(ts: pd.Series, site: SiteConfig | None) -> tuple[pd.Series, pd.Series]:
     """Shift name and shift date (local date the shift started) of each UTC time; wrap-around shifts allowed."""
-    tz = ZoneInfo(site.timezone) if site is not None else ZoneInfo("UTC")
-    shifts: list[Shift] = list(site.shifts) if site is not None and site.shifts else list(DEFAULT_SHIFTS)
-    local = pd.to_datetime(ts, utc=True).dt.tz_convert(tz)
-    minute = (local.dt.hour * 60 + local.dt.minute).to_numpy()
-    day = local.dt.tz_localize(None).dt.normalize()
-    name = np.full(len(ts), None, dtype=object)
-    start_day = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
-    for shift in shifts:
-        a, b = _minutes(shift.start), _minutes(shift.end)
-        free = pd.isna(name)
-        if a < b:
-            inside = (minute >= a) & (minute < b)
-            shifted = np.zeros(len(ts), dtype=bool)
-        else:  # wraps midnight: the part after midnight belongs to yesterday's shift
-            inside = (minute >= a) | (minute < b)
-            shifted = minute < b
-        take = inside & free
-        name[take] = shift.name
-        start_day[take] = (day - pd.to_timedelta(shifted.astype(int), unit="D"))[take]
-    return pd.Series(name, index=ts.index), start_day.dt.strftime("%Y-%m-%d")
+    shifts = site.shifts if site is not None and site.shifts else DEFAULT_SHIFTS
+    stamps = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
+    names, dates = shifts_at(stamps, site.timezone if site is not None else "UTC", shifts)
+    start_day = pd.Series(dates, index=ts.index).where(~pd.isna(names))
+    return pd.Series(names, index=ts.index), start_day.dt.strftime("%Y-%m-%d")
 
 
 def _period(period: Any, default_days: int = 7) -> tuple[datetime, datetime]:
