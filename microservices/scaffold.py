@@ -54,9 +54,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Settings(BaseModel):
-    """Per-site settings; every field has a default."""
+    """Per-site settings; every field has a default. Frozen: the host validates them, the service only reads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     moving_threshold_kmh: float = Field(1.0, gt=0, description="speed above which a machine counts as moving")
 '''
@@ -103,7 +103,7 @@ from $package.detect import activity
 from $package.settings import Settings
 
 
-class $cls(Service):
+class $cls(Service[Settings]):
     """One focused service: how much of each minute every machine spends moving."""
 
     name = "$name"
@@ -113,7 +113,6 @@ class $cls(Service):
     consumes = ("speed_kmh",)
     tables = ("$schema.activity",)
     migrations = Path(__file__).parent / "migrations"
-    Settings = Settings
     kpis = (
         Kpi(
             name="moving_share", description="share of reported minutes spent moving", unit="%",
