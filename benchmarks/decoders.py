@@ -27,13 +27,12 @@ import threading
 import time
 
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from decoders.sparkplug.schema import Payload
 from ingest.topics import telemetry_topic
 from ingest.worker import IngestWorker
+from simulators.outputs import publish_backlog
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
@@ -42,7 +41,6 @@ from sitepulse.settings import load_settings
 FAMILIES = ("native-json", "mapped-json", "sparkplug-b")
 MACHINES = 50
 NODES = 5  # Sparkplug edge nodes, each with MACHINES / NODES devices
-MAX_OUTSTANDING = 20_000
 METRICS = [("GPS/Latitude", "lat", 10), ("GPS/Longitude", "lon", 10), ("GPS/Speed", "speed_kmh", 10),
            ("GPS/Heading", "heading_deg", 10), ("Body/Payload", "payload_kg", 10), ("Engine/Fuel", "fuel_used_l", 10),
            ("Engine/Hours", "engine_hours", 10), ("Engine/Running", "engine_on", 11)]
@@ -121,24 +119,6 @@ def messages(family: str, n: int, run: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish(broker: EmbeddedBroker, batch: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-decoders-publisher")
-    client.max_inflight_messages_set(1000)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    infos = []
-    for topic, payload in batch:
-        infos.append(client.publish(topic, payload, qos=1))
-        if len(infos) >= MAX_OUTSTANDING:
-            for info in infos:
-                info.wait_for_publish(60)
-            infos.clear()
-    for info in infos:
-        info.wait_for_publish(60)
-    client.disconnect()
-    client.loop_stop()
-
-
 def drain(settings, total: int) -> tuple[float, float]:
     """(msg/s, CPU microseconds per message) of one worker acking ``total`` queued messages.
 
@@ -179,7 +159,7 @@ def run_once(broker: EmbeddedBroker, pg: EmbeddedPostgres, folder: Path, family:
                              ingest_client_id=f"bench-{family}-{run}")
     drain(settings, 0)  # the persistent session and its subscriptions, so the backlog queues for it
     backlog = messages(family, n, run)
-    publish(broker, backlog)
+    publish_backlog(backlog, broker.url, "bench-decoders-publisher")
     overall, cpu_us = drain(settings, len(backlog))
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]

@@ -4,13 +4,13 @@
 
 Each row injects one fault on EVERY machine for the whole run (``SENSOR=MODE:*``, simulators/sensor_faults.py) on
 top of each score's own network faults, and scores each built-in service against the simulator's ground truth:
-close encounters (traffic awareness, RTK positions, microservices/traffic_awareness/score.py), haul cycles
+close encounters (traffic awareness, RTK positions, evaluation/traffic_awareness.py), haul cycles
 (weight loading) and zone visits (positioning). A fault on a field a service does not read cannot change its
 answers (services read only their declared ``consumes``): that cell repeats the fault-free figures, marked ``=``.
 Issue #18's bars: encounters recall >= 0.95 and precision >= 0.9 under the heading faults; cycles and zone
 visits within 0.02 of their fault-free recall and precision under every fault.
 
-The second table is the health check (microservices/data_quality/score.py): each run puts a different fault on
+The second table is the health check (evaluation/data_quality.py): each run puts a different fault on
 each hauler from 5 minutes in; every injected fault must be found within 2 minutes of the time it can show
 (the machine drives, the body is empty) and no machine without a fault may get a finding.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 # run as a script, this folder is first on sys.path and its ingest.py would shadow the ingest package
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from microservices.data_quality import score as health  # noqa: E402
-from microservices.positioning import score as positioning  # noqa: E402
-from microservices.traffic_awareness import score as traffic  # noqa: E402
-from microservices.weight_loading import score as weight  # noqa: E402
+from evaluation import data_quality as health  # noqa: E402
+from evaluation import positioning  # noqa: E402
+from evaluation import traffic_awareness as traffic  # noqa: E402
+from evaluation import weight_loading as weight  # noqa: E402
 from simulators.faults import parse_faults  # noqa: E402
 
 ROWS = ["none", "heading=stuck0:*", "heading=stuck:*", "heading=absent:*", "heading=noisy30:*",

@@ -33,13 +33,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import microservices.positioning.service as positioning_service  # noqa: E402
-import microservices.traffic_awareness.service as traffic_service  # noqa: E402
+import microservices.positioning.detect as positioning_detect  # noqa: E402
+import microservices.traffic_awareness.detect as traffic_detect  # noqa: E402
 import microservices.weight_loading.service as weight_service  # noqa: E402
+from evaluation.pipeline import run_in_chunks  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
 from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
-from microservices.testing import run_in_chunks  # noqa: E402
 from microservices.traffic_awareness import TrafficAwareness  # noqa: E402
 from microservices.weight_loading import WeightLoading  # noqa: E402
 from simulators.site import load_site  # noqa: E402
@@ -94,7 +94,7 @@ class NoTrackCycles(weight_service.WeightLoadingSettings):
     track_cycles: bool = False
 
 
-FUSED = {"traffic": traffic_service.motion_from_fixes, "positioning": positioning_service.fuse,
+FUSED = {"traffic": traffic_detect.motion_from_fixes, "positioning": positioning_detect.fuse,
          "weight": weight_service.speed_over_ground, "weight_settings": weight_service.WeightLoading.Settings}
 
 
@@ -102,8 +102,8 @@ def use_motion(fused: bool) -> None:
     """Switch the services between fault handling and raw motion (benchmark only): positioning and
     traffic-awareness fuse motion or not; weight loading takes speed over ground and finds cycles from the
     track, or neither."""
-    traffic_service.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
-    positioning_service.fuse = FUSED["positioning"] if fused else raw_fuse
+    traffic_detect.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
+    positioning_detect.fuse = FUSED["positioning"] if fused else raw_fuse
     weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
     weight_service.WeightLoading.Settings = FUSED["weight_settings"] if fused else NoTrackCycles
 

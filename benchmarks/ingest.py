@@ -35,6 +35,7 @@ from paho.mqtt.properties import Properties
 
 from ingest.topics import TELEMETRY_FILTER, telemetry_topic
 from ingest.worker import IngestWorker
+from simulators.outputs import publish_backlog
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
@@ -42,7 +43,6 @@ from sitepulse.settings import load_settings
 
 BARE_ID = "bench-bare"
 INGEST_ID = "bench-ingest"
-MAX_OUTSTANDING = 20_000  # paho stalls near 65,535 unacknowledged publishes
 
 
 def _client(client_id: str, protocol: str, manual_ack: bool = False) -> mqtt.Client:
@@ -106,27 +106,6 @@ def _payloads(n: int, batch_size: int, run: int) -> list[tuple[str, bytes]]:
     return messages
 
 
-def _publish(broker: EmbeddedBroker, messages: list[tuple[str, bytes]]) -> float:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
-    client.max_inflight_messages_set(1000)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    started = time.perf_counter()
-    infos = []
-    for topic, payload in messages:
-        infos.append(client.publish(topic, payload, qos=1))
-        if len(infos) >= MAX_OUTSTANDING:
-            for info in infos:
-                info.wait_for_publish(60)
-            infos.clear()
-    for info in infos:
-        info.wait_for_publish(60)
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
-    return elapsed
-
-
 def bare_drain(broker: EmbeddedBroker, n: int, protocol: str) -> float:
     """Seconds for a bare paho client to receive and JSON-parse n queued messages."""
     count = 0
@@ -184,7 +163,7 @@ def run_once(
     _register_session(broker, BARE_ID, TELEMETRY_FILTER, protocol)
     _register_session(broker, f"{INGEST_ID}-0", TELEMETRY_FILTER, protocol)  # what the worker subscribes to
     messages = _payloads(n, batch_size, run)
-    _publish(broker, messages)
+    publish_backlog(messages, broker.url, "bench-publisher")
     bare_s = bare_drain(broker, n, protocol)
     ingest_s = ingest_drain(broker, database_url, n, protocol)
     with psycopg.connect(database_url) as conn:

@@ -29,13 +29,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.topics import TELEMETRY_FILTER, telemetry_topic
+from simulators.outputs import publish_backlog
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
@@ -174,31 +174,27 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(8)  # Node-RED and the worker connect and subscribe (persistent sessions)
             expected = args.messages * args.samples
             done_at: dict[str, float] = {}
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="peer-publisher")
-            client.max_inflight_messages_set(1000)
-            client.connect(broker.host, broker.port)
-            client.loop_start()
             base = time.time() - 3600
             started = time.perf_counter()
-            infos = []
-            for i in range(args.messages):
-                body = [{"ts": round(base + i * 0.01 + k * 0.001, 3), "seq": i * args.samples + k,
-                         "lat": -33.0 + (i % 97) * 1e-4, "lon": 151.0, "engine_on": True} for k in range(args.samples)]
-                infos.append(client.publish(telemetry_topic("peer", f"m{i % 50:03d}"),
-                                            orjson.dumps(body[0] if args.samples == 1 else body), qos=1))
-                if i == args.messages // 2:
-                    worker.send_signal(signal.SIGKILL)
-                    nodered.kill()
-                    worker.wait(10)
-                    threading.Timer(2.0, nodered.start).start()
-                    time.sleep(2.0)
-                    worker = start_sitepulse(pg.url, broker)
-                if len(infos) >= 10_000:
-                    for info in infos:
-                        info.wait_for_publish(60)
-                    infos.clear()
-            for info in infos:
-                info.wait_for_publish(60)
+
+            def messages() -> Iterator[tuple[str, bytes]]:
+                """The backlog; at its midpoint both consumers are SIGKILLed and started again."""
+                nonlocal worker
+                for i in range(args.messages):
+                    body = [{"ts": round(base + i * 0.01 + k * 0.001, 3), "seq": i * args.samples + k,
+                             "lat": -33.0 + (i % 97) * 1e-4, "lon": 151.0, "engine_on": True}
+                            for k in range(args.samples)]
+                    payload = orjson.dumps(body[0] if args.samples == 1 else body)
+                    yield telemetry_topic("peer", f"m{i % 50:03d}"), payload
+                    if i == args.messages // 2:
+                        worker.send_signal(signal.SIGKILL)
+                        nodered.kill()
+                        worker.wait(10)
+                        threading.Timer(2.0, nodered.start).start()
+                        time.sleep(2.0)
+                        worker = start_sitepulse(pg.url, broker)
+
+            publish_backlog(messages(), broker.url, "peer-publisher")
             publish_s = time.perf_counter() - started
             last = counts(pg.url)
             last_change = {k: time.perf_counter() for k in last}
@@ -211,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
                     if key not in done_at and (value >= expected or time.perf_counter() - last_change[key] > 15):
                         done_at[key] = last_change[key]
                 last = now
-            client.disconnect()
-            client.loop_stop()
             print(f"{args.messages} messages x {args.samples} sample(s), published in {publish_s:.1f} s;"
                   " consumers SIGKILLed and restarted at the midpoint")
             print(f"{'consumer':<34} {'msg/s':>8} {'caught up (s after publish)':>28} {'rows stored':>11} {'lost':>6}")

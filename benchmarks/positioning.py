@@ -21,8 +21,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
-from microservices.testing import run_in_chunks, telemetry_from_messages  # noqa: E402
 from simulators.engine import simulate  # noqa: E402
 from simulators.faults import parse_faults  # noqa: E402
 from simulators.site import load_site  # noqa: E402

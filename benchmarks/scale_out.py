@@ -45,6 +45,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -57,12 +58,12 @@ from paho.mqtt.properties import Properties
 from ingest import amqp
 from ingest.embedded_rabbitmq import EmbeddedRabbitMQ
 from ingest.topics import TELEMETRY_FILTER, Partition, assigned_sites, shared, site_filters, telemetry_topic
+from simulators.outputs import publish_backlog
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_OUTSTANDING = 20_000  # paho stalls near 65,535 unacknowledged publishes
 
 
 def site_ids(run: str, count: int) -> list[str]:
@@ -134,35 +135,23 @@ class RabbitBroker:
         amqp.setup(self.url, workers)
 
 
-def publish_backlog(broker: EmbeddedBroker | RabbitBroker, n: int, samples: int, run: str,
+def queue_backlog(broker: EmbeddedBroker | RabbitBroker, n: int, samples: int, run: str,
                     sites: int = 1) -> tuple[int, float]:
     """Publish n QoS 1 messages of ``samples`` samples each over 50 machines; returns (rows, seconds)."""
     site_of = site_ids(run, sites) if sites > 1 else [f"scale{run}"]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"scale-publisher-{run}", protocol=mqtt.MQTTv311)
-    client.max_inflight_messages_set(1000)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
     base = time.time() - 3600
-    started = time.perf_counter()
-    infos = []
-    for i in range(n):
-        body = [{"ts": round(base + i * 0.01 + k * 0.001, 3), "seq": i * samples + k, "lat": -33.0 + (i % 97) * 1e-4,
-                 "lon": 151.0, "speed_kmh": 20.0, "payload_kg": float(i % 90_000), "engine_on": True}
-                for k in range(samples)]
-        payload = orjson.dumps(body[0] if samples == 1 else body)
-        machine = i % 50
-        infos.append(client.publish(telemetry_topic(site_of[machine % len(site_of)], f"m{machine:03d}"), payload,
-                                    qos=1))
-        if len(infos) >= MAX_OUTSTANDING:
-            for info in infos:
-                info.wait_for_publish(60)
-            infos.clear()
-    for info in infos:
-        info.wait_for_publish(60)
-    elapsed = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
-    return n * samples, elapsed
+
+    def messages() -> Iterator[tuple[str, bytes]]:
+        for i in range(n):
+            body = [{"ts": round(base + i * 0.01 + k * 0.001, 3), "seq": i * samples + k,
+                     "lat": -33.0 + (i % 97) * 1e-4, "lon": 151.0, "speed_kmh": 20.0, "payload_kg": float(i % 90_000),
+                     "engine_on": True} for k in range(samples)]
+            machine = i % 50
+            yield (telemetry_topic(site_of[machine % len(site_of)], f"m{machine:03d}"),
+                   orjson.dumps(body[0] if samples == 1 else body))
+
+    sent = publish_backlog(messages(), f"mqtt://{broker.host}:{broker.port}", f"scale-publisher-{run}")
+    return n * samples, sent.seconds
 
 
 def cpu_seconds(roots: list[int]) -> float:
@@ -262,12 +251,12 @@ def run(pg: EmbeddedPostgres, broker: EmbeddedBroker | RabbitBroker, workers: in
     client_id = f"scale-{tag}"
     if isinstance(broker, RabbitBroker):
         broker.reset_queues(workers)
-        rows, publish_s = publish_backlog(broker, messages, samples, tag)
+        rows, publish_s = queue_backlog(broker, messages, samples, tag)
         result = drain(database_url, broker.url, workers, client_id, rows, timeout, split)
     else:
         names = site_ids(tag, sites) if split == "sites" else None
         register_sessions(broker, [f"{client_id}-{i}" for i in range(workers)], split, names)
-        rows, publish_s = publish_backlog(broker, messages, samples, tag, sites if split == "sites" else 1)
+        rows, publish_s = queue_backlog(broker, messages, samples, tag, sites if split == "sites" else 1)
         meter = CpuMeter(broker._process.pid, postmaster_pid(pg)) if broker._process else None
         try:
             result = drain(database_url, broker.url, workers, client_id, rows, timeout, split, names, meter)

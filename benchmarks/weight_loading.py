@@ -23,9 +23,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import pandas as pd
 
+from evaluation.weight_loading import DEFAULT_FAULTS, simulated
 from microservices.sdk import Batch
 from microservices.weight_loading import WeightLoading
-from microservices.weight_loading.score import DEFAULT_FAULTS, simulated
 from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.faults import parse_faults
 

@@ -104,6 +104,8 @@ def build_front(native: Decoder, routes: list[Route], plugins: dict[str, Decoder
 
 
 def load_front(settings: Settings, native: Decoder, publish: Publish | None = None) -> FrontDecoder:
-    """The worker's front: decoders discovered (SITEPULSE_LOAD_DECODERS), routes from SITEPULSE_DECODERS_FILE."""
+    """The worker's front: decoders discovered (SITEPULSE_LOAD_DECODERS), routes from SITEPULSE_DECODERS_FILE.
+
+    Registered as ingest's front in the ``sitepulse.ingest.front`` entry point group (ingest/front.py)."""
     plugins = discover_decoders(settings.load_decoders)
     return build_front(native, load_entries(settings.decoders_file, plugins), plugins, publish)

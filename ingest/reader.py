@@ -14,6 +14,7 @@ A long-running transaction anywhere on the server holds ``xmin`` back: reads are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import orjson
 import pandas as pd
 import psycopg
+
+from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 
 COLUMNS = (
     "site_id", "machine_id", "ts", "seq", "received_at", "lat", "lon", "speed_kmh", "heading_deg",
@@ -125,3 +128,15 @@ def read_telemetry_range(
     sql += " ORDER BY site_id, machine_id, ts, seq"
     rows = conn.execute(sql, params).fetchall()
     return _frame(rows, list(COLUMNS))
+
+
+def telemetry_of_messages(arrivals: Iterable[tuple[str, bytes, datetime]]) -> pd.DataFrame:
+    """Telemetry rows as ingest would store them from (topic, payload, received_at) messages, without a database
+    (a recorded telemetry file): rejects dropped, duplicates stored once, sorted like read_new_telemetry."""
+    decoder, out = Decoder(), Decoded()
+    for topic, payload, received_at in arrivals:
+        decoder.decode_into(out, topic, payload, received_at)
+    frame = pd.DataFrame(out.rows, columns=list(ROW_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame = frame.drop_duplicates(_SORT)
+    return frame.sort_values(_SORT, kind="stable").reset_index(drop=True)

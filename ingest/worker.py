@@ -14,6 +14,7 @@ from ingest.amqp import AmqpConsumer
 from ingest.amqp import setup as amqp_setup
 from ingest.consumer import Inbound, MqttConsumer
 from ingest.contract import Decoded, Decoder
+from ingest.front import Front, load_front
 from ingest.metrics import IngestCounters, save_counters, worker_identity
 from ingest.topics import assigned_sites, parse_partitions
 from ingest.writer import DatabaseUnavailable, TelemetryWriter, Turn, WriteResult, prepare
@@ -51,10 +52,8 @@ class IngestWorker:
         self.batch_rows = settings.ingest_batch_rows
         self.batch_s = settings.ingest_batch_ms / 1000
         self.decoder = Decoder(settings.ingest_max_payload_bytes)
-        self.front: Any = None  # the decoder layer when SITEPULSE_DECODERS_FILE names routes (decoders/README.md)
+        self.front: Front | None = None  # the decoder layer when SITEPULSE_DECODERS_FILE names routes
         if settings.decoders_file is not None:
-            from decoders.front import load_front
-
             self.front = load_front(settings, self.decoder, publish=self._publish)
             if self.front.topic_filters and settings.ingest_amqp_url is not None:
                 raise ConfigError("SITEPULSE_DECODERS_FILE", "has MQTT routes, which the RabbitMQ ingest mode"

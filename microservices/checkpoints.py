@@ -9,7 +9,7 @@ to the newest snapshot that precedes it and replaying from there.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -76,16 +76,23 @@ class Checkpoint:
             return frame, Watermark(bound)
         return frame, mark
 
-    def late(self, frame: pd.DataFrame, rewind_to: datetime | None = None) -> dict[str, datetime]:
+    def late(self, frame: pd.DataFrame, rewind_to: datetime | None = None,
+             seen: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> dict[str, datetime]:
         """Samples at or before what was already processed: per machine the oldest, plus the site-wide final
-        time; ``rewind_to`` (``run-services --from``) makes every machine late from that time."""
+        time; ``rewind_to`` (``run-services --from``) makes every machine late from that time.
+
+        Machines' times are the devices' own, as stored; the site-wide final time is the service's, declared
+        on the telemetry as the service saw it: ``seen`` gives that view (clocks corrected, clock.py), so a
+        clock running ahead cannot carry a late sample past the final time unnoticed.
+        """
         late: dict[str, datetime] = {}
         if self.processed_until and not frame.empty:
             flagged = frame[frame["ts"] <= until_series(frame["machine_id"], self.processed_until)]
             late.update({m: ts.to_pydatetime() for m, ts in flagged.groupby("machine_id")["ts"].min().items()})
             final = self.until(SITE_WIDE)
-            if final is not None and (frame["ts"] <= final).any():
-                late[SITE_WIDE] = frame.loc[frame["ts"] <= final, "ts"].min().to_pydatetime()
+            times = (seen(frame) if seen and final is not None else frame)["ts"]
+            if final is not None and (times <= final).any():
+                late[SITE_WIDE] = times[times <= final].min().to_pydatetime()
         if rewind_to is not None:
             late.update({m: rewind_to for m in self.processed_until} or {SITE_WIDE: rewind_to})
         return late

@@ -69,9 +69,21 @@ def services_new(
     summary: Annotated[str, typer.Option(help="one line saying what the service does")] = "",
     author: Annotated[str, typer.Option(help="who builds or contributes it")] = "",
 ) -> None:
-    """Write a working plugin package (service, migration, route, card, README, test)."""
+    """Write a working plugin package: a service folder shaped like the built-in ones, and its test."""
     from microservices.scaffold import new_service
 
     target = new_service(name, directory, summary, author)
     console.print(f"[green]created[/] {target}")
     console.print(f"next: cd {target} && pip install -e . && pytest tests && sitepulse services list")
+
+
+def services_sample_config(
+    name: Annotated[str, typer.Argument(help="an installed service, e.g. positioning")],
+) -> None:
+    """Print a service's per-site settings with their defaults and meanings (its sample.yaml)."""
+    from microservices.sample_config import sample_config
+
+    services = discover_services()
+    if name not in services:
+        raise SitePulseError(f"no installed service is called {name!r}; installed: {', '.join(sorted(services))}")
+    typer.echo(sample_config(services[name].Settings()), nl=False)

@@ -21,14 +21,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-_KEY_SPAN = np.int64(1) << np.int64(43)  # ms; (group, t) packs into one sortable int64
-_BLOCK = 32_768
+from microservices.series import KEY_BITS, KEY_SPAN, ROW_BLOCK
 
 
 class MotionSettings(BaseModel):
     """How much the reported motion may differ from the track before the track wins (physical units)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # read-only: every stage sees what the host validated
 
     track_window_s: float = Field(
         5.0, gt=0, le=60, description="the typical step speed is the median over this many seconds before each "
@@ -108,8 +107,8 @@ def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int, at: np.n
     lo[index] = np.searchsorted(key, key[index] - window_ms, side="left")
     reach = int((index - lo[index]).max())
     offsets = np.arange(-reach, 1)
-    for start in range(0, len(index), _BLOCK):
-        rows = index[start:start + _BLOCK]
+    for start in range(0, len(index), ROW_BLOCK):
+        rows = index[start:start + ROW_BLOCK]
         j = rows[:, None] + offsets[None, :]
         valid = j >= lo[rows, None]
         picked = np.where(valid, values[np.clip(j, 0, n - 1)], np.nan)
@@ -130,7 +129,7 @@ def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarra
     if len(t) < 2:
         return np.full(len(t), np.nan), np.full(len(t), np.nan)
     sx, sy = _steps(group, t, x, y, settings)
-    vx, vy, _ = _velocity(np.asarray(group, np.int64) * _KEY_SPAN + t, sx, sy, settings)
+    vx, vy, _ = _velocity(np.asarray(group, np.int64) * KEY_SPAN + t, sx, sy, settings)
     return vx, vy
 
 
@@ -200,7 +199,7 @@ def _frozen(key: np.ndarray, values: np.ndarray, checked: np.ndarray, settings: 
     n = len(key)
     if n < 2:
         return np.zeros(n, bool)
-    same_group = np.r_[False, (key[1:] >> 43) == (key[:-1] >> 43)]
+    same_group = np.r_[False, (key[1:] >> KEY_BITS) == (key[:-1] >> KEY_BITS)]
     repeated = checked & same_group & np.r_[False, values[1:] == values[:-1]]
     lo = np.searchsorted(key, key - int(round(settings.trust_window_s * 1000)), side="left")
     c_rep, c_checked = np.r_[0, np.cumsum(repeated)], np.r_[0, np.cumsum(checked)]
@@ -264,7 +263,7 @@ def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.nda
     fixes are already jump-filtered (the same estimate; kept for callers to say what they pass)."""
     settings = settings or MotionSettings()
     tvx, tvy = track_velocity(group, t, x, y, settings)
-    key = np.asarray(group, np.int64) * _KEY_SPAN + np.asarray(t, np.int64)
+    key = np.asarray(group, np.int64) * KEY_SPAN + np.asarray(t, np.int64)
     return fuse(tvx, tvy, speed_kmh, heading_deg, settings, key)
 
 
@@ -301,7 +300,7 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     nan_s = np.full(n_s, np.nan)
     xs = np.r_[nan_s, np.asarray(carried.get("fx", []), float), np.round(np.asarray(x, float), 3)]
     ys = np.r_[nan_s, np.asarray(carried.get("fy", []), float), np.round(np.asarray(y, float), 3)]
-    key = group * _KEY_SPAN + t
+    key = group * KEY_SPAN + t
     order = np.lexsort((kind, key))
     key, kind, group, t, xs, ys = key[order], kind[order], group[order], t[order], xs[order], ys[order]
     new = kind == 2
@@ -320,7 +319,7 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
     agrees_now = checked & (np.abs(speed_r - track_kmh) <= tol)
     # the checks of the trust window: carried ones (each checked) before the new samples'
     n_c = len(check_m)
-    c_key = np.r_[check_m.astype(np.int64) * _KEY_SPAN + check_t, key[new]]
+    c_key = np.r_[check_m.astype(np.int64) * KEY_SPAN + check_t, key[new]]
     c_order = np.lexsort((np.r_[np.zeros(n_c, np.int8), np.ones(int(new.sum()), np.int8)], c_key))
     c_checked = np.r_[np.ones(n_c, bool), checked][c_order]
     c_agrees = np.r_[(packed % 2).astype(bool), agrees_now][c_order]
@@ -348,7 +347,7 @@ def _carry(names: pd.Index, group: np.ndarray, t: np.ndarray, kind: np.ndarray, 
     has = last >= 0
     window = int(round(settings.track_window_s * 1000))
     steps = np.isfinite(sx) & (t > newest[group] - window)
-    c_group, c_t = c_key >> 43, c_key & (_KEY_SPAN - 1)
+    c_group, c_t = c_key >> KEY_BITS, c_key & (KEY_SPAN - 1)
     checks = c_checked & (c_t > newest[c_group] - int(round(settings.trust_window_s * 1000)))
     f = last[has]
     fix_t = np.zeros(machines, np.int64)

@@ -172,7 +172,7 @@ class ServiceHost:
             cp = Checkpoint.lock(conn, service.name, site_id)
             new, mark = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
             new, mark = cp.bound(conn, service.depends_on, new, mark)
-            late = cp.late(new, rewind_to)
+            late = cp.late(new, rewind_to, seen=lambda frame: telemetry_for(service, frame))
             if new.empty and not late:
                 cp.skip_to(conn, mark)
                 return StepResult()

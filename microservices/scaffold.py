@@ -1,7 +1,8 @@
 """``sitepulse services new NAME``: write a working plugin package a developer extends in minutes.
 
-The package has the service (declaration, ``process``, a route, a card), its migration,
-a README listing its settings and KPIs, and a test of ``process`` that passes as written.
+The package's service folder has the shape of every built-in one (README.md, __init__.py, service.py, detect.py,
+settings.py, sample.yaml, routes.py, migrations/), and its test of ``process`` and of the sample config passes as
+written.
 """
 
 from __future__ import annotations
@@ -22,40 +23,87 @@ build-backend = "setuptools.build_meta"
 name = "sitepulse-$name"
 version = "0.1.0"
 description = "$summary"
+readme = "$package/README.md"
 requires-python = ">=3.11"
 dependencies = ["sitepulse"]
 
 [project.entry-points."sitepulse.microservices"]
-$name = "$package.service:$cls"
+$name = "$package:$cls"
 
 [tool.setuptools.packages.find]
 include = ["$package*"]
 
 [tool.setuptools.package-data]
-"*" = ["*.sql"]
+"*" = ["*.sql", "*.yaml"]
 """
+
+INIT = '''\
+"""$summary"""
+
+from $package.service import $cls
+
+__all__ = ["$cls"]
+'''
+
+SETTINGS = '''\
+"""Per-site settings of $name: every threshold in physical units, with a default (sample.yaml lists them)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Per-site settings; every field has a default. Frozen: the host validates them, the service only reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    moving_threshold_kmh: float = Field(1.0, gt=0, description="speed above which a machine counts as moving")
+'''
+
+SAMPLE = """\
+# Settings: per-site settings and their defaults; leave out any you don't change.
+# speed above which a machine counts as moving
+moving_threshold_kmh: 1.0
+"""
+
+DETECT = '''\
+"""The logic of $name, pure: telemetry rows and settings in, table rows out (no database, no HTTP)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from $package.settings import Settings
+
+
+def activity(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Samples and moving samples per machine and minute (partial sums: queries add them up)."""
+    minutes = rows.assign(
+        window_start=rows["ts"].dt.floor("min"),
+        moving=rows["speed_kmh"].fillna(0) > settings.moving_threshold_kmh,
+    )
+    return minutes.groupby(["machine_id", "window_start"], as_index=False).agg(
+        samples=("ts", "size"), moving_samples=("moving", "sum"))
+'''
 
 SERVICE = '''\
 """$summary"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+import pandas as pd
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service
 
-from microservices.sdk import Batch, Card, Kpi, Outputs, PageDep, Service, ServiceRequestDep
-
-
-class Settings(BaseModel):
-    """Per-site settings; every field has a default."""
-
-    moving_threshold_kmh: float = Field(1.0, gt=0, description="speed above which a machine counts as moving")
+from $package.detect import activity
+from $package.settings import Settings
 
 
-class $cls(Service):
+class $cls(Service[Settings]):
     """One focused service: how much of each minute every machine spends moving."""
 
     name = "$name"
@@ -65,7 +113,6 @@ class $cls(Service):
     consumes = ("speed_kmh",)
     tables = ("$schema.activity",)
     migrations = Path(__file__).parent / "migrations"
-    Settings = Settings
     kpis = (
         Kpi(
             name="moving_share", description="share of reported minutes spent moving", unit="%",
@@ -79,49 +126,66 @@ class $cls(Service):
     )
 
     def process(self, batch: Batch, state: dict, settings: Settings) -> tuple[Outputs, dict]:
-        """Count samples and moving samples per machine and minute (partial sums; queries add them up)."""
+        """Count samples and moving samples per machine and minute (detect.py)."""
         out = Outputs()
-        rows = batch.telemetry
-        if rows.empty:
+        if batch.telemetry.empty:
             return out, state
-        minutes = rows.assign(
-            window_start=rows["ts"].dt.floor("min"),
-            moving=rows["speed_kmh"].fillna(0) > settings.moving_threshold_kmh,
-        )
-        activity = minutes.groupby(["machine_id", "window_start"], as_index=False).agg(
-            samples=("ts", "size"), moving_samples=("moving", "sum"))
-        out.write("activity", activity)
+        out.write("activity", activity(batch.telemetry, settings))
         return out, state
 
-    def router(self) -> APIRouter:
-        router = APIRouter()
-
-        @router.get("/activity")
-        def activity(ctx: ServiceRequestDep, page: PageDep) -> dict:
-            """Samples and moving samples per machine and minute, oldest first."""
-            def read(after, limit):
-                return ctx.rows(
-                    "SELECT window_start, machine_id, sum(samples)::int AS samples,"
-                    " sum(moving_samples)::int AS moving_samples FROM $schema.activity"
-                    " WHERE site_id = %(site)s AND (%(after)s::timestamptz IS NULL"
-                    "  OR (window_start, machine_id) > (%(after)s, %(after_machine)s))"
-                    " GROUP BY window_start, machine_id ORDER BY window_start, machine_id LIMIT %(limit)s",
-                    {"site": ctx.site_id, "after": after[0] if after else None,
-                     "after_machine": after[1] if after else None, "limit": limit},
-                )
-
-            return page.fetch(read, window_start=datetime, machine_id=str)
+    def router(self) -> Any:
+        from $package.routes import router  # FastAPI is imported only where the API runs
 
         return router
 
-    def card(self, site_id, read, settings) -> Card:
-        totals = read(
-            "SELECT coalesce(sum(samples), 0) AS samples, coalesce(sum(moving_samples), 0) AS moving"
-            " FROM $schema.activity WHERE site_id = %(site)s", {"site": site_id})
-        samples, moving = int(totals["samples"].iloc[0]), int(totals["moving"].iloc[0])
-        share = round(100.0 * moving / samples, 1) if samples else None
-        return Card(title="$title", metrics=[{"label": "moving", "value": share, "unit": "%"}],
-                    link="activity")
+    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
+             settings: Settings) -> Card:
+        from $package.routes import site_card
+
+        return site_card(site_id, read)
+'''
+
+ROUTES = '''\
+"""The HTTP routes of $name (mounted at /api/v1/sites/{site_id}/$name/) and its site-view card."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter
+from microservices.sdk import Card, PageDep, ServiceRequestDep
+
+router = APIRouter()
+
+
+@router.get("/activity")
+def activity(ctx: ServiceRequestDep, page: PageDep) -> dict[str, Any]:
+    """Samples and moving samples per machine and minute, oldest first."""
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.rows(
+            "SELECT window_start, machine_id, sum(samples)::int AS samples,"
+            " sum(moving_samples)::int AS moving_samples FROM $schema.activity"
+            " WHERE site_id = %(site)s AND (%(after)s::timestamptz IS NULL"
+            "  OR (window_start, machine_id) > (%(after)s, %(after_machine)s))"
+            " GROUP BY window_start, machine_id ORDER BY window_start, machine_id LIMIT %(limit)s",
+            {"site": ctx.site_id, "after": after[0] if after else None,
+             "after_machine": after[1] if after else None, "limit": limit},
+        )
+
+    return page.fetch(read, window_start=datetime, machine_id=str)
+
+
+def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> Card:
+    """The share of samples spent moving, for the site view."""
+    totals = read(
+        "SELECT coalesce(sum(samples), 0) AS samples, coalesce(sum(moving_samples), 0) AS moving"
+        " FROM $schema.activity WHERE site_id = %(site)s", {"site": site_id})
+    samples, moving = int(totals["samples"].iloc[0]), int(totals["moving"].iloc[0])
+    share = round(100.0 * moving / samples, 1) if samples else None
+    return Card(title="$title", metrics=[{"label": "moving", "value": share, "unit": "%"}], link="activity")
 '''
 
 MIGRATION = """\
@@ -142,14 +206,19 @@ CREATE INDEX IF NOT EXISTS activity_time ON $schema.activity (site_id, window_st
 """
 
 TEST = '''\
-"""$name: process() is pure, so a test is fixtures in, tables out."""
+"""$name: process() is pure, so a test is fixtures in, tables out; sample.yaml is the settings' defaults."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
-
+from microservices.sample_config import load_sample, sample_config
 from microservices.sdk import Batch
-from $package.service import $cls, Settings
+
+from $package import $cls
+from $package.settings import Settings
+
+FOLDER = Path(__file__).resolve().parents[1] / "$package"
 
 
 def _batch(speeds: list[float]) -> Batch:
@@ -173,6 +242,12 @@ def test_counts_moving_samples_per_minute() -> None:
 def test_threshold_is_a_setting() -> None:
     out, _ = $cls().process(_batch([5, 5, 5]), {}, Settings(moving_threshold_kmh=10))
     assert out.frames()["activity"]["moving_samples"].sum() == 0
+
+
+def test_sample_config_lists_every_setting_with_its_default() -> None:
+    text = (FOLDER / "sample.yaml").read_text()
+    assert load_sample(text, Settings) == Settings()
+    assert text == sample_config(Settings()), "write it again: sitepulse services sample-config $name"
 '''
 
 README = """\
@@ -188,6 +263,16 @@ A SitePulse micro-service (plugin). Install it next to SitePulse and it appears 
 pip install -e .
 pytest tests
 ```
+
+## How it works (files)
+| file | job |
+|---|---|
+| `service.py` | the declaration (name, tables, KPIs) and `process`: telemetry in, rows out |
+| `detect.py` | the logic, pure: `activity(rows, settings)` |
+| `settings.py` | the per-site `Settings` (below) |
+| `sample.yaml` | every setting with its default and meaning (`sitepulse services sample-config $name`) |
+| `routes.py` | the HTTP routes and the site-view card |
+| `migrations/` | the schema `$schema`, applied in order |
 
 ## Reads and writes
 - telemetry fields: `speed_kmh`
@@ -207,6 +292,12 @@ pytest tests
 - `GET /api/v1/sites/{site_id}/$name/activity?limit=&cursor=`
 """
 
+# The shape of a service folder, the same for every built-in service (tests/microservices/test_scaffold.py).
+SERVICE_FOLDER = {
+    "README.md": README, "__init__.py": INIT, "service.py": SERVICE, "detect.py": DETECT, "settings.py": SETTINGS,
+    "sample.yaml": SAMPLE, "routes.py": ROUTES, "migrations/0001_create_activity.sql": MIGRATION,
+}
+
 
 def new_service(name: str, directory: Path, summary: str = "", author: str = "") -> Path:
     """Write the plugin package for ``name`` into ``directory/sitepulse-<name>``; returns that folder."""
@@ -225,9 +316,8 @@ def new_service(name: str, directory: Path, summary: str = "", author: str = "")
     if re.search(r'["\\\\$]', words["summary"] + words["author"]):
         raise SitePulseError("summary and author may not contain quotes, backslashes or '$'")
     files = {
-        "pyproject.toml": PYPROJECT, "README.md": README, f"{package}/__init__.py": '"""$summary"""\n',
-        f"{package}/service.py": SERVICE, f"{package}/migrations/0001_create_activity.sql": MIGRATION,
-        "tests/test_service.py": TEST,
+        "pyproject.toml": PYPROJECT, "tests/test_service.py": TEST,
+        **{f"{package}/{relative}": template for relative, template in SERVICE_FOLDER.items()},
     }
     for relative, template in files.items():
         path = target / relative

@@ -2,10 +2,11 @@
 
 A service is one class. It *declares* what it is (name, version, summary), what it reads
 (telemetry fields, other services), what it writes (tables in its own schema, created by
-its own migrations), how it is configured (a pydantic settings model with defaults) and
+its own migrations), how it is configured (a pydantic settings model with defaults, named as
+the class's type parameter: ``Service[IdleSettings]``; ``Service`` alone has no settings) and
 which value KPIs the registry should evaluate. Its only required behaviour is ``process``:
 
-    class IdleTime(Service):
+    class IdleTime(Service[IdleSettings]):
         name = "idle-time"
         version = "0.1.0"
         summary = "Minutes each machine idles with the engine on"
@@ -13,18 +14,19 @@ which value KPIs the registry should evaluate. Its only required behaviour is ``
         tables = ("idle_time.idle_minutes",)
         migrations = Path(__file__).parent / "migrations"
 
-        def process(self, batch, state, settings):
+        def process(self, batch, state, settings: IdleSettings):
             out = Outputs()
-            idle = batch.telemetry.query("engine_on and speed_kmh < 0.5")
+            idle = batch.telemetry.query(f"engine_on and speed_kmh < {settings.idle_below_kmh}")
             out.write("idle_minutes", idle.groupby("machine_id").size().div(60).reset_index(name="minutes"))
             return out, state
 
-The runner (the host) does everything else: it finds the service through the entry-point
-group ``sitepulse.microservices``, applies its migrations, feeds it batches of new
-telemetry per site in per-machine time order, commits its outputs together with its new
-state and checkpoint in one transaction, retries it with backoff when it raises, and
-replays from an earlier snapshot when samples arrive late, so results do not depend on
-arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
+The runner (the host) does everything else: it validates a site's stored settings with that
+model and hands ``process``, the card and the routes that instance (none substitutes defaults); it finds the
+service through the entry-point group ``sitepulse.microservices``, applies its migrations,
+feeds it batches of new telemetry per site in per-machine time order, commits its outputs
+together with its new state and checkpoint in one transaction, retries it with backoff when
+it raises, and replays from an earlier snapshot when samples arrive late, so results do not
+depend on arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
 
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import orjson
 import pandas as pd
@@ -77,6 +79,9 @@ class NoSettings(BaseModel):
     """Settings model for a service that has none."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,12 @@ class Card:
     link: str | None = None
 
 
-class Service:
-    """Base class of every micro-service: declare the class attributes, implement ``process``."""
+class Service(Generic[SettingsT]):
+    """Base class of every micro-service: declare the class attributes, implement ``process``.
+
+    ``class Positioning(Service[PositioningSettings])`` makes ``PositioningSettings`` its ``Settings``: the
+    host validates a site's stored settings with it, and ``process``, ``card`` and the routes get that instance.
+    """
 
     name: ClassVar[str]  # wire name: lower-case words joined by '-', e.g. "weight-loading"
     version: ClassVar[str] = "0.1.0"
@@ -183,16 +192,24 @@ class Service:
     device_time: ClassVar[bool] = False
     tables: ClassVar[tuple[str, ...]] = ()  # "schema.table" written (shown to the customer)
     migrations: ClassVar[Path | None] = None  # folder of NNNN_name.sql files for its schema
-    Settings: ClassVar[type[BaseModel]] = NoSettings
+    Settings: ClassVar[type[BaseModel]] = NoSettings  # set from the type parameter: Service[MySettings]
     kpis: ClassVar[tuple[Kpi, ...]] = ()
     volume: ClassVar[Kpi | None] = None  # work handled, for usage reports a provider prices (e.g. tonnes)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``Settings`` from the class's type parameter (``Service[MySettings]``), unless it sets its own."""
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            model = get_args(base)[0] if get_origin(base) is Service and get_args(base) else None
+            if isinstance(model, type) and issubclass(model, BaseModel) and "Settings" not in cls.__dict__:
+                cls.Settings = model
 
     @property
     def schema(self) -> str:
         """The database schema the service owns: its name with '_' for '-'."""
         return self.name.replace("-", "_")
 
-    def process(self, batch: Batch, state: dict[str, Any], settings: BaseModel) -> tuple[Outputs, dict]:
+    def process(self, batch: Batch, state: dict[str, Any], settings: SettingsT) -> tuple[Outputs, dict]:
         """Turn new telemetry into rows and alerts; return them with the new state."""
         raise NotImplementedError
 
@@ -201,7 +218,7 @@ class Service:
         return None
 
     def card(
-        self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame], settings: BaseModel
+        self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame], settings: SettingsT
     ) -> Card | None:
         """An optional card for the site view, computed from the service's tables."""
         return None
@@ -245,23 +262,39 @@ def validate_declaration(service: Service) -> None:
         raise SitePulseError(f"{label}: migrations folder {service.migrations} does not exist")
     if type(service).process is Service.process:
         raise SitePulseError(f"{label}: does not implement process()")
+    named = settings_parameter(type(service))
+    if named is not None and not issubclass(service.Settings, named):
+        raise SitePulseError(f"{label}: Settings {service.Settings.__name__} is not its type parameter "
+                             f"{named.__name__} (Service[{named.__name__}])")
+
+
+def settings_parameter(cls: type[Service]) -> type[BaseModel] | None:
+    """The settings model a service class names as its type parameter (``Service[MySettings]``), if any."""
+    for klass in cls.__mro__:
+        for base in klass.__dict__.get("__orig_bases__", ()):
+            args = get_args(base) if get_origin(base) is Service else ()
+            if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+                return args[0]
+    return None
 
 
 # --- helpers for a service's routes -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ServiceRequest:
+class ServiceRequest(Generic[SettingsT]):
     """What the host hands a service's route: the site, a DB connection, the site's settings, the caller.
 
-    Use it as a route parameter: ``def cycles(ctx: ServiceRequestDep, ...)``. The host has
-    already checked the caller may see the site and that the service is enabled there.
+    Use it as a route parameter: ``def cycles(ctx: ServiceRequestDep, ...)``, or, where the route reads
+    settings, typed: ``Annotated[ServiceRequest[MySettings], Depends(service_request)]``. The host has
+    already checked the caller may see the site and that the service is enabled there, and validated the
+    site's settings with the service's model (a route never falls back to defaults).
     """
 
     site_id: str
     service: str
     conn: Any  # psycopg.Connection for this request; committed when the route returns
-    settings: BaseModel
+    settings: SettingsT
     caller: str
 
     def frame(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -325,13 +358,6 @@ def decode_cursor(cursor: str) -> list[Any]:
     return value
 
 
-def page_of(rows: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], tuple]) -> dict[str, Any]:
-    """The contract's page body from ``limit + 1`` fetched rows: items and the next cursor."""
-    items = rows[:limit]
-    next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
-    return {"items": items, "next_cursor": next_cursor}
-
-
 BAD_CURSOR = "cursor is not one this API issued"
 
 
@@ -365,9 +391,10 @@ class Page:
         """One page of a list in keyset order, the contract's body: ``order`` names the sort key's columns
         and types (``created_at=datetime, id=int``); ``read(after, n)`` returns up to n rows past the
         cursor's key (``after`` None: from the start), in that order."""
-        columns = tuple(order)
         rows = read(self.key(*order.values()), self.limit + 1)
-        return page_of(rows, self.limit, lambda row: tuple(row[c] for c in columns))
+        items = rows[:self.limit]
+        more = len(rows) > self.limit and len(items) > 0
+        return {"items": items, "next_cursor": encode_cursor(tuple(items[-1][c] for c in order)) if more else None}
 
     def of_list(self, items: Iterable[dict[str, Any]], **order: type) -> dict[str, Any]:
         """The same page of a small in-memory list (catalogues), sorted ascending by ``order``."""

@@ -21,10 +21,11 @@ from rich.table import Table
 from simulators.engine import Simulation, parse_start
 from simulators.faults import parse_faults
 from simulators.history import WITH_PAYLOAD_MANAGEMENT
-from simulators.outputs import publish_live, write_messages
+from simulators.outputs import publish_live
 from simulators.replay import replay_file
 from simulators.site import load_site
 from sitepulse.errors import SitePulseError
+from sitepulse.recording import write_messages
 
 console = Console(stderr=True)
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"

@@ -16,7 +16,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -44,6 +43,7 @@ from simulators.truth import (
     sorted_records,
 )
 from sitepulse.errors import SitePulseError
+from sitepulse.recording import Message
 from sitepulse.sitefile import Machine as SiteMachine
 from sitepulse.sitefile import MachineKind, SiteConfig, ZoneType
 
@@ -59,17 +59,6 @@ JUNCTION_CLEAR_M = 30.0
 BRAKE_COMFORT = 1.0  # m/s2, used to slow down ahead of a lower limit
 BRAKE_STOP = 1.2
 BRAKE_MAX = 2.5
-
-
-class Message(NamedTuple):
-    """One MQTT message: send time (true seconds since start), topic, payload bytes and flags."""
-
-    t: float
-    topic: str
-    payload: bytes
-    retain: bool
-    kind: str  # "telemetry" | "birth" | "status"
-    is_json: bool
 
 
 def parse_start(text: str | None) -> datetime:

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from simulators.engine import Message, Simulation
+from simulators.engine import Simulation
 from simulators.machines import Behaviour
+from sitepulse.recording import Message
 from sitepulse.sitefile import SiteConfig
 
 # Loading by eye: most loads 5-8 % under the rated payload (industry figure quoted by Caterpillar and Volvo CE

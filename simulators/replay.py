@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from simulators.engine import Message
-from simulators.outputs import PublishStats, publish_live, read_messages
+from simulators.outputs import PublishStats, publish_live
 from sitepulse.errors import SitePulseError
+from sitepulse.recording import Message, read_messages
 
 
 def replay_file(path: str | Path, mqtt_url: str, speedup: float = 1.0,

@@ -17,9 +17,9 @@ import pandas as pd
 
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.motion import MotionSettings, angle_diff, track_velocity
+from microservices.series import KEY_SPAN
 
 NS_PER_MS = 1_000_000
-KEY_SPAN = np.int64(1) << np.int64(43)  # ms; (group, t) packs into one sortable int64
 SENSORS = ("heading", "speed", "position", "payload", "fuel", "hours", "clock")
 # per-sample evidence summed per bin (column order of the sum matrix)
 SUM_FIELDS = (

@@ -14,7 +14,7 @@ import pandas as pd
 from fastapi import APIRouter, Query
 
 from microservices.data_quality.service import SENSOR_NAMES, describe, effect_of
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
 
 router = APIRouter()
 
@@ -52,14 +52,16 @@ def findings(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
 
     Each item: machine_id, sensor, status (stuck, absent, implausible, offset, skew), value, since,
     detected_at, ended_at (null while open), evidence, effect, message."""
-    after = page.key(datetime, str, str)
-    rows = ctx.rows(_FINDINGS, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
-        "after_at": after[0] if after else None, "after_m": after[1] if after else None,
-        "after_s": after[2] if after else None, "limit": page.limit + 1})
-    for row in rows:
-        row["message"] = _message(row)
-    return page_of(rows, page.limit, lambda r: (r["since"], r["machine_id"], r["sensor"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        rows = ctx.rows(_FINDINGS, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
+            "after_at": after[0] if after else None, "after_m": after[1] if after else None,
+            "after_s": after[2] if after else None, "limit": limit})
+        for row in rows:
+            row["message"] = _message(row)
+        return rows
+
+    return page.fetch(read, since=datetime, machine_id=str, sensor=str)
 
 
 _MACHINES = """

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from microservices.data_quality import detect
 from microservices.data_quality.settings import DataQualitySettings
@@ -85,7 +84,7 @@ def describe(sensor: str, status: str, value: float | None) -> str:
     return f"{name} {status}"
 
 
-class DataQuality(Service):
+class DataQuality(Service[DataQualitySettings]):
     """Sensor health per machine and sensor: ok, stuck, absent, implausible, offset, clock skew."""
 
     name = "data-quality"
@@ -98,15 +97,12 @@ class DataQuality(Service):
                 "engine_on")
     tables = ("data_quality.sensor_events",)
     migrations = Path(__file__).parent / "migrations"
-    Settings = DataQualitySettings
     device_time = True  # judges the device clocks: their own timestamps, not the arrival-corrected ones
     kpis = (Kpi("degraded_machine_hours", "Machine-hours with at least one bad sensor (per sensor, summed)", "h",
                 False, DEGRADED_HOURS_SQL),)
 
-    def process(self, batch: Batch, state: dict[str, Any], settings: BaseModel) -> tuple[Outputs, dict]:
+    def process(self, batch: Batch, state: dict[str, Any], settings: DataQualitySettings) -> tuple[Outputs, dict]:
         """Add the batch's evidence to each machine's bins; judge closed bins; emit status changes."""
-        if not isinstance(settings, DataQualitySettings):
-            settings = DataQualitySettings.model_validate(settings.model_dump())
         out = Outputs()
         telemetry = batch.telemetry
         state = dict(state) if state.get("v") == STATE_VERSION else {"v": STATE_VERSION, "m": {}}
@@ -360,7 +356,7 @@ class DataQuality(Service):
         return router
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: BaseModel) -> Card | None:
+             settings: DataQualitySettings) -> Card | None:
         """Open findings, one line each: 'HX-07: heading stuck at 0 deg since 09:14 — positions used instead'."""
         from microservices.data_quality.routes import site_card
 

@@ -97,10 +97,11 @@ def as_snippet(zones: list[dict[str, Any]], fmt: str = "yaml") -> str:
 
 
 def _from_file(path: Path) -> pd.DataFrame:
-    from microservices.testing import telemetry_from_messages
-    from simulators.outputs import read_messages
+    from ingest.reader import telemetry_of_messages
+    from sitepulse.recording import read_messages
 
-    return telemetry_from_messages(read_messages(path))
+    now = datetime.now(UTC)
+    return telemetry_of_messages((m.topic, m.payload, now) for m in read_messages(path))
 
 
 def _from_database(site_id: str, hours: float) -> tuple[pd.DataFrame, SiteConfig | None]:

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.positioning.settings import PositioningSettings
+from microservices.sdk import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from sitepulse.sitefile import SiteConfig
 from sitepulse.sites import load_site
 
@@ -20,6 +21,7 @@ router = APIRouter()
 
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
+PositioningRequestDep = Annotated[ServiceRequest[PositioningSettings], Depends(service_request)]  # with settings
 
 # The live map reads positioning.track_last (one row per machine, kept by triggers on the track: see
 # migrations/0002_track_last.sql), never the track history, so it stays flat as history grows.
@@ -35,14 +37,16 @@ _LATEST = """
 @router.get("/positions")
 def positions(ctx: ServiceRequestDep, page: PageDep) -> dict[str, Any]:
     """Live map: each machine's last known cleaned position, speed, heading, state (moving/idle/off) and zone."""
-    after = page.key(str)
-    rows = ctx.rows(f"{_LATEST} LIMIT %(limit)s", {"site": ctx.site_id, "after": after[0] if after else None,
-                                                   "limit": page.limit + 1})
-    declared = _declared_kinds(load_site(ctx.conn, ctx.site_id))
-    for row in rows:
-        if row["kind"] == "other":
-            row["kind"] = declared.get(row["machine_id"], "other")
-    return page_of(rows, page.limit, lambda r: (r["machine_id"],))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        rows = ctx.rows(f"{_LATEST} LIMIT %(limit)s", {"site": ctx.site_id, "after": after[0] if after else None,
+                                                       "limit": limit})
+        declared = _declared_kinds(load_site(ctx.conn, ctx.site_id))
+        for row in rows:
+            if row["kind"] == "other":
+                row["kind"] = declared.get(row["machine_id"], "other")
+        return rows
+
+    return page.fetch(read, machine_id=str)
 
 
 _ZONE_EVENTS = """
@@ -69,12 +73,13 @@ _ZONE_EVENTS = """
 def zone_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_id: MachineFilter = None,
                 zone: ZoneFilter = None) -> dict[str, Any]:
     """Zone visits by entry time: machine_id, zone, zone_type, entered_at, left_at (null while inside), dwell_s."""
-    after = page.key(datetime, str, str)
-    rows = ctx.rows(_ZONE_EVENTS, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
-        "after_at": after[0] if after else None, "after_m": after[1] if after else None,
-        "after_z": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["entered_at"], r["machine_id"], r["zone"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_ZONE_EVENTS, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
+            "after_at": after[0] if after else None, "after_m": after[1] if after else None,
+            "after_z": after[2] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, entered_at=datetime, machine_id=str, zone=str)
 
 
 _EVENTS = """
@@ -96,12 +101,13 @@ _EVENTS = """
 def events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
            machine_id: MachineFilter = None) -> dict[str, Any]:
     """Restricted-zone entries (critical) and speeding episodes (warning) by time."""
-    after = page.key(datetime, str, str)
-    rows = ctx.rows(_EVENTS, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
-        "after_at": after[0] if after else None, "after_k": after[1] if after else None,
-        "after_m": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["at"], r["kind"], r["machine_id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_EVENTS, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
+            "after_at": after[0] if after else None, "after_k": after[1] if after else None,
+            "after_m": after[2] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, at=datetime, kind=str, machine_id=str)
 
 
 _SUMMARIES = """
@@ -129,24 +135,26 @@ ZONE_KEYS = ("load_s", "dump_s", "road_s", "parking_s", "restricted_s", "worksho
 def machines(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep,
              machine_id: MachineFilter = None) -> dict[str, Any]:
     """Per machine and shift: distance, moving/idle/engine-off time and time per zone type (seconds)."""
-    after = page.key(str, str, str)
-    rows = ctx.rows(_SUMMARIES, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
-        "after_d": after[0] if after else None, "after_s": after[1] if after else None,
-        "after_m": after[2] if after else None, "limit": page.limit + 1})
-    items = []
-    for row in rows:
-        zones = {key.removesuffix("_s"): float(row.pop(key) or 0) for key in ZONE_KEYS}
-        item = {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-        on = item["moving_s"] + item["idle_s"]
-        item["idle_share"] = round(item["idle_s"] / on, 4) if on else None
-        item["time_per_zone_type_s"] = zones
-        items.append(item)
-    return page_of(items, page.limit, lambda r: (r["shift_date"], r["shift"], r["machine_id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        rows = ctx.rows(_SUMMARIES, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id,
+            "after_d": after[0] if after else None, "after_s": after[1] if after else None,
+            "after_m": after[2] if after else None, "limit": limit})
+        items = []
+        for row in rows:
+            zones = {key.removesuffix("_s"): float(row.pop(key) or 0) for key in ZONE_KEYS}
+            item = {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+            on = item["moving_s"] + item["idle_s"]
+            item["idle_share"] = round(item["idle_s"] / on, 4) if on else None
+            item["time_per_zone_type_s"] = zones
+            items.append(item)
+        return items
+
+    return page.fetch(read, shift_date=str, shift=str, machine_id=str)
 
 
 @router.get("/heatmap")
-def heatmap(ctx: ServiceRequestDep, window: TimeRangeDep,
+def heatmap(ctx: PositioningRequestDep, window: TimeRangeDep,
             cell_m: Annotated[float, Query(ge=1, le=1000, description="grid cell size in metres")] = 25.0,
             machine_id: MachineFilter = None) -> dict[str, Any]:
     """Where machines spent time: counts of cleaned track positions per grid cell of the site's local frame."""
@@ -159,7 +167,7 @@ def heatmap(ctx: ServiceRequestDep, window: TimeRangeDep,
         GROUP BY 1, 2 ORDER BY 1, 2""", {"site": ctx.site_id, "cell": cell_m, "start": window.start,
                                           "end": window.end, "machine": machine_id})
     site = load_site(ctx.conn, ctx.site_id)
-    interval = float(getattr(ctx.settings, "track_interval_s", 5.0))
+    interval = ctx.settings.track_interval_s
     cells = []
     if rows:
         ix = np.array([r["ix"] for r in rows], dtype=float)

@@ -14,7 +14,7 @@ from microservices.motion import MotionSettings
 class PositioningSettings(BaseModel):
     """How positions are cleaned and how zone visits, activity and speeding are decided."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # read-only: every stage sees what the host validated
 
     min_dwell_s: float = Field(
         5.0, ge=0, le=600,

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
-from microservices.traffic_awareness import detect
+from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
+from microservices.traffic_awareness.queueing import QueueModel, finite_source_queue
+from microservices.traffic_awareness.roads import Layout, congested_runs
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.sites import load_site
 
@@ -22,6 +23,7 @@ router = APIRouter()
 MachineFilter = Annotated[str | None, Query(max_length=64, description="only encounters/queues of this machine")]
 ZoneFilter = Annotated[str | None, Query(max_length=64, description="only this zone id")]
 LevelFilter = Annotated[str | None, Query(pattern="^(warning|critical)$", description="warning or critical")]
+TrafficRequestDep = Annotated[ServiceRequest[TrafficSettings], Depends(service_request)]  # with the site's settings
 
 _EVENTS = """
     SELECT machine_a, machine_b, at, min_distance_m, min_ttc_s, level, started_at, ended_at, max_closing_kmh,
@@ -40,12 +42,13 @@ def proximity_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep
                      level: LevelFilter = None) -> dict[str, Any]:
     """Close encounters by time of closest approach: machine_a, machine_b, at, min_distance_m, min_ttc_s (null:
     never on a collision course), level, and started_at, ended_at, max_closing_kmh, lat, lon, zone."""
-    after = page.key(datetime, str, str)
-    rows = ctx.rows(_EVENTS, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "level": level,
-        "after_at": after[0] if after else None, "after_a": after[1] if after else None,
-        "after_b": after[2] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["at"], r["machine_a"], r["machine_b"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_EVENTS, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "level": level,
+            "after_at": after[0] if after else None, "after_a": after[1] if after else None,
+            "after_b": after[2] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, at=datetime, machine_a=str, machine_b=str)
 
 
 _QUEUES = """
@@ -63,11 +66,12 @@ _QUEUES = """
 def queues(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_id: MachineFilter = None,
            zone: ZoneFilter = None) -> dict[str, Any]:
     """Queues at load and dump zones: zone, machine_id, queued_from, queued_to, wait_s, zone_type, shift."""
-    after = page.key(datetime, str)
-    rows = ctx.rows(_QUEUES, {
-        "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
-        "after_at": after[0] if after else None, "after_m": after[1] if after else None, "limit": page.limit + 1})
-    return page_of(ctx.named(rows, "zone"), page.limit, lambda r: (r["queued_from"], r["machine_id"]))
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        return ctx.named(ctx.rows(_QUEUES, {
+            "site": ctx.site_id, "start": window.start, "end": window.end, "machine": machine_id, "zone": zone,
+            "after_at": after[0] if after else None, "after_m": after[1] if after else None, "limit": limit}), "zone")
+
+    return page.fetch(read, queued_from=datetime, machine_id=str)
 
 
 @router.get("/queues/summary")
@@ -129,11 +133,11 @@ def queue_length(ctx: ServiceRequestDep, window: TimeRangeDep, zone: ZoneFilter 
 
 
 @router.get("/congestion")
-def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[str | None, Query(max_length=128)]
+def congestion(ctx: TrafficRequestDep, window: TimeRangeDep, segment: Annotated[str | None, Query(max_length=128)]
                = None) -> dict[str, Any]:
     """Per road segment and minute: machines (density per km), mean speed and free-flow speed; and congested
     periods: mean speed below ``congestion_share`` of free-flow for more than ``congestion_min_s``."""
-    settings = ctx.settings if isinstance(ctx.settings, TrafficSettings) else TrafficSettings()
+    settings = ctx.settings
     end = window.end or datetime.now(UTC)
     start = window.start or end - timedelta(hours=2)
     frame = ctx.frame("""
@@ -156,7 +160,7 @@ def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[
         free_flow = min(v for v in (observed, limit) if v is not None) if (observed or limit) else None
         slow = (mean < settings.congestion_share * free_flow).to_numpy() if free_flow else np.zeros(len(part), bool)
         minutes = pd.to_datetime(part["minute"], utc=True).astype("int64").to_numpy() // 10**6
-        runs = detect.congested_runs(minutes, slow, int(settings.congestion_min_s // 60))
+        runs = congested_runs(minutes, slow, int(settings.congestion_min_s // 60))
         length_km = (meta["length_m"] or 0) / 1000
         occupancy = part["dwell_ms"].astype(float) / 60_000  # mean machines on the segment during the minute
         out.append({
@@ -173,9 +177,7 @@ def congestion(ctx: ServiceRequestDep, window: TimeRangeDep, segment: Annotated[
 def _segment_info(site: Any, settings: TrafficSettings) -> dict[str, dict[str, Any]]:
     if site is None:
         return {}
-    from microservices.traffic_awareness.service import SiteModel
-
-    segments = SiteModel(site, settings).segments
+    segments = Layout(site, settings).segments
     return {sid: {"kind": kind, "length_m": round(float(length), 1),
                   "limit_kmh": float(limit) if np.isfinite(limit) else None}
             for sid, kind, length, limit in zip(segments.ids, segments.kinds, segments.lengths, segments.limits,
@@ -255,9 +257,9 @@ def advise(served: pd.DataFrame, waits: pd.DataFrame, units: Mapping[str, int], 
                        "queue_minutes_per_hour": round(wait_by_zone.get(zone, 0.0) / 60 / hours, 1)}
     usable = {z: v for z, v in zones.items() if v["rest_of_cycle_s"] and v["rest_of_cycle_s"] > 0}
 
-    def waiting(zone: str, n: int) -> detect.QueueModel:
+    def waiting(zone: str, n: int) -> QueueModel:
         v = usable[zone]
-        return detect.finite_source_queue(n, v["loading_units"], v["service_s"], v["rest_of_cycle_s"])
+        return finite_source_queue(n, v["loading_units"], v["service_s"], v["rest_of_cycle_s"])
 
     for zone, v in usable.items():
         m = waiting(zone, v["haulers"])

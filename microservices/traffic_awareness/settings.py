@@ -17,7 +17,7 @@ from microservices.motion import MotionSettings
 class TrafficSettings(BaseModel):
     """How close encounters, queues and congestion are decided."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # read-only: every stage sees what the host validated
 
     warning_distance_m: float = Field(
         20.0, gt=0, le=200,

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep, page_of
+from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
+from microservices.shifts import shifts_at
 from microservices.weight_loading.settings import WeightLoadingSettings
-from sitepulse.sitefile import DEFAULT_SHIFTS, Shift, SiteConfig
+from sitepulse.sitefile import DEFAULT_SHIFTS, SiteConfig
 from sitepulse.zones import ZoneIndex
 
 router = APIRouter()
@@ -84,7 +85,7 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
            ) -> dict[str, Any]:
     """Haul cycles ordered by loaded_at: the contract's fields plus segment durations, passes and fuel."""
     where = ["site_id = %(site_id)s"]
-    params: dict[str, Any] = {"site_id": ctx.site_id, "limit": page.limit + 1}
+    params: dict[str, Any] = {"site_id": ctx.site_id}
     if period.start is not None:
         where.append("loaded_at >= %(start)s")
         params["start"] = period.start
@@ -94,52 +95,36 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
     if machine_id is not None:
         where.append("machine_id = %(machine_id)s")
         params["machine_id"] = machine_id
-    after = page.key(datetime, str)
-    if after is not None:
-        where.append("(loaded_at, machine_id) > (%(after_t)s, %(after_m)s)")
-        params["after_t"], params["after_m"] = after
-    frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
-                           "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
-    if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
-        site = _site(ctx.frame, ctx.site_id)
-        frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
-        frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
-    else:
-        frame["load_zone"] = None
-        frame["dump_zone"] = None
-    rows = ctx.named(_json_rows(frame), "load_zone", "dump_zone")
-    return page_of(rows, page.limit, lambda row: (row["loaded_at"], row["machine_id"]))
+
+    def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        params["limit"] = limit
+        if after is not None:
+            where.append("(loaded_at, machine_id) > (%(after_t)s, %(after_m)s)")
+            params["after_t"], params["after_m"] = after
+        frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
+                               "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
+        if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
+            site = _site(ctx.frame, ctx.site_id)
+            frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
+            frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
+        else:
+            frame["load_zone"] = None
+            frame["dump_zone"] = None
+        return ctx.named(_json_rows(frame), "load_zone", "dump_zone")
+
+    return page.fetch(read, loaded_at=datetime, machine_id=str)
 
 
 # --- shifts, KPIs and compliance -------------------------------------------------------------
 
 
-def _minutes(value: time) -> int:
-    return value.hour * 60 + value.minute
-
-
 def assign_shifts(ts: pd.Series, site: SiteConfig | None) -> tuple[pd.Series, pd.Series]:
     """Shift name and shift date (local date the shift started) of each UTC time; wrap-around shifts allowed."""
-    tz = ZoneInfo(site.timezone) if site is not None else ZoneInfo("UTC")
-    shifts: list[Shift] = list(site.shifts) if site is not None and site.shifts else list(DEFAULT_SHIFTS)
-    local = pd.to_datetime(ts, utc=True).dt.tz_convert(tz)
-    minute = (local.dt.hour * 60 + local.dt.minute).to_numpy()
-    day = local.dt.tz_localize(None).dt.normalize()
-    name = np.full(len(ts), None, dtype=object)
-    start_day = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
-    for shift in shifts:
-        a, b = _minutes(shift.start), _minutes(shift.end)
-        free = pd.isna(name)
-        if a < b:
-            inside = (minute >= a) & (minute < b)
-            shifted = np.zeros(len(ts), dtype=bool)
-        else:  # wraps midnight: the part after midnight belongs to yesterday's shift
-            inside = (minute >= a) | (minute < b)
-            shifted = minute < b
-        take = inside & free
-        name[take] = shift.name
-        start_day[take] = (day - pd.to_timedelta(shifted.astype(int), unit="D"))[take]
-    return pd.Series(name, index=ts.index), start_day.dt.strftime("%Y-%m-%d")
+    shifts = site.shifts if site is not None and site.shifts else DEFAULT_SHIFTS
+    stamps = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
+    names, dates = shifts_at(stamps, site.timezone if site is not None else "UTC", shifts)
+    start_day = pd.Series(dates, index=ts.index).where(~pd.isna(names))
+    return pd.Series(names, index=ts.index), start_day.dt.strftime("%Y-%m-%d")
 
 
 def _period(period: Any, default_days: int = 7) -> tuple[datetime, datetime]:

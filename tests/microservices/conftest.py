@@ -63,12 +63,11 @@ def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
     if rows.empty:
         return 0
     Partitions(enabled=True).ensure(conn, rows["ts"].min(), rows["ts"].max())
+    columns = ["site_id", "machine_id", "ts", "seq", "payload_kg", *(["received_at"] if "received_at" in rows else [])]
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO telemetry (site_id, machine_id, ts, seq, payload_kg) VALUES (%s, %s, %s, %s, %s) "
+            f"INSERT INTO telemetry ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
             "ON CONFLICT DO NOTHING",
-            list(
-                rows[["site_id", "machine_id", "ts", "seq", "payload_kg"]].itertuples(index=False, name=None)
-            ),
+            list(rows[columns].itertuples(index=False, name=None)),
         )
     return len(rows)

@@ -81,9 +81,9 @@ def test_the_runner_hands_services_corrected_times_and_the_health_check_the_devi
     from conftest import enable
     from sample_services import RunningCount
 
+    from evaluation.stored import catch_up_fully
     from ingest.partitions import Partitions
     from microservices.runner import ServiceHost
-    from microservices.testing import catch_up_fully
 
     class DeviceTimeCount(RunningCount):
         device_time = True

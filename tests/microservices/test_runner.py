@@ -16,8 +16,9 @@ import pytest
 from conftest import START, enable, insert_telemetry, make_samples
 from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
+from evaluation.pipeline import arrival_orders, split
+from evaluation.stored import catch_up_fully
 from microservices.runner import Runner, ServiceHost
-from microservices.testing import arrival_orders, catch_up_fully, split
 from sitepulse.errors import SitePulseError
 
 OUTPUT = (
@@ -80,6 +81,29 @@ def test_site_wide_results_include_a_machine_whose_data_arrives_late(runner_db: 
         in_order = conn.execute(query, ("in-order",)).fetchall()
         assert {m for _, m in in_order} == {3}  # every finalised bucket saw all three machines
         assert conn.execute(query, ("one-machine-late",)).fetchall() == in_order
+
+
+def test_a_late_sample_of_a_clock_running_ahead_replays_what_was_final(runner_db: str) -> None:
+    """M02's clock runs 120 s ahead and its second 100 s are stored after everything else: in device time
+    they lie past the final buckets, in corrected time (what the service saw) inside them."""
+    samples = make_samples("x", machines=3, per_machine=200)
+    samples["received_at"] = samples["ts"] + pd.Timedelta(seconds=0.2)
+    ahead = samples.machine_id == "M02"
+    samples.loc[ahead, "ts"] += pd.Timedelta(seconds=120)
+    held_back = ahead & (samples.seq >= 100)
+    host = ServiceHost(MachinesPerBucket())
+    query = "SELECT bucket, machines FROM machines_per_bucket.buckets WHERE site_id = %s ORDER BY bucket"
+    by_arrival = samples.sort_values(["received_at", "machine_id"])
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        for site_id in ("clock-in-order", "clock-late"):
+            enable(conn, site_id, "machines-per-bucket")
+        _feed(conn, host, "clock-in-order", [c.assign(site_id="clock-in-order") for c in split(by_arrival, 8)])
+        early = by_arrival[~held_back.loc[by_arrival.index]]
+        _feed(conn, host, "clock-late",
+              [c.assign(site_id="clock-late") for c in [*split(early, 8), samples[held_back]]])
+        in_order = conn.execute(query, ("clock-in-order",)).fetchall()
+        assert len(in_order) >= 14 and {m for _, m in in_order} == {3}  # corrected: M02 in its true buckets
+        assert conn.execute(query, ("clock-late",)).fetchall() == in_order
 
 
 def test_two_services_keep_their_own_checkpoints(runner_db: str) -> None:

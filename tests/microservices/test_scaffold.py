@@ -14,6 +14,9 @@ import pytest
 from microservices.scaffold import new_service
 from sitepulse.errors import SitePulseError
 
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = sorted(p for p in (ROOT / "microservices").iterdir() if (p / "__init__.py").exists())
+
 END_TO_END = """
 import json
 from datetime import UTC, datetime, timedelta
@@ -24,7 +27,7 @@ from fastapi.testclient import TestClient
 
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost
-from microservices.testing import catch_up_fully, insert_telemetry
+from evaluation.stored import catch_up_fully, insert_telemetry
 from registry.api.app import create_app
 from sitepulse.migrations import upgrade
 from sitepulse.settings import load_settings
@@ -48,6 +51,28 @@ with TestClient(app) as client:
 print(json.dumps({{"names": sorted(services), "rows": rows, "status": page.status_code, "body": page.json()}},
                  default=str))
 """
+
+
+def _shape(folder: Path) -> set[str]:
+    """A folder's files and subfolders (``migrations/``), without Python's caches."""
+    return {p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name != "__pycache__"}
+
+
+def test_scaffold_writes_the_shape_every_built_in_service_folder_has(tmp_path: Path) -> None:
+    plugin = new_service("idle-time", tmp_path)
+    scaffolded = _shape(plugin / "sitepulse_idle_time")
+    assert scaffolded == {"README.md", "__init__.py", "service.py", "detect.py", "settings.py", "routes.py",
+                          "sample.yaml", "migrations/"}
+    assert [p.name for p in SERVICES] == ["data_quality", "positioning", "traffic_awareness", "weight_loading"]
+    for folder in SERVICES:
+        shape = _shape(folder)
+        assert scaffolded <= shape, f"{folder.name} lacks {sorted(scaffolded - shape)}"
+        # beyond the common files only the service's own modules (positioning/cli.py, logic split out of detect.py)
+        assert all(name.endswith(".py") for name in shape - scaffolded), folder.name
+        assert sorted((folder / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql")), folder.name
+        assert sorted((ROOT / "tests" / "microservices" / folder.name).glob("test_*.py")), folder.name
+    assert sorted((plugin / "sitepulse_idle_time" / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    assert sorted(p.name for p in (plugin / "tests").iterdir()) == ["test_service.py"]
 
 
 def test_scaffold_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:

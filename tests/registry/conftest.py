@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from microservices.sdk import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Outputs, Service, decode_cursor, page_of
+from microservices.sdk import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Outputs, Page, Service, decode_cursor
 from registry.api.app import create_app
 from registry.tokens import create_token
 from sitepulse.settings import load_settings
@@ -78,14 +78,14 @@ class Things(_NoProcessing):
             limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
             cursor: str | None = None,
         ) -> dict[str, Any]:
-            after = decode_cursor(cursor)[0] if cursor else 0
-            rows = ctx.conn.execute(
-                "SELECT n FROM generate_series(1, %s) n WHERE n > %s ORDER BY n LIMIT %s",
-                (THINGS_TOTAL, after, limit + 1),
-            ).fetchall()
-            items = [{"n": n, "site_id": ctx.site_id, "threshold_kmh": ctx.settings.threshold_kmh}
-                     for (n,) in rows]
-            return page_of(items, limit, lambda item: (item["n"],))
+            def read(after: tuple[int] | None, count: int) -> list[dict[str, Any]]:
+                rows = ctx.conn.execute(
+                    "SELECT n FROM generate_series(1, %s) n WHERE n > %s ORDER BY n LIMIT %s",
+                    (THINGS_TOTAL, after[0] if after else 0, count),
+                ).fetchall()
+                return [{"n": n, "site_id": ctx.site_id, "threshold_kmh": ctx.settings.threshold_kmh} for (n,) in rows]
+
+            return Page(limit, decode_cursor(cursor) if cursor else None).fetch(read, n=int)
 
         return router
 

@@ -3,7 +3,7 @@ switched on mid-way, changes how trucks are loaded and traffic awareness, switch
 nothing. For two seeds: weight loading is recommended to scale, traffic awareness is not.
 
 Kept cheap (15-20 s a seed; 11 days of a 30-min shift at 0.5 Hz): the services' ``process`` is run over the
-history as the runner would (microservices/testing.py) and their tables are stored, so the evaluation reads
+history as the runner would (evaluation/pipeline.py) and their tables are stored, so the evaluation reads
 real rows; the pipeline path of the same history is ``sitepulse demo --history-days``.
 """
 
@@ -15,8 +15,8 @@ import pandas as pd
 import psycopg
 import pytest
 
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
 from microservices.discovery import discover_services
-from microservices.testing import run_in_chunks, telemetry_from_messages
 from registry.enablement import set_enablement
 from registry.evaluation import evaluate
 from simulators.history import EFFECT_SERVICE, NULL_SERVICE, HistoryPlan, history_simulations

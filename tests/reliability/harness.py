@@ -47,10 +47,11 @@ from ingest.writer import TelemetryWriter
 from microservices.discovery import discover_services
 from microservices.runner import ServiceHost
 from registry.enablement import set_enablement
-from simulators.engine import Message, simulate
+from simulators.engine import simulate
 from simulators.faults import parse_faults
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
+from sitepulse.recording import Message
 from sitepulse.sitefile import parse_site
 from sitepulse.sites import save_site
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulators.engine import Message, Simulation
+from simulators.engine import Simulation
 from simulators.faults import FaultConfig
 from simulators.site import load_site
+from sitepulse.recording import Message
 
 
 @dataclass

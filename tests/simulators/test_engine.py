@@ -10,8 +10,8 @@ import orjson
 
 from simulators.engine import Simulation
 from simulators.machines import MODELS, Behaviour, band, power_limited_speed
-from simulators.outputs import write_jsonl
 from simulators.site import load_site
+from sitepulse.recording import write_jsonl
 
 from .conftest import run
 

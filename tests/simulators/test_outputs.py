@@ -15,10 +15,11 @@ from simulators.cli import load, replay, simulate
 from simulators.engine import Simulation
 from simulators.faults import FaultConfig
 from simulators.load import run_load
-from simulators.outputs import publish_live, read_messages, write_messages
+from simulators.outputs import MAX_OUTSTANDING, publish_backlog, publish_live
 from simulators.replay import replay_file
 from simulators.site import load_site
 from sitepulse.errors import SitePulseError
+from sitepulse.recording import read_messages, write_messages
 
 
 class Collector:
@@ -63,6 +64,17 @@ def test_publish_delivers_every_message(mqtt_broker, topic_root):
     got_tel = [(t, p) for t, p in sub.got if t.endswith("/telemetry")]
     exp_tel = [(m.topic, m.payload) for m in expected if m.kind == "telemetry"]
     assert got_tel == exp_tel
+
+
+def test_a_backlog_is_published_whole_and_in_order_past_the_outstanding_limit(mqtt_broker, topic_root):
+    pairs = [(f"{topic_root}/m{i % 7}", str(i).encode()) for i in range(MAX_OUTSTANDING + 2_000)]
+    sub = Collector(mqtt_broker, f"{topic_root}/#")
+    try:
+        stats = publish_backlog(iter(pairs), mqtt_broker.url, "backlog-test")
+        sub.wait_for(len(pairs))
+    finally:
+        sub.close()
+    assert stats.messages == len(pairs) and sub.got == pairs
 
 
 def test_publish_paces_with_speedup_and_stops(mqtt_broker):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.pipeline import run_in_chunks
 from microservices.data_quality import DataQuality
 from microservices.data_quality.detect import fleet_ahead_s, last_increase
-from microservices.testing import run_in_chunks
 from sitepulse.geo import LocalFrame
 
 START = datetime(2026, 5, 4, 7, 0, tzinfo=UTC)

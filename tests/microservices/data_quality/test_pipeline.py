@@ -19,12 +19,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from evaluation.data_quality import EXPECTED
+from evaluation.stored import all_pages, catch_up_fully
 from ingest.worker import IngestWorker
 from microservices.alerts import MqttPublisher
 from microservices.data_quality import DataQuality
-from microservices.data_quality.score import EXPECTED
 from microservices.runner import ServiceHost
-from microservices.testing import all_pages, catch_up_fully
 from registry.api.app import create_app
 from simulators.engine import simulate
 from simulators.faults import parse_faults

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from microservices.positioning.score import FAULTS
-from microservices.testing import telemetry_from_messages
+from evaluation.pipeline import telemetry_from_messages
+from evaluation.positioning import FAULTS
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.sensors import SensorConfig

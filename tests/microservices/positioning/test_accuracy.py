@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from microservices.positioning.score import TARGETS, format_scores, score_run
+from evaluation.positioning import TARGETS, format_scores, score_run
 from simulators.sensors import SensorConfig
 from tests.microservices.parallel import run_in_parallel
 

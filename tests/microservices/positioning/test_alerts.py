@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from evaluation.pipeline import machines_frame, run_in_chunks
 from microservices.positioning import Positioning
-from microservices.testing import machines_frame, run_in_chunks
 
 START = pd.Timestamp("2026-03-02T06:00:00Z")
 

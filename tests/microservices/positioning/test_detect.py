@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from microservices.positioning import detect
+from microservices.positioning import cleaning, results
 
 CLEAN = {"jump_window_s": 15.0, "jump_tolerance_m": 8.0, "jump_tolerance_s": 0.6, "max_speed_kmh": 90.0,
          "smooth_window_s": 5.0}
 
 
-def _clean(t_s: np.ndarray, x: np.ndarray, y: np.ndarray, **overrides: float) -> detect.Cleaned:
+def _clean(t_s: np.ndarray, x: np.ndarray, y: np.ndarray, **overrides: float) -> cleaning.Cleaned:
     t = np.round(np.asarray(t_s) * 1000).astype(np.int64)
-    return detect.clean_positions(np.zeros(len(t), dtype=np.int64), t, np.asarray(x, float), np.asarray(y, float),
-                                  **{**CLEAN, **overrides})
+    return cleaning.clean_positions(np.zeros(len(t), dtype=np.int64), t, np.asarray(x, float),
+                                    np.asarray(y, float), **{**CLEAN, **overrides})
 
 
 def test_a_multi_second_jump_is_rejected_while_driving_and_standing() -> None:
@@ -63,14 +63,14 @@ def test_last_good_fix_is_carried_through_short_gaps_only() -> None:
     x = np.array([1.0, 50.0, 60.0, 4.0, 99.0])
     g = np.zeros(5, dtype=np.int64)
     seed = np.full(5, np.nan)
-    cx, cy, carried = detect.carry_fixes(g, t, x, x, good, seed, seed, seed, gap_ms=30_000)
+    cx, cy, carried = cleaning.carry_fixes(g, t, x, x, good, seed, seed, seed, gap_ms=30_000)
     assert cx[:4].tolist() == [1.0, 1.0, 1.0, 4.0]
     assert np.isnan(cx[4])  # 37 s after the last good fix: unknown, not carried
     assert carried.tolist() == [False, True, True, False, False]
     # a carried fix from before the arrays (the state) seeds the first rows
-    cx, _, carried = detect.carry_fixes(g[:2], np.array([0, 500]), x[:2], x[:2], np.array([False, False]),
-                                        np.array([-1000.0, -1000.0]), np.array([7.0, 7.0]), np.array([7.0, 7.0]),
-                                        gap_ms=30_000)
+    cx, _, carried = cleaning.carry_fixes(g[:2], np.array([0, 500]), x[:2], x[:2], np.array([False, False]),
+                                          np.array([-1000.0, -1000.0]), np.array([7.0, 7.0]), np.array([7.0, 7.0]),
+                                          gap_ms=30_000)
     assert cx.tolist() == [7.0, 7.0] and carried.all()
 
 
@@ -79,13 +79,13 @@ def _visits(kind: list[int], dwell_s: float = 5.0, step_ms: int = 1000, split: i
     k = np.array(kind, dtype=np.int8)
     dwell = int(dwell_s * 1000)
     if split is None:
-        return detect.zone_series(t, k, None, dwell, dwell)[:2]
-    v1, e1, state = detect.zone_series(t[:split], k[:split], None, dwell, dwell)
-    v2, e2, _ = detect.zone_series(t[split:], k[split:], state, dwell, dwell)
+        return results.zone_series(t, k, None, dwell, dwell)[:2]
+    v1, e1, state = results.zone_series(t[:split], k[:split], None, dwell, dwell)
+    v2, e2, _ = results.zone_series(t[split:], k[split:], state, dwell, dwell)
     return v1 + v2, e1 + e2
 
 
-IN, BAND, OUT = detect.IN, detect.BAND, detect.OUT
+IN, BAND, OUT = results.IN, results.BAND, results.OUT
 
 
 def test_minimum_dwell_inside_and_outside() -> None:
@@ -126,14 +126,14 @@ def test_speeding_episodes_need_the_minimum_duration_and_carry_across_batches() 
     limit = np.full(30, 30.0)
     source = np.full(30, "road", dtype=object)
     over = speed > limit + 0.5
-    whole, state = detect.speeding_series(t, over, speed, limit, source, None, 3000)
+    whole, state = results.speeding_series(t, over, speed, limit, source, None, 3000)
     assert state is None
     assert whole == [{"start": 12000, "end": 16000, "max": 36.0, "limit": 30.0, "source": "road"}]
-    first, carried = detect.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000)
-    rest, _ = detect.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000)
+    first, carried = results.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000)
+    rest, _ = results.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000)
     assert first + rest == whole
 
 
 def test_motion_state() -> None:
-    state = detect.motion_state(np.array([0.0, 0.5, 3.0, 3.0, np.nan]), np.array([1.0, 1.0, 1.0, 0.0, np.nan]), 1.0)
-    assert detect.STATE_NAMES[state].tolist() == ["idle", "idle", "moving", "off", "idle"]
+    state = results.motion_state(np.array([0.0, 0.5, 3.0, 3.0, np.nan]), np.array([1.0, 1.0, 1.0, 0.0, np.nan]), 1.0)
+    assert results.STATE_NAMES[state].tolist() == ["idle", "idle", "moving", "off", "idle"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from evaluation.pipeline import run_in_chunks
 from microservices.positioning import Positioning
-from microservices.testing import run_in_chunks
 
 KEYS = {
     "track": ["machine_id", "ts"],

@@ -8,9 +8,10 @@ import pandas as pd
 import psycopg
 import pytest
 
+from evaluation.pipeline import arrival_orders
+from evaluation.stored import catch_up_fully, insert_telemetry
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.sites import save_site
 

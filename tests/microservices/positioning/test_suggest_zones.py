@@ -9,11 +9,11 @@ import shapely
 import typer
 from typer.testing import CliRunner
 
+from evaluation.pipeline import telemetry_from_messages
 from microservices.positioning.cli import as_snippet, propose_zones, suggest_zones
-from microservices.testing import telemetry_from_messages
 from simulators.engine import simulate
-from simulators.outputs import write_messages
 from simulators.site import load_site
+from sitepulse.recording import write_messages
 from sitepulse.sitefile import parse_site
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from microservices.positioning.score import FAULTS
-from microservices.testing import telemetry_from_messages
-from microservices.traffic_awareness.score import machines_of
+from evaluation.pipeline import telemetry_from_messages
+from evaluation.positioning import FAULTS
+from evaluation.traffic_awareness import machines_of
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.machines import Behaviour

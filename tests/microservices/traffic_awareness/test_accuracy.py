@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from microservices.traffic_awareness.score import TARGETS, RunScore, score_run, totals
+from evaluation.traffic_awareness import TARGETS, RunScore, score_run, totals
 from tests.microservices.parallel import run_in_parallel
 
 RTK_SEEDS = (1, 2, 3, 4)

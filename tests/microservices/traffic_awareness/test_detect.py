@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from microservices.testing import run_in_chunks
-from microservices.traffic_awareness import TrafficAwareness, detect
+from evaluation.pipeline import run_in_chunks
+from microservices.traffic_awareness import TrafficAwareness, encounters, queueing, roads
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import parse_site
@@ -40,11 +40,11 @@ def site_with(zones: str = "") -> object:
 
 def test_time_to_collision_head_on_and_passing() -> None:
     """Head-on at 20 m/s closing from 100 m: (100 - 6) / 20 s; a 13 m lateral offset never collides."""
-    ttc = detect.time_to_collision(np.array([100.0, 100.0]), np.array([0.0, 13.0]), np.array([-20.0, -20.0]),
-                                   np.array([0.0, 0.0]), 6.0)
+    ttc = encounters.time_to_collision(np.array([100.0, 100.0]), np.array([0.0, 13.0]),
+                                       np.array([-20.0, -20.0]), np.array([0.0, 0.0]), 6.0)
     assert ttc[0] == pytest.approx(4.7)
     assert np.isinf(ttc[1])
-    assert detect.time_to_collision(np.array([3.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]), 6.0)[0] == 0
+    assert encounters.time_to_collision(np.array([3.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]), 6.0)[0] == 0
 
 
 def test_close_pairs_match_brute_force() -> None:
@@ -53,7 +53,7 @@ def test_close_pairs_match_brute_force() -> None:
     instant = rng.integers(0, 5, n)
     machine = np.arange(n)
     x, y = rng.uniform(0, 200, n), rng.uniform(0, 200, n)
-    i, j = detect.close_pairs(instant, machine, x, y, 20.0)
+    i, j = encounters.close_pairs(instant, machine, x, y, 20.0)
     got = set(zip(i.tolist(), j.tolist(), strict=True))
     d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
     want = {(a, b) for a, b in zip(*np.nonzero((d < 20) & (instant[:, None] == instant[None, :])), strict=True)
@@ -140,49 +140,49 @@ def test_gnss_jump_does_not_make_an_encounter() -> None:
 
 def test_zone_stays_queue_is_the_wait_before_the_service_stop() -> None:
     t = np.arange(0, 200_000, 1000)
-    near = np.where((t >= 10_000) & (t < 190_000), 3, detect.NONE)
+    near = np.where((t >= 10_000) & (t < 190_000), 3, roads.NONE)
     inside = (t >= 80_000) & (t < 170_000)
     stopped = ((t >= 30_000) & (t < 50_000)) | ((t >= 60_000) & (t < 75_000)) | ((t >= 90_000) & (t < 150_000))
-    visits, carried = detect.zone_stays(t, near, inside, stopped, None)
+    visits, carried = queueing.zone_stays(t, near, inside, stopped, None)
     assert carried is None and len(visits) == 1
     v = visits[0]
     assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 75_000, 90_000, 150_000)
     # the same samples in two halves give the same stay
-    first, state = detect.zone_stays(t[:70], near[:70], inside[:70], stopped[:70], None)
-    second, state = detect.zone_stays(t[70:], near[70:], inside[70:], stopped[70:], state)
+    first, state = queueing.zone_stays(t[:70], near[:70], inside[:70], stopped[:70], None)
+    second, state = queueing.zone_stays(t[70:], near[70:], inside[70:], stopped[70:], state)
     assert first + second == visits and state is None
 
 
 def test_a_pause_on_the_way_out_is_not_the_service() -> None:
     t = np.arange(0, 200_000, 1000)
-    near = np.where((t >= 10_000) & (t < 190_000), 3, detect.NONE)
+    near = np.where((t >= 10_000) & (t < 190_000), 3, roads.NONE)
     inside = (t >= 80_000) & (t < 170_000)
     stopped = ((t >= 30_000) & (t < 50_000)) | ((t >= 90_000) & (t < 150_000)) | ((t >= 160_000) & (t < 164_000))
-    v = detect.zone_stays(t, near, inside, stopped, None, service_min_ms=15_000)[0][0]
+    v = queueing.zone_stays(t, near, inside, stopped, None, service_min_ms=15_000)[0][0]
     assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 50_000, 90_000, 150_000)
     # without the minimum the pause would be the service and the loading a wait
-    v = detect.zone_stays(t, near, inside, stopped, None)[0][0]
+    v = queueing.zone_stays(t, near, inside, stopped, None)[0][0]
     assert (v.served_from, v.queued_to) == (160_000, 150_000)
 
 
 def test_drive_through_and_single_stop_are_not_queues() -> None:
     t = np.arange(0, 100_000, 1000)
-    near = np.where(t < 90_000, 0, detect.NONE)
-    visits, _ = detect.zone_stays(t, near, t > 40_000, (t > 50_000) & (t < 70_000), None)
+    near = np.where(t < 90_000, 0, roads.NONE)
+    visits, _ = queueing.zone_stays(t, near, t > 40_000, (t > 50_000) & (t < 70_000), None)
     assert visits[0].queued_from is None and visits[0].served_from == 51_000
 
 
 def test_congested_runs_need_more_than_the_minimum() -> None:
     minutes = np.arange(10) * 60_000
     slow = np.array([0, 1, 0, 1, 1, 0, 1, 1, 1, 0], dtype=bool)
-    assert detect.congested_runs(minutes, slow, 1) == [(180_000, 300_000), (360_000, 540_000)]
+    assert roads.congested_runs(minutes, slow, 1) == [(180_000, 300_000), (360_000, 540_000)]
 
 
 def test_finite_source_queue_matches_known_values() -> None:
     """One server, two customers, S = T: p = (1/5, 2/5, 2/5), so Lq = 2/5 and the server idles 1/5 of the time."""
-    model = detect.finite_source_queue(2, 1, 60.0, 60.0)
+    model = queueing.finite_source_queue(2, 1, 60.0, 60.0)
     assert model.waiting_haulers == pytest.approx(0.4)
     assert model.server_idle_share == pytest.approx(0.2)
-    more = detect.finite_source_queue(6, 1, 120.0, 600.0)
-    fewer = detect.finite_source_queue(4, 1, 120.0, 600.0)
+    more = queueing.finite_source_queue(6, 1, 120.0, 600.0)
+    fewer = queueing.finite_source_queue(4, 1, 120.0, 600.0)
     assert more.waiting_haulers > fewer.waiting_haulers and more.server_idle_share < fewer.server_idle_share

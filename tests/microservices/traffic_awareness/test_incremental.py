@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pandas as pd
 
-from microservices.testing import run_in_chunks, telemetry_from_messages
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
+from evaluation.traffic_awareness import LANE_OFFSET_M
 from microservices.traffic_awareness import TrafficAwareness
-from microservices.traffic_awareness.score import LANE_OFFSET_M
 from microservices.traffic_awareness.settings import TrafficSettings
 
 SETTINGS = TrafficSettings(lane_offset_m=LANE_OFFSET_M)

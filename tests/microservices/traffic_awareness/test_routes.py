@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from evaluation.stored import all_pages, catch_up_fully, insert_telemetry
+from evaluation.traffic_awareness import LANE_OFFSET_M
 from microservices.alerts import MqttPublisher
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import all_pages, catch_up_fully, insert_telemetry
 from microservices.traffic_awareness import TrafficAwareness
-from microservices.traffic_awareness.score import LANE_OFFSET_M
 from registry.api.app import create_app
 from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade

@@ -9,11 +9,12 @@ import pandas as pd
 import psycopg
 import pytest
 
+from evaluation.pipeline import arrival_orders
+from evaluation.stored import catch_up_fully, insert_telemetry
+from evaluation.traffic_awareness import LANE_OFFSET_M
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
-from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry
 from microservices.traffic_awareness import TrafficAwareness
-from microservices.traffic_awareness.score import LANE_OFFSET_M
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.sites import save_site
 

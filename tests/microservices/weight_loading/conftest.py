@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from microservices.weight_loading.score import simulated
+from evaluation.weight_loading import simulated
 from simulators.faults import parse_faults
 from simulators.machines import Behaviour
 from simulators.sensors import SensorConfig

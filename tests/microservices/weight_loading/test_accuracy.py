@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from microservices.testing import run_in_chunks
+from evaluation.pipeline import run_in_chunks
+from evaluation.weight_loading import TARGETS, score_run
 from microservices.weight_loading import WeightLoading
-from microservices.weight_loading.score import TARGETS, score_run
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from evaluation.pipeline import arrival_orders, run_in_chunks
+from evaluation.stored import catch_up_fully, insert_telemetry
 from microservices.runner import ServiceHost
-from microservices.testing import arrival_orders, catch_up_fully, insert_telemetry, run_in_chunks
 from microservices.weight_loading import WeightLoading
 from registry.api.app import create_app
 from sitepulse.migrations import MigrationSource, upgrade

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.pipeline import run_in_chunks
 from microservices.sdk import Batch
-from microservices.testing import run_in_chunks
 from microservices.weight_loading import WeightLoading
 from microservices.weight_loading.detect import NS, merge_buffers, trailing_median
 from microservices.weight_loading.settings import WeightLoadingSettings, band_of

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from evaluation.stored import all_pages, catch_up_fully
+from evaluation.weight_loading import DUMP_TOLERANCE_S, LOAD_TOLERANCE_S, PENDING_S
 from ingest.worker import IngestWorker
 from microservices.runner import ServiceHost
-from microservices.testing import all_pages, catch_up_fully
 from microservices.weight_loading import WeightLoading
-from microservices.weight_loading.score import DUMP_TOLERANCE_S, LOAD_TOLERANCE_S, PENDING_S
 from registry.api.app import create_app
 from simulators.engine import simulate
 from simulators.faults import parse_faults

@@ -170,9 +170,9 @@ def test_a_site_without_load_or_tipping_zones_cannot_find_legs() -> None:
 def test_the_service_finds_unweighed_cycles_the_same_whatever_the_chunks() -> None:
     """One simulated hour, HX-05's payload frozen from minute 15 and HX-06's missing: every closed true cycle
     found (the payload machine's before the fault, the track's after), in 1-min, 7-min and 1-h chunks alike."""
-    from microservices.testing import run_in_chunks
+    from evaluation.pipeline import run_in_chunks
+    from evaluation.weight_loading import DEFAULT_FAULTS, score_run, simulated
     from microservices.weight_loading import WeightLoading
-    from microservices.weight_loading.score import DEFAULT_FAULTS, score_run, simulated
     from simulators.faults import parse_faults
 
     faults = parse_faults(DEFAULT_FAULTS + ",payload=stuck:HX-05@900,payload=absent:HX-06")

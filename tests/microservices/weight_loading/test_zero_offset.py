@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from microservices.weight_loading import score
+from evaluation import weight_loading as score
 from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.faults import parse_faults
 

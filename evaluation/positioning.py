@@ -1,6 +1,6 @@
 """Score the positioning service against the simulator's ground truth (GNSS noise, jumps and faults on).
 
-    python -m microservices.positioning.score --seeds 1 2 3 --hours 2
+    python -m evaluation.positioning --seeds 1 2 3 --hours 2
 
 For each seed: simulate the demo quarry, decode the messages exactly as ingest does, run the service
 incrementally in 10-minute batches, and compare with the truth: zone visits found with entry and exit
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
 from microservices.positioning.service import Positioning
 from microservices.positioning.settings import PositioningSettings
-from microservices.testing import run_in_chunks, telemetry_from_messages
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.sensors import SensorConfig

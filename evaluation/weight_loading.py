@@ -1,6 +1,6 @@
 """Score weight loading against the simulator's ground truth: cycles found, spurious, payload error, bands.
 
-Run ``python -m microservices.weight_loading.score --seeds 1 2 3 --hours 2`` (faults on by
+Run ``python -m evaluation.weight_loading --seeds 1 2 3 --hours 2`` (faults on by
 default). Telemetry goes through ingest's decoder (rejects dropped, duplicates stored once) and
 the service runs incrementally in time chunks, as the runner would feed it.
 
@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from microservices.testing import run_in_chunks, telemetry_from_messages
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
 from microservices.weight_loading.service import WeightLoading
 from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.engine import simulate

@@ -1,7 +1,7 @@
 """Score the health check against the simulator's ground truth: every injected sensor fault found, how soon,
 and no finding on a healthy machine.
 
-    .venv/bin/python -m microservices.data_quality.score --seeds 1 2 --minutes 20
+    .venv/bin/python -m evaluation.data_quality --seeds 1 2 --minutes 20
 
 Each run puts a different fault on each machine of the demo quarry (``--faults`` items with one machine each,
 starting ``--start`` simulated seconds in); the rest stay healthy. Samples arrive ``latency`` seconds after
@@ -17,10 +17,10 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from evaluation.pipeline import machines_frame, run_in_chunks
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 from microservices.data_quality.service import DataQuality
 from microservices.data_quality.settings import DataQualitySettings
-from microservices.testing import machines_frame, run_in_chunks
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.site import load_site

@@ -1,7 +1,7 @@
 """Score the traffic-awareness service against the simulator's ground truth (sensor noise and faults on).
 
-    python -m microservices.traffic_awareness.score --seeds 1 2 3 4 5 6 --hours 2
-    python -m microservices.traffic_awareness.score --profiles plain --verbose
+    python -m evaluation.traffic_awareness --seeds 1 2 3 4 5 6 --hours 2
+    python -m evaluation.traffic_awareness --profiles plain --verbose
 
 Three positioning fits (``--profiles``, all by default), because what a position-based warning can
 decide depends on them more than on anything the service does:
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from microservices.positioning.score import FAULTS
-from microservices.testing import run_in_chunks, telemetry_from_messages
+from evaluation.pipeline import run_in_chunks, telemetry_from_messages
+from evaluation.positioning import FAULTS
 from microservices.traffic_awareness.service import TrafficAwareness
 from microservices.traffic_awareness.settings import TrafficSettings
 from simulators.engine import Simulation, simulate

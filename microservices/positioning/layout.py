@@ -1,0 +1,83 @@
+"""A site's zones and haul roads prepared once for positioning: a zone index, zone types and limits, road
+centrelines in local metres, and the speed limit that applies at a position."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from sitepulse.sitefile import SiteConfig, ZoneType
+from sitepulse.zones import ZoneIndex
+
+ZONE_TYPES = [t.value for t in ZoneType]  # activity columns <type>_ms, plus none_ms outside every zone
+
+
+class Layout:
+    """A site's zones and roads prepared once: zone index, limits, road centrelines in local metres."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.index = ZoneIndex(site)
+        self.frame = site.frame
+        zones = self.index.zones
+        self.zone_ids = np.array([z.id for z in zones] + [None], dtype=object)
+        self.zone_type_codes = np.array([ZONE_TYPES.index(z.type.value) for z in zones] + [len(ZONE_TYPES)])
+        self.zone_limits = np.array([z.speed_limit_kmh or np.inf for z in zones], dtype=float)
+        self.restricted = np.array([z.type == ZoneType.restricted for z in zones], dtype=bool)
+        self.paths = [p for p in site.paths if p.speed_limit_kmh]
+        lines = []
+        for path in self.paths:
+            lons, lats = zip(*path.points, strict=True)
+            px, py = self.frame.to_xy(list(lons), list(lats))
+            lines.append(shapely.LineString(np.c_[px, py]))
+        self.lines = lines
+        # per road: distance along it at each vertex, and the compass bearing of each segment
+        self.vertex_s = [np.r_[0.0, np.cumsum(np.hypot(*np.diff(np.asarray(ln.coords), axis=0).T))] for ln in lines]
+        self.bearings = [np.degrees(np.arctan2(*np.diff(np.asarray(ln.coords), axis=0).T)) for ln in lines]
+        self.path_limits = np.array([p.speed_limit_kmh for p in self.paths], dtype=float)
+
+    def limits(self, x: np.ndarray, y: np.ndarray, heading_deg: np.ndarray, inside: np.ndarray,
+               corridor_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """Applicable speed limit per position (inf: none) and the zone or road id that sets it.
+
+        The road is the nearest centreline within the corridor that runs along the machine's heading
+        (within 45 degrees either way); with no heading, or no aligned road, simply the nearest road in the
+        corridor. Inside a zone with a posted limit the zone's (lowest) limit governs: where roads meet, as in
+        a junction zone, which road a machine is on is ambiguous from its position.
+        """
+        n = len(x)
+        limit = np.full(n, np.inf)
+        source = np.full(n, None, dtype=object)
+        known = np.isfinite(x) & np.isfinite(y)
+        if self.lines and known.any():
+            px, py, heading = x[known], y[known], heading_deg[known]
+            points = shapely.points(px, py)
+            distance = np.column_stack([shapely.distance(points, line) for line in self.lines])
+            within = distance <= corridor_m
+            aligned = np.ones_like(distance, dtype=bool)
+            ambiguous = within.sum(axis=1) > 1  # only where roads meet does the heading decide
+            for column, line in enumerate(self.lines):
+                rows = np.flatnonzero(ambiguous & within[:, column])
+                if len(rows) == 0:
+                    continue
+                along = shapely.line_locate_point(line, points[rows])
+                segment = np.clip(np.searchsorted(self.vertex_s[column], along) - 1, 0,
+                                  len(self.bearings[column]) - 1)
+                road = self.bearings[column][segment]  # compass bearing of the road, degrees
+                off = np.abs((heading[rows] - road + 90.0) % 180.0 - 90.0)  # either driving direction
+                aligned[rows, column] = off <= 45.0
+            has_heading = np.isfinite(heading)[:, None]
+            preferred = within & np.where(has_heading & (within & aligned).any(axis=1, keepdims=True), aligned, True)
+            cost = np.where(preferred, distance, np.inf)
+            nearest = cost.argmin(axis=1)
+            near = np.isfinite(cost[np.arange(len(nearest)), nearest])
+            limit[known] = np.where(near, self.path_limits[nearest], np.inf)
+            source[known] = np.where(near, np.array([p.id for p in self.paths], dtype=object)[nearest], None)
+        if len(self.zone_limits):
+            zone_limit = np.where(inside, self.zone_limits[None, :], np.inf)
+            lowest = zone_limit.argmin(axis=1)
+            value = zone_limit[np.arange(n), lowest]
+            lower = np.isfinite(value)  # inside a zone with a posted limit, the zone's limit governs
+            limit = np.where(lower, value, limit)
+            source = np.where(lower, self.zone_ids[lowest], source)
+        return limit, source

@@ -1,0 +1,138 @@
+"""What one step of traffic awareness works on: every machine's samples, what the step derives from them, and
+what stays fixed during it (settings, the site's layout, the machine registry).
+
+A step sees each machine's carried tail (the samples the causal filter and the interpolation still need)
+followed by its new samples, sorted by machine then time, with times in integer milliseconds and positions
+in the site's local metres. The state the runner stores keeps the tails as JSON lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import numpy as np
+import pandas as pd
+
+from microservices.series import epoch_ms, json_floats
+from microservices.traffic_awareness.roads import Layout
+from microservices.traffic_awareness.settings import TrafficSettings
+from sitepulse.geo import LocalFrame
+from sitepulse.sitefile import SiteConfig
+
+TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy")
+
+
+class State(TypedDict, total=False):
+    """What a step carries to the next, as JSON (the runner stores it with the outputs)."""
+
+    v: int  # detect.STATE_VERSION
+    tails: dict[str, dict[str, list]]  # machine -> TAIL_FIELDS lists: the samples the next step still needs
+    done: int | None  # ms: encounters are decided up to this grid instant
+    open: list[dict[str, Any]]  # encounter episodes still open (encounters.EPISODE_COLUMNS records)
+    stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
+    origin: list[float]  # lat, lon of the local frame of a site without a site file
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What stays fixed during a step: the site's settings, its prepared layout and frame, the machine kinds."""
+
+    settings: TrafficSettings
+    layout: Layout | None  # None without a site file with zones or paths
+    frame: LocalFrame
+    site: SiteConfig | None  # time zone and shifts
+    kinds: dict[str, str]  # machine_id -> kind (hauler, loader, ...), from the machine registry
+
+
+@dataclass(frozen=True)
+class Track:
+    """The samples of a step, sorted by (machine, time): carried tails, then the new samples."""
+
+    ids: np.ndarray  # machine ids, sorted; ``group`` indexes them
+    group: np.ndarray
+    t: np.ndarray  # ms
+    x: np.ndarray  # the fix as measured, local metres (mm-rounded)
+    y: np.ndarray
+    speed: np.ndarray  # reported km/h (NaN: not reported)
+    heading: np.ndarray  # reported compass degrees
+    fx: np.ndarray  # the jump-filtered position where an earlier step decided it (tails), else NaN
+    fy: np.ndarray
+    new: np.ndarray  # bool: a sample of this batch (not a carried one)
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where each machine is and how it moves, per sample of the track: what encounters, queues and road use read."""
+
+    ids: np.ndarray
+    group: np.ndarray
+    t: np.ndarray
+    x: np.ndarray  # jump-filtered (and lane-matched) position, local metres
+    y: np.ndarray
+    vx: np.ndarray  # fused velocity, m/s east
+    vy: np.ndarray
+    speed: np.ndarray  # fused speed, km/h
+    new: np.ndarray
+
+
+def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) -> Track | None:
+    """Every machine's carried tail plus the new samples (newer than the tail), one per (machine, ts), sorted;
+    None when there is no sample."""
+    fresh = telemetry.dropna(subset=["ts"])
+    x, y = frame.to_xy(fresh["lon"].to_numpy(float), fresh["lat"].to_numpy(float))
+    new = pd.DataFrame({
+        "machine_id": fresh["machine_id"].to_numpy(object), "t": epoch_ms(fresh["ts"]),
+        "x": np.round(x, 3), "y": np.round(y, 3),
+        "speed": fresh["speed_kmh"].to_numpy(float) if "speed_kmh" in fresh else np.nan,
+        "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
+        "fx": np.nan, "fy": np.nan, "new": True})
+    names: list[str] = []
+    columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
+    for machine, tail in tails.items():
+        names.extend([machine] * len(tail["t"]))
+        for f in TAIL_FIELDS:
+            columns[f].extend(tail[f])
+    if names:
+        carried = pd.DataFrame({"machine_id": np.array(names, dtype=object),
+                                **{f: np.array(columns[f], dtype=float) for f in TAIL_FIELDS}, "new": False})
+        carried["t"] = np.array(columns["t"], dtype=np.int64)
+        last = carried.groupby("machine_id")["t"].max()
+        newest = new["machine_id"].map(last)
+        new = new[newest.isna() | (new["t"] > newest)]
+        rows = pd.concat([carried, new], ignore_index=True)
+    else:
+        rows = new
+    rows = rows.drop_duplicates(["machine_id", "t"], keep="first")
+    rows = rows.sort_values(["machine_id", "t"], kind="stable").reset_index(drop=True)
+    if rows.empty:
+        return None
+    ids = np.array(sorted(rows["machine_id"].unique()), dtype=object)
+    return Track(ids=ids, group=np.searchsorted(ids, rows["machine_id"].to_numpy(object)),
+                 t=rows["t"].to_numpy(np.int64), x=rows["x"].to_numpy(float), y=rows["y"].to_numpy(float),
+                 speed=rows["speed"].to_numpy(float), heading=rows["heading"].to_numpy(float),
+                 fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), new=rows["new"].to_numpy(bool))
+
+
+def tails_of(track: Track, fx: np.ndarray, fy: np.ndarray, done: int | None,
+             settings: TrafficSettings) -> dict[str, dict[str, list]]:
+    """Per machine: the samples the next step still needs (filter window, interpolation bracket), as JSON lists."""
+    tails = {}
+    t, group = track.t, track.group
+    columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading, "fx": fx,
+               "fy": fy}
+    lookback = settings.lookback_ms
+    starts = np.searchsorted(group, np.arange(len(track.ids)), side="left")
+    ends = np.searchsorted(group, np.arange(len(track.ids)), side="right")
+    for code, machine in enumerate(track.ids):
+        a, b = starts[code], ends[code]
+        own_t = t[a:b]
+        cut = own_t[-1] - lookback
+        if done is not None:
+            before = np.flatnonzero(own_t <= done)
+            if len(before):
+                cut = min(cut, own_t[before[-1]])
+        keep = np.arange(a, b)[own_t >= cut]
+        tails[machine] = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t"
+                              else json_floats(columns[f][keep])) for f in TAIL_FIELDS}
+    return tails
