@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class DataQualitySettings(BaseModel):
     """Settings of the data-quality service for one site; every field has a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     bin_s: float = Field(
         20.0, ge=5, le=600, description="evidence is counted per machine in time bins of this many seconds; each "

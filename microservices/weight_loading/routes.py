@@ -14,15 +14,16 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
+from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from microservices.shifts import shifts_at
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.sitefile import DEFAULT_SHIFTS, SiteConfig
 from sitepulse.zones import ZoneIndex
 
 router = APIRouter()
+WeightLoadingRequestDep = Annotated[ServiceRequest[WeightLoadingSettings], Depends(service_request)]  # site settings
 
 CYCLE_COLUMNS = (
     "machine_id, load_start, loaded_at, haul_start, dump_start, dumped_at, payload_kg, rated_payload_kg, "
@@ -206,12 +207,12 @@ def _activity(frame: Callable[..., pd.DataFrame], site_id: str, start: datetime,
 
 
 @router.get("/kpis")
-def kpis(ctx: ServiceRequestDep, period: TimeRangeDep,
+def kpis(ctx: WeightLoadingRequestDep, period: TimeRangeDep,
          group: Annotated[Literal["machine", "shift", "site"], Query(description="machine, shift or site")] = "site"
          ) -> dict[str, Any]:
     """Tonnes, loads, tonnes per operating hour, payload shares, fuel per tonne and the value KPI per group."""
     start, end = _period(period)
-    settings: WeightLoadingSettings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     c = load_cycles(ctx.frame, ctx.site_id, start, end)
     act = _activity(ctx.frame, ctx.site_id, start, end, sorted(c["machine_id"].unique()) if not c.empty else [])
     keys: list[str] = []
@@ -263,10 +264,10 @@ def compliance_table(c: pd.DataFrame, keys: list[str], settings: WeightLoadingSe
 
 
 @router.get("/compliance")
-def compliance(ctx: ServiceRequestDep, period: TimeRangeDep) -> dict[str, Any]:
+def compliance(ctx: WeightLoadingRequestDep, period: TimeRangeDep) -> dict[str, Any]:
     """Caterpillar's 10/10/20 payload policy (DOMAIN.md) per machine and per shift, with each rule's numbers."""
     start, end = _period(period)
-    settings: WeightLoadingSettings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.settings
     c = load_cycles(ctx.frame, ctx.site_id, start, end)
     if not c.empty:
         c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], _site(ctx.frame, ctx.site_id))

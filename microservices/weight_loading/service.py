@@ -99,7 +99,7 @@ def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings) -> t
     return rated, skipped
 
 
-class WeightLoading(Service):
+class WeightLoading(Service[WeightLoadingSettings]):
     """Haul cycles, payload bands and the 10/10/20 policy per machine and shift, with value KPIs."""
 
     name = "weight-loading"
@@ -110,7 +110,6 @@ class WeightLoading(Service):
     consumes = ("ts", "seq", "payload_kg", "speed_kmh", "lat", "lon", "fuel_used_l", "engine_hours")
     tables = ("weight_loading.cycles", "weight_loading.activity", "weight_loading.skipped_machines")
     migrations = Path(__file__).parent / "migrations"
-    Settings = WeightLoadingSettings
     kpis = (
         Kpi("tonnes_per_operating_hour", "Tonnes moved per hauler engine hour", "t/h", True, TONNES_PER_HOUR_SQL),
         Kpi("overload_share", "Share of loads above 110 % of rated payload", "fraction", False, OVER_SHARE_SQL),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class WeightLoadingSettings(BaseModel):
     """Settings of the weight-loading service for one site; every field has a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- payload bands and the 10/10/20 policy (DOMAIN.md, Payload management) ---------------
     under_fraction: float = Field(
