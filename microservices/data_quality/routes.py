@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import APIRouter, Query
 
-from microservices.data_quality.service import SENSOR_NAMES, describe, effect_of
+from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
 
 router = APIRouter()

@@ -17,34 +17,15 @@ import numpy as np
 import pandas as pd
 
 from microservices.data_quality import detect
+from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
+from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
 from sitepulse.geo import LocalFrame
 
 STATE_VERSION = 1
 FIELD_OF = {"heading": "heading", "speed": "speed", "position": "x", "payload": "payload", "fuel": "fuel",
             "hours": "hours"}
-SENSOR_NAMES = {"heading": "heading", "speed": "speed", "position": "position", "payload": "payload",
-                "fuel": "fuel counter", "hours": "engine hours", "clock": "clock"}
-# what a bad sensor does to the services' answers ({m}: the machine, {v}: the finding's value)
-EFFECTS = {
-    "heading": "encounters, dead reckoning and road matching for {m} use the track course instead",
-    "speed": "speed for {m} comes from the track instead (traffic awareness, positioning)",
-    "position:absent": "{m} cannot be placed: no zone visits, encounters or zones of its haul cycles",
-    "position": "{m}'s position spikes are gated out of its track; its zone visits and encounters may come late",
-    "payload:offset": "haul cycles of {m}: weight loading takes payload from the empty level ({v} kg), not zero",
-    "payload": "no haul cycles or payload bands for {m} while it lasts",
-    "fuel": "fuel and fuel-per-tonne figures of {m} are unreliable",
-    "hours": "operating hours and tonnes per hour of {m} are unreliable",
-    "clock": "{m}'s clock runs ahead: the other services take its samples' times back to when they arrived "
-             "(a replay of stored samples, arriving long after, stays shifted)",
-}
-SHORT_EFFECTS = {
-    "heading": "positions used instead", "speed": "track speed used instead",
-    "position:absent": "machine cannot be placed", "position": "spikes left out",
-    "payload:offset": "payload taken from the empty level", "payload": "no haul cycles",
-    "fuel": "fuel figures unreliable", "hours": "hour figures unreliable", "clock": "arrival times used",
-}
 DEGRADED_HOURS_SQL = """
 WITH e AS (
   SELECT ev.machine_id, ev.sensor, ev.status, ev.since,
@@ -61,27 +42,6 @@ FROM e JOIN generate_series(date_trunc('day', %(start)s::timestamptz), %(end)s::
 WHERE e.status <> 'ok' AND e.ended_at > %(start)s
 GROUP BY 1 ORDER BY 1
 """
-
-
-def effect_of(sensor: str, status: str, machine_id: str, value: float | None, short: bool = False) -> str:
-    """The sentence saying what a finding does to the services' answers."""
-    table = SHORT_EFFECTS if short else EFFECTS
-    text = table.get(f"{sensor}:{status}", table[sensor])
-    return text.format(m=machine_id, v="" if value is None else f"{value:.0f}")
-
-
-def describe(sensor: str, status: str, value: float | None) -> str:
-    """'heading stuck at 0 deg', 'payload offset +2500 kg', ... for messages and the card."""
-    name = SENSOR_NAMES[sensor]
-    if status == "stuck" and value is not None and sensor in ("heading", "speed", "payload"):
-        unit = {"heading": " deg", "speed": " km/h", "payload": " kg"}[sensor]
-        return f"{name} stuck at {value:.0f}{unit}"
-    if status == "offset" and value is not None:
-        unit = {"heading": " deg", "speed": " km/h", "payload": " kg"}.get(sensor, "")
-        return f"{name} offset {value:+.0f}{unit}"
-    if status == "skew":
-        return f"{name} off ({value:+.1f})" if value is not None else f"{name} off"
-    return f"{name} {status}"
 
 
 class DataQuality(Service[DataQualitySettings]):
@@ -351,15 +311,11 @@ class DataQuality(Service[DataQualitySettings]):
 
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/data-quality: findings (bare path) and machines."""
-        from microservices.data_quality.routes import router
-
         return router
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: DataQualitySettings) -> Card | None:
         """Open findings, one line each: 'HX-07: heading stuck at 0 deg since 09:14 — positions used instead'."""
-        from microservices.data_quality.routes import site_card
-
         return site_card(site_id, read)
 
 
