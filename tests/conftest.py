@@ -18,18 +18,23 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.embedded.timescaledb import find_timescaledb, timescaledb_server
 from sitepulse.errors import SitePulseError
 from sitepulse.migrations import upgrade
+from sitepulse.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -164,3 +169,40 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 def topic_root(request: pytest.FixtureRequest) -> str:
     """A topic prefix unique to this test, so tests can share one broker."""
     return "t/" + re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name)[:60]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Poll until predicate() is true or timeout; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@contextmanager
+def running_worker(settings: Settings, index: int = 0, protocol: str = "auto") -> Iterator[IngestWorker]:
+    """An ingest worker in a thread, stopped (flushed and acked) on exit."""
+    stop = threading.Event()
+    worker = IngestWorker(settings, stop, index=index, protocol=protocol)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced in the test thread below
+            failure.append(exc)
+            raise
+
+    thread = threading.Thread(target=run, name=f"ingest-{index}", daemon=True)
+    thread.start()
+    assert wait_until(lambda: worker.consumer.version is not None or bool(failure), 15), "worker did not connect"
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "worker did not stop"
+    if failure:
+        raise failure[0]

@@ -31,8 +31,8 @@ from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.settings import load_settings
 from sitepulse.status import collect_status, render
-from tests.conftest import Broker
-from tests.ingest.conftest import Publisher, wait_until
+from tests.conftest import Broker, wait_until
+from tests.ingest.conftest import Publisher
 
 PYSPARKPLUG = "pysparkplug==0.6.1"
 EDGE_SCRIPT = Path(__file__).with_name("spb_edge_node.py")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,7 +11,6 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.errors import SitePulseError
 from sitepulse.settings import Settings, load_settings
@@ -48,46 +44,9 @@ def ingest_settings(fresh_database_url: str, broker: EmbeddedBroker, site_id: st
     )
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
-    """Poll until predicate() is true or timeout; returns the last result."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def count(url: str, sql: str, *params: object) -> int:
     with psycopg.connect(url, connect_timeout=3) as conn:
         return conn.execute(sql, params).fetchone()[0]
-
-
-@contextmanager
-def running_worker(settings: Settings, index: int = 0, protocol: str = "auto") -> Iterator[IngestWorker]:
-    """An ingest worker in a thread, stopped (flushed and acked) on exit."""
-    stop = threading.Event()
-    worker = IngestWorker(settings, stop, index=index, protocol=protocol)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced in the test thread below
-            failure.append(exc)
-            raise
-
-    thread = threading.Thread(target=run, name=f"ingest-{index}", daemon=True)
-    thread.start()
-    assert wait_until(lambda: worker.consumer.version is not None or bool(failure), 15), "worker did not connect"
-    try:
-        yield worker
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "worker did not stop"
-    if failure:
-        raise failure[0]
 
 
 class Publisher:

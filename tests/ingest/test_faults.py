@@ -20,8 +20,9 @@ from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
 from sitepulse.settings import Settings, load_settings
+from tests.conftest import running_worker, wait_until
 
-from .conftest import Publisher, count, running_worker, wait_until
+from .conftest import Publisher, count
 
 NOW = time.time() - 3600
 

@@ -16,8 +16,9 @@ import pytest
 from ingest.topics import owner, telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.settings import Settings
+from tests.conftest import running_worker, wait_until
 
-from .conftest import Publisher, count, running_worker, wait_until
+from .conftest import Publisher, count
 
 NOW = time.time() - 3600
 

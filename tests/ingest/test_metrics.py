@@ -10,8 +10,9 @@ import psycopg
 from ingest.metrics import render_prometheus
 from ingest.topics import telemetry_topic
 from sitepulse.settings import Settings
+from tests.conftest import running_worker, wait_until
 
-from .conftest import Publisher, running_worker, wait_until
+from .conftest import Publisher
 
 
 def test_counters_are_rendered_for_prometheus(ingest_settings: Settings, publisher: Publisher, site_id: str) -> None:

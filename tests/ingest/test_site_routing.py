@@ -18,9 +18,9 @@ import pytest
 
 from ingest.topics import Partition, assigned_sites, telemetry_topic
 from sitepulse.embedded.broker import EmbeddedBroker
-from tests.conftest import stop_processes
+from tests.conftest import stop_processes, wait_until
 
-from .conftest import Publisher, count, wait_until
+from .conftest import Publisher, count
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = ("north", "south", "east", "west")

@@ -9,7 +9,7 @@ import threading
 import time
 
 from sitepulse.supervisor import Child, Supervisor
-from tests.ingest.conftest import wait_until
+from tests.conftest import wait_until
 
 
 def test_a_killed_child_is_restarted_and_stop_ends_them_all() -> None:

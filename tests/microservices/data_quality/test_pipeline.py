@@ -8,7 +8,6 @@ three machines left healthy; one assertion per fault against the API and the sim
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from fastapi.testclient import TestClient
 
 from evaluation.data_quality import EXPECTED
 from evaluation.stored import all_pages, catch_up_fully
-from ingest.worker import IngestWorker
 from microservices.alerts import MqttPublisher
 from microservices.data_quality import DataQuality
 from microservices.runner import ServiceHost
@@ -31,6 +29,7 @@ from simulators.faults import parse_faults
 from simulators.outputs import publish_live
 from simulators.site import load_site
 from sitepulse.settings import load_settings
+from tests.conftest import running_worker, wait_until
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-data-quality-0123456"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -64,41 +63,29 @@ def run(database_url: str, mqtt_broker: Any) -> Iterator[dict[str, Any]]:
     assert ready.wait(10)
     settings = load_settings(database_url=database_url, mqtt_url=mqtt_broker.url, admin_token=ADMIN_TOKEN,
                              ingest_client_id="ingest-dq-pipeline", ingest_batch_ms=50)
-    stop = threading.Event()
-    worker = IngestWorker(settings, stop)
-    thread = threading.Thread(target=worker.run, name="ingest-dq", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while worker.consumer.version is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     spec = ",".join(f"{f}:{m}@{START_S}" for m, fs in PLAN.items() for f in fs)
     sim = simulate(load_site(None), site_id=SITE, duration_s=600, seed=1, faults=parse_faults(spec))
-    publish_live(sim, mqtt_broker.url, speedup=0, client_id="dq-pipeline-sim")
-    truth = sim.truth_records()
     service = DataQuality()
     app = create_app(database_url, mqtt_broker.url, services={"data-quality": service}, settings=settings)
     publisher = MqttPublisher(mqtt_broker.url)
     site_yaml = (Path(__file__).parents[3] / "simulators" / "sites" / "demo_quarry.yaml").read_text()
     try:
-        with TestClient(app) as client, psycopg.connect(database_url, autocommit=True) as conn:
+        with running_worker(settings), TestClient(app) as client, \
+                psycopg.connect(database_url, autocommit=True) as conn:
+            publish_live(sim, mqtt_broker.url, speedup=0, client_id="dq-pipeline-sim")
+            truth = sim.truth_records()
             assert client.put(f"/api/v1/sites/{SITE}", content=site_yaml,
                               headers={**ADMIN, "Content-Type": "application/yaml"}).status_code in (200, 201)
             assert client.put(f"/api/v1/sites/{SITE}/services/data-quality", json={"enabled": True},
                               headers=ADMIN).status_code == 200
             expected = sum(1 for r in truth if r["type"] == "machine") * 601
-            deadline = time.monotonic() + 60
-            while conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s", (SITE,)).fetchone()[0] \
-                    < expected and time.monotonic() < deadline:
-                time.sleep(0.1)
+            assert wait_until(lambda: conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s",
+                                                   (SITE,)).fetchone()[0] >= expected, 60)
             catch_up_fully(conn, ServiceHost(service, publisher), [SITE])
-            deadline = time.monotonic() + 10
-            while not any(t.endswith("/data-quality") for t, _ in seen) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: any(t.endswith("/data-quality") for t, _ in seen), 10)
             findings = all_pages(client, BASE, ADMIN, **{"from": "2000-01-01T00:00:00Z"})
             yield {"client": client, "truth": truth, "findings": findings, "alerts": seen, "conn": conn}
     finally:
-        stop.set()
-        thread.join(30)
         publisher.close()
         listener.loop_stop()
         listener.disconnect()

@@ -8,8 +8,6 @@ not weighed (no payload, band or passes), while the other haulers' cycles keep t
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from fastapi.testclient import TestClient
 
 from evaluation.stored import all_pages, catch_up_fully
 from evaluation.weight_loading import DUMP_TOLERANCE_S, LOAD_TOLERANCE_S, PENDING_S
-from ingest.worker import IngestWorker
 from microservices.runner import ServiceHost
 from microservices.weight_loading import WeightLoading
 from registry.api.app import create_app
@@ -30,6 +27,7 @@ from simulators.faults import parse_faults
 from simulators.outputs import publish_live
 from simulators.site import load_site
 from sitepulse.settings import load_settings
+from tests.conftest import running_worker, wait_until
 
 ADMIN_TOKEN = "bootstrap-admin-token-for-payload-faults-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -44,40 +42,27 @@ def run(database_url: str, mqtt_broker: Any) -> Iterator[dict[str, Any]]:
     """Publish the quarry with the two payload faults, ingest it, run weight loading, serve the API."""
     settings = load_settings(database_url=database_url, mqtt_url=mqtt_broker.url, admin_token=ADMIN_TOKEN,
                              ingest_client_id="ingest-wl-payload-faults", ingest_batch_ms=50)
-    stop = threading.Event()
-    worker = IngestWorker(settings, stop)
-    thread = threading.Thread(target=worker.run, name="ingest-wl", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while worker.consumer.version is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     spec = ",".join(f"{fault}:{machine}" for machine, fault in FAULTY.items())
     sim = simulate(load_site(None), site_id=SITE, duration_s=DURATION_S, seed=1, faults=parse_faults(spec))
-    publish_live(sim, mqtt_broker.url, speedup=0, client_id="wl-payload-faults-sim")
-    truth = sim.truth_records()
     service = WeightLoading()
     app = create_app(database_url, mqtt_broker.url, services={"weight-loading": service}, settings=settings)
     site_yaml = (Path(__file__).parents[3] / "simulators" / "sites" / "demo_quarry.yaml").read_text()
-    try:
-        with TestClient(app) as client, psycopg.connect(database_url, autocommit=True) as conn:
-            assert client.put(f"/api/v1/sites/{SITE}", content=site_yaml,
-                              headers={**ADMIN, "Content-Type": "application/yaml"}).status_code in (200, 201)
-            assert client.put(f"/api/v1/sites/{SITE}/services/weight-loading", json={"enabled": True},
-                              headers=ADMIN).status_code == 200
-            expected = sum(1 for r in truth if r["type"] == "machine") * (DURATION_S + 1)
-            deadline = time.monotonic() + 60
-            while conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s", (SITE,)).fetchone()[0] \
-                    < expected and time.monotonic() < deadline:
-                time.sleep(0.1)
-            catch_up_fully(conn, ServiceHost(service), [SITE])
-            period = {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}
-            # a cycle is closed once its dump is confirmed: those dumped in the last minute may still be open
-            closed_by = pd.Timestamp(sim.start) + pd.Timedelta(seconds=DURATION_S - PENDING_S)
-            yield {"client": client, "truth": truth, "period": period, "closed_by": closed_by,
-                   "cycles": all_pages(client, f"{BASE}/cycles", ADMIN, **{"from": period["from"]})}
-    finally:
-        stop.set()
-        thread.join(30)
+    with running_worker(settings), TestClient(app) as client, psycopg.connect(database_url, autocommit=True) as conn:
+        publish_live(sim, mqtt_broker.url, speedup=0, client_id="wl-payload-faults-sim")
+        truth = sim.truth_records()
+        assert client.put(f"/api/v1/sites/{SITE}", content=site_yaml,
+                          headers={**ADMIN, "Content-Type": "application/yaml"}).status_code in (200, 201)
+        assert client.put(f"/api/v1/sites/{SITE}/services/weight-loading", json={"enabled": True},
+                          headers=ADMIN).status_code == 200
+        expected = sum(1 for r in truth if r["type"] == "machine") * (DURATION_S + 1)
+        assert wait_until(lambda: conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s",
+                                               (SITE,)).fetchone()[0] >= expected, 60)
+        catch_up_fully(conn, ServiceHost(service), [SITE])
+        period = {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}
+        # a cycle is closed once its dump is confirmed: those dumped in the last minute may still be open
+        closed_by = pd.Timestamp(sim.start) + pd.Timedelta(seconds=DURATION_S - PENDING_S)
+        yield {"client": client, "truth": truth, "period": period, "closed_by": closed_by,
+               "cycles": all_pages(client, f"{BASE}/cycles", ADMIN, **{"from": period["from"]})}
 
 
 def _matched(found: dict[str, Any], true: dict[str, Any]) -> bool:
