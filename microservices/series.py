@@ -78,3 +78,13 @@ def json_floats(values: np.ndarray) -> list:
     if not np.isfinite(array).all():
         out = [v if np.isfinite(v) else None for v in out]
     return out
+
+
+def after_tail(carried: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """The tail a step carried and the new rows after each machine's newest carried one (``machine_id``, ``t``),
+    once each, sorted by machine and time: a sample the tail already holds is not processed twice."""
+    if carried is not None and not carried.empty:
+        newest = new["machine_id"].map(carried.groupby("machine_id")["t"].max())
+        new = pd.concat([carried, new[newest.isna() | (new["t"] > newest)]], ignore_index=True)
+    rows = new.drop_duplicates(["machine_id", "t"], keep="first")
+    return rows.sort_values(["machine_id", "t"], kind="stable").reset_index(drop=True)

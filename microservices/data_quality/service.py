@@ -21,6 +21,7 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
 STATE_VERSION = 1
@@ -133,19 +134,14 @@ class DataQuality(Service[DataQualitySettings]):
             "payload": detect.float_column(fresh, "payload_kg"), "fuel": detect.float_column(fresh, "fuel_used_l"),
             "hours": detect.float_column(fresh, "engine_hours"), "running": running, "new": True})
         tails = [(m, ms["tail"]) for m, ms in machines_state.items() if ms.get("tail")]
+        carried = None
         if tails:
             carried = pd.DataFrame({
                 "machine_id": np.concatenate([[m] * len(tail["t"]) for m, tail in tails]).astype(object),
                 **{c: np.concatenate([np.asarray(tail[c], float) for _, tail in tails]) for c in TAIL_COLUMNS},
                 "new": False})
             carried["t"] = np.concatenate([np.asarray(tail["t"], np.int64) for _, tail in tails])
-            newest = new["machine_id"].map(carried.groupby("machine_id")["t"].max())
-            new = new[newest.isna() | (new["t"] > newest)]
-            rows = pd.concat([carried, new], ignore_index=True)
-        else:
-            rows = new
-        rows = rows.drop_duplicates(["machine_id", "t"], keep="first")
-        rows = rows.sort_values(["machine_id", "t"], kind="stable").reset_index(drop=True)
+        rows = after_tail(carried, new)
         return rows, rows["new"].to_numpy(bool)
 
     @staticmethod

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 import numpy as np
 import pandas as pd
 
-from microservices.series import epoch_ms, json_floats
+from microservices.series import after_tail, epoch_ms, json_floats
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
@@ -93,18 +93,12 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         names.extend([machine] * len(tail["t"]))
         for f in TAIL_FIELDS:
             columns[f].extend(tail[f])
+    carried = None
     if names:
         carried = pd.DataFrame({"machine_id": np.array(names, dtype=object),
                                 **{f: np.array(columns[f], dtype=float) for f in TAIL_FIELDS}, "new": False})
         carried["t"] = np.array(columns["t"], dtype=np.int64)
-        last = carried.groupby("machine_id")["t"].max()
-        newest = new["machine_id"].map(last)
-        new = new[newest.isna() | (new["t"] > newest)]
-        rows = pd.concat([carried, new], ignore_index=True)
-    else:
-        rows = new
-    rows = rows.drop_duplicates(["machine_id", "t"], keep="first")
-    rows = rows.sort_values(["machine_id", "t"], kind="stable").reset_index(drop=True)
+    rows = after_tail(carried, new)
     if rows.empty:
         return None
     ids = np.array(sorted(rows["machine_id"].unique()), dtype=object)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from microservices.series import KEY_BITS, KEY_SPAN, packed, window_bounds, window_median
+from microservices.series import KEY_BITS, KEY_SPAN, after_tail, packed, window_bounds, window_median
 
 
 def test_packed_keys_sort_by_machine_then_time_and_unpack() -> None:
@@ -38,3 +39,12 @@ def test_window_median_is_the_exact_nan_median_of_each_window() -> None:
                      for a, b in zip(lo, hi, strict=True)])
     np.testing.assert_array_equal(got, want)
     assert len(window_median(lo[:0], hi[:0], lambda i, j: values[j], 0)) == 0
+
+
+def test_after_tail_takes_only_new_rows_past_each_machines_carried_tail() -> None:
+    carried = pd.DataFrame({"machine_id": ["A", "A", "B"], "t": [10, 20, 15], "new": False})
+    new = pd.DataFrame({"machine_id": ["B", "A", "A", "C", "B", "C"], "t": [15, 5, 30, 7, 16, 7], "new": True})
+    rows = after_tail(carried, new)
+    assert list(zip(rows["machine_id"], rows["t"], rows["new"], strict=True)) == [
+        ("A", 10, False), ("A", 20, False), ("A", 30, True), ("B", 15, False), ("B", 16, True), ("C", 7, True)]
+    pd.testing.assert_frame_equal(after_tail(None, new), after_tail(new.iloc[0:0], new))
