@@ -329,22 +329,24 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
     """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
     legs: list[dict] = []
     length = (k["t"] - stop["a"]) / NS
+    leg = st.get("leg")
+    if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
+        legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
+        leg = None
+    can_load = length >= s.load_stop_min_s
+    can_dump = length >= s.dump_stop_min_s and leg is not None
     kind, zone, where = "other", None, [None] * 4
-    if length >= min(s.load_stop_min_s, s.dump_stop_min_s) and stop["xs"]:  # else no load or dump: no test
+    if (can_load or can_dump) and stop["xs"]:  # else neither a load nor a dump of a leg: no zone test
         where = [_median(stop[key]) for key in ("xs", "ys", "la", "lo")]
         # the loading units' positions of the last whole minute before the drive-off (already complete)
         kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
     record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
               "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"], "zone": zone}
-    leg = st.get("leg")
-    if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
-        legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
-        leg = None
-    if kind == "load" and length >= s.load_stop_min_s:
+    if kind == "load" and can_load:
         if leg is not None and leg.get("dump") is not None:
             legs.append(_finish(leg))
         leg = {"load": record, "dump": None}
-    elif kind == "dump" and length >= s.dump_stop_min_s and leg is not None:
+    elif kind == "dump" and can_dump:
         if leg["dump"] is None:
             leg["dump"] = {**record, "first": record["a"], "first_c0": record["c0"]}
         else:
