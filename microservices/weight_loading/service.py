@@ -171,7 +171,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
         quiet: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
             moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
-            starts = np.r_[True, machine[1:] != machine[:-1]]
+            starts = np.concatenate([[True], machine[1:] != machine[:-1]])
             rated_row = np.repeat([rated.get(m, np.nan) for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
             ev = track.evidence(arrays["p"], moving, None, rated_row, settings, starts=starts)
             quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0), ev)

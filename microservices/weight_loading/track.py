@@ -213,14 +213,16 @@ def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, 
 def quiet_step(st: dict[str, Any], fixes: tuple[np.ndarray, ...], moving: np.ndarray, p: np.ndarray,
                totals: np.ndarray, s: WeightLoadingSettings) -> dict[str, Any] | None:
     """The new state when no stop can begin or end in these samples (driving throughout with no stop open and
-    no dump to close, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
+    no dump to close yet, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
     None when ``advance`` must look. Most steps of a live fleet are one of these: it spares the per-sample work.
     ``fixes``: (t, x, y, lat, lon) of the samples."""
     t = fixes[0]
     leg, stop = st.get("leg"), st.get("stop")
     if t[0] <= int(st.get("t", -1)):
         return None
-    driving = stop is None and (leg is None or leg.get("dump") is None) and moving.all()
+    dump = None if leg is None else leg.get("dump")
+    # driving on with no stop open, and no dump that these samples could close (it closes dump_leave_s after it)
+    driving = stop is None and (dump is None or int(t[-1]) + 1 < dump["b"] + s.dump_leave_s * NS) and moving.all()
     standing = stop is not None and stop["k"] is None and not moving.any()
     if not (driving or standing):
         return None
@@ -260,7 +262,8 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
     legs: list[dict] = []
     if len(t) == 0:
         return legs, st
-    moving = np.nan_to_num(v, nan=0.0) >= s.moving_kmh  # a sample without speed counts as standing
+    with np.errstate(invalid="ignore"):
+        moving = v >= s.moving_kmh  # a sample without speed counts as standing (moving_kmh > 0)
     if batch_evidence is None:
         ev = evidence(p, moving, st.get("lp"), rated, s)
     else:  # the batch's pass, with the first reading's pair with the one before this batch
@@ -286,9 +289,8 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
     def place(open_stop: dict[str, Any], a: int, b: int) -> None:
         _place(open_stop, (t, x, y, lat, lon), a, b, pos_span, fixed)
 
-    edges = np.flatnonzero(np.r_[True, moving[1:] != moving[:-1]])
-    ends = np.r_[edges[1:], len(t)]
-    for a, b in zip(edges.tolist(), ends.tolist(), strict=True):
+    edges = [0, *(np.flatnonzero(moving[1:] != moving[:-1]) + 1).tolist()]  # runs of moving or standing
+    for a, b in zip(edges, [*edges[1:], len(t)], strict=True):
         if not moving[a]:
             if stop is not None and stop["k"] is not None:  # standing again: did it move long enough before?
                 if int(t[a]) > stop["k"]["t"] + span:
@@ -309,7 +311,7 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
             stop = None
     st["stop"] = stop
     legs += _close_dump_if_left(st, stop, int(t[-1]), s)
-    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), [int(v) for v in cum[-1]]
+    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), cum[-1].astype(np.int64).tolist()
     if stop is None and st.get("leg") is None:  # nothing refers to the counters: start them again from zero
         st = {"t": st["t"], "lp": st["lp"]}
     return legs, st
