@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/weight_loading.py --hours 1 --haulers 8
 
 Telemetry comes from the simulator (faults on, decoded as ingest stores it). Each figure is the
-median of 5 runs. The baseline, measured in the same run on the same frame, is one plain
-pandas pass (a per-machine rolling median of payload plus a groupby aggregate), so the ratio
-says how many such passes the service costs. Target: >= 100k rows/s.
+median of 5 runs. ``--track-cost`` also times each batch size without cycles from the track, ``--fault-cost``
+without any fault handling (neither speed over ground nor the track), alternating in the same run. The
+baseline, measured in the same run on the same frame, is one plain pandas pass (a per-machine rolling median
+of payload plus a groupby aggregate), so the ratio says how many such passes the service costs. Target: >= 100k rows/s.
 """
 
 # ruff: noqa: E402  (imports follow the sys.path fix below)
@@ -23,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import pandas as pd
 
+import microservices.weight_loading.service as weight_service
 from evaluation.weight_loading import DEFAULT_FAULTS, simulated
 from microservices.sdk import Batch
 from microservices.weight_loading import WeightLoading
@@ -56,6 +58,18 @@ def run_service(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: st
     return elapsed
 
 
+def run_unguarded(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: str | None) -> float:
+    """``run_service`` without fault handling: the reported speed as it comes (no speed over ground) and no
+    cycles from the track, as the service was before issue #18 (its fixes are still projected)."""
+    fused = weight_service.speed_over_ground
+    weight_service.speed_over_ground = lambda machine, t_ms, x, y, speed_kmh, carried, settings=None: (
+        speed_kmh, carried)
+    try:
+        return run_service(telemetry, machines, site, chunk, WeightLoadingSettings(track_cycles=False))
+    finally:
+        weight_service.speed_over_ground = fused
+
+
 def run_baseline(telemetry: pd.DataFrame) -> float:
     """Seconds of one plain pandas pass over the same frame."""
     started = time.perf_counter()
@@ -76,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         "'payload=stuck:*'")
     parser.add_argument("--track-cost", action="store_true", help="also time each batch size without cycles from "
                         "the track (alternating, same run): the cost of finding cycles when payload is faulty")
+    parser.add_argument("--fault-cost", action="store_true", help="also time each batch size without any fault "
+                        "handling (reported speed as it comes, no cycles from the track), alternating, same run")
     args = parser.parse_args(argv)
     _pin_one_core()
     faults = parse_faults(DEFAULT_FAULTS + ("," + args.sensor_faults if args.sensor_faults else ""))
@@ -99,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 on.append(run_service(telemetry, machines, site, chunk))
             print(f"{'  with / without track cycles':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
                   f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f})")
+        if args.fault_cost:
+            on, off = [], []
+            for _ in range(args.runs):
+                off.append(run_unguarded(telemetry, machines, site, chunk))
+                on.append(run_service(telemetry, machines, site, chunk))
+            print(f"{'  with / without fault handling':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
+                  f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f}; speed over "
+                  f"ground and track cycles)")
     verdict = "MET" if ok else "MISSED"
     print(f"target >= {TARGET_ROWS_PER_S:,} rows/s for batches of 10 minutes or more (catch-up): {verdict}")
     return 0 if ok else 1

@@ -167,14 +167,14 @@ class WeightLoading(Service[WeightLoadingSettings]):
                     ux, uy = frame.to_xy(arrays["lon"][units], arrays["lat"][units])
                     state["units"] = track.unit_positions(state.get("units", {}), machine[units], arrays["t"][units],
                                                           ux, uy, int(arrays["t"].min()))
-            zones.units, zones.unit_radius_m = state.get("units", {}), settings.loader_radius_m
-        quiet: tuple[np.ndarray, np.ndarray] | None = None
+            zones = zones.with_units(state.get("units", {}), settings.loader_radius_m)
+        quiet: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
             moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
-            starts = np.r_[True, machine[1:] != machine[:-1]]
+            starts = np.concatenate([[True], machine[1:] != machine[:-1]])
             rated_row = np.repeat([rated.get(m, np.nan) for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
             ev = track.evidence(arrays["p"], moving, None, rated_row, settings, starts=starts)
-            quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0))
+            quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0), ev)
             slice_of = np.cumsum(starts) - 1
         for machine_id, lo, hi in slices:
             if machine_id not in rated:
@@ -205,7 +205,8 @@ class WeightLoading(Service[WeightLoadingSettings]):
                     ms = {**ms, "trk": step}
                 else:
                     found, ms = track_cycles(found, prev_dump, ms, {k: v[lo:hi] for k, v in arrays.items()},
-                                             x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings)
+                                             x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings,
+                                             quiet[2][lo:hi])
             made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
             if found:
                 ms["prev_dump"] = last_dump
@@ -220,11 +221,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
         """The site's load and tipping zones, prepared once per site file and margin."""
         key = (None if site is None else tuple((z.id, z.type, tuple(z.polygon)) for z in site.zones),
                settings.zone_margin_m)
-        cached = getattr(self, "_zones", None)
-        if cached is None or cached[0] != key:
-            cached = (key, track.ZoneTest(site, settings.zone_margin_m))
-            self._zones = cached
-        return cached[1]
+        return _zone_tests(key, site, settings.zone_margin_m)
 
     @staticmethod
     def _overload_alert(out: Outputs, site_id: str, machine_id: str, load: dict, rated: float,
@@ -260,6 +257,19 @@ class WeightLoading(Service[WeightLoadingSettings]):
         return site_card(site_id, read, settings)
 
 
+_ZONE_TESTS: dict[tuple, track.ZoneTest] = {}
+
+
+def _zone_tests(key: tuple, site: SiteConfig | None, margin_m: float) -> track.ZoneTest:
+    """One prepared ZoneTest per site file and margin for the process (every service instance, every step)."""
+    test = _ZONE_TESTS.get(key)
+    if test is None:
+        if len(_ZONE_TESTS) >= 64:  # a host serving many sites: drop the oldest
+            _ZONE_TESTS.pop(next(iter(_ZONE_TESTS)))
+        test = _ZONE_TESTS[key] = track.ZoneTest(site, margin_m)
+    return test
+
+
 def loading_units(machines: pd.DataFrame) -> list[str]:
     """Machines that load haulers (DOMAIN.md: loaders and excavators fill them in passes)."""
     if machines.empty:
@@ -269,8 +279,8 @@ def loading_units(machines: pd.DataFrame) -> list[str]:
 
 
 def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], new: dict[str, np.ndarray],
-                 x: np.ndarray, y: np.ndarray, rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings
-                 ) -> tuple[list[dict], dict[str, Any]]:
+                 x: np.ndarray, y: np.ndarray, rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings,
+                 evidence: np.ndarray | None = None) -> tuple[list[dict], dict[str, Any]]:
     """Add the legs of the track the payload could not show, as cycles without a payload.
 
     A leg the payload machine found a cycle in (in ``found``, or its last dump before this batch,
@@ -280,7 +290,7 @@ def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], 
     """
     ms = dict(ms)
     legs, ms["trk"] = track.advance(new["t"], x, y, new["lat"], new["lon"], new["v"], new["p"], new["fuel"],
-                                    new["eh"], ms.get("trk", {}), rated, zones, settings)
+                                    new["eh"], ms.get("trk", {}), rated, zones, settings, evidence)
     weighed = [c["dumped_at"] for c in found] + ([prev_dump["t"]] if prev_dump else [])
     slack = int(settings.dump_leave_s * NS)
     found = list(found)

@@ -31,6 +31,8 @@ standing/moving runs and stops, never over samples.
 
 from __future__ import annotations
 
+import bisect
+import copy
 from typing import Any
 
 import numpy as np
@@ -144,8 +146,14 @@ class ZoneTest:
                 grown = polygon.buffer(margin_m) if margin_m else polygon
                 shapely.prepare(grown)
                 self.shapes.append((zone.type.value, zone.id, grown, grown.bounds))
-        self.units: dict[str, list[list[float]]] = {}  # loading units' minute sums, set per batch by the service
+        self.units: dict[str, list[list[float]]] = {}  # loading units' minute sums, per batch (with_units)
         self.unit_radius_m = 0.0
+
+    def with_units(self, units: dict[str, list[list[float]]], radius_m: float) -> ZoneTest:
+        """This zone test with a batch's loading units (the prepared zones shared, the shared test untouched)."""
+        view = copy.copy(self)
+        view.units, view.unit_radius_m = units, radius_m
+        return view
 
     @property
     def usable(self) -> bool:
@@ -171,26 +179,32 @@ class ZoneTest:
         minute = at // (UNIT_BIN_S * NS)
         best, best_d = None, self.unit_radius_m
         for unit, rows in self.units.items():
-            then = [r for r in rows if minute - UNIT_KEEP_S // UNIT_BIN_S < r[0] <= minute]
-            if not then:
+            then = next((r for r in reversed(rows) if r[0] <= minute), None)  # rows in time order
+            if then is None or then[0] <= minute - UNIT_KEEP_S // UNIT_BIN_S:
                 continue
-            _, sx, sy, n = then[-1]
+            _, sx, sy, n = then
             d = float(np.hypot(sx / n - x, sy / n - y))
             if d <= best_d:
                 best, best_d = unit, d
         return best
 
 
-def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, span: int) -> None:
-    """Keep the fixes (t, x, y, lat, lon) of the stop's last ``span`` ns of standing (samples a..b-1 stand)."""
+def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, span: int,
+           fixed: np.ndarray | None = None) -> None:
+    """Keep the fixes (t, x, y, lat, lon) of the stop's last ``span`` ns of standing (samples a..b-1 stand).
+    ``fixed``: which samples have a whole fix, when the caller has it for all of them."""
     t, x, y, lat = fixes[:4]
     a = max(a, int(np.searchsorted(t, t[b - 1] - span, side="right")))
-    fixed = np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
-    if not fixed.any():
+    here = fixed[a:b] if fixed is not None else np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
+    if not here.any():
+        return
+    if not stop["ts"]:  # a new stop: these fixes are all within span of its newest (the common case)
+        for key, values in zip(("ts", "xs", "ys", "la", "lo"), fixes, strict=True):
+            stop[key] = values[a:b][here].tolist()
         return
     for key, values in zip(("ts", "xs", "ys", "la", "lo"), fixes, strict=True):
-        stop[key] += values[a:b][fixed].tolist()
-    first = int(np.searchsorted(np.asarray(stop["ts"]), stop["ts"][-1] - span, side="right"))
+        stop[key] += values[a:b][here].tolist()
+    first = bisect.bisect_right(stop["ts"], stop["ts"][-1] - span)
     if first:
         for key in ("ts", "xs", "ys", "la", "lo"):
             del stop[key][:first]
@@ -199,14 +213,16 @@ def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, 
 def quiet_step(st: dict[str, Any], fixes: tuple[np.ndarray, ...], moving: np.ndarray, p: np.ndarray,
                totals: np.ndarray, s: WeightLoadingSettings) -> dict[str, Any] | None:
     """The new state when no stop can begin or end in these samples (driving throughout with no stop open and
-    no dump to close, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
+    no dump to close yet, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
     None when ``advance`` must look. Most steps of a live fleet are one of these: it spares the per-sample work.
     ``fixes``: (t, x, y, lat, lon) of the samples."""
     t = fixes[0]
     leg, stop = st.get("leg"), st.get("stop")
     if t[0] <= int(st.get("t", -1)):
         return None
-    driving = stop is None and (leg is None or leg.get("dump") is None) and moving.all()
+    dump = None if leg is None else leg.get("dump")
+    # driving on with no stop open, and no dump that these samples could close (it closes dump_leave_s after it)
+    driving = stop is None and (dump is None or int(t[-1]) + 1 < dump["b"] + s.dump_leave_s * NS) and moving.all()
     standing = stop is not None and stop["k"] is None and not moving.any()
     if not (driving or standing):
         return None
@@ -229,24 +245,37 @@ def quiet_step(st: dict[str, Any], fixes: tuple[np.ndarray, ...], moving: np.nda
 
 def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
             p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest,
-            s: WeightLoadingSettings) -> tuple[list[dict], dict[str, Any]]:
+            s: WeightLoadingSettings, batch_evidence: np.ndarray | None = None) -> tuple[list[dict], dict[str, Any]]:
     """Feed one hauler's new samples (time order) through stops and legs: finished legs, and the new state.
 
     A finished leg is a dict with the cycle's times, positions, zones and counters, and ``evidence``: the
     payload counters (EVIDENCE) of the leg, its load stop and its dump, for ``payload_unusable``.
+    ``batch_evidence``: these samples' rows of the batch's ``evidence`` pass (first reading's pair unknown), if
+    the caller has it.
     """
     st = dict(st)
     last_t = int(st.get("t", -1))
     newer = t > last_t  # a sample at or before the last one seen was seen already (a replay restores the state)
     if not newer.all():
         t, x, y, lat, lon, v, p, fuel, eh = (a[newer] for a in (t, x, y, lat, lon, v, p, fuel, eh))
+        batch_evidence = None
     legs: list[dict] = []
     if len(t) == 0:
         return legs, st
-    moving = np.nan_to_num(v, nan=0.0) >= s.moving_kmh  # a sample without speed counts as standing
-    ev = evidence(p, moving, st.get("lp"), rated, s)
-    cum = np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float) + np.cumsum(ev, axis=0)
-    before = np.vstack([np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float), cum[:-1]])  # cum before sample i
+    with np.errstate(invalid="ignore"):
+        moving = v >= s.moving_kmh  # a sample without speed counts as standing (moving_kmh > 0)
+    if batch_evidence is None:
+        ev = evidence(p, moving, st.get("lp"), rated, s)
+    else:  # the batch's pass, with the first reading's pair with the one before this batch
+        ev, last_p = batch_evidence.copy(), st.get("lp")
+        if last_p is not None and np.isfinite(last_p) and np.isfinite(p[0]) and moving[0]:
+            ev[0, 2], ev[0, 3] = 1.0, float(p[0] == last_p)
+    start = np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float)
+    before = np.empty((len(t) + 1, len(EVIDENCE)))
+    before[0] = start
+    np.cumsum(ev, axis=0, out=before[1:])
+    before[1:] += start
+    cum = before[1:]  # counters after sample i; before[i]: before it
     span = int(s.min_drive_off_s * NS)
     pos_span = int(s.stop_position_s * NS)
     stop: dict[str, Any] | None = st.get("stop")  # open stop: a, c0, xs, ys, la, lo, f0, e0, k (drive-off)
@@ -255,12 +284,13 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
         return {"a": int(t[i]), "c0": before[i].tolist(), "ts": [], "xs": [], "ys": [], "la": [], "lo": [],
                 "f0": _num(fuel[i]), "e0": _num(eh[i]), "k": None}
 
-    def place(open_stop: dict[str, Any], a: int, b: int) -> None:
-        _place(open_stop, (t, x, y, lat, lon), a, b, pos_span)
+    fixed = np.isfinite(x) & np.isfinite(y) & np.isfinite(lat)
 
-    edges = np.flatnonzero(np.r_[True, moving[1:] != moving[:-1]])
-    ends = np.r_[edges[1:], len(t)]
-    for a, b in zip(edges.tolist(), ends.tolist(), strict=True):
+    def place(open_stop: dict[str, Any], a: int, b: int) -> None:
+        _place(open_stop, (t, x, y, lat, lon), a, b, pos_span, fixed)
+
+    edges = [0, *(np.flatnonzero(moving[1:] != moving[:-1]) + 1).tolist()]  # runs of moving or standing
+    for a, b in zip(edges, [*edges[1:], len(t)], strict=True):
         if not moving[a]:
             if stop is not None and stop["k"] is not None:  # standing again: did it move long enough before?
                 if int(t[a]) > stop["k"]["t"] + span:
@@ -281,7 +311,7 @@ def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: n
             stop = None
     st["stop"] = stop
     legs += _close_dump_if_left(st, stop, int(t[-1]), s)
-    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), [int(v) for v in cum[-1]]
+    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), cum[-1].astype(np.int64).tolist()
     if stop is None and st.get("leg") is None:  # nothing refers to the counters: start them again from zero
         st = {"t": st["t"], "lp": st["lp"]}
     return legs, st
@@ -291,28 +321,34 @@ def _num(value: float) -> float | None:
     return None if value != value else float(value)
 
 
+def _median(values: list[float]) -> float:
+    """Median of a short list of finite floats (a stop's fixes), as numpy's: the mean of the middle two."""
+    ordered, n = sorted(values), len(values)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+
+
 def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoadingSettings) -> list[dict]:
     """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
     legs: list[dict] = []
     length = (k["t"] - stop["a"]) / NS
-    kind, zone, where = "other", None, [None] * 4
-    if length >= min(s.load_stop_min_s, s.dump_stop_min_s) and stop["xs"]:  # else no load or dump: no test
-        fixes = np.sort(np.array([stop["xs"], stop["ys"], stop["la"], stop["lo"]]), axis=1)
-        n = fixes.shape[1]
-        where = ((fixes[:, (n - 1) // 2] + fixes[:, n // 2]) / 2).tolist()  # medians
-        # the loading units' positions of the last whole minute before the drive-off (already complete)
-        kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
-    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
-              "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"], "zone": zone}
     leg = st.get("leg")
     if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
         leg = None
-    if kind == "load" and length >= s.load_stop_min_s:
+    can_load = length >= s.load_stop_min_s
+    can_dump = length >= s.dump_stop_min_s and leg is not None
+    kind, zone, where = "other", None, [None] * 4
+    if (can_load or can_dump) and stop["xs"]:  # else neither a load nor a dump of a leg: no zone test
+        where = [_median(stop[key]) for key in ("xs", "ys", "la", "lo")]
+        # the loading units' positions of the last whole minute before the drive-off (already complete)
+        kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
+    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
+              "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"], "zone": zone}
+    if kind == "load" and can_load:
         if leg is not None and leg.get("dump") is not None:
             legs.append(_finish(leg))
         leg = {"load": record, "dump": None}
-    elif kind == "dump" and length >= s.dump_stop_min_s and leg is not None:
+    elif kind == "dump" and can_dump:
         if leg["dump"] is None:
             leg["dump"] = {**record, "first": record["a"], "first_c0": record["c0"]}
         else:
@@ -337,7 +373,7 @@ def _finish(leg: dict) -> dict:
     """A finished leg: cycle times and positions, and the evidence counted from load start to the end of the dump."""
     load, dump = leg["load"], leg["dump"]
     windows = [(load["c0"], dump["c1"]), (load["c0"], load["c1"]), (dump["first_c0"], dump["c1"])]
-    counts = [(np.asarray(b, float) - np.asarray(a, float)).tolist() for a, b in windows]
+    counts = [[float(j) - float(i) for i, j in zip(a, b, strict=True)] for a, b in windows]
     return {"load_start": load["a"], "loaded_at": load["b"], "haul_start": load["b"], "dump_start": dump["first"],
             "dumped_at": dump["b"], "load_lat": load["lat"], "load_lon": load["lon"], "dump_lat": dump["lat"],
             "dump_lon": dump["lon"], "fuel0": load["f0"], "eh0": load["e0"], "fuel1": dump["f1"], "eh1": dump["e1"],

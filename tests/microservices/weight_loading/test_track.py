@@ -152,13 +152,13 @@ def test_a_stop_beside_a_loading_unit_is_a_load_where_no_load_area_is_drawn() ->
     # a loader standing 30 m east of the spot for the whole run: its fixes as the service sums them per minute
     t = trace["t"]
     loader_x, loader_y = site().frame.to_xy(*DRAWN.to_lonlat(LOAD_XY[0] + 30.0, LOAD_XY[1]))
-    zones.units = track.unit_positions({}, np.full(len(t), "WL-9", object), t, np.full(len(t), float(loader_x)),
-                                       np.full(len(t), float(loader_y)), int(t[0]))
-    zones.unit_radius_m = 40.0
-    [leg] = run(trace, zones=zones)
+    units = track.unit_positions({}, np.full(len(t), "WL-9", object), t, np.full(len(t), float(loader_x)),
+                                 np.full(len(t), float(loader_y)), int(t[0]))
+    [leg] = run(trace, zones=zones.with_units(units, 40.0))
     assert leg["load_zone"] == "WL-9" and leg["dump_zone"] == "crusher" and leg["haul_start"] == at(trace, 270)
-    zones.unit_radius_m = 20.0  # the loader farther than the radius: not a load
-    assert run(trace, zones=zones) == []
+    assert run(trace, zones=zones.with_units(units, 20.0)) == []  # the loader farther than the radius: not a load
+    # the prepared test is shared by every site with this file: a batch's loading units never stay on it
+    assert zones.units == {} and zones.unit_radius_m == 0.0 and run(trace, zones=zones) == []
 
 
 def test_a_site_without_load_or_tipping_zones_cannot_find_legs() -> None:
