@@ -106,6 +106,9 @@ def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int, at: np.n
     lo = np.full(n, 0, np.int64)
     lo[index] = np.searchsorted(key, key[index] - window_ms, side="left")
     reach = int((index - lo[index]).max())
+    if reach == 0:  # every window holds the sample alone (a window shorter than the sampling interval)
+        out[index] = values[index]
+        return out
     offsets = np.arange(-reach, 1)
     for start in range(0, len(index), ROW_BLOCK):
         rows = index[start:start + ROW_BLOCK]
