@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import shapely
 
+from sitepulse.geo import time_to_collision
 from sitepulse.sitefile import SiteConfig, ZoneType
 
 
@@ -41,22 +42,6 @@ class TruthSettings:
     speeding_tolerance_kmh: float = 0.5
     speeding_min_s: float = 3.0
     queue_min_s: float = 5.0
-
-
-def time_to_collision(px, py, vx, vy, radius: float) -> np.ndarray:
-    """Seconds until two points at relative position p and relative velocity v come within radius.
-
-    Constant-velocity closest-approach model: 0 when already within radius, inf when the
-    closest approach stays outside it or the points separate.
-    """
-    a = vx * vx + vy * vy
-    b = 2 * (px * vx + py * vy)
-    c = px * px + py * py - radius * radius
-    disc = b * b - 4 * a * c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-    ttc = np.where((a > 1e-9) & (disc >= 0) & (b < 0), tau, np.inf)
-    return np.where(c <= 0, 0.0, ttc)
 
 
 class TruthRecorder:

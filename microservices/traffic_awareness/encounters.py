@@ -21,7 +21,7 @@ from microservices.sdk import Outputs
 from microservices.series import KEY_SPAN, stamps
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.track import Positions, Setup
-from sitepulse.geo import LocalFrame
+from sitepulse.geo import LocalFrame, time_to_collision
 
 WARNING, CRITICAL = 1, 2
 LEVEL_NAMES = {WARNING: "warning", CRITICAL: "critical"}
@@ -229,23 +229,6 @@ def close_pairs(instant: np.ndarray, machine: np.ndarray, x: np.ndarray, y: np.n
     i, j = np.where(swap, j, i), np.where(swap, i, j)
     near = np.hypot(x[j] - x[i], y[j] - y[i]) < radius_m
     return i[near], j[near]
-
-
-def time_to_collision(px: np.ndarray, py: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-                      radius_m: float) -> np.ndarray:
-    """Seconds until two machines at relative position p, relative velocity v, come within ``radius_m``.
-
-    Constant-velocity closest approach: 0 when already within the radius, inf when they separate or the
-    closest approach stays outside the radius (passing with a lateral offset is not a collision course).
-    """
-    a = vx * vx + vy * vy
-    b = 2 * (px * vx + py * vy)
-    c = px * px + py * py - radius_m * radius_m
-    disc = b * b - 4 * a * c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-    ttc = np.where((a > 1e-9) & (disc >= 0) & (b < 0), tau, np.inf)
-    return np.where(c <= 0, 0.0, ttc)
 
 
 def encounter_level(distance_m: np.ndarray, ttc_s: np.ndarray, *, warning_distance_m: float, warning_ttc_s: float,
