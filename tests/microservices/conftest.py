@@ -12,7 +12,6 @@ import pandas as pd
 import psycopg
 import pytest
 
-from ingest.partitions import Partitions
 from sitepulse.migrations import upgrade
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -56,18 +55,3 @@ def make_samples(site_id: str, machines: int, per_machine: int, seed: int = 7) -
             )
         )
     return pd.concat(frames, ignore_index=True)
-
-
-def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
-    """Store samples the way ingest does (duplicates stored once); one transaction per call."""
-    if rows.empty:
-        return 0
-    Partitions(enabled=True).ensure(conn, rows["ts"].min(), rows["ts"].max())
-    columns = ["site_id", "machine_id", "ts", "seq", "payload_kg", *(["received_at"] if "received_at" in rows else [])]
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO telemetry ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-            "ON CONFLICT DO NOTHING",
-            list(rows[columns].itertuples(index=False, name=None)),
-        )
-    return len(rows)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
-from conftest import START, enable, insert_telemetry, make_samples
+from conftest import START, enable, make_samples
 from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCount
 
 from evaluation.pipeline import arrival_orders, split
-from evaluation.stored import catch_up_fully
+from evaluation.stored import catch_up_fully, insert_telemetry
 from microservices.runner import Runner, ServiceHost
 from sitepulse.errors import SitePulseError
 
