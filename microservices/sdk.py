@@ -41,6 +41,7 @@ that the runner fills (it deletes rows by ``run_seq`` when it replays).
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,26 @@ class NoSettings(BaseModel):
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
+PreparedT = TypeVar("PreparedT")
+
+
+class SiteCache(Generic[PreparedT]):
+    """What a service prepares from a site file (zones, roads), built once per site file content and the settings
+    it depends on, shared by every instance and step of the process; the oldest dropped past ``limit`` sites."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._built: dict[tuple, PreparedT] = {}
+
+    def get(self, site: SiteConfig | None, build: Callable[[], PreparedT], *depends_on: Any) -> PreparedT:
+        """The object ``build()`` makes for this site file and ``depends_on`` (hashable), built the first time."""
+        key = (None if site is None else hashlib.sha1(site.model_dump_json().encode()).hexdigest(), *depends_on)
+        prepared = self._built.get(key)
+        if prepared is None:
+            if len(self._built) >= self.limit:
+                self._built.pop(next(iter(self._built)))
+            prepared = self._built[key] = build()
+        return prepared
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from the samples and the state alone; routes and the live map are in routes.py.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from microservices.positioning import detect, routes
 from microservices.positioning.layout import Layout
 from microservices.positioning.settings import PositioningSettings
 from microservices.positioning.track import Setup, track_of
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
@@ -67,6 +66,9 @@ KPIS = (
 )
 
 
+LAYOUTS: SiteCache[Layout] = SiteCache()
+
+
 class Positioning(Service[PositioningSettings]):
     """Positions cleaned of GNSS noise and jumps, zone visits, restricted entries, speeding and activity."""
 
@@ -85,18 +87,9 @@ class Positioning(Service[PositioningSettings]):
     migrations = Path(__file__).parent / "migrations"
     kpis = KPIS
 
-    def __init__(self) -> None:
-        self._layouts: dict[str, Layout] = {}
-
     def layout(self, site: SiteConfig) -> Layout:
         """The prepared zones of a site, cached by the site file's content."""
-        key = hashlib.sha1(site.model_dump_json().encode()).hexdigest()
-        layout = self._layouts.get(key)
-        if layout is None:
-            if len(self._layouts) > 64:
-                self._layouts.clear()
-            layout = self._layouts[key] = Layout(site)
-        return layout
+        return LAYOUTS.get(site, lambda: Layout(site))
 
     def process(self, batch: Batch, state: dict[str, Any], settings: PositioningSettings) -> tuple[Outputs, dict]:
         """Clean the new fixes with the carried tail and emit everything that became final."""

@@ -7,7 +7,6 @@ Close encounters (encounters.py), queues at load and dump zones (queueing.py) an
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
 from microservices.traffic_awareness import detect, routes
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.settings import TrafficSettings
@@ -65,6 +64,9 @@ def _frame_at(lat: float, lon: float) -> LocalFrame:
     return LocalFrame(lat, lon)
 
 
+LAYOUTS: SiteCache[Layout] = SiteCache()
+
+
 class TrafficAwareness(Service[TrafficSettings]):
     """Close encounters between machines, queues at loaders and dumps, congestion, and live alerts."""
 
@@ -85,18 +87,9 @@ class TrafficAwareness(Service[TrafficSettings]):
     kpis = KPIS
     alert_channel = "traffic"  # alerts go to sites/{site}/alerts/traffic
 
-    def __init__(self) -> None:
-        self._layouts: dict[str, Layout] = {}
-
     def layout(self, site: SiteConfig, settings: TrafficSettings) -> Layout:
         """The prepared zones and segments of a site, cached by the site file and segment length."""
-        key = hashlib.sha1((site.model_dump_json() + repr(settings.segment_length_m)).encode()).hexdigest()
-        layout = self._layouts.get(key)
-        if layout is None:
-            if len(self._layouts) > 64:
-                self._layouts.clear()
-            layout = self._layouts[key] = Layout(site, settings)
-        return layout
+        return LAYOUTS.get(site, lambda: Layout(site, settings), settings.segment_length_m)
 
     def process(self, batch: Batch, state: dict[str, Any], settings: TrafficSettings) -> tuple[Outputs, dict]:
         """Add the new fixes to each machine's tail, then emit what became final up to the site's frontier."""

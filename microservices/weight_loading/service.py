@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from microservices.motion import speed_over_ground
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
 from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.geo import LocalFrame
@@ -97,6 +97,9 @@ def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings) -> t
             rated[machine_id] = float(value)
             skipped.pop(machine_id, None)
     return rated, skipped
+
+
+ZONE_TESTS: SiteCache[track.ZoneTest] = SiteCache()  # one prepared zone test per site file and margin
 
 
 class WeightLoading(Service[WeightLoadingSettings]):
@@ -219,9 +222,8 @@ class WeightLoading(Service[WeightLoadingSettings]):
 
     def _zone_test(self, site: SiteConfig | None, settings: WeightLoadingSettings) -> track.ZoneTest:
         """The site's load and tipping zones, prepared once per site file and margin."""
-        key = (None if site is None else tuple((z.id, z.type, tuple(z.polygon)) for z in site.zones),
-               settings.zone_margin_m)
-        return _zone_tests(key, site, settings.zone_margin_m)
+        margin = settings.zone_margin_m
+        return ZONE_TESTS.get(site, lambda: track.ZoneTest(site, margin), margin)
 
     @staticmethod
     def _overload_alert(out: Outputs, site_id: str, machine_id: str, load: dict, rated: float,
@@ -255,19 +257,6 @@ class WeightLoading(Service[WeightLoadingSettings]):
         from microservices.weight_loading.routes import site_card
 
         return site_card(site_id, read, settings)
-
-
-_ZONE_TESTS: dict[tuple, track.ZoneTest] = {}
-
-
-def _zone_tests(key: tuple, site: SiteConfig | None, margin_m: float) -> track.ZoneTest:
-    """One prepared ZoneTest per site file and margin for the process (every service instance, every step)."""
-    test = _ZONE_TESTS.get(key)
-    if test is None:
-        if len(_ZONE_TESTS) >= 64:  # a host serving many sites: drop the oldest
-            _ZONE_TESTS.pop(next(iter(_ZONE_TESTS)))
-        test = _ZONE_TESTS[key] = track.ZoneTest(site, margin_m)
-    return test
 
 
 def loading_units(machines: pd.DataFrame) -> list[str]:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ValidationError
 
 from microservices.positioning import Positioning
 from microservices.positioning.settings import PositioningSettings
-from microservices.sdk import Batch, NoSettings, Outputs, Service, settings_parameter, validate_declaration
+from microservices.sdk import Batch, NoSettings, Outputs, Service, SiteCache, settings_parameter, validate_declaration
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.errors import SitePulseError
@@ -65,3 +65,21 @@ def test_a_sites_settings_are_read_only_values(model: type[BaseModel], field: st
         setattr(settings, field, 2.0)
     with pytest.raises(ValidationError, match="frozen"):
         settings.motion.max_step_s = 9.0
+
+
+def test_a_site_cache_builds_once_per_site_file_and_setting_and_drops_the_oldest() -> None:
+    from sitepulse.sitefile import SiteConfig
+
+    built: list[tuple] = []
+    cache: SiteCache[tuple] = SiteCache(limit=2)
+
+    def get(site: SiteConfig | None, margin: float) -> tuple:
+        return cache.get(site, lambda: built.append((site, margin)) or (site, margin), margin)
+
+    north, south = SiteConfig(name="north"), SiteConfig(name="south")
+    assert get(north, 10) is get(SiteConfig(name="north"), 10)  # same content: built once
+    get(north, 20)
+    assert len(built) == 2
+    get(south, 10)  # a third key: the oldest (north, 10) goes
+    get(north, 10)
+    assert len(built) == 4 and get(None, 10) == (None, 10)
