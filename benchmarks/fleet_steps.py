@@ -84,8 +84,8 @@ def raw_fuse(track_vx, track_vy, speed_kmh, heading_deg, settings=None, key=None
     return _raw(speed_kmh, heading_deg)
 
 
-def raw_speed_over_ground(machine, t_ms, x, y, speed_kmh, tails, settings=None):
-    return np.asarray(speed_kmh, float), tails
+def raw_fused_speed(arrays, haulers, frame, carried):
+    return arrays["v"], carried
 
 
 class NoTrackCycles(weight_service.WeightLoadingSettings):
@@ -95,7 +95,7 @@ class NoTrackCycles(weight_service.WeightLoadingSettings):
 
 
 FUSED = {"traffic": traffic_detect.motion_from_fixes, "positioning": positioning_detect.fuse,
-         "weight": weight_service.speed_over_ground, "weight_settings": weight_service.WeightLoading.Settings}
+         "weight": weight_service.fused_speed, "weight_settings": weight_service.WeightLoading.Settings}
 
 
 def use_motion(fused: bool) -> None:
@@ -104,7 +104,7 @@ def use_motion(fused: bool) -> None:
     track, or neither."""
     traffic_detect.motion_from_fixes = FUSED["traffic"] if fused else raw_motion_from_fixes
     positioning_detect.fuse = FUSED["positioning"] if fused else raw_fuse
-    weight_service.speed_over_ground = FUSED["weight"] if fused else raw_speed_over_ground
+    weight_service.fused_speed = FUSED["weight"] if fused else raw_fused_speed
     weight_service.WeightLoading.Settings = FUSED["weight_settings"] if fused else NoTrackCycles
 
 

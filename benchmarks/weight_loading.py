@@ -61,13 +61,12 @@ def run_service(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: st
 def run_unguarded(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: str | None) -> float:
     """``run_service`` without fault handling: the reported speed as it comes (no speed over ground) and no
     cycles from the track, as the service was before issue #18 (its fixes are still projected)."""
-    fused = weight_service.speed_over_ground
-    weight_service.speed_over_ground = lambda machine, t_ms, x, y, speed_kmh, carried, settings=None: (
-        speed_kmh, carried)
+    fused = weight_service.fused_speed
+    weight_service.fused_speed = lambda arrays, haulers, frame, carried: (arrays["v"], carried)
     try:
         return run_service(telemetry, machines, site, chunk, WeightLoadingSettings(track_cycles=False))
     finally:
-        weight_service.speed_over_ground = fused
+        weight_service.fused_speed = fused
 
 
 def run_baseline(telemetry: pd.DataFrame) -> float:

@@ -6,7 +6,8 @@ send nothing, some are mounted backwards, a speed signal freezes. Positions are 
 tracker sends, so every service that needs motion (dead reckoning, time to collision, the GNSS jump gate,
 lane and road matching, speeding, activity) takes it from here: the reported heading and speed are used
 only where they agree with the track within a tolerance, else the track wins. Shared by the built-in
-services through the SDK package (no service imports another for it).
+services through the SDK package (no service imports another for it). Services that need only speed take it
+from ``ground_speed.py``, the same check and the same track estimate walked sample by sample.
 
 All functions are vectorised over samples sorted by (machine, time) with integer-millisecond times;
 the track velocity is causal (only earlier fixes), so an alert never waits for a future sample and the
@@ -18,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.series import KEY_BITS, KEY_SPAN, ROW_BLOCK
@@ -132,7 +132,7 @@ def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarra
     if len(t) < 2:
         return np.full(len(t), np.nan), np.full(len(t), np.nan)
     sx, sy = _steps(group, t, x, y, settings)
-    vx, vy, _ = _velocity(np.asarray(group, np.int64) * KEY_SPAN + t, sx, sy, settings)
+    vx, vy = _velocity(np.asarray(group, np.int64) * KEY_SPAN + t, sx, sy, settings)
     return vx, vy
 
 
@@ -156,27 +156,23 @@ def _steps(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, setti
     return sx, sy
 
 
-def _velocity(key: np.ndarray, sx: np.ndarray, sy: np.ndarray, settings: MotionSettings,
-              odd_known: np.ndarray | None = None, at: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Track velocity from the step velocities (rows sorted by ``key``), and which steps were a jump's edge.
-    ``odd_known``: that verdict where already made (1/0, -1 unknown); ``at``: compute only there."""
+def _velocity(key: np.ndarray, sx: np.ndarray, sy: np.ndarray, settings: MotionSettings
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Track velocity from the step velocities (rows sorted by ``key``)."""
     step = np.hypot(sx, sy)
     window = int(round(settings.track_window_s * 1000))
     # a step into or out of a GNSS jump is far faster or slower than the steps around it: left out, so the
     # short window that follows turns closely is not thrown by jumps
-    typical = _causal_median(key, step, window, at)
+    typical = _causal_median(key, step, window)
     odd = np.abs(step - typical) * 3.6 > settings.step_tolerance_kmh + settings.step_tolerance_share * typical * 3.6
-    if odd_known is not None:
-        odd = np.where(odd_known >= 0, odd_known > 0, odd)
     kx, ky = np.where(odd, np.nan, sx), np.where(odd, np.nan, sy)
     short = int(round(settings.predict_window_s * 1000))
-    vx, vy = _causal_median(key, kx, short, at), _causal_median(key, ky, short, at)
-    fallback = ~np.isfinite(vx) if at is None else ~np.isfinite(vx) & at
+    vx, vy = _causal_median(key, kx, short), _causal_median(key, ky, short)
+    fallback = ~np.isfinite(vx)
     if fallback.any():
         wx, wy = _causal_median(key, sx, window, fallback), _causal_median(key, sy, window, fallback)
         vx, vy = np.where(fallback, wx, vx), np.where(fallback, wy, vy)
-    return vx, vy, odd
+    return vx, vy
 
 
 def _trusted(key: np.ndarray, checked: np.ndarray, agrees: np.ndarray, settings: MotionSettings,
@@ -268,97 +264,3 @@ def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.nda
     tvx, tvy = track_velocity(group, t, x, y, settings)
     key = np.asarray(group, np.int64) * KEY_SPAN + np.asarray(t, np.int64)
     return fuse(tvx, tvy, speed_kmh, heading_deg, settings, key)
-
-
-def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                      carried: dict[str, list], settings: MotionSettings | None = None
-                      ) -> tuple[np.ndarray, dict[str, list]]:
-    """Speed per sample for services that need only speed: the reported one while it agrees with the track,
-    else the track's. Rows sorted by (machine, time). ``carried`` holds, per machine, what the next samples
-    need of the earlier ones (flat JSON lists): the last fix, the step velocities of the track window and
-    the speed checks of the trust window; nothing already judged is computed again, and batches split
-    anywhere give the same speeds."""
-    settings = settings or MotionSettings()
-    if carried.get("v") != 3:
-        carried = {}
-    machine = np.asarray(machine, object)
-    n_new = len(machine)
-    names = pd.Index(carried.get("ids", [])).append(pd.Index(machine)).unique()
-    ids_of = np.asarray(carried.get("ids", []), object)
-    fix_m = names.get_indexer(ids_of)
-    step_m = np.repeat(fix_m, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64))
-    check_m = np.repeat(fix_m, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64))
-    new_m = names.get_indexer(machine)
-    # carried times are ms before the machine's newest fix; a check packs its time and verdict in one int
-    fix_t = np.asarray(carried.get("ft", []), np.int64)
-    step_t = np.repeat(fix_t, np.asarray(carried.get("sn", [0] * len(ids_of)), np.int64)) - np.asarray(
-        carried.get("st", []), np.int64)
-    packed = np.asarray(carried.get("c", []), np.int64)
-    check_t = np.repeat(fix_t, np.asarray(carried.get("cn", [0] * len(ids_of)), np.int64)) - packed // 2
-    # one row per carried step (kind 0), carried last fix (1), new sample (2); sorted by machine, time, kind
-    n_s, n_f = len(step_m), len(fix_m)
-    kind = np.r_[np.zeros(n_s, np.int8), np.ones(n_f, np.int8), np.full(n_new, 2, np.int8)]
-    group = np.r_[step_m, fix_m, new_m].astype(np.int64)
-    t = np.r_[step_t, fix_t, np.asarray(t_ms, np.int64)]
-    nan_s = np.full(n_s, np.nan)
-    xs = np.r_[nan_s, np.asarray(carried.get("fx", []), float), np.round(np.asarray(x, float), 3)]
-    ys = np.r_[nan_s, np.asarray(carried.get("fy", []), float), np.round(np.asarray(y, float), 3)]
-    key = group * KEY_SPAN + t
-    order = np.lexsort((kind, key))
-    key, kind, group, t, xs, ys = key[order], kind[order], group[order], t[order], xs[order], ys[order]
-    new = kind == 2
-    sx, sy = _steps(group, t, xs, ys, settings)
-    step_rows = kind == 0
-    carried_sx = np.r_[np.asarray(carried.get("sx", []), float), np.full(n_f + n_new, np.nan)][order]
-    carried_sy = np.r_[np.asarray(carried.get("sy", []), float), np.full(n_f + n_new, np.nan)][order]
-    odd_known = np.r_[np.asarray(carried.get("so", []), np.int8), np.full(n_f + n_new, -1, np.int8)][order]
-    sx, sy = np.where(step_rows, carried_sx, sx), np.where(step_rows, carried_sy, sy)
-    vx, vy, odd = _velocity(key, sx, sy, settings, odd_known, at=new)
-    track_kmh = np.hypot(vx, vy)[new] * 3.6
-    speed_r = np.asarray(speed_kmh, float)[order[new] - n_s - n_f]
-    has_track = np.isfinite(track_kmh)
-    checked = has_track & np.isfinite(speed_r)
-    tol = settings.speed_tolerance_kmh + settings.speed_tolerance_share * np.nan_to_num(track_kmh)
-    agrees_now = checked & (np.abs(speed_r - track_kmh) <= tol)
-    # the checks of the trust window: carried ones (each checked) before the new samples'
-    n_c = len(check_m)
-    c_key = np.r_[check_m.astype(np.int64) * KEY_SPAN + check_t, key[new]]
-    c_order = np.lexsort((np.r_[np.zeros(n_c, np.int8), np.ones(int(new.sum()), np.int8)], c_key))
-    c_checked = np.r_[np.ones(n_c, bool), checked][c_order]
-    c_agrees = np.r_[(packed % 2).astype(bool), agrees_now][c_order]
-    trusted = np.empty(len(c_key), bool)
-    trusted[c_order] = _trusted(c_key[c_order], c_checked, c_agrees, settings, settings.speed_trust_share)
-    agrees = checked & trusted[n_c:]
-    used = np.isfinite(speed_r) & (agrees | ~has_track)
-    out = np.empty(n_new)
-    out[order[new] - n_s - n_f] = np.where(used, speed_r, np.where(has_track, track_kmh, np.nan))
-    return out, _carry(names, group, t, kind, xs, ys, sx, sy, odd, c_key[c_order], c_checked, c_agrees,
-                       settings)
-
-
-def _carry(names: pd.Index, group: np.ndarray, t: np.ndarray, kind: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-           sx: np.ndarray, sy: np.ndarray, odd: np.ndarray, c_key: np.ndarray, c_checked: np.ndarray,
-           c_agrees: np.ndarray, settings: MotionSettings) -> dict[str, list]:
-    """What speed_over_ground's next call needs, per machine: its newest fix, the steps of the track window
-    before its newest time and the checks of the trust window (flat lists, machines in one order)."""
-    machines = len(names)
-    newest = np.full(machines, np.iinfo(np.int64).min)
-    np.maximum.at(newest, group, t)
-    fix = (kind > 0) & np.isfinite(xs) & np.isfinite(ys)
-    last = np.full(machines, -1)
-    np.maximum.at(last, group[fix], np.flatnonzero(fix))
-    has = last >= 0
-    window = int(round(settings.track_window_s * 1000))
-    steps = np.isfinite(sx) & (t > newest[group] - window)
-    c_group, c_t = c_key >> KEY_BITS, c_key & (KEY_SPAN - 1)
-    checks = c_checked & (c_t > newest[c_group] - int(round(settings.trust_window_s * 1000)))
-    f = last[has]
-    fix_t = np.zeros(machines, np.int64)
-    fix_t[has] = t[f]
-    # times as ms before the machine's newest fix (short in JSON); a check as that * 2 + its verdict
-    return {"v": 3, "ids": names[has].tolist(), "ft": t[f].tolist(), "fx": xs[f].tolist(), "fy": ys[f].tolist(),
-            "sn": np.bincount(group[steps], minlength=machines)[has].tolist(),
-            "st": (fix_t[group[steps]] - t[steps]).tolist(), "sx": sx[steps].tolist(), "sy": sy[steps].tolist(),
-            "so": odd[steps].astype(int).tolist(),
-            "cn": np.bincount(c_group[checks], minlength=machines)[has].tolist(),
-            "c": ((fix_t[c_group[checks]] - c_t[checks]) * 2 + c_agrees[checks]).tolist()}

@@ -25,6 +25,18 @@ def _transformers(origin_lat: float, origin_lon: float) -> tuple[Transformer, Tr
             Transformer.from_crs(proj, "EPSG:4326", always_xy=True))
 
 
+_WGS84_A, _WGS84_E2 = 6378137.0, 0.00669437999014
+
+
+@lru_cache(maxsize=64)
+def _tangent_scale(lat_deg: float) -> tuple[float, float]:
+    """Metres per degree of longitude and of latitude at ``lat_deg`` on the WGS84 ellipsoid."""
+    phi = np.radians(lat_deg)
+    w = 1.0 - _WGS84_E2 * np.sin(phi) ** 2
+    prime_vertical, meridian = _WGS84_A / np.sqrt(w), _WGS84_A * (1.0 - _WGS84_E2) / w ** 1.5
+    return float(np.radians(1.0) * prime_vertical * np.cos(phi)), float(np.radians(1.0) * meridian)
+
+
 @dataclass(frozen=True)
 class LocalFrame:
     """Projects lon/lat arrays to x/y metres around (origin_lat, origin_lon) and back."""
@@ -43,6 +55,20 @@ class LocalFrame:
         """Metres east and north of the origin."""
         x, y = self._forward.transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
         return np.asarray(x), np.asarray(y)
+
+    @property
+    def metres_per_degree(self) -> tuple[float, float]:
+        """Metres per degree of longitude and of latitude at the origin: the scale of ``near_xy``."""
+        return _tangent_scale(self.origin_lat)
+
+    def near_xy(self, lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Metres east and north on the plane tangent at the origin (WGS84 radii there): for steps between
+        consecutive fixes and distances of a few hundred metres, which it gives within 0.2 % on a 10 km site below
+        70° latitude, at a thirtieth of ``to_xy``'s cost per fix. Not for testing positions against zones: its absolute
+        positions part from ``to_xy``'s with the square of the distance from the origin (metres at 5 km)."""
+        east, north = self.metres_per_degree
+        return ((np.asarray(lon, dtype=float) - self.origin_lon) * east,
+                (np.asarray(lat, dtype=float) - self.origin_lat) * north)
 
     def to_lonlat(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """WGS84 longitude and latitude of local x/y metres."""

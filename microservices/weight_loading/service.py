@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from microservices.motion import speed_over_ground
+from microservices.ground_speed import speeds_of_runs
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
 from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
@@ -25,7 +25,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: stops keep lat/lon only, speed over ground carries its v4 window
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
@@ -141,44 +141,14 @@ class WeightLoading(Service[WeightLoadingSettings]):
         cycles: list[dict] = []
         arrays = detect.batch_arrays(telemetry)
         machine = telemetry["machine_id"].to_numpy()
-        # speed over ground where the reported speed is missing or disagrees with the track (a stuck or dead
-        # speed signal would hide every drive-off); a healthy signal is used as reported
-        hauling = pd.Series(machine).isin(list(rated)).to_numpy()  # hashed: np.isin sorts objects
-        if hauling.any():
+        slices = machine_slices(machine)
+        haulers = [run for run in slices if run[0] in rated]
+        if haulers:
             frame = batch.site.frame if batch.site is not None and (batch.site.zones or batch.site.paths) else \
                 LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),
                                                         round(float(np.nanmedian(arrays["lon"])), 2)]))
-            x, y = frame.to_xy(arrays["lon"][hauling], arrays["lat"][hauling])
-            t_ms = arrays["t"][hauling] // 1_000_000
-            arrays["v"] = arrays["v"].copy()
-            arrays["v"][hauling], state["sog"] = speed_over_ground(machine[hauling], t_ms, x, y,
-                                                                   arrays["v"][hauling], state.get("sog", {}))
-        x_all = np.full(len(machine), np.nan)
-        y_all = np.full(len(machine), np.nan)
-        if hauling.any():
-            x_all[hauling], y_all[hauling] = x, y
-        zones = self._zone_test(batch.site, settings) if settings.track_cycles else None
-        slices = machine_slices(machine)
-        if zones is not None and settings.loader_radius_m > 0:  # where the loading units stand, minute by minute
-            loaders = set(loading_units(batch.machines))
-            units = np.zeros(len(machine), bool)
-            for machine_id, lo, hi in slices:
-                units[lo:hi] = machine_id in loaders
-            if units.any():
-                frame = batch.site.frame if batch.site is not None else None
-                if frame is not None:
-                    ux, uy = frame.to_xy(arrays["lon"][units], arrays["lat"][units])
-                    state["units"] = track.unit_positions(state.get("units", {}), machine[units], arrays["t"][units],
-                                                          ux, uy, int(arrays["t"].min()))
-            zones = zones.with_units(state.get("units", {}), settings.loader_radius_m)
-        quiet: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        if zones is not None and zones.usable and hauling.any():  # the payload evidence of every row at once
-            moving = np.nan_to_num(arrays["v"], nan=0.0) >= settings.moving_kmh
-            starts = np.concatenate([[True], machine[1:] != machine[:-1]])
-            rated_row = np.repeat([rated.get(m, np.nan) for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
-            ev = track.evidence(arrays["p"], moving, None, rated_row, settings, starts=starts)
-            quiet = (moving, np.add.reduceat(ev, np.flatnonzero(starts), axis=0), ev)
-            slice_of = np.cumsum(starts) - 1
+            arrays["v"], state["sog"] = fused_speed(arrays, haulers, frame, state.get("sog", {}))
+        legs_of = self._track_legs(batch, state, arrays, machine, slices, haulers, rated, machines_state, settings)
         for machine_id, lo, hi in slices:
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
@@ -200,16 +170,9 @@ class WeightLoading(Service[WeightLoadingSettings]):
                                                   rated[machine_id], settings)
                 for load in loads:
                     self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
-            if quiet is not None and zones is not None:
-                fixes = (arrays["t"][lo:hi], x_all[lo:hi], y_all[lo:hi], arrays["lat"][lo:hi], arrays["lon"][lo:hi])
-                step = track.quiet_step(ms.get("trk", {}), fixes, quiet[0][lo:hi], arrays["p"][lo:hi],
-                                        quiet[1][slice_of[lo]], settings)
-                if step is not None:
-                    ms = {**ms, "trk": step}
-                else:
-                    found, ms = track_cycles(found, prev_dump, ms, {k: v[lo:hi] for k, v in arrays.items()},
-                                             x_all[lo:hi], y_all[lo:hi], rated[machine_id], zones, settings,
-                                             quiet[2][lo:hi])
+            if machine_id in legs_of:
+                legs, trk = legs_of[machine_id]
+                found, ms = track_cycles(found, prev_dump, {**ms, "trk": trk}, legs, settings)
             made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
             if found:
                 ms["prev_dump"] = last_dump
@@ -219,6 +182,31 @@ class WeightLoading(Service[WeightLoadingSettings]):
             out.write("cycles", detect.cycles_frame(cycles))
         state["m"], state["skipped"] = machines_state, known_skipped
         return out, state
+
+    def _track_legs(self, batch: Batch, state: dict[str, Any], arrays: dict[str, np.ndarray], machine: np.ndarray,
+                    slices: list[tuple[str, int, int]], haulers: list[tuple[str, int, int]], rated: dict[str, float],
+                    machines_state: dict[str, Any], settings: WeightLoadingSettings
+                    ) -> dict[str, tuple[list[dict], dict[str, Any]]]:
+        """Per hauler, the legs its track finished in this batch and its new track state (none without usable
+        load and tipping zones, or with ``track_cycles`` off). Updates where the loading units stood."""
+        if not settings.track_cycles:
+            return {}
+        zones = self._zone_test(batch.site, settings)
+        if settings.loader_radius_m > 0 and batch.site is not None:  # where the loading units stand, by minute
+            loaders = set(loading_units(batch.machines))
+            units = np.repeat([m in loaders for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
+            if units.any():
+                ux, uy = batch.site.frame.near_xy(arrays["lon"][units], arrays["lat"][units])
+                state["units"] = track.unit_positions(state.get("units", {}), machine[units], arrays["t"][units],
+                                                      ux, uy, int(arrays["t"].min()))
+            zones = zones.with_units(state.get("units", {}), settings.loader_radius_m)
+        if not zones.usable or not haulers:
+            return {}
+        walked = track.advance_all([(lo, hi) for _, lo, hi in haulers], arrays["t"], arrays["lat"], arrays["lon"],
+                                   arrays["v"], arrays["p"], arrays["fuel"], arrays["eh"],
+                                   [rated[m] for m, _, _ in haulers],
+                                   [machines_state.get(m, {}).get("trk", {}) for m, _, _ in haulers], zones, settings)
+        return {m: result for (m, _, _), result in zip(haulers, walked, strict=True)}
 
     def _zone_test(self, site: SiteConfig | None, settings: WeightLoadingSettings) -> track.ZoneTest:
         """The site's load and tipping zones, prepared once per site file and margin."""
@@ -267,9 +255,17 @@ def loading_units(machines: pd.DataFrame) -> list[str]:
     return [str(m) for m, k in zip(machines["machine_id"].tolist(), kinds, strict=True) if k in LOADING_KINDS]
 
 
-def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], new: dict[str, np.ndarray],
-                 x: np.ndarray, y: np.ndarray, rated: float, zones: track.ZoneTest, settings: WeightLoadingSettings,
-                 evidence: np.ndarray | None = None) -> tuple[list[dict], dict[str, Any]]:
+def fused_speed(arrays: dict[str, np.ndarray], haulers: list[tuple[str, int, int]], frame: LocalFrame,
+                carried: dict[str, list]) -> tuple[np.ndarray, dict[str, list]]:
+    """Haulers' speed over ground where their reported speed is missing or disagrees with the track (a stuck or
+    dead speed signal would hide every drive-off); a healthy signal is used as reported. Steps are measured on
+    the site frame's tangent plane (only steps count)."""
+    return speeds_of_runs(haulers, arrays["t"], arrays["lon"], arrays["lat"], frame.metres_per_degree, arrays["v"],
+                          carried)
+
+
+def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], legs: list[dict],
+                 settings: WeightLoadingSettings) -> tuple[list[dict], dict[str, Any]]:
     """Add the legs of the track the payload could not show, as cycles without a payload.
 
     A leg the payload machine found a cycle in (in ``found``, or its last dump before this batch,
@@ -278,8 +274,6 @@ def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], 
     starts over after it (a reading stuck at a load would otherwise hold it loaded).
     """
     ms = dict(ms)
-    legs, ms["trk"] = track.advance(new["t"], x, y, new["lat"], new["lon"], new["v"], new["p"], new["fuel"],
-                                    new["eh"], ms.get("trk", {}), rated, zones, settings, evidence)
     weighed = [c["dumped_at"] for c in found] + ([prev_dump["t"]] if prev_dump else [])
     slack = int(settings.dump_leave_s * NS)
     found = list(found)

@@ -31,41 +31,18 @@ standing/moving runs and stops, never over samples.
 
 from __future__ import annotations
 
-import bisect
 import copy
+import math
 from typing import Any
 
 import numpy as np
 import shapely
 
+from microservices.weight_loading import stops
 from microservices.weight_loading.settings import WeightLoadingSettings
+from microservices.weight_loading.stops import EVIDENCE, NS
 
-NS = 1_000_000_000
-# evidence counters, cumulative per hauler: samples, payload missing, moving pairs with payload, unchanged pairs,
-# readings out of physical range
-EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
-
-
-def evidence(p: np.ndarray, moving: np.ndarray, last_p: float | None, rated: float | np.ndarray,
-             s: WeightLoadingSettings, starts: np.ndarray | None = None) -> np.ndarray:
-    """Per-sample payload evidence (samples x EVIDENCE), given the hauler's last payload before the batch.
-
-    For a whole batch at once, ``starts`` marks each machine's first row (its previous reading is unknown
-    here: ``quiet_step`` adds it from the state) and ``rated`` is per row.
-    """
-    prev = np.r_[np.nan if last_p is None else last_p, p[:-1]]
-    if starts is not None:
-        prev[starts] = np.nan
-    has = np.isfinite(p)
-    pair = moving & has & np.isfinite(prev)
-    out = np.zeros((len(p), len(EVIDENCE)))
-    out[:, 0] = 1.0
-    out[:, 1] = ~has
-    out[:, 2] = pair
-    out[:, 3] = pair & (p == prev)
-    with np.errstate(invalid="ignore"):
-        out[:, 4] = has & ((p < -s.tare_min_fraction * rated) | (p > s.payload_max_fraction * rated))
-    return out
+__all__ = ["EVIDENCE", "NS", "ZoneTest", "advance", "advance_all", "payload_unusable", "unit_positions"]
 
 
 def payload_unusable(windows: list[list[float]], s: WeightLoadingSettings) -> str | None:
@@ -100,40 +77,50 @@ UNIT_KEEP_S = 600  # ... for this long (a loading unit barely moves while it loa
 
 def unit_positions(saved: dict[str, Any], unit: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
                    batch_start: int) -> dict[str, Any]:
-    """Add loading units' fixes (rows sorted by unit, time) to their per-minute sums [minute, sx, sy, n].
+    """Add loading units' fixes (rows sorted by unit, time; x, y from the site frame's ``near_xy``) to their
+    per-minute sums [minute, sx, sy, n].
 
     Sums, not medians, so any split of the telemetry gives the same means; a minute is dropped once no stop
     ending in this batch (from ``batch_start``, ns) can look it up (``UNIT_KEEP_S`` before the minute before).
     """
     oldest = batch_start // (UNIT_BIN_S * NS) - 1 - UNIT_KEEP_S // UNIT_BIN_S
-    out = {k: [list(r) for r in v if r[0] > oldest] for k, v in saved.items()}
+    # rows are never changed in place: the saved state's lists are shared until a minute is added or grows
+    out = {k: v if not v or v[0][0] > oldest else [r for r in v if r[0] > oldest] for k, v in saved.items()}
     ok = np.isfinite(x) & np.isfinite(y)
     if not ok.any():
         return out
     unit, t, x, y = unit[ok], t[ok], x[ok], y[ok]
     minute = t // (UNIT_BIN_S * NS)
-    starts = np.flatnonzero(np.r_[True, (unit[1:] != unit[:-1]) | (minute[1:] != minute[:-1])])
-    sx, sy = np.add.reduceat(x, starts), np.add.reduceat(y, starts)
-    n = np.diff(np.r_[starts, len(t)])
-    for i, a in enumerate(starts.tolist()):
-        rows = out.setdefault(str(unit[a]), [])
-        m = int(minute[a])
-        if rows and rows[-1][0] == m:
-            rows[-1] = [m, rows[-1][1] + float(sx[i]), rows[-1][2] + float(sy[i]), rows[-1][3] + int(n[i])]
-        elif not rows or rows[-1][0] < m:
-            rows.append([m, float(sx[i]), float(sy[i]), int(n[i])])
+    starts = np.flatnonzero(np.concatenate(([True], (unit[1:] != unit[:-1]) | (minute[1:] != minute[:-1]))))
+    names = unit[starts].tolist()
+    sums = [list(r) for r in zip(minute[starts].tolist(), np.add.reduceat(x, starts).tolist(),
+                                 np.add.reduceat(y, starts).tolist(), np.diff(np.append(starts, len(t))).tolist(),
+                                 strict=True)]
+    first = 0
+    for i in range(1, len(names) + 1):  # each unit's new minutes after its saved ones
+        if i < len(names) and names[i] == names[first]:
+            continue
+        rows, new = out.get(names[first], []), sums[first:i]
+        if rows and rows[-1][0] == new[0][0]:  # the saved last minute goes on
+            m, sx, sy, n = rows[-1]
+            rows, new = rows[:-1], [[m, sx + new[0][1], sy + new[0][2], n + new[0][3]], *new[1:]]
+        out[names[first]] = [*rows, *(r for r in new if not rows or r[0] > rows[-1][0])]
+        first = i
     return out
 
 
 class ZoneTest:
-    """Which stops are at a load area and which at a tipping area (polygons grown by a margin, local metres);
-    beside a loading unit (loader, excavator) counts as a load area too, for sites whose load areas are not drawn."""
+    """Which stops are at a load area and which at a tipping area (polygons grown by a margin, in metres on the
+    site frame's tangent plane, where a stop's position costs two multiplications and loading units' positions
+    are summed); beside a loading unit (loader, excavator) counts as a load area too, for sites whose load areas
+    are not drawn."""
 
     def __init__(self, site: Any, margin_m: float) -> None:
         from sitepulse.sitefile import ZoneType
         from sitepulse.zones import ZoneIndex
 
         self.index = ZoneIndex(site) if site is not None and site.zones else None
+        self.frame = site.frame if self.index is not None else None
         self.margin_m = margin_m
         zones = self.index.zones if self.index is not None else []
         self.load = np.array([z.type == ZoneType.load for z in zones], bool)
@@ -141,8 +128,10 @@ class ZoneTest:
         self.ids = [z.id for z in zones]
         # (kind, id, grown polygon, bounds) of the load and tipping zones, load first as in ZoneIndex's priority
         self.shapes: list[tuple[str, str, Any, tuple[float, ...]]] = []
-        for zone, polygon in zip(zones, self.index.polygons if self.index is not None else [], strict=True):
+        for zone in zones:
             if zone.type in (ZoneType.load, ZoneType.dump):
+                lon, lat = np.asarray(zone.polygon, float).T
+                polygon = shapely.Polygon(np.column_stack(self.frame.near_xy(lon, lat)))
                 grown = polygon.buffer(margin_m) if margin_m else polygon
                 shapely.prepare(grown)
                 self.shapes.append((zone.type.value, zone.id, grown, grown.bounds))
@@ -160,20 +149,30 @@ class ZoneTest:
         """A tipping zone is drawn, and a load zone or loading units are known: else a stop says nothing."""
         return bool(self.dump.any() and (self.load.any() or self.unit_radius_m > 0))
 
-    def kind(self, x: float | None, y: float | None, at: int | None = None) -> tuple[str, str | None]:
-        """('load' | 'dump' | 'other', zone id or loading unit) of a stop's position (None: no fix while it
-        stood); ``at``: when it stopped (ns), for the loading units' positions then."""
-        if self.index is None or x is None or y is None:
-            return "other", None
-        for name in ("load", "dump"):
-            for kind, zone_id, shape, (x0, y0, x1, y1) in self.shapes:
-                if kind == name and x0 <= x <= x1 and y0 <= y <= y1 and shapely.contains_xy(shape, x, y):
-                    return name, zone_id
-        unit = self.unit_near(x, y, at)
-        return ("load", unit) if unit is not None else ("other", None)
+    def kinds(self, lon: np.ndarray, lat: np.ndarray, at: np.ndarray) -> list[tuple[str, str | None]]:
+        """('load' | 'dump' | 'other', zone id or loading unit) of stops' positions (one zone test per zone for
+        all of them); ``at``: when each stopped (ns), for the loading units' positions then."""
+        n = len(lon)
+        if self.frame is None:
+            return [("other", None)] * n
+        x, y = self.frame.near_xy(lon, lat)
+        found: list[tuple[str, str | None] | None] = [None] * n
+        undecided = np.ones(n, bool)
+        for name in ("load", "dump"):  # a load zone wins over a tipping zone it overlaps
+            for kind, zone_id, shape, _ in self.shapes:
+                if kind == name and undecided.any():
+                    inside = undecided & shapely.contains_xy(shape, x, y)
+                    for i in np.flatnonzero(inside).tolist():
+                        found[i] = (name, zone_id)
+                    undecided &= ~inside
+        for i in np.flatnonzero(undecided).tolist():
+            unit = self.unit_near(float(x[i]), float(y[i]), int(at[i]))
+            found[i] = ("load", unit) if unit is not None else ("other", None)
+        return found  # type: ignore[return-value]
 
     def unit_near(self, x: float, y: float, at: int | None) -> str | None:
-        """The loading unit within ``unit_radius_m`` of (x, y) in the newest minute at or before ``at``."""
+        """The loading unit within ``unit_radius_m`` of (x, y) (tangent plane) in the newest minute at or before
+        ``at``."""
         if at is None or self.unit_radius_m <= 0:
             return None
         minute = at // (UNIT_BIN_S * NS)
@@ -183,167 +182,82 @@ class ZoneTest:
             if then is None or then[0] <= minute - UNIT_KEEP_S // UNIT_BIN_S:
                 continue
             _, sx, sy, n = then
-            d = float(np.hypot(sx / n - x, sy / n - y))
+            d = math.hypot(sx / n - x, sy / n - y)
             if d <= best_d:
                 best, best_d = unit, d
         return best
 
 
-def _place(stop: dict[str, Any], fixes: tuple[np.ndarray, ...], a: int, b: int, span: int,
-           fixed: np.ndarray | None = None) -> None:
-    """Keep the fixes (t, x, y, lat, lon) of the stop's last ``span`` ns of standing (samples a..b-1 stand).
-    ``fixed``: which samples have a whole fix, when the caller has it for all of them."""
-    t, x, y, lat = fixes[:4]
-    a = max(a, int(np.searchsorted(t, t[b - 1] - span, side="right")))
-    here = fixed[a:b] if fixed is not None else np.isfinite(x[a:b]) & np.isfinite(y[a:b]) & np.isfinite(lat[a:b])
-    if not here.any():
-        return
-    if not stop["ts"]:  # a new stop: these fixes are all within span of its newest (the common case)
-        for key, values in zip(("ts", "xs", "ys", "la", "lo"), fixes, strict=True):
-            stop[key] = values[a:b][here].tolist()
-        return
-    for key, values in zip(("ts", "xs", "ys", "la", "lo"), fixes, strict=True):
-        stop[key] += values[a:b][here].tolist()
-    first = bisect.bisect_right(stop["ts"], stop["ts"][-1] - span)
-    if first:
-        for key in ("ts", "xs", "ys", "la", "lo"):
-            del stop[key][:first]
-
-
-def quiet_step(st: dict[str, Any], fixes: tuple[np.ndarray, ...], moving: np.ndarray, p: np.ndarray,
-               totals: np.ndarray, s: WeightLoadingSettings) -> dict[str, Any] | None:
-    """The new state when no stop can begin or end in these samples (driving throughout with no stop open and
-    no dump to close yet, or standing throughout in an open stop), from the batch's evidence ``totals`` of them;
-    None when ``advance`` must look. Most steps of a live fleet are one of these: it spares the per-sample work.
-    ``fixes``: (t, x, y, lat, lon) of the samples."""
-    t = fixes[0]
-    leg, stop = st.get("leg"), st.get("stop")
-    if t[0] <= int(st.get("t", -1)):
-        return None
-    dump = None if leg is None else leg.get("dump")
-    # driving on with no stop open, and no dump that these samples could close (it closes dump_leave_s after it)
-    driving = stop is None and (dump is None or int(t[-1]) + 1 < dump["b"] + s.dump_leave_s * NS) and moving.all()
-    standing = stop is not None and stop["k"] is None and not moving.any()
-    if not (driving or standing):
-        return None
-    totals = totals.copy()
-    last_p = st.get("lp")
-    if last_p is not None and p[0] == p[0] and moving[0]:  # the first sample's pair with the reading before
-        totals[2] += 1
-        totals[3] += p[0] == last_p
-    out = {"t": int(t[-1]), "lp": _num(p[-1])}
-    if standing:
-        stop = {**stop, **{k: list(stop[k]) for k in ("ts", "xs", "ys", "la", "lo")}}
-        _place(stop, fixes, 0, len(t), int(s.stop_position_s * NS))
-        out["stop"] = stop
-    if leg is not None:
-        out["leg"] = leg
-    if leg is not None or stop is not None:  # counters matter only while a stop or leg is open (differences)
-        out["cum"] = [int(v) for v in np.asarray(st.get("cum", [0] * len(EVIDENCE)), float) + totals]
-    return out
-
-
-def advance(t: np.ndarray, x: np.ndarray, y: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
-            p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest,
-            s: WeightLoadingSettings, batch_evidence: np.ndarray | None = None) -> tuple[list[dict], dict[str, Any]]:
-    """Feed one hauler's new samples (time order) through stops and legs: finished legs, and the new state.
+def advance_all(rows: list[tuple[int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
+                p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: list[float], states: list[dict[str, Any]],
+                zones: ZoneTest, s: WeightLoadingSettings) -> list[tuple[list[dict], dict[str, Any]]]:
+    """Feed each hauler's new samples (its ``rows`` (start, stop) of the arrays, in time order) through stops and
+    legs: per hauler, its finished legs and its new state.
 
     A finished leg is a dict with the cycle's times, positions, zones and counters, and ``evidence``: the
     payload counters (EVIDENCE) of the leg, its load stop and its dump, for ``payload_unusable``.
-    ``batch_evidence``: these samples' rows of the batch's ``evidence`` pass (first reading's pair unknown), if
-    the caller has it.
     """
-    st = dict(st)
-    last_t = int(st.get("t", -1))
-    newer = t > last_t  # a sample at or before the last one seen was seen already (a replay restores the state)
-    if not newer.all():
-        t, x, y, lat, lon, v, p, fuel, eh = (a[newer] for a in (t, x, y, lat, lon, v, p, fuel, eh))
-        batch_evidence = None
-    legs: list[dict] = []
-    if len(t) == 0:
-        return legs, st
     with np.errstate(invalid="ignore"):
         moving = v >= s.moving_kmh  # a sample without speed counts as standing (moving_kmh > 0)
-    if batch_evidence is None:
-        ev = evidence(p, moving, st.get("lp"), rated, s)
-    else:  # the batch's pass, with the first reading's pair with the one before this batch
-        ev, last_p = batch_evidence.copy(), st.get("lp")
-        if last_p is not None and np.isfinite(last_p) and np.isfinite(p[0]) and moving[0]:
-            ev[0, 2], ev[0, 3] = 1.0, float(p[0] == last_p)
-    start = np.asarray(st.get("cum", [0.0] * len(EVIDENCE)), float)
-    before = np.empty((len(t) + 1, len(EVIDENCE)))
-    before[0] = start
-    np.cumsum(ev, axis=0, out=before[1:])
-    before[1:] += start
-    cum = before[1:]  # counters after sample i; before[i]: before it
-    span = int(s.min_drive_off_s * NS)
-    pos_span = int(s.stop_position_s * NS)
-    stop: dict[str, Any] | None = st.get("stop")  # open stop: a, c0, xs, ys, la, lo, f0, e0, k (drive-off)
-
-    def begin(i: int) -> dict[str, Any]:
-        return {"a": int(t[i]), "c0": before[i].tolist(), "ts": [], "xs": [], "ys": [], "la": [], "lo": [],
-                "f0": _num(fuel[i]), "e0": _num(eh[i]), "k": None}
-
-    fixed = np.isfinite(x) & np.isfinite(y) & np.isfinite(lat)
-
-    def place(open_stop: dict[str, Any], a: int, b: int) -> None:
-        _place(open_stop, (t, x, y, lat, lon), a, b, pos_span, fixed)
-
-    edges = [0, *(np.flatnonzero(moving[1:] != moving[:-1]) + 1).tolist()]  # runs of moving or standing
-    for a, b in zip(edges, [*edges[1:], len(t)], strict=True):
-        if not moving[a]:
-            if stop is not None and stop["k"] is not None:  # standing again: did it move long enough before?
-                if int(t[a]) > stop["k"]["t"] + span:
-                    legs += _close_stop(stop, stop["k"], st, zones, s)
-                    stop = None
-                else:
-                    stop["k"] = None  # a blip: still the same stop
-            if stop is None:
-                stop = begin(a)
-            place(stop, a, b)
+    found, walked = stops.walk(rows, t, lat, lon, moving, p, fuel, eh, np.asarray(rated, float), states, s)
+    out: list[tuple[list[dict], dict[str, Any]]] = []
+    for closed, kinds, new, old in zip(found, _stop_kinds(found, zones, s), walked, states, strict=True):
+        if new is None:  # no sample newer than the last one seen (a replay restores the state)
+            out.append(([], old))
             continue
-        if stop is None:
-            continue  # driving on
-        if stop["k"] is None:
-            stop["k"] = {"t": int(t[a]), "c": before[a].tolist(), "f": _num(fuel[a]), "e": _num(eh[a])}
-        if int(t[b - 1]) >= stop["k"]["t"] + span:  # kept moving long enough: drove off
-            legs += _close_stop(stop, stop["k"], st, zones, s)
-            stop = None
-    st["stop"] = stop
-    legs += _close_dump_if_left(st, stop, int(t[-1]), s)
-    st["t"], st["lp"], st["cum"] = int(t[-1]), _num(p[-1]), cum[-1].astype(np.int64).tolist()
-    if stop is None and st.get("leg") is None:  # nothing refers to the counters: start them again from zero
-        st = {"t": st["t"], "lp": st["lp"]}
-    return legs, st
+        st = {**old, **new}
+        legs: list[dict] = []
+        for stop, kind in zip(closed, kinds, strict=True):
+            legs += _close_stop(stop, kind, st, s)
+        legs += _close_dump_if_left(st, stops.open_since(st), st["i"][0], s)
+        out.append((legs, st))
+    return out
 
 
-def _num(value: float) -> float | None:
-    return None if value != value else float(value)
+def advance(t: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray, p: np.ndarray, fuel: np.ndarray,
+            eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest, s: WeightLoadingSettings
+            ) -> tuple[list[dict], dict[str, Any]]:
+    """``advance_all`` for one hauler's samples."""
+    [(legs, new)] = advance_all([(0, len(t))], t, lat, lon, v, p, fuel, eh, [rated], [st], zones, s)
+    return legs, new
 
 
-def _median(values: list[float]) -> float:
-    """Median of a short list of finite floats (a stop's fixes), as numpy's: the mean of the middle two."""
-    ordered, n = sorted(values), len(values)
-    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+def _stop_kinds(found: list[list[stops.Stop]], zones: ZoneTest, s: WeightLoadingSettings
+                ) -> list[list[tuple[str, str | None] | None]]:
+    """Where each closed stop was (``ZoneTest.kinds``, all haulers' at once), for stops long enough to be a load
+    or a dump that have a position; None for the others."""
+    least = min(s.load_stop_min_s, s.dump_stop_min_s)
+    out: list[list[tuple[str, str | None] | None]] = [[None] * len(closed) for closed in found]
+    tested = [(h, i) for h, closed in enumerate(found) for i, stop in enumerate(closed)
+              if stop.lat is not None and (stop.b - stop.a) / NS >= least]
+    if tested:
+        where = [found[h][i] for h, i in tested]
+        # the loading units' positions of the last whole minute before the drive-off (already complete)
+        kinds = zones.kinds(np.array([w.lon for w in where]), np.array([w.lat for w in where]),
+                            np.array([w.b - UNIT_BIN_S * NS for w in where]))
+        for (h, i), kind in zip(tested, kinds, strict=True):
+            out[h][i] = kind
+    return out
 
 
-def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoadingSettings) -> list[dict]:
-    """A stop ended at drive-off ``k``: feed it to the leg (load -> dump) and return a leg it finished."""
+def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict, s: WeightLoadingSettings
+                ) -> list[dict]:
+    """A stop ended at its drive-off (``where``: its zone, when tested): feed it to the leg (load -> dump) and
+    return a leg it finished."""
     legs: list[dict] = []
-    length = (k["t"] - stop["a"]) / NS
+    length = (stop.b - stop.a) / NS
     leg = st.get("leg")
-    if leg is not None and leg.get("dump") is not None and stop["a"] >= leg["dump"]["b"] + s.dump_leave_s * NS:
+    if leg is not None and leg.get("dump") is not None and stop.a >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
         leg = None
     can_load = length >= s.load_stop_min_s
     can_dump = length >= s.dump_stop_min_s and leg is not None
-    kind, zone, where = "other", None, [None] * 4
-    if (can_load or can_dump) and stop["xs"]:  # else neither a load nor a dump of a leg: no zone test
-        where = [_median(stop[key]) for key in ("xs", "ys", "la", "lo")]
-        # the loading units' positions of the last whole minute before the drive-off (already complete)
-        kind, zone = zones.kind(where[0], where[1], k["t"] - UNIT_BIN_S * NS)
-    record = {"a": stop["a"], "b": k["t"], "c0": stop["c0"], "c1": k["c"], "lat": where[2], "lon": where[3],
-              "f0": stop["f0"], "e0": stop["e0"], "f1": k["f"], "e1": k["e"], "zone": zone}
+    kind, zone, lat, lon = "other", None, None, None
+    if (can_load or can_dump) and where is not None:  # else neither a load nor a dump of a leg
+        lat, lon = stop.lat, stop.lon
+        kind, zone = where
+    record = {"a": stop.a, "b": stop.b, "c0": stop.c0, "c1": stop.c1, "lat": lat, "lon": lon, "f0": stop.f0,
+              "e0": stop.e0, "f1": stop.f1, "e1": stop.e1, "zone": zone}
     if kind == "load" and can_load:
         if leg is not None and leg.get("dump") is not None:
             legs.append(_finish(leg))
@@ -357,12 +271,12 @@ def _close_stop(stop: dict, k: dict, st: dict, zones: ZoneTest, s: WeightLoading
     return legs
 
 
-def _close_dump_if_left(st: dict, stop: dict | None, last_t: int, s: WeightLoadingSettings) -> list[dict]:
+def _close_dump_if_left(st: dict, stop_since: int | None, last_t: int, s: WeightLoadingSettings) -> list[dict]:
     """Close a dump once no later stop can still join it (none began within ``dump_leave_s`` of its end)."""
     leg = st.get("leg")
     if leg is None or leg.get("dump") is None:
         return []
-    earliest = stop["a"] if stop is not None else last_t + 1
+    earliest = stop_since if stop_since is not None else last_t + 1
     if earliest >= leg["dump"]["b"] + s.dump_leave_s * NS:
         st["leg"] = None
         return [_finish(leg)]

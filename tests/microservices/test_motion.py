@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microservices.motion import angle_diff, motion_from_fixes
+from microservices.motion import MotionSettings, angle_diff, motion_from_fixes, track_velocity
 
 
 def _drive(n: int = 60, course: float = 60.0, kmh: float = 25.0, noise_m: float = 0.3, seed: int = 1):
@@ -56,7 +56,7 @@ def test_a_frozen_compass_gives_way_to_the_track_while_moving(frozen: float) -> 
 
 
 def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() -> None:
-    from microservices.motion import speed_over_ground
+    from microservices.ground_speed import speed_over_ground
 
     group, t, x, y = _drive(n=90)
     machine = np.array(["H1"] * 90, object)
@@ -69,5 +69,50 @@ def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() ->
         parts.append(speed)
     np.testing.assert_allclose(np.concatenate(parts), whole)
     # what is carried is what the next samples need, not a tail to compute again: the newest fix, the steps of
-    # the 5-s track window and the speed checks of the 20-s trust window
-    assert tails["ft"] == [int(t[-1])] and len(tails["st"]) <= 5 and len(tails["c"]) <= 20
+    # the 5-s track and 0.5-s predict windows and the speed checks of the 20-s trust window
+    assert tails["ft"] == [int(t[-1]) * 1_000_000] and len(tails["st"]) <= 6 and len(tails["c"]) <= 20
+
+
+def test_speed_over_ground_is_the_same_for_any_split_of_a_messy_mixed_fleet() -> None:
+    """Three machines: GNSS jumps, repeated and dropped samples, a 10-Hz stretch, a speed stuck at 0 and one
+    absent, fed whole and in random pieces (one piece holding a machine's late samples): the same speeds."""
+    from microservices.ground_speed import speed_over_ground
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for name, speed_fault in (("A", None), ("B", "stuck0"), ("C", "absent")):
+        t = np.cumsum(rng.choice([1000, 1000, 1000, 2000, 0], 300)).astype(np.int64)
+        t[100:150] = t[100] + np.arange(50) * 100  # 10 Hz for 5 s
+        t[150:] += t[149] - t[150] + 1000
+        kmh = np.where((np.arange(300) // 60) % 2 == 0, 0.0, 28.0) + rng.normal(0, 0.3, 300).clip(0)
+        d = np.cumsum(np.r_[0, np.diff(t)] / 1000 * kmh / 3.6)
+        x, y = d * 0.6 + rng.normal(0, 1.0, 300), d * 0.8 + rng.normal(0, 1.0, 300)
+        x[rng.choice(300, 6, replace=False)] += 60.0  # multipath jumps
+        reported = {None: kmh, "stuck0": np.where(np.arange(300) > 90, 0.0, kmh), "absent": np.full(300, np.nan)}
+        rows.append((np.full(300, name, object), t, x, y, reported[speed_fault]))
+    machine, t, x, y, v = (np.concatenate(c) for c in zip(*rows, strict=True))
+    whole, _ = speed_over_ground(machine, t, x, y, v, {})
+    # each speed is the one reported or motion.py's jump-filtered track estimate at that sample, never a third
+    group = np.repeat(np.arange(3), 300)
+    tvx, tvy = track_velocity(group, t, x, y, MotionSettings())
+    track = np.hypot(tvx, tvy) * 3.6
+    reported, tracked = np.isclose(whole, v, equal_nan=True), np.isclose(whole, track, rtol=1e-9)
+    assert (reported | tracked).all()
+    # B's speed stuck at 0 from sample 90: once the trust window has seen it disagree (10 s into a drive), the track
+    i = np.arange(900) % 300
+    driving = (i > 120) & (i // 60 % 2 == 1) & (i % 60 >= 10)
+    assert tracked[(machine == "B") & driving].all() and reported[(machine == "A") & driving].all()
+    assert np.isfinite(whole[machine == "C"][5:]).mean() > 0.9  # absent: from the track
+    for seed in range(3):
+        cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, 300), 12, replace=False))
+        pieces: list[np.ndarray] = []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, 300], strict=True):
+            pieces.append(np.r_[lo:hi, 300 + lo:300 + hi, 600 + lo:600 + hi])
+        pieces[3] = np.r_[pieces[3], pieces[4][pieces[4] >= 600]]  # C's next piece arrives with this one
+        pieces[4] = pieces[4][pieces[4] < 600]
+        out, carried = np.full(900, np.nan), {}
+        for rows_in in pieces:
+            rows_in = rows_in[np.lexsort((t[rows_in], machine[rows_in]))]
+            out[rows_in], carried = speed_over_ground(machine[rows_in], t[rows_in], x[rows_in], y[rows_in],
+                                                     v[rows_in], carried)
+        np.testing.assert_array_equal(out, whole)

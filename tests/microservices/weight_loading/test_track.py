@@ -60,8 +60,7 @@ def leg_trace(stops: list[tuple[tuple[float, float], float]], payload: str = "ab
     p = {"absent": np.full(n, np.nan), "stuck": np.full(n, 21_400.0),
          "empty": np.clip(rng.normal(300, 250, n), 0, None).round(1)}[payload]
     lon, lat = DRAWN.to_lonlat(x, y)
-    x, y = site().frame.to_xy(lon, lat)  # as the service projects fixes: in the site's own frame
-    return {"t": t, "x": x, "y": y, "lat": lat, "lon": lon, "v": v, "p": p,
+    return {"t": t, "lat": lat, "lon": lon, "v": v, "p": p,
             "fuel": 1000 + np.arange(n) * 0.005, "eh": 5000 + np.arange(n) / 3600}
 
 
@@ -75,8 +74,8 @@ def run(trace: dict[str, np.ndarray], cuts: list[int] | None = None,
     legs: list[dict] = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         part = {k: v[a:b] for k, v in trace.items()}
-        found, state = track.advance(part["t"], part["x"], part["y"], part["lat"], part["lon"], part["v"],
-                                     part["p"], part["fuel"], part["eh"], state, RATED, zones, s)
+        found, state = track.advance(part["t"], part["lat"], part["lon"], part["v"], part["p"], part["fuel"],
+                                     part["eh"], state, RATED, zones, s)
         legs += found
     return legs
 
@@ -151,7 +150,7 @@ def test_a_stop_beside_a_loading_unit_is_a_load_where_no_load_area_is_drawn() ->
     assert not zones.usable and run(trace, zones=zones) == []  # no load area drawn, no loading unit known
     # a loader standing 30 m east of the spot for the whole run: its fixes as the service sums them per minute
     t = trace["t"]
-    loader_x, loader_y = site().frame.to_xy(*DRAWN.to_lonlat(LOAD_XY[0] + 30.0, LOAD_XY[1]))
+    loader_x, loader_y = site().frame.near_xy(*DRAWN.to_lonlat(LOAD_XY[0] + 30.0, LOAD_XY[1]))
     units = track.unit_positions({}, np.full(len(t), "WL-9", object), t, np.full(len(t), float(loader_x)),
                                  np.full(len(t), float(loader_y)), int(t[0]))
     [leg] = run(trace, zones=zones.with_units(units, 40.0))

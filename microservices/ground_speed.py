@@ -1,0 +1,275 @@
+"""Speed over ground for services that need only speed: the reported speed while it agrees with the track,
+else the track's.
+
+Why a compiled kernel: a speed signal is checked at every sample against the step from the fix before, and
+trusted while most checks of the trust window agreed (``MotionSettings``); only where it is not trusted is the
+jump-filtered track velocity worked out (``motion.py``'s estimate: the median of the steps that are no jump's
+edge). That is a walk along each machine's samples carrying short windows, which numpy can only express as
+dozens of whole-array passes and merges with what the previous batch left; the check must cost a service a
+small share of its rows per second in batches of every size (issue #18), so the walk is one numba loop.
+
+Deterministic across batch splits: each machine carries (flat JSON lists) its newest fix, the steps of the
+track and predict windows with their jump verdicts, and the checks of the trust window, exactly what the next
+samples read, so batches split anywhere give the same speeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import Any
+
+import numba
+import numpy as np
+
+from microservices.motion import MotionSettings
+
+CARRY_VERSION = 6  # 6: times in ns
+NS = 1_000_000_000
+DEFAULTS = MotionSettings()
+
+
+def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                      carried: dict[str, list], settings: MotionSettings | None = None
+                      ) -> tuple[np.ndarray, dict[str, list]]:
+    """Speed per sample (km/h; NaN where neither the report nor the track has one) and what to carry.
+
+    Rows grouped by machine in time order (as a batch sorted by machine and time is); x, y in metres on any
+    local plane (only steps count). A sample older than its machine's newest fix (a late delivery) keeps its
+    reported speed: the track has moved past it.
+    """
+    machine = np.asarray(machine, object)
+    n = len(machine)
+    starts = np.flatnonzero(np.concatenate(([True], machine[1:] != machine[:-1]))) if n else np.zeros(0, np.int64)
+    names = machine[starts].tolist()
+    if len(set(names)) != len(names):  # not grouped by machine: group it (stable, so time order stays)
+        order = np.argsort(np.unique(machine.astype(str), return_inverse=True)[1], kind="stable")
+        out, kept = speed_over_ground(machine[order], np.asarray(t_ms)[order], np.asarray(x)[order],
+                                      np.asarray(y)[order], np.asarray(speed_kmh)[order], carried, settings)
+        back = np.empty(n)
+        back[order] = out
+        return back, kept
+    runs = list(zip(names, starts.tolist(), [*starts[1:].tolist(), n], strict=True))
+    return speeds_of_runs(runs, np.asarray(t_ms, np.int64) * 1_000_000, x, y, (1.0, 1.0), speed_kmh, carried,
+                          settings)
+
+
+def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, list],
+                   settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, list]]:
+    """``speed_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
+    order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
+    takes longitude and latitude as they come, with no projected copy of the batch)."""
+    s = settings or DEFAULTS
+    if carried.get("v") != CARRY_VERSION:
+        carried = {}
+    names = [name for name, _, _ in runs]
+    ids = list(carried.get("ids", []))
+    slot_of = {name: i for i, name in enumerate(ids)}
+    result = _walk(
+        np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
+        np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
+        np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(carried.get("ft", []), np.int64),
+        np.array(carried.get("fx", []), float), np.array(carried.get("fy", []), float),
+        _offsets(carried.get("sn", [])), np.array(carried.get("st", []), np.int64),
+        np.array(carried.get("sx", []), float), np.array(carried.get("sy", []), float),
+        np.array(carried.get("so", []), np.int64), _offsets(carried.get("cn", [])),
+        np.array(carried.get("c", []), np.int64), np.array(scale, float), _parameters(s))
+    out, has, fix_t, fix_x, fix_y, steps_per, st, sx, sy, so, checks_per, c = result
+    kept = {"v": CARRY_VERSION, "ids": [], "ft": [], "fx": [], "fy": [], "sn": [], "st": [], "sx": [], "sy": [],
+            "so": [], "cn": [], "c": []}
+    mine = has.astype(bool)
+    for key, values in (("ft", fix_t), ("fx", fix_x), ("fy", fix_y), ("sn", steps_per), ("cn", checks_per)):
+        kept[key] = values[mine].tolist()
+    kept["ids"] = [name for name, h in zip(names, mine.tolist(), strict=True) if h]
+    for key, values in (("st", st), ("sx", sx), ("sy", sy), ("so", so), ("c", c)):
+        kept[key] = values.tolist()
+    if not set(ids).issubset(names):
+        _keep_absent(carried, set(names), kept)
+    return out, kept
+
+
+def _offsets(counts: list[int]) -> np.ndarray:
+    """Where each machine's items start in a flat carried list, and the end."""
+    return np.array([0, *itertools.accumulate(counts)], np.int64)
+
+
+def _keep_absent(carried: dict[str, Any], present: set[str], kept: dict[str, list]) -> None:
+    """Carry on unchanged what machines without samples in this batch carried."""
+    step_at, check_at = _offsets(carried["sn"]).tolist(), _offsets(carried["cn"]).tolist()
+    for i, name in enumerate(carried["ids"]):
+        if name in present:
+            continue
+        kept["ids"].append(name)
+        for key in ("ft", "fx", "fy", "sn", "cn"):
+            kept[key].append(carried[key][i])
+        for key in ("st", "sx", "sy", "so"):
+            kept[key] += carried[key][step_at[i]:step_at[i + 1]]
+        kept["c"] += carried["c"][check_at[i]:check_at[i + 1]]
+
+
+@functools.lru_cache(maxsize=16)
+def _parameters(s: MotionSettings) -> np.ndarray:
+    """The settings the walk reads, in its units (ns, m/s, km/h), in the order ``_walk`` unpacks them."""
+    return np.array([round(s.max_step_s * NS), s.max_speed_kmh / 3.6, round(s.track_window_s * NS),
+                     round(s.predict_window_s * NS), s.step_tolerance_kmh, s.step_tolerance_share,
+                     s.speed_tolerance_kmh, s.speed_tolerance_share, round(s.trust_window_s * NS),
+                     s.speed_trust_share, s.trust_min_checks], float)
+
+
+@numba.njit(cache=True, nogil=True)
+def _median(values: np.ndarray) -> float:  # pragma: no cover - compiled
+    """Median of the finite values (NaN when none): the mean of the middle two, as numpy's."""
+    kept = np.sort(values[np.isfinite(values)])
+    if len(kept) == 0:
+        return np.nan
+    return (kept[(len(kept) - 1) // 2] + kept[len(kept) // 2]) / 2.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_sx, c_sy, c_so, c_check_at,
+          c_packed, scale, parameters):  # pragma: no cover - compiled
+    """Each machine's samples in turn (rows starts[m]:ends[m]), from what its slot carried."""
+    max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
+    predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
+    speed_tol_kmh, speed_tol_share, trust_ms = parameters[6], parameters[7], np.int64(parameters[8])
+    trust_share, min_checks = parameters[9], np.int64(parameters[10])
+    machines = len(starts)
+    n = len(t)
+    out = v.copy()
+    east, north = scale[0], scale[1]
+    has = np.zeros(machines, np.int8)
+    fix_t, fix_x, fix_y = np.zeros(machines, np.int64), np.zeros(machines), np.zeros(machines)
+    steps_per, checks_per = np.zeros(machines, np.int64), np.zeros(machines, np.int64)
+    cap_steps = len(c_st) + n
+    cap_checks = len(c_packed) + n
+    out_st, out_sx, out_sy = np.empty(cap_steps, np.int64), np.empty(cap_steps), np.empty(cap_steps)
+    out_so, out_c = np.empty(cap_steps, np.int64), np.empty(cap_checks, np.int64)
+    n_out_steps = 0
+    n_out_checks = 0
+    for m in range(machines):
+        a, b = starts[m], ends[m]
+        j = slot[m]
+        # this machine's steps (time, velocity, jump verdict) and checks (time, agreed), carried ones first
+        k0 = c_step_at[j] if j >= 0 else 0
+        k1 = c_step_at[j + 1] if j >= 0 else 0
+        q0 = c_check_at[j] if j >= 0 else 0
+        q1 = c_check_at[j + 1] if j >= 0 else 0
+        size = k1 - k0 + b - a
+        st, sx, sy, so = np.empty(size, np.int64), np.empty(size), np.empty(size), np.empty(size, np.int64)
+        ct, ca = np.empty(q1 - q0 + b - a, np.int64), np.empty(q1 - q0 + b - a + 1, np.int64)
+        last_t, last_x, last_y, last_ok = np.int64(0), 0.0, 0.0, False
+        if j >= 0:
+            last_t, last_x, last_y, last_ok = c_ft[j], c_fx[j], c_fy[j], True
+        ns = 0
+        for k in range(k0, k1):
+            st[ns], sx[ns], sy[ns], so[ns] = last_t - c_st[k], c_sx[k], c_sy[k], c_so[k]
+            ns += 1
+        nc = 0
+        ca[0] = 0
+        for k in range(q0, q1):
+            ct[nc] = last_t - c_packed[k] // 2
+            ca[nc + 1] = ca[nc] + c_packed[k] % 2
+            nc += 1
+        newest = last_t if j >= 0 else np.int64(-(2 ** 62))
+        trust_lo = 0
+        for i in range(a, b):
+            ti = t[i]
+            if last_ok and ti < last_t:  # late: older than the newest fix
+                out[i] = v[i]
+                continue
+            newest = max(newest, ti)
+            fixed = np.isfinite(x[i]) and np.isfinite(y[i])
+            vx, vy = np.nan, np.nan
+            if fixed and last_ok and ti - last_t > 0 and ti - last_t <= max_step_ms:
+                dt = (ti - last_t) / 1e9
+                vx, vy = (x[i] - last_x) * east / dt, (y[i] - last_y) * north / dt
+                if vx * vx + vy * vy > max_step_speed * max_step_speed:  # a GNSS spike, not motion
+                    vx, vy = np.nan, np.nan
+            st[ns], sx[ns], sy[ns], so[ns] = ti, vx, vy, -1
+            ns += 1
+            if fixed:
+                last_t, last_x, last_y, last_ok = ti, x[i], y[i], True
+            # checked against the step when there is one (the track estimate itself where no step is a jump's
+            # edge); a sample without one (a repeat, a spike, after a gap) against the track estimate
+            track_kmh = np.sqrt(vx * vx + vy * vy) * 3.6
+            estimated = False
+            if not np.isfinite(track_kmh):
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share)
+                track_kmh, estimated = np.sqrt(tx * tx + ty * ty) * 3.6, True
+            checked = np.isfinite(track_kmh) and np.isfinite(v[i])
+            agrees_now = checked and abs(v[i] - track_kmh) <= speed_tol_kmh + speed_tol_share * track_kmh
+            if checked:
+                ct[nc] = ti
+                ca[nc + 1] = ca[nc] + (1 if agrees_now else 0)
+                nc += 1
+            while trust_lo < nc and ct[trust_lo] < ti - trust_ms:
+                trust_lo += 1
+            count = nc - trust_lo
+            if count >= min_checks:
+                trusted = (ca[nc] - ca[trust_lo]) >= trust_share * count
+            else:
+                trusted = agrees_now
+            if checked and trusted:
+                out[i] = v[i]
+                continue
+            # not trusted, or nothing to check with: the jump-filtered track where it has one
+            if not estimated:
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share)
+                track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
+            out[i] = track_kmh if np.isfinite(track_kmh) else v[i]
+        if last_ok:
+            has[m] = 1
+            fix_t[m], fix_x[m], fix_y[m] = last_t, last_x, last_y
+            for k in range(ns):
+                if np.isfinite(sx[k]) and st[k] > newest - (track_ms + predict_ms):
+                    out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = last_t - st[k], sx[k], sy[k]
+                    out_so[n_out_steps] = so[k]
+                    n_out_steps += 1
+                    steps_per[m] += 1
+            for k in range(nc):
+                if ct[k] > newest - trust_ms:
+                    out_c[n_out_checks] = (last_t - ct[k]) * 2 + (ca[k + 1] - ca[k])
+                    n_out_checks += 1
+                    checks_per[m] += 1
+    return (out, has, fix_t, fix_x, fix_y, steps_per, out_st[:n_out_steps], out_sx[:n_out_steps],
+            out_sy[:n_out_steps], out_so[:n_out_steps], checks_per, out_c[:n_out_checks])
+
+
+@numba.njit(cache=True, nogil=True)
+def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share):  # pragma: no cover
+    """Track velocity at the newest step (index ns - 1): the median of the steps of the predict window that are
+    no jump's edge (a step far from the typical step speed of the track window before it), else the median of
+    all steps of the track window. Jump verdicts are worked out once and kept in ``so``."""
+    i = ns - 1
+    lo = i
+    while lo > 0 and st[lo - 1] >= st[i] - predict_ms:
+        lo -= 1
+    kx = np.empty(i - lo + 1)
+    ky = np.empty(i - lo + 1)
+    for k in range(lo, i + 1):
+        if so[k] < 0:
+            so[k] = _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share)
+        kx[k - lo] = np.nan if so[k] > 0 else sx[k]
+        ky[k - lo] = np.nan if so[k] > 0 else sy[k]
+    vx, vy = _median(kx), _median(ky)
+    if np.isfinite(vx):
+        return vx, vy
+    w = i
+    while w > 0 and st[w - 1] >= st[i] - track_ms:
+        w -= 1
+    return _median(sx[w:i + 1].copy()), _median(sy[w:i + 1].copy())
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share):  # pragma: no cover - compiled
+    """1 when step k's speed is far from the median step speed of the track window before it, else 0."""
+    w = k
+    while w > 0 and st[w - 1] >= st[k] - track_ms:
+        w -= 1
+    speeds = np.sqrt(sx[w:k + 1] ** 2 + sy[w:k + 1] ** 2)
+    typical = _median(speeds)
+    step = np.sqrt(sx[k] ** 2 + sy[k] ** 2)
+    if not (np.isfinite(step) and np.isfinite(typical)):
+        return 0
+    return 1 if abs(step - typical) * 3.6 > step_tol_kmh + step_tol_share * typical * 3.6 else 0

@@ -1,0 +1,202 @@
+"""Stops from the samples: where each hauler stood, how long, with its payload evidence, for ``track.py``'s legs.
+
+Why compiled: finding a stop is a walk along each hauler's samples (standing runs joined across moving blips
+shorter than a drive-off, the fixes of the last seconds of standing kept for the stop's position, payload
+evidence counted per sample) and it runs for every hauler in every batch, faulty payload or not, so that the
+track is ready the moment a payload sensor fails. As Python it cost weight loading a fifth of its rows per
+second; fault handling may cost a tenth (issue #18), so the walk is one numba loop over all haulers of a batch
+and Python sees only the stops it closes (a few per hauler and hour).
+
+A hauler's walk state (``WalkState``) carries its open stop, its pending drive-off and its evidence counters
+from batch to batch, so any split of the samples gives the same stops.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+
+from microservices.weight_loading.settings import WeightLoadingSettings
+
+NS = 1_000_000_000
+# evidence counters, cumulative per hauler: samples, payload missing, moving pairs with payload, unchanged pairs,
+# readings out of physical range
+EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
+
+
+class Stop(NamedTuple):
+    """A stop that ended with a drive-off: start ``a`` and drive-off ``b`` (ns), evidence counters before each,
+    fuel and engine hours at each, and the median of its last standing fixes (None without a fix)."""
+
+    a: int
+    b: int
+    c0: list[float]
+    c1: list[float]
+    f0: float | None
+    e0: float | None
+    f1: float | None
+    e1: float | None
+    lat: float | None
+    lon: float | None
+
+
+# a hauler's walk state: "i" = [last sample time, stop open, stop start, drive-off pending, drive-off time] (ns),
+# "f" = [last payload, counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and
+# engine hours at the drive-off] (None for NaN), "ts", "la", "lo" = the open stop's kept fixes
+INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
+NEW = {"i": [-1, 0, 0, 0, 0], "f": [None] + [0.0] * (FLOATS - 1), "ts": [], "la": [], "lo": []}
+
+
+def open_since(state: dict[str, Any]) -> int | None:
+    """When the hauler's open stop began (ns), None when it is driving."""
+    return int(state["i"][2]) if state["i"][1] else None
+
+
+def walk(rows: list[tuple[int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, moving: np.ndarray,
+         p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: np.ndarray, states: list[dict[str, Any]],
+         s: WeightLoadingSettings) -> tuple[list[list[Stop]], list[dict[str, Any] | None]]:
+    """Each hauler's closed stops and new walk state (None: no sample newer than its last), for its ``rows``
+    (start, stop) in time order; ``states``: what each carried (``{}`` for a new one)."""
+    states = [st if "i" in st else NEW for st in states]
+    ints = np.array([st["i"] for st in states], np.int64).reshape(len(states), INTS)
+    floats = np.array([st["f"] for st in states], float).reshape(len(states), FLOATS)  # None -> NaN
+    result = _walk(
+        np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64), np.asarray(t, np.int64),
+        np.asarray(lat, float), np.asarray(lon, float), np.asarray(moving, np.bool_), np.asarray(p, float),
+        np.asarray(fuel, float), np.asarray(eh, float), np.asarray(rated, float), ints, floats,
+        np.array([0, *itertools.accumulate(len(st["ts"]) for st in states)], np.int64),
+        np.array([v for st in states for v in st["ts"]], np.int64),
+        np.array([v for st in states for v in st["la"]], float),
+        np.array([v for st in states for v in st["lo"]], float),
+        np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
+    seen, ints, floats, fix_n, fix_t, fix_la, fix_lo, closed_ints, closed_floats = result
+    found: list[list[Stop]] = [[] for _ in states]
+    e = len(EVIDENCE)
+    for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
+        found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
+    new_states: list[dict[str, Any] | None] = []
+    at = [0, *itertools.accumulate(fix_n.tolist())]
+    fixes = fix_t.tolist(), fix_la.tolist(), fix_lo.tolist()
+    for h, (i, f) in enumerate(zip(ints.tolist(), floats.tolist(), strict=True)):
+        if not seen[h]:
+            new_states.append(None)
+            continue
+        new_states.append({"i": i, "f": [None if v != v else v for v in f], "ts": fixes[0][at[h]:at[h + 1]],
+                           "la": fixes[1][at[h]:at[h + 1]], "lo": fixes[2][at[h]:at[h + 1]]})
+    return found, new_states
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, c_ints, c_floats, c_fix_at, c_fix_t, c_fix_la,
+          c_fix_lo, parameters):  # pragma: no cover - compiled
+    """The walk of every hauler h over rows starts[h]:ends[h] (see ``walk``; states as in ``NEW``)."""
+    span, pos_span = np.int64(parameters[0]), np.int64(parameters[1])
+    tare, most = parameters[2], parameters[3]
+    haulers = len(starts)
+    n = len(t)
+    e = 5  # len(EVIDENCE)
+    seen = np.zeros(haulers, np.bool_)
+    ints, floats = c_ints.copy(), c_floats.copy()
+    fix_n = np.zeros(haulers, np.int64)
+    out_cap = len(c_fix_t) + n
+    fix_t, fix_la, fix_lo = np.empty(out_cap, np.int64), np.empty(out_cap), np.empty(out_cap)
+    n_fix_out = 0
+    # closed stops: [hauler, start, drive-off] and [counters at start, at drive-off, f0, e0, f1, e1, lat, lon]
+    closed_ints, closed_floats = np.empty((n + haulers, 3), np.int64), np.empty((n + haulers, 2 * e + 6))
+    n_closed = 0
+    for h in range(haulers):
+        lo_row, hi_row = starts[h], ends[h]
+        st_i, st_f = ints[h], floats[h]  # views: [t, open, a, has_k, kt]; [lp, cum, c0, f0, e0, kc, kf, ke]
+        cum, c0, kc = st_f[1:1 + e], st_f[1 + e:1 + 2 * e], st_f[3 + 2 * e:3 + 3 * e]
+        # the open stop's kept fixes: carried ones, then this batch's (a window [f_lo, f_hi) of one buffer)
+        size = c_fix_at[h + 1] - c_fix_at[h] + hi_row - lo_row
+        buf_t, buf_la, buf_lo = np.empty(size, np.int64), np.empty(size), np.empty(size)
+        f_lo, f_hi = 0, 0
+        for k in range(c_fix_at[h], c_fix_at[h + 1]):
+            buf_t[f_hi], buf_la[f_hi], buf_lo[f_hi] = c_fix_t[k], c_fix_la[k], c_fix_lo[k]
+            f_hi += 1
+        i = lo_row
+        while i < hi_row and t[i] <= c_ints[h, 0]:  # seen already (a replay restores the state)
+            i += 1
+        prev = st_f[0]
+        while i < hi_row:
+            seen[h] = True
+            run_moving = moving[i]
+            j = i
+            while j < hi_row and moving[j] == run_moving:
+                j += 1
+            before = cum.copy()  # the counters before the run's first sample
+            for r in range(i, j):
+                has = np.isfinite(p[r])
+                cum[0] += 1.0
+                if not has:
+                    cum[1] += 1.0
+                if run_moving and has and np.isfinite(prev):
+                    cum[2] += 1.0
+                    if p[r] == prev:
+                        cum[3] += 1.0
+                if has and (p[r] < -tare * rated[h] or p[r] > most * rated[h]):
+                    cum[4] += 1.0
+                prev = p[r]
+            if not run_moving:
+                if st_i[1] and st_i[3]:  # standing again: did it move long enough before?
+                    if t[i] > st_i[4] + span:
+                        n_closed = _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints,
+                                          closed_floats)
+                        st_i[1] = 0
+                    else:
+                        st_i[3] = 0  # a blip: still the same stop
+                if not st_i[1]:
+                    st_i[1], st_i[2], st_i[3] = 1, t[i], 0
+                    c0[:] = before
+                    st_f[1 + 2 * e], st_f[2 + 2 * e] = fuel[i], eh[i]
+                    f_lo = f_hi
+                # keep the fixes of the stop's last pos_span of standing
+                had = f_hi > f_lo
+                added = False
+                cut = t[j - 1] - pos_span
+                for r in range(i, j):
+                    if t[r] > cut and np.isfinite(lat[r]) and np.isfinite(lon[r]):
+                        buf_t[f_hi], buf_la[f_hi], buf_lo[f_hi] = t[r], lat[r], lon[r]
+                        f_hi += 1
+                        added = True
+                if added and had:
+                    while buf_t[f_lo] <= buf_t[f_hi - 1] - pos_span:
+                        f_lo += 1
+            elif st_i[1]:
+                if not st_i[3]:
+                    st_i[3], st_i[4] = 1, t[i]
+                    kc[:] = before
+                    st_f[3 + 3 * e], st_f[4 + 3 * e] = fuel[i], eh[i]
+                if t[j - 1] >= st_i[4] + span:  # kept moving long enough: drove off
+                    n_closed = _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints,
+                                      closed_floats)
+                    st_i[1] = 0
+            st_i[0], st_f[0] = t[j - 1], p[j - 1]
+            i = j
+        if st_i[1]:
+            for k in range(f_lo, f_hi):
+                fix_t[n_fix_out], fix_la[n_fix_out], fix_lo[n_fix_out] = buf_t[k], buf_la[k], buf_lo[k]
+                n_fix_out += 1
+            fix_n[h] = f_hi - f_lo
+    return (seen, ints, floats, fix_n, fix_t[:n_fix_out], fix_la[:n_fix_out], fix_lo[:n_fix_out],
+            closed_ints[:n_closed], closed_floats[:n_closed])
+
+
+@numba.njit(cache=True, nogil=True)
+def _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints, closed_floats):  # pragma: no cover
+    """Record hauler h's open stop as closed at its drive-off; returns the new count of closed stops."""
+    e = 5
+    closed_ints[n_closed, 0], closed_ints[n_closed, 1], closed_ints[n_closed, 2] = h, st_i[2], st_i[4]
+    row = closed_floats[n_closed]
+    row[:e], row[e:2 * e] = st_f[1 + e:1 + 2 * e], st_f[3 + 2 * e:3 + 3 * e]  # counters at start, at drive-off
+    row[2 * e], row[2 * e + 1] = st_f[1 + 2 * e], st_f[2 + 2 * e]  # fuel, engine hours at start
+    row[2 * e + 2], row[2 * e + 3] = st_f[3 + 3 * e], st_f[4 + 3 * e]  # ... at the drive-off
+    if f_hi > f_lo:
+        row[2 * e + 4], row[2 * e + 5] = np.median(buf_la[f_lo:f_hi]), np.median(buf_lo[f_lo:f_hi])
+    else:
+        row[2 * e + 4], row[2 * e + 5] = np.nan, np.nan
+    return n_closed + 1
