@@ -16,8 +16,9 @@ RUN /opt/sitepulse/bin/pip install --no-cache-dir .
 
 # Runtime stage: the venv only, a non-root user, no compilers, no pip cache.
 FROM python:3.11.10-slim-bookworm
+# numba caches its compiled loops where it may write: the package is read-only for the service user
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/sitepulse/bin:$PATH \
-    SITEPULSE_DATA_DIR=/tmp/sitepulse SITEPULSE_LOG_FORMAT=json
+    SITEPULSE_DATA_DIR=/tmp/sitepulse SITEPULSE_LOG_FORMAT=json NUMBA_CACHE_DIR=/tmp/numba
 RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sitepulse
 COPY --from=build /opt/sitepulse /opt/sitepulse
 WORKDIR /tmp

@@ -25,7 +25,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
-STATE_VERSION = 2  # 2: stops keep lat/lon only, speed over ground carries its v4 window
+STATE_VERSION = 2  # 2: the track's state for all haulers together (stops kept in lat/lon), speed over ground's v6
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
@@ -79,12 +79,17 @@ GROUP BY 1 ORDER BY 1
 """
 
 
-def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings) -> tuple[dict[str, float], dict]:
-    """Rated payload per load-carrying machine (settings override the registry), and machines skipped."""
+def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings
+                   ) -> tuple[dict[str, float], dict[str, str], set[str]]:
+    """Rated payload per load-carrying machine (settings override the registry), machines skipped, and the
+    loading units (DOMAIN.md: loaders and excavators fill haulers in passes)."""
     rated: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    loaders: set[str] = set()
     columns = (machines[c].tolist() for c in ("machine_id", "kind", "rated_payload_kg"))
     for machine_id, kind, registered in zip(*columns, strict=True):
+        if str(kind) in LOADING_KINDS:
+            loaders.add(str(machine_id))
         if str(kind) not in HAULING_KINDS:
             continue
         value = settings.rated_payload_kg.get(machine_id, registered)
@@ -96,7 +101,7 @@ def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings) -> t
         if machine_id not in rated and value > 0:
             rated[machine_id] = float(value)
             skipped.pop(machine_id, None)
-    return rated, skipped
+    return rated, skipped, loaders
 
 
 ZONE_TESTS: SiteCache[track.ZoneTest] = SiteCache()  # one prepared zone test per site file and margin
@@ -134,7 +139,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
         telemetry = batch.telemetry
         if telemetry.empty:
             return out, state
-        rated, skipped = rated_payloads(batch.machines, settings)
+        rated, skipped, loaders = rated_payloads(batch.machines, settings)
         activity, state["act"] = hourly_activity(telemetry, state.get("act", {}), settings)
         out.write("activity", activity)
         registered = set(batch.machines["machine_id"]) if not batch.machines.empty else set()
@@ -148,7 +153,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
                 LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),
                                                         round(float(np.nanmedian(arrays["lon"])), 2)]))
             arrays["v"], state["sog"] = fused_speed(arrays, haulers, frame, state.get("sog", {}))
-        legs_of = self._track_legs(batch, state, arrays, machine, slices, haulers, rated, machines_state, settings)
+        legs_of = self._track_legs(batch, state, arrays, machine, slices, haulers, rated, loaders, settings)
         for machine_id, lo, hi in slices:
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
@@ -171,8 +176,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
                 for load in loads:
                     self._overload_alert(out, batch.site_id, machine_id, load, rated[machine_id], settings)
             if machine_id in legs_of:
-                legs, trk = legs_of[machine_id]
-                found, ms = track_cycles(found, prev_dump, {**ms, "trk": trk}, legs, settings)
+                found, ms = track_cycles(found, prev_dump, ms, legs_of[machine_id], settings)
             made, last_dump = detect.cycle_rows(machine_id, found, rated[machine_id], prev_dump, settings)
             if found:
                 ms["prev_dump"] = last_dump
@@ -185,15 +189,13 @@ class WeightLoading(Service[WeightLoadingSettings]):
 
     def _track_legs(self, batch: Batch, state: dict[str, Any], arrays: dict[str, np.ndarray], machine: np.ndarray,
                     slices: list[tuple[str, int, int]], haulers: list[tuple[str, int, int]], rated: dict[str, float],
-                    machines_state: dict[str, Any], settings: WeightLoadingSettings
-                    ) -> dict[str, tuple[list[dict], dict[str, Any]]]:
-        """Per hauler, the legs its track finished in this batch and its new track state (none without usable
-        load and tipping zones, or with ``track_cycles`` off). Updates where the loading units stood."""
+                    loaders: set[str], settings: WeightLoadingSettings) -> dict[str, list[dict]]:
+        """Per hauler, the legs its track finished in this batch (none without usable load and tipping zones, or
+        with ``track_cycles`` off). Updates the track's state and where the loading units stood."""
         if not settings.track_cycles:
             return {}
         zones = self._zone_test(batch.site, settings)
         if settings.loader_radius_m > 0 and batch.site is not None:  # where the loading units stand, by minute
-            loaders = set(loading_units(batch.machines))
             units = np.repeat([m in loaders for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
             if units.any():
                 ux, uy = batch.site.frame.near_xy(arrays["lon"][units], arrays["lat"][units])
@@ -202,11 +204,11 @@ class WeightLoading(Service[WeightLoadingSettings]):
             zones = zones.with_units(state.get("units", {}), settings.loader_radius_m)
         if not zones.usable or not haulers:
             return {}
-        walked = track.advance_all([(lo, hi) for _, lo, hi in haulers], arrays["t"], arrays["lat"], arrays["lon"],
-                                   arrays["v"], arrays["p"], arrays["fuel"], arrays["eh"],
-                                   [rated[m] for m, _, _ in haulers],
-                                   [machines_state.get(m, {}).get("trk", {}) for m, _, _ in haulers], zones, settings)
-        return {m: result for (m, _, _), result in zip(haulers, walked, strict=True)}
+        legs, state["track"] = track.advance_all(haulers, arrays["t"], arrays["lat"], arrays["lon"], arrays["v"],
+                                                 arrays["p"], arrays["fuel"], arrays["eh"],
+                                                 [rated[m] for m, _, _ in haulers], state.get("track", {}), zones,
+                                                 settings)
+        return {m: found for (m, _, _), found in zip(haulers, legs, strict=True)}
 
     def _zone_test(self, site: SiteConfig | None, settings: WeightLoadingSettings) -> track.ZoneTest:
         """The site's load and tipping zones, prepared once per site file and margin."""
@@ -247,14 +249,6 @@ class WeightLoading(Service[WeightLoadingSettings]):
         return site_card(site_id, read, settings)
 
 
-def loading_units(machines: pd.DataFrame) -> list[str]:
-    """Machines that load haulers (DOMAIN.md: loaders and excavators fill them in passes)."""
-    if machines.empty:
-        return []
-    kinds = machines["kind"].tolist()
-    return [str(m) for m, k in zip(machines["machine_id"].tolist(), kinds, strict=True) if k in LOADING_KINDS]
-
-
 def fused_speed(arrays: dict[str, np.ndarray], haulers: list[tuple[str, int, int]], frame: LocalFrame,
                 carried: dict[str, list]) -> tuple[np.ndarray, dict[str, list]]:
     """Haulers' speed over ground where their reported speed is missing or disagrees with the track (a stuck or
@@ -273,6 +267,8 @@ def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], 
     range (``track.payload_unusable``) becomes a cycle with ``payload_kg`` None, and the payload machine
     starts over after it (a reading stuck at a load would otherwise hold it loaded).
     """
+    if not legs:
+        return found, ms
     ms = dict(ms)
     weighed = [c["dumped_at"] for c in found] + ([prev_dump["t"]] if prev_dump else [])
     slack = int(settings.dump_leave_s * NS)

@@ -14,7 +14,7 @@ from batch to batch, so any split of the samples gives the same stops.
 from __future__ import annotations
 
 import itertools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -43,63 +43,80 @@ class Stop(NamedTuple):
     lon: float | None
 
 
-# a hauler's walk state: "i" = [last sample time, stop open, stop start, drive-off pending, drive-off time] (ns),
-# "f" = [last payload, counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and
-# engine hours at the drive-off] (None for NaN), "ts", "la", "lo" = the open stop's kept fixes
+# what the walk carries, all haulers together (flat JSON lists, haulers in "ids" order): "i" = INTS per hauler:
+# last sample time, stop open, stop start, drive-off pending, drive-off time (ns); "f" = FLOATS per hauler: last
+# payload, counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and engine hours
+# at the drive-off (None for NaN); "fn" = how many of the open stop's kept fixes "ts", "la", "lo" are each's
 INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
-NEW = {"i": [-1, 0, 0, 0, 0], "f": [None] + [0.0] * (FLOATS - 1), "ts": [], "la": [], "lo": []}
+NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
 
 
-def open_since(state: dict[str, Any]) -> int | None:
-    """When the hauler's open stop began (ns), None when it is driving."""
-    return int(state["i"][2]) if state["i"][1] else None
+class Walked(NamedTuple):
+    """What one batch's walk found, per hauler of the batch (in the order given), and what to carry."""
+
+    stops: list[list[Stop]]  # the stops each closed, in time order
+    seen: list[bool]  # it had a sample newer than its last one seen
+    last_t: list[int]  # its newest sample (ns)
+    open_since: list[int | None]  # when its open stop began (ns), None when driving
+    carried: dict[str, list]
 
 
-def walk(rows: list[tuple[int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, moving: np.ndarray,
-         p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: np.ndarray, states: list[dict[str, Any]],
-         s: WeightLoadingSettings) -> tuple[list[list[Stop]], list[dict[str, Any] | None]]:
-    """Each hauler's closed stops and new walk state (None: no sample newer than its last), for its ``rows``
-    (start, stop) in time order; ``states``: what each carried (``{}`` for a new one)."""
-    states = [st if "i" in st else NEW for st in states]
-    ints = np.array([st["i"] for st in states], np.int64).reshape(len(states), INTS)
-    floats = np.array([st["f"] for st in states], float).reshape(len(states), FLOATS)  # None -> NaN
+def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, moving: np.ndarray,
+         p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: np.ndarray, carried: dict[str, list],
+         s: WeightLoadingSettings) -> Walked:
+    """The stops of each hauler's samples (``runs``: hauler, start row, stop row, in time order), carrying on
+    from ``carried`` (``{}`` at first)."""
+    ids = carried.get("ids", [])
+    slot_of = {name: i for i, name in enumerate(ids)}
+    names = [name for name, _, _ in runs]
     result = _walk(
-        np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64), np.asarray(t, np.int64),
-        np.asarray(lat, float), np.asarray(lon, float), np.asarray(moving, np.bool_), np.asarray(p, float),
-        np.asarray(fuel, float), np.asarray(eh, float), np.asarray(rated, float), ints, floats,
-        np.array([0, *itertools.accumulate(len(st["ts"]) for st in states)], np.int64),
-        np.array([v for st in states for v in st["ts"]], np.int64),
-        np.array([v for st in states for v in st["la"]], float),
-        np.array([v for st in states for v in st["lo"]], float),
+        np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
+        np.asarray(t, np.int64), np.asarray(lat, float), np.asarray(lon, float), np.asarray(moving, np.bool_),
+        np.asarray(p, float), np.asarray(fuel, float), np.asarray(eh, float), np.asarray(rated, float),
+        np.array([slot_of.get(name, -1) for name in names], np.int64),
+        np.array(carried.get("i", []), np.int64).reshape(len(ids), INTS),
+        np.array(carried.get("f", []), float).reshape(len(ids), FLOATS),  # None -> NaN
+        np.array([0, *itertools.accumulate(carried.get("fn", []))], np.int64),
+        np.array(carried.get("ts", []), np.int64), np.array(carried.get("la", []), float),
+        np.array(carried.get("lo", []), float), np.array(NEW_INTS, np.int64), np.array(NEW_FLOATS),
         np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
     seen, ints, floats, fix_n, fix_t, fix_la, fix_lo, closed_ints, closed_floats = result
-    found: list[list[Stop]] = [[] for _ in states]
+    found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
     for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
         found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
-    new_states: list[dict[str, Any] | None] = []
-    at = [0, *itertools.accumulate(fix_n.tolist())]
-    fixes = fix_t.tolist(), fix_la.tolist(), fix_lo.tolist()
-    for h, (i, f) in enumerate(zip(ints.tolist(), floats.tolist(), strict=True)):
-        if not seen[h]:
-            new_states.append(None)
-            continue
-        new_states.append({"i": i, "f": [None if v != v else v for v in f], "ts": fixes[0][at[h]:at[h + 1]],
-                           "la": fixes[1][at[h]:at[h + 1]], "lo": fixes[2][at[h]:at[h + 1]]})
-    return found, new_states
+    kept = {"ids": names, "i": ints.ravel().tolist(), "f": np.where(np.isnan(floats), None, floats).ravel().tolist(),
+            "fn": fix_n.tolist(), "ts": fix_t.tolist(), "la": fix_la.tolist(), "lo": fix_lo.tolist()}
+    if not set(ids).issubset(names):
+        _keep_absent(carried, set(names), kept)
+    return Walked(found, seen.tolist(), ints[:, 0].tolist(),
+                  [a if is_open else None for is_open, a in ints[:, 1:3].tolist()], kept)
+
+
+def _keep_absent(carried: dict[str, list], present: set[str], kept: dict[str, list]) -> None:
+    """Carry on unchanged what haulers without samples in this batch carried."""
+    at = [0, *itertools.accumulate(carried["fn"])]
+    for i, name in enumerate(carried["ids"]):
+        if name not in present:
+            kept["ids"].append(name)
+            kept["i"] += carried["i"][i * INTS:(i + 1) * INTS]
+            kept["f"] += carried["f"][i * FLOATS:(i + 1) * FLOATS]
+            kept["fn"].append(carried["fn"][i])
+            for key in ("ts", "la", "lo"):
+                kept[key] += carried[key][at[i]:at[i + 1]]
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, c_ints, c_floats, c_fix_at, c_fix_t, c_fix_la,
-          c_fix_lo, parameters):  # pragma: no cover - compiled
-    """The walk of every hauler h over rows starts[h]:ends[h] (see ``walk``; states as in ``NEW``)."""
+def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, c_ints, c_floats, c_fix_at, c_fix_t,
+          c_fix_la, c_fix_lo, new_ints, new_floats, parameters):  # pragma: no cover - compiled
+    """The walk of every hauler h over rows starts[h]:ends[h] from its carried row slot[h] (-1: a new one)."""
     span, pos_span = np.int64(parameters[0]), np.int64(parameters[1])
     tare, most = parameters[2], parameters[3]
     haulers = len(starts)
     n = len(t)
     e = 5  # len(EVIDENCE)
     seen = np.zeros(haulers, np.bool_)
-    ints, floats = c_ints.copy(), c_floats.copy()
+    ints, floats = np.empty((haulers, len(new_ints)), np.int64), np.empty((haulers, len(new_floats)))
     fix_n = np.zeros(haulers, np.int64)
     out_cap = len(c_fix_t) + n
     fix_t, fix_la, fix_lo = np.empty(out_cap, np.int64), np.empty(out_cap), np.empty(out_cap)
@@ -108,18 +125,22 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, c_ints, c_float
     closed_ints, closed_floats = np.empty((n + haulers, 3), np.int64), np.empty((n + haulers, 2 * e + 6))
     n_closed = 0
     for h in range(haulers):
-        lo_row, hi_row = starts[h], ends[h]
+        lo_row, hi_row, j0 = starts[h], ends[h], slot[h]
         st_i, st_f = ints[h], floats[h]  # views: [t, open, a, has_k, kt]; [lp, cum, c0, f0, e0, kc, kf, ke]
+        st_i[:] = c_ints[j0] if j0 >= 0 else new_ints
+        st_f[:] = c_floats[j0] if j0 >= 0 else new_floats
         cum, c0, kc = st_f[1:1 + e], st_f[1 + e:1 + 2 * e], st_f[3 + 2 * e:3 + 3 * e]
         # the open stop's kept fixes: carried ones, then this batch's (a window [f_lo, f_hi) of one buffer)
-        size = c_fix_at[h + 1] - c_fix_at[h] + hi_row - lo_row
+        k0, k1 = (c_fix_at[j0], c_fix_at[j0 + 1]) if j0 >= 0 else (0, 0)
+        size = k1 - k0 + hi_row - lo_row
         buf_t, buf_la, buf_lo = np.empty(size, np.int64), np.empty(size), np.empty(size)
         f_lo, f_hi = 0, 0
-        for k in range(c_fix_at[h], c_fix_at[h + 1]):
+        for k in range(k0, k1):
             buf_t[f_hi], buf_la[f_hi], buf_lo[f_hi] = c_fix_t[k], c_fix_la[k], c_fix_lo[k]
             f_hi += 1
         i = lo_row
-        while i < hi_row and t[i] <= c_ints[h, 0]:  # seen already (a replay restores the state)
+        first_t = st_i[0]
+        while i < hi_row and t[i] <= first_t:  # seen already (a replay restores the state)
             i += 1
         prev = st_f[0]
         while i < hi_row:

@@ -87,9 +87,10 @@ def unit_positions(saved: dict[str, Any], unit: np.ndarray, t: np.ndarray, x: np
     # rows are never changed in place: the saved state's lists are shared until a minute is added or grows
     out = {k: v if not v or v[0][0] > oldest else [r for r in v if r[0] > oldest] for k, v in saved.items()}
     ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.any():
-        return out
-    unit, t, x, y = unit[ok], t[ok], x[ok], y[ok]
+    if not ok.all():
+        if not ok.any():
+            return out
+        unit, t, x, y = unit[ok], t[ok], x[ok], y[ok]
     minute = t // (UNIT_BIN_S * NS)
     starts = np.flatnonzero(np.concatenate(([True], (unit[1:] != unit[:-1]) | (minute[1:] != minute[:-1]))))
     names = unit[starts].tolist()
@@ -188,37 +189,41 @@ class ZoneTest:
         return best
 
 
-def advance_all(rows: list[tuple[int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
-                p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: list[float], states: list[dict[str, Any]],
-                zones: ZoneTest, s: WeightLoadingSettings) -> list[tuple[list[dict], dict[str, Any]]]:
-    """Feed each hauler's new samples (its ``rows`` (start, stop) of the arrays, in time order) through stops and
-    legs: per hauler, its finished legs and its new state.
+def advance_all(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray,
+                p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: list[float], state: dict[str, Any],
+                zones: ZoneTest, s: WeightLoadingSettings) -> tuple[list[list[dict]], dict[str, Any]]:
+    """Feed each hauler's new samples (``runs``: hauler, start row, stop row of the arrays, in time order) through
+    stops and legs: per hauler of ``runs``, its finished legs; and the new state (``{}`` at first).
 
     A finished leg is a dict with the cycle's times, positions, zones and counters, and ``evidence``: the
     payload counters (EVIDENCE) of the leg, its load stop and its dump, for ``payload_unusable``.
     """
     with np.errstate(invalid="ignore"):
         moving = v >= s.moving_kmh  # a sample without speed counts as standing (moving_kmh > 0)
-    found, walked = stops.walk(rows, t, lat, lon, moving, p, fuel, eh, np.asarray(rated, float), states, s)
-    out: list[tuple[list[dict], dict[str, Any]]] = []
-    for closed, kinds, new, old in zip(found, _stop_kinds(found, zones, s), walked, states, strict=True):
-        if new is None:  # no sample newer than the last one seen (a replay restores the state)
-            out.append(([], old))
-            continue
-        st = {**old, **new}
-        legs: list[dict] = []
-        for stop, kind in zip(closed, kinds, strict=True):
-            legs += _close_stop(stop, kind, st, s)
-        legs += _close_dump_if_left(st, stops.open_since(st), st["i"][0], s)
-        out.append((legs, st))
-    return out
+    walked = stops.walk(runs, t, lat, lon, moving, p, fuel, eh, np.asarray(rated, float), state.get("walk", {}), s)
+    open_legs = dict(state.get("legs", {}))
+    out: list[list[dict]] = [[] for _ in runs]
+    kinds_of = _stop_kinds(walked.stops, zones, s)
+    for h, (name, _, _) in enumerate(runs):
+        leg = open_legs.get(name)
+        if not walked.seen[h] or not (walked.stops[h] or (leg is not None and leg["dump"] is not None)):
+            continue  # nothing new, or no stop closed and no dump to close: the leg stays as it is
+        st = {"leg": leg}
+        for stop, kind in zip(walked.stops[h], kinds_of[h], strict=True):
+            out[h] += _close_stop(stop, kind, st, s)
+        out[h] += _close_dump_if_left(st, walked.open_since[h], walked.last_t[h], s)
+        if st["leg"] is None:
+            open_legs.pop(name, None)
+        else:
+            open_legs[name] = st["leg"]
+    return out, {"walk": walked.carried, "legs": open_legs}
 
 
 def advance(t: np.ndarray, lat: np.ndarray, lon: np.ndarray, v: np.ndarray, p: np.ndarray, fuel: np.ndarray,
-            eh: np.ndarray, st: dict[str, Any], rated: float, zones: ZoneTest, s: WeightLoadingSettings
+            eh: np.ndarray, state: dict[str, Any], rated: float, zones: ZoneTest, s: WeightLoadingSettings
             ) -> tuple[list[dict], dict[str, Any]]:
     """``advance_all`` for one hauler's samples."""
-    [(legs, new)] = advance_all([(0, len(t))], t, lat, lon, v, p, fuel, eh, [rated], [st], zones, s)
+    [legs], new = advance_all([("hauler", 0, len(t))], t, lat, lon, v, p, fuel, eh, [rated], state, zones, s)
     return legs, new
 
 
@@ -226,8 +231,10 @@ def _stop_kinds(found: list[list[stops.Stop]], zones: ZoneTest, s: WeightLoading
                 ) -> list[list[tuple[str, str | None] | None]]:
     """Where each closed stop was (``ZoneTest.kinds``, all haulers' at once), for stops long enough to be a load
     or a dump that have a position; None for the others."""
-    least = min(s.load_stop_min_s, s.dump_stop_min_s)
     out: list[list[tuple[str, str | None] | None]] = [[None] * len(closed) for closed in found]
+    if not any(found):
+        return out
+    least = min(s.load_stop_min_s, s.dump_stop_min_s)
     tested = [(h, i) for h, closed in enumerate(found) for i, stop in enumerate(closed)
               if stop.lat is not None and (stop.b - stop.a) / NS >= least]
     if tested:

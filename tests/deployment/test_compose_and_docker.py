@@ -143,6 +143,7 @@ def test_dockerfile_is_lint_clean_slim_non_root_and_pinned() -> None:
     users = [line for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] not in ("root", "0")
     assert "pip install --no-cache-dir ." in text
+    assert "NUMBA_CACHE_DIR=/tmp/" in text  # numba's cache beside the package is read-only for the service user
     result = subprocess.run([_tool("hadolint"), "--failure-threshold", "info", str(ROOT / "Dockerfile")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
