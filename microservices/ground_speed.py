@@ -1,31 +1,35 @@
 """Speed over ground for services that need only speed: the reported speed while it agrees with the track,
 else the track's.
 
-Why a compiled kernel: a speed signal is checked at every sample against the step from the fix before, and
-trusted while most checks of the trust window agreed (``MotionSettings``); only where it is not trusted is the
-jump-filtered track velocity worked out (``motion.py``'s estimate: the median of the steps that are no jump's
-edge). That is a walk along each machine's samples carrying short windows, which numpy can only express as
-dozens of whole-array passes and merges with what the previous batch left; the check must cost a service a
-small share of its rows per second in batches of every size (issue #18), so the walk is one numba loop.
+Why a compiled kernel: a speed signal is checked at every sample against the step from the fix before (against
+the track estimate where a sample has no step of its own: a repeat, a spike's edge, after a gap), and trusted
+while at least ``speed_trust_share`` of the trust window's checks agreed (a GNSS jump spoils two steps, outvoted);
+only where it is not trusted is the jump-filtered track velocity worked out (``motion.py``'s estimate: the median
+of the steps that are no jump's edge). That is a walk along each machine's samples carrying short windows,
+which numpy can only express as dozens of whole-array passes and merges with what the previous batch left; the
+check must cost a service a small share of its rows per second in batches of every size (issue #18), so the walk
+is one numba loop.
 
-Deterministic across batch splits: each machine carries (flat JSON lists) its newest fix, the steps of the
-track and predict windows with their jump verdicts, and the checks of the trust window, exactly what the next
-samples read, so batches split anywhere give the same speeds.
+Deterministic across batch splits: each machine carries its newest fix, the steps of the track and predict
+windows with their jump verdicts, and the checks of the trust window, exactly what the next samples read (as
+packed arrays, ``microservices/packed.py``: a thousand machines' windows are tens of thousands of numbers, and
+the state goes through JSON every step), so batches split anywhere give the same speeds.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Any
 
 import numba
 import numpy as np
 
 from microservices.motion import MotionSettings
+from microservices.packed import pack, unpack
 
-CARRY_VERSION = 6  # 6: times in ns
-NS = 1_000_000_000
+CARRY_VERSION = 8  # 8: arrays packed (microservices/packed.py)
+MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, so what it carries stays short in JSON
+STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
 
 
@@ -55,8 +59,8 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
 
 
 def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
-                   scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, list],
-                   settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, list]]:
+                   scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
+                   settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``speed_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
     takes longitude and latitude as they come, with no projected copy of the batch)."""
@@ -66,55 +70,50 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     names = [name for name, _, _ in runs]
     ids = list(carried.get("ids", []))
     slot_of = {name: i for i, name in enumerate(ids)}
+    c = {key: unpack(carried.get(key), dtype) for key, dtype in CARRIED.items()}
     result = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
-        np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(carried.get("ft", []), np.int64),
-        np.array(carried.get("fx", []), float), np.array(carried.get("fy", []), float),
-        _offsets(carried.get("sn", [])), np.array(carried.get("st", []), np.int64),
-        np.array(carried.get("sx", []), float), np.array(carried.get("sy", []), float),
-        np.array(carried.get("so", []), np.int64), _offsets(carried.get("cn", [])),
-        np.array(carried.get("c", []), np.int64), np.array(scale, float), _parameters(s))
-    out, has, fix_t, fix_x, fix_y, steps_per, st, sx, sy, so, checks_per, c = result
-    kept = {"v": CARRY_VERSION, "ids": [], "ft": [], "fx": [], "fy": [], "sn": [], "st": [], "sx": [], "sy": [],
-            "so": [], "cn": [], "c": []}
+        np.array([slot_of.get(name, -1) for name in names], np.int64), c["ft"], c["fx"], c["fy"],
+        _offsets(c["sn"]), c["st"], c["sx"], c["sy"], c["so"].astype(np.int64), _offsets(c["cn"]), c["c"],
+        np.array(scale, float),
+        _parameters(s))
+    out, has, fix_t, fix_x, fix_y, steps_per, st, sx, sy, so, checks_per, checks = result
     mine = has.astype(bool)
-    for key, values in (("ft", fix_t), ("fx", fix_x), ("fy", fix_y), ("sn", steps_per), ("cn", checks_per)):
-        kept[key] = values[mine].tolist()
-    kept["ids"] = [name for name, h in zip(names, mine.tolist(), strict=True) if h]
-    for key, values in (("st", st), ("sx", sx), ("sy", sy), ("so", so), ("c", c)):
-        kept[key] = values.tolist()
-    if not set(ids).issubset(names):
-        _keep_absent(carried, set(names), kept)
-    return out, kept
+    kept = {"ft": fix_t[mine], "fx": fix_x[mine], "fy": fix_y[mine], "sn": steps_per[mine], "cn": checks_per[mine],
+            "st": st, "sx": sx, "sy": sy, "so": so, "c": checks}
+    kept_ids = [name for name, h in zip(names, mine.tolist(), strict=True) if h]
+    absent = np.array([name not in set(names) for name in ids], bool)
+    if absent.any():  # machines without samples in this batch carry on what they carried
+        kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
+        steps, checked = np.repeat(absent, c["sn"]), np.repeat(absent, c["cn"])
+        for key in kept:
+            part = {"sn": absent, "cn": absent, "c": checked}.get(key, steps if key in STEP_KEYS else absent)
+            kept[key] = np.concatenate([kept[key], c[key][part]])
+    return out, {"v": CARRY_VERSION, "ids": kept_ids, **{key: pack(kept[key], CARRIED[key]) for key in CARRIED}}
 
 
-def _offsets(counts: list[int]) -> np.ndarray:
-    """Where each machine's items start in a flat carried list, and the end."""
-    return np.array([0, *itertools.accumulate(counts)], np.int64)
+# what each machine carries: its newest fix (time in ms, x, y), how many steps and checks, then all machines'
+# steps (ms before the newest fix, velocity, jump verdict) and checks ((ms before the newest fix) * 2 + agreed)
+CARRIED = {"ft": np.int64, "fx": np.float64, "fy": np.float64, "sn": np.int64, "cn": np.int64, "st": np.int64,
+           "sx": np.float64, "sy": np.float64, "so": np.int8, "c": np.int64}
+STEP_KEYS = ("st", "sx", "sy", "so")
 
 
-def _keep_absent(carried: dict[str, Any], present: set[str], kept: dict[str, list]) -> None:
-    """Carry on unchanged what machines without samples in this batch carried."""
-    step_at, check_at = _offsets(carried["sn"]).tolist(), _offsets(carried["cn"]).tolist()
-    for i, name in enumerate(carried["ids"]):
-        if name in present:
-            continue
-        kept["ids"].append(name)
-        for key in ("ft", "fx", "fy", "sn", "cn"):
-            kept[key].append(carried[key][i])
-        for key in ("st", "sx", "sy", "so"):
-            kept[key] += carried[key][step_at[i]:step_at[i + 1]]
-        kept["c"] += carried["c"][check_at[i]:check_at[i + 1]]
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """Where each machine's items start in a flat carried array, and the end."""
+    at = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=at[1:])
+    return at
 
 
 @functools.lru_cache(maxsize=16)
 def _parameters(s: MotionSettings) -> np.ndarray:
-    """The settings the walk reads, in its units (ns, m/s, km/h), in the order ``_walk`` unpacks them."""
-    return np.array([round(s.max_step_s * NS), s.max_speed_kmh / 3.6, round(s.track_window_s * NS),
-                     round(s.predict_window_s * NS), s.step_tolerance_kmh, s.step_tolerance_share,
-                     s.speed_tolerance_kmh, s.speed_tolerance_share, round(s.trust_window_s * NS),
-                     s.speed_trust_share, s.trust_min_checks], float)
+    """The settings the walk reads, in its units (ms, m/s, km/h), in the order ``_walk`` unpacks them."""
+    return np.array([round(s.max_step_s * MS_PER_S), s.max_speed_kmh / 3.6, round(s.track_window_s * MS_PER_S),
+                     round(s.predict_window_s * MS_PER_S), s.step_tolerance_kmh, s.step_tolerance_share,
+                     s.speed_tolerance_kmh, s.speed_tolerance_share, round(s.trust_window_s * MS_PER_S),
+                     s.speed_trust_share, s.trust_min_checks, STEP_DECIMALS], float)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -133,7 +132,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_kmh, speed_tol_share, trust_ms = parameters[6], parameters[7], np.int64(parameters[8])
-    trust_share, min_checks = parameters[9], np.int64(parameters[10])
+    trust_share, min_checks, decimals = parameters[9], np.int64(parameters[10]), int(parameters[11])
     machines = len(starts)
     n = len(t)
     out = v.copy()
@@ -174,7 +173,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
         newest = last_t if j >= 0 else np.int64(-(2 ** 62))
         trust_lo = 0
         for i in range(a, b):
-            ti = t[i]
+            ti = t[i] // 1_000_000  # ns -> ms
             if last_ok and ti < last_t:  # late: older than the newest fix
                 out[i] = v[i]
                 continue
@@ -182,8 +181,9 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
             fixed = np.isfinite(x[i]) and np.isfinite(y[i])
             vx, vy = np.nan, np.nan
             if fixed and last_ok and ti - last_t > 0 and ti - last_t <= max_step_ms:
-                dt = (ti - last_t) / 1e9
-                vx, vy = (x[i] - last_x) * east / dt, (y[i] - last_y) * north / dt
+                dt = (ti - last_t) / 1000.0
+                vx = np.round((x[i] - last_x) * east / dt, decimals)
+                vy = np.round((y[i] - last_y) * north / dt, decimals)
                 if vx * vx + vy * vy > max_step_speed * max_step_speed:  # a GNSS spike, not motion
                     vx, vy = np.nan, np.nan
             st[ns], sx[ns], sy[ns], so[ns] = ti, vx, vy, -1

@@ -7,7 +7,8 @@ tracker sends, so every service that needs motion (dead reckoning, time to colli
 lane and road matching, speeding, activity) takes it from here: the reported heading and speed are used
 only where they agree with the track within a tolerance, else the track wins. Shared by the built-in
 services through the SDK package (no service imports another for it). Services that need only speed take it
-from ``ground_speed.py``, the same check and the same track estimate walked sample by sample.
+from ``ground_speed.py``: the same track estimate, the reported speed checked against each step, walked sample
+by sample.
 
 All functions are vectorised over samples sorted by (machine, time) with integer-millisecond times;
 the track velocity is causal (only earlier fixes), so an alert never waits for a future sample and the

@@ -13,12 +13,12 @@ from batch to batch, so any split of the samples gives the same stops.
 
 from __future__ import annotations
 
-import itertools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 
+from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings
 
 NS = 1_000_000_000
@@ -43,12 +43,14 @@ class Stop(NamedTuple):
     lon: float | None
 
 
-# what the walk carries, all haulers together (flat JSON lists, haulers in "ids" order): "i" = INTS per hauler:
-# last sample time, stop open, stop start, drive-off pending, drive-off time (ns); "f" = FLOATS per hauler: last
-# payload, counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and engine hours
-# at the drive-off (None for NaN); "fn" = how many of the open stop's kept fixes "ts", "la", "lo" are each's
+# what the walk carries, all haulers together (arrays packed by microservices/packed.py, haulers in "ids" order):
+# "i" = INTS per hauler: last sample time, stop open, stop start, drive-off pending, drive-off time (ns);
+# "f" = FLOATS per hauler: last payload, counters now, counters at the stop's start, fuel and engine hours there,
+# counters, fuel and engine hours at the drive-off; "fn" = how many of the open stops' kept fixes "ts", "la", "lo"
+# are each hauler's
 INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
 NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
+CARRIED = {"i": np.int64, "f": np.float64, "fn": np.int64, "ts": np.int64, "la": np.float64, "lo": np.float64}
 
 
 class Walked(NamedTuple):
@@ -58,52 +60,45 @@ class Walked(NamedTuple):
     seen: list[bool]  # it had a sample newer than its last one seen
     last_t: list[int]  # its newest sample (ns)
     open_since: list[int | None]  # when its open stop began (ns), None when driving
-    carried: dict[str, list]
+    carried: dict[str, Any]
 
 
 def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: np.ndarray, moving: np.ndarray,
-         p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: np.ndarray, carried: dict[str, list],
+         p: np.ndarray, fuel: np.ndarray, eh: np.ndarray, rated: np.ndarray, carried: dict[str, Any],
          s: WeightLoadingSettings) -> Walked:
     """The stops of each hauler's samples (``runs``: hauler, start row, stop row, in time order), carrying on
     from ``carried`` (``{}`` at first)."""
     ids = carried.get("ids", [])
     slot_of = {name: i for i, name in enumerate(ids)}
     names = [name for name, _, _ in runs]
+    c = {key: unpack(carried.get(key), dtype) for key, dtype in CARRIED.items()}
+    fix_at = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(c["fn"], out=fix_at[1:])
     result = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t, np.int64), np.asarray(lat, float), np.asarray(lon, float), np.asarray(moving, np.bool_),
         np.asarray(p, float), np.asarray(fuel, float), np.asarray(eh, float), np.asarray(rated, float),
-        np.array([slot_of.get(name, -1) for name in names], np.int64),
-        np.array(carried.get("i", []), np.int64).reshape(len(ids), INTS),
-        np.array(carried.get("f", []), float).reshape(len(ids), FLOATS),  # None -> NaN
-        np.array([0, *itertools.accumulate(carried.get("fn", []))], np.int64),
-        np.array(carried.get("ts", []), np.int64), np.array(carried.get("la", []), float),
-        np.array(carried.get("lo", []), float), np.array(NEW_INTS, np.int64), np.array(NEW_FLOATS),
+        np.array([slot_of.get(name, -1) for name in names], np.int64), c["i"].reshape(len(ids), INTS),
+        c["f"].reshape(len(ids), FLOATS), fix_at, c["ts"], c["la"], c["lo"], np.array(NEW_INTS, np.int64),
+        np.array(NEW_FLOATS),
         np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
     seen, ints, floats, fix_n, fix_t, fix_la, fix_lo, closed_ints, closed_floats = result
     found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
     for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
         found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
-    kept = {"ids": names, "i": ints.ravel().tolist(), "f": np.where(np.isnan(floats), None, floats).ravel().tolist(),
-            "fn": fix_n.tolist(), "ts": fix_t.tolist(), "la": fix_la.tolist(), "lo": fix_lo.tolist()}
-    if not set(ids).issubset(names):
-        _keep_absent(carried, set(names), kept)
+    kept = {"i": ints.ravel(), "f": floats.ravel(), "fn": fix_n, "ts": fix_t, "la": fix_la, "lo": fix_lo}
+    kept_ids = list(names)
+    absent = np.array([name not in set(names) for name in ids], bool)
+    if absent.any():  # haulers without samples in this batch carry on what they carried
+        kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
+        fixes = np.repeat(absent, c["fn"])
+        for key, part in (("i", np.repeat(absent, INTS)), ("f", np.repeat(absent, FLOATS)), ("fn", absent),
+                          ("ts", fixes), ("la", fixes), ("lo", fixes)):
+            kept[key] = np.concatenate([kept[key], c[key][part]])
     return Walked(found, seen.tolist(), ints[:, 0].tolist(),
-                  [a if is_open else None for is_open, a in ints[:, 1:3].tolist()], kept)
-
-
-def _keep_absent(carried: dict[str, list], present: set[str], kept: dict[str, list]) -> None:
-    """Carry on unchanged what haulers without samples in this batch carried."""
-    at = [0, *itertools.accumulate(carried["fn"])]
-    for i, name in enumerate(carried["ids"]):
-        if name not in present:
-            kept["ids"].append(name)
-            kept["i"] += carried["i"][i * INTS:(i + 1) * INTS]
-            kept["f"] += carried["f"][i * FLOATS:(i + 1) * FLOATS]
-            kept["fn"].append(carried["fn"][i])
-            for key in ("ts", "la", "lo"):
-                kept[key] += carried[key][at[i]:at[i + 1]]
+                  [a if is_open else None for is_open, a in ints[:, 1:3].tolist()],
+                  {"ids": kept_ids, **{key: pack(kept[key], CARRIED[key]) for key in CARRIED}})
 
 
 @numba.njit(cache=True, nogil=True)

@@ -23,10 +23,10 @@ several loader passes), drives, and stands at a tipping area (dump, crusher, sto
    with healthy readings and no payload cycle (an empty hauler that stood at a loader and at a dump) is no
    cycle, so fault-free answers do not change.
 
-Incremental and deterministic like ``detect.py``: each hauler carries its open stop (start, the fixes of its
-last seconds, evidence counters), its pending drive-off and its open leg in the state; a leg closes only
-once every sample it depends on exists, so any split of the telemetry gives the same cycles. Loops run over
-standing/moving runs and stops, never over samples.
+Incremental and deterministic like ``detect.py``: the walk over samples (``stops.py``, compiled) carries each
+hauler's open stop (start, the fixes of its last seconds, evidence counters) and pending drive-off; its open leg
+is carried beside it; a leg closes only once every sample it depends on exists, so any split of the telemetry
+gives the same cycles. Python loops run over closed stops only, a few per hauler and hour.
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ import shapely
 
 from microservices.weight_loading import stops
 from microservices.weight_loading.settings import WeightLoadingSettings
-from microservices.weight_loading.stops import EVIDENCE, NS
-
-__all__ = ["EVIDENCE", "NS", "ZoneTest", "advance", "advance_all", "payload_unusable", "unit_positions"]
+from microservices.weight_loading.stops import NS
 
 
 def payload_unusable(windows: list[list[float]], s: WeightLoadingSettings) -> str | None:
