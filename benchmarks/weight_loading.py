@@ -4,7 +4,7 @@
 
 Telemetry comes from the simulator (faults on, decoded as ingest stores it). Each figure is the
 median of 5 runs. ``--track-cost`` also times each batch size without cycles from the track, ``--fault-cost``
-without any fault handling (neither speed over ground nor the track), alternating in the same run. The
+without any fault handling (neither speed over ground nor the track), in turns in the same run. The
 baseline, measured in the same run on the same frame, is one plain pandas pass (a per-machine rolling median
 of payload plus a groupby aggregate), so the ratio says how many such passes the service costs. Target: >= 100k rows/s.
 """
@@ -13,10 +13,13 @@ of payload plus a groupby aggregate), so the ratio says how many such passes the
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 # benchmarks/ingest.py would shadow the ingest package: keep this folder off sys.path.
@@ -69,6 +72,17 @@ def run_unguarded(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: 
         weight_service.fused_speed = fused
 
 
+def alternating(runs: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """Seconds of ``first`` and of ``second``, run in turns (ABBA) so both see the same load on the shared cores
+    and neither always runs after the other's garbage (which costs the later one a few per cent)."""
+    a, b = [], []
+    for run in range(runs):
+        for which in ((a, first), (b, second)) if run % 2 == 0 else ((b, second), (a, first)):
+            gc.collect()
+            which[0].append(which[1]())
+    return a, b
+
+
 def run_baseline(telemetry: pd.DataFrame) -> float:
     """Seconds of one plain pandas pass over the same frame."""
     started = time.perf_counter()
@@ -108,17 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         ok &= chunk in ("10s", "1min") or rate >= TARGET_ROWS_PER_S
         print(f"{'process(), ' + label:<32} {rate:>12,.0f} rows/s  ({seconds / baseline:5.1f}x the baseline time)")
         if args.track_cost:
-            on, off = [], []
-            for _ in range(args.runs):
-                off.append(run_service(telemetry, machines, site, chunk, WeightLoadingSettings(track_cycles=False)))
-                on.append(run_service(telemetry, machines, site, chunk))
+            on, off = alternating(args.runs, partial(run_service, telemetry, machines, site, chunk),
+                                  partial(run_service, telemetry, machines, site, chunk,
+                                          WeightLoadingSettings(track_cycles=False)))
             print(f"{'  with / without track cycles':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
                   f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f})")
         if args.fault_cost:
-            on, off = [], []
-            for _ in range(args.runs):
-                off.append(run_unguarded(telemetry, machines, site, chunk))
-                on.append(run_service(telemetry, machines, site, chunk))
+            on, off = alternating(args.runs, partial(run_service, telemetry, machines, site, chunk),
+                                  partial(run_unguarded, telemetry, machines, site, chunk))
             print(f"{'  with / without fault handling':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
                   f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f}; speed over "
                   f"ground and track cycles)")

@@ -83,7 +83,8 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     kept = {"ft": fix_t[mine], "fx": fix_x[mine], "fy": fix_y[mine], "sn": steps_per[mine], "cn": checks_per[mine],
             "st": st, "sx": sx, "sy": sy, "so": so, "c": checks}
     kept_ids = [name for name, h in zip(names, mine.tolist(), strict=True) if h]
-    absent = np.array([name not in set(names) for name in ids], bool)
+    present = set(names)
+    absent = np.array([name not in present for name in ids], bool)
     if absent.any():  # machines without samples in this batch carry on what they carried
         kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
         steps, checked = np.repeat(absent, c["sn"]), np.repeat(absent, c["cn"])

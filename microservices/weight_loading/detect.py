@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings, band_of
 
 NS = 1_000_000_000
@@ -73,21 +74,18 @@ def float_column(rows: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
 
 
-def buffer_from_state(saved: dict[str, list] | None) -> dict[str, np.ndarray]:
-    """The buffer kept in the service state (lists, None for NaN) as arrays."""
+def buffer_from_state(saved: dict[str, str] | None) -> dict[str, np.ndarray]:
+    """The buffer kept in the service state (packed arrays) as arrays."""
     if not saved:
         return {k: np.empty(0, dtype=np.int64 if k == "t" else float) for k in FIELDS}
-    return {k: np.array(saved[k], dtype=np.int64 if k == "t" else float) for k in FIELDS}
+    return {k: unpack(saved[k], np.int64 if k == "t" else np.float64) for k in FIELDS}
 
 
-def buffer_to_state(buf: dict[str, np.ndarray], keep_from: int) -> dict[str, list]:
-    """The samples at or after ``keep_from`` (ns) as JSON-ready lists (NaN as None)."""
+def buffer_to_state(buf: dict[str, np.ndarray], keep_from: int) -> dict[str, str]:
+    """The samples at or after ``keep_from`` (ns), packed (``microservices/packed.py``: a fleet's buffers are
+    most of the state, and a JSON round trip of them as numbers cost more than the step)."""
     i = int(np.searchsorted(buf["t"], keep_from, side="left"))
-    out: dict[str, list] = {"t": buf["t"][i:].tolist()}
-    for k in FIELDS[1:]:
-        part = buf[k][i:]
-        out[k] = [None if v != v else v for v in part.tolist()]
-    return out
+    return {k: pack(buf[k][i:], np.int64 if k == "t" else np.float64) for k in FIELDS}
 
 
 def merge_buffers(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
-STATE_VERSION = 2  # 2: the track's state for all haulers together (stops kept in lat/lon), speed over ground's v6
+STATE_VERSION = 3  # 3: buffers and the track and speed-over-ground windows as packed arrays (packed.py)
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"

@@ -89,7 +89,8 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
         found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
     kept = {"i": ints.ravel(), "f": floats.ravel(), "fn": fix_n, "ts": fix_t, "la": fix_la, "lo": fix_lo}
     kept_ids = list(names)
-    absent = np.array([name not in set(names) for name in ids], bool)
+    present = set(names)
+    absent = np.array([name not in present for name in ids], bool)
     if absent.any():  # haulers without samples in this batch carry on what they carried
         kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
         fixes = np.repeat(absent, c["fn"])
