@@ -70,13 +70,12 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     names = [name for name, _, _ in runs]
     ids = list(carried.get("ids", []))
     slot_of = {name: i for i, name in enumerate(ids)}
-    c = {key: unpack(carried.get(key), dtype) for key, dtype in CARRIED.items()}
+    c = carried_arrays(carried)
     result = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
         np.array([slot_of.get(name, -1) for name in names], np.int64), c["ft"], c["fx"], c["fy"],
-        _offsets(c["sn"]), c["st"], c["sx"], c["sy"], c["so"].astype(np.int64), _offsets(c["cn"]), c["c"],
-        np.array(scale, float),
+        _offsets(c["sn"]), c["st"], c["sx"], c["sy"], c["so"], _offsets(c["cn"]), c["c"], np.array(scale, float),
         _parameters(s))
     out, has, fix_t, fix_x, fix_y, steps_per, st, sx, sy, so, checks_per, checks = result
     mine = has.astype(bool)
@@ -91,14 +90,27 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
         for key in kept:
             part = {"sn": absent, "cn": absent, "c": checked}.get(key, steps if key in STEP_KEYS else absent)
             kept[key] = np.concatenate([kept[key], c[key][part]])
-    return out, {"v": CARRY_VERSION, "ids": kept_ids, **{key: pack(kept[key], CARRIED[key]) for key in CARRIED}}
+    return out, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(np.concatenate([kept[k] for k in INTS]), np.int64),
+                 "f": pack(np.concatenate([kept[k] for k in FLOATS]))}
 
 
 # what each machine carries: its newest fix (time in ms, x, y), how many steps and checks, then all machines'
-# steps (ms before the newest fix, velocity, jump verdict) and checks ((ms before the newest fix) * 2 + agreed)
-CARRIED = {"ft": np.int64, "fx": np.float64, "fy": np.float64, "sn": np.int64, "cn": np.int64, "st": np.int64,
-           "sx": np.float64, "sy": np.float64, "so": np.int8, "c": np.int64}
+# steps (ms before the newest fix, velocity, jump verdict) and checks ((ms before the newest fix) * 2 + agreed);
+# packed in two arrays, the integers and the floats, in this order
+INTS = ("ft", "sn", "cn", "st", "so", "c")
+FLOATS = ("fx", "fy", "sx", "sy")
 STEP_KEYS = ("st", "sx", "sy", "so")
+
+
+def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What ``speeds_of_runs`` carried, as arrays by name (INTS, FLOATS; empty ones for a new carry)."""
+    ints, floats = unpack(carried.get("i"), np.int64), unpack(carried.get("f"))
+    m = len(carried.get("ids", []))
+    steps, checks = int(ints[m:2 * m].sum()), int(ints[2 * m:3 * m].sum())
+    out = dict(zip(INTS, np.split(ints, np.cumsum([m, m, m, steps, steps])), strict=True))
+    out.update(zip(FLOATS, np.split(floats, np.cumsum([m, m, steps])), strict=True))
+    assert len(out["c"]) == checks and len(out["sy"]) == steps  # the layout above
+    return out
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:

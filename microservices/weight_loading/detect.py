@@ -78,14 +78,16 @@ def buffer_from_state(saved: dict[str, str] | None) -> dict[str, np.ndarray]:
     """The buffer kept in the service state (packed arrays) as arrays."""
     if not saved:
         return {k: np.empty(0, dtype=np.int64 if k == "t" else float) for k in FIELDS}
-    return {k: unpack(saved[k], np.int64 if k == "t" else np.float64) for k in FIELDS}
+    t = unpack(saved["t"], np.int64)
+    return {"t": t, **dict(zip(FIELDS[1:], unpack(saved["x"]).reshape(len(FIELDS) - 1, len(t)), strict=True))}
 
 
 def buffer_to_state(buf: dict[str, np.ndarray], keep_from: int) -> dict[str, str]:
     """The samples at or after ``keep_from`` (ns), packed (``microservices/packed.py``: a fleet's buffers are
-    most of the state, and a JSON round trip of them as numbers cost more than the step)."""
+    most of the state, and a JSON round trip of them as numbers cost more than the step): the times, and the
+    other fields one after the other."""
     i = int(np.searchsorted(buf["t"], keep_from, side="left"))
-    return {k: pack(buf[k][i:], np.int64 if k == "t" else np.float64) for k in FIELDS}
+    return {"t": pack(buf["t"][i:], np.int64), "x": pack(np.concatenate([buf[k][i:] for k in FIELDS[1:]]))}
 
 
 def merge_buffers(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

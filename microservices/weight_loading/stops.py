@@ -50,7 +50,7 @@ class Stop(NamedTuple):
 # are each hauler's
 INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
 NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
-CARRIED = {"i": np.int64, "f": np.float64, "fn": np.int64, "ts": np.int64, "la": np.float64, "lo": np.float64}
+PACKED = {"ints": ("i", "fn", "ts"), "floats": ("f", "la", "lo")}  # two packed arrays, these in this order
 
 
 class Walked(NamedTuple):
@@ -71,7 +71,7 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
     ids = carried.get("ids", [])
     slot_of = {name: i for i, name in enumerate(ids)}
     names = [name for name, _, _ in runs]
-    c = {key: unpack(carried.get(key), dtype) for key, dtype in CARRIED.items()}
+    c = _carried_arrays(carried)
     fix_at = np.zeros(len(ids) + 1, np.int64)
     np.cumsum(c["fn"], out=fix_at[1:])
     result = _walk(
@@ -99,7 +99,17 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
             kept[key] = np.concatenate([kept[key], c[key][part]])
     return Walked(found, seen.tolist(), ints[:, 0].tolist(),
                   [a if is_open else None for is_open, a in ints[:, 1:3].tolist()],
-                  {"ids": kept_ids, **{key: pack(kept[key], CARRIED[key]) for key in CARRIED}})
+                  {"ids": kept_ids, **{name: pack(np.concatenate([kept[k] for k in keys]), np.int64 if name == "ints"
+                                                  else np.float64) for name, keys in PACKED.items()}})
+
+
+def _carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What ``walk`` carried, as arrays by name (empty ones at first)."""
+    ints, floats = unpack(carried.get("ints"), np.int64), unpack(carried.get("floats"))
+    h = len(carried.get("ids", []))
+    fn = ints[INTS * h:(INTS + 1) * h]
+    return {"i": ints[:INTS * h], "fn": fn, "ts": ints[(INTS + 1) * h:], "f": floats[:FLOATS * h],
+            "la": floats[FLOATS * h:FLOATS * h + int(fn.sum())], "lo": floats[FLOATS * h + int(fn.sum()):]}
 
 
 @numba.njit(cache=True, nogil=True)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from microservices.motion import MotionSettings, angle_diff, motion_from_fixes, track_velocity
-from microservices.packed import unpack
 
 
 def _drive(n: int = 60, course: float = 60.0, kmh: float = 25.0, noise_m: float = 0.3, seed: int = 1):
@@ -57,7 +56,7 @@ def test_a_frozen_compass_gives_way_to_the_track_while_moving(frozen: float) -> 
 
 
 def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() -> None:
-    from microservices.ground_speed import speed_over_ground
+    from microservices.ground_speed import carried_arrays, speed_over_ground
 
     group, t, x, y = _drive(n=90)
     machine = np.array(["H1"] * 90, object)
@@ -71,8 +70,8 @@ def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() ->
     np.testing.assert_allclose(np.concatenate(parts), whole)
     # what is carried is what the next samples need, not a tail to compute again: the newest fix, the steps of
     # the 5-s track and 0.5-s predict windows and the speed checks of the 20-s trust window
-    assert unpack(tails["ft"], np.int64).tolist() == [int(t[-1])]
-    assert len(unpack(tails["st"], np.int64)) <= 6 and len(unpack(tails["c"], np.int64)) <= 20
+    carried = carried_arrays(tails)
+    assert carried["ft"].tolist() == [int(t[-1])] and len(carried["st"]) <= 6 and len(carried["c"]) <= 20
 
 
 def test_speed_over_ground_is_the_same_for_any_split_of_a_messy_mixed_fleet() -> None:
