@@ -34,8 +34,8 @@ DEFAULTS = MotionSettings()
 
 
 def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                      carried: dict[str, list], settings: MotionSettings | None = None
-                      ) -> tuple[np.ndarray, dict[str, list]]:
+                      carried: dict[str, Any], settings: MotionSettings | None = None
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
     """Speed per sample (km/h; NaN where neither the report nor the track has one) and what to carry.
 
     Rows grouped by machine in time order (as a batch sorted by machine and time is); x, y in metres on any
@@ -130,12 +130,23 @@ def _parameters(s: MotionSettings) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _median(values: np.ndarray) -> float:  # pragma: no cover - compiled
-    """Median of the finite values (NaN when none): the mean of the middle two, as numpy's."""
-    kept = np.sort(values[np.isfinite(values)])
-    if len(kept) == 0:
+def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:  # pragma: no cover - compiled
+    """Median of the finite ``values`` where ``skip`` is not 1 (NaN when none), the mean of the middle two as
+    numpy's; sorted by insertion into ``scratch`` (windows hold a few steps: no allocation per sample)."""
+    k = 0
+    for j in range(len(values)):
+        v = values[j]
+        if skip[j] == 1 or not np.isfinite(v):
+            continue
+        at = k
+        while at > 0 and scratch[at - 1] > v:
+            scratch[at] = scratch[at - 1]
+            at -= 1
+        scratch[at] = v
+        k += 1
+    if k == 0:
         return np.nan
-    return (kept[(len(kept) - 1) // 2] + kept[len(kept) // 2]) / 2.0
+    return (scratch[(k - 1) // 2] + scratch[k // 2]) / 2.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -145,7 +156,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_kmh, speed_tol_share, trust_ms = parameters[6], parameters[7], np.int64(parameters[8])
-    trust_share, min_checks, decimals = parameters[9], np.int64(parameters[10]), int(parameters[11])
+    trust_share, min_checks, unit = parameters[9], np.int64(parameters[10]), 10.0 ** parameters[11]
     machines = len(starts)
     n = len(t)
     out = v.copy()
@@ -169,6 +180,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
         q1 = c_check_at[j + 1] if j >= 0 else 0
         size = k1 - k0 + b - a
         st, sx, sy, so = np.empty(size, np.int64), np.empty(size), np.empty(size), np.empty(size, np.int64)
+        scratch = np.empty(size)  # for the medians of a window's steps
         ct, ca = np.empty(q1 - q0 + b - a, np.int64), np.empty(q1 - q0 + b - a + 1, np.int64)
         last_t, last_x, last_y, last_ok = np.int64(0), 0.0, 0.0, False
         if j >= 0:
@@ -195,8 +207,8 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
             vx, vy = np.nan, np.nan
             if fixed and last_ok and ti - last_t > 0 and ti - last_t <= max_step_ms:
                 dt = (ti - last_t) / 1000.0
-                vx = np.round((x[i] - last_x) * east / dt, decimals)
-                vy = np.round((y[i] - last_y) * north / dt, decimals)
+                vx = np.rint((x[i] - last_x) * east / dt * unit) / unit  # np.round(., decimals), unrolled
+                vy = np.rint((y[i] - last_y) * north / dt * unit) / unit
                 if vx * vx + vy * vy > max_step_speed * max_step_speed:  # a GNSS spike, not motion
                     vx, vy = np.nan, np.nan
             st[ns], sx[ns], sy[ns], so[ns] = ti, vx, vy, -1
@@ -208,7 +220,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
             track_kmh = np.sqrt(vx * vx + vy * vy) * 3.6
             estimated = False
             if not np.isfinite(track_kmh):
-                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share)
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh, estimated = np.sqrt(tx * tx + ty * ty) * 3.6, True
             checked = np.isfinite(track_kmh) and np.isfinite(v[i])
             agrees_now = checked and abs(v[i] - track_kmh) <= speed_tol_kmh + speed_tol_share * track_kmh
@@ -228,7 +240,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
                 continue
             # not trusted, or nothing to check with: the jump-filtered track where it has one
             if not estimated:
-                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share)
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
             out[i] = track_kmh if np.isfinite(track_kmh) else v[i]
         if last_ok:
@@ -250,7 +262,7 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
 
 
 @numba.njit(cache=True, nogil=True)
-def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share):  # pragma: no cover
+def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch):  # pragma: no cover
     """Track velocity at the newest step (index ns - 1): the median of the steps of the predict window that are
     no jump's edge (a step far from the typical step speed of the track window before it), else the median of
     all steps of the track window. Jump verdicts are worked out once and kept in ``so``."""
@@ -258,31 +270,36 @@ def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_shar
     lo = i
     while lo > 0 and st[lo - 1] >= st[i] - predict_ms:
         lo -= 1
-    kx = np.empty(i - lo + 1)
-    ky = np.empty(i - lo + 1)
     for k in range(lo, i + 1):
         if so[k] < 0:
-            so[k] = _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share)
-        kx[k - lo] = np.nan if so[k] > 0 else sx[k]
-        ky[k - lo] = np.nan if so[k] > 0 else sy[k]
-    vx, vy = _median(kx), _median(ky)
+            so[k] = _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch)
+    vx = _median(sx[lo:i + 1], so[lo:i + 1], scratch)
+    vy = _median(sy[lo:i + 1], so[lo:i + 1], scratch)
     if np.isfinite(vx):
         return vx, vy
     w = i
     while w > 0 and st[w - 1] >= st[i] - track_ms:
         w -= 1
-    return _median(sx[w:i + 1].copy()), _median(sy[w:i + 1].copy())
+    return _median(sx[w:i + 1], _none(i + 1 - w), scratch), _median(sy[w:i + 1], _none(i + 1 - w), scratch)
 
 
 @numba.njit(cache=True, nogil=True)
-def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share):  # pragma: no cover - compiled
+def _none(n):  # pragma: no cover - compiled
+    """No sample skipped (a mask for ``_median``)."""
+    return np.zeros(n, np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch):  # pragma: no cover - compiled
     """1 when step k's speed is far from the median step speed of the track window before it, else 0."""
     w = k
     while w > 0 and st[w - 1] >= st[k] - track_ms:
         w -= 1
-    speeds = np.sqrt(sx[w:k + 1] ** 2 + sy[w:k + 1] ** 2)
-    typical = _median(speeds)
-    step = np.sqrt(sx[k] ** 2 + sy[k] ** 2)
+    speeds = np.empty(k + 1 - w)
+    for j in range(w, k + 1):
+        speeds[j - w] = np.sqrt(sx[j] * sx[j] + sy[j] * sy[j])
+    typical = _median(speeds, _none(k + 1 - w), scratch)
+    step = speeds[k - w]
     if not (np.isfinite(step) and np.isfinite(typical)):
         return 0
     return 1 if abs(step - typical) * 3.6 > step_tol_kmh + step_tol_share * typical * 3.6 else 0

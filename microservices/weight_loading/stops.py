@@ -7,8 +7,8 @@ track is ready the moment a payload sensor fails. As Python it cost weight loadi
 second; fault handling may cost a tenth (issue #18), so the walk is one numba loop over all haulers of a batch
 and Python sees only the stops it closes (a few per hauler and hour).
 
-A hauler's walk state (``WalkState``) carries its open stop, its pending drive-off and its evidence counters
-from batch to batch, so any split of the samples gives the same stops.
+What the walk carries (``Walked.carried``, all haulers together, packed) holds each hauler's open stop, its
+pending drive-off and its evidence counters from batch to batch, so any split of the samples gives the same stops.
 """
 
 from __future__ import annotations
