@@ -68,30 +68,18 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     if carried.get("v") != CARRY_VERSION:
         carried = {}
     names = [name for name, _, _ in runs]
-    ids = list(carried.get("ids", []))
+    ids = carried.get("ids", [])
     slot_of = {name: i for i, name in enumerate(ids)}
-    c = carried_arrays(carried)
-    result = _walk(
+    present = set(names)
+    absent = [name not in present for name in ids]  # they carry on what they carried
+    out, has, ints, floats = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
-        np.array([slot_of.get(name, -1) for name in names], np.int64), c["ft"], c["fx"], c["fy"],
-        _offsets(c["sn"]), c["st"], c["sx"], c["sy"], c["so"], _offsets(c["cn"]), c["c"], np.array(scale, float),
-        _parameters(s))
-    out, has, fix_t, fix_x, fix_y, steps_per, st, sx, sy, so, checks_per, checks = result
-    mine = has.astype(bool)
-    kept = {"ft": fix_t[mine], "fx": fix_x[mine], "fy": fix_y[mine], "sn": steps_per[mine], "cn": checks_per[mine],
-            "st": st, "sx": sx, "sy": sy, "so": so, "c": checks}
-    kept_ids = [name for name, h in zip(names, mine.tolist(), strict=True) if h]
-    present = set(names)
-    absent = np.array([name not in present for name in ids], bool)
-    if absent.any():  # machines without samples in this batch carry on what they carried
-        kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
-        steps, checked = np.repeat(absent, c["sn"]), np.repeat(absent, c["cn"])
-        for key in kept:
-            part = {"sn": absent, "cn": absent, "c": checked}.get(key, steps if key in STEP_KEYS else absent)
-            kept[key] = np.concatenate([kept[key], c[key][part]])
-    return out, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(np.concatenate([kept[k] for k in INTS]), np.int64),
-                 "f": pack(np.concatenate([kept[k] for k in FLOATS]))}
+        np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
+        unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s))
+    kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
+    kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
+    return out, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
 
 
 # what each machine carries: its newest fix (time in ms, x, y), how many steps and checks, then all machines'
@@ -99,7 +87,6 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
 # packed in two arrays, the integers and the floats, in this order
 INTS = ("ft", "sn", "cn", "st", "so", "c")
 FLOATS = ("fx", "fy", "sx", "sy")
-STEP_KEYS = ("st", "sx", "sy", "so")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -111,13 +98,6 @@ def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
     out.update(zip(FLOATS, np.split(floats, np.cumsum([m, m, steps])), strict=True))
     assert len(out["c"]) == checks and len(out["sy"]) == steps  # the layout above
     return out
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    """Where each machine's items start in a flat carried array, and the end."""
-    at = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=at[1:])
-    return at
 
 
 @functools.lru_cache(maxsize=16)
@@ -150,20 +130,33 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_sx, c_sy, c_so, c_check_at,
-          c_packed, scale, parameters):  # pragma: no cover - compiled
-    """Each machine's samples in turn (rows starts[m]:ends[m]), from what its slot carried."""
+def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, parameters):  # pragma: no cover
+    """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds,
+    which machines have a fix to carry, and the new carry in INTS / FLOATS order: the machines of the batch with a
+    fix, then those carried and ``absent`` from it, as they were."""
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_kmh, speed_tol_share, trust_ms = parameters[6], parameters[7], np.int64(parameters[8])
     trust_share, min_checks, unit = parameters[9], np.int64(parameters[10]), 10.0 ** parameters[11]
+    # the carry's layout (INTS, FLOATS): per machine ft, sn, cn and fx, fy; then everyone's steps and checks
+    m_c = len(absent)
+    c_ft, c_sn, c_cn = c_ints[:m_c], c_ints[m_c:2 * m_c], c_ints[2 * m_c:3 * m_c]
+    c_fx, c_fy = c_floats[:m_c], c_floats[m_c:2 * m_c]
+    n_steps = c_sn.sum()
+    c_st, c_so = c_ints[3 * m_c:3 * m_c + n_steps], c_ints[3 * m_c + n_steps:3 * m_c + 2 * n_steps]
+    c_packed = c_ints[3 * m_c + 2 * n_steps:]
+    c_sx, c_sy = c_floats[2 * m_c:2 * m_c + n_steps], c_floats[2 * m_c + n_steps:]
+    c_step_at, c_check_at = np.zeros(m_c + 1, np.int64), np.zeros(m_c + 1, np.int64)
+    c_step_at[1:], c_check_at[1:] = np.cumsum(c_sn), np.cumsum(c_cn)
     machines = len(starts)
     n = len(t)
     out = v.copy()
     east, north = scale[0], scale[1]
-    has = np.zeros(machines, np.int8)
-    fix_t, fix_x, fix_y = np.zeros(machines, np.int64), np.zeros(machines), np.zeros(machines)
-    steps_per, checks_per = np.zeros(machines, np.int64), np.zeros(machines, np.int64)
+    has = np.zeros(machines, np.bool_)
+    kept = machines + m_c
+    fix_t, fix_x, fix_y = np.zeros(kept, np.int64), np.zeros(kept), np.zeros(kept)
+    steps_per, checks_per = np.zeros(kept, np.int64), np.zeros(kept, np.int64)
+    n_kept = 0
     cap_steps = len(c_st) + n
     cap_checks = len(c_packed) + n
     out_st, out_sx, out_sy = np.empty(cap_steps, np.int64), np.empty(cap_steps), np.empty(cap_steps)
@@ -244,21 +237,37 @@ def _walk(starts, ends, t, x, y, v, slot, c_ft, c_fx, c_fy, c_step_at, c_st, c_s
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
             out[i] = track_kmh if np.isfinite(track_kmh) else v[i]
         if last_ok:
-            has[m] = 1
-            fix_t[m], fix_x[m], fix_y[m] = last_t, last_x, last_y
+            has[m] = True
+            fix_t[n_kept], fix_x[n_kept], fix_y[n_kept] = last_t, last_x, last_y
             for k in range(ns):
                 if np.isfinite(sx[k]) and st[k] > newest - (track_ms + predict_ms):
                     out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = last_t - st[k], sx[k], sy[k]
                     out_so[n_out_steps] = so[k]
                     n_out_steps += 1
-                    steps_per[m] += 1
+                    steps_per[n_kept] += 1
             for k in range(nc):
                 if ct[k] > newest - trust_ms:
                     out_c[n_out_checks] = (last_t - ct[k]) * 2 + (ca[k + 1] - ca[k])
                     n_out_checks += 1
-                    checks_per[m] += 1
-    return (out, has, fix_t, fix_x, fix_y, steps_per, out_st[:n_out_steps], out_sx[:n_out_steps],
-            out_sy[:n_out_steps], out_so[:n_out_steps], checks_per, out_c[:n_out_checks])
+                    checks_per[n_kept] += 1
+            n_kept += 1
+    for j in range(m_c):  # machines without samples in this batch: as they were
+        if not absent[j]:
+            continue
+        fix_t[n_kept], fix_x[n_kept], fix_y[n_kept] = c_ft[j], c_fx[j], c_fy[j]
+        steps_per[n_kept], checks_per[n_kept] = c_sn[j], c_cn[j]
+        for k in range(c_step_at[j], c_step_at[j + 1]):
+            out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = c_st[k], c_sx[k], c_sy[k]
+            out_so[n_out_steps] = c_so[k]
+            n_out_steps += 1
+        for k in range(c_check_at[j], c_check_at[j + 1]):
+            out_c[n_out_checks] = c_packed[k]
+            n_out_checks += 1
+        n_kept += 1
+    ints = np.concatenate((fix_t[:n_kept], steps_per[:n_kept], checks_per[:n_kept], out_st[:n_out_steps],
+                           out_so[:n_out_steps], out_c[:n_out_checks]))
+    floats = np.concatenate((fix_x[:n_kept], fix_y[:n_kept], out_sx[:n_out_steps], out_sy[:n_out_steps]))
+    return out, has, ints, floats
 
 
 @numba.njit(cache=True, nogil=True)

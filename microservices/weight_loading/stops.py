@@ -43,14 +43,13 @@ class Stop(NamedTuple):
     lon: float | None
 
 
-# what the walk carries, all haulers together (arrays packed by microservices/packed.py, haulers in "ids" order):
-# "i" = INTS per hauler: last sample time, stop open, stop start, drive-off pending, drive-off time (ns);
-# "f" = FLOATS per hauler: last payload, counters now, counters at the stop's start, fuel and engine hours there,
-# counters, fuel and engine hours at the drive-off; "fn" = how many of the open stops' kept fixes "ts", "la", "lo"
-# are each hauler's
+# what the walk carries, all haulers together (two arrays packed by microservices/packed.py, haulers in "ids"
+# order): "ints" = INTS per hauler (last sample time, stop open, stop start, drive-off pending, drive-off time; ns),
+# then how many fixes each hauler's open stop keeps, then their times; "floats" = FLOATS per hauler (last payload,
+# counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and engine hours at the
+# drive-off), then the fixes' latitudes, then their longitudes
 INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
 NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
-PACKED = {"ints": ("i", "fn", "ts"), "floats": ("f", "la", "lo")}  # two packed arrays, these in this order
 
 
 class Walked(NamedTuple):
@@ -71,59 +70,49 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
     ids = carried.get("ids", [])
     slot_of = {name: i for i, name in enumerate(ids)}
     names = [name for name, _, _ in runs]
-    c = _carried_arrays(carried)
-    fix_at = np.zeros(len(ids) + 1, np.int64)
-    np.cumsum(c["fn"], out=fix_at[1:])
-    result = _walk(
+    present = set(names)
+    absent = [name not in present for name in ids]  # they carry on what they carried
+    seen, ints, closed_ints, closed_floats, packed_ints, packed_floats = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t, np.int64), np.asarray(lat, float), np.asarray(lon, float), np.asarray(moving, np.bool_),
         np.asarray(p, float), np.asarray(fuel, float), np.asarray(eh, float), np.asarray(rated, float),
-        np.array([slot_of.get(name, -1) for name in names], np.int64), c["i"].reshape(len(ids), INTS),
-        c["f"].reshape(len(ids), FLOATS), fix_at, c["ts"], c["la"], c["lo"], np.array(NEW_INTS, np.int64),
+        np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
+        unpack(carried.get("ints"), np.int64), unpack(carried.get("floats")), np.array(NEW_INTS, np.int64),
         np.array(NEW_FLOATS),
         np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
-    seen, ints, floats, fix_n, fix_t, fix_la, fix_lo, closed_ints, closed_floats = result
     found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
     for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
         found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
-    kept = {"i": ints.ravel(), "f": floats.ravel(), "fn": fix_n, "ts": fix_t, "la": fix_la, "lo": fix_lo}
-    kept_ids = list(names)
-    present = set(names)
-    absent = np.array([name not in present for name in ids], bool)
-    if absent.any():  # haulers without samples in this batch carry on what they carried
-        kept_ids += [name for name, a in zip(ids, absent.tolist(), strict=True) if a]
-        fixes = np.repeat(absent, c["fn"])
-        for key, part in (("i", np.repeat(absent, INTS)), ("f", np.repeat(absent, FLOATS)), ("fn", absent),
-                          ("ts", fixes), ("la", fixes), ("lo", fixes)):
-            kept[key] = np.concatenate([kept[key], c[key][part]])
+    kept_ids = names + [name for name, a in zip(ids, absent, strict=True) if a]
     return Walked(found, seen.tolist(), ints[:, 0].tolist(),
                   [a if is_open else None for is_open, a in ints[:, 1:3].tolist()],
-                  {"ids": kept_ids, **{name: pack(np.concatenate([kept[k] for k in keys]), np.int64 if name == "ints"
-                                                  else np.float64) for name, keys in PACKED.items()}})
-
-
-def _carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
-    """What ``walk`` carried, as arrays by name (empty ones at first)."""
-    ints, floats = unpack(carried.get("ints"), np.int64), unpack(carried.get("floats"))
-    h = len(carried.get("ids", []))
-    fn = ints[INTS * h:(INTS + 1) * h]
-    return {"i": ints[:INTS * h], "fn": fn, "ts": ints[(INTS + 1) * h:], "f": floats[:FLOATS * h],
-            "la": floats[FLOATS * h:FLOATS * h + int(fn.sum())], "lo": floats[FLOATS * h + int(fn.sum()):]}
+                  {"ids": kept_ids, "ints": pack(packed_ints, np.int64), "floats": pack(packed_floats)})
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, c_ints, c_floats, c_fix_at, c_fix_t,
-          c_fix_la, c_fix_lo, new_ints, new_floats, parameters):  # pragma: no cover - compiled
-    """The walk of every hauler h over rows starts[h]:ends[h] from its carried row slot[h] (-1: a new one)."""
+def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c_packed_ints, c_packed_floats,
+          new_ints, new_floats, parameters):  # pragma: no cover - compiled
+    """The walk of every hauler h over rows starts[h]:ends[h] from its carried row slot[h] (-1: a new one);
+    returns what it found and the new carry in PACKED layout: the haulers of the batch, then those carried and
+    ``absent`` from it, as they were."""
     span, pos_span = np.int64(parameters[0]), np.int64(parameters[1])
     tare, most = parameters[2], parameters[3]
+    # the carry's layout (PACKED): INTS and FLOATS per hauler, then how many fixes each, then the fixes
+    m_c, n_i, n_f = len(absent), len(new_ints), len(new_floats)
+    c_ints, c_floats = c_packed_ints[:n_i * m_c].reshape(m_c, n_i), c_packed_floats[:n_f * m_c].reshape(m_c, n_f)
+    c_fn = c_packed_ints[n_i * m_c:(n_i + 1) * m_c]
+    c_fix_t, n_fixes = c_packed_ints[(n_i + 1) * m_c:], c_fn.sum()
+    c_fix_la = c_packed_floats[n_f * m_c:n_f * m_c + n_fixes]
+    c_fix_lo = c_packed_floats[n_f * m_c + n_fixes:]
+    c_fix_at = np.zeros(m_c + 1, np.int64)
+    c_fix_at[1:] = np.cumsum(c_fn)
     haulers = len(starts)
     n = len(t)
     e = 5  # len(EVIDENCE)
     seen = np.zeros(haulers, np.bool_)
-    ints, floats = np.empty((haulers, len(new_ints)), np.int64), np.empty((haulers, len(new_floats)))
-    fix_n = np.zeros(haulers, np.int64)
+    ints, floats = np.empty((haulers + m_c, n_i), np.int64), np.empty((haulers + m_c, n_f))
+    fix_n = np.zeros(haulers + m_c, np.int64)
     out_cap = len(c_fix_t) + n
     fix_t, fix_la, fix_lo = np.empty(out_cap, np.int64), np.empty(out_cap), np.empty(out_cap)
     n_fix_out = 0
@@ -209,8 +198,17 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, c_ints, c
                 fix_t[n_fix_out], fix_la[n_fix_out], fix_lo[n_fix_out] = buf_t[k], buf_la[k], buf_lo[k]
                 n_fix_out += 1
             fix_n[h] = f_hi - f_lo
-    return (seen, ints, floats, fix_n, fix_t[:n_fix_out], fix_la[:n_fix_out], fix_lo[:n_fix_out],
-            closed_ints[:n_closed], closed_floats[:n_closed])
+    kept = haulers
+    for j in range(m_c):  # haulers without samples in this batch: as they were
+        if absent[j]:
+            ints[kept], floats[kept], fix_n[kept] = c_ints[j], c_floats[j], c_fn[j]
+            for k in range(c_fix_at[j], c_fix_at[j + 1]):
+                fix_t[n_fix_out], fix_la[n_fix_out], fix_lo[n_fix_out] = c_fix_t[k], c_fix_la[k], c_fix_lo[k]
+                n_fix_out += 1
+            kept += 1
+    packed_ints = np.concatenate((ints[:kept].ravel(), fix_n[:kept], fix_t[:n_fix_out]))
+    packed_floats = np.concatenate((floats[:kept].ravel(), fix_la[:n_fix_out], fix_lo[:n_fix_out]))
+    return seen, ints[:haulers], closed_ints[:n_closed], closed_floats[:n_closed], packed_ints, packed_floats
 
 
 @numba.njit(cache=True, nogil=True)
