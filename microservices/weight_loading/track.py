@@ -257,17 +257,17 @@ def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict
         leg = None
     can_load = length >= s.load_stop_min_s
     can_dump = length >= s.dump_stop_min_s and leg is not None
-    kind, zone, lat, lon = "other", None, None, None
-    if (can_load or can_dump) and where is not None:  # else neither a load nor a dump of a leg
-        lat, lon = stop.lat, stop.lon
-        kind, zone = where
-    record = {"a": stop.a, "b": stop.b, "c0": stop.c0, "c1": stop.c1, "lat": lat, "lon": lon, "f0": stop.f0,
-              "e0": stop.e0, "f1": stop.f1, "e1": stop.e1, "zone": zone}
-    if kind == "load" and can_load:
+    kind, zone = where if (can_load or can_dump) and where is not None else ("other", None)
+    if not ((kind == "load" and can_load) or (kind == "dump" and can_dump)):  # neither a load nor a dump of a leg
+        st["leg"] = leg
+        return legs
+    record = {"a": stop.a, "b": stop.b, "c0": stop.c0, "c1": stop.c1, "lat": stop.lat, "lon": stop.lon,
+              "f0": stop.f0, "e0": stop.e0, "f1": stop.f1, "e1": stop.e1, "zone": zone}
+    if kind == "load":
         if leg is not None and leg.get("dump") is not None:
             legs.append(_finish(leg))
         leg = {"load": record, "dump": None}
-    elif kind == "dump" and can_dump:
+    else:
         if leg["dump"] is None:
             leg["dump"] = {**record, "first": record["a"], "first_c0": record["c0"]}
         else:
