@@ -153,7 +153,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
                 LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),
                                                         round(float(np.nanmedian(arrays["lon"])), 2)]))
             arrays["v"], state["sog"] = fused_speed(arrays, haulers, frame, state.get("sog", {}))
-        legs_of = self._track_legs(batch, state, arrays, machine, slices, haulers, rated, loaders, settings)
+        legs_of = self._track_legs(batch, state, arrays, slices, haulers, rated, loaders, settings)
         for machine_id, lo, hi in slices:
             if machine_id not in rated:
                 reason = skipped.get(machine_id)
@@ -187,7 +187,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
         state["m"], state["skipped"] = machines_state, known_skipped
         return out, state
 
-    def _track_legs(self, batch: Batch, state: dict[str, Any], arrays: dict[str, np.ndarray], machine: np.ndarray,
+    def _track_legs(self, batch: Batch, state: dict[str, Any], arrays: dict[str, np.ndarray],
                     slices: list[tuple[str, int, int]], haulers: list[tuple[str, int, int]], rated: dict[str, float],
                     loaders: set[str], settings: WeightLoadingSettings) -> dict[str, list[dict]]:
         """Per hauler, the legs its track finished in this batch (none without usable load and tipping zones, or
@@ -196,11 +196,10 @@ class WeightLoading(Service[WeightLoadingSettings]):
             return {}
         zones = self._zone_test(batch.site, settings)
         if settings.loader_radius_m > 0 and batch.site is not None:  # where the loading units stand, by minute
-            units = np.repeat([m in loaders for m, _, _ in slices], [hi - lo for _, lo, hi in slices])
-            if units.any():
-                ux, uy = batch.site.frame.near_xy(arrays["lon"][units], arrays["lat"][units])
-                state["units"] = track.unit_positions(state.get("units", {}), machine[units], arrays["t"][units],
-                                                      ux, uy, int(arrays["t"].min()))
+            units = [run for run in slices if run[0] in loaders]
+            if units:
+                state["units"] = track.unit_positions(state.get("units", {}), units, arrays["t"], arrays["lon"],
+                                                      arrays["lat"], batch.site.frame, int(arrays["t"].min()))
             zones = zones.with_units(state.get("units", {}), settings.loader_radius_m)
         if not zones.usable or not haulers:
             return {}

@@ -83,7 +83,10 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
     found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
     for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
-        found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], *(None if v != v else v for v in f[2 * e:])))
+        f0, e0, f1, e1, la, lo = f[2 * e:]  # NaN (no reading, no fix) as None
+        found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], None if f0 != f0 else f0, None if e0 != e0 else e0,
+                                  None if f1 != f1 else f1, None if e1 != e1 else e1, None if la != la else la,
+                                  None if lo != lo else lo))
     kept_ids = names + [name for name, a in zip(ids, absent, strict=True) if a]
     return Walked(found, seen.tolist(), ints[:, 0].tolist(),
                   [a if is_open else None for is_open, a in ints[:, 1:3].tolist()],
@@ -225,3 +228,31 @@ def _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints, clo
     else:
         row[2 * e + 4], row[2 * e + 5] = np.nan, np.nan
     return n_closed + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def minute_sums(starts, ends, t, lon, lat, frame):  # pragma: no cover - compiled
+    """Per run (rows starts[r]:ends[r], time order) and clock bin of ``frame[4]`` ns: the sums of x, y (metres on
+    the tangent plane at lon, lat = frame[0], frame[1], frame[2] and frame[3] metres per degree) and the count of
+    the fixes; returns (run, bin, sum x, sum y, count) per bin in order, NaN fixes left out."""
+    lon0, lat0, east, north, width = frame[0], frame[1], frame[2], frame[3], np.int64(frame[4])
+    cap = 0
+    for r in range(len(starts)):
+        cap += ends[r] - starts[r]
+    run, minute, sx, sy, n = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap), np.empty(cap),
+                              np.empty(cap, np.int64))
+    g = -1
+    for r in range(len(starts)):
+        first = True
+        for i in range(starts[r], ends[r]):
+            if not (np.isfinite(lon[i]) and np.isfinite(lat[i])):
+                continue
+            m = t[i] // width
+            if first or m != minute[g]:
+                g += 1
+                run[g], minute[g], sx[g], sy[g], n[g] = r, m, 0.0, 0.0, 0
+                first = False
+            sx[g] += (lon[i] - lon0) * east
+            sy[g] += (lat[i] - lat0) * north
+            n[g] += 1
+    return run[:g + 1], minute[:g + 1], sx[:g + 1], sy[:g + 1], n[:g + 1]

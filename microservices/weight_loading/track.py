@@ -41,6 +41,7 @@ import shapely
 from microservices.weight_loading import stops
 from microservices.weight_loading.settings import WeightLoadingSettings
 from microservices.weight_loading.stops import NS
+from sitepulse.geo import LocalFrame
 
 
 def payload_unusable(windows: list[list[float]], s: WeightLoadingSettings) -> str | None:
@@ -73,10 +74,10 @@ UNIT_BIN_S = 60  # loading units' positions are kept as means per minute of abso
 UNIT_KEEP_S = 600  # ... for this long (a loading unit barely moves while it loads)
 
 
-def unit_positions(saved: dict[str, Any], unit: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
-                   batch_start: int) -> dict[str, Any]:
-    """Add loading units' fixes (rows sorted by unit, time; x, y from the site frame's ``near_xy``) to their
-    per-minute sums [minute, sx, sy, n].
+def unit_positions(saved: dict[str, Any], runs: list[tuple[str, int, int]], t: np.ndarray, lon: np.ndarray,
+                   lat: np.ndarray, frame: LocalFrame | None, batch_start: int) -> dict[str, Any]:
+    """Add loading units' fixes (``runs``: unit, start row, stop row, in time order) to their per-minute sums
+    [minute, sx, sy, n] of metres on the frame's tangent plane (``near_xy``; ``frame`` None: lon, lat are metres).
 
     Sums, not medians, so any split of the telemetry gives the same means; a minute is dropped once no stop
     ending in this batch (from ``batch_start``, ns) can look it up (``UNIT_KEEP_S`` before the minute before).
@@ -84,26 +85,24 @@ def unit_positions(saved: dict[str, Any], unit: np.ndarray, t: np.ndarray, x: np
     oldest = batch_start // (UNIT_BIN_S * NS) - 1 - UNIT_KEEP_S // UNIT_BIN_S
     # rows are never changed in place: the saved state's lists are shared until a minute is added or grows
     out = {k: v if not v or v[0][0] > oldest else [r for r in v if r[0] > oldest] for k, v in saved.items()}
-    ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.all():
-        if not ok.any():
-            return out
-        unit, t, x, y = unit[ok], t[ok], x[ok], y[ok]
-    minute = t // (UNIT_BIN_S * NS)
-    starts = np.flatnonzero(np.concatenate(([True], (unit[1:] != unit[:-1]) | (minute[1:] != minute[:-1]))))
-    names = unit[starts].tolist()
-    sums = [list(r) for r in zip(minute[starts].tolist(), np.add.reduceat(x, starts).tolist(),
-                                 np.add.reduceat(y, starts).tolist(), np.diff(np.append(starts, len(t))).tolist(),
-                                 strict=True)]
+    (east, north), origin = (frame.metres_per_degree, (frame.origin_lon, frame.origin_lat)) if frame is not None \
+        else ((1.0, 1.0), (0.0, 0.0))
+    group_run, minute, sx, sy, n = stops.minute_sums(
+        np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
+        np.asarray(t, np.int64), np.asarray(lon, float), np.asarray(lat, float),
+        np.array([origin[0], origin[1], east, north, UNIT_BIN_S * NS]))
+    sums = [list(r) for r in zip(minute.tolist(), sx.tolist(), sy.tolist(), n.tolist(), strict=True)]
+    runs_of = group_run.tolist()
     first = 0
-    for i in range(1, len(names) + 1):  # each unit's new minutes after its saved ones
-        if i < len(names) and names[i] == names[first]:
+    for i in range(1, len(sums) + 1):  # each unit's new minutes after its saved ones
+        if i < len(sums) and runs_of[i] == runs_of[first]:
             continue
-        rows, new = out.get(names[first], []), sums[first:i]
+        name = runs[runs_of[first]][0]
+        rows, new = out.get(name, []), sums[first:i]
         if rows and rows[-1][0] == new[0][0]:  # the saved last minute goes on
-            m, sx, sy, n = rows[-1]
-            rows, new = rows[:-1], [[m, sx + new[0][1], sy + new[0][2], n + new[0][3]], *new[1:]]
-        out[names[first]] = [*rows, *(r for r in new if not rows or r[0] > rows[-1][0])]
+            m, x0, y0, c = rows[-1]
+            rows, new = rows[:-1], [[m, x0 + new[0][1], y0 + new[0][2], c + new[0][3]], *new[1:]]
+        out[name] = [*rows, *(r for r in new if not rows or r[0] > rows[-1][0])]
         first = i
     return out
 
