@@ -312,3 +312,12 @@ def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch
     if not (np.isfinite(step) and np.isfinite(typical)):
         return 0
     return 1 if abs(step - typical) * 3.6 > step_tol_kmh + step_tol_share * typical * 3.6 else 0
+
+
+def _compile() -> None:
+    """Compile the walk (or load it from numba's cache) at import, not in the middle of a live stream: compiling
+    holds the GIL for seconds, which stalls an ingest thread sharing the process (arrivals then look late)."""
+    speed_over_ground(np.array(["m", "m"], object), np.array([0, 1000]), np.zeros(2), np.zeros(2), np.ones(2), {})
+
+
+_compile()

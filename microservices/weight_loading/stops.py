@@ -256,3 +256,15 @@ def minute_sums(starts, ends, t, lon, lat, frame):  # pragma: no cover - compile
             sy[g] += (lat[i] - lat0) * north
             n[g] += 1
     return run[:g + 1], minute[:g + 1], sx[:g + 1], sy[:g + 1], n[:g + 1]
+
+
+def _compile() -> None:
+    """Compile the walks (or load them from numba's cache) at import, not in the middle of a live stream:
+    compiling holds the GIL for seconds, which stalls an ingest thread sharing the process."""
+    t, zeros = np.array([0, NS], np.int64), np.zeros(2)
+    walk([("h", 0, 2)], t, zeros, zeros, np.zeros(2, bool), zeros, zeros, zeros, np.ones(1), {},
+         WeightLoadingSettings())
+    minute_sums(np.zeros(1, np.int64), np.full(1, 2, np.int64), t, zeros, zeros, np.ones(5))
+
+
+_compile()
