@@ -28,7 +28,7 @@ from microservices.motion import MotionSettings
 from microservices.packed import pack, unpack
 
 CARRY_VERSION = 8  # 8: arrays packed (microservices/packed.py)
-MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, so what it carries stays short in JSON
+MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, as motion.py's windows
 STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
 
@@ -109,14 +109,17 @@ def _parameters(s: MotionSettings) -> np.ndarray:
                      s.speed_trust_share, s.trust_min_checks, STEP_DECIMALS], float)
 
 
+_NO_SKIP = np.zeros(0, np.int64)  # ``_median``'s mask when every value counts
+
+
 @numba.njit(cache=True, nogil=True)
 def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:  # pragma: no cover - compiled
-    """Median of the finite ``values`` where ``skip`` is not 1 (NaN when none), the mean of the middle two as
-    numpy's; sorted by insertion into ``scratch`` (windows hold a few steps: no allocation per sample)."""
+    """Median of the finite ``values`` where ``skip`` is not 1 (``_NO_SKIP``: all of them; NaN when none), the mean
+    of the middle two as numpy's; sorted by insertion into ``scratch`` (windows hold a few steps)."""
     k = 0
     for j in range(len(values)):
         v = values[j]
-        if skip[j] == 1 or not np.isfinite(v):
+        if (len(skip) and skip[j] == 1) or not np.isfinite(v):
             continue
         at = k
         while at > 0 and scratch[at - 1] > v:
@@ -276,9 +279,7 @@ def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_shar
     no jump's edge (a step far from the typical step speed of the track window before it), else the median of
     all steps of the track window. Jump verdicts are worked out once and kept in ``so``."""
     i = ns - 1
-    lo = i
-    while lo > 0 and st[lo - 1] >= st[i] - predict_ms:
-        lo -= 1
+    lo = _window_start(st, i, predict_ms)
     for k in range(lo, i + 1):
         if so[k] < 0:
             so[k] = _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch)
@@ -286,28 +287,27 @@ def _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_shar
     vy = _median(sy[lo:i + 1], so[lo:i + 1], scratch)
     if np.isfinite(vx):
         return vx, vy
-    w = i
-    while w > 0 and st[w - 1] >= st[i] - track_ms:
-        w -= 1
-    return _median(sx[w:i + 1], _none(i + 1 - w), scratch), _median(sy[w:i + 1], _none(i + 1 - w), scratch)
+    w = _window_start(st, i, track_ms)
+    return _median(sx[w:i + 1], _NO_SKIP, scratch), _median(sy[w:i + 1], _NO_SKIP, scratch)
 
 
 @numba.njit(cache=True, nogil=True)
-def _none(n):  # pragma: no cover - compiled
-    """No sample skipped (a mask for ``_median``)."""
-    return np.zeros(n, np.int64)
+def _window_start(st, i, window_ms):  # pragma: no cover - compiled
+    """The first step at most ``window_ms`` before step i (steps in time order)."""
+    w = i
+    while w > 0 and st[w - 1] >= st[i] - window_ms:
+        w -= 1
+    return w
 
 
 @numba.njit(cache=True, nogil=True)
 def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch):  # pragma: no cover - compiled
     """1 when step k's speed is far from the median step speed of the track window before it, else 0."""
-    w = k
-    while w > 0 and st[w - 1] >= st[k] - track_ms:
-        w -= 1
+    w = _window_start(st, k, track_ms)
     speeds = np.empty(k + 1 - w)
     for j in range(w, k + 1):
         speeds[j - w] = np.sqrt(sx[j] * sx[j] + sy[j] * sy[j])
-    typical = _median(speeds, _none(k + 1 - w), scratch)
+    typical = _median(speeds, _NO_SKIP, scratch)
     step = speeds[k - w]
     if not (np.isfinite(step) and np.isfinite(typical)):
         return 0
