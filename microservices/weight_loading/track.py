@@ -75,9 +75,9 @@ UNIT_KEEP_S = 600  # ... for this long (a loading unit barely moves while it loa
 
 
 def unit_positions(saved: dict[str, Any], runs: list[tuple[str, int, int]], t: np.ndarray, lon: np.ndarray,
-                   lat: np.ndarray, frame: LocalFrame | None, batch_start: int) -> dict[str, Any]:
+                   lat: np.ndarray, frame: LocalFrame, batch_start: int) -> dict[str, Any]:
     """Add loading units' fixes (``runs``: unit, start row, stop row, in time order) to their per-minute sums
-    [minute, sx, sy, n] of metres on the frame's tangent plane (``near_xy``; ``frame`` None: lon, lat are metres).
+    [minute, sx, sy, n] of metres on the frame's tangent plane (``near_xy``).
 
     Sums, not medians, so any split of the telemetry gives the same means; a minute is dropped once no stop
     ending in this batch (from ``batch_start``, ns) can look it up (``UNIT_KEEP_S`` before the minute before).
@@ -85,12 +85,11 @@ def unit_positions(saved: dict[str, Any], runs: list[tuple[str, int, int]], t: n
     oldest = batch_start // (UNIT_BIN_S * NS) - 1 - UNIT_KEEP_S // UNIT_BIN_S
     # rows are never changed in place: the saved state's lists are shared until a minute is added or grows
     out = {k: v if not v or v[0][0] > oldest else [r for r in v if r[0] > oldest] for k, v in saved.items()}
-    (east, north), origin = (frame.metres_per_degree, (frame.origin_lon, frame.origin_lat)) if frame is not None \
-        else ((1.0, 1.0), (0.0, 0.0))
+    east, north = frame.metres_per_degree
     group_run, minute, sx, sy, n = stops.minute_sums(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t, np.int64), np.asarray(lon, float), np.asarray(lat, float),
-        np.array([origin[0], origin[1], east, north, UNIT_BIN_S * NS]))
+        np.array([frame.origin_lon, frame.origin_lat, east, north, UNIT_BIN_S * NS]))
     sums = [list(r) for r in zip(minute.tolist(), sx.tolist(), sy.tolist(), n.tolist(), strict=True)]
     runs_of = group_run.tolist()
     first = 0
@@ -115,16 +114,14 @@ class ZoneTest:
 
     def __init__(self, site: Any, margin_m: float) -> None:
         from sitepulse.sitefile import ZoneType
-        from sitepulse.zones import ZoneIndex
 
-        self.index = ZoneIndex(site) if site is not None and site.zones else None
-        self.frame = site.frame if self.index is not None else None
+        zones = list(site.zones) if site is not None else []
+        self.frame = site.frame if zones else None
         self.margin_m = margin_m
-        zones = self.index.zones if self.index is not None else []
         self.load = np.array([z.type == ZoneType.load for z in zones], bool)
         self.dump = np.array([z.type == ZoneType.dump for z in zones], bool)
-        self.ids = [z.id for z in zones]
-        # (kind, id, grown polygon, bounds) of the load and tipping zones, load first as in ZoneIndex's priority
+        # (kind, id, grown polygon, bounds) of the load and tipping zones, in the site file's order (``kinds`` tests
+        # every load zone before any tipping zone)
         self.shapes: list[tuple[str, str, Any, tuple[float, ...]]] = []
         for zone in zones:
             if zone.type in (ZoneType.load, ZoneType.dump):
