@@ -22,10 +22,10 @@ check, is a service of its own and is timed beside the others.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 # run as a script, this folder comes first on sys.path and its ingest.py would shadow the ingest package
@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 import microservices.positioning.detect as positioning_detect  # noqa: E402
 import microservices.traffic_awareness.detect as traffic_detect  # noqa: E402
 import microservices.weight_loading.service as weight_service  # noqa: E402
-from evaluation.pipeline import run_in_chunks  # noqa: E402
+from evaluation.pipeline import in_turns, run_in_chunks  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
 from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
@@ -109,6 +109,12 @@ def use_motion(fused: bool) -> None:
     weight_service.WeightLoading.Settings = FUSED["weight_settings"] if fused else NoTrackCycles
 
 
+def with_motion(fused: bool, service, telemetry, site, chunk, registry) -> tuple[float, float]:
+    """``rows_per_s`` (wall and CPU) with fault handling on or off."""
+    use_motion(fused)
+    return rows_per_s(service, telemetry, site, chunk, registry, cpu=True)
+
+
 def rows_per_s(service, telemetry, site, chunk, registry, cpu: bool = False) -> float | tuple[float, float]:
     """Rows per wall second; with ``cpu`` also rows per CPU second of this process (what other sessions on
     shared cores disturb least)."""
@@ -141,12 +147,8 @@ def main() -> None:
         if not args.motion_cost:
             continue
         for service in (Positioning(), TrafficAwareness(), WeightLoading()):
-            fused, raw = [], []
-            for repeat in range(args.repeat):  # alternating, so both see the same load on the shared cores, and in
-                for motion in ((False, True) if repeat % 2 else (True, False)):  # turns: the second of a pair
-                    use_motion(motion)  # runs after the first's garbage, which costs it a few per cent
-                    gc.collect()
-                    (fused if motion else raw).append(rows_per_s(service, telemetry, site, chunk, registry, cpu=True))
+            fused, raw = in_turns(args.repeat, partial(with_motion, True, service, telemetry, site, chunk, registry),
+                                  partial(with_motion, False, service, telemetry, site, chunk, registry))
             wall = statistics.median(f[0] for f in fused) / statistics.median(r[0] for r in raw)
             cpu = statistics.median(f[1] for f in fused) / statistics.median(r[1] for r in raw)
             print(f"  {service.name:<18} motion fused {statistics.median(f[0] for f in fused):>9,.0f} / raw "

@@ -15,12 +15,10 @@ rows/s.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import pandas as pd
 
 import microservices.weight_loading.service as weight_service
+from evaluation.pipeline import in_turns
 from evaluation.weight_loading import DEFAULT_FAULTS, simulated
 from microservices.sdk import Batch
 from microservices.weight_loading import WeightLoading
@@ -74,17 +73,6 @@ def run_unguarded(telemetry: pd.DataFrame, machines: pd.DataFrame, site, chunk: 
         weight_service.fused_speed = fused
 
 
-def alternating(runs: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[list[float], list[float]]:
-    """Seconds of ``first`` and of ``second``, run in turns (ABBA) so both see the same load on the shared cores
-    and neither always runs after the other's garbage (which costs the later one a few per cent)."""
-    a, b = [], []
-    for run in range(runs):
-        for which in ((a, first), (b, second)) if run % 2 == 0 else ((b, second), (a, first)):
-            gc.collect()
-            which[0].append(which[1]())
-    return a, b
-
-
 def run_baseline(telemetry: pd.DataFrame) -> float:
     """Seconds of one plain pandas pass over the same frame."""
     started = time.thread_time()
@@ -124,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         ok &= chunk in ("10s", "1min") or rate >= TARGET_ROWS_PER_S
         print(f"{'process(), ' + label:<32} {rate:>12,.0f} rows/s  ({seconds / baseline:5.1f}x the baseline time)")
         if args.track_cost:
-            on, off = alternating(args.runs, partial(run_service, telemetry, machines, site, chunk),
+            on, off = in_turns(args.runs, partial(run_service, telemetry, machines, site, chunk),
                                   partial(run_service, telemetry, machines, site, chunk,
                                           WeightLoadingSettings(track_cycles=False)))
             print(f"{'  with / without track cycles':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
                   f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f})")
         if args.fault_cost:
-            on, off = alternating(args.runs, partial(run_service, telemetry, machines, site, chunk),
+            on, off = in_turns(args.runs, partial(run_service, telemetry, machines, site, chunk),
                                   partial(run_unguarded, telemetry, machines, site, chunk))
             print(f"{'  with / without fault handling':<32} {statistics.median(off) / statistics.median(on):>12.2f}"
                   f"  (rows/s {rows / statistics.median(on):,.0f} / {rows / statistics.median(off):,.0f}; speed over "

@@ -8,10 +8,11 @@ way the runner would, and compare the tables with the simulator's ground truth.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,23 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
     return result
 
 
+
+
+Timing = TypeVar("Timing")
+
+
+def in_turns(runs: int, first: Callable[[], Timing], second: Callable[[], Timing]
+             ) -> tuple[list[Timing], list[Timing]]:
+    """What ``first`` and ``second`` return over ``runs`` rounds, run in turns (ABBA, a collection before each) so
+    both see the same load on shared cores and neither always runs after the other's garbage (which costs the
+    later one a few per cent): how the benchmarks time a service with and without a feature."""
+    a: list[Timing] = []
+    b: list[Timing] = []
+    for run in range(runs):
+        for results, call in ((a, first), (b, second)) if run % 2 == 0 else ((b, second), (a, first)):
+            gc.collect()
+            results.append(call())
+    return a, b
 
 
 def split(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
