@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
@@ -35,6 +36,12 @@ from sitepulse.embedded.timescaledb import find_timescaledb, timescaledb_server
 from sitepulse.errors import SitePulseError
 from sitepulse.migrations import upgrade
 from sitepulse.settings import Settings
+
+# Property tests draw the same examples on every run, so CI is reproducible: a new random failure belongs to a
+# by-hand exploration (HYPOTHESIS_PROFILE=explore), not to somebody else's red build.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
