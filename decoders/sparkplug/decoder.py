@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 from google.protobuf.message import DecodeError
 from pydantic import Field
 
@@ -99,6 +100,8 @@ def metric_value(metric: Any, datatype: int | None) -> Any:
     if kind is None or kind == "bytes_value":
         return NO_VALUE
     value = getattr(metric, kind)
+    if kind == "float_value":  # a float32 on the wire: the value the device meant is its shortest decimal
+        return float(str(np.float32(value)))  # (0.6, not the double 0.6000000238418579 that protobuf widens it to)
     return signed(value, datatype) if type(value) is int else value
 
 

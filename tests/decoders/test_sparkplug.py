@@ -172,6 +172,13 @@ def test_signed_integers_are_restored_from_either_encoding() -> None:
     assert metric_value(Payload.Metric(datatype=7, int_value=0xFFFFFFFE), 7) == 0xFFFFFFFE
 
 
+def test_a_float32_metric_is_the_decimal_the_device_meant() -> None:
+    # protobuf widens a float32 to the nearest double: 0.6 arrives as 0.6000000238418579
+    assert metric_value(Payload.Metric(datatype=9, float_value=0.6), 9) == 0.6
+    assert metric_value(Payload.Metric(datatype=9, float_value=59.3312), 9) == 59.3312
+    assert metric_value(Payload.Metric(datatype=10, double_value=0.6000000238418579), 10) == 0.6000000238418579
+
+
 def test_schema_is_built_from_the_vendored_proto() -> None:
     proto = file_descriptor(PROTO.read_text())
     metric = proto.message_type[0].nested_type[0]
