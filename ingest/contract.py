@@ -13,11 +13,15 @@ lat             number                       -90..90
 lon             number                       -180..180
 speed_kmh       number                       finite
 heading_deg     number                       finite
-payload_kg      number                       >= 0
+payload_kg      number                       >= 0; a negative reading is a load cell's sentinel: absent
 fuel_used_l     number                       >= 0 (cumulative counter)
 engine_hours    number                       >= 0 (cumulative counter)
 engine_on       bool
 ==============  ===========================  =======================================
+
+A negative ``payload_kg`` (load cells send -99 or another negative value for "no valid weight") is stored as
+absent and kept in ``extra`` as ``payload_kg_invalid``: the sample's position and speed are good, and rejecting
+the whole sample for its weight lost them (about seven such readings an hour on a real truck).
 
 Numbers are stored on a binary grid at or finer than the resolution of the matching SAE J1939
 parameter (``RESOLUTION``). ``null`` means absent; unknown fields are kept in ``extra`` (jsonb).
@@ -425,6 +429,7 @@ def checked_sample_row(
         return f"seq {_short(seq)} is not an integer in 0..2^63-1"
     values: list[Any] = [site_id, machine_id, dt, seq, received_at]
     get = sample.get
+    invalid_payload = None
     for name, low, high in FLOAT_FIELDS:
         value = get(name)
         if value is None:
@@ -440,6 +445,10 @@ def checked_sample_row(
             return f"{name} is {_json_type(value)}, not a number"
         if value - value != 0.0:
             return f"{name} {value} is not a finite number"
+        if name == "payload_kg" and value < 0.0:
+            invalid_payload = value
+            values.append(None)
+            continue
         if low is not None and value < low:
             if low == 0.0:
                 return f"{name} {value:g} is negative"
@@ -455,10 +464,12 @@ def checked_sample_row(
         given = get(name)
         if given is not None and given != expected:
             return f"{name} {_short(given)} in the payload disagrees with topic {what} {expected!r}"
-    if sample.keys() <= KNOWN_FIELDS:
+    if sample.keys() <= KNOWN_FIELDS and invalid_payload is None:
         values.append(None)
     else:
         extra = {k: v for k, v in sample.items() if k not in KNOWN_FIELDS}
+        if invalid_payload is not None:
+            extra["payload_kg_invalid"] = invalid_payload
         text = orjson.dumps(extra).decode()
         if "\\u0000" in text:
             return "extra fields contain a NUL character (\\u0000), which PostgreSQL cannot store"

@@ -72,7 +72,7 @@ def test_array_keeps_good_samples_and_rejects_bad_ones_individually() -> None:
         ({"ts": "1999-12-31T23:59:59Z"}, "before 2000-01-01"),
         ({"ts": True}, "ts is a boolean"),
         ({"ts": NOW, "lon": 181}, "lon 181 is outside -180..180"),
-        ({"ts": NOW, "payload_kg": -5.0}, "payload_kg -5 is negative"),
+        ({"ts": NOW, "fuel_used_l": -5.0}, "fuel_used_l -5 is negative"),
         ({"ts": NOW, "speed_kmh": "fast"}, "speed_kmh is a string, not a number"),
         ({"ts": NOW, "seq": -2}, "seq -2 is not an integer"),
         ({"ts": NOW, "seq": 1.5}, "seq 1.5 is not an integer"),
@@ -87,6 +87,17 @@ def test_invalid_samples_are_rejected_with_a_reason_naming_the_field(sample: dic
     assert out.rows == []
     assert len(out.rejects) == 1
     assert reason in out.rejects[0].reason
+
+
+@pytest.mark.parametrize("reading", [-99, -99.0, -0.5])
+def test_a_negative_payload_is_a_load_cell_sentinel_stored_as_absent(reading: float) -> None:
+    out = one([{"ts": NOW, "lat": 59.5, "speed_kmh": 12.0, "payload_kg": reading},
+               {"ts": NOW + 1, "lat": 59.5, "payload_kg": 41_200.0}])
+    assert out.rejects == []
+    first, second = (row_dict(row) for row in out.rows)
+    assert first["lat"] == 59.5 and first["speed_kmh"] == 12.0  # position and speed kept
+    assert first["payload_kg"] is None and orjson.loads(first["extra"]) == {"payload_kg_invalid": reading}
+    assert second["payload_kg"] == 41_200.0 and second["extra"] is None
 
 
 def test_nan_and_infinity_are_rejected() -> None:

@@ -60,7 +60,7 @@ def test_invalid_input_lands_in_rejects_with_its_reason(
     bad = [
         (topic, b"{not json"),
         (topic, orjson.dumps(sample(1, lat=91.2))),
-        (topic, orjson.dumps([sample(2), sample(3, payload_kg=-1.0), sample(4, machine_id="X")])),
+        (topic, orjson.dumps([sample(2), sample(3, lon=181.0), sample(4, machine_id="X")])),
         (topic, b"x" * 300_000),
         (f"sites/{site_id}/machines/bad id/telemetry", orjson.dumps(sample(5))),
         (topic, orjson.dumps({"ts": NOW * 100})),
@@ -76,7 +76,7 @@ def test_invalid_input_lands_in_rejects_with_its_reason(
     assert len(rows) == 7, reasons
     assert reasons[0].startswith("not valid JSON")
     assert reasons[1] == "lat 91.2 is outside -90..90"
-    assert reasons[2] == "sample 1: payload_kg -1 is negative"
+    assert reasons[2] == "sample 1: lon 181 is outside -180..180"
     assert reasons[3] == "sample 2: machine_id 'X' in the payload disagrees with topic machine 'm1'"
     assert reasons[4] == "payload is 300000 bytes, over the 262144-byte limit"
     assert "machine_id 'bad id'" in reasons[5] and rows[5][2] is None
