@@ -32,7 +32,7 @@ from simulators.machines import (
     spec_for,
 )
 from simulators.sensor_faults import SensorFaulter
-from simulators.sensors import SensorConfig, SensorModel
+from simulators.sensors import FleetSensors, MixedFleet, SensorConfig, SensorModel, fleet_sensors, sensors_dict
 from simulators.site import PROFILE_STEP_M, RoadNetwork, Route
 from simulators.truth import (
     TruthRecorder,
@@ -136,7 +136,7 @@ class Simulation:
     def __init__(self, site: SiteConfig, *, site_id: str = "demo", haulers: int | None = None,
                  hz: float = 1.0, duration_s: float = 3600.0, seed: int = 0,
                  start: datetime | str | None = None, faults: FaultConfig | None = None,
-                 skew_max_s: float = 0.5, sensors: SensorConfig | None = None,
+                 skew_max_s: float = 0.5, sensors: FleetSensors | str | None = None,
                  behaviour: Behaviour | None = None, truth_settings: TruthSettings | None = None,
                  warm_start: bool = True) -> None:
         if hz <= 0 or hz > 50:
@@ -153,9 +153,7 @@ class Simulation:
         self.start = start if isinstance(start, datetime) else parse_start(start)
         self.start_epoch = self.start.timestamp()
         self.faults = faults or FaultConfig()
-        self.sensor_cfg = sensors or SensorConfig(skew_max_s=skew_max_s)
-        if sensors is not None and skew_max_s != 0.5:
-            self.sensor_cfg = SensorConfig(**{**asdict(sensors), "skew_max_s": skew_max_s})
+        self.sensor_cfg = resolve_sensors(sensors, skew_max_s)
         self.behaviour = behaviour or Behaviour()
         self.truth_settings = truth_settings or TruthSettings()
         self.warm_start = warm_start
@@ -218,8 +216,11 @@ class Simulation:
             count[z] += 1
             h.load_zone = z
             h.dump_zone = dump_zones[load_zones.index(z) % len(dump_zones)]
-        self.sensors = [SensorModel(_rng(self.seed, m.id, 2), self.sensor_cfg, self.dt,
-                                    m.spec.rated_payload_kg, m.kind) for m in self.machines]
+        self.machine_sensors = [self.sensor_cfg.config_for(_rng(self.seed, m.id, 4))
+                                if isinstance(self.sensor_cfg, MixedFleet) else self.sensor_cfg
+                                for m in self.machines]
+        self.sensors = [SensorModel(_rng(self.seed, m.id, 2), cfg, self.dt, m.spec.rated_payload_kg, m.kind)
+                        for m, cfg in zip(self.machines, self.machine_sensors, strict=True)]
         self.injectors = [FaultInjector(_rng(self.seed, m.id, 3), self.faults, self.dt)
                           for m in self.machines]
         known = {m.id for m in self.machines}
@@ -631,7 +632,7 @@ class Simulation:
         head = [{"type": "site", "site_id": self.site_id, "site_name": self.site.name, "start": iso(0.0),
                  "end": iso(self.t_end), "seed": self.seed, "settings": {
                      "hz": self.hz, "duration_s": self.duration, "haulers": len(self.haulers),
-                     "faults": self.faults.as_dict(), "sensors": asdict(self.sensor_cfg),
+                     "faults": self.faults.as_dict(), "sensors": sensors_dict(self.sensor_cfg),
                      "behaviour": asdict(self.behaviour), "truth": settings_dict(self.truth_settings),
                      "warm_start": self.warm_start}}]
         for m, sensor in zip(self.machines, self.sensors, strict=True):
@@ -639,7 +640,8 @@ class Simulation:
                    "rated_payload_kg": m.spec.rated_payload_kg, "clock_skew_s": sensor.skew_s,
                    "distance_m": round(m.distance_m, 1), "fuel_used_l": round(m.fuel_l - m.fuel_start, 3),
                    "engine_hours": round(m.engine_h - m.hours_start, 4), "idle_s": round(m.idle_s, 1),
-                   "gnss_jumps": sensor.jumps}
+                   "gnss_jumps": sensor.jumps, "receiver": sensor.cfg.gnss_class or "default",
+                   "gnss_noise_m": round(sensor.cfg.gnss_noise_m, 3), "payload_sentinels": sensor.sentinels}
             if isinstance(m, Hauler):
                 rec.update(load_zone=m.load_zone, dump_zone=m.dump_zone)
             else:
@@ -694,6 +696,20 @@ class Simulation:
         with open(path, "wb") as fh:
             fh.write(dumps_records(records))
         return records
+
+
+def resolve_sensors(sensors: FleetSensors | str | None, skew_max_s: float = 0.5) -> FleetSensors:
+    """A fleet's sensors from a config, a MixedFleet, or a receiver class name ("rtk", "sbas", "standalone",
+    "mixed"); ``skew_max_s`` other than the default 0.5 s overrides the config's clock skew."""
+    if sensors is None:
+        return SensorConfig(skew_max_s=skew_max_s)
+    if isinstance(sensors, str):
+        sensors = fleet_sensors(sensors)
+    if skew_max_s != 0.5:
+        if isinstance(sensors, MixedFleet):
+            return sensors.with_skew(skew_max_s)
+        return SensorConfig(**{**asdict(sensors), "skew_max_s": skew_max_s})
+    return sensors
 
 
 def simulate(site: SiteConfig, *, site_id: str = "demo", haulers: int | None = None, hz: float = 1.0,
