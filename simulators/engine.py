@@ -457,8 +457,10 @@ class Simulation:
             h.mode = "loading"
         else:
             h.mode = "dumping"
-            h.dump_t0 = t + float(h.rng.uniform(5, 12))  # reverse and position at the tip edge
-            h.dump_T = float(h.rng.uniform(20, 40))  # DOMAIN.md: payload falls to ~0 in tens of seconds
+            if h.cycle:
+                h.cycle["dump_arrived_at"] = t
+            h.dump_t0 = t + float(h.rng.uniform(*self.behaviour.dump_position_s))  # reverse to the tip edge
+            h.dump_T = float(h.rng.uniform(*self.behaviour.dump_tip_s))  # payload falls to ~0
             h.dump_p0 = h.payload
 
     def _step_hauler(self, h: Hauler, t: float, occ: dict) -> None:
@@ -480,7 +482,7 @@ class Simulation:
                 h.cycle.update(loaded_at=unit.done_at, passes=len(unit.passes), payload_kg=sum(unit.passes))
                 unit.truck = None
                 h.mode = "ready"
-                h.t_next = t + float(h.rng.uniform(5, 12))  # body settles, operator signals, truck pulls off
+                h.t_next = t + float(h.rng.uniform(*self.behaviour.depart_pause_s))  # operator signals, pull off
         elif h.mode == "ready":
             if t >= h.t_next and not self.servers[h.zone].arriving:
                 h.cycle["haul_start"] = t
@@ -501,7 +503,7 @@ class Simulation:
                         self._record_cycle(h)
                     h.cycle = {}
                     h.mode = "after_dump"
-                    h.t_next = t + float(h.rng.uniform(4, 8))
+                    h.t_next = t + float(h.rng.uniform(*self.behaviour.after_dump_s))
         elif h.mode == "after_dump":
             if t >= h.t_next and not self.servers[h.zone].arriving:
                 self._start_trip(h, t, "load", ("spot", (h.zone, h.spot)))
@@ -520,7 +522,8 @@ class Simulation:
             "type": "cycle", "machine_id": h.id, "loader_id": c["loader_id"], "load_zone": c["load_zone"],
             "dump_zone": c["dump_zone"], "load_start": iso(c["load_start"]), "loaded_at": iso(c["loaded_at"]),
             "haul_start": iso(c["haul_start"]), "dump_queue_start": iso(c.get("dump_queue_start")),
-            "dump_start": iso(c["dump_start"]), "dumped_at": iso(c["dumped_at"]),
+            "dump_arrived_at": iso(c.get("dump_arrived_at")), "dump_start": iso(c["dump_start"]),
+            "dumped_at": iso(c["dumped_at"]),
             "payload_kg": round(c["payload_kg"], 1), "rated_payload_kg": rated,
             "band": band(c["payload_kg"], rated), "passes": c["passes"], "_t": c["load_start"]})
 

@@ -91,7 +91,7 @@ STANDALONE_WHITE_M = (1.0, 2.5)  # the range a mixed fleet's standalone receiver
 LOAD_CELLS: dict[str, dict[str, float]] = {
     "ideal": {},
     "real": {"payload_step_kg": 100.0, "payload_lag_s": 4.0, "payload_settle_frac": 0.02,
-             "payload_sentinel_rate": 0.002, "payload_noise_frac": 0.002, "bounce_frac": 0.02},
+             "payload_sentinel_rate": 0.002, "payload_noise_frac": 0.002, "bounce_frac": 0.012},
 }
 
 
