@@ -137,6 +137,8 @@ class RunScore:
     process_s: float
     misses: list[dict[str, Any]] = field(default_factory=list, repr=False)
     false: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # the run's truth records and detected encounters, for measures a caller adds (benchmarks/faults.py)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _times(values: pd.Series) -> pd.Series:
@@ -187,14 +189,16 @@ def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junctio
               chunk: str = "10min", tolerance_s: float = 5.0, end_margin_s: float = 60.0,
               settings: TrafficSettings | None = None, faults: str = FAULTS,
               profile: str = "rtk", *, sensors: FleetSensors | str | None = None, hz: float = 1.0,
-              site: SiteConfig | str | None = None, behaviour: Behaviour | None = None) -> RunScore:
+              site: SiteConfig | str | None = None, behaviour: Behaviour | None = None,
+              truth_settings: TruthSettings | None = None) -> RunScore:
     """Simulate one seed with the ``profile``'s sensors (or ``sensors``: a SensorConfig, a MixedFleet or a
     receiver class name, with the profile's map-matching) on ``site`` (default the demo quarry), run the
     service, compare with the truth. ``behaviour`` replaces the default habits (its p_run_junction included)."""
     site = load_site(site)
     sim = simulate(site, site_id="demo", hz=hz, duration_s=hours * 3600, seed=seed, haulers=haulers,
                    faults=parse_faults(faults), behaviour=behaviour or Behaviour(p_run_junction=run_junction),
-                   sensors=sensors if sensors is not None else PROFILES[profile].sensors)
+                   sensors=sensors if sensors is not None else PROFILES[profile].sensors,
+                   **({"truth_settings": truth_settings} if truth_settings else {}))
     wide, narrow = banded_truth(sim, +1), banded_truth(sim, -1)
     sim.truth = _TeeTruth(sim.truth, [wide, narrow])
     telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
@@ -244,7 +248,8 @@ def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junctio
         strict_found_pct=round(100 * strict_found.mean(), 1) if len(true_enc) else 100.0,
         strict_spurious_pct=round(100 * (~strict_matched).mean(), 1) if n_det else 0.0, queue_zones=zones,
         queue_wait_error_pct=worst, process_s=round(process_s, 1),
-        misses=clear[~found].to_dict("records"), false=detected[~matched].to_dict("records"))
+        misses=clear[~found].to_dict("records"), false=detected[~matched].to_dict("records"),
+        raw={"truth": truth, "encounters": detected})
 
 
 @dataclass
