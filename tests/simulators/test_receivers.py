@@ -14,6 +14,7 @@ from simulators.engine import Simulation
 from simulators.machines import BEHAVIOURS
 from simulators.sensors import RECEIVERS, MixedFleet, SensorConfig, SensorModel, fleet_sensors
 from simulators.site import load_site, shipped_sites
+from simulators.truth import TruthSettings
 from sitepulse.errors import SitePulseError
 
 
@@ -184,3 +185,19 @@ def test_the_second_site_differs_from_the_demo_and_simulates() -> None:
     pauses = [(np.datetime64(r["haul_start"].rstrip("Z")) - np.datetime64(r["loaded_at"].rstrip("Z")))
               / np.timedelta64(1, "s") for r in cycles]
     assert min(pauses) >= 49  # the recorded habit: trucks stand loaded 49-60 s after the last pass
+
+
+def test_standing_truth_is_opt_in_and_covers_loading() -> None:
+    plain = Simulation(load_site(), duration_s=900, seed=3)
+    list(plain)
+    assert not [r for r in plain.truth_records() if r["type"] == "standing"]
+    sim = Simulation(load_site(), duration_s=900, seed=3, truth_settings=TruthSettings(standing_min_s=10))
+    list(sim)
+    records = sim.truth_records()
+    standing = [r for r in records if r["type"] == "standing"]
+    assert all((np.datetime64(r["to"].rstrip("Z")) - np.datetime64(r["from"].rstrip("Z")))
+               / np.timedelta64(1, "s") >= 10 for r in standing)
+    for cycle in (r for r in records if r["type"] == "cycle"):  # a truck stands while it is loaded
+        loading = [r for r in standing if r["machine_id"] == cycle["machine_id"]
+                   and r["from"] <= cycle["load_start"] and r["to"] >= cycle["loaded_at"]]
+        assert len(loading) == 1
