@@ -33,7 +33,7 @@ from microservices.positioning.settings import PositioningSettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import FleetSensors, SensorConfig
+from simulators.sensors import FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
 from sitepulse.sitefile import SiteConfig
 
@@ -203,11 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jump-rate", type=float, default=SensorConfig.gnss_jump_rate, help="jumps per sample")
     parser.add_argument("--faults", default=FAULTS)
     parser.add_argument("--verbose", action="store_true", help="list missed and spurious visits")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class (rtk, sbas, standalone, mixed): "
+                        "replaces --gnss-sigma and --jump-rate")
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
-    sensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
+    sensors: FleetSensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
+    if args.receiver is not None:
+        sensors = fleet_sensors(args.receiver)
     scores = []
     for seed in args.seeds:
-        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults)
+        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults, site=args.site)
         scores.append(score)
         if args.verbose:
             for kind, items in (("missed", score.misses), ("spurious", score.spurious)):

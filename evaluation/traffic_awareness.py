@@ -309,13 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-junction", type=float, default=RUN_JUNCTION)
     parser.add_argument("--profiles", nargs="+", choices=list(PROFILES), default=list(PROFILES))
     parser.add_argument("--verbose", action="store_true", help="list missed and spurious encounters")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class (rtk, sbas, standalone, mixed) "
+                        "instead of each profile's sensors")
+    parser.add_argument("--hz", type=float, default=1.0)
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
     ok = True
     for profile in args.profiles:
         print(f"{profile}:")
         scores = []
         for seed in args.seeds:
-            scores.append(score_run(seed, args.hours, args.haulers, args.run_junction, profile=profile))
+            scores.append(score_run(seed, args.hours, args.haulers, args.run_junction, profile=profile,
+                                    sensors=args.receiver, hz=args.hz, site=args.site))
             _print_run(scores[-1], args.verbose)
         t = totals(scores)
         met = t.encounters_meet_targets() and t.queue_wait_error_pct <= TARGETS["queue_wait_error_pct"]
