@@ -172,7 +172,8 @@ def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: 
             updates.setdefault(machine, {})["speeding"] = carried
             continue
         found, open_ = speeding_series(ts[own], over[own], speed[own], limit[own], source[own], carried,
-                                       int(round(settings.speeding_min_s * 1000)))
+                                       int(round(settings.speeding_min_s * 1000)),
+                                       int(round(settings.gap_carry_s * 1000)))
         episodes += [(machine, e) for e in found]
         updates.setdefault(machine, {})["speeding"] = open_
     if not episodes:
@@ -267,13 +268,19 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
 
 
 def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limit_kmh: np.ndarray,
-                    source: np.ndarray, carried: dict[str, Any] | None,
-                    min_ms: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """One machine's speeding episodes: runs over the limit, ended by the first sample not over it,
-    kept when at least ``min_ms`` long; an episode still running is carried in the returned state."""
+                    source: np.ndarray, carried: dict[str, Any] | None, min_ms: int,
+                    gap_ms: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One machine's speeding episodes: runs over the limit, ended by the first sample not over it or, at a data
+    gap longer than ``gap_ms``, by the last sample before the gap (what happened in the gap is unknown, as in
+    activity); kept when at least ``min_ms`` long. An episode still running is carried in the returned state."""
     over = np.asarray(over, dtype=bool)
-    flags = np.r_[bool(carried), over]  # the carried episode is an over-the-limit run before these samples
-    change = np.flatnonzero(np.diff(flags.astype(np.int8))) + 1
+    # index 0 is the carried episode: an over-the-limit run before these samples, last over at carried["last"]
+    # (a state from before "last" was kept: no gap is seen at the batch boundary)
+    flags = np.r_[bool(carried), over]
+    last_carried = (carried or {}).get("last")
+    times = np.r_[last_carried if last_carried is not None else (t[0] if len(t) else 0), t].astype(np.int64)
+    gap_after = np.r_[np.diff(times) > gap_ms, False]  # a data gap between flag k and flag k + 1
+    change = np.flatnonzero((np.diff(flags.astype(np.int8)) != 0) | gap_after[:-1]) + 1
     starts = np.r_[0, change]
     ends = np.r_[change, len(flags)]
     episodes: list[dict[str, Any]] = []
@@ -289,10 +296,12 @@ def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limi
         peak = max(first["max"], float(speed_kmh[rows].max())) if len(rows) else first["max"]
         lowest = min(first["limit"], float(limit_kmh[rows].min())) if len(rows) else first["limit"]
         if end < len(flags):
-            ended = int(t[end - 1])  # the first sample not over the limit
+            # the first sample not over the limit; at a data gap the last sample over it
+            ended = int(times[end - 1] if gap_after[end - 1] else times[end])
             if ended - first["start"] >= min_ms:
                 episodes.append({"start": first["start"], "end": ended, "max": peak, "limit": lowest,
                                  "source": first["source"]})
         else:
-            state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"]}
+            state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"],
+                     "last": int(times[end - 1])}
     return episodes, state

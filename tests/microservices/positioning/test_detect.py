@@ -126,12 +126,25 @@ def test_speeding_episodes_need_the_minimum_duration_and_carry_across_batches() 
     limit = np.full(30, 30.0)
     source = np.full(30, "road", dtype=object)
     over = speed > limit + 0.5
-    whole, state = results.speeding_series(t, over, speed, limit, source, None, 3000)
+    whole, state = results.speeding_series(t, over, speed, limit, source, None, 3000, 30_000)
     assert state is None
     assert whole == [{"start": 12000, "end": 16000, "max": 36.0, "limit": 30.0, "source": "road"}]
-    first, carried = results.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000)
-    rest, _ = results.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000)
+    first, carried = results.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000, 30_000)
+    rest, _ = results.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000, 30_000)
     assert first + rest == whole
+
+
+def test_a_speeding_episode_ends_at_its_last_sample_before_a_data_gap_in_any_split() -> None:
+    t = np.r_[np.arange(10), np.arange(10) + 3600].astype(np.int64) * 1000  # an hour without data
+    speed = np.array([40.0] * 10 + [40.0] * 6 + [20.0] * 4)
+    limit, source = np.full(20, 30.0), np.full(20, "road", dtype=object)
+    args = (speed > 30.5, speed, limit, source)
+    whole, state = results.speeding_series(t, *args, None, 3000, 30_000)
+    assert [(e["start"], e["end"]) for e in whole] == [(0, 9000), (3_600_000, 3_606_000)] and state is None
+    for split in (5, 10, 12):
+        first, carried = results.speeding_series(t[:split], *(a[:split] for a in args), None, 3000, 30_000)
+        rest, _ = results.speeding_series(t[split:], *(a[split:] for a in args), carried, 3000, 30_000)
+        assert first + rest == whole, split
 
 
 def test_motion_state() -> None:
