@@ -21,10 +21,12 @@ from microservices.motion import fuse
 from microservices.positioning import results
 from microservices.positioning.cleaning import Cleaned, carry_fixes, clean_positions
 from microservices.positioning.layout import ZONE_TYPES
+from microservices.positioning.standing import carried_runs, place
 from microservices.positioning.track import Final, MachineState, Setup, Track, tail_of
 from microservices.sdk import Outputs
 
 STATE_VERSION = 1
+PRIOR_NOISE_M = 2.5  # TEMP: until microservices/receiver.py estimates each machine's noise
 
 
 def new_state() -> dict[str, Any]:
@@ -88,13 +90,22 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     reported = track.speed[sel]
     speed = np.where(np.isfinite(reported), reported, fused.speed_kmh)
     motion = results.motion_state(speed, track.engine[sel], settings.moving_kmh)
+    standing = motion != results.MOVING
+    noise_m = np.full(len(sel), PRIOR_NOISE_M)
+    gap_ms = int(round(settings.gap_carry_s * 1000))
+    placed = place(g, ts, x, y, cleaned.good[sel], standing, noise_m, carried_runs(track.ids, machines),
+                   settings.gnss_decorrelation_s, gap_ms)
+    x, y = placed.x, placed.y
     known = np.isfinite(x) & np.isfinite(y)
     n_zones = len(model.index.zones) if model else 0
     inside = np.zeros((len(sel), n_zones), dtype=bool)
-    grown = np.zeros((len(sel), n_zones), dtype=bool)
+    depth = np.full((len(sel), n_zones), -np.inf)
+    sigma = np.where(known, placed.sigma_m, 0.0)
+    margin_in = settings.border_sigmas * sigma
+    margin_out = np.maximum(settings.border_margin_m, margin_in)
     if model and known.any():
         inside[known] = model.index.membership(x[known], y[known])
-        grown[known] = model.index.membership(x[known], y[known], settings.border_margin_m)
+        depth[known] = model.border_depth(x[known], y[known], inside[known], float(margin_out[known].max()))
     zone_index = np.where(inside.any(axis=1), inside.argmax(axis=1), n_zones) if n_zones else np.zeros(
         len(sel), dtype=np.int64)
     zone_type = model.zone_type_codes[zone_index] if model else np.full(len(sel), len(ZONE_TYPES))
@@ -102,8 +113,9 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     zone_id = model.zone_ids[zone_index] if model else np.full(len(sel), None, dtype=object)
     return Final(ids=track.ids, g=g, t=ts, x=x, y=y, known=known, carried=carried, jump=cleaned.jump[sel],
                  good=cleaned.good[sel], raw_lat=track.lat[sel], raw_lon=track.lon[sel],
-                 heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, inside=inside,
-                 grown=grown, zone_type=zone_type, zone_id=zone_id)
+                 heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, standing=standing,
+                 inside=inside, sure=depth >= margin_in[:, None], near=depth >= -margin_out[:, None],
+                 zone_type=zone_type, zone_id=zone_id, standing_runs=placed.carry)
 
 
 def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: Setup
@@ -128,4 +140,5 @@ def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: 
             k = own[-1]
             update["good"] = [int(ts[k]), float(x[k]), float(y[k])]
         update["bucket"] = int(ts[row] // int(setup.settings.track_interval_s * 1000))
+        update["standing"] = final.standing_runs.get(int(g[row]))
     return updates

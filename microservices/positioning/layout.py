@@ -12,6 +12,20 @@ from sitepulse.zones import ZoneIndex
 ZONE_TYPES = [t.value for t in ZoneType]  # activity columns <type>_ms, plus none_ms outside every zone
 
 
+def distance_to_ring(x: np.ndarray, y: np.ndarray, ring: np.ndarray, block: int = 4096) -> np.ndarray:
+    """Distance of each point to a closed ring's segments (numpy, in blocks of points: a polygon's few dozen
+    corners make this far cheaper than building shapely points)."""
+    ax, ay = ring[:-1, 0], ring[:-1, 1]
+    dx, dy = ring[1:, 0] - ax, ring[1:, 1] - ay
+    length2 = np.maximum(dx * dx + dy * dy, 1e-12)
+    out = np.empty(len(x))
+    for start in range(0, len(x), block):
+        px, py = x[start:start + block, None] - ax, y[start:start + block, None] - ay
+        along = np.clip((px * dx + py * dy) / length2, 0.0, 1.0)
+        out[start:start + block] = np.sqrt(((px - along * dx) ** 2 + (py - along * dy) ** 2).min(axis=1))
+    return out
+
+
 class Layout:
     """A site's zones and roads prepared once: zone index, limits, road centrelines in local metres."""
 
@@ -35,6 +49,22 @@ class Layout:
         self.vertex_s = [np.r_[0.0, np.cumsum(np.hypot(*np.diff(np.asarray(ln.coords), axis=0).T))] for ln in lines]
         self.bearings = [np.degrees(np.arctan2(*np.diff(np.asarray(ln.coords), axis=0).T)) for ln in lines]
         self.path_limits = np.array([p.speed_limit_kmh for p in self.paths], dtype=float)
+        # each zone's border as segments (start, end), and its bounds, for distances to the border
+        self.borders = [np.asarray(p.exterior.coords) for p in self.index.polygons]
+        self.bounds = np.array([p.bounds for p in self.index.polygons], dtype=float).reshape(-1, 4)
+
+    def border_depth(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, reach_m: float) -> np.ndarray:
+        """Signed distance (m) of each position to each zone's border: positive inside, negative outside; -inf
+        farther outside than ``reach_m`` (by bounding box), where hysteresis no longer needs the exact figure."""
+        depth = np.where(inside, np.inf, -np.inf)
+        for column, ring in enumerate(self.borders):
+            minx, miny, maxx, maxy = self.bounds[column]
+            rows = np.flatnonzero((x >= minx - reach_m) & (x <= maxx + reach_m) & (y >= miny - reach_m)
+                                  & (y <= maxy + reach_m))
+            if len(rows):
+                depth[rows, column] = np.where(inside[rows, column], 1.0, -1.0) * distance_to_ring(
+                    x[rows], y[rows], ring)
+        return depth
 
     def limits(self, x: np.ndarray, y: np.ndarray, heading_deg: np.ndarray, inside: np.ndarray,
                corridor_m: float) -> tuple[np.ndarray, np.ndarray]:

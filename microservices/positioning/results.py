@@ -105,8 +105,9 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
     """Zone entries as soon as confirmed, zone visits once their exit is confirmed; restricted entries alert."""
     model, settings = setup.layout, setup.settings
     ids, g, ts = final.ids, final.g, final.t
-    kind = np.where(final.inside, IN, np.where(final.grown, BAND, OUT)).astype(np.int8)
+    kind = np.where(final.inside, IN, np.where(final.near, BAND, OUT)).astype(np.int8)
     kind[~np.isfinite(final.x)] = BAND  # position unknown: hold the current state
+    sure = final.sure & final.inside
     dwell_out = int(round(settings.min_dwell_s * 1000))
     entries, visits = [], []
     zones = model.index.zones
@@ -122,7 +123,7 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
                 continue
             dwell_in = settings.restricted_min_dwell_s if model.restricted[column] else settings.min_dwell_s
             done, entered, new_state = zone_series(ts[own], kind[own, column], carried.get(zone.id),
-                                                   int(round(dwell_in * 1000)), dwell_out)
+                                                   int(round(dwell_in * 1000)), dwell_out, sure[own, column])
             for start in entered:
                 entries.append((machine, zone, start))
             for start, end in done:
@@ -205,7 +206,8 @@ def motion_state(speed_kmh: np.ndarray, engine_on: np.ndarray, moving_kmh: float
 
 
 def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None, dwell_in_ms: int,
-                dwell_out_ms: int) -> tuple[list[tuple[int, int]], list[int], dict[str, Any] | None]:
+                dwell_out_ms: int, sure: np.ndarray | None = None
+                ) -> tuple[list[tuple[int, int]], list[int], dict[str, Any] | None]:
     """One machine in one zone: confirmed visits (entered, left) and entries, with hysteresis and minimum dwell.
 
     ``kind`` is IN (inside the polygon), BAND (outside it but inside the polygon grown by the border
@@ -213,12 +215,19 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     ``dwell_in_ms`` (from its first sample to the first sample after it); an exit a run of OUT samples
     lasting ``dwell_out_ms``. Entered = first IN sample of the entry run; left = first sample after the
     last IN sample before the exit run, so the margin delays the decision, not the reported time.
-    ``carried`` is the series' state after the previous samples (None: outside, nothing pending).
+    ``sure`` (default: every IN sample) marks samples inside by the entry margin: an entry is confirmed only once
+    such a sample has been seen since the machine was last beyond the exit margin (at the end of its run at the
+    latest), so a noisy position skimming the border never confirms a visit, while the entry time stays the
+    first sample inside. ``carried`` is the series' state after the previous samples (None: outside, nothing
+    pending).
     """
-    c = carried or {"in": False, "entered": None, "kind": OUT, "start": None, "last": None, "left": None}
+    c = carried or {"in": False, "entered": None, "kind": OUT, "start": None, "last": None, "left": None,
+                    "sure": False}
+    sure = kind == IN if sure is None else np.asarray(sure, dtype=bool) & (kind == IN)
     change = np.flatnonzero(np.diff(kind)) + 1
     starts = np.r_[0, change]
     ends = np.r_[change, len(kind)] - 1
+    run_sure = np.maximum.reduceat(sure, starts) if len(kind) else np.zeros(0, bool)
     run_kind = kind[starts].astype(np.int64)
     run_start = t[starts].astype(np.int64)
     run_last = t[ends].astype(np.int64)
@@ -229,18 +238,21 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
             run_kind = np.r_[c["kind"], run_kind]
             run_start = np.r_[c["start"], run_start]
             run_last = np.r_[c["last"], run_last]
+            run_sure = np.r_[False, run_sure]
     count = len(run_kind)
     has_next = np.arange(count) < count - 1
     next_start = np.r_[run_start[1:], -1]
     end_time = np.where(has_next, next_start, run_last)
-    entry = (run_kind == IN) & (end_time - run_start >= dwell_in_ms)
+    segment = np.cumsum(run_kind == OUT)  # runs since the machine was last beyond the margin share a segment
+    # a sure sample seen in the segment by the end of each run (a state from before "sure" was kept: seen)
+    seen = pd.Series(run_sure | ((segment == 0) & bool(c.get("sure", True)))).groupby(segment).cummax().to_numpy()
+    entry = (run_kind == IN) & (end_time - run_start >= dwell_in_ms) & seen
     exit_ = (run_kind == OUT) & (end_time - run_start >= dwell_out_ms)
     events = np.flatnonzero(entry | exit_)
     kinds = np.where(entry[events], 1, -1)
     previous = np.r_[1 if c["in"] else -1, kinds[:-1]]
     # entered time at each run: the first IN sample since the machine was last beyond the margin (OUT), so
     # flicker in the border band before the confirming run does not delay the entry (mirror of the exit rule)
-    segment = np.cumsum(run_kind == OUT)
     first_in = pd.Series(np.where(run_kind == IN, run_start, np.nan)).groupby(segment).transform("first").to_numpy()
     if c.get("anchor") is not None:  # an IN run before these samples, with no OUT run since
         first_in = np.where(segment == 0, float(c["anchor"]), first_in)
@@ -263,7 +275,7 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
         return visits, entries, None
     state = {"in": inside, "entered": entered, "kind": int(run_kind[-1]), "start": int(run_start[-1]),
              "last": int(run_last[-1]), "left": None if not np.isfinite(left[-1]) else int(left[-1]),
-             "anchor": anchor}
+             "anchor": anchor, "sure": bool(seen[-1])}
     return visits, entries, state
 
 
