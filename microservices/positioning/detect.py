@@ -114,6 +114,7 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     return Final(ids=track.ids, g=g, t=ts, x=x, y=y, known=known, carried=carried, jump=cleaned.jump[sel],
                  good=cleaned.good[sel], raw_lat=track.lat[sel], raw_lon=track.lon[sel],
                  heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, standing=standing,
+                 held_from=placed.held_from,
                  inside=inside, sure=depth >= margin_in[:, None], near=depth >= -margin_out[:, None],
                  zone_type=zone_type, zone_id=zone_id, standing_runs=placed.carry)
 

@@ -123,7 +123,8 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
                 continue
             dwell_in = settings.restricted_min_dwell_s if model.restricted[column] else settings.min_dwell_s
             done, entered, new_state = zone_series(ts[own], kind[own, column], carried.get(zone.id),
-                                                   int(round(dwell_in * 1000)), dwell_out, sure[own, column])
+                                                   int(round(dwell_in * 1000)), dwell_out, sure[own, column],
+                                                   final.held_from[own])
             for start in entered:
                 entries.append((machine, zone, start))
             for start, end in done:
@@ -206,7 +207,7 @@ def motion_state(speed_kmh: np.ndarray, engine_on: np.ndarray, moving_kmh: float
 
 
 def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None, dwell_in_ms: int,
-                dwell_out_ms: int, sure: np.ndarray | None = None
+                dwell_out_ms: int, sure: np.ndarray | None = None, held_from: np.ndarray | None = None
                 ) -> tuple[list[tuple[int, int]], list[int], dict[str, Any] | None]:
     """One machine in one zone: confirmed visits (entered, left) and entries, with hysteresis and minimum dwell.
 
@@ -218,8 +219,10 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     ``sure`` (default: every IN sample) marks samples inside by the entry margin: an entry is confirmed only once
     such a sample has been seen since the machine was last beyond the exit margin (at the end of its run at the
     latest), so a noisy position skimming the border never confirms a visit, while the entry time stays the
-    first sample inside. ``carried`` is the series' state after the previous samples (None: outside, nothing
-    pending).
+    first sample inside. ``held_from`` (default ``t``) is when the machine took each sample's position: a
+    standing machine's averaged position holds since it stopped, so a standing truck found inside once its mean
+    settles entered when it stopped (not before it was last beyond the margin). ``carried`` is the series' state
+    after the previous samples (None: outside, nothing pending).
     """
     c = carried or {"in": False, "entered": None, "kind": OUT, "start": None, "last": None, "left": None,
                     "sure": False}
@@ -231,14 +234,17 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     run_kind = kind[starts].astype(np.int64)
     run_start = t[starts].astype(np.int64)
     run_last = t[ends].astype(np.int64)
+    run_held = (t if held_from is None else held_from)[starts].astype(np.int64)
     if c["start"] is not None:
         if run_kind[0] == c["kind"]:
             run_start[0] = c["start"]
+            run_held[0] = c.get("held", c["start"])
         else:
             run_kind = np.r_[c["kind"], run_kind]
             run_start = np.r_[c["start"], run_start]
             run_last = np.r_[c["last"], run_last]
             run_sure = np.r_[False, run_sure]
+            run_held = np.r_[c.get("held", c["start"]), run_held]
     count = len(run_kind)
     has_next = np.arange(count) < count - 1
     next_start = np.r_[run_start[1:], -1]
@@ -252,8 +258,12 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     kinds = np.where(entry[events], 1, -1)
     previous = np.r_[1 if c["in"] else -1, kinds[:-1]]
     # entered time at each run: the first IN sample since the machine was last beyond the margin (OUT), so
-    # flicker in the border band before the confirming run does not delay the entry (mirror of the exit rule)
-    first_in = pd.Series(np.where(run_kind == IN, run_start, np.nan)).groupby(segment).transform("first").to_numpy()
+    # flicker in the border band before the confirming run does not delay the entry (mirror of the exit rule);
+    # dated from when its position held, but not before the segment began (the first sample after the OUT run)
+    out_runs = np.flatnonzero(run_kind == OUT)
+    begin = np.r_[c.get("begin") if c.get("begin") is not None else run_start[0], next_start[out_runs]][segment]
+    held = np.maximum(run_held, begin)
+    first_in = pd.Series(np.where(run_kind == IN, held, np.nan)).groupby(segment).transform("first").to_numpy()
     if c.get("anchor") is not None:  # an IN run before these samples, with no OUT run since
         first_in = np.where(segment == 0, float(c["anchor"]), first_in)
     # left time candidate at each run: the sample after the most recent IN run that has ended
@@ -271,11 +281,11 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
                 visits.append((int(entered), int(left[run])))
             inside, entered = False, None
     anchor = None if inside or not np.isfinite(first_in[-1]) else int(first_in[-1])
-    if not inside and anchor is None:
+    if not inside and anchor is None and run_kind[-1] == OUT:
         return visits, entries, None
     state = {"in": inside, "entered": entered, "kind": int(run_kind[-1]), "start": int(run_start[-1]),
              "last": int(run_last[-1]), "left": None if not np.isfinite(left[-1]) else int(left[-1]),
-             "anchor": anchor, "sure": bool(seen[-1])}
+             "anchor": anchor, "sure": bool(seen[-1]), "held": int(run_held[-1]), "begin": int(begin[-1])}
     return visits, entries, state
 
 

@@ -26,6 +26,7 @@ class Placed:
     x: np.ndarray
     y: np.ndarray
     sigma_m: np.ndarray  # standard deviation of the position per axis, m
+    held_from: np.ndarray  # ms: since when the position holds (a standing machine's: since it stopped)
     carry: dict[int, list[int]]  # per machine code: the open standing run [start ms, fixes, sum x mm, sum y mm,
     # last ms]
 
@@ -74,7 +75,7 @@ def place(g: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, good: np.n
     last = np.r_[g[1:] != g[:-1], True]
     for row in np.flatnonzero(last & standing):
         carry[int(g[row])] = [int(run_t0[row]), int(count[row]), int(sum_x[row]), int(sum_y[row]), int(t[row])]
-    return Placed(px, py, sigma, carry)
+    return Placed(px, py, sigma, np.where(standing, run_t0, t).astype(np.int64), carry)
 
 
 def carried_runs(ids: np.ndarray, machines: dict[str, Any]) -> list[list[int] | None]:

@@ -81,6 +81,7 @@ class Final:
     speed: np.ndarray  # km/h: reported where present, else the track's
     motion: np.ndarray  # OFF / IDLE / MOVING
     standing: np.ndarray  # the machine stands (by its own speed first): its position is its fixes' mean
+    held_from: np.ndarray  # ms: since when the position holds (a standing machine's: since it stopped)
     inside: np.ndarray  # samples x zones: inside the polygon
     sure: np.ndarray  # samples x zones: inside by the entry margin (border_sigmas of the position's uncertainty)
     near: np.ndarray  # samples x zones: within the exit margin outside the polygon, or inside it
