@@ -33,6 +33,7 @@ class MachineState(TypedDict, total=False):
     zones: dict[str, dict[str, Any]]  # zone id -> its open series (results.zone_series)
     speeding: dict[str, Any] | None  # the open speeding episode (results.speeding_series)
     standing: list[int] | None  # the standing run open at the last final sample (standing.place)
+    ground: dict[str, Any]  # the ground-speed walk's carry (microservices/ground_speed.py)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Final:
     zone_type: np.ndarray  # code into ZONE_TYPES (len: outside every zone, -1: position unknown)
     zone_id: np.ndarray  # the zone the sample is in (None: none)
     standing_runs: dict[int, list[int]]  # per machine code: the standing run open at its last final sample
+    ground_carry: dict[int, dict[str, Any]]  # per machine code: its ground-speed walk's carry
 
     @property
     def first(self) -> np.ndarray:
