@@ -86,3 +86,47 @@ def test_a_truck_standing_at_a_zone_edge_on_a_standalone_receiver_enters_at_most
         else:
             assert len(found) == 1, (seed, found)
             assert abs(pd.Timestamp(found["entered_at"].iloc[0]) - crossing) <= pd.Timedelta(seconds=10), seed
+
+
+def along_edge(depth_m: float, hz: float, v: float = 5.0, stand_s: float = 300.0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stand ``stand_s`` west of the pit (the receiver's noise is learnt while standing), then drive north
+    ``depth_m`` inside the pit's west edge (negative: outside it) along its whole side, and on out of it."""
+    x0 = MINX + depth_m
+    wait = np.full(int(stand_s * hz), MINY - 80.0)
+    drive = np.arange(MINY - 80.0, MAXY + 80.0, v / hz)
+    y = np.r_[wait, drive]
+    speed = np.r_[np.zeros(len(wait)), np.full(len(drive), v * 3.6)]
+    return np.full(len(y), x0), y, speed
+
+
+@pytest.mark.parametrize(("depth_m", "expected"), [(1.0, 1), (-2.0, 0)])
+def test_an_rtk_machine_keeps_sharp_zone_edges(depth_m: float, expected: int) -> None:
+    """Driving 1 m inside the edge for 22 s is a visit and 2 m outside is none, as the true track says: RTK noise
+    (2 cm) is estimated online and the hysteresis shrinks to it (with the standalone prior it would be metres)."""
+    x, y, speed = along_edge(depth_m, 1.0)
+    for seed in range(3):
+        tables = run_in_chunks(Positioning(), telemetry(x, y, speed, 1.0, "rtk", seed), site=SITE, chunk="10min")
+        found = visits(tables)
+        assert len(found) == expected, (seed, found)
+        if expected:
+            entered = START + pd.Timedelta(seconds=float(np.argmax(y >= MINY)))
+            assert abs(pd.Timestamp(found["entered_at"].iloc[0]) - entered) <= pd.Timedelta(seconds=1), seed
+            assert abs(found["dwell_s"].iloc[0] - (MAXY - MINY) / 5.0) <= 1.5, seed
+
+
+@pytest.mark.parametrize("hz", [1.0, 0.5, 10.0])
+def test_a_standing_machine_without_reported_speed_adds_no_distance_and_is_idle(hz: float) -> None:
+    """Positions only (no CAN speed), standalone receiver: 20 min standing between two 300 m drives. Before, its
+    2.5 m jitter added about 1 km and counted most of the standing as moving."""
+    x, y, speed = stop_at_edge(-50.0, hz)
+    driven = 2 * 300.0
+    for seed in range(2):
+        frame = telemetry(x, y, speed, hz, "standalone", seed, white_m=2.5, report_speed=False)
+        tables = run_in_chunks(Positioning(), frame, site=SITE, chunk="10min")
+        activity = tables["activity"]
+        final_s = (len(x) - 1) / hz - 10.0  # the last lookahead (10 s) is not final yet
+        distance = activity["distance_mm"].sum() / 1000
+        assert abs(distance - (driven - 8.0 * (10.0 + 1 / hz))) <= 0.05 * driven, (seed, distance)
+        assert abs(activity["idle_ms"].sum() / 1000 - 1200.0) <= 30.0, seed
+        assert abs(activity["moving_ms"].sum() / 1000 - (final_s - 1200.0)) <= 30.0, seed
