@@ -251,7 +251,7 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     end_time = np.where(has_next, next_start, run_last)
     segment = np.cumsum(run_kind == OUT)  # runs since the machine was last beyond the margin share a segment
     # a sure sample seen in the segment by the end of each run (a state from before "sure" was kept: seen)
-    seen = pd.Series(run_sure | ((segment == 0) & bool(c.get("sure", True)))).groupby(segment).cummax().to_numpy()
+    seen = segment_cumany(segment, run_sure | ((segment == 0) & bool(c.get("sure", True))))
     entry = (run_kind == IN) & (end_time - run_start >= dwell_in_ms) & seen
     exit_ = (run_kind == OUT) & (end_time - run_start >= dwell_out_ms)
     events = np.flatnonzero(entry | exit_)
@@ -263,12 +263,12 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     out_runs = np.flatnonzero(run_kind == OUT)
     begin = np.r_[c.get("begin") if c.get("begin") is not None else run_start[0], next_start[out_runs]][segment]
     held = np.maximum(run_held, begin)
-    first_in = pd.Series(np.where(run_kind == IN, held, np.nan)).groupby(segment).transform("first").to_numpy()
+    first_in = segment_first(segment, np.where(run_kind == IN, held, np.nan))
     if c.get("anchor") is not None:  # an IN run before these samples, with no OUT run since
         first_in = np.where(segment == 0, float(c["anchor"]), first_in)
     # left time candidate at each run: the sample after the most recent IN run that has ended
-    left = pd.Series(np.where((run_kind == IN) & has_next, next_start, np.nan)).ffill()
-    left = left.fillna(np.nan if c["left"] is None else float(c["left"])).to_numpy()
+    left = forward_fill(np.where((run_kind == IN) & has_next, next_start, np.nan),
+                        np.nan if c["left"] is None else float(c["left"]))
     visits: list[tuple[int, int]] = []
     entries: list[int] = []
     inside, entered = bool(c["in"]), c["entered"]
@@ -287,6 +287,28 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
              "last": int(run_last[-1]), "left": None if not np.isfinite(left[-1]) else int(left[-1]),
              "anchor": anchor, "sure": bool(seen[-1]), "held": int(run_held[-1]), "begin": int(begin[-1])}
     return visits, entries, state
+
+
+def segment_cumany(segment: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Per run: any flag so far within its segment (``segment`` non-decreasing: each segment contiguous)."""
+    counts = np.cumsum(flags)
+    first = np.searchsorted(segment, segment, side="left")
+    return counts - counts[first] + flags[first] > 0
+
+
+def segment_first(segment: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per run: the first finite value of its segment (NaN: none)."""
+    index = np.where(np.isfinite(values), np.arange(len(values)), len(values))
+    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    firsts = np.minimum.reduceat(index, starts) if len(values) else index
+    pick = np.repeat(firsts, np.diff(np.r_[starts, len(values)]))
+    return np.where(pick < len(values), np.r_[values, np.nan][pick], np.nan)
+
+
+def forward_fill(values: np.ndarray, before: float) -> np.ndarray:
+    """Each NaN takes the last finite value before it (``before`` where there is none)."""
+    index = np.maximum.accumulate(np.where(np.isfinite(values), np.arange(len(values)), -1))
+    return np.where(index >= 0, values[np.maximum(index, 0)], before)
 
 
 def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limit_kmh: np.ndarray,
