@@ -58,8 +58,8 @@ def place(g: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, good: np.n
     run_t0 = t[base].astype(np.int64)
     inherit = open_before[base]  # runs that continue the carried one
     if inherit.any():
-        extra = np.array([carried[code] if carried[code] is not None else [0, 0, 0, 0, 0] for code in g[base]],
-                         dtype=np.int64)
+        runs = np.array([run if run is not None else [0, 0, 0, 0, 0] for run in carried], dtype=np.int64)
+        extra = runs[g[base]]
         run_t0 = np.where(inherit, extra[:, 0], run_t0)
         count = count + np.where(inherit, extra[:, 1], 0)
         sum_x = sum_x + np.where(inherit, extra[:, 2], 0)
