@@ -406,13 +406,14 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = x[i], y[i], 1.0, x[i], y[i]
                     nb += 1
                 bf[7, nb - 1], bf[9, nb - 1], bf[10, nb - 1] = cum, ce, cn_
-                # where the machine is now: the median of the per-second mean fixes of the last smooth_n seconds,
+                # where the machine is now: the median of the per-second (first) fixes of the last smooth_n seconds
+                # (one a second whatever the rate, so a jump of up to half of them is outvoted at 10 Hz as at 1 Hz),
                 # and when it was there: the middle bucket of them, whose reported distance and displacement are
                 # what the fixes' displacement is compared with (all over the same span, in turns as on straights)
                 k = 0
                 q = nb - 1
                 while q >= 0 and bt[q] // 1000 > second - smooth_n:
-                    smooth_x[k], smooth_y[k] = bf[0, q] / bf[2, q], bf[1, q] / bf[2, q]
+                    smooth_x[k], smooth_y[k] = bf[3, q], bf[4, q]
                     k += 1
                     q -= 1
                 lo, hi = nb - k + (k - 1) // 2, nb - k + k // 2  # the middle one (two for an even count)
@@ -487,8 +488,14 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 nc += 1
             count = nc - trust_lo
             if count >= min_checks:
-                # most checks of the trust window agreed, and not the last min_checks all disagreed
-                trusted = (ca[nc] - ca[trust_lo]) >= trust_share * count and ca[nc] - ca[nc - min_checks] > 0
+                # most checks of the trust window agreed, and the checks have not all disagreed for the last
+                # min_checks seconds (a dead signal is caught in seconds, not after half the window)
+                trusted = (ca[nc] - ca[trust_lo]) >= trust_share * count
+                if trusted and not agrees_now and checked:
+                    run = nc - 1
+                    while run > trust_lo and ca[run] == ca[run - 1]:
+                        run -= 1
+                    trusted = nc - run < min_checks or ti - ct[run] < min_checks * 1000
             else:  # too few checks yet: the machine's own speed unless it disagrees right now
                 trusted = agrees_now or not checked
             # a value caught disagreeing stays suspect while it repeats exactly (a stuck signal reads right again
@@ -505,15 +512,20 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
             if trusted and np.isfinite(vi):
                 out[i] = vi
                 flag |= TRUSTED | (STANDING if vi <= standing_kmh else 0)
-            elif based and disp <= sigmas * sigma * root2:  # within the noise floor: standing
-                out[i] = 0.0
-                flag |= STANDING
-            elif sigma < precise_m:  # 1-s steps resolve speed: the jump-filtered short-window track
+            elif sigma < precise_m:  # 1-s steps resolve speed: the jump-filtered short-window track, at once
                 tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
                 out[i] = track_kmh if np.isfinite(track_kmh) else (v_base * 3.6 if based else vi)
-            elif based:
-                out[i] = v_base * 3.6
+                if out[i] <= standing_kmh:
+                    flag |= STANDING
+            elif based and disp <= sigmas * sigma * root2:  # within the noise floor: standing
+                out[i] = 0.0
+                flag |= STANDING
+            elif based:  # moving: the jump-filtered short-window track (follows speed changes at once; jittery
+                # under metres of noise, which thresholds on standing, decided above, do not see)
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
+                track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
+                out[i] = track_kmh if np.isfinite(track_kmh) else v_base * 3.6
             else:  # no baseline yet (a new machine, after a gap): the short-window track, else what was reported
                 tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
