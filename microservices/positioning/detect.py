@@ -112,13 +112,14 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     # distance); the centred track's where neither tells yet
     ground, ground_carry = own_motion(track, sel, machines, settings)
     standing = ground.standing
-    travel = np.where(standing, 0.0, ground.speed_kmh)
-    motion = results.motion_state(travel, track.engine[sel], settings.moving_kmh)
-    # speeding: the reported speed while the walk trusts it; else only what both the centred track (lag-free but
-    # jittery on a noisy receiver) and the speed over the baseline (smooth but lagging braking into a limited
-    # zone) support: the lower of the two
+    # the speed: the reported one while the walk trusts it; else only what both the centred track (lag-free but
+    # jittery on a noisy receiver) and the speed over the baseline (smooth but lagging stops, starts and braking
+    # into a limited zone) support: the lower of the two; zero while standing
     reported = track.speed[sel]
-    speed = np.where(ground.speed_used & np.isfinite(reported), reported, np.fmin(fused.speed_kmh, travel))
+    speed = np.where(ground.speed_used & np.isfinite(reported), reported,
+                     np.fmin(fused.speed_kmh, np.where(standing, 0.0, ground.speed_kmh)))
+    travel = np.where(standing, 0.0, speed)
+    motion = results.motion_state(travel, track.engine[sel], settings.moving_kmh)
     gap_ms = int(round(settings.gap_carry_s * 1000))
     placed = place(g, ts, x, y, cleaned.good[sel], standing, ground.noise_m, carried_runs(track.ids, machines),
                    settings.gnss_decorrelation_s, gap_ms)
