@@ -3,15 +3,17 @@ displacement of its fixes over a noise-long baseline, else what the fixes say ov
 
 Why a baseline: a standalone receiver's fix has 1-2.5 m of white jitter per axis, so a step between 1-s fixes has
 several m/s of noise and a standing truck "moves". Over ``baseline_s`` (20 s) the same jitter is a tenth of a m/s.
-So the reported speed is checked against the displacement of the per-second mean fixes (median over ``smooth_s``
-at each end, so a short GNSS jump is outvoted) over the baseline: the distance the reported speed covered in that
-time and the chord agree within the physical tolerance (``speed_tolerance_kmh`` + ``speed_tolerance_share``) plus
-``noise_sigmas`` times the receiver's noise times sqrt 2 over the baseline. The reported speed is used while most
-checks of the trust window agree (a stuck or dead signal disagrees with a moving track nearly always). Where it is
-not trusted (stuck, absent, dead) the fixes decide: a displacement within the noise floor (``noise_sigmas`` noise
-sigmas, times sqrt 2) is standing (speed 0), above it the machine moves at the baseline's speed (or, with a precise
-receiver, the jump-filtered short-window track of ``motion.py``). The receiver's noise is estimated in the same
-walk (``receiver.py``), so every threshold scales with the machine's own receiver: RTK to standalone.
+So once a second (each second's first fix) the reported speed is checked against the fixes over the baseline: the
+median of one fix a second over ``smooth_s`` at each end (a GNSS jump up to half of it is outvoted), the path they
+show over four parts of the span against the distance the reported speed covered between the same two times,
+within the physical tolerance (``speed_tolerance_kmh`` + ``speed_tolerance_share``) plus ``noise_sigmas`` times the
+receiver's noise times sqrt 2 over the baseline; a reported standstill while displaced beyond that noise floor
+disagrees outright. The reported speed is used while most checks of the trust window agree and they have not all
+disagreed for ``trust_min_checks`` seconds; a value caught disagreeing stays suspect while it repeats exactly (a
+stuck 0 reads right whenever the machine stands). Where it is not trusted (stuck, absent, dead) the fixes decide:
+a precise receiver's jump-filtered short-window track (``motion.py``'s estimate); else a displacement within the
+noise floor is standing (speed 0) and above it the short-window track. The receiver's noise is estimated in the
+same walk (``receiver.py``), so every threshold scales with the machine's own receiver: RTK to standalone.
 
 Why a compiled kernel: all of that is a walk along each machine's samples carrying short windows (steps, checks,
 per-second fixes, a running noise estimate), which numpy can only express as dozens of whole-array passes; the
