@@ -3,15 +3,17 @@ displacement of its fixes over a noise-long baseline, else what the fixes say ov
 
 Why a baseline: a standalone receiver's fix has 1-2.5 m of white jitter per axis, so a step between 1-s fixes has
 several m/s of noise and a standing truck "moves". Over ``baseline_s`` (20 s) the same jitter is a tenth of a m/s.
-So the reported speed is checked against the displacement of the per-second mean fixes (median over ``smooth_s``
-at each end, so a short GNSS jump is outvoted) over the baseline: the distance the reported speed covered in that
-time and the chord agree within the physical tolerance (``speed_tolerance_kmh`` + ``speed_tolerance_share``) plus
-``noise_sigmas`` times the receiver's noise times sqrt 2 over the baseline. The reported speed is used while most
-checks of the trust window agree (a stuck or dead signal disagrees with a moving track nearly always). Where it is
-not trusted (stuck, absent, dead) the fixes decide: a displacement within the noise floor (``noise_sigmas`` noise
-sigmas, times sqrt 2) is standing (speed 0), above it the machine moves at the baseline's speed (or, with a precise
-receiver, the jump-filtered short-window track of ``motion.py``). The receiver's noise is estimated in the same
-walk (``receiver.py``), so every threshold scales with the machine's own receiver: RTK to standalone.
+So once a second (each second's first fix) the reported speed is checked against the fixes over the baseline: the
+median of one fix a second over ``smooth_s`` at each end (a GNSS jump up to half of it is outvoted), the path they
+show over four parts of the span against the distance the reported speed covered between the same two times,
+within the physical tolerance (``speed_tolerance_kmh`` + ``speed_tolerance_share``) plus ``noise_sigmas`` times the
+receiver's noise times sqrt 2 over the baseline; a reported standstill while displaced beyond that noise floor
+disagrees outright. The reported speed is used while most checks of the trust window agree and they have not all
+disagreed for ``trust_min_checks`` seconds; a value caught disagreeing stays suspect while it repeats exactly (a
+stuck 0 reads right whenever the machine stands). Where it is not trusted (stuck, absent, dead) the fixes decide:
+a precise receiver's jump-filtered short-window track (``motion.py``'s estimate); else a displacement within the
+noise floor is standing (speed 0) and above it the short-window track. The receiver's noise is estimated in the
+same walk (``receiver.py``), so every threshold scales with the machine's own receiver: RTK to standalone.
 
 Why a compiled kernel: all of that is a walk along each machine's samples carrying short windows (steps, checks,
 per-second fixes, a running noise estimate), which numpy can only express as dozens of whole-array passes; the
@@ -237,6 +239,26 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
+def _insert(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+    """Insert ``value`` into the sorted ``ordered[:k]`` (room for one more)."""
+    at = k
+    while at > 0 and ordered[at - 1] > value:
+        ordered[at] = ordered[at - 1]
+        at -= 1
+    ordered[at] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _remove(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+    """Remove one ``value`` from the sorted ``ordered[:k]``."""
+    at = 0
+    while at < k - 1 and ordered[at] != value:
+        at += 1
+    for j in range(at, k - 1):
+        ordered[j] = ordered[j + 1]
+
+
+@numba.njit(cache=True, nogil=True)
 def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
     """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds, the
     per-sample flags (TRUSTED, CHECKED, AGREES, STANDING) and noise, which machines have a fix to carry, and the
@@ -289,7 +311,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
     out_so, out_c = np.empty(cap_steps, np.int64), np.empty(cap_checks, np.int64)
     out_bt, out_bf = np.empty(cap_buckets, np.int64), np.empty((NB, cap_buckets))
     n_out_steps, n_out_checks, n_out_buckets = 0, 0, 0
-    smooth_x, smooth_y = np.empty(smooth_n + 1), np.empty(smooth_n + 1)
+    smooth_x, smooth_y = np.empty(smooth_n + 2), np.empty(smooth_n + 2)
     estimates = np.zeros((machines, 3))
     for m in range(machines):
         a, b = starts[m], ends[m]
@@ -319,6 +341,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
         observed_after = np.int64(NONE_MS)
         if j < 0 and np.isfinite(seeds[m, 0]):
             mu, nw, observed_after, suspect = seeds[m, 0], seeds[m, 1], np.int64(seeds[m, 2]), seeds[m, 3]
+        sigma = noise_of(mu)
         ns = 0
         for k in range(k0, k1):
             st[ns], sx[ns], sy[ns], so[ns] = last_t - c_st[k], c_sx[k], c_sy[k], c_so[k]
@@ -339,6 +362,8 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
         trust_lo = 0
         anchor = 0
         judged, based, disp, v_base = False, False, np.nan, np.nan
+        built, wstart = False, 0
+        parts = np.zeros(SUBSPANS, np.int64)
         for i in range(a, b):
             ti = t[i] // 1_000_000  # ns -> ms
             vi = v[i]
@@ -346,7 +371,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 out[i] = vi
                 if np.isfinite(vi):
                     flags[i] = TRUSTED | (STANDING if vi <= standing_kmh else 0)
-                noise[i] = noise_of(mu)
+                noise[i] = sigma
                 continue
             newest = max(newest, ti)
             # the distance the reported speed covered (trapezoids); unknown across a missing speed or a gap
@@ -392,8 +417,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 trust_lo += 1
             count = nc - trust_lo
             trusted_before = np.isfinite(vi) and count >= min_checks and ca[nc] - ca[trust_lo] >= trust_share * count
-            sigma = noise_of(mu)
-            checked, agrees_now = False, False
+            checked, agrees_now, sigma_after = False, False, sigma
             fresh = False  # a new second: its bucket is judged (once a second whatever the rate)
             if fixed:
                 if nb == 0 or bt[nb - 1] // 1000 != ti // 1000:
@@ -412,14 +436,26 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 # (one a second whatever the rate, so a jump of up to half of them is outvoted at 10 Hz as at 1 Hz),
                 # and when it was there: the middle bucket of them, whose reported distance and displacement are
                 # what the fixes' displacement is compared with (all over the same span, in turns as on straights)
-                k = 0
-                q = nb - 1
-                while q >= 0 and bt[q] // 1000 > second - smooth_n:
-                    smooth_x[k], smooth_y[k] = bf[3, q], bf[4, q]
-                    k += 1
-                    q -= 1
-                lo, hi = nb - k + (k - 1) // 2, nb - k + k // 2  # the middle one (two for an even count)
-                now_x, now_y = _median(smooth_x[:k], _NO_SKIP, scratch), _median(smooth_y[:k], _NO_SKIP, scratch)
+                # (kept sorted as the window slides: built once per batch, then one fix in and the old ones out)
+                if not built:
+                    wstart = nb - 1
+                    while wstart > 0 and bt[wstart - 1] // 1000 > second - smooth_n:
+                        wstart -= 1
+                    for q in range(wstart, nb):
+                        _insert(smooth_x, q - wstart, bf[3, q])
+                        _insert(smooth_y, q - wstart, bf[4, q])
+                    built = True
+                elif fresh:
+                    while bt[wstart] // 1000 <= second - smooth_n:
+                        _remove(smooth_x, nb - 1 - wstart, bf[3, wstart])
+                        _remove(smooth_y, nb - 1 - wstart, bf[4, wstart])
+                        wstart += 1
+                    _insert(smooth_x, nb - 1 - wstart, bf[3, nb - 1])
+                    _insert(smooth_y, nb - 1 - wstart, bf[4, nb - 1])
+                k = nb - wstart
+                lo, hi = wstart + (k - 1) // 2, wstart + k // 2  # the middle one (two for an even count)
+                now_x = (smooth_x[(k - 1) // 2] + smooth_x[k // 2]) / 2.0
+                now_y = (smooth_y[(k - 1) // 2] + smooth_y[k // 2]) / 2.0
                 bf[5, nb - 1], bf[6, nb - 1], bf[8, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
                 for f in range(3):  # reported distance, displacement east and north: 7, 9, 10 -> 11, 12, 13
                     src = 7 if f == 0 else 8 + f
@@ -441,6 +477,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                             mu, nw = observe(mu, nw, rdx, rdy, 1.0)
                     elif max(abs(rdx), abs(rdy)) <= GATE_SIGMAS * sigma * root2:
                         mu, nw = observe(mu, nw, rdx, rdy, 1.0)
+                    sigma_after = noise_of(mu)  # this second's checks still use the noise known before its pair
                 use = anchor if full or bt[anchor] > tb - baseline_ms else anchor + 1
                 based, disp, v_base = False, np.nan, np.nan
                 if use < nb and tb - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
@@ -452,11 +489,14 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     floor = sigmas * sigma * root2
                     # the path the fixes show: the smoothed positions at quarters of the span, so a curve or a
                     # hairpin within the baseline is measured as the distance the reported speed covers
-                    path, px, py, q = 0.0, bf[5, use], bf[6, use], use
+                    # (each part's bucket only moves forward: searched on from where it was)
+                    path, px, py = 0.0, bf[5, use], bf[6, use]
                     for part in range(1, SUBSPANS):
                         at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
+                        q = max(parts[part], use)
                         while q < nb - 1 and bf[8, q] < at:
                             q += 1
+                        parts[part] = q
                         path += math.hypot((bf[5, q] - px) * east, (bf[6, q] - py) * north)
                         px, py = bf[5, q], bf[6, q]
                     path += math.hypot((now_x - px) * east, (now_y - py) * north)
@@ -501,7 +541,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     trusted = False
                 else:
                     suspect = np.nan
-            noise[i] = noise_of(mu)
+            noise[i] = sigma_after
             flag = (CHECKED if checked else 0) | (AGREES if agrees_now else 0)
             if trusted and np.isfinite(vi):
                 out[i] = vi
@@ -525,6 +565,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
                 out[i] = track_kmh if np.isfinite(track_kmh) else vi
             flags[i] = flag
+            sigma = sigma_after
         estimates[m, 0], estimates[m, 1], estimates[m, 2] = mu, nw, suspect
         if last_ok:
             has[m] = True
