@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="white GNSS noise per axis (m) on top of the default drift and jumps (2.5: standalone)")
     parser.add_argument("--healthy", action="store_true", help="no faults: only count findings (all false)")
     args = parser.parse_args(argv)
-    # the simulator's jump rate is per sample: kept per second (as at 1 Hz) whatever the rate, or a 10-Hz receiver
-    # would jump ten times as often
-    sensors = SensorConfig(gnss_jump_rate=SensorConfig().gnss_jump_rate / args.hz,
-                           **({"gnss_white_m": args.white_m} if args.white_m is not None else {}))
+    sensors = SensorConfig(**({"gnss_white_m": args.white_m} if args.white_m is not None else {}))
     ok = True
     for seed in args.seeds:
         for specs in ((),) if args.healthy else FAULT_SETS:
