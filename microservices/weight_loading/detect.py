@@ -131,6 +131,13 @@ class Features:
         self.moving = self.v >= s.moving_kmh
         self.loaded_count = np.concatenate([[0], np.cumsum(self.loaded)])
         self.last_t = int(self.t[-1]) if len(self.t) else 0
+        self.gap_before = np.flatnonzero(np.diff(self.t) > int(s.cycle_gap_s * NS)) + 1  # first samples after gaps
+
+    def gap_after(self, start: int) -> int:
+        """Index of the first sample after the first gap of more than ``cycle_gap_s`` following sample ``start``
+        (the hauler was unseen in between), or -1."""
+        at = int(np.searchsorted(self.gap_before, start, side="right"))
+        return int(self.gap_before[at]) if at < len(self.gap_before) else -1
 
     def idx(self, t_ns: float, side: str = "left") -> int:
         return int(np.searchsorted(self.t, t_ns, side=side))
@@ -299,6 +306,10 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
                     live = min(live, int(f.t[r]))
                 keep = max(live, floor) - ctx
                 break
+            g = f.gap_after(r) if r >= 0 else -1
+            if 0 <= g <= j:  # first seen loaded after a gap: its loading was not observed
+                phase, live = "unknown", int(f.t[g])
+                continue
             rise = int(f.t[r + 1]) if r + 1 < len(f.t) else int(f.t[j])
             load = {"a": int(f.t[j]), "rise": rise, "floor": floor}
             phase = "loading"
@@ -309,6 +320,10 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
             k, k_decided = f.drive_off(a, s.min_drive_off_s)
             m, m_decided = f.confirmed_empty(a, s.min_empty_s)
             need = int(max(s.min_drive_off_s, s.settle_after_s) * NS)
+            g = f.gap_after(a)
+            if g >= 0 and (k < 0 or k >= g) and (m < 0 or m >= g):  # the load's end was not observed
+                phase, live, load = "unknown", int(f.t[g]), None
+                continue
             wait = m >= 0 and (k < 0 or m < k) and not m_decided
             if m >= 0 and (k < 0 or m < k) and m_decided:  # emptied again before driving off: not a load
                 phase, live, floor, load = "empty", int(f.t[m]), int(f.t[m]), None
@@ -324,6 +339,10 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
         if phase == "hauling":
             assert load is not None
             m, decided = f.confirmed_empty(f.idx(max(load["haul_start"], live)), s.min_empty_s)
+            g = f.gap_after(f.idx(load["haul_start"]))
+            if g >= 0 and (m < 0 or m >= g):  # the dump was not observed
+                phase, live, load = "unknown", int(f.t[g]), None
+                continue
             if m < 0 or not decided:  # still hauling: keep what the dump search will need
                 pending = int(f.t[m]) if m >= 0 else f.last_t
                 live = max(live, load["haul_start"], pending - int(s.dump_search_s * NS))

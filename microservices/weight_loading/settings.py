@@ -73,6 +73,11 @@ class WeightLoadingSettings(BaseModel):
     min_loaded_s: float = Field(
         60.0, gt=0, description="a loaded spell shorter than this (rise to dump) is not a haul cycle (s)"
     )
+    cycle_gap_s: float = Field(
+        600.0, gt=0, description="a hauler unseen this long may have finished a load, a haul or a dump unobserved "
+        "(a shift's end, a dead modem, a history backlog): a cycle open across such a gap is dropped, never "
+        "stitched from the pieces on either side (s)"
+    )
     max_return_s: float = Field(
         3600.0, gt=0, description="a return (previous dump to this load start) longer than this is not counted (s)"
     )
