@@ -64,6 +64,15 @@ def batch_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def readable_payload(p: np.ndarray, rated: np.ndarray, s: WeightLoadingSettings) -> np.ndarray:
+    """Payload readings with 'no reading' as NaN: the weighing system's sentinels (-99 ...) and values below minus
+    the zero tolerance (``tare_min_fraction`` of each row's ``rated``), which no load on a body can give; a slightly
+    negative reading of an empty body is a reading."""
+    with np.errstate(invalid="ignore"):
+        absent = np.isin(p, s.payload_sentinels) | (p < -s.tare_min_fraction * rated)
+    return np.where(absent, np.nan, p) if absent.any() else p
+
+
 def float_column(rows: pd.DataFrame, column: str) -> np.ndarray:
     """A numeric column as float64 (NaN for missing or non-numeric values, all NaN when absent)."""
     if column not in rows:
@@ -189,6 +198,19 @@ def _median(values: np.ndarray) -> float | None:
     return float(np.median(values)) if len(values) else None
 
 
+def _drifted(standing: np.ndarray, rolling: np.ndarray, tolerance_kg: float) -> bool:
+    """Do the standing readings after the last pass sit off the rolling ones by more than ``tolerance_kg`` and by
+    more than twice the two medians' noise (a median's standard error: 1.25 x 1.48 MAD / sqrt(n)) can explain?"""
+    standing, rolling = standing[~np.isnan(standing)], rolling[~np.isnan(rolling)]
+    if len(rolling) == 0:
+        return False
+    if len(standing) == 0:
+        return True
+    a, b = float(np.median(standing)), float(np.median(rolling))
+    noise2 = sum((1.86 * float(np.median(np.abs(x - m)))) ** 2 / len(x) for x, m in ((standing, a), (rolling, b)))
+    return abs(a - b) > max(tolerance_kg, 2.0 * np.sqrt(noise2))
+
+
 def _iso(t_ns: float | None) -> pd.Timestamp | None:
     return None if t_ns is None else pd.Timestamp(int(t_ns), unit="ns", tz="UTC")
 
@@ -207,6 +229,8 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
     loaded_at = int(f.t[loaded_i]) if loaded_i < k else t_k
     start_ns = max(loaded_at, t_k - int(s.settle_before_s * NS))
     window = ((f.t >= start_ns) & (f.t < t_k) & (f.v <= s.settle_max_kmh)) | post
+    if _drifted(f.p[window & ~post], f.p[post], s.standing_drift_fraction * rated):
+        window = post  # the standing readings drifted (strut friction, temperature): the rolling ones count
     settled = _median(f.p[window])
     if settled is None:
         settled = guess

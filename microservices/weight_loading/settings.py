@@ -58,6 +58,12 @@ class WeightLoadingSettings(BaseModel):
     settle_max_kmh: float = Field(
         10.0, gt=0, description="only samples at or below this speed count toward the settled payload"
     )
+    standing_drift_fraction: float = Field(
+        0.015, gt=0, lt=1, description="standing readings after the last pass further than this fraction of rated "
+        "from the low-speed readings just after drive-off have drifted (a load cell creeps a few per cent while the "
+        "truck stands: strut friction, temperature): only the rolling ones count, as on-board weighing systems "
+        "read the payload on the move; closer, both count"
+    )
     settle_before_s: float = Field(
         30.0, gt=0, description="at most this long before drive-off counts toward the settled payload (s)"
     )
@@ -84,6 +90,11 @@ class WeightLoadingSettings(BaseModel):
     tare_min_fraction: float = Field(
         0.03, ge=0, lt=1, description="the empty body's median reading before the first pass, above this fraction "
         "of rated, is a zero offset taken off the load (on-board weighing is accurate to 1-3 % of rated)"
+    )
+    payload_sentinels: list[float] = Field(
+        default_factory=lambda: [-99.0], description="payload values a weighing system sends for 'no reading' "
+        "(read as absent, as is any reading below minus tare_min_fraction of rated: a load cell does not weigh "
+        "tonnes below zero)"
     )
     # --- cycles from the track, for a hauler whose payload cannot show them (track.py) ------------------
     track_cycles: bool = Field(

@@ -22,9 +22,10 @@ from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings
 
 NS = 1_000_000_000
-# evidence counters, cumulative per hauler: samples, payload missing, moving pairs with payload, unchanged pairs,
-# readings out of physical range
-EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
+# evidence counters, cumulative per hauler: samples, payload missing, pairs of consecutive readings, pairs that
+# changed, readings out of physical range, readings of an empty body (below ``empty_fraction`` of rated)
+EVIDENCE = ("n", "missing", "pairs", "changed", "implausible", "low")
+N_EVIDENCE = len(EVIDENCE)
 
 
 class Stop(NamedTuple):
@@ -79,7 +80,8 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
         unpack(carried.get("ints"), np.int64), unpack(carried.get("floats")), np.array(NEW_INTS, np.int64),
         np.array(NEW_FLOATS),
-        np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
+        np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction,
+                  s.empty_fraction]))
     found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
     for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
@@ -100,7 +102,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
     returns what it found and the new carry in PACKED layout: the haulers of the batch, then those carried and
     ``absent`` from it, as they were."""
     span, pos_span = np.int64(parameters[0]), np.int64(parameters[1])
-    tare, most = parameters[2], parameters[3]
+    tare, most, empty = parameters[2], parameters[3], parameters[4]
     # the carry's layout (PACKED): INTS and FLOATS per hauler, then how many fixes each, then the fixes
     m_c, n_i, n_f = len(absent), len(new_ints), len(new_floats)
     c_ints, c_floats = c_packed_ints[:n_i * m_c].reshape(m_c, n_i), c_packed_floats[:n_f * m_c].reshape(m_c, n_f)
@@ -112,7 +114,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
     c_fix_at[1:] = np.cumsum(c_fn)
     haulers = len(starts)
     n = len(t)
-    e = 5  # len(EVIDENCE)
+    e = N_EVIDENCE
     seen = np.zeros(haulers, np.bool_)
     ints, floats = np.empty((haulers + m_c, n_i), np.int64), np.empty((haulers + m_c, n_f))
     fix_n = np.zeros(haulers + m_c, np.int64)
@@ -153,12 +155,15 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
                 cum[0] += 1.0
                 if not has:
                     cum[1] += 1.0
-                if run_moving and has and np.isfinite(prev):
+                    continue
+                if np.isfinite(prev):  # consecutive readings (a missing one between them skipped)
                     cum[2] += 1.0
-                    if p[r] == prev:
+                    if p[r] != prev:
                         cum[3] += 1.0
-                if has and (p[r] < -tare * rated[h] or p[r] > most * rated[h]):
+                if p[r] < -tare * rated[h] or p[r] > most * rated[h]:
                     cum[4] += 1.0
+                if p[r] < empty * rated[h]:
+                    cum[5] += 1.0
                 prev = p[r]
             if not run_moving:
                 if st_i[1] and st_i[3]:  # standing again: did it move long enough before?
@@ -194,7 +199,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
                     n_closed = _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints,
                                       closed_floats)
                     st_i[1] = 0
-            st_i[0], st_f[0] = t[j - 1], p[j - 1]
+            st_i[0], st_f[0] = t[j - 1], prev
             i = j
         if st_i[1]:
             for k in range(f_lo, f_hi):
@@ -217,7 +222,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
 @numba.njit(cache=True, nogil=True)
 def _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints, closed_floats):  # pragma: no cover
     """Record hauler h's open stop as closed at its drive-off; returns the new count of closed stops."""
-    e = 5
+    e = N_EVIDENCE
     closed_ints[n_closed, 0], closed_ints[n_closed, 1], closed_ints[n_closed, 2] = h, st_i[2], st_i[4]
     row = closed_floats[n_closed]
     row[:e], row[e:2 * e] = st_f[1 + e:1 + 2 * e], st_f[3 + 2 * e:3 + 3 * e]  # counters at start, at drive-off
