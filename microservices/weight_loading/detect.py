@@ -200,7 +200,8 @@ def _median(values: np.ndarray) -> float | None:
 
 def _drifted(standing: np.ndarray, rolling: np.ndarray, tolerance_kg: float) -> bool:
     """Do the standing readings after the last pass sit off the rolling ones by more than ``tolerance_kg`` and by
-    more than twice the two medians' noise (a median's standard error: 1.25 x 1.48 MAD / sqrt(n)) can explain?"""
+    more than three times the two medians' noise (a median's standard error: 1.25 x 1.48 MAD / sqrt(n)) can
+    explain?"""
     standing, rolling = standing[~np.isnan(standing)], rolling[~np.isnan(rolling)]
     if len(rolling) == 0:
         return False
@@ -208,7 +209,7 @@ def _drifted(standing: np.ndarray, rolling: np.ndarray, tolerance_kg: float) -> 
         return True
     a, b = float(np.median(standing)), float(np.median(rolling))
     noise2 = sum((1.86 * float(np.median(np.abs(x - m)))) ** 2 / len(x) for x, m in ((standing, a), (rolling, b)))
-    return abs(a - b) > max(tolerance_kg, 2.0 * np.sqrt(noise2))
+    return abs(a - b) > max(tolerance_kg, 3.0 * np.sqrt(noise2))
 
 
 def _iso(t_ns: float | None) -> pd.Timestamp | None:
@@ -216,11 +217,12 @@ def _iso(t_ns: float | None) -> pd.Timestamp | None:
 
 
 def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k: int, rated: float,
-                s: WeightLoadingSettings) -> dict[str, Any]:
-    """Close the loading phase at drive-off ``k``: settled payload, loaded_at, passes, load position."""
+                s: WeightLoadingSettings, after_s: float) -> dict[str, Any]:
+    """Close the loading phase at drive-off ``k``: settled payload (from readings up to ``after_s`` after the
+    drive-off), loaded_at, passes, load position."""
     rise, t_k = f.idx(load["rise"]), int(f.t[k])
     near = (f.t >= t_k - 6 * NS) & (f.t < t_k)  # the few readings just before drive-off give a first guess
-    post = (f.t >= t_k) & (f.t <= t_k + int(s.settle_after_s * NS)) & (f.v <= s.settle_max_kmh)
+    post = (f.t >= t_k) & (f.t <= t_k + int(after_s * NS)) & (f.v <= s.settle_max_kmh)
     guess = _median(f.p[near | post]) if (near | post).any() else float(f.p[k])
     # the last loader pass: the last reading (before drive-off) still a pass below the final level
     below = f.p < (guess or 0.0) - s.step_fraction * rated
@@ -263,7 +265,7 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
         "fuel0": None if np.isnan(buf["fuel"][start_i]) else float(buf["fuel"][start_i]),
         "eh0": None if np.isnan(buf["eh"][start_i]) else float(buf["eh"][start_i]),
         # known once the drive-off is confirmed and the post-drive-off window has passed
-        "known_at": t_k + int(max(s.min_drive_off_s, s.settle_after_s) * NS),
+        "known_at": t_k + int(max(s.min_drive_off_s, after_s) * NS),
     }
 
 
@@ -294,7 +296,8 @@ def close_cycle(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], m
 
 def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
             s: WeightLoadingSettings) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Run one hauler's phase machine over its buffer: finished cycles, settled loads, and the new state.
+    """Run one hauler's phase machine over its buffer: finished cycles, first estimates of loads that drove off
+    (``min_drive_off_s`` after it: the overload alert's, while the truck is still at the loader), and the new state.
 
     ``ms`` (the machine's state without its buffer) holds ``phase``, ``live`` (ns: the first
     instant still undecided), ``floor`` (ns: the last dump, before which no load starts) and
@@ -353,11 +356,15 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
                 phase, live, floor, load = "empty", int(f.t[m]), int(f.t[m]), None
                 continue
             if wait or k < 0 or not k_decided or f.last_t < f.t[k] + need:
+                if not wait and k >= 0 and k_decided and not load.get("alerted"):  # driven off: first estimate
+                    settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
+                    load = {**load, "alerted": True}
                 keep = max(load["rise"] - int(s.max_spot_s * NS), load["floor"]) - ctx
                 keep = max(keep, f.last_t - MAX_BUFFER_S * NS)
                 break
-            load = settle_load(f, buf, load, k, rated, s)
-            settled.append(dict(load))
+            if not load.get("alerted"):
+                settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
+            load = settle_load(f, buf, load, k, rated, s, s.settle_after_s)
             phase = "hauling"
             continue
         if phase == "hauling":

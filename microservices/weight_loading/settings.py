@@ -53,10 +53,13 @@ class WeightLoadingSettings(BaseModel):
         8.0, gt=0, description="the hauler must keep moving this long for loading to count as finished (s)"
     )
     settle_after_s: float = Field(
-        5.0, ge=0, description="after drive-off, samples this long still count toward the settled payload (s)"
+        30.0, ge=0, description="after drive-off, samples this long still count toward the settled payload (s): "
+        "on-board weighing reads the payload on the move, once the offset a standing truck's suspension holds "
+        "(strut friction) has been released; the overload alert uses the first min_drive_off_s of them"
     )
     settle_max_kmh: float = Field(
-        10.0, gt=0, description="only samples at or below this speed count toward the settled payload"
+        15.0, gt=0, description="only samples at or below this speed count toward the settled payload (faster, "
+        "haul-road bounce swamps the weighing)"
     )
     standing_drift_fraction: float = Field(
         0.015, gt=0, lt=1, description="standing readings after the last pass further than this fraction of rated "
