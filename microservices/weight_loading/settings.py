@@ -127,9 +127,9 @@ class WeightLoadingSettings(BaseModel):
     )
     payload_fault_share: float = Field(
         0.25, gt=0, le=1, description="a leg of the track the payload machine found no cycle in is a cycle when its "
-        "payload was missing, out of range, or unchanged from one moving sample to the next (stuck: a weighing "
-        "system reads body bounce while driving) in at least this share of its samples; below 1 so the leg in "
-        "which a fault begins or ends counts too"
+        "payload was missing or out of range in at least this share of its samples (below 1 so the leg in which a "
+        "fault begins or ends counts too), or stuck: not one change across the leg, its load or its dump (a "
+        "quantised load cell repeats neighbouring values: that alone is no fault)"
     )
     payload_max_fraction: float = Field(
         2.5, gt=1, description="a payload reading above this fraction of rated is out of physical range"
