@@ -219,21 +219,24 @@ def _iso(t_ns: float | None) -> pd.Timestamp | None:
 def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k: int, rated: float,
                 s: WeightLoadingSettings, after_s: float) -> dict[str, Any]:
     """Close the loading phase at drive-off ``k``: settled payload (from readings up to ``after_s`` after the
-    drive-off), loaded_at, passes, load position."""
+    drive-off), loaded_at, passes, load position. Every window is a time range: sliced, never a whole-buffer mask
+    (a catch-up batch holds hours of a hauler's samples)."""
     rise, t_k = f.idx(load["rise"]), int(f.t[k])
-    near = (f.t >= t_k - 6 * NS) & (f.t < t_k)  # the few readings just before drive-off give a first guess
-    post = (f.t >= t_k) & (f.t <= t_k + int(after_s * NS)) & (f.v <= s.settle_max_kmh)
-    guess = _median(f.p[near | post]) if (near | post).any() else float(f.p[k])
+    p, v = f.p, f.v
+    post_end = f.idx(t_k + int(after_s * NS), side="right")
+    post = p[k:post_end][v[k:post_end] <= s.settle_max_kmh]  # rolling slowly after the drive-off
+    near = p[f.idx(t_k - 6 * NS):k]  # the few readings just before drive-off give, with those, a first guess
+    guess = _median(np.concatenate([near, post])) if len(near) + len(post) else float(p[k])
     # the last loader pass: the last reading (before drive-off) still a pass below the final level
-    below = f.p < (guess or 0.0) - s.step_fraction * rated
-    last_low = _last(below, rise, k)
-    loaded_i = last_low + 1 if last_low >= 0 else rise
+    last_low = _last(p[rise:k] < (guess or 0.0) - s.step_fraction * rated, 0, k - rise)
+    loaded_i = rise + last_low + 1 if last_low >= 0 else rise
     loaded_at = int(f.t[loaded_i]) if loaded_i < k else t_k
-    start_ns = max(loaded_at, t_k - int(s.settle_before_s * NS))
-    window = ((f.t >= start_ns) & (f.t < t_k) & (f.v <= s.settle_max_kmh)) | post
-    if _drifted(f.p[window & ~post], f.p[post], s.standing_drift_fraction * rated):
-        window = post  # the standing readings drifted (strut friction, temperature): the rolling ones count
-    settled = _median(f.p[window])
+    first = f.idx(max(loaded_at, t_k - int(s.settle_before_s * NS)))
+    standing = p[first:k][v[first:k] <= s.settle_max_kmh]
+    if _drifted(standing, post, s.standing_drift_fraction * rated):
+        standing = standing[:0]  # the standing readings drifted (strut friction, temperature): the rolling ones count
+    window = np.concatenate([standing, post])
+    settled = _median(window)
     if settled is None:
         settled = guess
     # load start: the hauler stopped at the spot (last moving reading before the first rise)
@@ -242,12 +245,11 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
     last_move = _last(f.moving, lo, rise)
     load_start = int(f.t[last_move + 1]) if last_move >= 0 else int(f.t[lo] if lo < len(f.t) else load["rise"])
     load_start = min(load_start, int(load["rise"]))
-    spot = (f.t >= load_start) & (f.t < t_k)
     start_i = f.idx(load_start)
     # zero offset: the empty body's median reading before the first pass; off zero by more than the weighing's
     # accuracy, it is taken off the load (a load cell reading 2.5 t when empty adds 2.5 t to every load)
-    before = (f.t >= floor) & (f.t < int(load["rise"])) & (f.frac < s.empty_fraction)
-    tare = _median(f.p[before]) or 0.0
+    rise_i = f.idx(int(load["rise"]))
+    tare = _median(p[lo:rise_i][f.frac[lo:rise_i] < s.empty_fraction]) or 0.0
     tare = tare if tare > s.tare_min_fraction * rated else 0.0
     passes = count_passes(f, max(start_i - 1, 0), k + 1, rated, s)  # every rise while standing at the loader
     return {
@@ -258,10 +260,10 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
         "payload_kg": float(settled) - tare,
         "settled_raw": float(settled),
         "tare_kg": tare,
-        "settle_samples": int(np.count_nonzero(window)),
+        "settle_samples": int(np.count_nonzero(~np.isnan(window))),
         "passes": passes,
-        "load_lat": _median(buf["lat"][spot]),
-        "load_lon": _median(buf["lon"][spot]),
+        "load_lat": _median(buf["lat"][start_i:k]),
+        "load_lon": _median(buf["lon"][start_i:k]),
         "fuel0": None if np.isnan(buf["fuel"][start_i]) else float(buf["fuel"][start_i]),
         "eh0": None if np.isnan(buf["eh"][start_i]) else float(buf["eh"][start_i]),
         # known once the drive-off is confirmed and the post-drive-off window has passed
