@@ -69,7 +69,9 @@ def readable_payload(p: np.ndarray, rated: np.ndarray, s: WeightLoadingSettings)
     the zero tolerance (``tare_min_fraction`` of each row's ``rated``), which no load on a body can give; a slightly
     negative reading of an empty body is a reading."""
     with np.errstate(invalid="ignore"):
-        absent = np.isin(p, s.payload_sentinels) | (p < -s.tare_min_fraction * rated)
+        absent = p < -s.tare_min_fraction * rated
+    for sentinel in s.payload_sentinels:
+        absent |= p == sentinel
     return np.where(absent, np.nan, p) if absent.any() else p
 
 
