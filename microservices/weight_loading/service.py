@@ -25,7 +25,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
-STATE_VERSION = 4  # 4: the track's payload evidence counts changes and empty readings (stops.EVIDENCE)
+STATE_VERSION = 5  # 5: the track walk carries whether a hauler was unseen for long (stops.INTS)
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"

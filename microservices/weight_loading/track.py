@@ -248,6 +248,10 @@ def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict
     legs: list[dict] = []
     length = (stop.b - stop.a) / NS
     leg = st.get("leg")
+    if leg is not None and stop.gap:  # unseen for long since the leg's last stop: never stitched across
+        if leg.get("dump") is not None:
+            legs.append(_finish(leg))  # its dump was seen whole
+        leg = None
     if leg is not None and leg.get("dump") is not None and stop.a >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
         leg = None
@@ -256,6 +260,8 @@ def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict
     kind, zone = where if (can_load or can_dump) and where is not None else ("other", None)
     if kind in ("load", "dump") and _loaded_throughout(stop):
         kind = "other"  # a loaded wait (in the pit after loading, at a stockpile on the way): neither load nor dump
+    if stop.gap == 2:
+        kind = "other"  # first seen standing after a long gap: its load or tip may have begun unseen
     if not ((kind == "load" and can_load) or (kind == "dump" and can_dump)):  # neither a load nor a dump of a leg
         st["leg"] = leg
         return legs

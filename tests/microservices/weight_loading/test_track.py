@@ -229,3 +229,17 @@ def test_a_loaded_wait_in_a_tipping_zone_is_not_the_dump_when_the_payload_did_no
     trace["p"] = np.full(len(trace["t"]), np.nan)
     legs = run(trace)
     assert legs[0]["dump_start"] == at(trace, 330)
+
+
+@pytest.mark.parametrize("cuts", [[], [200], [250, 251], [320]])
+def test_a_leg_is_never_stitched_across_a_long_gap(cuts: list[int]) -> None:
+    """A shift ends while the hauler stands at the loader; the next samples come a day later: that load's leg is
+    not completed by the next day's first dump (the track's twin of the demo's 0-kg cycle), while a whole leg
+    after the gap is found as usual."""
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200), (LOAD_XY, 180), (DUMP_XY, 45),
+                       (ROAD_XY, 200)])
+    cut = 200  # standing at the loader, 110 s into the first load stop
+    trace["t"][cut:] += 86_400 * NS
+    legs = run(trace, cuts)
+    assert len(legs) == 1
+    assert legs[0]["load_start"] > trace["t"][cut] and legs[0]["dumped_at"] > legs[0]["load_start"]
