@@ -4,11 +4,12 @@ machine reports.
 A mixed fleet reports heading and speed badly: a dead compass or a tracker without one sends 0, some
 send nothing, some are mounted backwards, a speed signal freezes. Positions are the one thing every
 tracker sends, so every service that needs motion (dead reckoning, time to collision, the GNSS jump gate,
-lane and road matching, speeding, activity) takes it from here: the reported heading and speed are used
-only where they agree with the track within a tolerance, else the track wins. Shared by the built-in
-services through the SDK package (no service imports another for it). Services that need only speed take it
-from ``ground_speed.py``: the same track estimate, the reported speed checked against each step, walked sample
-by sample.
+lane and road matching, speeding, activity) takes it from here: the reported heading is used only where it
+agrees with the track within a tolerance, else the track wins. Speed, ``standing`` and the receiver's noise
+(``noise_m``) come from ``ground_speed.py``'s walk: the machine's own speed first, judged against its fixes over a
+baseline long enough for their noise (a standalone receiver's metres of jitter never drive a standing machine
+off). Shared by the built-in services through the SDK package (no service imports another for it). Services that
+need only speed and standing call ``ground_speed.py`` directly (with its carry).
 
 All functions are vectorised over samples sorted by (machine, time) with integer-millisecond times;
 the track velocity is causal (only earlier fixes), so an alert never waits for a future sample and the
