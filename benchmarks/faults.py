@@ -278,7 +278,7 @@ def receiver_table(receivers: list[str], rates: list[float], sites: list[str], s
         f"{behaviour or 'default'}")
     say("cyc R/P: haul cycles recall/precision; pay err%: median payload error, % of rated; bands%: payload band "
         "right; vis R/P: zone visits; enc R/P: close encounters (clear of / within the measurement band); enc det: "
-        "encounters detected; stand pairs: encounters raised while both machines truly stand; queues: found/true; "
+        "encounters detected; stand pairs: encounters raised while both machines truly stand; queues: detected/true; "
         "q err%: worst zone's mean queue wait error")
     head = " ".join(f"{c.header:>{c.width}}" for c in RECEIVER_COLUMNS)
     say(f"{'site':12} {'receiver':10} {'Hz':>4} {head} {'s':>5}")
