@@ -276,6 +276,14 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
     }
 
 
+def _may_overload(f: Features, load: dict[str, Any], k: int, rated: float, s: WeightLoadingSettings) -> bool:
+    """Can the overload alert's first estimate (a median of readings from the first rise to ``min_drive_off_s``
+    after drive-off ``k``, less a tare >= 0) exceed the over-120 limit? Not when no such reading does: then it
+    is not worked out (almost every load), which keeps the alert's cost off the settling of each load."""
+    hi = f.idx(int(f.t[k]) + int(s.min_drive_off_s * NS), side="right")
+    return bool(np.any(f.p[f.idx(load["rise"]):hi] > s.over_120_fraction * rated))
+
+
 def close_cycle(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], m: int, rated: float,
                 s: WeightLoadingSettings) -> tuple[dict[str, Any], int]:
     """Close the hauling phase at confirmed-empty sample ``m``: dump start and end, dump position."""
@@ -364,12 +372,13 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
                 continue
             if wait or k < 0 or not k_decided or f.last_t < f.t[k] + need:
                 if not wait and k >= 0 and k_decided and not load.get("alerted"):  # driven off: first estimate
-                    settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
+                    if _may_overload(f, load, k, rated, s):
+                        settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
                     load = {**load, "alerted": True}
                 keep = max(load["rise"] - int(s.max_spot_s * NS), load["floor"]) - ctx
                 keep = max(keep, f.last_t - MAX_BUFFER_S * NS)
                 break
-            if not load.get("alerted"):
+            if not load.get("alerted") and _may_overload(f, load, k, rated, s):
                 settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
             load = settle_load(f, buf, load, k, rated, s, s.settle_after_s)
             phase = "hauling"
