@@ -55,6 +55,7 @@ class Score:
     p95_payload_error_pct: float
     band_agreement_pct: float
     pass_agreement_pct: float
+    unweighed: int = 0  # detected cycles without a measured payload (from the track: the payload looked faulty)
     alerts_over120: int = 0
     true_over120: int = 0
     alert_late_s: float | None = None
@@ -73,8 +74,8 @@ class Score:
         return (f"{self.label:<28} true {self.true_cycles:4d}  found {self.found_pct:6.2f} %  spurious "
                 f"{self.spurious_pct:5.2f} %  payload err median {self.median_payload_error_pct:4.2f} % "
                 f"(p95 {self.p95_payload_error_pct:4.2f} %) of rated  bands {self.band_agreement_pct:6.2f} %  "
-                f"passes {self.pass_agreement_pct:6.2f} %  over120 alerts {self.alerts_over120}/"
-                f"{self.true_over120} (latest vs haul start {late})")
+                f"passes {self.pass_agreement_pct:6.2f} %  unweighed {self.unweighed}  over120 alerts "
+                f"{self.alerts_over120}/{self.true_over120} (latest vs haul start {late})")
 
 
 def simulated(seed: int, hours: float, *, hz: float = 1.0, faults: FaultConfig | None = None,
@@ -168,7 +169,7 @@ def score_run(label: str, telemetry: pd.DataFrame, records: list[dict], site: An
         p95_payload_error_pct=float(np.percentile(error, 95)) if len(error) else float("nan"),
         band_agreement_pct=100 * float((d["band"] == t["band"]).mean()) if len(pairs) else float("nan"),
         pass_agreement_pct=100 * float((d["passes"] == t["passes"]).mean()) if len(pairs) else float("nan"),
-        rows=len(telemetry), seconds=seconds,
+        unweighed=int(detected["payload_kg"].isna().sum()), rows=len(telemetry), seconds=seconds,
         pairs=pd.concat([d.add_prefix("det_"), t.add_prefix("true_")], axis=1),
     )
     alerts = tables.get("_alerts", pd.DataFrame())
@@ -201,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", default="10min", help="time chunk fed to process() per call")
     parser.add_argument("--receiver", default=None, help="GNSS receiver class: rtk, sbas, standalone, mixed")
     parser.add_argument("--load-cell", default=None, help="load cell: ideal or real")
+    parser.add_argument("--gnss-white", type=float, default=None,
+                        help="white GNSS noise per axis (m) of the --receiver class (e.g. standalone at 1.5)")
     parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
     sensors: FleetSensors | None = None
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         sensors = SensorConfig(payload_noise_frac=args.payload_noise or base.payload_noise_frac,
                                bounce_frac=args.bounce or base.bounce_frac)
     elif args.receiver is not None or args.load_cell is not None:
-        sensors = fleet_sensors(args.receiver, args.load_cell)
+        overrides = {} if args.gnss_white is None else {"gnss_white_m": args.gnss_white}
+        sensors = fleet_sensors(args.receiver, args.load_cell, **overrides)
     scores = []
     for seed in args.seeds:
         telemetry, records, site, machines = simulated(seed, args.hours, hz=args.hz, faults=parse_faults(args.faults),

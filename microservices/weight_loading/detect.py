@@ -64,6 +64,17 @@ def batch_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def readable_payload(p: np.ndarray, rated: np.ndarray, s: WeightLoadingSettings) -> np.ndarray:
+    """Payload readings with 'no reading' as NaN: the weighing system's sentinels (-99 ...) and values below minus
+    the zero tolerance (``tare_min_fraction`` of each row's ``rated``), which no load on a body can give; a slightly
+    negative reading of an empty body is a reading."""
+    with np.errstate(invalid="ignore"):
+        absent = p < -s.tare_min_fraction * rated
+    for sentinel in s.payload_sentinels:
+        absent |= p == sentinel
+    return np.where(absent, np.nan, p) if absent.any() else p
+
+
 def float_column(rows: pd.DataFrame, column: str) -> np.ndarray:
     """A numeric column as float64 (NaN for missing or non-numeric values, all NaN when absent)."""
     if column not in rows:
@@ -131,6 +142,13 @@ class Features:
         self.moving = self.v >= s.moving_kmh
         self.loaded_count = np.concatenate([[0], np.cumsum(self.loaded)])
         self.last_t = int(self.t[-1]) if len(self.t) else 0
+        self.gap_before = np.flatnonzero(np.diff(self.t) > int(s.cycle_gap_s * NS)) + 1  # first samples after gaps
+
+    def gap_after(self, start: int) -> int:
+        """Index of the first sample after the first gap of more than ``cycle_gap_s`` following sample ``start``
+        (the hauler was unseen in between), or -1."""
+        at = int(np.searchsorted(self.gap_before, start, side="right"))
+        return int(self.gap_before[at]) if at < len(self.gap_before) else -1
 
     def idx(self, t_ns: float, side: str = "left") -> int:
         return int(np.searchsorted(self.t, t_ns, side=side))
@@ -178,8 +196,25 @@ def count_passes(f: Features, lo: int, hi: int, rated: float, s: WeightLoadingSe
 
 
 def _median(values: np.ndarray) -> float | None:
-    values = values[~np.isnan(values)]
-    return float(np.median(values)) if len(values) else None
+    """The median of the finite values (None without one): np.median's value, without its per-call overhead,
+    which dominated settling a load (a few dozen readings per window, several windows per load)."""
+    ordered = np.sort(values)  # NaN sorts last
+    n = len(ordered) - int(np.count_nonzero(np.isnan(ordered)))
+    return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2) if n else None
+
+
+def _drifted(standing: np.ndarray, rolling: np.ndarray, tolerance_kg: float) -> bool:
+    """Do the standing readings after the last pass sit off the rolling ones by more than ``tolerance_kg`` and by
+    more than three times the two medians' noise (a median's standard error: 1.25 x 1.48 MAD / sqrt(n)) can
+    explain?"""
+    standing, rolling = standing[~np.isnan(standing)], rolling[~np.isnan(rolling)]
+    if len(rolling) == 0:
+        return False
+    if len(standing) == 0:
+        return True
+    a, b = _median(standing) or 0.0, _median(rolling) or 0.0
+    noise2 = sum((1.86 * (_median(np.abs(x - m)) or 0.0)) ** 2 / len(x) for x, m in ((standing, a), (rolling, b)))
+    return abs(a - b) > max(tolerance_kg, 3.0 * float(np.sqrt(noise2)))
 
 
 def _iso(t_ns: float | None) -> pd.Timestamp | None:
@@ -187,20 +222,26 @@ def _iso(t_ns: float | None) -> pd.Timestamp | None:
 
 
 def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k: int, rated: float,
-                s: WeightLoadingSettings) -> dict[str, Any]:
-    """Close the loading phase at drive-off ``k``: settled payload, loaded_at, passes, load position."""
+                s: WeightLoadingSettings, after_s: float) -> dict[str, Any]:
+    """Close the loading phase at drive-off ``k``: settled payload (from readings up to ``after_s`` after the
+    drive-off), loaded_at, passes, load position. Every window is a time range: sliced, never a whole-buffer mask
+    (a catch-up batch holds hours of a hauler's samples)."""
     rise, t_k = f.idx(load["rise"]), int(f.t[k])
-    near = (f.t >= t_k - 6 * NS) & (f.t < t_k)  # the few readings just before drive-off give a first guess
-    post = (f.t >= t_k) & (f.t <= t_k + int(s.settle_after_s * NS)) & (f.v <= s.settle_max_kmh)
-    guess = _median(f.p[near | post]) if (near | post).any() else float(f.p[k])
+    p, v = f.p, f.v
+    post_end = f.idx(t_k + int(after_s * NS), side="right")
+    post = p[k:post_end][v[k:post_end] <= s.settle_max_kmh]  # rolling slowly after the drive-off
+    near = p[f.idx(t_k - 6 * NS):k]  # the few readings just before drive-off give, with those, a first guess
+    guess = _median(np.concatenate([near, post])) if len(near) + len(post) else float(p[k])
     # the last loader pass: the last reading (before drive-off) still a pass below the final level
-    below = f.p < (guess or 0.0) - s.step_fraction * rated
-    last_low = _last(below, rise, k)
-    loaded_i = last_low + 1 if last_low >= 0 else rise
+    last_low = _last(p[rise:k] < (guess or 0.0) - s.step_fraction * rated, 0, k - rise)
+    loaded_i = rise + last_low + 1 if last_low >= 0 else rise
     loaded_at = int(f.t[loaded_i]) if loaded_i < k else t_k
-    start_ns = max(loaded_at, t_k - int(s.settle_before_s * NS))
-    window = ((f.t >= start_ns) & (f.t < t_k) & (f.v <= s.settle_max_kmh)) | post
-    settled = _median(f.p[window])
+    first = f.idx(max(loaded_at, t_k - int(s.settle_before_s * NS)))
+    standing = p[first:k][v[first:k] <= s.settle_max_kmh]
+    if _drifted(standing, post, s.standing_drift_fraction * rated):
+        standing = standing[:0]  # the standing readings drifted (strut friction, temperature): the rolling ones count
+    window = np.concatenate([standing, post])
+    settled = _median(window)
     if settled is None:
         settled = guess
     # load start: the hauler stopped at the spot (last moving reading before the first rise)
@@ -209,12 +250,11 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
     last_move = _last(f.moving, lo, rise)
     load_start = int(f.t[last_move + 1]) if last_move >= 0 else int(f.t[lo] if lo < len(f.t) else load["rise"])
     load_start = min(load_start, int(load["rise"]))
-    spot = (f.t >= load_start) & (f.t < t_k)
     start_i = f.idx(load_start)
     # zero offset: the empty body's median reading before the first pass; off zero by more than the weighing's
     # accuracy, it is taken off the load (a load cell reading 2.5 t when empty adds 2.5 t to every load)
-    before = (f.t >= floor) & (f.t < int(load["rise"])) & (f.frac < s.empty_fraction)
-    tare = _median(f.p[before]) or 0.0
+    rise_i = f.idx(int(load["rise"]))
+    tare = _median(p[lo:rise_i][f.frac[lo:rise_i] < s.empty_fraction]) or 0.0
     tare = tare if tare > s.tare_min_fraction * rated else 0.0
     passes = count_passes(f, max(start_i - 1, 0), k + 1, rated, s)  # every rise while standing at the loader
     return {
@@ -225,15 +265,23 @@ def settle_load(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], k
         "payload_kg": float(settled) - tare,
         "settled_raw": float(settled),
         "tare_kg": tare,
-        "settle_samples": int(np.count_nonzero(window)),
+        "settle_samples": int(np.count_nonzero(~np.isnan(window))),
         "passes": passes,
-        "load_lat": _median(buf["lat"][spot]),
-        "load_lon": _median(buf["lon"][spot]),
+        "load_lat": _median(buf["lat"][start_i:k]),
+        "load_lon": _median(buf["lon"][start_i:k]),
         "fuel0": None if np.isnan(buf["fuel"][start_i]) else float(buf["fuel"][start_i]),
         "eh0": None if np.isnan(buf["eh"][start_i]) else float(buf["eh"][start_i]),
         # known once the drive-off is confirmed and the post-drive-off window has passed
-        "known_at": t_k + int(max(s.min_drive_off_s, s.settle_after_s) * NS),
+        "known_at": t_k + int(max(s.min_drive_off_s, after_s) * NS),
     }
+
+
+def _may_overload(f: Features, load: dict[str, Any], k: int, rated: float, s: WeightLoadingSettings) -> bool:
+    """Can the overload alert's first estimate (a median of readings from the first rise to ``min_drive_off_s``
+    after drive-off ``k``, less a tare >= 0) exceed the over-120 limit? Not when no such reading does: then it
+    is not worked out (almost every load), which keeps the alert's cost off the settling of each load."""
+    hi = f.idx(int(f.t[k]) + int(s.min_drive_off_s * NS), side="right")
+    return bool(np.any(f.p[f.idx(load["rise"]):hi] > s.over_120_fraction * rated))
 
 
 def close_cycle(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], m: int, rated: float,
@@ -263,7 +311,8 @@ def close_cycle(f: Features, buf: dict[str, np.ndarray], load: dict[str, Any], m
 
 def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
             s: WeightLoadingSettings) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Run one hauler's phase machine over its buffer: finished cycles, settled loads, and the new state.
+    """Run one hauler's phase machine over its buffer: finished cycles, first estimates of loads that drove off
+    (``min_drive_off_s`` after it: the overload alert's, while the truck is still at the loader), and the new state.
 
     ``ms`` (the machine's state without its buffer) holds ``phase``, ``live`` (ns: the first
     instant still undecided), ``floor`` (ns: the last dump, before which no load starts) and
@@ -299,6 +348,10 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
                     live = min(live, int(f.t[r]))
                 keep = max(live, floor) - ctx
                 break
+            g = f.gap_after(r) if r >= 0 else -1
+            if 0 <= g <= j:  # first seen loaded after a gap: its loading was not observed
+                phase, live = "unknown", int(f.t[g])
+                continue
             rise = int(f.t[r + 1]) if r + 1 < len(f.t) else int(f.t[j])
             load = {"a": int(f.t[j]), "rise": rise, "floor": floor}
             phase = "loading"
@@ -309,21 +362,34 @@ def advance(buf: dict[str, np.ndarray], ms: dict[str, Any], rated: float,
             k, k_decided = f.drive_off(a, s.min_drive_off_s)
             m, m_decided = f.confirmed_empty(a, s.min_empty_s)
             need = int(max(s.min_drive_off_s, s.settle_after_s) * NS)
+            g = f.gap_after(a)
+            if g >= 0 and (k < 0 or k >= g) and (m < 0 or m >= g):  # the load's end was not observed
+                phase, live, load = "unknown", int(f.t[g]), None
+                continue
             wait = m >= 0 and (k < 0 or m < k) and not m_decided
             if m >= 0 and (k < 0 or m < k) and m_decided:  # emptied again before driving off: not a load
                 phase, live, floor, load = "empty", int(f.t[m]), int(f.t[m]), None
                 continue
             if wait or k < 0 or not k_decided or f.last_t < f.t[k] + need:
+                if not wait and k >= 0 and k_decided and not load.get("alerted"):  # driven off: first estimate
+                    if _may_overload(f, load, k, rated, s):
+                        settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
+                    load = {**load, "alerted": True}
                 keep = max(load["rise"] - int(s.max_spot_s * NS), load["floor"]) - ctx
                 keep = max(keep, f.last_t - MAX_BUFFER_S * NS)
                 break
-            load = settle_load(f, buf, load, k, rated, s)
-            settled.append(dict(load))
+            if not load.get("alerted") and _may_overload(f, load, k, rated, s):
+                settled.append(settle_load(f, buf, load, k, rated, s, s.min_drive_off_s))
+            load = settle_load(f, buf, load, k, rated, s, s.settle_after_s)
             phase = "hauling"
             continue
         if phase == "hauling":
             assert load is not None
             m, decided = f.confirmed_empty(f.idx(max(load["haul_start"], live)), s.min_empty_s)
+            g = f.gap_after(f.idx(load["haul_start"]))
+            if g >= 0 and (m < 0 or m >= g):  # the dump was not observed
+                phase, live, load = "unknown", int(f.t[g]), None
+                continue
             if m < 0 or not decided:  # still hauling: keep what the dump search will need
                 pending = int(f.t[m]) if m >= 0 else f.last_t
                 live = max(live, load["haul_start"], pending - int(s.dump_search_s * NS))

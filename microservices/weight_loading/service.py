@@ -25,7 +25,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 NS = detect.NS
-STATE_VERSION = 3  # 3: buffers and the track and speed-over-ground windows as packed arrays (packed.py)
+STATE_VERSION = 5  # 5: the track walk carries whether a hauler was unseen for long (stops.INTS)
 HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucket weights are passes
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
@@ -149,6 +149,10 @@ class WeightLoading(Service[WeightLoadingSettings]):
         slices = machine_slices(machine)
         haulers = [run for run in slices if run[0] in rated]
         if haulers:
+            rated_of_row = np.full(len(machine), np.inf)
+            for machine_id, lo, hi in haulers:
+                rated_of_row[lo:hi] = rated[machine_id]
+            arrays["p"] = detect.readable_payload(arrays["p"], rated_of_row, settings)
             frame = batch.site.frame if batch.site is not None and (batch.site.zones or batch.site.paths) else \
                 LocalFrame(*state.setdefault("origin", [round(float(np.nanmedian(arrays["lat"])), 2),
                                                         round(float(np.nanmedian(arrays["lon"])), 2)]))

@@ -53,10 +53,19 @@ class WeightLoadingSettings(BaseModel):
         8.0, gt=0, description="the hauler must keep moving this long for loading to count as finished (s)"
     )
     settle_after_s: float = Field(
-        5.0, ge=0, description="after drive-off, samples this long still count toward the settled payload (s)"
+        30.0, ge=0, description="after drive-off, samples this long still count toward the settled payload (s): "
+        "on-board weighing reads the payload on the move, once the offset a standing truck's suspension holds "
+        "(strut friction) has been released; the overload alert uses the first min_drive_off_s of them"
     )
     settle_max_kmh: float = Field(
-        10.0, gt=0, description="only samples at or below this speed count toward the settled payload"
+        15.0, gt=0, description="only samples at or below this speed count toward the settled payload (faster, "
+        "haul-road bounce swamps the weighing)"
+    )
+    standing_drift_fraction: float = Field(
+        0.015, gt=0, lt=1, description="standing readings after the last pass further than this fraction of rated "
+        "from the low-speed readings just after drive-off have drifted (a load cell creeps a few per cent while the "
+        "truck stands: strut friction, temperature): only the rolling ones count, as on-board weighing systems "
+        "read the payload on the move; closer, both count"
     )
     settle_before_s: float = Field(
         30.0, gt=0, description="at most this long before drive-off counts toward the settled payload (s)"
@@ -73,12 +82,22 @@ class WeightLoadingSettings(BaseModel):
     min_loaded_s: float = Field(
         60.0, gt=0, description="a loaded spell shorter than this (rise to dump) is not a haul cycle (s)"
     )
+    cycle_gap_s: float = Field(
+        600.0, gt=0, description="a hauler unseen this long may have finished a load, a haul or a dump unobserved "
+        "(a shift's end, a dead modem, a history backlog): a cycle open across such a gap is dropped, never "
+        "stitched from the pieces on either side (s)"
+    )
     max_return_s: float = Field(
         3600.0, gt=0, description="a return (previous dump to this load start) longer than this is not counted (s)"
     )
     tare_min_fraction: float = Field(
         0.03, ge=0, lt=1, description="the empty body's median reading before the first pass, above this fraction "
         "of rated, is a zero offset taken off the load (on-board weighing is accurate to 1-3 % of rated)"
+    )
+    payload_sentinels: list[float] = Field(
+        default_factory=lambda: [-99.0], description="payload values a weighing system sends for 'no reading' "
+        "(read as absent, as is any reading below minus tare_min_fraction of rated: a load cell does not weigh "
+        "tonnes below zero)"
     )
     # --- cycles from the track, for a hauler whose payload cannot show them (track.py) ------------------
     track_cycles: bool = Field(
@@ -108,9 +127,9 @@ class WeightLoadingSettings(BaseModel):
     )
     payload_fault_share: float = Field(
         0.25, gt=0, le=1, description="a leg of the track the payload machine found no cycle in is a cycle when its "
-        "payload was missing, out of range, or unchanged from one moving sample to the next (stuck: a weighing "
-        "system reads body bounce while driving) in at least this share of its samples; below 1 so the leg in "
-        "which a fault begins or ends counts too"
+        "payload was missing or out of range in at least this share of its samples (below 1 so the leg in which a "
+        "fault begins or ends counts too), or stuck: not one change across the leg, its load or its dump (a "
+        "quantised load cell repeats neighbouring values: that alone is no fault)"
     )
     payload_max_fraction: float = Field(
         2.5, gt=1, description="a payload reading above this fraction of rated is out of physical range"

@@ -22,9 +22,10 @@ from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings
 
 NS = 1_000_000_000
-# evidence counters, cumulative per hauler: samples, payload missing, moving pairs with payload, unchanged pairs,
-# readings out of physical range
-EVIDENCE = ("n", "missing", "moving", "unchanged", "implausible")
+# evidence counters, cumulative per hauler: samples, payload missing, pairs of consecutive readings, pairs that
+# changed, readings out of physical range, readings of an empty body (below ``empty_fraction`` of rated)
+EVIDENCE = ("n", "missing", "pairs", "changed", "implausible", "low")
+N_EVIDENCE = len(EVIDENCE)
 
 
 class Stop(NamedTuple):
@@ -41,15 +42,19 @@ class Stop(NamedTuple):
     e1: float | None
     lat: float | None
     lon: float | None
+    # 1: the hauler was unseen for more than cycle_gap_s since its previous stop closed; 2: and this stop began at
+    # its first sample after that gap (it may have begun unseen)
+    gap: int = 0
 
 
 # what the walk carries, all haulers together (two arrays packed by microservices/packed.py, haulers in "ids"
-# order): "ints" = INTS per hauler (last sample time, stop open, stop start, drive-off pending, drive-off time; ns),
+# order): "ints" = INTS per hauler (last sample time, stop open, stop start, drive-off pending, drive-off time; ns;
+# unseen for more than cycle_gap_s since the last stop closed),
 # then how many fixes each hauler's open stop keeps, then their times; "floats" = FLOATS per hauler (last payload,
 # counters now, counters at the stop's start, fuel and engine hours there, counters, fuel and engine hours at the
 # drive-off), then the fixes' latitudes, then their longitudes
-INTS, FLOATS = 5, 1 + 3 * len(EVIDENCE) + 4
-NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
+INTS, FLOATS = 6, 1 + 3 * len(EVIDENCE) + 4
+NEW_INTS, NEW_FLOATS = [-1, 0, 0, 0, 0, 0], [np.nan] + [0.0] * (FLOATS - 1)
 
 
 class Walked(NamedTuple):
@@ -79,14 +84,15 @@ def walk(runs: list[tuple[str, int, int]], t: np.ndarray, lat: np.ndarray, lon: 
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
         unpack(carried.get("ints"), np.int64), unpack(carried.get("floats")), np.array(NEW_INTS, np.int64),
         np.array(NEW_FLOATS),
-        np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction]))
+        np.array([s.min_drive_off_s * NS, s.stop_position_s * NS, s.tare_min_fraction, s.payload_max_fraction,
+                  s.empty_fraction, s.cycle_gap_s * NS]))
     found: list[list[Stop]] = [[] for _ in runs]
     e = len(EVIDENCE)
-    for (hauler, a, b), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
+    for (hauler, a, b, gap), f in zip(closed_ints.tolist(), closed_floats.tolist(), strict=True):
         f0, e0, f1, e1, la, lo = f[2 * e:]  # NaN (no reading, no fix) as None
         found[hauler].append(Stop(a, b, f[:e], f[e:2 * e], None if f0 != f0 else f0, None if e0 != e0 else e0,
                                   None if f1 != f1 else f1, None if e1 != e1 else e1, None if la != la else la,
-                                  None if lo != lo else lo))
+                                  None if lo != lo else lo, int(gap)))
     kept_ids = names + [name for name, a in zip(ids, absent, strict=True) if a]
     return Walked(found, seen.tolist(), ints[:, 0].tolist(),
                   [a if is_open else None for is_open, a in ints[:, 1:3].tolist()],
@@ -100,7 +106,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
     returns what it found and the new carry in PACKED layout: the haulers of the batch, then those carried and
     ``absent`` from it, as they were."""
     span, pos_span = np.int64(parameters[0]), np.int64(parameters[1])
-    tare, most = parameters[2], parameters[3]
+    tare, most, empty, gap = parameters[2], parameters[3], parameters[4], np.int64(parameters[5])
     # the carry's layout (PACKED): INTS and FLOATS per hauler, then how many fixes each, then the fixes
     m_c, n_i, n_f = len(absent), len(new_ints), len(new_floats)
     c_ints, c_floats = c_packed_ints[:n_i * m_c].reshape(m_c, n_i), c_packed_floats[:n_f * m_c].reshape(m_c, n_f)
@@ -112,7 +118,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
     c_fix_at[1:] = np.cumsum(c_fn)
     haulers = len(starts)
     n = len(t)
-    e = 5  # len(EVIDENCE)
+    e = N_EVIDENCE
     seen = np.zeros(haulers, np.bool_)
     ints, floats = np.empty((haulers + m_c, n_i), np.int64), np.empty((haulers + m_c, n_f))
     fix_n = np.zeros(haulers + m_c, np.int64)
@@ -120,7 +126,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
     fix_t, fix_la, fix_lo = np.empty(out_cap, np.int64), np.empty(out_cap), np.empty(out_cap)
     n_fix_out = 0
     # closed stops: [hauler, start, drive-off] and [counters at start, at drive-off, f0, e0, f1, e1, lat, lon]
-    closed_ints, closed_floats = np.empty((n + haulers, 3), np.int64), np.empty((n + haulers, 2 * e + 6))
+    closed_ints, closed_floats = np.empty((n + haulers, 4), np.int64), np.empty((n + haulers, 2 * e + 6))
     n_closed = 0
     for h in range(haulers):
         lo_row, hi_row, j0 = starts[h], ends[h], slot[h]
@@ -143,9 +149,13 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
         prev = st_f[0]
         while i < hi_row:
             seen[h] = True
+            gapped = st_i[0] >= 0 and t[i] - st_i[0] > gap
+            if gapped:  # unseen for long: an open stop is not continued across
+                st_i[1], st_i[3], st_i[5] = 0, 0, 1
+                f_lo = f_hi
             run_moving = moving[i]
-            j = i
-            while j < hi_row and moving[j] == run_moving:
+            j = i + 1
+            while j < hi_row and moving[j] == run_moving and t[j] - t[j - 1] <= gap:
                 j += 1
             before = cum.copy()  # the counters before the run's first sample
             for r in range(i, j):
@@ -153,12 +163,15 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
                 cum[0] += 1.0
                 if not has:
                     cum[1] += 1.0
-                if run_moving and has and np.isfinite(prev):
+                    continue
+                if np.isfinite(prev):  # consecutive readings (a missing one between them skipped)
                     cum[2] += 1.0
-                    if p[r] == prev:
+                    if p[r] != prev:
                         cum[3] += 1.0
-                if has and (p[r] < -tare * rated[h] or p[r] > most * rated[h]):
+                if p[r] < -tare * rated[h] or p[r] > most * rated[h]:
                     cum[4] += 1.0
+                if p[r] < empty * rated[h]:
+                    cum[5] += 1.0
                 prev = p[r]
             if not run_moving:
                 if st_i[1] and st_i[3]:  # standing again: did it move long enough before?
@@ -170,6 +183,8 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
                         st_i[3] = 0  # a blip: still the same stop
                 if not st_i[1]:
                     st_i[1], st_i[2], st_i[3] = 1, t[i], 0
+                    if gapped:
+                        st_i[5] = 2  # standing when first seen again: since when is unknown
                     c0[:] = before
                     st_f[1 + 2 * e], st_f[2 + 2 * e] = fuel[i], eh[i]
                     f_lo = f_hi
@@ -194,7 +209,7 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
                     n_closed = _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints,
                                       closed_floats)
                     st_i[1] = 0
-            st_i[0], st_f[0] = t[j - 1], p[j - 1]
+            st_i[0], st_f[0] = t[j - 1], prev
             i = j
         if st_i[1]:
             for k in range(f_lo, f_hi):
@@ -217,8 +232,9 @@ def _walk(starts, ends, t, lat, lon, moving, p, fuel, eh, rated, slot, absent, c
 @numba.njit(cache=True, nogil=True)
 def _close(h, n_closed, st_i, st_f, buf_la, buf_lo, f_lo, f_hi, closed_ints, closed_floats):  # pragma: no cover
     """Record hauler h's open stop as closed at its drive-off; returns the new count of closed stops."""
-    e = 5
+    e = N_EVIDENCE
     closed_ints[n_closed, 0], closed_ints[n_closed, 1], closed_ints[n_closed, 2] = h, st_i[2], st_i[4]
+    closed_ints[n_closed, 3], st_i[5] = st_i[5], 0
     row = closed_floats[n_closed]
     row[:e], row[e:2 * e] = st_f[1 + e:1 + 2 * e], st_f[3 + 2 * e:3 + 3 * e]  # counters at start, at drive-off
     row[2 * e], row[2 * e + 1] = st_f[1 + 2 * e], st_f[2 + 2 * e]  # fuel, engine hours at start

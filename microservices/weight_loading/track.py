@@ -58,12 +58,12 @@ def payload_unusable(windows: list[list[float]], s: WeightLoadingSettings) -> st
 
 
 def _unusable(counts: list[float], s: WeightLoadingSettings) -> str | None:
-    n, missing, moving, unchanged, implausible = (float(c) for c in counts)
+    n, missing, pairs, changed, implausible, _ = (float(c) for c in counts)
     if n <= 0:
         return None
     if missing / n >= s.payload_fault_share:
         return "absent"
-    if moving > 0 and unchanged / moving >= s.payload_fault_share:
+    if pairs > 0 and changed == 0:  # not one change across a load, a dump or a whole leg: frozen
         return "stuck"
     if implausible / max(n - missing, 1.0) >= s.payload_fault_share:
         return "implausible"
@@ -248,12 +248,20 @@ def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict
     legs: list[dict] = []
     length = (stop.b - stop.a) / NS
     leg = st.get("leg")
+    if leg is not None and stop.gap:  # unseen for long since the leg's last stop: never stitched across
+        if leg.get("dump") is not None:
+            legs.append(_finish(leg))  # its dump was seen whole
+        leg = None
     if leg is not None and leg.get("dump") is not None and stop.a >= leg["dump"]["b"] + s.dump_leave_s * NS:
         legs.append(_finish(leg))  # the hauler left the tipping area before this stop began
         leg = None
     can_load = length >= s.load_stop_min_s
     can_dump = length >= s.dump_stop_min_s and leg is not None
     kind, zone = where if (can_load or can_dump) and where is not None else ("other", None)
+    if kind in ("load", "dump") and _loaded_throughout(stop):
+        kind = "other"  # a loaded wait (in the pit after loading, at a stockpile on the way): neither load nor dump
+    if stop.gap == 2:
+        kind = "other"  # first seen standing after a long gap: its load or tip may have begun unseen
     if not ((kind == "load" and can_load) or (kind == "dump" and can_dump)):  # neither a load nor a dump of a leg
         st["leg"] = leg
         return legs
@@ -270,6 +278,14 @@ def _close_stop(stop: stops.Stop, where: tuple[str, str | None] | None, st: dict
             leg["dump"] = {**record, "first": leg["dump"]["first"], "first_c0": leg["dump"]["first_c0"]}
     st["leg"] = leg
     return legs
+
+
+def _loaded_throughout(stop: stops.Stop) -> bool:
+    """The payload readings of a stop were alive (they changed, in range) and none was of an empty body: the hauler
+    stood loaded, so it was neither loaded there (a load starts empty) nor did it tip there. Without live readings
+    (absent, frozen, out of range) nothing is known and the zone decides."""
+    n, missing, _, changed, implausible, low = (float(b) - float(a) for a, b in zip(stop.c0, stop.c1, strict=True))
+    return n > missing and changed > 0 and implausible == 0 and low == 0
 
 
 def _close_dump_if_left(st: dict, stop_since: int | None, last_t: int, s: WeightLoadingSettings) -> list[dict]:

@@ -74,7 +74,7 @@ def hauler_trace(
         "seq": np.arange(len(t)),
         "payload_kg": payload.round(1),
         "speed_kmh": v + np.where(v > 0, rng.normal(0, 0.2, len(t)), 0),
-        "lat": 59.3 + np.cumsum(v) * 1e-6,
+        "lat": 59.3 + np.cumsum(v / 3.6 * dt) / 111_320.0,  # the fixes move as fast as the reported speed says
         "lon": 18.1 + np.zeros(len(t)),
         "fuel_used_l": 1000 + np.cumsum(np.full(len(t), dt * 20 / 3600)).round(3),
         "engine_hours": 5000 + np.cumsum(np.full(len(t), dt / 3600)).round(4),

@@ -144,3 +144,33 @@ def test_hourly_activity_is_written_once_an_hour_closes(trace, synthetic_machine
     whole = run_in_chunks(WeightLoading(), frame, chunk="1D", machines=synthetic_machines)["activity"]
     pd.testing.assert_frame_equal(activity, whole)
     assert activity["engine_hours"].iloc[0] == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("chunk", ["5s", "10min"])
+def test_a_load_cut_by_a_long_gap_is_not_stitched_to_what_follows(trace, synthetic_machines, chunk: str) -> None:
+    """The live demo's 0-kg cycle with loaded_at = dumped_at: yesterday's shift ended with a hauler half loaded at
+    the loader; today it appears driving empty (a warm start after the history). Nothing of that load's end was
+    seen, so it is no cycle; today's own cycle is found as usual."""
+    yesterday = trace(seed=1)
+    yesterday = yesterday[yesterday["ts"] < yesterday["ts"].iloc[0] + pd.Timedelta(seconds=200)]  # two passes in
+    today = trace(seed=2)
+    today["ts"] += pd.Timedelta(days=1)
+    today["seq"] += len(yesterday)
+    cycles = _cycles(pd.concat([yesterday, today], ignore_index=True), synthetic_machines, chunk=chunk)
+    assert len(cycles) == 1, cycles[["loaded_at", "dumped_at", "payload_kg"]]
+    row = cycles.iloc[0]
+    assert row["loaded_at"] > today["ts"].iloc[0] and row["loaded_at"] < row["dumped_at"]
+    assert abs(row["payload_kg"] - 28_000) < 0.02 * RATED
+
+
+@pytest.mark.parametrize("chunk", ["5s", "10min"])
+def test_a_hauler_first_seen_loaded_after_a_long_gap_gives_no_cycle_for_that_load(trace, synthetic_machines,
+                                                                                  chunk: str) -> None:
+    """A warm start: the hauler was last seen empty, and reappears a day later already loaded on the haul."""
+    yesterday = trace(seed=1)
+    yesterday = yesterday[yesterday["ts"] < yesterday["ts"].iloc[0] + pd.Timedelta(seconds=100)]  # empty, driving
+    today = trace(seed=2)
+    today = today[today["ts"] >= today["ts"].iloc[0] + pd.Timedelta(seconds=260)]  # loaded, about to drive off
+    today["ts"] += pd.Timedelta(days=1)
+    cycles = _cycles(pd.concat([yesterday, today], ignore_index=True), synthetic_machines, chunk=chunk)
+    assert cycles.empty, cycles[["load_start", "loaded_at", "dumped_at", "payload_kg"]]

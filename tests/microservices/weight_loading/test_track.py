@@ -192,3 +192,54 @@ def test_the_service_finds_unweighed_cycles_the_same_whatever_the_chunks() -> No
     bare = site_config.model_copy(update={"zones": [z for z in site_config.zones if z.type.value != "load"]})
     score = score_run("no load zones", telemetry, records, bare, machines, chunk="7min")
     assert score.matched == score.true_cycles and score.paired == score.detected
+
+
+def _loaded_profile(trace: dict[str, np.ndarray], load_s: tuple[float, float], tip_s: tuple[float, float],
+                    seed: int = 0) -> np.ndarray:
+    """Live readings of a real load cell (100-kg steps, each value held 2 s): empty until ``load_s`` (start, end
+    of the passes, s from the first sample), loaded with 25 t until ``tip_s`` (start, end of the tip), then
+    empty."""
+    rng = np.random.default_rng(seed)
+    s = (trace["t"] - trace["t"][0]) / NS
+    true = np.interp(s, [0, load_s[0], load_s[1], tip_s[0], tip_s[1], s[-1] + 1],
+                     [0, 0, 25_000, 25_000, 0, 0])
+    noisy = true + rng.normal(0, 150, len(s))
+    held = noisy[(np.arange(len(s)) // 2) * 2]  # the weighing updates every 2 s
+    return np.clip(np.round(held / 100) * 100, 0, None)
+
+
+def test_a_healthy_quantised_load_cell_that_repeats_neighbouring_values_is_not_stuck() -> None:
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200)])
+    trace["p"] = _loaded_profile(trace, (100, 250), (335, 365))
+    [leg] = run(trace)
+    pairs, changed = leg["evidence"][0][2], leg["evidence"][0][3]
+    assert changed < 0.5 * pairs  # more than half the neighbours repeat, as on the field trial's trucks
+    assert track.payload_unusable(leg["evidence"], WeightLoadingSettings()) is None
+
+
+def test_a_loaded_wait_in_a_tipping_zone_is_not_the_dump_when_the_payload_did_not_drop() -> None:
+    """The field trial: a 3.5-minute loaded wait in a stockpile zone on the way; the tip comes later."""
+    stops = [(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 210), (ROAD_XY, 60), (DUMP_XY, 45), (ROAD_XY, 200)]
+    trace = leg_trace(stops)
+    # stops start at 0, 90, 330, 600, 720 s; the tip is in the second stop at the crusher
+    trace["p"] = _loaded_profile(trace, (100, 250), (730, 760))
+    [leg] = run(trace)
+    assert leg["dump_start"] == at(trace, 720) and leg["dumped_at"] == at(trace, 765)
+    # without live readings (absent) the zone decides: the wait is the dump, as before
+    trace["p"] = np.full(len(trace["t"]), np.nan)
+    legs = run(trace)
+    assert legs[0]["dump_start"] == at(trace, 330)
+
+
+@pytest.mark.parametrize("cuts", [[], [200], [250, 251], [320]])
+def test_a_leg_is_never_stitched_across_a_long_gap(cuts: list[int]) -> None:
+    """A shift ends while the hauler stands at the loader; the next samples come a day later: that load's leg is
+    not completed by the next day's first dump (the track's twin of the demo's 0-kg cycle), while a whole leg
+    after the gap is found as usual."""
+    trace = leg_trace([(ROAD_XY, 30), (LOAD_XY, 180), (DUMP_XY, 45), (ROAD_XY, 200), (LOAD_XY, 180), (DUMP_XY, 45),
+                       (ROAD_XY, 200)])
+    cut = 200  # standing at the loader, 110 s into the first load stop
+    trace["t"][cut:] += 86_400 * NS
+    legs = run(trace, cuts)
+    assert len(legs) == 1
+    assert legs[0]["load_start"] > trace["t"][cut] and legs[0]["dumped_at"] > legs[0]["load_start"]
