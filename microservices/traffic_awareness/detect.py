@@ -25,41 +25,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from microservices.motion import motion_from_fixes
+from microservices.motion import Motion, motion_from_fixes
 from microservices.sdk import Outputs
 from microservices.series import KEY_SPAN, stamps, window_median
 from microservices.traffic_awareness.encounters import encounters
+from microservices.traffic_awareness.kalman import kalman_track
 from microservices.traffic_awareness.queueing import stays
 from microservices.traffic_awareness.roads import assign_segments, snap_to_lanes
 from microservices.traffic_awareness.settings import TrafficSettings
 from microservices.traffic_awareness.track import Positions, Setup, State, Track, tails_of
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: Kalman filters carried, filtered velocity and own speed in the tails
 
 
 def new_state() -> State:
     """The state before the first step: no tails, nothing decided, no open episode or stay."""
-    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}}
+    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}, "kf": {}}
 
 
 def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     """Filter the new fixes with the carried tails, then emit what became final up to the site's frontier."""
     out = Outputs()
     settings = setup.settings
-    positions = filtered(track, setup)
+    positions, filters = filtered(track, setup, state.get("kf") or {})
     frontier_ms = frontier(positions.group, positions.t, len(positions.ids), settings)
     done, open_ = encounters(out, positions, setup, state.get("done"), state.get("open") or [], frontier_ms)
     state = State(state, done=done, open=open_)
     state["stays"] = stays(out, positions, setup, state.get("stays"))
     road_use(out, positions, setup)
-    state["tails"] = tails_of(track, positions.x, positions.y, done, settings)
+    state["tails"] = tails_of(track, positions, done, settings)
+    state["kf"] = {m: f for m, f in filters.items() if m in state["tails"]}
     out.finalise(stamps(frontier_ms).to_pydatetime())
     return out, state
 
 
-def filtered(track: Track, setup: Setup) -> Positions:
-    """Each sample's position with GNSS jumps filtered out (causally) and, where the site has lanes, matched onto
-    its lane; and the fused motion of that filtered track (reported heading and speed where they agree with it)."""
+def filtered(track: Track, setup: Setup, carried: dict[str, Any]) -> tuple[Positions, dict[str, Any]]:
+    """Each sample's position and velocity: GNSS jumps filtered out (causally), then each machine's Kalman filter
+    (kalman.py) weighing the fixes by its receiver noise and its own speed and heading where trusted, and, where
+    the site has lanes, positions matched onto their lane. Returns the positions and the carried filters."""
     settings, layout = setup.settings, setup.layout
     group, t, new = track.group, track.t, track.new
     # fused motion: reported heading/speed only where they agree with the track (a dead compass sends 0)
@@ -68,14 +71,51 @@ def filtered(track: Track, setup: Setup) -> Positions:
     dr_x, dr_y = dead_reckoning_mm(run, t, motion.vx, motion.vy)
     fx, fy = filter_fixes(run, t, track.x, track.y, dr_x, dr_y, int(settings.filter_window_s * 1000),
                           settings.jump_gate_m)
+    standing = own_standing(track, motion, settings)
+    noise = receiver_noise_m(track, settings)
+    mvx, mvy, velocity_sigma = velocity_measurement(motion, standing, settings)
+    rows = np.flatnonzero(new)
+    kx, ky, kvx, kvy, kept = kalman_track(group, t, rows, fx, fy, noise, mvx, mvy, velocity_sigma,
+                                          list(track.ids), carried, settings.accel_sigma_ms2)
+    fx, fy = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    fvx, fvy = np.zeros(len(t)), np.zeros(len(t))
+    fx[rows], fy[rows], fvx[rows], fvy[rows] = kx, ky, np.nan_to_num(kvx), np.nan_to_num(kvy)
+    # a machine that says it stands is not moving, whatever its fixes do; one with no trusted speed moves as
+    # its filtered track does
+    speed = np.where(standing, 0.0, np.where(motion.speed_used, motion.speed_kmh, np.hypot(fvx, fvy) * 3.6))
+    course = np.where(np.hypot(fvx, fvy) > 0, np.degrees(np.arctan2(fvx, fvy)) % 360.0, np.nan)
     if layout is not None and settings.lane_offset_m is not None and new.any():
-        fx, fy = snap(setup, fx, fy, motion.speed_kmh, motion.course_deg, new)
-    fx = np.where(new, np.round(fx, 3), track.fx)
-    fy = np.where(new, np.round(fy, 3), track.fy)
-    # prediction uses the motion of the jump-filtered track over a short window (little lag in turns)
-    motion = motion_from_fixes(group, t, fx, fy, track.speed, track.heading, settings.motion, filtered=True)
-    return Positions(ids=track.ids, group=group, t=t, x=fx, y=fy, vx=motion.vx, vy=motion.vy,
-                     speed=motion.speed_kmh, new=new)
+        fx, fy = snap(setup, fx, fy, speed, np.where(motion.heading_used, motion.course_deg, course), new)
+    positions = Positions(
+        ids=track.ids, group=group, t=t, x=np.where(new, np.round(fx, 3), track.fx),
+        y=np.where(new, np.round(fy, 3), track.fy), vx=np.where(new, np.round(fvx, 3), track.fvx),
+        vy=np.where(new, np.round(fvy, 3), track.fvy), speed=np.where(new, np.round(speed, 3), track.fspeed),
+        new=new)
+    return positions, kept
+
+
+def own_standing(track: Track, motion: Motion, settings: TrafficSettings) -> np.ndarray:
+    """Per sample: the machine's own speed says it stands (the first evidence while it is alive; a jittery
+    position says nothing about it)."""
+    return np.isfinite(track.speed) & (track.speed < settings.queue_stop_kmh)
+
+
+def receiver_noise_m(track: Track, settings: TrafficSettings) -> np.ndarray:
+    """Per sample: the white noise of the machine's fixes per axis (metres)."""
+    return np.full(len(track.t), settings.gnss_noise_m or 0.5)
+
+
+def velocity_measurement(motion: Motion, standing: np.ndarray, settings: TrafficSettings
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The velocity a machine's own sensors give where they are trusted (zero where it says it stands; speed
+    and heading where both are used), with its error per axis (m/s); NaN where they give none."""
+    speed_error = settings.reported_speed_error_kmh / 3.6
+    reported = motion.speed_used & motion.heading_used & ~standing
+    ms = np.nan_to_num(motion.speed_kmh) / 3.6
+    sigma = np.hypot(speed_error, ms * np.radians(settings.reported_heading_error_deg))
+    vx = np.where(standing, 0.0, np.where(reported, motion.vx, np.nan))
+    vy = np.where(standing, 0.0, np.where(reported, motion.vy, np.nan))
+    return vx, vy, np.where(standing, speed_error, np.where(reported, sigma, np.nan))
 
 
 def snap(setup: Setup, fx: np.ndarray, fy: np.ndarray, speed: np.ndarray, heading: np.ndarray,

@@ -55,8 +55,11 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
         px, py = gx[ki, mj] - gx[ki, mi], gy[ki, mj] - gy[ki, mi]
         rvx, rvy = gvx[ki, mj] - gvx[ki, mi], gvy[ki, mj] - gvy[ki, mi]
         d = np.hypot(px, py)
-        ttc = time_to_collision(px, py, rvx, rvy, settings.collision_radius_m)
         closing = -(px * rvx + py * rvy) / np.maximum(d, 1e-6)
+        # a closing speed within the filtered velocities' error is not closing in (two trucks in convoy differ
+        # by mm/s, which would give a finite time to collision at any distance just over the radius)
+        ttc = np.where((closing * 3.6 >= settings.min_closing_kmh) | (d <= settings.collision_radius_m),
+                       time_to_collision(px, py, rvx, rvy, settings.collision_radius_m), np.inf)
         level = encounter_level(d, ttc, warning_distance_m=settings.warning_distance_m,
                                 warning_ttc_s=settings.warning_ttc_s,
                                 critical_distance_m=settings.critical_distance_m,

@@ -33,6 +33,11 @@ class TrafficSettings(BaseModel):
         6.0, gt=0, le=50,
         description="time to collision is the constant-velocity time until the two machines' centres come this "
                     "close (about the length of a hauler; SitePulse default)")
+    min_closing_kmh: float = Field(
+        1.0, ge=0, le=30,
+        description="a pair closing in slower than this has no time to collision: the difference of two filtered "
+                    "velocities is not known better (SitePulse default; within the 20 m warning distance it matters "
+                    "only closer than 8 m, critical by distance anyway)")
     moving_min_kmh: float = Field(
         2.0, ge=0, le=30, description="both machines must move at least this fast for an encounter (DOMAIN.md: "
                                       "'two moving machines'; SitePulse default 2 km/h)")
@@ -98,6 +103,21 @@ class TrafficSettings(BaseModel):
         85.0, gt=0, le=100,
         description="free-flow speed of a segment: this percentile of the moving speeds observed on it, capped by "
                     "its posted limit (the 85th percentile is the traffic engineer's customary free-flow speed)")
+
+    accel_sigma_ms2: float = Field(
+        1.0, gt=0, le=20,
+        description="the Kalman filter's process noise: how fast a machine's velocity can change, as the standard "
+                    "deviation of its acceleration (a laden haul truck accelerates and brakes at up to about 1 m/s2 "
+                    "in service, and turns at 1-2 m/s2 lateral)")
+    reported_speed_error_kmh: float = Field(
+        1.0, gt=0, le=20,
+        description="error of a machine's own speed signal where it is trusted (wheel speed: under 1 km/h)")
+    reported_heading_error_deg: float = Field(
+        3.0, gt=0, le=90, description="error of a machine's own heading where it is trusted (a few degrees)")
+    gnss_noise_m: float | None = Field(
+        None, gt=0, le=50,
+        description="white noise of the fleet's GNSS fixes per axis, metres (RTK 0.02, SBAS 0.5, standalone 1-3); "
+                    "None: estimated per machine from its scatter while standing")
 
     motion: MotionSettings = Field(
         default_factory=MotionSettings,

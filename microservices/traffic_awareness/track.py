@@ -20,7 +20,7 @@ from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
-TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy")
+TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy", "fvx", "fvy", "fspeed")
 
 
 class State(TypedDict, total=False):
@@ -32,6 +32,7 @@ class State(TypedDict, total=False):
     open: list[dict[str, Any]]  # encounter episodes still open (encounters.EPISODE_COLUMNS records)
     stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
     origin: list[float]  # lat, lon of the local frame of a site without a site file
+    kf: dict[str, list[float]]  # machine -> its Kalman filter after its newest sample (kalman.py)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,11 @@ class Track:
     y: np.ndarray
     speed: np.ndarray  # reported km/h (NaN: not reported)
     heading: np.ndarray  # reported compass degrees
-    fx: np.ndarray  # the jump-filtered position where an earlier step decided it (tails), else NaN
+    fx: np.ndarray  # the filtered position where an earlier step decided it (tails), else NaN
     fy: np.ndarray
+    fvx: np.ndarray  # ... its filtered velocity, m/s
+    fvy: np.ndarray
+    fspeed: np.ndarray  # ... and the speed it moved at (km/h; 0 where it said it stood)
     new: np.ndarray  # bool: a sample of this batch (not a carried one)
 
 
@@ -68,11 +72,11 @@ class Positions:
     ids: np.ndarray
     group: np.ndarray
     t: np.ndarray
-    x: np.ndarray  # jump-filtered (and lane-matched) position, local metres
+    x: np.ndarray  # Kalman-filtered (and lane-matched) position, local metres
     y: np.ndarray
-    vx: np.ndarray  # fused velocity, m/s east
+    vx: np.ndarray  # filtered velocity, m/s east
     vy: np.ndarray
-    speed: np.ndarray  # fused speed, km/h
+    speed: np.ndarray  # the machine's own speed where trusted (0 where it says it stands), else the filter's, km/h
     new: np.ndarray
 
 
@@ -86,7 +90,7 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         "x": np.round(x, 3), "y": np.round(y, 3),
         "speed": fresh["speed_kmh"].to_numpy(float) if "speed_kmh" in fresh else np.nan,
         "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
-        "fx": np.nan, "fy": np.nan, "new": True})
+        "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "new": True})
     names: list[str] = []
     columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
     for machine, tail in tails.items():
@@ -105,16 +109,19 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
     return Track(ids=ids, group=np.searchsorted(ids, rows["machine_id"].to_numpy(object)),
                  t=rows["t"].to_numpy(np.int64), x=rows["x"].to_numpy(float), y=rows["y"].to_numpy(float),
                  speed=rows["speed"].to_numpy(float), heading=rows["heading"].to_numpy(float),
-                 fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), new=rows["new"].to_numpy(bool))
+                 fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), fvx=rows["fvx"].to_numpy(float),
+                 fvy=rows["fvy"].to_numpy(float), fspeed=rows["fspeed"].to_numpy(float),
+                 new=rows["new"].to_numpy(bool))
 
 
-def tails_of(track: Track, fx: np.ndarray, fy: np.ndarray, done: int | None,
+def tails_of(track: Track, positions: Positions, done: int | None,
              settings: TrafficSettings) -> dict[str, dict[str, list]]:
     """Per machine: the samples the next step still needs (filter window, interpolation bracket), as JSON lists."""
     tails = {}
     t, group = track.t, track.group
-    columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading, "fx": fx,
-               "fy": fy}
+    columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading,
+               "fx": positions.x, "fy": positions.y, "fvx": positions.vx, "fvy": positions.vy,
+               "fspeed": positions.speed}
     lookback = settings.lookback_ms
     starts = np.searchsorted(group, np.arange(len(track.ids)), side="left")
     ends = np.searchsorted(group, np.arange(len(track.ids)), side="right")
