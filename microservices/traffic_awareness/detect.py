@@ -27,7 +27,7 @@ import pandas as pd
 
 from microservices.motion import Motion, motion_from_fixes
 from microservices.sdk import Outputs
-from microservices.series import KEY_SPAN, stamps, window_median
+from microservices.series import stamps
 from microservices.traffic_awareness.encounters import encounters
 from microservices.traffic_awareness.kalman import kalman_track
 from microservices.traffic_awareness.queueing import stays
@@ -67,16 +67,13 @@ def filtered(track: Track, setup: Setup, carried: dict[str, Any]) -> tuple[Posit
     group, t, new = track.group, track.t, track.new
     # fused motion: reported heading/speed only where they agree with the track (a dead compass sends 0)
     motion = motion_from_fixes(group, t, track.x, track.y, track.speed, track.heading, settings.motion)
-    run = segments_by_gap(group, t, int(settings.max_gap_s * 1000))
-    dr_x, dr_y = dead_reckoning_mm(run, t, motion.vx, motion.vy)
-    fx, fy = filter_fixes(run, t, track.x, track.y, dr_x, dr_y, int(settings.filter_window_s * 1000),
-                          settings.jump_gate_m)
     standing = own_standing(track, motion, settings)
     noise = receiver_noise_m(track, settings)
-    mvx, mvy, velocity_sigma = velocity_measurement(motion, standing, settings)
+    mvx, mvy, velocity_sigma, trusted = velocity_measurement(track, motion, standing, settings)
     rows = np.flatnonzero(new)
-    kx, ky, kvx, kvy, kept = kalman_track(group, t, rows, fx, fy, noise, mvx, mvy, velocity_sigma,
-                                          list(track.ids), carried, settings.accel_sigma_ms2)
+    kx, ky, kvx, kvy, kept = kalman_track(group, t, rows, track.x, track.y, noise, mvx, mvy, velocity_sigma,
+                                          trusted, list(track.ids), carried, settings.accel_sigma_ms2,
+                                          settings.jump_gate_m, settings.filter_window_s / 2)
     fx, fy = np.full(len(t), np.nan), np.full(len(t), np.nan)
     fvx, fvy = np.zeros(len(t)), np.zeros(len(t))
     fx[rows], fy[rows], fvx[rows], fvy[rows] = kx, ky, np.nan_to_num(kvx), np.nan_to_num(kvy)
@@ -105,17 +102,20 @@ def receiver_noise_m(track: Track, settings: TrafficSettings) -> np.ndarray:
     return np.full(len(track.t), settings.gnss_noise_m or 0.5)
 
 
-def velocity_measurement(motion: Motion, standing: np.ndarray, settings: TrafficSettings
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The velocity a machine's own sensors give where they are trusted (zero where it says it stands; speed
-    and heading where both are used), with its error per axis (m/s); NaN where they give none."""
+def velocity_measurement(track: Track, motion: Motion, standing: np.ndarray, settings: TrafficSettings
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The velocity a machine's own sensors give (zero where it says it stands; its speed along its heading where
+    it reports both), its error per axis (m/s), and whether it is trusted outright (standing, or both checked
+    against the track: the Kalman filter checks the others against its own velocity); NaN where none."""
     speed_error = settings.reported_speed_error_kmh / 3.6
-    reported = motion.speed_used & motion.heading_used & ~standing
-    ms = np.nan_to_num(motion.speed_kmh) / 3.6
+    ms = track.speed / 3.6
+    heading = np.radians(track.heading)
+    reported = np.isfinite(ms) & np.isfinite(heading) & ~standing
     sigma = np.hypot(speed_error, ms * np.radians(settings.reported_heading_error_deg))
-    vx = np.where(standing, 0.0, np.where(reported, motion.vx, np.nan))
-    vy = np.where(standing, 0.0, np.where(reported, motion.vy, np.nan))
-    return vx, vy, np.where(standing, speed_error, np.where(reported, sigma, np.nan))
+    vx = np.where(standing, 0.0, np.where(reported, ms * np.sin(heading), np.nan))
+    vy = np.where(standing, 0.0, np.where(reported, ms * np.cos(heading), np.nan))
+    trusted = standing | (reported & motion.speed_used & motion.heading_used)
+    return vx, vy, np.where(standing, speed_error, np.where(reported, sigma, np.nan)), trusted
 
 
 def snap(setup: Setup, fx: np.ndarray, fy: np.ndarray, speed: np.ndarray, heading: np.ndarray,
@@ -181,50 +181,3 @@ def road_use(out: Outputs, positions: Positions, setup: Setup) -> None:
     sums = frame.groupby(["segment", "minute", "machine_id"], sort=True).sum().reset_index()
     sums["minute"] = stamps(sums["minute"].to_numpy(np.int64))
     out.write("segment_use", sums)
-
-
-def segments_by_gap(group: np.ndarray, t: np.ndarray, max_gap_ms: int) -> np.ndarray:
-    """A run id per sample: a new run starts with each machine and after every gap longer than ``max_gap_ms``."""
-    start = np.r_[True, (group[1:] != group[:-1]) | (np.diff(t) > max_gap_ms)] if len(t) else np.zeros(0, bool)
-    return np.cumsum(start) - 1
-
-
-def dead_reckoning_mm(run: np.ndarray, t: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
-    """Distance travelled east and north since the run's first sample, in whole millimetres (trapezoid of
-    the reported velocities). Integers, so a difference between two samples is exact whatever the origin."""
-    same = np.r_[False, run[1:] == run[:-1]] if len(t) else np.zeros(0, bool)
-    dt = np.r_[0, np.diff(t)].astype(float) / 1000.0
-    step_x = np.where(same, np.rint((np.r_[0.0, vx[:-1]] + vx) / 2 * dt * 1000), 0).astype(np.int64)
-    step_y = np.where(same, np.rint((np.r_[0.0, vy[:-1]] + vy) / 2 * dt * 1000), 0).astype(np.int64)
-    cx, cy = np.cumsum(step_x), np.cumsum(step_y)
-    first = np.flatnonzero(~same)
-    base = np.repeat(first, np.diff(np.r_[first, len(t)]))
-    return cx - cx[base], cy - cy[base]
-
-
-def filter_fixes(run: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, dr_x: np.ndarray,
-                 dr_y: np.ndarray, window_ms: int, gate_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each fix as measured, unless it is a GNSS jump: then the causal, motion-compensated median of the
-    fixes in the last ``window_ms`` of its run.
-
-    Each earlier fix is moved to the sample's time by the dead-reckoned distance between them and the
-    median is taken: a jump (tens of metres for a few seconds, DOMAIN.md) is outvoted as long as it lasts
-    less than half the window, and no future sample is needed, so alerts are not delayed. A fix within
-    ``gate_m`` of that median is kept as it is: dead reckoning drifts through turns and with a speedometer
-    a few per cent off, and the median would carry that drift into every position.
-    """
-    n = len(t)
-    if n == 0 or window_ms <= 0:
-        return x.astype(float).copy(), y.astype(float).copy()
-    key = run.astype(np.int64) * KEY_SPAN + t.astype(np.int64)
-    lo = np.searchsorted(key, key - window_ms, side="left")
-    hi = np.arange(1, n + 1)
-    finite = np.isfinite(x) & np.isfinite(y)
-
-    def moved(coord: np.ndarray, dr: np.ndarray) -> Any:
-        return lambda i, j: np.where(finite[j], coord[j] + (dr[i] - dr[j]) / 1000.0, np.nan)
-
-    mx, my = window_median(lo, hi, moved(x, dr_x), n), window_median(lo, hi, moved(y, dr_y), n)
-    keep = finite & (np.hypot(x - mx, y - my) <= gate_m)
-    return np.where(keep, x, mx), np.where(keep, y, my)

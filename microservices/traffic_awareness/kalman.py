@@ -19,20 +19,30 @@ from typing import Any
 import numba
 import numpy as np
 
-STATE_SIZE = 1 + 4 + 16  # time (ms), x y vx vy, covariance (row-major)
+STATE_SIZE = 1 + 4 + 16 + 1  # time (ms), x y vx vy, covariance (row-major), fixes rejected since (ms; -1: none)
+CHI2_2DOF_99 = 9.21
+CHI2_2DOF_999 = 13.82
 INITIAL_SPEED_SIGMA_MS = 15.0  # a machine's first fix says nothing about its velocity: about the fastest haul truck
 
 
 def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndarray, zy: np.ndarray,
                  position_sigma_m: np.ndarray, vx: np.ndarray, vy: np.ndarray, velocity_sigma_ms: np.ndarray,
-                 machines: list[str], carried: dict[str, list[float]], accel_sigma_ms2: float
+                 velocity_trusted: np.ndarray, machines: list[str], carried: dict[str, list[float]],
+                 accel_sigma_ms2: float, jump_gate_m: float, max_jump_s: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]]]:
     """Filtered x, y, vx, vy at each of ``rows`` (indices into the per-sample arrays, grouped by machine in time
     order) and every machine's carried filter after its last row.
 
     Measurements per sample: the fix (zx, zy) with ``position_sigma_m`` per axis (NaN: no fix), and a velocity
-    (vx, vy) with ``velocity_sigma_ms`` per axis (NaN: none). ``carried`` maps a machine name (``machines``
-    indexes them by ``group``) to its filter after its previous samples.
+    (vx, vy) with ``velocity_sigma_ms`` per axis (NaN: none), used where ``velocity_trusted`` and otherwise only
+    where it agrees with the filter's own velocity (within the 99 % bound of both errors); where it does not, the
+    filter's velocity is made as uncertain as the disagreement, so the fixes steer it (a sharp turn) and a dead
+    compass reading 0 while the truck drives east costs precision, not the track. ``carried`` maps a machine
+    name (``machines`` indexes them by ``group``) to its filter after its previous samples.
+
+    GNSS jumps (tens of metres for seconds) are fixes further than ``jump_gate_m`` from the filter's prediction
+    and outside its 99.9 % bound: not used. A machine whose fixes stay off for more than ``max_jump_s`` is where
+    they say (the filter restarts there): a jump is shorter. ``max_jump_s`` 0: every fix is used.
     """
     n_machines = len(machines)
     state = np.zeros((n_machines, STATE_SIZE))
@@ -44,8 +54,9 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
             has[code] = True
     rows = np.asarray(rows, np.int64)
     out = _walk(np.asarray(group, np.int64)[rows], np.asarray(t, np.int64)[rows], zx[rows], zy[rows],
-                position_sigma_m[rows], vx[rows], vy[rows], velocity_sigma_ms[rows], state, has,
-                float(accel_sigma_ms2))
+                position_sigma_m[rows], vx[rows], vy[rows], velocity_sigma_ms[rows],
+                np.asarray(velocity_trusted, np.bool_)[rows], state, has,
+                float(accel_sigma_ms2), float(jump_gate_m), int(round(max_jump_s * 1000)))
     kept = dict(carried)
     touched = np.unique(np.asarray(group, np.int64)[rows])
     for code in touched.tolist():
@@ -60,8 +71,10 @@ def forget(carried: dict[str, Any], keep: set[str]) -> dict[str, Any]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(group, t, zx, zy, sp, vx, vy, sv, state, has, accel_sigma):  # pragma: no cover - compiled
-    """Predict to each sample, update with its fix and velocity; rows grouped by machine in time order."""
+def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, gate_m, max_jump_ms
+          ):  # pragma: no cover - compiled
+    """Predict to each sample, update with its fix (unless a jump) and velocity; rows grouped by machine in time
+    order."""
     n = len(t)
     out = np.full((n, 4), np.nan)
     q = accel_sigma * accel_sigma
@@ -76,11 +89,12 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, state, has, accel_sigma):  # pragma:
             s[0] = t[i]
             s[1], s[2] = zx[i], zy[i]
             s[3], s[4] = (vx[i], vy[i]) if vel else (0.0, 0.0)
-            p = s[5:].reshape(4, 4)
+            p = s[5:21].reshape(4, 4)
             p[:, :] = 0.0
             p[0, 0] = p[1, 1] = sp[i] * sp[i]
             v0 = sv[i] if vel else INITIAL_SPEED_SIGMA_MS
             p[2, 2] = p[3, 3] = v0 * v0
+            s[STATE_SIZE - 1] = -1.0
             has[g] = True
             out[i, 0], out[i, 1], out[i, 2], out[i, 3] = s[1], s[2], s[3], s[4]
             continue
@@ -88,7 +102,7 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, state, has, accel_sigma):  # pragma:
         if dt < 0:  # an older sample than the filter's (not expected: tails keep time order)
             continue
         x = s[1:5].copy()
-        p = s[5:].reshape(4, 4).copy()
+        p = s[5:21].reshape(4, 4).copy()
         if dt > 0:
             f = np.eye(4)
             f[0, 2] = f[1, 3] = dt
@@ -100,15 +114,60 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, state, has, accel_sigma):  # pragma:
                 p[a, a + 2] += q * d3
                 p[a + 2, a] += q * d3
                 p[a + 2, a + 2] += q * d2
+        manoeuvre = False
+        if vel and not trusted[i] and not _agrees(x, p, vx[i], vy[i], sv[i]):
+            # the machine's own velocity disagrees with the filter's: a manoeuvre the constant-velocity model did
+            # not foresee (a sharp turn) or a sensor to ignore; either way the filter's velocity is uncertain by
+            # as much, and the next fixes are not jumps but where it went
+            du, dv = vx[i] - x[2], vy[i] - x[3]
+            p[2, 2] += du * du
+            p[3, 3] += dv * dv
+            vel = False
+            manoeuvre = True
+        if fix and not manoeuvre and max_jump_ms > 0 and _is_jump(x, p, zx[i], zy[i], sp[i], gate_m):
+            if s[STATE_SIZE - 1] < 0:
+                s[STATE_SIZE - 1] = t[i]
+            if t[i] - s[STATE_SIZE - 1] <= max_jump_ms:
+                fix = False
+            else:  # off for longer than a jump lasts: the machine is where its fixes say
+                x[0], x[1] = zx[i], zy[i]
+                p[0, :] = p[1, :] = p[:, 0] = p[:, 1] = 0.0
+                p[0, 0] = p[1, 1] = sp[i] * sp[i]
+                fix = False
+                s[STATE_SIZE - 1] = -1.0
+        elif fix:
+            s[STATE_SIZE - 1] = -1.0
         if fix:
             x, p = _update_pair(x, p, 0, zx[i], zy[i], sp[i])
         if vel:
             x, p = _update_pair(x, p, 2, vx[i], vy[i], sv[i])
         s[0] = t[i]
         s[1:5] = x
-        s[5:] = p.ravel()
+        s[5:21] = p.ravel()
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x[0], x[1], x[2], x[3]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_jump(x, p, zx, zy, sigma, gate_m):  # pragma: no cover - compiled
+    """The fix is further than ``gate_m`` from the prediction and outside its 99.9 % bound."""
+    d = np.array([zx - x[0], zy - x[1]])
+    if np.sqrt(d @ d) <= gate_m:
+        return False
+    s = p[0:2, 0:2].copy()
+    s[0, 0] += sigma * sigma
+    s[1, 1] += sigma * sigma
+    return d @ np.linalg.solve(s, d) > CHI2_2DOF_999
+
+
+@numba.njit(cache=True, nogil=True)
+def _agrees(x, p, vx, vy, sigma):  # pragma: no cover - compiled
+    """The measured velocity is within the 99 % bound (chi-square, 2 degrees of freedom) of the filter's."""
+    s = p[2:4, 2:4].copy()
+    s[0, 0] += sigma * sigma
+    s[1, 1] += sigma * sigma
+    d = np.array([vx - x[2], vy - x[3]])
+    return d @ np.linalg.solve(s, d) <= CHI2_2DOF_99
 
 
 @numba.njit(cache=True, nogil=True)
@@ -135,7 +194,7 @@ def _compile() -> None:
     """Compile the walk (or load it from numba's cache) at import, not in the middle of a live stream."""
     one = np.ones(2)
     kalman_track(np.zeros(2, np.int64), np.array([0, 1000]), np.arange(2), np.zeros(2), np.zeros(2), one,
-                 np.zeros(2), np.zeros(2), one, ["m"], {}, 1.0)
+                 np.zeros(2), np.zeros(2), one, np.zeros(2, np.bool_), ["m"], {}, 1.0, 10.0, 6.0)
 
 
 _compile()
