@@ -32,8 +32,10 @@ from microservices.positioning.service import Positioning
 from microservices.positioning.settings import PositioningSettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
-from simulators.sensors import SensorConfig
+from simulators.machines import Behaviour
+from simulators.sensors import FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
+from sitepulse.sitefile import SiteConfig
 
 FAULTS = "dropout=0.005,duplicate=0.02,reorder=0.02,malformed=0.005,wrong_type=0.005"
 TARGETS = {"visits_found_pct": 98.0, "spurious_pct": 2.0, "distance_error_pct": 3.0}
@@ -113,13 +115,15 @@ def match_visits(truth: pd.DataFrame, found: pd.DataFrame, end: pd.Timestamp, to
     return truth_ok, found_ok
 
 
-def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: SensorConfig | None = None,
+def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: FleetSensors | str | None = None,
               faults: str = FAULTS, settings: PositioningSettings | None = None, chunk: str = "10min",
-              haulers: int | None = None) -> RunScore:
-    """Simulate, run the service incrementally and score it against the truth."""
-    site = load_site(None)
+              haulers: int | None = None, site: SiteConfig | str | None = None,
+              behaviour: Behaviour | None = None) -> RunScore:
+    """Simulate ``site`` (default the demo quarry) with ``sensors`` (a SensorConfig, a MixedFleet or a receiver
+    class name), run the service incrementally and score it against the truth."""
+    site = load_site(site)
     sim = simulate(site, site_id="score", hz=hz, duration_s=hours * 3600, seed=seed, faults=parse_faults(faults),
-                   sensors=sensors, haulers=haulers)
+                   sensors=sensors, haulers=haulers, **({"behaviour": behaviour} if behaviour else {}))
     telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
     records = sim.truth_records()
     started = time.perf_counter()
@@ -199,11 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jump-rate", type=float, default=SensorConfig.gnss_jump_rate, help="jumps per sample")
     parser.add_argument("--faults", default=FAULTS)
     parser.add_argument("--verbose", action="store_true", help="list missed and spurious visits")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class (rtk, sbas, standalone, mixed): "
+                        "replaces --gnss-sigma and --jump-rate")
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
-    sensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
+    sensors: FleetSensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
+    if args.receiver is not None:
+        sensors = fleet_sensors(args.receiver)
     scores = []
     for seed in args.seeds:
-        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults)
+        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults, site=args.site)
         scores.append(score)
         if args.verbose:
             for kind, items in (("missed", score.misses), ("spurious", score.spurious)):

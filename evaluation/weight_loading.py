@@ -29,8 +29,9 @@ from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.engine import simulate
 from simulators.faults import FaultConfig, parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import SensorConfig
+from simulators.sensors import FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
+from sitepulse.sitefile import SiteConfig
 
 DEFAULT_FAULTS = "dropout=0.01,duplicate=0.02,reorder=0.02,malformed=0.005,wrong_type=0.005"
 DUMP_TOLERANCE_S = 60.0
@@ -77,10 +78,13 @@ class Score:
 
 
 def simulated(seed: int, hours: float, *, hz: float = 1.0, faults: FaultConfig | None = None,
-              sensors: SensorConfig | None = None, haulers: int | None = None, behaviour: Behaviour | None = None
+              sensors: FleetSensors | str | None = None, haulers: int | None = None,
+              behaviour: Behaviour | None = None, site: SiteConfig | str | None = None
               ) -> tuple[pd.DataFrame, list[dict], Any, pd.DataFrame]:
-    """Telemetry (as ingest stores it) and ground truth of one simulator run of the demo quarry."""
-    site = load_site()
+    """Telemetry (as ingest stores it) and ground truth of one simulator run of ``site`` (a SiteConfig, a path
+    or a shipped site's name; default the demo quarry) with ``sensors`` (a SensorConfig, a MixedFleet or a
+    receiver class name, simulators/sensors.py)."""
+    site = load_site(site)
     options: dict[str, Any] = {"sensors": sensors} if sensors is not None else {}
     if behaviour is not None:
         options["behaviour"] = behaviour
@@ -195,16 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounce", type=float, default=None, help="body bounce, fraction of payload")
     parser.add_argument("--haulers", type=int, default=None)
     parser.add_argument("--chunk", default="10min", help="time chunk fed to process() per call")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class: rtk, sbas, standalone, mixed")
+    parser.add_argument("--load-cell", default=None, help="load cell: ideal or real")
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
-    sensors = None
+    sensors: FleetSensors | None = None
     if args.payload_noise is not None or args.bounce is not None:
         base = SensorConfig()
         sensors = SensorConfig(payload_noise_frac=args.payload_noise or base.payload_noise_frac,
                                bounce_frac=args.bounce or base.bounce_frac)
+    elif args.receiver is not None or args.load_cell is not None:
+        sensors = fleet_sensors(args.receiver, args.load_cell)
     scores = []
     for seed in args.seeds:
         telemetry, records, site, machines = simulated(seed, args.hours, hz=args.hz, faults=parse_faults(args.faults),
-                                                       sensors=sensors, haulers=args.haulers)
+                                                       sensors=sensors, haulers=args.haulers, site=args.site)
         score = score_run(f"seed {seed} ({args.hz:g} Hz)", telemetry, records, site, machines, chunk=args.chunk)
         scores.append(score)
         print(score.line(), flush=True)
