@@ -35,19 +35,19 @@ from microservices.traffic_awareness.roads import assign_segments, snap_to_lanes
 from microservices.traffic_awareness.settings import TrafficSettings
 from microservices.traffic_awareness.track import Positions, Setup, State, Track, tails_of
 
-STATE_VERSION = 2  # 2: Kalman filters carried, filtered velocity and own speed in the tails
+STATE_VERSION = 2  # 2: Kalman filters and receiver noise carried, filtered velocity and own speed in the tails
 
 
 def new_state() -> State:
     """The state before the first step: no tails, nothing decided, no open episode or stay."""
-    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}, "kf": {}}
+    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}, "kf": {}, "noise": {}}
 
 
 def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     """Filter the new fixes with the carried tails, then emit what became final up to the site's frontier."""
     out = Outputs()
     settings = setup.settings
-    positions, filters = filtered(track, setup, state.get("kf") or {})
+    positions, filters, noise = filtered(track, setup, state.get("kf") or {}, state.get("noise") or {})
     frontier_ms = frontier(positions.group, positions.t, len(positions.ids), settings)
     done, open_ = encounters(out, positions, setup, state.get("done"), state.get("open") or [], frontier_ms)
     state = State(state, done=done, open=open_)
@@ -55,20 +55,25 @@ def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     road_use(out, positions, setup)
     state["tails"] = tails_of(track, positions, done, settings)
     state["kf"] = {m: f for m, f in filters.items() if m in state["tails"]}
+    state["noise"] = noise
     out.finalise(stamps(frontier_ms).to_pydatetime())
     return out, state
 
 
-def filtered(track: Track, setup: Setup, carried: dict[str, Any]) -> tuple[Positions, dict[str, Any]]:
+def filtered(track: Track, setup: Setup, carried: dict[str, Any], noise_state: dict[str, Any]
+             ) -> tuple[Positions, dict[str, Any], dict[str, Any]]:
     """Each sample's position and velocity: GNSS jumps filtered out (causally), then each machine's Kalman filter
     (kalman.py) weighing the fixes by its receiver noise and its own speed and heading where trusted, and, where
-    the site has lanes, positions matched onto their lane. Returns the positions and the carried filters."""
+    the site has lanes, positions matched onto their lane. Returns the positions, the carried filters and the
+    carried receiver noise estimates."""
     settings, layout = setup.settings, setup.layout
     group, t, new = track.group, track.t, track.new
-    # fused motion: reported heading/speed only where they agree with the track (a dead compass sends 0)
-    motion = motion_from_fixes(group, t, track.x, track.y, track.speed, track.heading, settings.motion)
-    standing = own_standing(track, motion, settings)
-    noise = receiver_noise_m(track, settings)
+    # the machine's own motion: reported speed while it agrees with the displacement over a noise-long baseline,
+    # standing, the receiver's noise (estimated online, carried), heading where it agrees with the track
+    motion = motion_from_fixes(group, t, track.x, track.y, track.speed, track.heading, settings.motion,
+                               names=track.ids, noise_state=noise_state)
+    standing = motion.standing
+    noise = np.full(len(t), settings.gnss_noise_m) if settings.gnss_noise_m else motion.noise_m
     mvx, mvy, velocity_sigma, trusted = velocity_measurement(track, motion, standing, settings)
     rows = np.flatnonzero(new)
     kx, ky, kvx, kvy, kept = kalman_track(group, t, rows, track.x, track.y, noise, mvx, mvy, velocity_sigma,
@@ -88,18 +93,7 @@ def filtered(track: Track, setup: Setup, carried: dict[str, Any]) -> tuple[Posit
         y=np.where(new, np.round(fy, 3), track.fy), vx=np.where(new, np.round(fvx, 3), track.fvx),
         vy=np.where(new, np.round(fvy, 3), track.fvy), speed=np.where(new, np.round(speed, 3), track.fspeed),
         new=new)
-    return positions, kept
-
-
-def own_standing(track: Track, motion: Motion, settings: TrafficSettings) -> np.ndarray:
-    """Per sample: the machine's own speed says it stands (the first evidence while it is alive; a jittery
-    position says nothing about it)."""
-    return np.isfinite(track.speed) & (track.speed < settings.queue_stop_kmh)
-
-
-def receiver_noise_m(track: Track, settings: TrafficSettings) -> np.ndarray:
-    """Per sample: the white noise of the machine's fixes per axis (metres)."""
-    return np.full(len(track.t), settings.gnss_noise_m or 0.5)
+    return positions, kept, motion.noise_state
 
 
 def velocity_measurement(track: Track, motion: Motion, standing: np.ndarray, settings: TrafficSettings

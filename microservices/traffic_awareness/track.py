@@ -33,6 +33,7 @@ class State(TypedDict, total=False):
     stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
     origin: list[float]  # lat, lon of the local frame of a site without a site file
     kf: dict[str, list[float]]  # machine -> its Kalman filter after its newest sample (kalman.py)
+    noise: dict[str, Any]  # each machine's receiver noise estimate (motion.Motion.noise_state)
 
 
 @dataclass(frozen=True)
