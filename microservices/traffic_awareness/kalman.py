@@ -29,9 +29,9 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
                  position_sigma_m: np.ndarray, vx: np.ndarray, vy: np.ndarray, velocity_sigma_ms: np.ndarray,
                  velocity_trusted: np.ndarray, machines: list[str], carried: dict[str, list[float]],
                  accel_sigma_ms2: float, jump_gate_m: float, max_jump_s: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]]]:
-    """Filtered x, y, vx, vy at each of ``rows`` (indices into the per-sample arrays, grouped by machine in time
-    order) and every machine's carried filter after its last row.
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Filtered x, y, vx, vy and the position's standard error (m per axis) at each of ``rows`` (indices into the
+    per-sample arrays, grouped by machine in time order), and every machine's carried filter after its last row.
 
     Measurements per sample: the fix (zx, zy) with ``position_sigma_m`` per axis (NaN: no fix), and a velocity
     (vx, vy) with ``velocity_sigma_ms`` per axis (NaN: none), used where ``velocity_trusted`` and otherwise only
@@ -62,7 +62,7 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
     for code in touched.tolist():
         if has[code]:
             kept[machines[code]] = state[code].tolist()
-    return out[:, 0], out[:, 1], out[:, 2], out[:, 3], kept
+    return out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4], kept
 
 
 def forget(carried: dict[str, Any], keep: set[str]) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
     """Predict to each sample, update with its fix (unless a jump) and velocity; rows grouped by machine in time
     order."""
     n = len(t)
-    out = np.full((n, 4), np.nan)
+    out = np.full((n, 5), np.nan)
     q = accel_sigma * accel_sigma
     for i in range(n):
         g = group[i]
@@ -96,7 +96,7 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
             p[2, 2] = p[3, 3] = v0 * v0
             s[STATE_SIZE - 1] = -1.0
             has[g] = True
-            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = s[1], s[2], s[3], s[4]
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = s[1], s[2], s[3], s[4], sp[i]
             continue
         dt = (t[i] - s[0]) / 1000.0
         if dt < 0:  # an older sample than the filter's (not expected: tails keep time order)
@@ -115,14 +115,17 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
                 p[a + 2, a] += q * d3
                 p[a + 2, a + 2] += q * d2
         manoeuvre = False
-        if vel and not trusted[i] and not _agrees(x, p, vx[i], vy[i], sv[i]):
+        if vel and not _agrees(x, p, vx[i], vy[i], sv[i]):
             # the machine's own velocity disagrees with the filter's: a manoeuvre the constant-velocity model did
-            # not foresee (a sharp turn) or a sensor to ignore; either way the filter's velocity is uncertain by
-            # as much, and the next fixes are not jumps but where it went
+            # not foresee (a sharp turn) or, unless trusted, a sensor to ignore; either way the filter's velocity
+            # is uncertain by as much, its position by what that did over the step, and this fix is not a jump
+            # but where the machine went
             du, dv = vx[i] - x[2], vy[i] - x[3]
             p[2, 2] += du * du
             p[3, 3] += dv * dv
-            vel = False
+            p[0, 0] += du * du * dt * dt
+            p[1, 1] += dv * dv * dt * dt
+            vel = trusted[i]
             manoeuvre = True
         if fix and not manoeuvre and max_jump_ms > 0 and _is_jump(x, p, zx[i], zy[i], sp[i], gate_m):
             if s[STATE_SIZE - 1] < 0:
@@ -145,6 +148,7 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
         s[1:5] = x
         s[5:21] = p.ravel()
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x[0], x[1], x[2], x[3]
+        out[i, 4] = np.sqrt(max((p[0, 0] + p[1, 1]) / 2.0, 0.0))
     return out
 
 

@@ -20,7 +20,7 @@ from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
-TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy", "fvx", "fvy", "fspeed")
+TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy", "fvx", "fvy", "fspeed", "fsd")
 
 
 class State(TypedDict, total=False):
@@ -62,7 +62,8 @@ class Track:
     fy: np.ndarray
     fvx: np.ndarray  # ... its filtered velocity, m/s
     fvy: np.ndarray
-    fspeed: np.ndarray  # ... and the speed it moved at (km/h; 0 where it said it stood)
+    fspeed: np.ndarray  # ... the speed it moved at (km/h; 0 where it said it stood)
+    fsd: np.ndarray  # ... and the filtered position's standard error, m per axis
     new: np.ndarray  # bool: a sample of this batch (not a carried one)
 
 
@@ -78,6 +79,7 @@ class Positions:
     vx: np.ndarray  # filtered velocity, m/s east
     vy: np.ndarray
     speed: np.ndarray  # the machine's own speed where trusted (0 where it says it stands), else the filter's, km/h
+    sigma: np.ndarray  # standard error of the filtered position, m per axis
     new: np.ndarray
 
 
@@ -91,7 +93,8 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         "x": np.round(x, 3), "y": np.round(y, 3),
         "speed": fresh["speed_kmh"].to_numpy(float) if "speed_kmh" in fresh else np.nan,
         "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
-        "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "new": True})
+        "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "fsd": np.nan,
+        "new": True})
     names: list[str] = []
     columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
     for machine, tail in tails.items():
@@ -112,6 +115,7 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
                  speed=rows["speed"].to_numpy(float), heading=rows["heading"].to_numpy(float),
                  fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), fvx=rows["fvx"].to_numpy(float),
                  fvy=rows["fvy"].to_numpy(float), fspeed=rows["fspeed"].to_numpy(float),
+                 fsd=rows["fsd"].to_numpy(float),
                  new=rows["new"].to_numpy(bool))
 
 
@@ -122,7 +126,7 @@ def tails_of(track: Track, positions: Positions, done: int | None,
     t, group = track.t, track.group
     columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading,
                "fx": positions.x, "fy": positions.y, "fvx": positions.vx, "fvy": positions.vy,
-               "fspeed": positions.speed}
+               "fspeed": positions.speed, "fsd": positions.sigma}
     lookback = settings.lookback_ms
     starts = np.searchsorted(group, np.arange(len(track.ids)), side="left")
     ends = np.searchsorted(group, np.arange(len(track.ids)), side="right")
