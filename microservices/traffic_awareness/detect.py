@@ -51,7 +51,7 @@ def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     frontier_ms = frontier(positions.group, positions.t, len(positions.ids), settings)
     done, open_ = encounters(out, positions, setup, state.get("done"), state.get("open") or [], frontier_ms)
     state = State(state, done=done, open=open_)
-    state["stays"] = stays(out, positions, setup, state.get("stays"))
+    state["stays"] = stays(out, positions, track.payload, setup, state.get("stays"))
     road_use(out, positions, setup)
     state["tails"] = tails_of(track, positions, done, settings)
     state["kf"] = {m: f for m, f in filters.items() if m in state["tails"]}

@@ -87,6 +87,11 @@ class TrafficSettings(BaseModel):
         15.0, ge=0, le=3600,
         description="a stop inside a load or dump zone shorter than this is not where the hauler is served "
                     "(loading takes minutes, tipping tens of seconds; a pause on the way out is shorter)")
+    loading_pass_share: float = Field(
+        0.1, gt=0, le=1,
+        description="a hauler's payload rising by this share of its rated payload over its lowest reading at the zone "
+                    "is a pass: loading has begun (a bucket is 15-30 % of a truck's load; a healthy scale's noise, "
+                    "steps and drift while standing are a few per cent)")
     queue_min_s: float = Field(
         5.0, ge=0, le=3600, description="waits shorter than this are not queues (SitePulse default)")
     segment_length_m: float = Field(

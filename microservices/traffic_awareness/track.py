@@ -8,7 +8,7 @@ in the site's local metres. The state the runner stores keeps the tails as JSON 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import numpy as np
@@ -45,6 +45,7 @@ class Setup:
     frame: LocalFrame
     site: SiteConfig | None  # time zone and shifts
     kinds: dict[str, str]  # machine_id -> kind (hauler, loader, ...), from the machine registry
+    rated: dict[str, float] = field(default_factory=dict)  # machine_id -> rated payload (kg), from the registry
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Track:
     fspeed: np.ndarray  # ... the speed it moved at (km/h; 0 where it said it stood)
     fsd: np.ndarray  # ... and the filtered position's standard error, m per axis
     new: np.ndarray  # bool: a sample of this batch (not a carried one)
+    payload: np.ndarray  # reported payload, kg (NaN: none; carried samples have none)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         "x": np.round(x, 3), "y": np.round(y, 3),
         "speed": fresh["speed_kmh"].to_numpy(float) if "speed_kmh" in fresh else np.nan,
         "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
+        "payload": pd.to_numeric(fresh["payload_kg"], errors="coerce").to_numpy(float) if "payload_kg" in fresh
+        else np.nan,
         "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "fsd": np.nan,
         "new": True})
     names: list[str] = []
@@ -116,7 +120,7 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
                  fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), fvx=rows["fvx"].to_numpy(float),
                  fvy=rows["fvy"].to_numpy(float), fspeed=rows["fspeed"].to_numpy(float),
                  fsd=rows["fsd"].to_numpy(float),
-                 new=rows["new"].to_numpy(bool))
+                 new=rows["new"].to_numpy(bool), payload=rows["payload"].to_numpy(float))
 
 
 def tails_of(track: Track, positions: Positions, done: int | None,

@@ -166,6 +166,33 @@ def test_a_pause_on_the_way_out_is_not_the_service() -> None:
     assert (v.served_from, v.queued_to) == (160_000, 150_000)
 
 
+def loaded_pause_stay() -> tuple[np.ndarray, ...]:
+    """A 90-t hauler queues 30-90 s, drives to its spot, is loaded in four passes (first at 130 s, last at 215 s),
+    pulls forward at 220 s and stands loaded 55 s in the zone (issue 30's recorded trucks: 49-60 s), then leaves."""
+    t = np.arange(0, 320_000, 1000)
+    near = np.where((t >= 10_000) & (t < 300_000), 3, roads.NONE)
+    inside = (t >= 95_000) & (t < 290_000)
+    stopped = ((t >= 30_000) & (t < 90_000)) | ((t >= 100_000) & (t < 220_000)) | ((t >= 225_000) & (t < 280_000))
+    payload = 400.0 + 20_000.0 * sum((t >= at).astype(float) for at in (130_000, 160_000, 190_000, 215_000))
+    return t, near, inside, stopped, payload
+
+
+def test_loading_is_where_the_payload_rises_not_the_loaded_pause_after_it() -> None:
+    t, near, inside, stopped, payload = loaded_pause_stay()
+    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0)[0][0]
+    assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 90_000, 100_000, 220_000)
+    # split anywhere (inside the loading stop), the same stay
+    first, carried = queueing.zone_stays(t[:150], near[:150], inside[:150], stopped[:150], None, 15_000,
+                                         payload[:150], pass_kg=9_000.0)
+    second, _ = queueing.zone_stays(t[150:], near[150:], inside[150:], stopped[150:], carried, 15_000,
+                                    payload[150:], pass_kg=9_000.0)
+    assert first + second == [v]
+    # without a payload reading (none, or the -99 sentinel) the pause is taken for the service, the loading for a wait
+    for unweighed in (None, np.full(len(t), -99.0)):
+        v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, unweighed, pass_kg=9_000.0)[0][0]
+        assert (v.queued_to, v.served_from) == (220_000, 225_000)
+
+
 def test_drive_through_and_single_stop_are_not_queues() -> None:
     t = np.arange(0, 100_000, 1000)
     near = np.where(t < 90_000, 0, roads.NONE)
