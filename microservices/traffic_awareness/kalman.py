@@ -14,12 +14,13 @@ Why compiled: the filter is a walk along each machine's samples in time order. I
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 
-STATE_SIZE = 1 + 4 + 16 + 1  # time (ms), x y vx vy, covariance (row-major), fixes rejected since (ms; -1: none)
+# time (ms); per axis (east, north) position, velocity and their covariance (pp, pv, vv); fixes rejected since
+# (ms; -1: none)
+STATE_SIZE = 1 + 2 * 5 + 1
+REJECTED = STATE_SIZE - 1
 CHI2_2DOF_99 = 9.21
 CHI2_2DOF_999 = 13.82
 INITIAL_SPEED_SIGMA_MS = 15.0  # a machine's first fix says nothing about its velocity: about the fastest haul truck
@@ -65,133 +66,116 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
     return out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4], kept
 
 
-def forget(carried: dict[str, Any], keep: set[str]) -> dict[str, Any]:
-    """The carried filters of the machines still tracked (those with a tail)."""
-    return {m: s for m, s in carried.items() if m in keep}
-
-
 @numba.njit(cache=True, nogil=True)
 def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, gate_m, max_jump_ms
           ):  # pragma: no cover - compiled
     """Predict to each sample, update with its fix (unless a jump) and velocity; rows grouped by machine in time
-    order."""
+    order. East and north are independent filters (every measurement and the process noise are per axis), so each
+    is two states in scalars: no matrices to allocate per sample."""
     n = len(t)
     out = np.full((n, 5), np.nan)
     q = accel_sigma * accel_sigma
+    z = np.empty(2)
+    v = np.empty(2)
     for i in range(n):
         g = group[i]
         fix = np.isfinite(zx[i]) and np.isfinite(zy[i]) and np.isfinite(sp[i])
         vel = np.isfinite(vx[i]) and np.isfinite(vy[i]) and np.isfinite(sv[i])
         s = state[g]
+        z[0], z[1], v[0], v[1] = zx[i], zy[i], vx[i], vy[i]
+        rp, rv = sp[i] * sp[i], sv[i] * sv[i]
         if not has[g]:
             if not fix:
                 continue
             s[0] = t[i]
-            s[1], s[2] = zx[i], zy[i]
-            s[3], s[4] = (vx[i], vy[i]) if vel else (0.0, 0.0)
-            p = s[5:21].reshape(4, 4)
-            p[:, :] = 0.0
-            p[0, 0] = p[1, 1] = sp[i] * sp[i]
-            v0 = sv[i] if vel else INITIAL_SPEED_SIGMA_MS
-            p[2, 2] = p[3, 3] = v0 * v0
-            s[STATE_SIZE - 1] = -1.0
+            v0 = rv if vel else INITIAL_SPEED_SIGMA_MS * INITIAL_SPEED_SIGMA_MS
+            for a in range(2):
+                b = 1 + 5 * a
+                s[b], s[b + 1] = z[a], (v[a] if vel else 0.0)
+                s[b + 2], s[b + 3], s[b + 4] = rp, 0.0, v0
+            s[REJECTED] = -1.0
             has[g] = True
-            out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = s[1], s[2], s[3], s[4], sp[i]
+            _output(out, i, s)
             continue
         dt = (t[i] - s[0]) / 1000.0
         if dt < 0:  # an older sample than the filter's (not expected: tails keep time order)
             continue
-        x = s[1:5].copy()
-        p = s[5:21].reshape(4, 4).copy()
-        if dt > 0:
-            f = np.eye(4)
-            f[0, 2] = f[1, 3] = dt
-            x = f @ x
-            p = f @ p @ f.T
-            d2, d3, d4 = dt * dt, dt * dt * dt / 2.0, dt * dt * dt * dt / 4.0
-            for a in range(2):
-                p[a, a] += q * d4
-                p[a, a + 2] += q * d3
-                p[a + 2, a] += q * d3
-                p[a + 2, a + 2] += q * d2
+        for a in range(2):  # predict
+            b = 1 + 5 * a
+            s[b] += s[b + 1] * dt
+            s[b + 2] += 2 * dt * s[b + 3] + dt * dt * s[b + 4] + q * dt ** 4 / 4.0
+            s[b + 3] += dt * s[b + 4] + q * dt ** 3 / 2.0
+            s[b + 4] += q * dt * dt
         manoeuvre = False
-        if vel and not _agrees(x, p, vx[i], vy[i], sv[i]):
+        if vel and _distance2(s, 1, v, rv) > CHI2_2DOF_99:
             # the machine's own velocity disagrees with the filter's: a manoeuvre the constant-velocity model did
             # not foresee (a sharp turn) or, unless trusted, a sensor to ignore; either way the filter's velocity
             # is uncertain by as much, its position by what that did over the step, and this fix is not a jump
             # but where the machine went
-            du, dv = vx[i] - x[2], vy[i] - x[3]
-            p[2, 2] += du * du
-            p[3, 3] += dv * dv
-            p[0, 0] += du * du * dt * dt
-            p[1, 1] += dv * dv * dt * dt
+            for a in range(2):
+                b = 1 + 5 * a
+                d2 = (v[a] - s[b + 1]) ** 2
+                s[b + 4] += d2
+                s[b + 2] += d2 * dt * dt
             vel = trusted[i]
             manoeuvre = True
-        if fix and not manoeuvre and max_jump_ms > 0 and _is_jump(x, p, zx[i], zy[i], sp[i], gate_m):
-            if s[STATE_SIZE - 1] < 0:
-                s[STATE_SIZE - 1] = t[i]
-            if t[i] - s[STATE_SIZE - 1] <= max_jump_ms:
-                fix = False
-            else:  # off for longer than a jump lasts: the machine is where its fixes say
-                x[0], x[1] = zx[i], zy[i]
-                p[0, :] = p[1, :] = p[:, 0] = p[:, 1] = 0.0
-                p[0, 0] = p[1, 1] = sp[i] * sp[i]
-                fix = False
-                s[STATE_SIZE - 1] = -1.0
+        if fix and not manoeuvre and max_jump_ms > 0 and _is_jump(s, z, rp, gate_m):
+            if s[REJECTED] < 0:
+                s[REJECTED] = t[i]
+            if t[i] - s[REJECTED] > max_jump_ms:  # off for longer than a jump lasts: it is where its fixes say
+                for a in range(2):
+                    b = 1 + 5 * a
+                    s[b], s[b + 2], s[b + 3] = z[a], rp, 0.0
+                s[REJECTED] = -1.0
+            fix = False
         elif fix:
-            s[STATE_SIZE - 1] = -1.0
-        if fix:
-            x, p = _update_pair(x, p, 0, zx[i], zy[i], sp[i])
-        if vel:
-            x, p = _update_pair(x, p, 2, vx[i], vy[i], sv[i])
+            s[REJECTED] = -1.0
+        for a in range(2):
+            b = 1 + 5 * a
+            if fix:  # position measured
+                k0, k1 = s[b + 2] / (s[b + 2] + rp), s[b + 3] / (s[b + 2] + rp)
+                e = z[a] - s[b]
+                s[b], s[b + 1] = s[b] + k0 * e, s[b + 1] + k1 * e
+                s[b + 4] -= k1 * s[b + 3]
+                s[b + 2] *= 1 - k0
+                s[b + 3] *= 1 - k0
+            if vel:  # velocity measured
+                k0, k1 = s[b + 3] / (s[b + 4] + rv), s[b + 4] / (s[b + 4] + rv)
+                e = v[a] - s[b + 1]
+                s[b], s[b + 1] = s[b] + k0 * e, s[b + 1] + k1 * e
+                s[b + 2] -= k0 * s[b + 3]
+                s[b + 3] *= 1 - k1
+                s[b + 4] *= 1 - k1
         s[0] = t[i]
-        s[1:5] = x
-        s[5:21] = p.ravel()
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x[0], x[1], x[2], x[3]
-        out[i, 4] = np.sqrt(max((p[0, 0] + p[1, 1]) / 2.0, 0.0))
+        _output(out, i, s)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _is_jump(x, p, zx, zy, sigma, gate_m):  # pragma: no cover - compiled
+def _output(out, i, s):  # pragma: no cover - compiled
+    """Row i: x, y, vx, vy and the position's standard error per axis."""
+    out[i, 0], out[i, 1], out[i, 2], out[i, 3] = s[1], s[6], s[2], s[7]
+    out[i, 4] = np.sqrt(max((s[3] + s[8]) / 2.0, 0.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _distance2(s, offset, m, r):  # pragma: no cover - compiled
+    """Squared Mahalanobis distance of a measurement ``m`` (east, north) of state ``offset`` (0: position,
+    1: velocity) with noise variance ``r`` per axis from the filter's estimate."""
+    total = 0.0
+    for a in range(2):
+        b = 1 + 5 * a
+        variance = (s[b + 2] if offset == 0 else s[b + 4]) + r
+        total += (m[a] - s[b + offset]) ** 2 / variance
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_jump(s, z, r, gate_m):  # pragma: no cover - compiled
     """The fix is further than ``gate_m`` from the prediction and outside its 99.9 % bound."""
-    d = np.array([zx - x[0], zy - x[1]])
-    if np.sqrt(d @ d) <= gate_m:
+    if np.hypot(z[0] - s[1], z[1] - s[6]) <= gate_m:
         return False
-    s = p[0:2, 0:2].copy()
-    s[0, 0] += sigma * sigma
-    s[1, 1] += sigma * sigma
-    return d @ np.linalg.solve(s, d) > CHI2_2DOF_999
-
-
-@numba.njit(cache=True, nogil=True)
-def _agrees(x, p, vx, vy, sigma):  # pragma: no cover - compiled
-    """The measured velocity is within the 99 % bound (chi-square, 2 degrees of freedom) of the filter's."""
-    s = p[2:4, 2:4].copy()
-    s[0, 0] += sigma * sigma
-    s[1, 1] += sigma * sigma
-    d = np.array([vx - x[2], vy - x[3]])
-    return d @ np.linalg.solve(s, d) <= CHI2_2DOF_99
-
-
-@numba.njit(cache=True, nogil=True)
-def _update_pair(x, p, first, z0, z1, sigma):  # pragma: no cover - compiled
-    """Update with a measurement of state components ``first`` and ``first + 1`` (position or velocity), each with
-    noise ``sigma``."""
-    h = np.zeros((2, 4))
-    h[0, first] = 1.0
-    h[1, first + 1] = 1.0
-    innovation = np.array([z0 - x[first], z1 - x[first + 1]])
-    s = h @ p @ h.T
-    s[0, 0] += sigma * sigma
-    s[1, 1] += sigma * sigma
-    k = p @ h.T @ np.linalg.inv(s)
-    x = x + k @ innovation
-    ikh = np.eye(4) - k @ h
-    p = ikh @ p @ ikh.T
-    r = np.eye(2) * sigma * sigma
-    p = p + k @ r @ k.T  # Joseph form: stays symmetric and positive through thousands of steps
-    return x, p
+    return _distance2(s, 0, z, r) > CHI2_2DOF_999
 
 
 def _compile() -> None:
