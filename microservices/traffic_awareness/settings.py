@@ -54,13 +54,13 @@ class TrafficSettings(BaseModel):
                     "silent and no longer holds back final results (its late data then causes a replay)")
     filter_window_s: float = Field(
         12.0, ge=0, le=60,
-        description="GNSS jumps are rejected with a causal, motion-compensated median of the fixes in this window "
-                    "(dead-reckoned with the reported speed and heading); must exceed twice the longest jump")
+        description="GNSS jumps: fixes off the Kalman filter's prediction (beyond jump_gate_m and its 99.9 % bound) "
+                    "are not used for up to half of this; fixes still off after that are where the machine is "
+                    "(must exceed twice the longest jump; 0: every fix is used)")
     jump_gate_m: float = Field(
         10.0, gt=0, le=200,
-        description="a fix further than this from the filter's median of recent fixes is a GNSS jump and is "
-                    "replaced by that median; closer fixes are used as measured (DOMAIN.md: plain GNSS errs by a "
-                    "few metres, jumps by tens of metres)")
+        description="a fix closer than this to the Kalman filter's prediction is never a jump (DOMAIN.md: plain GNSS "
+                    "errs by a few metres, jumps by tens of metres; a receiver's own noise widens the gate)")
     lane_offset_m: float | None = Field(
         None, ge=-50, le=50,
         description="the site's lane layout, for map-matching: on a haul road, moving machines keep this far to "
@@ -141,9 +141,11 @@ class TrafficSettings(BaseModel):
     @property
     def lookback_ms(self) -> int:
         """How much raw history per machine the causal filter and interpolation need."""
-        # the earliest tail sample's own velocity and trust verdict
+        # the earliest new sample's track velocity and trust verdict, and its displacement over the noise baseline
+        # (the median over smooth_s at each end: up to baseline + 2 smooth back; 38 s broke split invariance)
         track = self.motion.track_window_s + self.motion.max_step_s + self.motion.trust_window_s
-        return int(round(max(self.filter_window_s + track, self.max_gap_s) * 1000))
+        baseline = self.motion.baseline_s + 2 * self.motion.smooth_s
+        return int(round(max(track, baseline, self.max_gap_s) * 1000))
 
 
 Settings = TrafficSettings

@@ -20,7 +20,9 @@ from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
-TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy", "fvx", "fvy", "fspeed", "fsd")
+RAW_FIELDS = ("t", "x", "y", "speed", "heading")  # every tail sample: what the motion windows read
+FILTERED_FIELDS = ("fx", "fy", "fvx", "fvy", "fspeed", "fsd")  # only from the interpolation bracket on
+TAIL_FIELDS = RAW_FIELDS + FILTERED_FIELDS
 
 
 class State(TypedDict, total=False):
@@ -28,6 +30,7 @@ class State(TypedDict, total=False):
 
     v: int  # detect.STATE_VERSION
     tails: dict[str, dict[str, list]]  # machine -> TAIL_FIELDS lists: the samples the next step still needs
+    # (FILTERED_FIELDS only for the newest of them, from the interpolation bracket on)
     done: int | None  # ms: encounters are decided up to this grid instant
     open: list[dict[str, Any]]  # encounter episodes still open (encounters.EPISODE_COLUMNS records)
     stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
@@ -85,6 +88,14 @@ class Positions:
     new: np.ndarray
 
 
+def _bracket(own_t: np.ndarray, done: int | None) -> int | None:
+    """The time of a machine's last sample at or before the last decided instant (None: every sample)."""
+    if done is None:
+        return None
+    before = np.flatnonzero(own_t <= done)
+    return int(own_t[before[-1]]) if len(before) else None
+
+
 def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) -> Track | None:
     """Every machine's carried tail plus the new samples (newer than the tail), one per (machine, ts), sorted;
     None when there is no sample."""
@@ -102,8 +113,12 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
     names: list[str] = []
     columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
     for machine, tail in tails.items():
-        names.extend([machine] * len(tail["t"]))
-        for f in TAIL_FIELDS:
+        n = len(tail["t"])
+        names.extend([machine] * n)
+        for f in RAW_FIELDS:
+            columns[f].extend(tail[f])
+        for f in FILTERED_FIELDS:
+            columns[f].extend([None] * (n - len(tail[f])))
             columns[f].extend(tail[f])
     carried = None
     if names:
@@ -143,6 +158,10 @@ def tails_of(track: Track, positions: Positions, done: int | None,
             if len(before):
                 cut = min(cut, own_t[before[-1]])
         keep = np.arange(a, b)[own_t >= cut]
-        tails[machine] = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t"
-                              else json_floats(columns[f][keep])) for f in TAIL_FIELDS}
+        tail = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t" else json_floats(columns[f][keep]))
+                for f in RAW_FIELDS}
+        # filtered values are read only by the interpolation, from the last instant decided on
+        bracket = keep[own_t[keep - a] >= bracket_t] if (bracket_t := _bracket(own_t, done)) is not None else keep
+        tail.update({f: json_floats(columns[f][bracket]) for f in FILTERED_FIELDS})
+        tails[machine] = tail
     return tails
