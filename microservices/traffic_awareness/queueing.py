@@ -40,19 +40,21 @@ class ZoneVisit:
 
 def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.ndarray,
                carried: dict[str, Any] | None, service_min_ms: int = 0, payload: np.ndarray | None = None,
-               pass_kg: float | None = None) -> tuple[list[ZoneVisit], dict[str, Any] | None]:
+               pass_kg: float | None = None, loading_zones: frozenset[int] = frozenset()
+               ) -> tuple[list[ZoneVisit], dict[str, Any] | None]:
     """One hauler's stays at load/dump zones from its samples: the service stop and the queue before it.
 
     A stay is a run of samples near one zone (``near`` = its code, NONE elsewhere). Within it, runs of
-    ``stopped`` samples are stops. The stop at which the hauler is served is the one in which its payload first
-    rises by a pass (``pass_kg`` over its lowest reading of the stay: loading is the span in which the payload
-    rises); without a payload reading, the last stop with a sample inside the zone polygon lasting at least
-    ``service_min_ms`` (loaded or tipping: a pause on the way out, behind a truck or at the exit, is shorter). The
-    stops before it are waiting: the queue runs from the start of the first stop to the end of the stop just
-    before the service stop (the hauler then drives to its spot). A loaded pause after the last pass (real trucks
-    stand 49-60 s) is neither queue nor the start of loading. This matches DOMAIN.md's "a hauler waiting at a load
-    or dump zone while another is served" without needing to see the other machine. A stay is reported when the
-    hauler has left the zone's surroundings. ``carried`` is the open stay after earlier samples (None: not near
+    ``stopped`` samples are stops. At a load zone (``loading_zones``) the stop at which the hauler is served is the
+    one in which its payload first rises by a pass while it stands (``pass_kg`` over its lowest standing reading
+    of the stay: loading is the span in which the payload rises); at a dump zone, or without a payload reading,
+    the last stop with a sample inside the zone polygon lasting at least ``service_min_ms`` (loaded or tipping:
+    a pause on the way out, behind a truck or at the exit, is shorter). The stops before it are waiting: the
+    queue runs from the start of the first stop to the end of the stop just before the service stop (the hauler
+    then drives to its spot). A loaded pause after the last pass (real trucks stand 49-60 s) is neither queue nor
+    the start of loading. This matches DOMAIN.md's "a hauler waiting at a load or dump zone while another is
+    served" without needing to see the other machine. A stay is reported when the hauler has left the zone's
+    surroundings. ``carried`` is the open stay after earlier samples (None: not near
     any zone).
     """
     visits: list[ZoneVisit] = []
@@ -77,7 +79,7 @@ def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.
         if c is None:
             c = {"zone": zone, "arrived": first_t, "first_stop": None, "stop": None, "prev_end": None,
                  "service": None, "service_min": service_min_ms, "lowest": None, "loaded": None}
-        if weighed:
+        if weighed and is_stop and zone in loading_zones:  # standing: a moving body bounces by 5-15 %
             _weigh(c, t[begin:end], payload[begin:end], pass_kg)
         if is_stop:
             if c["stop"] is None:
@@ -162,7 +164,8 @@ def stays(out: Outputs, positions: Positions, payload: np.ndarray, setup: Setup,
         rated = setup.rated.get(machine)
         pass_kg = settings.loading_pass_share * rated if rated and np.isfinite(rated) and rated > 0 else None
         visits, open_stay = zone_stays(t[own], near, inside, stopped, stays.get(machine),
-                                       int(settings.service_min_s * 1000), payload[own], pass_kg)
+                                       int(settings.service_min_s * 1000), payload[own], pass_kg,
+                                       frozenset(model.load))
         stays[machine] = open_stay
         found += [(machine, v) for v in visits if v.served_from is not None]
     if found:

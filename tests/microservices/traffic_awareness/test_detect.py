@@ -166,6 +166,9 @@ def test_a_pause_on_the_way_out_is_not_the_service() -> None:
     assert (v.served_from, v.queued_to) == (160_000, 150_000)
 
 
+LOAD = frozenset({3})  # zone 3 is a load zone
+
+
 def loaded_pause_stay() -> tuple[np.ndarray, ...]:
     """A 90-t hauler queues 30-90 s, drives to its spot, is loaded in four passes (first at 130 s, last at 215 s),
     pulls forward at 220 s and stands loaded 55 s in the zone (issue 30's recorded trucks: 49-60 s), then leaves."""
@@ -179,18 +182,22 @@ def loaded_pause_stay() -> tuple[np.ndarray, ...]:
 
 def test_loading_is_where_the_payload_rises_not_the_loaded_pause_after_it() -> None:
     t, near, inside, stopped, payload = loaded_pause_stay()
-    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0)[0][0]
+    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0, loading_zones=LOAD)[0][0]
     assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 90_000, 100_000, 220_000)
     # split anywhere (inside the loading stop), the same stay
     first, carried = queueing.zone_stays(t[:150], near[:150], inside[:150], stopped[:150], None, 15_000,
-                                         payload[:150], pass_kg=9_000.0)
+                                         payload[:150], pass_kg=9_000.0, loading_zones=LOAD)
     second, _ = queueing.zone_stays(t[150:], near[150:], inside[150:], stopped[150:], carried, 15_000,
-                                    payload[150:], pass_kg=9_000.0)
+                                    payload[150:], pass_kg=9_000.0, loading_zones=LOAD)
     assert first + second == [v]
     # without a payload reading (none, or the -99 sentinel) the pause is taken for the service, the loading for a wait
     for unweighed in (None, np.full(len(t), -99.0)):
-        v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, unweighed, pass_kg=9_000.0)[0][0]
+        v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, unweighed, pass_kg=9_000.0,
+                                loading_zones=LOAD)[0][0]
         assert (v.queued_to, v.served_from) == (220_000, 225_000)
+    # at a dump zone a payload that rises (a loaded body bouncing in the queue) says nothing about the service
+    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0)[0][0]
+    assert (v.queued_to, v.served_from) == (220_000, 225_000)
 
 
 def test_drive_through_and_single_stop_are_not_queues() -> None:
