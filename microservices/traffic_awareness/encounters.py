@@ -64,8 +64,7 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
         radius = np.maximum(settings.collision_radius_m - error, 0.0)
         ttc = np.where((closing * 3.6 >= settings.min_closing_kmh) | (d <= radius),
                        time_to_collision(px, py, rvx, rvy, radius), np.inf)
-        # likewise "closer than" a threshold must hold by the distance's error
-        level = encounter_level(d + error, ttc, warning_distance_m=settings.warning_distance_m,
+        level = encounter_level(d, ttc, warning_distance_m=settings.warning_distance_m,
                                 warning_ttc_s=settings.warning_ttc_s,
                                 critical_distance_m=settings.critical_distance_m,
                                 critical_ttc_s=settings.critical_ttc_s)
