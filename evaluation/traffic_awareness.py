@@ -3,7 +3,7 @@
     python -m evaluation.traffic_awareness --seeds 1 2 3 4 5 6 --hours 2
     python -m evaluation.traffic_awareness --profiles plain --verbose
 
-Three positioning fits (``--profiles``, all by default), because what a position-based warning can
+Positioning fits (``--profiles``, all by default), because what a position-based warning can
 decide depends on them more than on anything the service does:
 
 - ``rtk``: RTK-corrected GNSS (a few centimetres, DOMAIN.md) and device clocks disciplined by GNSS time
@@ -14,6 +14,11 @@ decide depends on them more than on anything the service does:
   default, with the demo quarry's lanes map-matched. Two machines' errors add up to about 2 m in their
   distance, so passes in opposite lanes 13 m apart are sometimes measured under the 10 m critical
   distance: the figures show that limit rather than hide it.
+- ``sbas``, ``standalone`` (issue 30's bar: 2.5 m of white noise per axis on 1.5 m of drift and jumps, lanes
+  map-matched) and ``standalone-1.5``: the simulator's receiver classes (simulators/sensors.py).
+
+Per run and in the totals also: proximity events between two standing machines (detected encounters whose
+closest moment falls while both truly stand; the issue's bar is zero) and queues found against the truth.
 
 For each seed: simulate the demo quarry with more haulers than it ships with (``--haulers``, default 14)
 and drivers who run the central junction when another truck holds it (``--run-junction``, default every
@@ -71,7 +76,13 @@ PROFILES = {
     "rtk": Profile(SensorConfig(**RTK, skew_max_s=0.05)),
     "rtk-skewed": Profile(SensorConfig(**RTK)),
     "plain": Profile(SensorConfig(), lane_offset_m=LANE_OFFSET_M),
+    # issue 30's receiver classes (simulators/sensors.py): SBAS, about 0.5 m; standalone, 1.5 m of drift plus
+    # 2.5 m of white jitter per axis (the issue's bar) or 1.5 m (the field trial's), lanes map-matched
+    "sbas": Profile(SensorConfig.receiver("sbas")),
+    "standalone": Profile(SensorConfig.receiver("standalone"), lane_offset_m=LANE_OFFSET_M),
+    "standalone-1.5": Profile(SensorConfig.receiver("standalone", white_m=1.5), lane_offset_m=LANE_OFFSET_M),
 }
+STANDING_MIN_S = 10.0  # truth: a machine stands while its true speed stays under 0.1 m/s at least this long
 HAULERS = 14
 RUN_JUNCTION = 1.0
 BAND_DISTANCE_M = 2.0  # thresholds +-: about the error of the distance between two plain-GNSS machines
@@ -135,6 +146,7 @@ class RunScore:
     queue_zones: dict[str, dict[str, float]]
     queue_wait_error_pct: float
     process_s: float
+    standing_pair_events: int = 0  # detected encounters whose closest moment falls while both machines truly stand
     misses: list[dict[str, Any]] = field(default_factory=list, repr=False)
     false: list[dict[str, Any]] = field(default_factory=list, repr=False)
     # the run's truth records and detected encounters, for measures a caller adds (benchmarks/faults.py)
@@ -198,7 +210,7 @@ def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junctio
     sim = simulate(site, site_id="demo", hz=hz, duration_s=hours * 3600, seed=seed, haulers=haulers,
                    faults=parse_faults(faults), behaviour=behaviour or Behaviour(p_run_junction=run_junction),
                    sensors=sensors if sensors is not None else PROFILES[profile].sensors,
-                   **({"truth_settings": truth_settings} if truth_settings else {}))
+                   truth_settings=truth_settings or TruthSettings(standing_min_s=STANDING_MIN_S))
     wide, narrow = banded_truth(sim, +1), banded_truth(sim, -1)
     sim.truth = _TeeTruth(sim.truth, [wide, narrow])
     telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
@@ -248,8 +260,27 @@ def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junctio
         strict_found_pct=round(100 * strict_found.mean(), 1) if len(true_enc) else 100.0,
         strict_spurious_pct=round(100 * (~strict_matched).mean(), 1) if n_det else 0.0, queue_zones=zones,
         queue_wait_error_pct=worst, process_s=round(process_s, 1),
-        misses=clear[~found].to_dict("records"), false=detected[~matched].to_dict("records"),
+        standing_pair_events=standing_pair_events(truth, detected), misses=clear[~found].to_dict("records"),
+        false=detected[~matched].to_dict("records"),
         raw={"truth": truth, "encounters": detected})
+
+
+def standing_pair_events(truth: list[dict], encounters: pd.DataFrame) -> int:
+    """Detected encounters whose closest moment falls while both machines truly stand (the truth's ``standing``
+    records): none is real, the truth's encounters need both moving. Zero at any receiver noise is the issue's bar."""
+    standing: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
+    for r in truth:
+        if r["type"] == "standing":
+            standing.setdefault(r["machine_id"], []).append((pd.Timestamp(r["from"]), pd.Timestamp(r["to"])))
+    if encounters.empty:
+        return 0
+
+    def stands(machine: str, at: pd.Timestamp) -> bool:
+        return any(a <= at <= b for a, b in standing.get(machine, ()))
+
+    at = _times(encounters["at"])
+    return int(sum(stands(a, t) and stands(b, t)
+                   for a, b, t in zip(encounters["machine_a"], encounters["machine_b"], at, strict=True)))
 
 
 @dataclass
@@ -262,6 +293,9 @@ class Totals:
     detected: int
     spurious: int
     queue_wait_error_pct: float
+    standing_pair_events: int = 0
+    true_queues: int = 0
+    queues: int = 0
 
     @property
     def found_pct(self) -> float:
@@ -279,14 +313,18 @@ def totals(scores: list[RunScore]) -> Totals:
     """The seeds' encounter counts added up, and their worst queue error."""
     return Totals(clear=sum(s.clear_encounters for s in scores), found=sum(s.found for s in scores),
                   detected=sum(s.detected for s in scores), spurious=sum(s.spurious for s in scores),
-                  queue_wait_error_pct=max((s.queue_wait_error_pct for s in scores), default=0.0))
+                  queue_wait_error_pct=max((s.queue_wait_error_pct for s in scores), default=0.0),
+                  standing_pair_events=sum(s.standing_pair_events for s in scores),
+                  true_queues=sum(z["true_queues"] for s in scores for z in s.queue_zones.values()),
+                  queues=sum(z["queues"] for s in scores for z in s.queue_zones.values()))
 
 
 def _print_run(s: RunScore, verbose: bool) -> None:
     print(f"  seed {s.seed}: {s.samples} samples, {s.process_s} s | encounters: {s.true_encounters} true "
           f"({s.true_critical} critical, {s.clear_encounters} clear of the band), {s.detected} detected, "
           f"found {s.found_pct} %, spurious {s.spurious_pct} % (no band: found {s.strict_found_pct} %, "
-          f"spurious {s.strict_spurious_pct} %) | queue mean wait error (worst zone) {s.queue_wait_error_pct} %")
+          f"spurious {s.strict_spurious_pct} %), {s.standing_pair_events} between two standing machines | queue mean "
+          f"wait error (worst zone) {s.queue_wait_error_pct} %")
     for zone, z in s.queue_zones.items():
         print(f"      {zone:8s} queues true {z['true_queues']:3d} found {z['queues']:3d}  mean wait true "
               f"{z['true_mean_s']:6.1f} s found {z['mean_s']:6.1f} s ({z['mean_error_pct']} %)  total true "
@@ -325,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         t = totals(scores)
         met = t.encounters_meet_targets() and t.queue_wait_error_pct <= TARGETS["queue_wait_error_pct"]
         print(f"  {profile}, {len(scores)} seeds: {t.clear} clear encounters, found {t.found_pct} %, spurious "
-              f"{t.spurious_pct} % of {t.detected} detected, worst queue wait error {t.queue_wait_error_pct} %; "
+              f"{t.spurious_pct} % of {t.detected} detected, {t.standing_pair_events} between two standing machines, "
+              f"queues found {t.queues} of {t.true_queues}, worst queue wait error {t.queue_wait_error_pct} %; "
               f"targets found >= {TARGETS['found_pct']} %, spurious <= {TARGETS['spurious_pct']} %, queue wait "
               f"error <= {TARGETS['queue_wait_error_pct']} % -> {'met' if met else 'MISSED'}")
         ok &= met or profile != "rtk"

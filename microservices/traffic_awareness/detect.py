@@ -25,57 +25,92 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from microservices.motion import motion_from_fixes
+from microservices.motion import Motion, motion_from_fixes
 from microservices.sdk import Outputs
-from microservices.series import KEY_SPAN, stamps, window_median
+from microservices.series import stamps
 from microservices.traffic_awareness.encounters import encounters
+from microservices.traffic_awareness.kalman import kalman_track
 from microservices.traffic_awareness.queueing import stays
 from microservices.traffic_awareness.roads import assign_segments, snap_to_lanes
 from microservices.traffic_awareness.settings import TrafficSettings
 from microservices.traffic_awareness.track import Positions, Setup, State, Track, tails_of
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: Kalman filters and receiver noise carried, filtered velocity and own speed in the tails
 
 
 def new_state() -> State:
     """The state before the first step: no tails, nothing decided, no open episode or stay."""
-    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}}
+    return {"v": STATE_VERSION, "tails": {}, "done": None, "open": [], "stays": {}, "kf": {}, "noise": {}}
 
 
 def step(track: Track, state: State, setup: Setup) -> tuple[Outputs, State]:
     """Filter the new fixes with the carried tails, then emit what became final up to the site's frontier."""
     out = Outputs()
     settings = setup.settings
-    positions = filtered(track, setup)
+    positions, filters, noise = filtered(track, setup, state.get("kf") or {}, state.get("noise") or {})
     frontier_ms = frontier(positions.group, positions.t, len(positions.ids), settings)
     done, open_ = encounters(out, positions, setup, state.get("done"), state.get("open") or [], frontier_ms)
     state = State(state, done=done, open=open_)
-    state["stays"] = stays(out, positions, setup, state.get("stays"))
+    state["stays"] = stays(out, positions, track.payload, setup, state.get("stays"))
     road_use(out, positions, setup)
-    state["tails"] = tails_of(track, positions.x, positions.y, done, settings)
+    state["tails"] = tails_of(track, positions, done, settings)
+    state["kf"] = {m: f for m, f in filters.items() if m in state["tails"]}
+    state["noise"] = noise
     out.finalise(stamps(frontier_ms).to_pydatetime())
     return out, state
 
 
-def filtered(track: Track, setup: Setup) -> Positions:
-    """Each sample's position with GNSS jumps filtered out (causally) and, where the site has lanes, matched onto
-    its lane; and the fused motion of that filtered track (reported heading and speed where they agree with it)."""
+def filtered(track: Track, setup: Setup, carried: dict[str, Any], noise_state: dict[str, Any]
+             ) -> tuple[Positions, dict[str, Any], dict[str, Any]]:
+    """Each sample's position and velocity: GNSS jumps filtered out (causally), then each machine's Kalman filter
+    (kalman.py) weighing the fixes by its receiver noise and its own speed and heading where trusted, and, where
+    the site has lanes, positions matched onto their lane. Returns the positions, the carried filters and the
+    carried receiver noise estimates."""
     settings, layout = setup.settings, setup.layout
     group, t, new = track.group, track.t, track.new
-    # fused motion: reported heading/speed only where they agree with the track (a dead compass sends 0)
-    motion = motion_from_fixes(group, t, track.x, track.y, track.speed, track.heading, settings.motion)
-    run = segments_by_gap(group, t, int(settings.max_gap_s * 1000))
-    dr_x, dr_y = dead_reckoning_mm(run, t, motion.vx, motion.vy)
-    fx, fy = filter_fixes(run, t, track.x, track.y, dr_x, dr_y, int(settings.filter_window_s * 1000),
-                          settings.jump_gate_m)
+    # the machine's own motion: reported speed while it agrees with the displacement over a noise-long baseline,
+    # standing, the receiver's noise (estimated online, carried), heading where it agrees with the track
+    motion = motion_from_fixes(group, t, track.x, track.y, track.speed, track.heading, settings.motion,
+                               names=track.ids, noise_state=noise_state)
+    standing = motion.standing
+    noise = np.full(len(t), settings.gnss_noise_m) if settings.gnss_noise_m else motion.noise_m
+    mvx, mvy, velocity_sigma, trusted = velocity_measurement(track, motion, standing, settings)
+    rows = np.flatnonzero(new)
+    kx, ky, kvx, kvy, ksd, kept = kalman_track(group, t, rows, track.x, track.y, noise, mvx, mvy, velocity_sigma,
+                                          trusted, list(track.ids), carried, settings.accel_sigma_ms2,
+                                          settings.jump_gate_m, settings.filter_window_s / 2)
+    fx, fy = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    fvx, fvy, fsd = np.zeros(len(t)), np.zeros(len(t)), np.full(len(t), np.nan)
+    fsd[rows] = ksd
+    fx[rows], fy[rows], fvx[rows], fvy[rows] = kx, ky, np.nan_to_num(kvx), np.nan_to_num(kvy)
+    # a machine that says it stands is not moving, whatever its fixes do; one with no trusted speed moves as
+    # its filtered track does
+    speed = np.where(standing, 0.0, np.where(motion.speed_used, motion.speed_kmh, np.hypot(fvx, fvy) * 3.6))
+    course = np.where(np.hypot(fvx, fvy) > 0, np.degrees(np.arctan2(fvx, fvy)) % 360.0, np.nan)
     if layout is not None and settings.lane_offset_m is not None and new.any():
-        fx, fy = snap(setup, fx, fy, motion.speed_kmh, motion.course_deg, new)
-    fx = np.where(new, np.round(fx, 3), track.fx)
-    fy = np.where(new, np.round(fy, 3), track.fy)
-    # prediction uses the motion of the jump-filtered track over a short window (little lag in turns)
-    motion = motion_from_fixes(group, t, fx, fy, track.speed, track.heading, settings.motion, filtered=True)
-    return Positions(ids=track.ids, group=group, t=t, x=fx, y=fy, vx=motion.vx, vy=motion.vy,
-                     speed=motion.speed_kmh, new=new)
+        fx, fy = snap(setup, fx, fy, speed, np.where(motion.heading_used, motion.course_deg, course), new)
+    positions = Positions(
+        ids=track.ids, group=group, t=t, x=np.where(new, np.round(fx, 3), track.fx),
+        y=np.where(new, np.round(fy, 3), track.fy), vx=np.where(new, np.round(fvx, 3), track.fvx),
+        vy=np.where(new, np.round(fvy, 3), track.fvy), speed=np.where(new, np.round(speed, 3), track.fspeed),
+        sigma=np.where(new, np.round(fsd, 3), track.fsd), new=new)
+    return positions, kept, motion.noise_state
+
+
+def velocity_measurement(track: Track, motion: Motion, standing: np.ndarray, settings: TrafficSettings
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The velocity a machine's own sensors give (zero where it says it stands; its speed along its heading where
+    it reports both), its error per axis (m/s), and whether it is trusted outright (standing, or both checked
+    against the track: the Kalman filter checks the others against its own velocity); NaN where none."""
+    speed_error = settings.reported_speed_error_kmh / 3.6
+    ms = track.speed / 3.6
+    heading = np.radians(track.heading)
+    reported = np.isfinite(ms) & np.isfinite(heading) & ~standing
+    sigma = np.hypot(speed_error, ms * np.radians(settings.reported_heading_error_deg))
+    vx = np.where(standing, 0.0, np.where(reported, ms * np.sin(heading), np.nan))
+    vy = np.where(standing, 0.0, np.where(reported, ms * np.cos(heading), np.nan))
+    trusted = standing | (reported & motion.speed_used & motion.heading_used)
+    return vx, vy, np.where(standing, speed_error, np.where(reported, sigma, np.nan)), trusted
 
 
 def snap(setup: Setup, fx: np.ndarray, fy: np.ndarray, speed: np.ndarray, heading: np.ndarray,
@@ -141,50 +176,3 @@ def road_use(out: Outputs, positions: Positions, setup: Setup) -> None:
     sums = frame.groupby(["segment", "minute", "machine_id"], sort=True).sum().reset_index()
     sums["minute"] = stamps(sums["minute"].to_numpy(np.int64))
     out.write("segment_use", sums)
-
-
-def segments_by_gap(group: np.ndarray, t: np.ndarray, max_gap_ms: int) -> np.ndarray:
-    """A run id per sample: a new run starts with each machine and after every gap longer than ``max_gap_ms``."""
-    start = np.r_[True, (group[1:] != group[:-1]) | (np.diff(t) > max_gap_ms)] if len(t) else np.zeros(0, bool)
-    return np.cumsum(start) - 1
-
-
-def dead_reckoning_mm(run: np.ndarray, t: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
-    """Distance travelled east and north since the run's first sample, in whole millimetres (trapezoid of
-    the reported velocities). Integers, so a difference between two samples is exact whatever the origin."""
-    same = np.r_[False, run[1:] == run[:-1]] if len(t) else np.zeros(0, bool)
-    dt = np.r_[0, np.diff(t)].astype(float) / 1000.0
-    step_x = np.where(same, np.rint((np.r_[0.0, vx[:-1]] + vx) / 2 * dt * 1000), 0).astype(np.int64)
-    step_y = np.where(same, np.rint((np.r_[0.0, vy[:-1]] + vy) / 2 * dt * 1000), 0).astype(np.int64)
-    cx, cy = np.cumsum(step_x), np.cumsum(step_y)
-    first = np.flatnonzero(~same)
-    base = np.repeat(first, np.diff(np.r_[first, len(t)]))
-    return cx - cx[base], cy - cy[base]
-
-
-def filter_fixes(run: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, dr_x: np.ndarray,
-                 dr_y: np.ndarray, window_ms: int, gate_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each fix as measured, unless it is a GNSS jump: then the causal, motion-compensated median of the
-    fixes in the last ``window_ms`` of its run.
-
-    Each earlier fix is moved to the sample's time by the dead-reckoned distance between them and the
-    median is taken: a jump (tens of metres for a few seconds, DOMAIN.md) is outvoted as long as it lasts
-    less than half the window, and no future sample is needed, so alerts are not delayed. A fix within
-    ``gate_m`` of that median is kept as it is: dead reckoning drifts through turns and with a speedometer
-    a few per cent off, and the median would carry that drift into every position.
-    """
-    n = len(t)
-    if n == 0 or window_ms <= 0:
-        return x.astype(float).copy(), y.astype(float).copy()
-    key = run.astype(np.int64) * KEY_SPAN + t.astype(np.int64)
-    lo = np.searchsorted(key, key - window_ms, side="left")
-    hi = np.arange(1, n + 1)
-    finite = np.isfinite(x) & np.isfinite(y)
-
-    def moved(coord: np.ndarray, dr: np.ndarray) -> Any:
-        return lambda i, j: np.where(finite[j], coord[j] + (dr[i] - dr[j]) / 1000.0, np.nan)
-
-    mx, my = window_median(lo, hi, moved(x, dr_x), n), window_median(lo, hi, moved(y, dr_y), n)
-    keep = finite & (np.hypot(x - mx, y - my) <= gate_m)
-    return np.where(keep, x, mx), np.where(keep, y, my)

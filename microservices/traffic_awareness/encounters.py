@@ -43,9 +43,9 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
     if last < first:
         return done, open_
     grid = np.arange(first, last + 1, grid_ms, dtype=np.int64)
-    present, (gx, gy, gvx, gvy, gspeed), gnext = interpolate(
-        positions.group, t, [positions.x, positions.y, positions.vx, positions.vy, np.nan_to_num(positions.speed)],
-        len(ids), grid, int(settings.max_gap_s * 1000))
+    present, (gx, gy, gvx, gvy, gspeed, gsigma), gnext = interpolate(
+        positions.group, t, [positions.x, positions.y, positions.vx, positions.vy, np.nan_to_num(positions.speed),
+                             np.nan_to_num(positions.sigma)], len(ids), grid, int(settings.max_gap_s * 1000))
     moving = present & (gspeed >= settings.moving_min_kmh)
     k, m = np.nonzero(moving)
     i, j = close_pairs(k, m, gx[k, m], gy[k, m], settings.warning_distance_m)
@@ -55,8 +55,15 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
         px, py = gx[ki, mj] - gx[ki, mi], gy[ki, mj] - gy[ki, mi]
         rvx, rvy = gvx[ki, mj] - gvx[ki, mi], gvy[ki, mj] - gvy[ki, mi]
         d = np.hypot(px, py)
-        ttc = time_to_collision(px, py, rvx, rvy, settings.collision_radius_m)
         closing = -(px * rvx + py * rvy) / np.maximum(d, 1e-6)
+        # a closing speed within the filtered velocities' error is not closing in (two trucks in convoy differ
+        # by mm/s, which would give a finite time to collision at any distance just over the radius)
+        # a collision course must hold beyond the pair's position error: the predicted miss distance is compared
+        # with the radius less that error (RTK: the radius; metres of jitter: a near-miss, not a pass in lanes)
+        error = np.hypot(gsigma[ki, mi], gsigma[ki, mj])
+        radius = np.maximum(settings.collision_radius_m - error, 0.0)
+        ttc = np.where((closing * 3.6 >= settings.min_closing_kmh) | (d <= radius),
+                       time_to_collision(px, py, rvx, rvy, radius), np.inf)
         level = encounter_level(d, ttc, warning_distance_m=settings.warning_distance_m,
                                 warning_ttc_s=settings.warning_ttc_s,
                                 critical_distance_m=settings.critical_distance_m,

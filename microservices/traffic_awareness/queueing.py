@@ -39,24 +39,30 @@ class ZoneVisit:
 
 
 def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.ndarray,
-               carried: dict[str, Any] | None, service_min_ms: int = 0) -> tuple[list[ZoneVisit],
-                                                                              dict[str, Any] | None]:
+               carried: dict[str, Any] | None, service_min_ms: int = 0, payload: np.ndarray | None = None,
+               pass_kg: float | None = None, loading_zones: frozenset[int] = frozenset()
+               ) -> tuple[list[ZoneVisit], dict[str, Any] | None]:
     """One hauler's stays at load/dump zones from its samples: the service stop and the queue before it.
 
     A stay is a run of samples near one zone (``near`` = its code, NONE elsewhere). Within it, runs of
-    ``stopped`` samples are stops; the last stop with a sample inside the zone polygon lasting at least
-    ``service_min_ms`` is the one at which the hauler is served (loaded or tipping: a pause on the way out,
-    behind a truck or at the exit, is shorter); the stops before it are waiting: the queue runs from the start
-    of the first stop to the end of the stop just before the service stop (the hauler then drives to its
-    spot). This matches DOMAIN.md's "a hauler waiting at a load or dump zone while another is served" without
-    needing to see the other machine. A stay is reported when the hauler has left the zone's surroundings.
-    ``carried`` is the open stay after earlier samples (None: not near any zone).
+    ``stopped`` samples are stops. At a load zone (``loading_zones``) the stop at which the hauler is served is the
+    one in which its payload first rises by a pass while it stands (``pass_kg`` over its lowest standing reading
+    of the stay: loading is the span in which the payload rises); at a dump zone, or without a payload reading,
+    the last stop with a sample inside the zone polygon lasting at least ``service_min_ms`` (loaded or tipping:
+    a pause on the way out, behind a truck or at the exit, is shorter). The stops before it are waiting: the
+    queue runs from the start of the first stop to the end of the stop just before the service stop (the hauler
+    then drives to its spot). A loaded pause after the last pass (real trucks stand 49-60 s) is neither queue nor
+    the start of loading. This matches DOMAIN.md's "a hauler waiting at a load or dump zone while another is
+    served" without needing to see the other machine. A stay is reported when the hauler has left the zone's
+    surroundings. ``carried`` is the open stay after earlier samples (None: not near
+    any zone).
     """
     visits: list[ZoneVisit] = []
     c = dict(carried) if carried else None
     n = len(t)
     if n == 0:
         return visits, c
+    weighed = payload is not None and pass_kg is not None and pass_kg > 0
     key = near.astype(np.int64) * 2 + stopped.astype(np.int64)
     change = np.flatnonzero(np.diff(key)) + 1
     starts = np.r_[0, change]
@@ -72,25 +78,48 @@ def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.
             continue
         if c is None:
             c = {"zone": zone, "arrived": first_t, "first_stop": None, "stop": None, "prev_end": None,
-                 "service": None, "service_min": service_min_ms}
+                 "service": None, "service_min": service_min_ms, "lowest": None, "loaded": None}
+        if weighed and is_stop and zone in loading_zones:  # standing: a moving body bounces by 5-15 %
+            _weigh(c, t[begin:end], payload[begin:end], pass_kg)
         if is_stop:
             if c["stop"] is None:
-                c["stop"] = {"start": first_t, "inside": False}
+                c["stop"] = {"start": first_t, "inside": False, "loaded": False}
                 if c["first_stop"] is None:
                     c["first_stop"] = first_t
             c["stop"]["inside"] = bool(c["stop"]["inside"] or inside[begin:end].any())
+            c["stop"]["loaded"] = bool(c["stop"]["loaded"] or c.get("loaded") is not None)
         else:
             _close_stop(c, first_t)
     return visits, c
 
 
+def _weigh(c: dict[str, Any], t: np.ndarray, payload: np.ndarray, pass_kg: float) -> None:
+    """Follow the stay's payload: its lowest reading and, once a reading exceeds that by a pass, when loading
+    began (negative values and sentinels such as -99 are no reading)."""
+    if c.get("loaded") is not None:
+        return
+    valid = np.isfinite(payload) & (payload >= 0)
+    if not valid.any():
+        return
+    p, at = payload[valid], t[valid]
+    lowest = np.minimum.accumulate(np.r_[c["lowest"] if c.get("lowest") is not None else np.inf, p])
+    risen = np.flatnonzero(p > lowest[:-1] + pass_kg)
+    if len(risen):
+        c["loaded"] = int(at[risen[0]])
+    c["lowest"] = float(lowest[-1])
+
+
 def _close_stop(c: dict[str, Any], end_t: int) -> None:
-    """End the current stop at ``end_t`` (the first sample after it); a stop inside the zone may be the service."""
+    """End the current stop at ``end_t`` (the first sample after it): the one the payload rose in is the service;
+    without a rise, a stop inside the zone may be."""
     stop = c.get("stop")
     if stop is None:
         return
-    if stop["inside"] and end_t - stop["start"] >= c.get("service_min", 0):
-        c["service"] = {"start": stop["start"], "end": end_t, "queue_end": c["prev_end"]}
+    if not (c["service"] or {}).get("weighed"):
+        if stop.get("loaded"):
+            c["service"] = {"start": stop["start"], "end": end_t, "queue_end": c["prev_end"], "weighed": True}
+        elif stop["inside"] and end_t - stop["start"] >= c.get("service_min", 0):
+            c["service"] = {"start": stop["start"], "end": end_t, "queue_end": c["prev_end"]}
     c["prev_end"] = end_t
     c["stop"] = None
 
@@ -106,8 +135,10 @@ def _visit(c: dict[str, Any], left: int) -> ZoneVisit:
                      served_to=service["end"] if service else None, queued_from=queued_from, queued_to=queued_to)
 
 
-def stays(out: Outputs, positions: Positions, setup: Setup, carried: dict[str, Any]) -> dict[str, Any]:
-    """Queues and service stops of haulers at load and dump zones (per machine, final on arrival)."""
+def stays(out: Outputs, positions: Positions, payload: np.ndarray, setup: Setup, carried: dict[str, Any]
+          ) -> dict[str, Any]:
+    """Queues and service stops of haulers at load and dump zones (per machine, final on arrival); ``payload`` per
+    sample (kg, NaN: none) tells loading from standing where the hauler reports one."""
     model, settings = setup.layout, setup.settings
     if model is None or not model.served:
         return carried
@@ -130,8 +161,11 @@ def stays(out: Outputs, positions: Positions, setup: Setup, carried: dict[str, A
                         np.array(model.served)[nearest], NONE)
         inside = distance[np.arange(len(own)), nearest] <= 0
         stopped = np.nan_to_num(speed[own], nan=0.0) < settings.queue_stop_kmh
+        rated = setup.rated.get(machine)
+        pass_kg = settings.loading_pass_share * rated if rated and np.isfinite(rated) and rated > 0 else None
         visits, open_stay = zone_stays(t[own], near, inside, stopped, stays.get(machine),
-                                       int(settings.service_min_s * 1000))
+                                       int(settings.service_min_s * 1000), payload[own], pass_kg,
+                                       frozenset(model.load))
         stays[machine] = open_stay
         found += [(machine, v) for v in visits if v.served_from is not None]
     if found:

@@ -76,7 +76,7 @@ class TrafficAwareness(Service[TrafficSettings]):
                "with live alerts; queues and loader idle time at load and dump zones; congestion per road "
                "segment; re-allocation of haulers between loaders")
     depends_on = ("positioning",)
-    consumes = ("lat", "lon", "speed_kmh", "heading_deg")
+    consumes = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg")
     tables = (
         "traffic_awareness.encounters",
         "traffic_awareness.queues",
@@ -104,7 +104,9 @@ class TrafficAwareness(Service[TrafficSettings]):
             return Outputs(), state
         machines = batch.machines
         kinds = dict(zip(machines["machine_id"], machines["kind"], strict=False)) if not machines.empty else {}
-        return detect.step(track, state, Setup(settings, layout, frame, site, kinds))
+        rated = {} if machines.empty or "rated_payload_kg" not in machines else dict(zip(
+            machines["machine_id"], pd.to_numeric(machines["rated_payload_kg"], errors="coerce"), strict=False))
+        return detect.step(track, state, Setup(settings, layout, frame, site, kinds, rated))
 
     @staticmethod
     def _local_frame(state: dict[str, Any], telemetry: pd.DataFrame) -> LocalFrame:

@@ -33,6 +33,11 @@ class TrafficSettings(BaseModel):
         6.0, gt=0, le=50,
         description="time to collision is the constant-velocity time until the two machines' centres come this "
                     "close (about the length of a hauler; SitePulse default)")
+    min_closing_kmh: float = Field(
+        1.0, ge=0, le=30,
+        description="a pair closing in slower than this has no time to collision: the difference of two filtered "
+                    "velocities is not known better (SitePulse default; within the 20 m warning distance it matters "
+                    "only closer than 8 m, critical by distance anyway)")
     moving_min_kmh: float = Field(
         2.0, ge=0, le=30, description="both machines must move at least this fast for an encounter (DOMAIN.md: "
                                       "'two moving machines'; SitePulse default 2 km/h)")
@@ -49,13 +54,13 @@ class TrafficSettings(BaseModel):
                     "silent and no longer holds back final results (its late data then causes a replay)")
     filter_window_s: float = Field(
         12.0, ge=0, le=60,
-        description="GNSS jumps are rejected with a causal, motion-compensated median of the fixes in this window "
-                    "(dead-reckoned with the reported speed and heading); must exceed twice the longest jump")
+        description="GNSS jumps: fixes off the Kalman filter's prediction (beyond jump_gate_m and its 99.9 % bound) "
+                    "are not used for up to half of this; fixes still off after that are where the machine is "
+                    "(must exceed twice the longest jump; 0: every fix is used)")
     jump_gate_m: float = Field(
         10.0, gt=0, le=200,
-        description="a fix further than this from the filter's median of recent fixes is a GNSS jump and is "
-                    "replaced by that median; closer fixes are used as measured (DOMAIN.md: plain GNSS errs by a "
-                    "few metres, jumps by tens of metres)")
+        description="a fix closer than this to the Kalman filter's prediction is never a jump (DOMAIN.md: plain GNSS "
+                    "errs by a few metres, jumps by tens of metres; a receiver's own noise widens the gate)")
     lane_offset_m: float | None = Field(
         None, ge=-50, le=50,
         description="the site's lane layout, for map-matching: on a haul road, moving machines keep this far to "
@@ -82,6 +87,11 @@ class TrafficSettings(BaseModel):
         15.0, ge=0, le=3600,
         description="a stop inside a load or dump zone shorter than this is not where the hauler is served "
                     "(loading takes minutes, tipping tens of seconds; a pause on the way out is shorter)")
+    loading_pass_share: float = Field(
+        0.1, gt=0, le=1,
+        description="a hauler's payload rising by this share of its rated payload over its lowest reading at the zone "
+                    "is a pass: loading has begun (a bucket is 15-30 % of a truck's load; a healthy scale's noise, "
+                    "steps and drift while standing are a few per cent)")
     queue_min_s: float = Field(
         5.0, ge=0, le=3600, description="waits shorter than this are not queues (SitePulse default)")
     segment_length_m: float = Field(
@@ -98,6 +108,21 @@ class TrafficSettings(BaseModel):
         85.0, gt=0, le=100,
         description="free-flow speed of a segment: this percentile of the moving speeds observed on it, capped by "
                     "its posted limit (the 85th percentile is the traffic engineer's customary free-flow speed)")
+
+    accel_sigma_ms2: float = Field(
+        1.0, gt=0, le=20,
+        description="the Kalman filter's process noise: how fast a machine's velocity can change, as the standard "
+                    "deviation of its acceleration (a laden haul truck accelerates and brakes at up to about 1 m/s2 "
+                    "in service, and turns at 1-2 m/s2 lateral)")
+    reported_speed_error_kmh: float = Field(
+        1.0, gt=0, le=20,
+        description="error of a machine's own speed signal where it is trusted (wheel speed: under 1 km/h)")
+    reported_heading_error_deg: float = Field(
+        3.0, gt=0, le=90, description="error of a machine's own heading where it is trusted (a few degrees)")
+    gnss_noise_m: float | None = Field(
+        None, gt=0, le=50,
+        description="white noise of the fleet's GNSS fixes per axis, metres (RTK 0.02, SBAS 0.5, standalone 1-3); "
+                    "None: estimated per machine from its scatter while standing")
 
     motion: MotionSettings = Field(
         default_factory=MotionSettings,
@@ -116,9 +141,11 @@ class TrafficSettings(BaseModel):
     @property
     def lookback_ms(self) -> int:
         """How much raw history per machine the causal filter and interpolation need."""
-        # the earliest tail sample's own velocity and trust verdict
+        # the earliest new sample's track velocity and trust verdict, and its displacement over the noise baseline
+        # (the median over smooth_s at each end: up to baseline + 2 smooth back; 38 s broke split invariance)
         track = self.motion.track_window_s + self.motion.max_step_s + self.motion.trust_window_s
-        return int(round(max(self.filter_window_s + track, self.max_gap_s) * 1000))
+        baseline = self.motion.baseline_s + 2 * self.motion.smooth_s
+        return int(round(max(track, baseline, self.max_gap_s) * 1000))
 
 
 Settings = TrafficSettings

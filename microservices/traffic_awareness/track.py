@@ -8,7 +8,7 @@ in the site's local metres. The state the runner stores keeps the tails as JSON 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import numpy as np
@@ -20,7 +20,9 @@ from microservices.traffic_awareness.settings import TrafficSettings
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
-TAIL_FIELDS = ("t", "x", "y", "speed", "heading", "fx", "fy")
+RAW_FIELDS = ("t", "x", "y", "speed", "heading")  # every tail sample: what the motion windows read
+FILTERED_FIELDS = ("fx", "fy", "fvx", "fvy", "fspeed", "fsd")  # only from the interpolation bracket on
+TAIL_FIELDS = RAW_FIELDS + FILTERED_FIELDS
 
 
 class State(TypedDict, total=False):
@@ -28,10 +30,13 @@ class State(TypedDict, total=False):
 
     v: int  # detect.STATE_VERSION
     tails: dict[str, dict[str, list]]  # machine -> TAIL_FIELDS lists: the samples the next step still needs
+    # (FILTERED_FIELDS only for the newest of them, from the interpolation bracket on)
     done: int | None  # ms: encounters are decided up to this grid instant
     open: list[dict[str, Any]]  # encounter episodes still open (encounters.EPISODE_COLUMNS records)
     stays: dict[str, dict[str, Any]]  # hauler -> its open stay at a load or dump zone (queueing.zone_stays)
     origin: list[float]  # lat, lon of the local frame of a site without a site file
+    kf: dict[str, list[float]]  # machine -> its Kalman filter after its newest sample (kalman.py)
+    noise: dict[str, Any]  # each machine's receiver noise estimate (motion.Motion.noise_state)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Setup:
     frame: LocalFrame
     site: SiteConfig | None  # time zone and shifts
     kinds: dict[str, str]  # machine_id -> kind (hauler, loader, ...), from the machine registry
+    rated: dict[str, float] = field(default_factory=dict)  # machine_id -> rated payload (kg), from the registry
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,14 @@ class Track:
     y: np.ndarray
     speed: np.ndarray  # reported km/h (NaN: not reported)
     heading: np.ndarray  # reported compass degrees
-    fx: np.ndarray  # the jump-filtered position where an earlier step decided it (tails), else NaN
+    fx: np.ndarray  # the filtered position where an earlier step decided it (tails), else NaN
     fy: np.ndarray
+    fvx: np.ndarray  # ... its filtered velocity, m/s
+    fvy: np.ndarray
+    fspeed: np.ndarray  # ... the speed it moved at (km/h; 0 where it said it stood)
+    fsd: np.ndarray  # ... and the filtered position's standard error, m per axis
     new: np.ndarray  # bool: a sample of this batch (not a carried one)
+    payload: np.ndarray  # reported payload, kg (NaN: none; carried samples have none)
 
 
 @dataclass(frozen=True)
@@ -68,12 +79,21 @@ class Positions:
     ids: np.ndarray
     group: np.ndarray
     t: np.ndarray
-    x: np.ndarray  # jump-filtered (and lane-matched) position, local metres
+    x: np.ndarray  # Kalman-filtered (and lane-matched) position, local metres
     y: np.ndarray
-    vx: np.ndarray  # fused velocity, m/s east
+    vx: np.ndarray  # filtered velocity, m/s east
     vy: np.ndarray
-    speed: np.ndarray  # fused speed, km/h
+    speed: np.ndarray  # the machine's own speed where trusted (0 where it says it stands), else the filter's, km/h
+    sigma: np.ndarray  # standard error of the filtered position, m per axis
     new: np.ndarray
+
+
+def _bracket(own_t: np.ndarray, done: int | None) -> int | None:
+    """The time of a machine's last sample at or before the last decided instant (None: every sample)."""
+    if done is None:
+        return None
+    before = np.flatnonzero(own_t <= done)
+    return int(own_t[before[-1]]) if len(before) else None
 
 
 def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) -> Track | None:
@@ -86,12 +106,19 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         "x": np.round(x, 3), "y": np.round(y, 3),
         "speed": fresh["speed_kmh"].to_numpy(float) if "speed_kmh" in fresh else np.nan,
         "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
-        "fx": np.nan, "fy": np.nan, "new": True})
+        "payload": pd.to_numeric(fresh["payload_kg"], errors="coerce").to_numpy(float) if "payload_kg" in fresh
+        else np.nan,
+        "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "fsd": np.nan,
+        "new": True})
     names: list[str] = []
     columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
     for machine, tail in tails.items():
-        names.extend([machine] * len(tail["t"]))
-        for f in TAIL_FIELDS:
+        n = len(tail["t"])
+        names.extend([machine] * n)
+        for f in RAW_FIELDS:
+            columns[f].extend(tail[f])
+        for f in FILTERED_FIELDS:
+            columns[f].extend([None] * (n - len(tail[f])))
             columns[f].extend(tail[f])
     carried = None
     if names:
@@ -105,16 +132,20 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
     return Track(ids=ids, group=np.searchsorted(ids, rows["machine_id"].to_numpy(object)),
                  t=rows["t"].to_numpy(np.int64), x=rows["x"].to_numpy(float), y=rows["y"].to_numpy(float),
                  speed=rows["speed"].to_numpy(float), heading=rows["heading"].to_numpy(float),
-                 fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), new=rows["new"].to_numpy(bool))
+                 fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), fvx=rows["fvx"].to_numpy(float),
+                 fvy=rows["fvy"].to_numpy(float), fspeed=rows["fspeed"].to_numpy(float),
+                 fsd=rows["fsd"].to_numpy(float),
+                 new=rows["new"].to_numpy(bool), payload=rows["payload"].to_numpy(float))
 
 
-def tails_of(track: Track, fx: np.ndarray, fy: np.ndarray, done: int | None,
+def tails_of(track: Track, positions: Positions, done: int | None,
              settings: TrafficSettings) -> dict[str, dict[str, list]]:
     """Per machine: the samples the next step still needs (filter window, interpolation bracket), as JSON lists."""
     tails = {}
     t, group = track.t, track.group
-    columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading, "fx": fx,
-               "fy": fy}
+    columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading,
+               "fx": positions.x, "fy": positions.y, "fvx": positions.vx, "fvy": positions.vy,
+               "fspeed": positions.speed, "fsd": positions.sigma}
     lookback = settings.lookback_ms
     starts = np.searchsorted(group, np.arange(len(track.ids)), side="left")
     ends = np.searchsorted(group, np.arange(len(track.ids)), side="right")
@@ -127,6 +158,10 @@ def tails_of(track: Track, fx: np.ndarray, fy: np.ndarray, done: int | None,
             if len(before):
                 cut = min(cut, own_t[before[-1]])
         keep = np.arange(a, b)[own_t >= cut]
-        tails[machine] = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t"
-                              else json_floats(columns[f][keep])) for f in TAIL_FIELDS}
+        tail = {f: (columns[f][keep].astype(np.int64).tolist() if f == "t" else json_floats(columns[f][keep]))
+                for f in RAW_FIELDS}
+        # filtered values are read only by the interpolation, from the last instant decided on
+        bracket = keep[own_t[keep - a] >= bracket_t] if (bracket_t := _bracket(own_t, done)) is not None else keep
+        tail.update({f: json_floats(columns[f][bracket]) for f in FILTERED_FIELDS})
+        tails[machine] = tail
     return tails

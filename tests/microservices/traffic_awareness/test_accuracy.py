@@ -16,14 +16,16 @@ from tests.microservices.parallel import run_in_parallel
 
 RTK_SEEDS = (1, 2, 3, 4)
 PLAIN_SEEDS = (1, 2, 3)
+STANDALONE_SEEDS = (1, 2, 3)  # issue 30: 2.5 m of white GNSS noise per axis (plus drift and jumps), 1 Hz
 
 
 @pytest.fixture(scope="module")
 def scores() -> dict[str, list[RunScore]]:
-    runs = [("rtk", seed) for seed in RTK_SEEDS] + [("plain", seed) for seed in PLAIN_SEEDS]
+    runs = [("rtk", seed) for seed in RTK_SEEDS] + [("plain", seed) for seed in PLAIN_SEEDS] \
+        + [("standalone", seed) for seed in STANDALONE_SEEDS]
     scored = run_in_parallel(score_run, [{"seed": seed, "hours": 2.0, "profile": profile} for profile, seed in runs])
     paired = list(zip(runs, scored, strict=True))
-    return {profile: [s for (p, _), s in paired if p == profile] for profile in ("rtk", "plain")}
+    return {profile: [s for (p, _), s in paired if p == profile] for profile in ("rtk", "plain", "standalone")}
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +34,17 @@ def rtk(scores: dict[str, list[RunScore]]) -> list[RunScore]:
 
 
 @pytest.fixture(scope="module")
+def standalone(scores: dict[str, list[RunScore]]) -> list[RunScore]:
+    return scores["standalone"]
+
+
+@pytest.fixture(scope="module")
 def plain(scores: dict[str, list[RunScore]]) -> list[RunScore]:
     return scores["plain"]
 
 
-def test_queue_waits_per_zone(plain: list[RunScore], rtk: list[RunScore]) -> None:
-    for s in plain + rtk:
+def test_queue_waits_per_zone(plain: list[RunScore], rtk: list[RunScore], standalone: list[RunScore]) -> None:
+    for s in plain + rtk + standalone:
         for zone, z in s.queue_zones.items():
             assert z["true_queues"] >= 15, (s.seed, zone)
             assert abs(z["queues"] - z["true_queues"]) <= max(2, 0.1 * z["true_queues"]), (s.seed, zone, z)
@@ -61,3 +68,25 @@ def test_plain_gnss_regression_floor(plain: list[RunScore]) -> None:
                                        "10 m critical distance; see the service README, 'Accuracy'")
 def test_plain_gnss_meets_the_issue(plain: list[RunScore]) -> None:
     assert totals(plain).encounters_meet_targets()
+
+
+def test_no_proximity_event_between_two_standing_machines_at_any_receiver(
+        rtk: list[RunScore], plain: list[RunScore], standalone: list[RunScore]) -> None:
+    """Issue 30: two parked trucks raised 34 proximity events in 5 minutes under 1.5 m of jitter (94 over six
+    seeds at 2.5 m before the Kalman filter and own-speed standing)."""
+    for s in rtk + plain + standalone:
+        assert s.standing_pair_events == 0, (s.seed, s.standing_pair_events)
+
+
+def test_standalone_gnss_finds_close_encounters(standalone: list[RunScore]) -> None:
+    """Issue 30's recall bar (>= 90 %) at 2.5 m of white noise; was 75 % (33 of 44 over six seeds)."""
+    t = totals(standalone)
+    assert t.clear >= 15
+    assert t.found_pct >= 90, t
+    assert t.spurious_pct <= 30, t  # regression floor: 22 % over six seeds (89 % before)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 30's precision bar (>= 90 %) at 2.5 m of white noise: 78 % over six "
+                                       "seeds; the receivers' 1.5 m drift (20 s) is not averaged out by any filter")
+def test_standalone_gnss_meets_the_issue_s_precision(standalone: list[RunScore]) -> None:
+    assert totals(standalone).spurious_pct <= 10

@@ -127,7 +127,8 @@ def test_loader_and_the_hauler_it_loads_are_excluded() -> None:
 
 
 def test_gnss_jump_does_not_make_an_encounter() -> None:
-    """B drives 40 m beside A; a 35 m jump towards A for 4 s is outvoted by the causal median."""
+    """B drives 40 m beside A; a 35 m jump towards A for 4 s is rejected by the Kalman filter's gate (without the
+    gate, an RTK receiver's fixes are followed and the jump makes an encounter)."""
     a = track("A", -200, 0, 10, 0, 60)
     b = track("B", -200, 40, 10, 0, 60)
     lon, lat = FRAME.to_lonlat(-200 + 10 * np.arange(60), np.where((np.arange(60) >= 30) & (np.arange(60) < 34),
@@ -135,7 +136,7 @@ def test_gnss_jump_does_not_make_an_encounter() -> None:
     b = b.assign(lon=lon, lat=lat)
     assert "encounters" not in run_in_chunks(TrafficAwareness(), combined(a, b))
     assert "encounters" in run_in_chunks(TrafficAwareness(), combined(a, b), settings=TrafficSettings(
-        filter_window_s=0))
+        filter_window_s=0, gnss_noise_m=0.02))
 
 
 def test_zone_stays_queue_is_the_wait_before_the_service_stop() -> None:
@@ -163,6 +164,40 @@ def test_a_pause_on_the_way_out_is_not_the_service() -> None:
     # without the minimum the pause would be the service and the loading a wait
     v = queueing.zone_stays(t, near, inside, stopped, None)[0][0]
     assert (v.served_from, v.queued_to) == (160_000, 150_000)
+
+
+LOAD = frozenset({3})  # zone 3 is a load zone
+
+
+def loaded_pause_stay() -> tuple[np.ndarray, ...]:
+    """A 90-t hauler queues 30-90 s, drives to its spot, is loaded in four passes (first at 130 s, last at 215 s),
+    pulls forward at 220 s and stands loaded 55 s in the zone (issue 30's recorded trucks: 49-60 s), then leaves."""
+    t = np.arange(0, 320_000, 1000)
+    near = np.where((t >= 10_000) & (t < 300_000), 3, roads.NONE)
+    inside = (t >= 95_000) & (t < 290_000)
+    stopped = ((t >= 30_000) & (t < 90_000)) | ((t >= 100_000) & (t < 220_000)) | ((t >= 225_000) & (t < 280_000))
+    payload = 400.0 + 20_000.0 * sum((t >= at).astype(float) for at in (130_000, 160_000, 190_000, 215_000))
+    return t, near, inside, stopped, payload
+
+
+def test_loading_is_where_the_payload_rises_not_the_loaded_pause_after_it() -> None:
+    t, near, inside, stopped, payload = loaded_pause_stay()
+    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0, loading_zones=LOAD)[0][0]
+    assert (v.queued_from, v.queued_to, v.served_from, v.served_to) == (30_000, 90_000, 100_000, 220_000)
+    # split anywhere (inside the loading stop), the same stay
+    first, carried = queueing.zone_stays(t[:150], near[:150], inside[:150], stopped[:150], None, 15_000,
+                                         payload[:150], pass_kg=9_000.0, loading_zones=LOAD)
+    second, _ = queueing.zone_stays(t[150:], near[150:], inside[150:], stopped[150:], carried, 15_000,
+                                    payload[150:], pass_kg=9_000.0, loading_zones=LOAD)
+    assert first + second == [v]
+    # without a payload reading (none, or the -99 sentinel) the pause is taken for the service, the loading for a wait
+    for unweighed in (None, np.full(len(t), -99.0)):
+        v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, unweighed, pass_kg=9_000.0,
+                                loading_zones=LOAD)[0][0]
+        assert (v.queued_to, v.served_from) == (220_000, 225_000)
+    # at a dump zone a payload that rises (a loaded body bouncing in the queue) says nothing about the service
+    v = queueing.zone_stays(t, near, inside, stopped, None, 15_000, payload, pass_kg=9_000.0)[0][0]
+    assert (v.queued_to, v.served_from) == (220_000, 225_000)
 
 
 def test_drive_through_and_single_stop_are_not_queues() -> None:
