@@ -41,6 +41,7 @@ from evaluation.pipeline import in_turns, run_in_chunks  # noqa: E402
 from microservices.data_quality import DataQuality  # noqa: E402
 from microservices.motion import Motion  # noqa: E402
 from microservices.positioning import Positioning  # noqa: E402
+from microservices.receiver import PRIOR_NOISE_M  # noqa: E402
 from microservices.traffic_awareness import TrafficAwareness  # noqa: E402
 from microservices.weight_loading import WeightLoading  # noqa: E402
 from simulators.site import load_site  # noqa: E402
@@ -74,14 +75,16 @@ def _raw(speed_kmh: np.ndarray, heading_deg: np.ndarray) -> Motion:
     rad, ms = np.radians(course), np.nan_to_num(speed) / 3.6
     vx, vy = np.nan_to_num(ms * np.sin(rad)), np.nan_to_num(ms * np.cos(rad))
     nan, no = np.full(len(speed), np.nan), np.zeros(len(speed), bool)
-    return Motion(vx, vy, speed, course, nan, nan, nan, ~no, no, no, ~no, no, no)
+    return Motion(vx, vy, speed, course, nan, nan, nan, ~no, no, no, ~no, no, no, np.nan_to_num(speed) <= 0,
+                  np.full(len(speed), PRIOR_NOISE_M))
 
 
-def raw_motion_from_fixes(group, t, x, y, speed_kmh, heading_deg, settings=None, filtered=False) -> Motion:
+def raw_motion_from_fixes(group, t, x, y, speed_kmh, heading_deg, settings=None, filtered=False, **carried
+                          ) -> Motion:
     return _raw(speed_kmh, heading_deg)
 
 
-def raw_fuse(track_vx, track_vy, speed_kmh, heading_deg, settings=None, key=None) -> Motion:
+def raw_fuse(track_vx, track_vy, speed_kmh, heading_deg, settings=None, key=None, ground=None) -> Motion:
     return _raw(speed_kmh, heading_deg)
 
 
