@@ -188,8 +188,10 @@ def _visit_runs(fleet: Fleet, seeds: list[int], hours: float) -> list[Any]:
 
 def _traffic_runs(fleet: Fleet, seeds: list[int], hours: float) -> list[Any]:
     behaviour = replace(fleet.behaviour, p_run_junction=traffic.RUN_JUNCTION) if fleet.behaviour else None
-    return [traffic.score_run(seed, hours, sensors=fleet.sensors, hz=fleet.hz, site=fleet.site, behaviour=behaviour,
-                              truth_settings=TruthSettings(standing_min_s=STANDING_MIN_S)) for seed in seeds]
+    profile = fleet.receiver if fleet.receiver in traffic.PROFILES else "rtk"  # its lane map-matching, if any
+    return [traffic.score_run(seed, hours, profile=profile, sensors=fleet.sensors, hz=fleet.hz, site=fleet.site,
+                              behaviour=behaviour, truth_settings=TruthSettings(standing_min_s=STANDING_MIN_S))
+            for seed in seeds]
 
 
 RUNNERS: dict[str, Callable[[Fleet, list[int], float], list[Any]]] = {
@@ -212,26 +214,8 @@ def _bands_right(scores: list[Any]) -> str:
     return f"{100 * (pairs['det_band'] == pairs['true_band']).mean():.1f}" if len(pairs) else "-"
 
 
-def standing_pair_events(truth: list[dict], encounters: pd.DataFrame) -> int:
-    """Detected encounters whose closest moment falls while both machines truly stand (no such encounter is
-    real: the truth's encounters need both moving)."""
-    standing: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
-    for r in truth:
-        if r["type"] == "standing":
-            standing.setdefault(r["machine_id"], []).append((pd.Timestamp(r["from"]), pd.Timestamp(r["to"])))
-
-    def stands(machine: str, at: pd.Timestamp) -> bool:
-        return any(a <= at <= b for a, b in standing.get(machine, ()))
-
-    if encounters.empty:
-        return 0
-    at = pd.to_datetime(encounters["at"], utc=True, format="ISO8601")
-    return int(sum(stands(a, t) and stands(b, t)
-                   for a, b, t in zip(encounters["machine_a"], encounters["machine_b"], at, strict=True)))
-
-
 def _standing_pairs(scores: list[Any]) -> str:
-    return str(sum(standing_pair_events(s.raw["truth"], s.raw["encounters"]) for s in scores))
+    return str(sum(s.standing_pair_events for s in scores))
 
 
 def _queues(scores: list[Any]) -> str:
