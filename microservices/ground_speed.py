@@ -364,6 +364,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
         judged, based, disp, v_base = False, False, np.nan, np.nan
         built, wstart = False, 0
         parts = np.zeros(SUBSPANS, np.int64)
+        part_to, part_m = np.full(len(bt), -1, np.int64), np.empty(len(bt))  # per bucket: its part's end, length
         for i in range(a, b):
             ti = t[i] // 1_000_000  # ns -> ms
             vi = v[i]
@@ -490,16 +491,22 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     # the path the fixes show: the smoothed positions at quarters of the span, so a curve or a
                     # hairpin within the baseline is measured as the distance the reported speed covers
                     # (each part's bucket only moves forward: searched on from where it was)
-                    path, px, py = 0.0, bf[5, use], bf[6, use]
-                    for part in range(1, SUBSPANS):
-                        at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
-                        q = max(parts[part], use)
-                        while q < nb - 1 and bf[8, q] < at:
-                            q += 1
-                        parts[part] = q
-                        path += math.hypot((bf[5, q] - px) * east, (bf[6, q] - py) * north)
-                        px, py = bf[5, q], bf[6, q]
-                    path += math.hypot((now_x - px) * east, (now_y - py) * north)
+                    # (a part between the same two buckets recurs a quarter of the span later: its length is
+                    # kept with its first bucket and reused, the same number without the hypot)
+                    path, p = 0.0, use
+                    for part in range(1, SUBSPANS + 1):
+                        q = nb - 1
+                        if part < SUBSPANS:
+                            at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
+                            q = max(parts[part], use)
+                            while q < nb - 1 and bf[8, q] < at:
+                                q += 1
+                            parts[part] = q
+                        if part_to[p] != q:
+                            part_to[p] = q
+                            part_m[p] = math.hypot((bf[5, q] - bf[5, p]) * east, (bf[6, q] - bf[6, p]) * north)
+                        path += part_m[p]
+                        p = q
                     v_base = max(path, disp) / span
                     if fresh:
                         based_out[i, 0] = v_base
