@@ -122,17 +122,18 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
                    settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry."""
-    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings)
+    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, courses=False)
     return motion.speed_kmh, kept
 
 
 def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
-                   settings: MotionSettings | None = None, heading_deg: np.ndarray | None = None
-                   ) -> tuple[GroundMotion, dict[str, Any]]:
+                   settings: MotionSettings | None = None, heading_deg: np.ndarray | None = None,
+                   courses: bool = True) -> tuple[GroundMotion, dict[str, Any]]:
     """``motion_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
-    takes longitude and latitude as they come, with no projected copy of the batch)."""
+    takes longitude and latitude as they come, with no projected copy of the batch). Without ``courses`` the
+    course fields are NaN (their atan2 cost a tenth of the walk; only data quality reads them)."""
     s = settings or DEFAULTS
     if carried.get("v") != CARRY_VERSION:
         carried = {}
@@ -147,7 +148,7 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float), heading,
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
         unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s),
-        np.full((len(runs), 4), np.nan))
+        np.full((len(runs), 4), np.nan), courses)
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
     motion = _ground(out, flags, noise, based)
@@ -172,7 +173,7 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
     out, flags, noise, based, _, _, _, estimates = _walk(
         starts.astype(np.int64), ends, t * 1_000_000, np.asarray(x, float), np.asarray(y, float),
         np.asarray(speed_kmh, float), heading, np.full(len(starts), -1, np.int64), np.zeros(0, np.bool_),
-        np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys))
+        np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys), True)
     newest = np.maximum.reduceat(t, starts) if n else np.zeros(0, np.int64)
     return _ground(out, flags, noise, based), receiver_state(noise_state, keys, estimates, newest)
 
@@ -259,13 +260,15 @@ def _remove(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no co
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
+def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds,  # pragma: no cover
+          courses):
     """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds, the
     per-sample flags (TRUSTED, CHECKED, AGREES, STANDING) and noise, which machines have a fix to carry, and the
     new carry (the layout of ``carried_arrays``): the machines of the batch with a fix, then those carried and
     ``absent`` from it, as they were. ``seeds`` (per machine: mean log, weight, time, suspect speed value) start a
     machine without a slot, whose noise estimate observes only samples after that time; also returned: each
-    machine's estimate (mean log, weight) and suspect value after its samples."""
+    machine's estimate (mean log, weight) and suspect value after its samples. ``courses``: also the directions
+    of the displacements (two atan2 a second that only data quality reads; NaN without)."""
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_ms, speed_tol_share, trust_ms = parameters[6] / 3.6, parameters[7], np.int64(parameters[8])
@@ -510,8 +513,8 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     v_base = max(path, disp) / span
                     if fresh:
                         based_out[i, 0] = v_base
-                        pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
-                        if disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                        if courses and disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                            pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
                             based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
                             if ht <= since and (pe != 0.0 or pn != 0.0):
                                 based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
