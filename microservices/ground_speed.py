@@ -40,12 +40,12 @@ from microservices.packed import pack, unpack
 from microservices.receiver import GATE_SIGMAS, PRIOR_LOG, PRIOR_S, noise_of, observe, seeds_for
 from microservices.receiver import noise_state as receiver_state
 
-CARRY_VERSION = 9  # 9: baseline buckets and the receiver's noise estimate
+CARRY_VERSION = 10  # 9: baseline buckets and the receiver's noise estimate; 10: without 3 unread bucket fields
 MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, as motion.py's windows
 STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
 NONE_MS = -(2 ** 62)  # "no such time"
-NB = 14  # fields per bucket (B_FLOATS)
+NB = 11  # fields per bucket (B_FLOATS)
 SUBSPANS = 4  # the fixes' path over a baseline is measured over this many parts
 # per-sample flags of the walk
 TRUSTED, CHECKED, AGREES, STANDING = 1, 2, 4, 8
@@ -184,10 +184,10 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
 # newest fix, jump verdict), checks ((ms before the newest fix) * 2 + agreed) and buckets (last fix time, ms).
 # Floats: per machine the newest fix (x, y), noise estimate (mean log, weight), reported distance (m), last
 # reported speed (m/s), reported displacement (speed times heading, east, north) and its last sample; then the
-# steps' velocities and the buckets' sums, counts, first fixes, medians, distances, times, displacements.
+# steps' velocities and the buckets' first fixes, medians, distances, times, displacements.
 M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt", "ht")
 M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv", "ce", "cno", "le", "ln", "sus")
-B_FLOATS = ("b0", "b1", "b2", "rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
+B_FLOATS = ("rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -319,7 +319,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
     for m in range(machines):
         a, b = starts[m], ends[m]
         j = slot[m]
-        # this machine's steps (time, velocity, jump verdict), checks (time, agreed) and per-second buckets (last fix
+        # this machine's steps (time, velocity, jump verdict), checks (time, agreed) and per-second buckets (first fix
         # time; sums, count, first fix, smoothed position, reported distance), carried ones first
         k0 = c_step_at[j] if j >= 0 else 0
         k1 = c_step_at[j + 1] if j >= 0 else 0
@@ -426,8 +426,8 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
             if fixed:
                 if nb == 0 or bt[nb - 1] // 1000 != ti // 1000:
                     bt[nb] = ti
-                    bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = 0.0, 0.0, 0.0, x[i], y[i]
-                    bf[7, nb], bf[9, nb], bf[10, nb] = cum, ce, cn_
+                    bf[0, nb], bf[1, nb] = x[i], y[i]
+                    bf[4, nb], bf[6, nb], bf[7, nb] = cum, ce, cn_
                     nb += 1
                     fresh = True
             if fixed and (fresh or not judged):
@@ -446,24 +446,24 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     while wstart > 0 and bt[wstart - 1] // 1000 > second - smooth_n:
                         wstart -= 1
                     for q in range(wstart, nb):
-                        _insert(smooth_x, q - wstart, bf[3, q])
-                        _insert(smooth_y, q - wstart, bf[4, q])
+                        _insert(smooth_x, q - wstart, bf[0, q])
+                        _insert(smooth_y, q - wstart, bf[1, q])
                     built = True
                 elif fresh:
                     while bt[wstart] // 1000 <= second - smooth_n:
-                        _remove(smooth_x, nb - 1 - wstart, bf[3, wstart])
-                        _remove(smooth_y, nb - 1 - wstart, bf[4, wstart])
+                        _remove(smooth_x, nb - 1 - wstart, bf[0, wstart])
+                        _remove(smooth_y, nb - 1 - wstart, bf[1, wstart])
                         wstart += 1
-                    _insert(smooth_x, nb - 1 - wstart, bf[3, nb - 1])
-                    _insert(smooth_y, nb - 1 - wstart, bf[4, nb - 1])
+                    _insert(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
+                    _insert(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
                 k = nb - wstart
                 lo, hi = wstart + (k - 1) // 2, wstart + k // 2  # the middle one (two for an even count)
                 now_x = (smooth_x[(k - 1) // 2] + smooth_x[k // 2]) / 2.0
                 now_y = (smooth_y[(k - 1) // 2] + smooth_y[k // 2]) / 2.0
-                bf[5, nb - 1], bf[6, nb - 1], bf[8, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
-                for f in range(3):  # reported distance, displacement east and north: 7, 9, 10 -> 11, 12, 13
-                    src = 7 if f == 0 else 8 + f
-                    bf[11 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
+                bf[2, nb - 1], bf[3, nb - 1], bf[5, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
+                for f in range(3):  # reported distance, displacement east and north: 4, 6, 7 -> 8, 9, 10
+                    src = 4 if f == 0 else 5 + f
+                    bf[8 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
                 # the baseline: the newest bucket at least baseline_ms old, or where there is none (a short
                 # history, a gap) the oldest since, once it is min_span_ms old (with the wider tolerance of a
                 # short baseline). Not shorter where the noise would allow it: a GNSS jump spoils the checks while
@@ -475,7 +475,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     # the receiver's noise from this fix against the fix one full baseline before: while the
                     # machine's own trusted speed kept it standing through the baseline; without a trusted speed,
                     # a pair within the noise gate (a driving machine's is far outside); one pair a second
-                    rdx, rdy = (x[i] - bf[3, anchor]) * east, (y[i] - bf[4, anchor]) * north
+                    rdx, rdy = (x[i] - bf[0, anchor]) * east, (y[i] - bf[1, anchor]) * north
                     if trusted_before:
                         if ss != NONE_MS and ss <= bt[anchor] - 1000:
                             mu, nw = observe(mu, nw, rdx, rdy, 1.0)
@@ -484,11 +484,11 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     sigma_after = noise_of(mu)  # this second's checks still use the noise known before its pair
                 use = anchor if full or bt[anchor] > tb - baseline_ms else anchor + 1
                 based, disp, v_base = False, np.nan, np.nan
-                if use < nb and tb - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
+                if use < nb and tb - bt[use] >= min_span_ms and bf[5, nb - 1] > bf[5, use]:
                     based = True
-                    since = bf[8, use]  # the span: from when the machine was where the anchor says to when now
-                    span = (bf[8, nb - 1] - since) / 1000.0
-                    de, dn = (now_x - bf[5, use]) * east, (now_y - bf[6, use]) * north
+                    since = bf[5, use]  # the span: from when the machine was where the anchor says to when now
+                    span = (bf[5, nb - 1] - since) / 1000.0
+                    de, dn = (now_x - bf[2, use]) * east, (now_y - bf[3, use]) * north
                     disp = math.hypot(de, dn)
                     floor = sigmas * sigma * root2
                     # the path the fixes show: the smoothed positions at quarters of the span, so a curve or a
@@ -500,26 +500,26 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     for part in range(1, SUBSPANS + 1):
                         q = nb - 1
                         if part < SUBSPANS:
-                            at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
+                            at = since + part * (bf[5, nb - 1] - since) / SUBSPANS
                             q = max(parts[part], use)
-                            while q < nb - 1 and bf[8, q] < at:
+                            while q < nb - 1 and bf[5, q] < at:
                                 q += 1
                             parts[part] = q
                         if part_to[p] != q:
                             part_to[p] = q
-                            part_m[p] = math.hypot((bf[5, q] - bf[5, p]) * east, (bf[6, q] - bf[6, p]) * north)
+                            part_m[p] = math.hypot((bf[2, q] - bf[2, p]) * east, (bf[3, q] - bf[3, p]) * north)
                         path += part_m[p]
                         p = q
                     v_base = max(path, disp) / span
                     if fresh:
                         based_out[i, 0] = v_base
                         if courses and disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
-                            pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
+                            pe, pn = bf[9, nb - 1] - bf[9, use], bf[10, nb - 1] - bf[10, use]
                             based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
                             if ht <= since and (pe != 0.0 or pn != 0.0):
                                 based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
                         if np.isfinite(vi) and nt <= since:  # the reported distance over the same span
-                            v_reported = (bf[11, nb - 1] - bf[11, use]) / span  # the reported path length
+                            v_reported = (bf[8, nb - 1] - bf[8, use]) / span  # the reported path length
                             tolerance = speed_tol_ms + speed_tol_share * v_base + floor / span
                             checked = True
                             # standing by its own speed yet displaced beyond the noise floor: dead or stuck
