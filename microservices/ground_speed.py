@@ -40,12 +40,12 @@ from microservices.packed import pack, unpack
 from microservices.receiver import GATE_SIGMAS, PRIOR_LOG, PRIOR_S, noise_of, observe, seeds_for
 from microservices.receiver import noise_state as receiver_state
 
-CARRY_VERSION = 9  # 9: baseline buckets and the receiver's noise estimate
+CARRY_VERSION = 10  # 9: baseline buckets and the receiver's noise estimate; 10: without 3 unread bucket fields
 MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, as motion.py's windows
 STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
 NONE_MS = -(2 ** 62)  # "no such time"
-NB = 14  # fields per bucket (B_FLOATS)
+NB = 11  # fields per bucket (B_FLOATS)
 SUBSPANS = 4  # the fixes' path over a baseline is measured over this many parts
 # per-sample flags of the walk
 TRUSTED, CHECKED, AGREES, STANDING = 1, 2, 4, 8
@@ -122,17 +122,18 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
                    settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry."""
-    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings)
+    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, courses=False)
     return motion.speed_kmh, kept
 
 
 def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
-                   settings: MotionSettings | None = None, heading_deg: np.ndarray | None = None
-                   ) -> tuple[GroundMotion, dict[str, Any]]:
+                   settings: MotionSettings | None = None, heading_deg: np.ndarray | None = None,
+                   courses: bool = True) -> tuple[GroundMotion, dict[str, Any]]:
     """``motion_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
-    takes longitude and latitude as they come, with no projected copy of the batch)."""
+    takes longitude and latitude as they come, with no projected copy of the batch). Without ``courses`` the
+    course fields are NaN (their atan2 cost a tenth of the walk; only data quality reads them)."""
     s = settings or DEFAULTS
     if carried.get("v") != CARRY_VERSION:
         carried = {}
@@ -147,7 +148,7 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float), heading,
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
         unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s),
-        np.full((len(runs), 4), np.nan))
+        np.full((len(runs), 4), np.nan), courses)
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
     motion = _ground(out, flags, noise, based)
@@ -172,7 +173,7 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
     out, flags, noise, based, _, _, _, estimates = _walk(
         starts.astype(np.int64), ends, t * 1_000_000, np.asarray(x, float), np.asarray(y, float),
         np.asarray(speed_kmh, float), heading, np.full(len(starts), -1, np.int64), np.zeros(0, np.bool_),
-        np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys))
+        np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys), True)
     newest = np.maximum.reduceat(t, starts) if n else np.zeros(0, np.int64)
     return _ground(out, flags, noise, based), receiver_state(noise_state, keys, estimates, newest)
 
@@ -183,10 +184,10 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
 # newest fix, jump verdict), checks ((ms before the newest fix) * 2 + agreed) and buckets (last fix time, ms).
 # Floats: per machine the newest fix (x, y), noise estimate (mean log, weight), reported distance (m), last
 # reported speed (m/s), reported displacement (speed times heading, east, north) and its last sample; then the
-# steps' velocities and the buckets' sums, counts, first fixes, medians, distances, times, displacements.
+# steps' velocities and the buckets' first fixes, medians, distances, times, displacements.
 M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt", "ht")
 M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv", "ce", "cno", "le", "ln", "sus")
-B_FLOATS = ("b0", "b1", "b2", "rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
+B_FLOATS = ("rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -259,13 +260,15 @@ def _remove(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no co
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
+def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds,  # pragma: no cover
+          courses):
     """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds, the
     per-sample flags (TRUSTED, CHECKED, AGREES, STANDING) and noise, which machines have a fix to carry, and the
     new carry (the layout of ``carried_arrays``): the machines of the batch with a fix, then those carried and
     ``absent`` from it, as they were. ``seeds`` (per machine: mean log, weight, time, suspect speed value) start a
     machine without a slot, whose noise estimate observes only samples after that time; also returned: each
-    machine's estimate (mean log, weight) and suspect value after its samples."""
+    machine's estimate (mean log, weight) and suspect value after its samples. ``courses``: also the directions
+    of the displacements (two atan2 a second that only data quality reads; NaN without)."""
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_ms, speed_tol_share, trust_ms = parameters[6] / 3.6, parameters[7], np.int64(parameters[8])
@@ -316,7 +319,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
     for m in range(machines):
         a, b = starts[m], ends[m]
         j = slot[m]
-        # this machine's steps (time, velocity, jump verdict), checks (time, agreed) and per-second buckets (last fix
+        # this machine's steps (time, velocity, jump verdict), checks (time, agreed) and per-second buckets (first fix
         # time; sums, count, first fix, smoothed position, reported distance), carried ones first
         k0 = c_step_at[j] if j >= 0 else 0
         k1 = c_step_at[j + 1] if j >= 0 else 0
@@ -364,6 +367,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
         judged, based, disp, v_base = False, False, np.nan, np.nan
         built, wstart = False, 0
         parts = np.zeros(SUBSPANS, np.int64)
+        part_to, part_m = np.full(len(bt), -1, np.int64), np.empty(len(bt))  # per bucket: its part's end, length
         for i in range(a, b):
             ti = t[i] // 1_000_000  # ns -> ms
             vi = v[i]
@@ -422,8 +426,8 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
             if fixed:
                 if nb == 0 or bt[nb - 1] // 1000 != ti // 1000:
                     bt[nb] = ti
-                    bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = 0.0, 0.0, 0.0, x[i], y[i]
-                    bf[7, nb], bf[9, nb], bf[10, nb] = cum, ce, cn_
+                    bf[0, nb], bf[1, nb] = x[i], y[i]
+                    bf[4, nb], bf[6, nb], bf[7, nb] = cum, ce, cn_
                     nb += 1
                     fresh = True
             if fixed and (fresh or not judged):
@@ -442,24 +446,24 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     while wstart > 0 and bt[wstart - 1] // 1000 > second - smooth_n:
                         wstart -= 1
                     for q in range(wstart, nb):
-                        _insert(smooth_x, q - wstart, bf[3, q])
-                        _insert(smooth_y, q - wstart, bf[4, q])
+                        _insert(smooth_x, q - wstart, bf[0, q])
+                        _insert(smooth_y, q - wstart, bf[1, q])
                     built = True
                 elif fresh:
                     while bt[wstart] // 1000 <= second - smooth_n:
-                        _remove(smooth_x, nb - 1 - wstart, bf[3, wstart])
-                        _remove(smooth_y, nb - 1 - wstart, bf[4, wstart])
+                        _remove(smooth_x, nb - 1 - wstart, bf[0, wstart])
+                        _remove(smooth_y, nb - 1 - wstart, bf[1, wstart])
                         wstart += 1
-                    _insert(smooth_x, nb - 1 - wstart, bf[3, nb - 1])
-                    _insert(smooth_y, nb - 1 - wstart, bf[4, nb - 1])
+                    _insert(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
+                    _insert(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
                 k = nb - wstart
                 lo, hi = wstart + (k - 1) // 2, wstart + k // 2  # the middle one (two for an even count)
                 now_x = (smooth_x[(k - 1) // 2] + smooth_x[k // 2]) / 2.0
                 now_y = (smooth_y[(k - 1) // 2] + smooth_y[k // 2]) / 2.0
-                bf[5, nb - 1], bf[6, nb - 1], bf[8, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
-                for f in range(3):  # reported distance, displacement east and north: 7, 9, 10 -> 11, 12, 13
-                    src = 7 if f == 0 else 8 + f
-                    bf[11 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
+                bf[2, nb - 1], bf[3, nb - 1], bf[5, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
+                for f in range(3):  # reported distance, displacement east and north: 4, 6, 7 -> 8, 9, 10
+                    src = 4 if f == 0 else 5 + f
+                    bf[8 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
                 # the baseline: the newest bucket at least baseline_ms old, or where there is none (a short
                 # history, a gap) the oldest since, once it is min_span_ms old (with the wider tolerance of a
                 # short baseline). Not shorter where the noise would allow it: a GNSS jump spoils the checks while
@@ -471,7 +475,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     # the receiver's noise from this fix against the fix one full baseline before: while the
                     # machine's own trusted speed kept it standing through the baseline; without a trusted speed,
                     # a pair within the noise gate (a driving machine's is far outside); one pair a second
-                    rdx, rdy = (x[i] - bf[3, anchor]) * east, (y[i] - bf[4, anchor]) * north
+                    rdx, rdy = (x[i] - bf[0, anchor]) * east, (y[i] - bf[1, anchor]) * north
                     if trusted_before:
                         if ss != NONE_MS and ss <= bt[anchor] - 1000:
                             mu, nw = observe(mu, nw, rdx, rdy, 1.0)
@@ -480,36 +484,42 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     sigma_after = noise_of(mu)  # this second's checks still use the noise known before its pair
                 use = anchor if full or bt[anchor] > tb - baseline_ms else anchor + 1
                 based, disp, v_base = False, np.nan, np.nan
-                if use < nb and tb - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
+                if use < nb and tb - bt[use] >= min_span_ms and bf[5, nb - 1] > bf[5, use]:
                     based = True
-                    since = bf[8, use]  # the span: from when the machine was where the anchor says to when now
-                    span = (bf[8, nb - 1] - since) / 1000.0
-                    de, dn = (now_x - bf[5, use]) * east, (now_y - bf[6, use]) * north
+                    since = bf[5, use]  # the span: from when the machine was where the anchor says to when now
+                    span = (bf[5, nb - 1] - since) / 1000.0
+                    de, dn = (now_x - bf[2, use]) * east, (now_y - bf[3, use]) * north
                     disp = math.hypot(de, dn)
                     floor = sigmas * sigma * root2
                     # the path the fixes show: the smoothed positions at quarters of the span, so a curve or a
                     # hairpin within the baseline is measured as the distance the reported speed covers
                     # (each part's bucket only moves forward: searched on from where it was)
-                    path, px, py = 0.0, bf[5, use], bf[6, use]
-                    for part in range(1, SUBSPANS):
-                        at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
-                        q = max(parts[part], use)
-                        while q < nb - 1 and bf[8, q] < at:
-                            q += 1
-                        parts[part] = q
-                        path += math.hypot((bf[5, q] - px) * east, (bf[6, q] - py) * north)
-                        px, py = bf[5, q], bf[6, q]
-                    path += math.hypot((now_x - px) * east, (now_y - py) * north)
+                    # (a part between the same two buckets recurs a quarter of the span later: its length is
+                    # kept with its first bucket and reused, the same number without the hypot)
+                    path, p = 0.0, use
+                    for part in range(1, SUBSPANS + 1):
+                        q = nb - 1
+                        if part < SUBSPANS:
+                            at = since + part * (bf[5, nb - 1] - since) / SUBSPANS
+                            q = max(parts[part], use)
+                            while q < nb - 1 and bf[5, q] < at:
+                                q += 1
+                            parts[part] = q
+                        if part_to[p] != q:
+                            part_to[p] = q
+                            part_m[p] = math.hypot((bf[2, q] - bf[2, p]) * east, (bf[3, q] - bf[3, p]) * north)
+                        path += part_m[p]
+                        p = q
                     v_base = max(path, disp) / span
                     if fresh:
                         based_out[i, 0] = v_base
-                        pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
-                        if disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                        if courses and disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                            pe, pn = bf[9, nb - 1] - bf[9, use], bf[10, nb - 1] - bf[10, use]
                             based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
                             if ht <= since and (pe != 0.0 or pn != 0.0):
                                 based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
                         if np.isfinite(vi) and nt <= since:  # the reported distance over the same span
-                            v_reported = (bf[11, nb - 1] - bf[11, use]) / span  # the reported path length
+                            v_reported = (bf[8, nb - 1] - bf[8, use]) / span  # the reported path length
                             tolerance = speed_tol_ms + speed_tol_share * v_base + floor / span
                             checked = True
                             # standing by its own speed yet displaced beyond the noise floor: dead or stuck

@@ -133,6 +133,29 @@ def test_speed_over_ground_is_the_same_for_any_split_of_a_messy_mixed_fleet() ->
         np.testing.assert_array_equal(out, whole)
 
 
+def test_speeds_without_courses_are_the_same_walk() -> None:
+    """``speeds_of_runs`` skips the courses (only data quality reads them): the same speeds and carry as the full
+    walk, batch after batch, and no course where the full walk has one."""
+    from microservices.ground_speed import motion_of_runs, speeds_of_runs
+
+    rng = np.random.default_rng(3)
+    t = np.arange(240, dtype=np.int64) * 1_000_000_000
+    kmh = np.where(np.arange(240) < 60, 0.0, 25.0)
+    d = np.cumsum(kmh / 3.6)
+    x, y = d * 0.6 + rng.normal(0, 2.5, 240), d * 0.8 + rng.normal(0, 2.5, 240)
+    full, fast = {}, {}
+    for lo in range(0, 240, 40):
+        part = slice(lo, lo + 40)
+        runs = [("m", 0, 40)]
+        motion, full = motion_of_runs(runs, t[part], x[part], y[part], (1.0, 1.0), kmh[part], full)
+        speed, fast = speeds_of_runs(runs, t[part], x[part], y[part], (1.0, 1.0), kmh[part], fast)
+        np.testing.assert_array_equal(speed, motion.speed_kmh)
+        assert fast == full
+        assert np.isnan(motion_of_runs(runs, t[part], x[part], y[part], (1.0, 1.0), kmh[part], {},
+                                       courses=False)[0].course_base_deg).all()
+    assert np.isfinite(motion.course_base_deg).any()  # the last batch drives: the full walk has its course
+
+
 @pytest.mark.parametrize("hz", [0.5, 1.0, 10.0])
 @pytest.mark.parametrize("reported", ["healthy", "absent", "stuck at 12 km/h"])
 def test_a_standing_machine_never_moves_on_metres_of_jitter(hz: float, reported: str) -> None:
