@@ -35,7 +35,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from microservices.motion import MotionSettings
+from microservices.motion_settings import MotionSettings
 from microservices.packed import pack, unpack
 from microservices.receiver import GATE_SIGMAS, PRIOR_LOG, PRIOR_S, noise_of, observe, seeds_for
 from microservices.receiver import noise_state as receiver_state
@@ -685,3 +685,16 @@ def _compile() -> None:
 
 
 _compile()
+
+
+def estimate_noise(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                   carried: dict, settings: MotionSettings | None = None) -> tuple[np.ndarray, dict]:
+    """Noise (m per axis) per sample and the carry for the next batch.
+
+    ``estimate_noise(machine, t_ms, x, y, speed_kmh, carried, settings=None) -> (noise_m, carried)``: rows grouped
+    by machine in time order, x, y in metres on a local plane, ``carried`` what the previous call returned ({} at
+    first). The walk of ``motion_over_ground`` (which returns the speed and standing too); a
+    thin entry point for services that need only the noise.
+    """
+    motion, kept = motion_over_ground(machine, t_ms, x, y, speed_kmh, carried, settings)
+    return motion.noise_m, kept

@@ -78,21 +78,6 @@ def observe(mean_log: float, weight: float, dx_m: float, dy_m: float, w: float) 
     return mean_log, total
 
 
-def estimate_noise(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                   carried: dict, settings=None) -> tuple[np.ndarray, dict]:
-    """Noise (m per axis) per sample and the carry for the next batch.
-
-    ``estimate_noise(machine, t_ms, x, y, speed_kmh, carried, settings=None) -> (noise_m, carried)``: rows grouped
-    by machine in time order, x, y in metres on a local plane, ``carried`` what the previous call returned ({} at
-    first). The same walk as ``ground_speed.motion_over_ground`` (which returns the speed and standing too); a
-    thin entry point for services that need only the noise.
-    """
-    from microservices.ground_speed import motion_over_ground
-
-    motion, kept = motion_over_ground(machine, t_ms, x, y, speed_kmh, carried, settings)
-    return motion.noise_m, kept
-
-
 def seeds_for(state: dict | None, names: list[str]) -> np.ndarray:
     """Per machine (mean log, weight, newest time observed in ms, suspect speed value) from a ``noise_state``
     (NaN rows: not in it), to start the walk of machines it has no full carry for."""

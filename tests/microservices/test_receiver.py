@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microservices.ground_speed import motion_over_ground
+from microservices.ground_speed import estimate_noise, motion_over_ground
 from microservices.motion import motion_from_fixes
-from microservices.receiver import PRIOR_NOISE_M, estimate_noise, noise_m_of_state, receiver_class
+from microservices.receiver import PRIOR_NOISE_M, noise_m_of_state, receiver_class
 
 
 def _shift(n_s: float, hz: float, noise_m: float, seed: int = 1, jumps: int = 4, drive: bool = True):
