@@ -16,6 +16,7 @@ from microservices.discovery import discover_services
 from microservices.sdk import Service
 from registry.alarms import Supervisor
 from registry.api.errors import install_error_handlers
+from registry.api.headers import SecurityHeadersMiddleware
 from registry.api.metrics import MetricsMiddleware
 from registry.api.plugins import mount_service_routers, site_route_names
 from registry.api.ratelimit import install_limits
@@ -87,6 +88,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     install_limits(app, settings)
+    app.add_middleware(SecurityHeadersMiddleware, tiles_url=settings.map_tiles_url)  # outermost: 429s and 413s too
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
                                           export, aemp)] + [alerts.rules_router, lifecycle.board_router]
