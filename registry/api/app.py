@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from microservices.discovery import discover_services
@@ -41,6 +41,7 @@ from registry.api.routes import (
 )
 from registry.api.routes import services as catalogue
 from registry.api.state import AppState, attach
+from registry.api.validation import times_in_range
 from registry.tokens import hash_token
 from registry.usage import UsageRecorder
 from sitepulse import __version__
@@ -83,7 +84,8 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
             state.pool = None
 
     app = FastAPI(title="SitePulse", version=__version__, description=DESCRIPTION, docs_url="/docs",
-                  openapi_url="/openapi.json", lifespan=lifespan)
+                  openapi_url="/openapi.json", lifespan=lifespan,
+                  dependencies=[Depends(times_in_range)])  # every route, the services' included
     attach(app, state)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
