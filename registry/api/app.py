@@ -40,7 +40,7 @@ from registry.api.routes import (
     view,
 )
 from registry.api.routes import services as catalogue
-from registry.api.state import AppState, attach
+from registry.api.state import AppState, attach, token_checker
 from registry.api.validation import times_in_range
 from registry.tokens import hash_token
 from registry.usage import UsageRecorder
@@ -89,7 +89,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     attach(app, state)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    install_limits(app, settings)
+    install_limits(app, settings, token_is_valid=token_checker(state))
     app.add_middleware(SecurityHeadersMiddleware, tiles_url=settings.map_tiles_url)  # outermost: 429s and 413s too
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
