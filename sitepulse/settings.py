@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         " ({z}/{x}/{y}); unset draws the site file alone (no tile server needed)"
     )
     map_tiles_attribution: str = Field("", description="attribution shown with the map background")
+    webhook_approved_hosts: str | None = Field(
+        None, description="comma-separated host or host:port that alarm webhooks may reach on private, loopback"
+        " or link-local addresses (approved by an admin); any other webhook goes to public addresses only")
     # ingest
     ingest_batch_rows: int = Field(5000, ge=1)
     ingest_batch_ms: int = Field(200, ge=1)

@@ -44,6 +44,7 @@ from registry.api.state import AppState, attach, token_checker
 from registry.api.validation import times_in_range
 from registry.tokens import hash_token
 from registry.usage import UsageRecorder
+from registry.webhooks import WebhookPolicy, WebhookSender, approved_hosts
 from sitepulse import __version__
 from sitepulse.db import make_pool
 from sitepulse.settings import Settings, get_settings
@@ -67,13 +68,14 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     services = discover_services(settings.load_services) if services is None else services
     admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
     state = AppState(database_url, mqtt_url, services, hash_token(admin) if admin else None,
-                     usage=UsageRecorder(database_url, enabled=track_usage))
+                     usage=UsageRecorder(database_url, enabled=track_usage),
+                     webhooks=WebhookPolicy(approved_hosts(settings.webhook_approved_hosts)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.pool = await run_in_threadpool(make_pool, database_url, name="sitepulse-api")
         state.usage.start()
-        supervisor = Supervisor(database_url)  # alarms: auto-clear, notify, escalate (registry/alarms.py)
+        supervisor = Supervisor(database_url, deliver=WebhookSender(state.webhooks))  # alarms (registry/alarms.py)
         supervisor.start()
         try:
             yield

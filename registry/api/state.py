@@ -15,6 +15,7 @@ from registry.api.metrics import RequestMetrics
 from registry.api.tickets import new_key
 from registry.tokens import authenticate
 from registry.usage import UsageRecorder
+from registry.webhooks import WebhookPolicy
 
 _KEY = "sitepulse"  # the one attribute of app.state this API uses
 
@@ -31,6 +32,7 @@ class AppState:
     pool: ConnectionPool | None = None
     usage: UsageRecorder = field(default_factory=lambda: UsageRecorder(None))  # started by the lifespan
     stream_key: bytes = field(default_factory=new_key)  # signs live-stream tickets (registry/api/tickets.py)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # where alarm webhooks may go
 
 
 def attach(app: FastAPI, state: AppState) -> None:
