@@ -8,10 +8,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from microservices.discovery import discover_services
+from registry.api.app import create_app
 from registry.api.deps import site_scope
 from registry.tokens import Principal, create_token
 from sitepulse.errors import InvalidInput
-from tests.security.conftest import SecureApi, site_yaml
+from sitepulse.settings import load_settings
+from tests.security.conftest import ADMIN_TOKEN, SecureApi, site_yaml
 
 YEAR_ONE = "0001-01-01T00:00:00Z"
 YEAR_9999 = "9999-12-31T23:59:59Z"
@@ -104,3 +107,21 @@ def test_a_token_cannot_be_named_like_the_bootstrap_admin(lenient: TestClient, s
         assert "reserved" in response.json()["detail"]
     with psycopg.connect(secure.url, autocommit=True) as conn, pytest.raises(InvalidInput, match="reserved"):
         create_token(conn, "bootstrap-admin", [], role="admin")  # the CLI path too
+
+
+@pytest.mark.parametrize("path", ["congestion", "recommendations"])
+def test_traffic_routes_refuse_a_year_one_to(secure: SecureApi, mqtt_broker: object, path: str) -> None:
+    """The traffic-awareness service routes (not loaded in this suite's app) get the same app-wide check."""
+    services = discover_services("positioning,traffic-awareness")
+    settings = load_settings(admin_token=ADMIN_TOKEN, load_services="positioning,traffic-awareness",
+                             api_rate_per_s=0)
+    app = create_app(secure.url, mqtt_broker.url, services=services, settings=settings)  # type: ignore[attr-defined]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.put("/api/v1/sites/north/services/traffic-awareness", json={"enabled": True},
+                          headers=secure.admin).status_code == 200
+        response = client.get(f"/api/v1/sites/north/traffic-awareness/{path}?to={YEAR_ONE}", headers=secure.admin)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith("query parameter 'to' must lie between")
+        fine = client.get(f"/api/v1/sites/north/traffic-awareness/{path}?to=2026-11-03T00:00:00Z",
+                          headers=secure.admin)
+        assert fine.status_code == 200, fine.text
