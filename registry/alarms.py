@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from registry.webhooks import WebhookPolicy, WebhookSender, approved_hosts
+from registry.webhooks import WEBHOOK_TIMEOUT_S, SiteQueues, WebhookPolicy, WebhookSender, approved_hosts
 from sitepulse.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -169,48 +167,25 @@ def post_webhook(notification: Notification, url: str | None) -> str | None:
     return WebhookSender(WebhookPolicy(approved))(notification, url)
 
 
-def _deliver_site(notes: list[tuple[Notification, str | None]], deliver: Deliver, budget_s: float
-                  ) -> list[str | None]:
-    """One site's deliveries in order, until the site has used ``budget_s`` this pass; the rest are not sent."""
-    deadline = time.monotonic() + budget_s
-    errors: list[str | None] = []
-    for note, url in notes:
-        if url and time.monotonic() > deadline:
-            errors.append(f"not sent: this site's webhooks used their {budget_s:g} s this round")
-        else:
-            errors.append(deliver(note, url))
-    return errors
+def site_queues(deliver: Deliver, site_budget_s: float = SITE_BUDGET_S) -> SiteQueues:
+    """Per-site delivery queues for ``deliver``; a round waits at most the budget and one webhook's timeouts."""
+    return SiteQueues(deliver, site_budget_s, site_budget_s + 3 * WEBHOOK_TIMEOUT_S, MAX_DELIVERY_WORKERS)
 
 
-def deliver_per_site(notes: list[tuple[Notification, str | None]], deliver: Deliver,
-                     site_budget_s: float = SITE_BUDGET_S) -> list[str | None]:
-    """Deliver every note, each site on a worker of its own with its own time budget: one site's webhooks that
-    never answer no longer hold up the other sites' alarms (issue 35). Errors in the order of ``notes``."""
-    by_site: dict[str, list[int]] = {}
-    for i, (note, _) in enumerate(notes):
-        by_site.setdefault(note.alert["site_id"], []).append(i)
-    errors: list[str | None] = [None] * len(notes)
-    if not by_site:
-        return errors
-    with ThreadPoolExecutor(max_workers=min(MAX_DELIVERY_WORKERS, len(by_site)),
-                            thread_name_prefix="alarm-webhooks") as pool:
-        jobs = {site: pool.submit(_deliver_site, [notes[i] for i in indices], deliver, site_budget_s)
-                for site, indices in by_site.items()}
-        for site, job in jobs.items():
-            for i, error in zip(by_site[site], job.result(), strict=True):
-                errors[i] = error
-    return errors
-
-
-def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook,
-                        site_budget_s: float = SITE_BUDGET_S) -> int:
-    """Send what is due under the sites' rules and audit each send; returns how many were sent."""
+def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Deliver | SiteQueues = post_webhook) -> int:
+    """Send what is due under the sites' rules and audit each send; returns how many were sent. Webhooks go out
+    per site (``SiteQueues``; a plain ``deliver`` gets queues for this call only)."""
     notes: list[tuple[Notification, str | None]] = []
     for note in _pending(conn, now):
         alert = dict(note.alert)
         url = alert.pop("webhook")
         notes.append((Notification(note.kind, note.rule_id, note.rule, note.to, alert), url))
-    errors = deliver_per_site(notes, deliver, site_budget_s)
+    queues = deliver if isinstance(deliver, SiteQueues) else site_queues(deliver)
+    try:
+        errors = queues.deliver([(note.alert["site_id"], note, url) for note, url in notes])
+    finally:
+        if queues is not deliver:
+            queues.close()
     sent = 0
     for (note, url), error in zip(notes, errors, strict=True):
         alert = note.alert
@@ -228,7 +203,7 @@ def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Delive
     return sent
 
 
-def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook, *,
+def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver | SiteQueues = post_webhook, *,
               wait: bool = True) -> dict[str, int] | None:
     """One supervisor pass (auto-clear, then notify and escalate), one process at a time; without ``wait``,
     None when another process is in its pass."""
@@ -251,7 +226,7 @@ class Supervisor:
                  ) -> None:
         self._url = database_url
         self._every = every_s
-        self._deliver = deliver
+        self._queues = site_queues(deliver)  # kept across passes: a site's webhook still answering is known
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alarm-supervisor", daemon=True)
 
@@ -261,6 +236,7 @@ class Supervisor:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._queues.close()
 
     def _run(self) -> None:
         conn: psycopg.Connection | None = None
@@ -268,7 +244,7 @@ class Supervisor:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._url, autocommit=True, application_name="sitepulse-alarms")
-                supervise(conn, datetime.now().astimezone(), self._deliver, wait=False)
+                supervise(conn, datetime.now().astimezone(), self._queues, wait=False)
             except psycopg.Error as exc:  # the database is away: try again next round
                 log.warning("alarm supervisor: %s", exc)
                 if conn is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from registry.alarms import Notification, deliver_per_site
-from registry.webhooks import WebhookPolicy, WebhookSender, is_public
+from registry.alarms import Notification
+from registry.webhooks import SiteQueues, WebhookPolicy, WebhookSender, is_public
 from tests.security.conftest import SecureApi
 
 
@@ -121,13 +121,69 @@ def test_what_counts_as_public(address: str, public: bool) -> None:
 def test_one_sites_silent_webhooks_do_not_delay_another_sites(receiver, silent: int) -> None:
     port, got = receiver
     sender = WebhookSender(WebhookPolicy({"127.0.0.1"}), timeout_s=1.0)
-    notes = [(_note("slow", i), f"http://127.0.0.1:{silent}/never") for i in range(6)]
-    notes.append((_note("fast", 99), f"http://127.0.0.1:{port}/alarm"))
+    queues = SiteQueues(sender, budget_s=2.0, wait_s=2.0 + 3 * 1.0)
+    items = [("slow", _note("slow", i), f"http://127.0.0.1:{silent}/never") for i in range(6)]
+    items.append(("fast", _note("fast", 99), f"http://127.0.0.1:{port}/alarm"))
     start = time.monotonic()
-    errors = deliver_per_site(notes, sender, site_budget_s=2.0)
+    try:
+        errors = queues.deliver(items)
+    finally:
+        queues.close()
     took = time.monotonic() - start
     assert len(got) == 1 and got[0][0] - start < 0.8, f"the fast site waited {got[0][0] - start:.1f} s"
     assert errors[-1] is None
     slow = errors[:-1]
     assert all(e for e in slow) and any("used their 2 s" in e for e in slow), slow  # the budget cut the rest
     assert took < 2.0 + 1.0 + 1.5, f"the pass took {took:.1f} s"  # budget + one timeout + slack, not 6 timeouts
+
+
+@pytest.fixture
+def dripping() -> Iterator[int]:
+    """A loopback server that answers one header byte every 0.3 s, forever: no read ever times out."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        clients = []
+        while not stop.is_set():
+            try:
+                clients.append(sock.accept()[0])
+            except OSError:
+                pass
+            for client in clients:
+                try:
+                    client.send(b"H")
+                except OSError:
+                    pass
+            stop.wait(0.3)
+        for client in clients:
+            client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def test_a_webhook_that_drips_its_answer_holds_neither_the_round_nor_other_sites(receiver, dripping: int) -> None:
+    port, got = receiver
+    queues = SiteQueues(WebhookSender(WebhookPolicy({"127.0.0.1"}), timeout_s=1.0), budget_s=1.0, wait_s=2.0)
+    try:
+        start = time.monotonic()
+        first = queues.deliver([("drip", _note("drip"), f"http://127.0.0.1:{dripping}/"),
+                                ("fast", _note("fast"), f"http://127.0.0.1:{port}/a")])
+        assert time.monotonic() - start < 3.0  # the round ended on time though the webhook never finished
+        assert first[0].startswith("not confirmed") and first[1] is None
+        second = queues.deliver([("drip", _note("drip", 1), f"http://127.0.0.1:{dripping}/"),
+                                 ("fast", _note("fast", 1), f"http://127.0.0.1:{port}/b")])
+        assert second[0].startswith("not sent: this site's previous webhook") and second[1] is None
+        assert [path for _, _, path in got] == ["/a", "/b"]
+    finally:
+        queues.close()
