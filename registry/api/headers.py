@@ -34,6 +34,12 @@ COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+# An unhandled error's 500 is answered by Starlette's outermost middleware, outside this one: its JSON carries
+# these itself (registry/api/errors.py).
+ERROR_HEADERS = {**{k.decode(): v.decode() for k, v in COMMON_HEADERS},
+                 "content-security-policy": "default-src 'none'; frame-ancestors 'none'"}
+
+
 def tile_source(tiles_url: str | None) -> str | None:
     """The CSP source of an XYZ tile URL template: its origin, ``{s}`` subdomains as a wildcard; None if unset
     or not http(s)."""

@@ -11,6 +11,7 @@ import hashlib
 import re
 
 import pytest
+from fastapi.testclient import TestClient
 
 from registry.api.headers import dashboard_policy, tile_source
 from tests.security.conftest import SecureApi
@@ -43,6 +44,18 @@ def test_every_response_carries_the_security_headers(secure: SecureApi, method: 
     assert policy["frame-ancestors"] == ["'none'"] and policy["object-src"] == ["'none'"]
     assert "'unsafe-inline'" not in policy["style-src"] and policy["base-uri"] == ["'none'"]
     assert len(response.headers.get_list("content-security-policy")) == 1
+
+
+def test_an_unhandled_error_carries_the_headers_too(secure: SecureApi) -> None:
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    secure.app.add_api_route("/api/v1/test-boom", boom)
+    response = TestClient(secure.app, raise_server_exceptions=False).get("/api/v1/test-boom")
+    assert response.status_code == 500 and "a bug" not in response.text
+    for name, value in EXPECTED.items():
+        assert response.headers.get(name) == value
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
 
 def test_the_dashboard_page_has_no_inline_script_or_style(secure: SecureApi) -> None:
