@@ -23,7 +23,9 @@ from microservices.data_quality.service import DataQuality
 from microservices.data_quality.settings import DataQualitySettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
+from simulators.sensors import FleetSensors
 from simulators.site import load_site
+from sitepulse.sitefile import SiteConfig
 
 SPIKE_KMH = 120.0  # a step faster than any site machine drives: a spike has shown
 EXPECTED = {"stuck": "stuck", "absent": "absent", "noisy": "implausible", "offset": "offset",
@@ -105,12 +107,15 @@ def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
 
 
 def score_run(seed: int, specs: tuple[str, ...], minutes: float = 20.0, start_s: float = 300.0,
-              chunk: str = "1min", settings: DataQualitySettings | None = None) -> RunScore:
-    """Simulate one seed with one fault per hauler, run the service in chunks, compare with the truth."""
-    site = load_site(None)
+              chunk: str = "1min", settings: DataQualitySettings | None = None, *,
+              sensors: FleetSensors | str | None = None, hz: float = 1.0,
+              site: SiteConfig | str | None = None) -> RunScore:
+    """Simulate one seed of ``site`` (default the demo quarry) with ``sensors`` (a SensorConfig, a MixedFleet or
+    a receiver class name) and one fault per hauler, run the service in chunks, compare with the truth."""
+    site = load_site(site)
     probe = simulate(site, site_id="demo", duration_s=0, seed=seed)
     faults = assign([m.id for m in probe.haulers], specs, start_s)
-    sim = simulate(site, site_id="demo", duration_s=minutes * 60, seed=seed,
+    sim = simulate(site, site_id="demo", hz=hz, duration_s=minutes * 60, seed=seed, sensors=sensors,
                    faults=parse_faults(",".join(faults.values())) if faults else None)
     telemetry = telemetry_arriving(sim)
     truth = sim.truth_records()

@@ -32,8 +32,10 @@ from microservices.positioning.service import Positioning
 from microservices.positioning.settings import PositioningSettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
-from simulators.sensors import SensorConfig
+from simulators.machines import Behaviour
+from simulators.sensors import RECEIVERS, FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
+from sitepulse.sitefile import SiteConfig
 
 FAULTS = "dropout=0.005,duplicate=0.02,reorder=0.02,malformed=0.005,wrong_type=0.005"
 TARGETS = {"visits_found_pct": 98.0, "spurious_pct": 2.0, "distance_error_pct": 3.0}
@@ -54,6 +56,7 @@ class RunScore:
     spurious_pct: float
     distance_error_pct: float
     fleet_distance_error_pct: float
+    idle_error_pct: float  # worst machine: |idle found - true idle| in % of its engine-on time
     restricted_true: int
     restricted_found: int
     speeding_true: int
@@ -113,14 +116,19 @@ def match_visits(truth: pd.DataFrame, found: pd.DataFrame, end: pd.Timestamp, to
     return truth_ok, found_ok
 
 
-def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: SensorConfig | None = None,
+def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: FleetSensors | str | None = None,
               faults: str = FAULTS, settings: PositioningSettings | None = None, chunk: str = "10min",
-              haulers: int | None = None) -> RunScore:
-    """Simulate, run the service incrementally and score it against the truth."""
-    site = load_site(None)
+              haulers: int | None = None, site: SiteConfig | str | None = None,
+              behaviour: Behaviour | None = None, speed_reported: bool = True) -> RunScore:
+    """Simulate ``site`` (default the demo quarry) with ``sensors`` (a SensorConfig, a MixedFleet or a receiver
+    class name), run the service incrementally and score it against the truth. ``speed_reported=False``: the
+    trackers send positions only (no CAN bus), so distance and idle time come from the positions alone."""
+    site = load_site(site)
     sim = simulate(site, site_id="score", hz=hz, duration_s=hours * 3600, seed=seed, faults=parse_faults(faults),
-                   sensors=sensors, haulers=haulers)
+                   sensors=sensors, haulers=haulers, **({"behaviour": behaviour} if behaviour else {}))
     telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site
+    if not speed_reported:
+        telemetry = telemetry.assign(speed_kmh=np.nan)
     records = sim.truth_records()
     started = time.perf_counter()
     tables = run_in_chunks(Positioning(), telemetry, site=site, settings=settings or PositioningSettings(),
@@ -144,6 +152,9 @@ def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: Sensor
     errors = (estimated.reindex(moved.index).fillna(0) - moved["distance_m"]).abs() / moved["distance_m"] * 100
     fleet_error = abs(estimated.reindex(moved.index).fillna(0).sum() - moved["distance_m"].sum()) / max(
         moved["distance_m"].sum(), 1) * 100
+    idle = activity.groupby("machine_id")["idle_ms"].sum() / 1000.0 if "idle_ms" in activity else pd.Series()
+    engine_s = machines["engine_hours"] * 3600
+    idle_errors = (idle.reindex(machines.index).fillna(0) - machines["idle_s"]).abs() / engine_s.clip(lower=1) * 100
 
     restricted = [r for r in records if r["type"] == "restricted_entry"]
     entries = tables.get("zone_entries", pd.DataFrame(columns=["machine_id", "zone", "zone_type", "entered_at"]))
@@ -166,7 +177,7 @@ def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: Sensor
         visits_found_pct=100.0 * found_count / max(len(truth), 1),
         spurious_pct=100.0 * (len(found) - int(found_ok.sum())) / max(len(found), 1),
         distance_error_pct=float(errors.max()) if len(errors) else 0.0,
-        fleet_distance_error_pct=float(fleet_error),
+        fleet_distance_error_pct=float(fleet_error), idle_error_pct=float(idle_errors.max()),
         restricted_true=len(restricted), restricted_found=r_found,
         speeding_true=len(speeding_true), speeding_found=s_found, speeding_detected=len(speeding),
         gnss_jumps=int(machines["gnss_jumps"].sum()), process_s=process_s,
@@ -177,11 +188,12 @@ def score_run(seed: int, hours: float = 2.0, *, hz: float = 1.0, sensors: Sensor
 def format_scores(scores: list[RunScore]) -> str:
     """The scores as a table a person reads."""
     lines = [f"{'seed':>4} {'hz':>4} {'samples':>8} {'visits':>6} {'found %':>8} {'spurious %':>10} "
-             f"{'dist err %':>10} {'restricted':>10} {'speeding':>12} {'jumps':>5} {'rows/s':>8}"]
+             f"{'dist err %':>10} {'idle err %':>10} {'restricted':>10} {'speeding':>12} {'jumps':>5} {'rows/s':>8}"]
     for s in scores:
         lines.append(
             f"{s.seed:>4} {s.hz:>4g} {s.samples:>8} {s.true_visits:>6} {s.visits_found_pct:>8.2f} "
-            f"{s.spurious_pct:>10.2f} {s.distance_error_pct:>10.2f} {s.restricted_found:>4}/{s.restricted_true:<5} "
+            f"{s.spurious_pct:>10.2f} {s.distance_error_pct:>10.2f} {s.idle_error_pct:>10.2f} "
+            f"{s.restricted_found:>4}/{s.restricted_true:<5} "
             f"{s.speeding_found:>4}/{s.speeding_true:<3}({s.speeding_detected:>3}) {s.gnss_jumps:>5} "
             f"{s.samples / max(s.process_s, 1e-9):>8.0f}")
     lines.append(f"targets: found >= {TARGETS['visits_found_pct']} %, spurious <= {TARGETS['spurious_pct']} %, "
@@ -197,13 +209,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hz", type=float, default=1.0)
     parser.add_argument("--gnss-sigma", type=float, default=SensorConfig.gnss_sigma_m, help="GNSS error, m per axis")
     parser.add_argument("--jump-rate", type=float, default=SensorConfig.gnss_jump_rate, help="jumps per sample")
+    parser.add_argument("--receiver", choices=[*RECEIVERS, "mixed"], help="a GNSS receiver class (instead of "
+                        "--gnss-sigma)")
+    parser.add_argument("--gnss-white", type=float, help="white GNSS noise, m per axis (with --receiver)")
+    parser.add_argument("--site", help="a shipped site by name (default the demo quarry)")
+    parser.add_argument("--no-speed", action="store_true", help="trackers report positions only, no speed")
     parser.add_argument("--faults", default=FAULTS)
     parser.add_argument("--verbose", action="store_true", help="list missed and spurious visits")
     args = parser.parse_args(argv)
-    sensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
+    if args.receiver:
+        sensors = fleet_sensors(args.receiver, **({"gnss_white_m": args.gnss_white} if args.gnss_white else {}))
+    else:
+        sensors = SensorConfig(gnss_sigma_m=args.gnss_sigma, gnss_jump_rate=args.jump_rate)
     scores = []
     for seed in args.seeds:
-        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults)
+        score = score_run(seed, args.hours, hz=args.hz, sensors=sensors, faults=args.faults, site=args.site,
+                          speed_reported=not args.no_speed)
         scores.append(score)
         if args.verbose:
             for kind, items in (("missed", score.misses), ("spurious", score.spurious)):

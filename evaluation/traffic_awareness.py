@@ -49,9 +49,10 @@ from microservices.traffic_awareness.settings import TrafficSettings
 from simulators.engine import Simulation, simulate
 from simulators.faults import parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import SensorConfig
+from simulators.sensors import FleetSensors, SensorConfig
 from simulators.site import load_site
 from simulators.truth import TruthRecorder, TruthSettings
+from sitepulse.sitefile import SiteConfig
 
 TARGETS = {"found_pct": 95.0, "spurious_pct": 5.0, "queue_wait_error_pct": 10.0}
 LANE_OFFSET_M = 6.5  # the demo quarry's haul roads: two lanes, centres 13 m apart (simulators/site.py)
@@ -185,12 +186,15 @@ def queue_errors(truth: pd.DataFrame, detected: pd.DataFrame) -> dict[str, dict[
 def score_run(seed: int, hours: float = 2.0, haulers: int = HAULERS, run_junction: float = RUN_JUNCTION,
               chunk: str = "10min", tolerance_s: float = 5.0, end_margin_s: float = 60.0,
               settings: TrafficSettings | None = None, faults: str = FAULTS,
-              profile: str = "rtk") -> RunScore:
-    """Simulate one seed with the ``profile``'s sensors, run the service, compare with the truth."""
-    site = load_site(None)
-    sim = simulate(site, site_id="demo", duration_s=hours * 3600, seed=seed, haulers=haulers,
-                   faults=parse_faults(faults), behaviour=Behaviour(p_run_junction=run_junction),
-                   sensors=PROFILES[profile].sensors)
+              profile: str = "rtk", *, sensors: FleetSensors | str | None = None, hz: float = 1.0,
+              site: SiteConfig | str | None = None, behaviour: Behaviour | None = None) -> RunScore:
+    """Simulate one seed with the ``profile``'s sensors (or ``sensors``: a SensorConfig, a MixedFleet or a
+    receiver class name, with the profile's map-matching) on ``site`` (default the demo quarry), run the
+    service, compare with the truth. ``behaviour`` replaces the default habits (its p_run_junction included)."""
+    site = load_site(site)
+    sim = simulate(site, site_id="demo", hz=hz, duration_s=hours * 3600, seed=seed, haulers=haulers,
+                   faults=parse_faults(faults), behaviour=behaviour or Behaviour(p_run_junction=run_junction),
+                   sensors=sensors if sensors is not None else PROFILES[profile].sensors)
     wide, narrow = banded_truth(sim, +1), banded_truth(sim, -1)
     sim.truth = _TeeTruth(sim.truth, [wide, narrow])
     telemetry = telemetry_from_messages(sim, sent_from=sim.start)  # arriving as on a live site

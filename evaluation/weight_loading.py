@@ -29,8 +29,9 @@ from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.engine import simulate
 from simulators.faults import FaultConfig, parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import SensorConfig
+from simulators.sensors import FleetSensors, SensorConfig
 from simulators.site import load_site
+from sitepulse.sitefile import SiteConfig
 
 DEFAULT_FAULTS = "dropout=0.01,duplicate=0.02,reorder=0.02,malformed=0.005,wrong_type=0.005"
 DUMP_TOLERANCE_S = 60.0
@@ -77,10 +78,13 @@ class Score:
 
 
 def simulated(seed: int, hours: float, *, hz: float = 1.0, faults: FaultConfig | None = None,
-              sensors: SensorConfig | None = None, haulers: int | None = None, behaviour: Behaviour | None = None
+              sensors: FleetSensors | str | None = None, haulers: int | None = None,
+              behaviour: Behaviour | None = None, site: SiteConfig | str | None = None
               ) -> tuple[pd.DataFrame, list[dict], Any, pd.DataFrame]:
-    """Telemetry (as ingest stores it) and ground truth of one simulator run of the demo quarry."""
-    site = load_site()
+    """Telemetry (as ingest stores it) and ground truth of one simulator run of ``site`` (a SiteConfig, a path
+    or a shipped site's name; default the demo quarry) with ``sensors`` (a SensorConfig, a MixedFleet or a
+    receiver class name, simulators/sensors.py)."""
+    site = load_site(site)
     options: dict[str, Any] = {"sensors": sensors} if sensors is not None else {}
     if behaviour is not None:
         options["behaviour"] = behaviour

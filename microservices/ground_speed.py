@@ -1,24 +1,33 @@
-"""Speed over ground for services that need only speed: the reported speed while it agrees with the track,
-else the track's.
+"""Motion over ground for services that need speed and standing: the machine's own speed while it agrees with the
+displacement of its fixes over a noise-long baseline, else what the fixes say over that baseline.
 
-Why a compiled kernel: a speed signal is checked at every sample against the step from the fix before (against
-the track estimate where a sample has no step of its own: a repeat, a spike's edge, after a gap), and trusted
-while at least ``speed_trust_share`` of the trust window's checks agreed (a GNSS jump spoils two steps, outvoted);
-only where it is not trusted is the jump-filtered track velocity worked out (``motion.py``'s estimate: the median
-of the steps that are no jump's edge). That is a walk along each machine's samples carrying short windows,
-which numpy can only express as dozens of whole-array passes and merges with what the previous batch left; the
-check must cost a service a small share of its rows per second in batches of every size (issue #18), so the walk
-is one numba loop.
+Why a baseline: a standalone receiver's fix has 1-2.5 m of white jitter per axis, so a step between 1-s fixes has
+several m/s of noise and a standing truck "moves". Over ``baseline_s`` (20 s) the same jitter is a tenth of a m/s.
+So the reported speed is checked against the displacement of the per-second mean fixes (median over ``smooth_s``
+at each end, so a short GNSS jump is outvoted) over the baseline: the distance the reported speed covered in that
+time and the chord agree within the physical tolerance (``speed_tolerance_kmh`` + ``speed_tolerance_share``) plus
+``noise_sigmas`` times the receiver's noise times sqrt 2 over the baseline. The reported speed is used while most
+checks of the trust window agree (a stuck or dead signal disagrees with a moving track nearly always). Where it is
+not trusted (stuck, absent, dead) the fixes decide: a displacement within the noise floor (``noise_sigmas`` noise
+sigmas, times sqrt 2) is standing (speed 0), above it the machine moves at the baseline's speed (or, with a precise
+receiver, the jump-filtered short-window track of ``motion.py``). The receiver's noise is estimated in the same
+walk (``receiver.py``), so every threshold scales with the machine's own receiver: RTK to standalone.
 
-Deterministic across batch splits: each machine carries its newest fix, the steps of the track and predict
-windows with their jump verdicts, and the checks of the trust window, exactly what the next samples read (as
-packed arrays, ``microservices/packed.py``: a thousand machines' windows are tens of thousands of numbers, and
-the state goes through JSON every step), so batches split anywhere give the same speeds.
+Why a compiled kernel: all of that is a walk along each machine's samples carrying short windows (steps, checks,
+per-second fixes, a running noise estimate), which numpy can only express as dozens of whole-array passes; the
+check must cost a service a small share of its rows per second in batches of every size (issue #18).
+
+Deterministic across batch splits: each machine carries its newest fix, the steps of the track and predict windows
+with their jump verdicts, the checks of the trust window, the per-second fixes of the baseline, its reported
+distance so far and its noise estimate, exactly what the next samples read (as packed arrays,
+``microservices/packed.py``), so batches split anywhere give the same results.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -26,42 +35,87 @@ import numpy as np
 
 from microservices.motion import MotionSettings
 from microservices.packed import pack, unpack
+from microservices.receiver import GATE_SIGMAS, PRIOR_LOG, PRIOR_S, noise_of, observe, seeds_for
+from microservices.receiver import noise_state as receiver_state
 
-CARRY_VERSION = 8  # 8: arrays packed (microservices/packed.py)
+CARRY_VERSION = 9  # 9: baseline buckets and the receiver's noise estimate
 MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, as motion.py's windows
 STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
+NONE_MS = -(2 ** 62)  # "no such time"
+# per-sample flags of the walk
+TRUSTED, CHECKED, AGREES, STANDING = 1, 2, 4, 8
+
+
+@dataclass(frozen=True)
+class GroundMotion:
+    """Per sample: speed over ground (km/h; NaN where nothing tells), standing, the receiver's noise (m per axis)
+    and how the reported speed fared (used, checked against the baseline, agreed)."""
+
+    speed_kmh: np.ndarray
+    standing: np.ndarray
+    noise_m: np.ndarray
+    speed_used: np.ndarray
+    speed_checked: np.ndarray
+    speed_agrees: np.ndarray
+
+
+def _grouped(machine: np.ndarray) -> tuple[list[tuple[str, int, int]], np.ndarray | None]:
+    """Runs (machine, start, stop) of rows grouped by machine, and the order that groups them (None: they were)."""
+    n = len(machine)
+    starts = np.flatnonzero(np.concatenate(([True], machine[1:] != machine[:-1]))) if n else np.zeros(0, np.int64)
+    names = machine[starts].tolist()
+    if len(set(names)) == len(names):
+        return list(zip(names, starts.tolist(), [*starts[1:].tolist(), n], strict=True)), None
+    order = np.argsort(np.unique(machine.astype(str), return_inverse=True)[1], kind="stable")
+    runs, _ = _grouped(machine[order])
+    return runs, order
+
+
+def motion_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                       carried: dict[str, Any], settings: MotionSettings | None = None
+                       ) -> tuple[GroundMotion, dict[str, Any]]:
+    """Speed, standing and receiver noise per sample, and what to carry ({} at first).
+
+    Rows of any machines in time order per machine; x, y in metres on any local plane (only differences count).
+    A sample older than its machine's newest fix (a late delivery) keeps its reported speed: the track has moved
+    past it.
+    """
+    machine = np.asarray(machine, object)
+    runs, order = _grouped(machine)
+    cols = [np.asarray(c) for c in (t_ms, x, y, speed_kmh)]
+    if order is not None:
+        cols = [c[order] for c in cols]
+    t, xs, ys, v = cols
+    motion, kept = motion_of_runs(runs, np.asarray(t, np.int64) * 1_000_000, xs, ys, (1.0, 1.0), v, carried,
+                                  settings)
+    if order is None:
+        return motion, kept
+    back = np.empty(len(machine), np.int64)
+    back[order] = np.arange(len(machine))
+    return GroundMotion(*(getattr(motion, f)[back] for f in GroundMotion.__dataclass_fields__)), kept
 
 
 def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
                       carried: dict[str, Any], settings: MotionSettings | None = None
                       ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Speed per sample (km/h; NaN where neither the report nor the track has one) and what to carry.
-
-    Rows grouped by machine in time order (as a batch sorted by machine and time is); x, y in metres on any
-    local plane (only steps count). A sample older than its machine's newest fix (a late delivery) keeps its
-    reported speed: the track has moved past it.
-    """
-    machine = np.asarray(machine, object)
-    n = len(machine)
-    starts = np.flatnonzero(np.concatenate(([True], machine[1:] != machine[:-1]))) if n else np.zeros(0, np.int64)
-    names = machine[starts].tolist()
-    if len(set(names)) != len(names):  # not grouped by machine: group it (stable, so time order stays)
-        order = np.argsort(np.unique(machine.astype(str), return_inverse=True)[1], kind="stable")
-        out, kept = speed_over_ground(machine[order], np.asarray(t_ms)[order], np.asarray(x)[order],
-                                      np.asarray(y)[order], np.asarray(speed_kmh)[order], carried, settings)
-        back = np.empty(n)
-        back[order] = out
-        return back, kept
-    runs = list(zip(names, starts.tolist(), [*starts[1:].tolist(), n], strict=True))
-    return speeds_of_runs(runs, np.asarray(t_ms, np.int64) * 1_000_000, x, y, (1.0, 1.0), speed_kmh, carried,
-                          settings)
+    """``motion_over_ground``'s speed (km/h; 0 where the machine stands) and what to carry."""
+    motion, kept = motion_over_ground(machine, t_ms, x, y, speed_kmh, carried, settings)
+    return motion.speed_kmh, kept
 
 
 def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
                    settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """``speed_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
+    """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry."""
+    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings)
+    return motion.speed_kmh, kept
+
+
+def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
+                   settings: MotionSettings | None = None) -> tuple[GroundMotion, dict[str, Any]]:
+    """``motion_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
     takes longitude and latitude as they come, with no projected copy of the batch)."""
     s = settings or DEFAULTS
@@ -72,31 +126,66 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     slot_of = {name: i for i, name in enumerate(ids)}
     present = set(names)
     absent = [name not in present for name in ids]  # they carry on what they carried
-    out, has, ints, floats = _walk(
+    out, flags, noise, has, ints, floats, _ = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
         np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
-        unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s))
+        unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s),
+        np.full((len(runs), 3), np.nan))
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
-    return out, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
+    motion = GroundMotion(out, (flags & STANDING) > 0, noise, (flags & TRUSTED) > 0, (flags & CHECKED) > 0,
+                          (flags & AGREES) > 0)
+    return motion, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
 
 
-# what each machine carries: its newest fix (time in ms, x, y), how many steps and checks, then all machines'
-# steps (ms before the newest fix, velocity, jump verdict) and checks ((ms before the newest fix) * 2 + agreed);
-# packed in two arrays, the integers and the floats, in this order
-INTS = ("ft", "sn", "cn", "st", "so", "c")
-FLOATS = ("fx", "fy", "sx", "sy")
+def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
+                 settings: MotionSettings | None = None, names: np.ndarray | None = None,
+                 noise_state: dict | None = None) -> tuple[GroundMotion, dict]:
+    """The walk over one batch sorted by (group, time) without a full carry (for vectorised services that feed a
+    tail of earlier samples with each batch): only the receiver's noise estimate is carried, in ``noise_state``
+    (``receiver.noise_state``; keyed by ``names[group]``, the group's index where ``names`` is None), and samples
+    it already observed are not observed again. Returns the motion and the new noise state."""
+    s = settings or DEFAULTS
+    group = np.asarray(group)
+    n = len(group)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], n].astype(np.int64)
+    keys = [str(names[g]) if names is not None else str(g) for g in group[starts].tolist()]
+    t = np.asarray(t_ms, np.int64)
+    out, flags, noise, _, _, _, estimates = _walk(
+        starts.astype(np.int64), ends, t * 1_000_000, np.asarray(x, float), np.asarray(y, float),
+        np.asarray(speed_kmh, float), np.full(len(starts), -1, np.int64), np.zeros(0, np.bool_),
+        np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys))
+    newest = np.maximum.reduceat(t, starts) if n else np.zeros(0, np.int64)
+    motion = GroundMotion(out, (flags & STANDING) > 0, noise, (flags & TRUSTED) > 0, (flags & CHECKED) > 0,
+                          (flags & AGREES) > 0)
+    return motion, receiver_state(noise_state, keys, estimates, newest)
+
+
+# what each machine carries, packed in two arrays (the integers and the floats) in this order: per machine its
+# newest fix time (ms), counts of steps, checks and buckets, since when its reported speed says standing, when the
+# reported distance was last unknown, its last reported speed's time; then all machines' steps (ms before the
+# newest fix, jump verdict), checks ((ms before the newest fix) * 2 + agreed) and buckets (last fix time, ms).
+# Floats: per machine the newest fix (x, y), noise estimate (mean log, weight), reported distance (m), last
+# reported speed (m/s); then the steps' velocities and the buckets' sums, counts, first fixes, medians, distances.
+M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt")
+M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv")
+B_FLOATS = ("bx", "by", "bc", "rx", "ry", "bsx", "bsy", "bcum", "bst")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
-    """What ``speeds_of_runs`` carried, as arrays by name (INTS, FLOATS; empty ones for a new carry)."""
+    """What ``motion_of_runs`` carried, as arrays by name (empty ones for a new carry)."""
     ints, floats = unpack(carried.get("i"), np.int64), unpack(carried.get("f"))
     m = len(carried.get("ids", []))
-    steps, checks = int(ints[m:2 * m].sum()), int(ints[2 * m:3 * m].sum())
-    out = dict(zip(INTS, np.split(ints, np.cumsum([m, m, m, steps, steps])), strict=True))
-    out.update(zip(FLOATS, np.split(floats, np.cumsum([m, m, steps])), strict=True))
-    assert len(out["c"]) == checks and len(out["sy"]) == steps  # the layout above
+    k = len(M_INTS)
+    steps, checks, buckets = int(ints[m:2 * m].sum()), int(ints[2 * m:3 * m].sum()), int(ints[3 * m:4 * m].sum())
+    names = (*M_INTS, "st", "so", "c", "bt")
+    sizes = [m] * k + [steps, steps, checks, buckets]
+    out = dict(zip(names, np.split(ints, np.cumsum(sizes)[:-1]), strict=True))
+    fnames = (*M_FLOATS, "sx", "sy", *B_FLOATS)
+    fsizes = [m] * len(M_FLOATS) + [steps, steps] + [buckets] * len(B_FLOATS)
+    out.update(zip(fnames, np.split(floats, np.cumsum(fsizes)[:-1]), strict=True))
     return out
 
 
@@ -106,7 +195,9 @@ def _parameters(s: MotionSettings) -> np.ndarray:
     return np.array([round(s.max_step_s * MS_PER_S), s.max_speed_kmh / 3.6, round(s.track_window_s * MS_PER_S),
                      round(s.predict_window_s * MS_PER_S), s.step_tolerance_kmh, s.step_tolerance_share,
                      s.speed_tolerance_kmh, s.speed_tolerance_share, round(s.trust_window_s * MS_PER_S),
-                     s.speed_trust_share, s.trust_min_checks, STEP_DECIMALS], float)
+                     s.speed_trust_share, s.trust_min_checks, STEP_DECIMALS, round(s.baseline_s * MS_PER_S),
+                     max(1, round(s.smooth_s)), s.noise_sigmas, s.standing_kmh, s.precise_noise_m,
+                     round(s.min_baseline_s * MS_PER_S)], float)
 
 
 _NO_SKIP = np.zeros(0, np.int64)  # ``_median``'s mask when every value counts
@@ -133,54 +224,81 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, parameters):  # pragma: no cover
-    """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds,
-    which machines have a fix to carry, and the new carry in INTS / FLOATS order: the machines of the batch with a
-    fix, then those carried and ``absent`` from it, as they were."""
+def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
+    """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds, the
+    per-sample flags (TRUSTED, CHECKED, AGREES, STANDING) and noise, which machines have a fix to carry, and the
+    new carry (the layout of ``carried_arrays``): the machines of the batch with a fix, then those carried and
+    ``absent`` from it, as they were. ``seeds`` (per machine: mean log, weight, time) start the noise estimate of a
+    machine without a slot, which observes only samples after that time; also returned: each machine's estimate
+    (mean log, weight) after its samples."""
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
-    speed_tol_kmh, speed_tol_share, trust_ms = parameters[6], parameters[7], np.int64(parameters[8])
+    speed_tol_ms, speed_tol_share, trust_ms = parameters[6] / 3.6, parameters[7], np.int64(parameters[8])
     trust_share, min_checks, unit = parameters[9], np.int64(parameters[10]), 10.0 ** parameters[11]
-    # the carry's layout (INTS, FLOATS): per machine ft, sn, cn and fx, fy; then everyone's steps and checks
+    baseline_ms, smooth_n, sigmas = np.int64(parameters[12]), np.int64(parameters[13]), parameters[14]
+    standing_kmh, precise_m, min_span_ms = parameters[15], parameters[16], np.int64(parameters[17])
+    keep_ms = max(baseline_ms + max_step_ms, smooth_n * 1000)  # buckets a later sample may still read
+    root2 = math.sqrt(2.0)
+    # the carry's layout: per machine 7 ints and 6 floats, then everyone's steps, checks and buckets
     m_c = len(absent)
-    c_ft, c_sn, c_cn = c_ints[:m_c], c_ints[m_c:2 * m_c], c_ints[2 * m_c:3 * m_c]
-    c_fx, c_fy = c_floats[:m_c], c_floats[m_c:2 * m_c]
-    n_steps = c_sn.sum()
-    c_st, c_so = c_ints[3 * m_c:3 * m_c + n_steps], c_ints[3 * m_c + n_steps:3 * m_c + 2 * n_steps]
-    c_packed = c_ints[3 * m_c + 2 * n_steps:]
-    c_sx, c_sy = c_floats[2 * m_c:2 * m_c + n_steps], c_floats[2 * m_c + n_steps:]
-    c_step_at, c_check_at = np.zeros(m_c + 1, np.int64), np.zeros(m_c + 1, np.int64)
-    c_step_at[1:], c_check_at[1:] = np.cumsum(c_sn), np.cumsum(c_cn)
+    c_ft, c_sn, c_cn, c_bn = c_ints[:m_c], c_ints[m_c:2 * m_c], c_ints[2 * m_c:3 * m_c], c_ints[3 * m_c:4 * m_c]
+    c_ss, c_nt, c_vt = c_ints[4 * m_c:5 * m_c], c_ints[5 * m_c:6 * m_c], c_ints[6 * m_c:7 * m_c]
+    n_steps, n_checks, n_buckets = c_sn.sum(), c_cn.sum(), c_bn.sum()
+    o = 7 * m_c
+    c_st, c_so = c_ints[o:o + n_steps], c_ints[o + n_steps:o + 2 * n_steps]
+    c_packed = c_ints[o + 2 * n_steps:o + 2 * n_steps + n_checks]
+    c_bt = c_ints[o + 2 * n_steps + n_checks:]
+    c_fx, c_fy, c_mu, c_nw = c_floats[:m_c], c_floats[m_c:2 * m_c], c_floats[2 * m_c:3 * m_c], c_floats[3 * m_c:4 * m_c]
+    c_cum, c_lv = c_floats[4 * m_c:5 * m_c], c_floats[5 * m_c:6 * m_c]
+    o = 6 * m_c
+    c_sx, c_sy = c_floats[o:o + n_steps], c_floats[o + n_steps:o + 2 * n_steps]
+    c_bf = c_floats[o + 2 * n_steps:]  # 9 fields, each n_buckets long
+    c_step_at, c_check_at, c_bucket_at = np.zeros(m_c + 1, np.int64), np.zeros(m_c + 1, np.int64), \
+        np.zeros(m_c + 1, np.int64)
+    c_step_at[1:], c_check_at[1:], c_bucket_at[1:] = np.cumsum(c_sn), np.cumsum(c_cn), np.cumsum(c_bn)
     machines = len(starts)
     n = len(t)
     out = v.copy()
+    flags = np.zeros(n, np.int64)
+    noise = np.full(n, np.nan)
     east, north = scale[0], scale[1]
     has = np.zeros(machines, np.bool_)
     kept = machines + m_c
-    fix_t, fix_x, fix_y = np.zeros(kept, np.int64), np.zeros(kept), np.zeros(kept)
-    steps_per, checks_per = np.zeros(kept, np.int64), np.zeros(kept, np.int64)
+    k_ints, k_floats = np.zeros((7, kept), np.int64), np.zeros((6, kept))
     n_kept = 0
-    cap_steps = len(c_st) + n
-    cap_checks = len(c_packed) + n
+    cap_steps, cap_checks, cap_buckets = len(c_st) + n, len(c_packed) + n, len(c_bt) + n
     out_st, out_sx, out_sy = np.empty(cap_steps, np.int64), np.empty(cap_steps), np.empty(cap_steps)
     out_so, out_c = np.empty(cap_steps, np.int64), np.empty(cap_checks, np.int64)
-    n_out_steps = 0
-    n_out_checks = 0
+    out_bt, out_bf = np.empty(cap_buckets, np.int64), np.empty((9, cap_buckets))
+    n_out_steps, n_out_checks, n_out_buckets = 0, 0, 0
+    smooth_x, smooth_y, smooth_t = np.empty(smooth_n + 1), np.empty(smooth_n + 1), np.empty(smooth_n + 1)
+    estimates = np.zeros((machines, 2))
     for m in range(machines):
         a, b = starts[m], ends[m]
         j = slot[m]
-        # this machine's steps (time, velocity, jump verdict) and checks (time, agreed), carried ones first
+        # this machine's steps (time, velocity, jump verdict), checks (time, agreed) and per-second buckets (last fix
+        # time; sums, count, first fix, smoothed position, reported distance), carried ones first
         k0 = c_step_at[j] if j >= 0 else 0
         k1 = c_step_at[j + 1] if j >= 0 else 0
         q0 = c_check_at[j] if j >= 0 else 0
         q1 = c_check_at[j + 1] if j >= 0 else 0
+        r0 = c_bucket_at[j] if j >= 0 else 0
+        r1 = c_bucket_at[j + 1] if j >= 0 else 0
         size = k1 - k0 + b - a
         st, sx, sy, so = np.empty(size, np.int64), np.empty(size), np.empty(size), np.empty(size, np.int64)
-        scratch = np.empty(size)  # for the medians of a window's steps
+        scratch = np.empty(max(size, smooth_n + 1))  # for the medians of a window's steps
         ct, ca = np.empty(q1 - q0 + b - a, np.int64), np.empty(q1 - q0 + b - a + 1, np.int64)
+        bt, bf = np.empty(r1 - r0 + b - a, np.int64), np.empty((9, r1 - r0 + b - a))
         last_t, last_x, last_y, last_ok = np.int64(0), 0.0, 0.0, False
+        mu, nw, cum, lv = PRIOR_LOG, PRIOR_S, 0.0, np.nan
+        ss, nt, vt = np.int64(NONE_MS), np.int64(NONE_MS), np.int64(NONE_MS)
         if j >= 0:
             last_t, last_x, last_y, last_ok = c_ft[j], c_fx[j], c_fy[j], True
+            mu, nw, cum, lv = c_mu[j], c_nw[j], c_cum[j], c_lv[j]
+            ss, nt, vt = c_ss[j], c_nt[j], c_vt[j]
+        observed_after = np.int64(NONE_MS)
+        if j < 0 and np.isfinite(seeds[m, 0]):
+            mu, nw, observed_after = seeds[m, 0], seeds[m, 1], np.int64(seeds[m, 2])
         ns = 0
         for k in range(k0, k1):
             st[ns], sx[ns], sy[ns], so[ns] = last_t - c_st[k], c_sx[k], c_sy[k], c_so[k]
@@ -191,14 +309,40 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
             ct[nc] = last_t - c_packed[k] // 2
             ca[nc + 1] = ca[nc] + c_packed[k] % 2
             nc += 1
+        nb = 0
+        for k in range(r0, r1):
+            bt[nb] = c_bt[k]
+            for f in range(9):
+                bf[f, nb] = c_bf[f * n_buckets + k]
+            nb += 1
         newest = last_t if j >= 0 else np.int64(-(2 ** 62))
         trust_lo = 0
+        anchor = 0
         for i in range(a, b):
             ti = t[i] // 1_000_000  # ns -> ms
+            vi = v[i]
             if last_ok and ti < last_t:  # late: older than the newest fix
-                out[i] = v[i]
+                out[i] = vi
+                if np.isfinite(vi):
+                    flags[i] = TRUSTED | (STANDING if vi <= standing_kmh else 0)
+                noise[i] = noise_of(mu)
                 continue
             newest = max(newest, ti)
+            # the distance the reported speed covered (trapezoids); unknown across a missing speed or a gap
+            before = vt
+            if np.isfinite(vi):
+                if vt != NONE_MS and np.isfinite(lv) and ti - vt <= max_step_ms:
+                    cum += (lv + vi / 3.6) * 0.5 * (ti - vt) / 1000.0
+                else:
+                    nt = ti
+                lv = vi / 3.6
+                if vi > standing_kmh:
+                    ss = NONE_MS
+                elif ss == NONE_MS:
+                    ss = ti
+            else:
+                nt, lv, ss = ti, np.nan, NONE_MS
+            vt = ti
             fixed = np.isfinite(x[i]) and np.isfinite(y[i])
             vx, vy = np.nan, np.nan
             if fixed and last_ok and ti - last_t > 0 and ti - last_t <= max_step_ms:
@@ -211,54 +355,133 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
             ns += 1
             if fixed:
                 last_t, last_x, last_y, last_ok = ti, x[i], y[i], True
-            # checked against the step when there is one (the track estimate itself where no step is a jump's
-            # edge); a sample without one (a repeat, a spike, after a gap) against the track estimate
-            track_kmh = np.sqrt(vx * vx + vy * vy) * 3.6
-            estimated = False
-            if not np.isfinite(track_kmh):
-                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
-                track_kmh, estimated = np.sqrt(tx * tx + ty * ty) * 3.6, True
-            checked = np.isfinite(track_kmh) and np.isfinite(v[i])
-            agrees_now = checked and abs(v[i] - track_kmh) <= speed_tol_kmh + speed_tol_share * track_kmh
+            while trust_lo < nc and ct[trust_lo] < ti - trust_ms:
+                trust_lo += 1
+            count = nc - trust_lo
+            trusted_before = np.isfinite(vi) and count >= min_checks and ca[nc] - ca[trust_lo] >= trust_share * count
+            sigma = noise_of(mu)
+            based, checked, agrees_now, disp, v_base = False, False, False, np.nan, np.nan
+            if fixed:
+                second = ti // 1000
+                if nb > 0 and bt[nb - 1] // 1000 == second:
+                    bf[0, nb - 1] += x[i]
+                    bf[1, nb - 1] += y[i]
+                    bf[2, nb - 1] += 1.0
+                    bt[nb - 1] = ti
+                else:
+                    bt[nb] = ti
+                    bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = x[i], y[i], 1.0, x[i], y[i]
+                    nb += 1
+                # where the machine is now: the median of the per-second mean fixes of the last smooth_n seconds
+                # (and the median of their times: when it was there, so speed over a short baseline is not biased)
+                k = 0
+                q = nb - 1
+                while q >= 0 and bt[q] // 1000 > second - smooth_n:
+                    smooth_x[k], smooth_y[k] = bf[0, q] / bf[2, q], bf[1, q] / bf[2, q]
+                    smooth_t[k] = bt[q]
+                    k += 1
+                    q -= 1
+                now_x, now_y = _median(smooth_x[:k], _NO_SKIP, scratch), _median(smooth_y[:k], _NO_SKIP, scratch)
+                now_t = _median(smooth_t[:k], _NO_SKIP, scratch)
+                bf[5, nb - 1], bf[6, nb - 1], bf[7, nb - 1], bf[8, nb - 1] = now_x, now_y, cum, now_t
+                # the receiver's noise from the raw fix against the raw fix one full baseline before (the newest
+                # bucket at least baseline_ms old, not from before a gap): while the machine's own trusted speed
+                # kept it standing through the baseline; without a trusted speed, a pair within the noise gate (a
+                # driving machine's is far outside)
+                while anchor + 1 < nb and bt[anchor + 1] <= ti - baseline_ms:
+                    anchor += 1
+                w = 1.0 if before == NONE_MS else min(max((ti - before) / 1000.0, 0.0), 1.0)
+                if ti - baseline_ms - max_step_ms <= bt[anchor] <= ti - baseline_ms and ti > observed_after \
+                        and w > 0:
+                    rdx, rdy = (x[i] - bf[3, anchor]) * east, (y[i] - bf[4, anchor]) * north
+                    if trusted_before:
+                        if ss != NONE_MS and ss <= bt[anchor] - 1000:
+                            mu, nw = observe(mu, nw, rdx, rdy, w)
+                    elif max(abs(rdx), abs(rdy)) <= GATE_SIGMAS * sigma * root2:
+                        mu, nw = observe(mu, nw, rdx, rdy, w)
+                # the check's baseline: the newest bucket at least baseline_ms old, or where there is none (a short
+                # history, a gap) the oldest since, once it is min_span_ms old (with the wider tolerance of a
+                # short baseline). Not shorter where the noise would allow it: a GNSS jump spoils the checks while
+                # it is at either end, and two such spells within one trust window would outvote a healthy signal
+                span_ms = baseline_ms
+                use = nb - 1
+                while use > 0 and bt[use] > ti - span_ms:
+                    use -= 1
+                if bt[use] < ti - span_ms - max_step_ms or bt[use] > ti - span_ms:  # from before a gap, or none
+                    use += 1
+                    while use < nb and bt[use] < ti - span_ms - max_step_ms:
+                        use += 1
+                if use < nb and ti - bt[use] >= min_span_ms:
+                    based = True
+                    span = (ti - bt[use]) / 1000.0
+                    disp = math.hypot((now_x - bf[5, use]) * east, (now_y - bf[6, use]) * north)
+                    v_base = disp / max((now_t - bf[8, use]) / 1000.0, 1.0)
+                    if np.isfinite(vi) and nt <= bt[use]:  # the reported distance over the same baseline
+                        v_reported = (cum - bf[7, use]) / span
+                        tolerance = speed_tol_ms + speed_tol_share * v_base + sigmas * sigma * root2 / span
+                        checked = True
+                        agrees_now = abs(v_reported - v_base) <= tolerance
             if checked:
                 ct[nc] = ti
                 ca[nc + 1] = ca[nc] + (1 if agrees_now else 0)
                 nc += 1
-            while trust_lo < nc and ct[trust_lo] < ti - trust_ms:
-                trust_lo += 1
             count = nc - trust_lo
             if count >= min_checks:
                 trusted = (ca[nc] - ca[trust_lo]) >= trust_share * count
-            else:
-                trusted = agrees_now
-            if checked and trusted:
-                out[i] = v[i]
-                continue
-            # not trusted, or nothing to check with: the jump-filtered track where it has one
-            if not estimated:
+            else:  # too few checks yet: the machine's own speed unless it disagrees right now
+                trusted = agrees_now or not checked
+            noise[i] = noise_of(mu)
+            flag = (CHECKED if checked else 0) | (AGREES if agrees_now else 0)
+            if trusted and np.isfinite(vi):
+                out[i] = vi
+                flag |= TRUSTED | (STANDING if vi <= standing_kmh else 0)
+            elif based and disp <= sigmas * sigma * root2:  # within the noise floor: standing
+                out[i] = 0.0
+                flag |= STANDING
+            elif sigma < precise_m:  # 1-s steps resolve speed: the jump-filtered short-window track
                 tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
-            out[i] = track_kmh if np.isfinite(track_kmh) else v[i]
+                out[i] = track_kmh if np.isfinite(track_kmh) else (v_base * 3.6 if based else vi)
+            elif based:
+                out[i] = v_base * 3.6
+            else:  # jittery fixes without a baseline yet: only what was reported (NaN if nothing)
+                out[i] = vi
+            flags[i] = flag
+        estimates[m, 0], estimates[m, 1] = mu, nw
         if last_ok:
             has[m] = True
-            fix_t[n_kept], fix_x[n_kept], fix_y[n_kept] = last_t, last_x, last_y
+            k_ints[0, n_kept], k_ints[1, n_kept], k_ints[2, n_kept] = last_t, 0, 0
+            k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept] = ss, nt, vt
+            k_floats[0, n_kept], k_floats[1, n_kept], k_floats[2, n_kept] = last_x, last_y, mu
+            k_floats[3, n_kept], k_floats[4, n_kept], k_floats[5, n_kept] = nw, cum, lv
             for k in range(ns):
                 if np.isfinite(sx[k]) and st[k] > newest - (track_ms + predict_ms):
                     out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = last_t - st[k], sx[k], sy[k]
                     out_so[n_out_steps] = so[k]
                     n_out_steps += 1
-                    steps_per[n_kept] += 1
+                    k_ints[1, n_kept] += 1
             for k in range(nc):
                 if ct[k] > newest - trust_ms:
                     out_c[n_out_checks] = (last_t - ct[k]) * 2 + (ca[k + 1] - ca[k])
                     n_out_checks += 1
-                    checks_per[n_kept] += 1
+                    k_ints[2, n_kept] += 1
+            nbk = 0
+            for k in range(nb):
+                if bt[k] >= newest - keep_ms:
+                    out_bt[n_out_buckets] = bt[k]
+                    for f in range(9):
+                        out_bf[f, n_out_buckets] = bf[f, k]
+                    n_out_buckets += 1
+                    nbk += 1
+            k_ints[3, n_kept] = nbk
             n_kept += 1
     for j in range(m_c):  # machines without samples in this batch: as they were
         if not absent[j]:
             continue
-        fix_t[n_kept], fix_x[n_kept], fix_y[n_kept] = c_ft[j], c_fx[j], c_fy[j]
-        steps_per[n_kept], checks_per[n_kept] = c_sn[j], c_cn[j]
+        k_ints[0, n_kept], k_ints[1, n_kept], k_ints[2, n_kept], k_ints[3, n_kept] = c_ft[j], c_sn[j], c_cn[j], c_bn[j]
+        k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept] = c_ss[j], c_nt[j], c_vt[j]
+        k_floats[0, n_kept], k_floats[1, n_kept], k_floats[2, n_kept] = c_fx[j], c_fy[j], c_mu[j]
+        k_floats[3, n_kept], k_floats[4, n_kept], k_floats[5, n_kept] = c_nw[j], c_cum[j], c_lv[j]
         for k in range(c_step_at[j], c_step_at[j + 1]):
             out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = c_st[k], c_sx[k], c_sy[k]
             out_so[n_out_steps] = c_so[k]
@@ -266,11 +489,17 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
         for k in range(c_check_at[j], c_check_at[j + 1]):
             out_c[n_out_checks] = c_packed[k]
             n_out_checks += 1
+        for k in range(c_bucket_at[j], c_bucket_at[j + 1]):
+            out_bt[n_out_buckets] = c_bt[k]
+            for f in range(9):
+                out_bf[f, n_out_buckets] = c_bf[f * n_buckets + k]
+            n_out_buckets += 1
         n_kept += 1
-    ints = np.concatenate((fix_t[:n_kept], steps_per[:n_kept], checks_per[:n_kept], out_st[:n_out_steps],
-                           out_so[:n_out_steps], out_c[:n_out_checks]))
-    floats = np.concatenate((fix_x[:n_kept], fix_y[:n_kept], out_sx[:n_out_steps], out_sy[:n_out_steps]))
-    return out, has, ints, floats
+    ints = np.concatenate((k_ints[:, :n_kept].ravel(), out_st[:n_out_steps], out_so[:n_out_steps],
+                           out_c[:n_out_checks], out_bt[:n_out_buckets]))
+    floats = np.concatenate((k_floats[:, :n_kept].ravel(), out_sx[:n_out_steps], out_sy[:n_out_steps],
+                             out_bf[:, :n_out_buckets].ravel()))
+    return out, flags, noise, has, ints, floats, estimates
 
 
 @numba.njit(cache=True, nogil=True)
@@ -317,7 +546,7 @@ def _is_jump_edge(st, sx, sy, k, track_ms, step_tol_kmh, step_tol_share, scratch
 def _compile() -> None:
     """Compile the walk (or load it from numba's cache) at import, not in the middle of a live stream: compiling
     holds the GIL for seconds, which stalls an ingest thread sharing the process (arrivals then look late)."""
-    speed_over_ground(np.array(["m", "m"], object), np.array([0, 1000]), np.zeros(2), np.zeros(2), np.ones(2), {})
+    motion_over_ground(np.array(["m", "m"], object), np.array([0, 1000]), np.zeros(2), np.zeros(2), np.ones(2), {})
 
 
 _compile()

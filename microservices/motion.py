@@ -17,12 +17,16 @@ result does not depend on how samples were split into batches when the caller ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from microservices.series import KEY_BITS, KEY_SPAN, ROW_BLOCK
+
+if TYPE_CHECKING:
+    from microservices.ground_speed import GroundMotion
 
 
 class MotionSettings(BaseModel):
@@ -69,6 +73,26 @@ class MotionSettings(BaseModel):
                                      "km/h; a stuck or dead speed signal disagrees with a moving track nearly always)")
     max_speed_kmh: float = Field(
         120.0, gt=0, le=400, description="track steps faster than this are GNSS spikes, not motion")
+    baseline_s: float = Field(
+        20.0, ge=2, le=120, description="positions confirm motion only over this baseline: the displacement over "
+                                        "it is checked against the distance the reported speed covered, and "
+                                        "against the receiver's noise (metres of jitter cancel over 20 s, not 1 s)")
+    smooth_s: float = Field(
+        13.0, ge=1, le=30, description="each end of the baseline is the median of the per-second mean fixes over "
+                                      "this many seconds (a GNSS jump shorter than half of it is outvoted)")
+    min_baseline_s: float = Field(
+        5.0, ge=1, le=60, description="where the history is shorter than the baseline (a new machine, after a gap) "
+                                      "the check uses what there is once it spans this much, with the wider "
+                                      "tolerance of the shorter baseline")
+    noise_sigmas: float = Field(
+        3.5, gt=0, le=20, description="a displacement over the baseline within this many noise standard "
+                                      "deviations (per axis, times sqrt 2) is jitter: the machine stands")
+    standing_kmh: float = Field(
+        0.5, ge=0, le=10, description="a trusted reported speed at or below this is standing")
+    precise_noise_m: float = Field(
+        0.4, ge=0, le=5, description="with position noise under this (per axis) 1-s steps resolve speed within "
+                                     "the speed tolerance, so an untrusted speed is replaced by the short-window "
+                                     "track; noisier receivers by the speed over the baseline")
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,9 @@ class Motion:
     speed_used: np.ndarray  # bool: the reported speed was used
     speed_checked: np.ndarray
     speed_agrees: np.ndarray
+    standing: np.ndarray  # bool: by its own trusted speed, else its displacement within the noise floor
+    noise_m: np.ndarray  # the receiver's position noise (m per axis), estimated online (receiver.py)
+    noise_state: dict[str, Any] = field(default_factory=dict)  # to pass to the next motion_from_fixes
 
 
 def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -209,11 +236,16 @@ def _frozen(key: np.ndarray, values: np.ndarray, checked: np.ndarray, settings: 
 
 
 def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, heading_deg: np.ndarray,
-         settings: MotionSettings, key: np.ndarray | None = None) -> Motion:
+         settings: MotionSettings, key: np.ndarray | None = None, ground: GroundMotion | None = None) -> Motion:
     """The motion to use per sample: reported speed and heading where they agree with the track, else the
     track's; where the track has nothing (first fix, gap), what was reported. With ``key`` (group * span + t,
     sorted) agreement is judged over the trust window, so a healthy compass keeps being used through turns
-    where the causal track lags."""
+    where the causal track lags. With ``ground`` (``ground_speed``'s walk over the same rows) the speed, standing
+    and noise are the walk's: the reported speed judged against the displacement over the noise baseline; without
+    it (a caller with a lag-free track of its own) the speed is judged against ``track_*`` sample by sample and
+    standing is a fused speed at or under ``standing_kmh``."""
+    from microservices.receiver import PRIOR_NOISE_M
+
     speed_r = np.asarray(speed_kmh, float)
     heading_r = np.asarray(heading_deg, float)
     tvx, tvy = np.asarray(track_vx, float), np.asarray(track_vy, float)
@@ -229,7 +261,17 @@ def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, head
                                                  settings.speed_trust_share)
     speed_used = np.isfinite(speed_r) & (speed_agrees | ~has_track)
     speed = np.where(speed_used, speed_r, np.where(has_track, track_kmh, np.nan))
-    fast = has_track & (track_kmh >= settings.min_track_kmh)
+    if ground is not None:
+        speed, speed_used = ground.speed_kmh, ground.speed_used
+        speed_checked, speed_agrees = ground.speed_checked, ground.speed_agrees
+        standing, noise_m = ground.standing, ground.noise_m
+    else:
+        standing = np.nan_to_num(speed, nan=np.inf) <= settings.standing_kmh
+        noise_m = np.full(len(speed), PRIOR_NOISE_M)
+    # the course over ground is checked and used only while the machine moves at speed (under metres of jitter a
+    # standing machine's short-window track wanders several km/h)
+    fast = has_track & (track_kmh >= settings.min_track_kmh) & ~standing \
+        & (np.nan_to_num(speed) >= settings.min_track_kmh)
     heading_checked = fast & np.isfinite(heading_r)
     heading_agrees = heading_checked & (angle_diff(heading_r, course_t) <= settings.heading_tolerance_deg)
     trusted = np.ones(len(heading_r), bool)
@@ -250,18 +292,28 @@ def fuse(track_vx: np.ndarray, track_vy: np.ndarray, speed_kmh: np.ndarray, head
     # no usable bearing (slow, no heading): the track's own velocity, which is small by then
     vx = np.where(np.isfinite(course), ms * np.sin(rad), np.where(has_track, tvx, 0.0))
     vy = np.where(np.isfinite(course), ms * np.cos(rad), np.where(has_track, tvy, 0.0))
-    vx = np.where(ms > 0, vx, 0.0)
-    vy = np.where(ms > 0, vy, 0.0)
+    vx = np.where((ms > 0) & ~standing, vx, 0.0)
+    vy = np.where((ms > 0) & ~standing, vy, 0.0)
     return Motion(np.nan_to_num(vx), np.nan_to_num(vy), speed, course, tvx, tvy, track_kmh, heading_used,
-                  heading_checked, heading_agrees, speed_used, speed_checked, speed_agrees)
+                  heading_checked, heading_agrees, speed_used, speed_checked, speed_agrees, standing, noise_m)
 
 
 def motion_from_fixes(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
                       heading_deg: np.ndarray, settings: MotionSettings | None = None,
-                      filtered: bool = False) -> Motion:
-    """Track velocity from the fixes, then the fusion: the one call most services need. ``filtered``: the
-    fixes are already jump-filtered (the same estimate; kept for callers to say what they pass)."""
+                      filtered: bool = False, names: np.ndarray | None = None,
+                      noise_state: dict[str, Any] | None = None) -> Motion:
+    """Track velocity from the fixes, then the fusion: the one call most services need. Rows sorted by (group,
+    time), x, y in metres. Speed, ``standing`` and ``noise_m`` come from ``ground_speed``'s walk: the machine's
+    own speed while it agrees with the displacement over the noise baseline, else the displacement's verdict.
+    ``noise_state``: the previous call's ``Motion.noise_state`` (the receiver's noise estimate per machine,
+    ``names[group]`` or the group index as key; samples it has seen are not counted again, so a caller may feed a
+    tail of earlier samples with each batch). ``filtered``: the fixes are already jump-filtered (the same
+    estimate; kept for callers to say what they pass)."""
+    from microservices.ground_speed import batch_motion
+
     settings = settings or MotionSettings()
     tvx, tvy = track_velocity(group, t, x, y, settings)
     key = np.asarray(group, np.int64) * KEY_SPAN + np.asarray(t, np.int64)
-    return fuse(tvx, tvy, speed_kmh, heading_deg, settings, key)
+    ground, state = batch_motion(group, t, x, y, speed_kmh, settings, names, noise_state)
+    motion = fuse(tvx, tvy, speed_kmh, heading_deg, settings, key, ground)
+    return Motion(**{**motion.__dict__, "noise_state": state})

@@ -21,9 +21,11 @@ from rich.table import Table
 from simulators.engine import Simulation, parse_start
 from simulators.faults import parse_faults
 from simulators.history import WITH_PAYLOAD_MANAGEMENT
+from simulators.machines import BEHAVIOURS, Behaviour
 from simulators.outputs import publish_live
 from simulators.replay import replay_file
-from simulators.site import load_site
+from simulators.sensors import LOAD_CELLS, RECEIVERS, FleetSensors, fleet_sensors
+from simulators.site import load_site, shipped_sites
 from sitepulse.errors import SitePulseError
 from sitepulse.recording import write_messages
 
@@ -66,10 +68,23 @@ def simulate(
     skew: Annotated[float, typer.Option("--skew", help="Max device clock skew, seconds")] = 0.5,
     payload_management: Annotated[bool, typer.Option(
         "--payload-management", help="load as with weight loading switched on (simulators/history.py)")] = False,
+    receiver: Annotated[str | None, typer.Option(
+        "--receiver", help="GNSS receiver class: rtk, sbas, standalone, or mixed (each machine draws one); "
+        "default: the historical model (1.5 m drift, 0.3 m white)")] = None,
+    gnss_white: Annotated[float | None, typer.Option(
+        "--gnss-white", help="white GNSS noise per axis, metres (overrides the receiver class's)")] = None,
+    load_cell: Annotated[str | None, typer.Option(
+        "--load-cell", help="ideal (default) or real (100-kg steps, drift, sentinels, lag)")] = None,
+    behaviour: Annotated[str | None, typer.Option(
+        "--behaviour", help="operator habits: default, or recorded (calibrated against real fleet records)")]
+    = None,
 ) -> None:
     """Simulate the quarry fleet: publish telemetry to MQTT and/or write it to a file, with ground truth."""
-    site_cfg = load_site(site)
+    site_cfg = load_site(site.name if site is not None and not site.exists() and site.name in shipped_sites()
+                         else site)
     fault_cfg = parse_faults(faults)
+    sensors = _sensors(receiver, gnss_white, load_cell)
+    habits = _behaviour(behaviour, payload_management)
     if out is not None and out.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".parquet"):
         raise SitePulseError(f"--out {out}: use a .jsonl or .parquet file name")
     url = mqtt_url or (None if out is not None else os.environ.get("SITEPULSE_MQTT_URL", DEFAULT_MQTT))
@@ -79,8 +94,7 @@ def simulate(
     start_dt = parse_start(start) if start is not None or out is not None else \
         datetime.now(UTC).replace(microsecond=0)
     sim = Simulation(site_cfg, site_id=site_id, haulers=machines, hz=hz, duration_s=duration, seed=seed,
-                     start=start_dt, faults=fault_cfg, skew_max_s=skew,
-                     behaviour=WITH_PAYLOAD_MANAGEMENT if payload_management else None)
+                     start=start_dt, faults=fault_cfg, skew_max_s=skew, sensors=sensors, behaviour=habits)
     t0 = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("simulating", total=max(1, sim.n_ticks))
@@ -100,7 +114,9 @@ def simulate(
     summary = next(r for r in records if r["type"] == "summary")
     faults_rec = {r["kind"]: r for r in records if r["type"] == "fault"}
     rows = [("site", f"{site_cfg.name or site_id} ({site_id})"), ("machines", str(len(sim.machines))),
-            ("simulated", f"{sim.duration:.0f} s at {hz:g} Hz"), ("messages", f"{n:,} -> {where}"),
+            ("simulated", f"{sim.duration:.0f} s at {hz:g} Hz"),
+            ("receivers", ", ".join(f"{k} {v}" for k, v in sorted(_receivers(sim).items()))),
+            ("messages", f"{n:,} -> {where}"),
             ("wall time", f"{wall:.1f} s ({sim.duration / wall:,.0f}x real time)" if wall > 0 else "-"),
             ("haul cycles", str(summary["cycles"])), ("tonnes moved", f"{summary['tonnes_moved']:,}"),
             ("mean payload", f"{summary['mean_payload_pct']}% of rated"),
@@ -111,6 +127,41 @@ def simulate(
     if truth is not None:
         rows.append(("ground truth", str(truth)))
     console.print(_summary_table("SitePulse simulation", rows))
+
+
+def _sensors(receiver: str | None, gnss_white: float | None, load_cell: str | None) -> FleetSensors | None:
+    """The fleet's sensors from the command line's names (None: the historical default model)."""
+    if receiver is not None and receiver not in (*RECEIVERS, "mixed"):
+        raise SitePulseError(f"--receiver {receiver!r}: use one of {', '.join((*RECEIVERS, 'mixed'))}")
+    if load_cell is not None and load_cell not in LOAD_CELLS:
+        raise SitePulseError(f"--load-cell {load_cell!r}: use one of {', '.join(LOAD_CELLS)}")
+    if gnss_white is not None and not 0 <= gnss_white <= 20:
+        raise SitePulseError("--gnss-white must be between 0 and 20 metres")
+    if gnss_white is not None and receiver == "mixed":
+        raise SitePulseError("--gnss-white does not apply to --receiver mixed (its standalone receivers draw "
+                             "1-2.5 m each)")
+    if receiver is None and gnss_white is None and load_cell is None:
+        return None
+    overrides = {"gnss_white_m": gnss_white} if gnss_white is not None else {}
+    return fleet_sensors(receiver, load_cell, **overrides)
+
+
+def _behaviour(name: str | None, payload_management: bool) -> Behaviour | None:
+    if name is not None and name not in BEHAVIOURS:
+        raise SitePulseError(f"--behaviour {name!r}: use one of {', '.join(BEHAVIOURS)}")
+    if payload_management and name not in (None, "default"):
+        raise SitePulseError("--payload-management sets its own loading habits; drop --behaviour or it")
+    if payload_management:
+        return WITH_PAYLOAD_MANAGEMENT
+    return BEHAVIOURS[name] if name is not None else None
+
+
+def _receivers(sim: Simulation) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for config in sim.machine_sensors:
+        name = config.gnss_class or "default"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def replay(

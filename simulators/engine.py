@@ -32,7 +32,7 @@ from simulators.machines import (
     spec_for,
 )
 from simulators.sensor_faults import SensorFaulter
-from simulators.sensors import SensorConfig, SensorModel
+from simulators.sensors import FleetSensors, MixedFleet, SensorConfig, SensorModel, fleet_sensors, sensors_dict
 from simulators.site import PROFILE_STEP_M, RoadNetwork, Route
 from simulators.truth import (
     TruthRecorder,
@@ -136,7 +136,7 @@ class Simulation:
     def __init__(self, site: SiteConfig, *, site_id: str = "demo", haulers: int | None = None,
                  hz: float = 1.0, duration_s: float = 3600.0, seed: int = 0,
                  start: datetime | str | None = None, faults: FaultConfig | None = None,
-                 skew_max_s: float = 0.5, sensors: SensorConfig | None = None,
+                 skew_max_s: float = 0.5, sensors: FleetSensors | str | None = None,
                  behaviour: Behaviour | None = None, truth_settings: TruthSettings | None = None,
                  warm_start: bool = True) -> None:
         if hz <= 0 or hz > 50:
@@ -153,9 +153,7 @@ class Simulation:
         self.start = start if isinstance(start, datetime) else parse_start(start)
         self.start_epoch = self.start.timestamp()
         self.faults = faults or FaultConfig()
-        self.sensor_cfg = sensors or SensorConfig(skew_max_s=skew_max_s)
-        if sensors is not None and skew_max_s != 0.5:
-            self.sensor_cfg = SensorConfig(**{**asdict(sensors), "skew_max_s": skew_max_s})
+        self.sensor_cfg = resolve_sensors(sensors, skew_max_s)
         self.behaviour = behaviour or Behaviour()
         self.truth_settings = truth_settings or TruthSettings()
         self.warm_start = warm_start
@@ -218,8 +216,11 @@ class Simulation:
             count[z] += 1
             h.load_zone = z
             h.dump_zone = dump_zones[load_zones.index(z) % len(dump_zones)]
-        self.sensors = [SensorModel(_rng(self.seed, m.id, 2), self.sensor_cfg, self.dt,
-                                    m.spec.rated_payload_kg, m.kind) for m in self.machines]
+        self.machine_sensors = [self.sensor_cfg.config_for(_rng(self.seed, m.id, 4))
+                                if isinstance(self.sensor_cfg, MixedFleet) else self.sensor_cfg
+                                for m in self.machines]
+        self.sensors = [SensorModel(_rng(self.seed, m.id, 2), cfg, self.dt, m.spec.rated_payload_kg, m.kind)
+                        for m, cfg in zip(self.machines, self.machine_sensors, strict=True)]
         self.injectors = [FaultInjector(_rng(self.seed, m.id, 3), self.faults, self.dt)
                           for m in self.machines]
         known = {m.id for m in self.machines}
@@ -456,8 +457,10 @@ class Simulation:
             h.mode = "loading"
         else:
             h.mode = "dumping"
-            h.dump_t0 = t + float(h.rng.uniform(5, 12))  # reverse and position at the tip edge
-            h.dump_T = float(h.rng.uniform(20, 40))  # DOMAIN.md: payload falls to ~0 in tens of seconds
+            if h.cycle:
+                h.cycle["dump_arrived_at"] = t
+            h.dump_t0 = t + float(h.rng.uniform(*self.behaviour.dump_position_s))  # reverse to the tip edge
+            h.dump_T = float(h.rng.uniform(*self.behaviour.dump_tip_s))  # payload falls to ~0
             h.dump_p0 = h.payload
 
     def _step_hauler(self, h: Hauler, t: float, occ: dict) -> None:
@@ -479,7 +482,7 @@ class Simulation:
                 h.cycle.update(loaded_at=unit.done_at, passes=len(unit.passes), payload_kg=sum(unit.passes))
                 unit.truck = None
                 h.mode = "ready"
-                h.t_next = t + float(h.rng.uniform(5, 12))  # body settles, operator signals, truck pulls off
+                h.t_next = t + float(h.rng.uniform(*self.behaviour.depart_pause_s))  # operator signals, pull off
         elif h.mode == "ready":
             if t >= h.t_next and not self.servers[h.zone].arriving:
                 h.cycle["haul_start"] = t
@@ -500,7 +503,7 @@ class Simulation:
                         self._record_cycle(h)
                     h.cycle = {}
                     h.mode = "after_dump"
-                    h.t_next = t + float(h.rng.uniform(4, 8))
+                    h.t_next = t + float(h.rng.uniform(*self.behaviour.after_dump_s))
         elif h.mode == "after_dump":
             if t >= h.t_next and not self.servers[h.zone].arriving:
                 self._start_trip(h, t, "load", ("spot", (h.zone, h.spot)))
@@ -519,7 +522,8 @@ class Simulation:
             "type": "cycle", "machine_id": h.id, "loader_id": c["loader_id"], "load_zone": c["load_zone"],
             "dump_zone": c["dump_zone"], "load_start": iso(c["load_start"]), "loaded_at": iso(c["loaded_at"]),
             "haul_start": iso(c["haul_start"]), "dump_queue_start": iso(c.get("dump_queue_start")),
-            "dump_start": iso(c["dump_start"]), "dumped_at": iso(c["dumped_at"]),
+            "dump_arrived_at": iso(c.get("dump_arrived_at")), "dump_start": iso(c["dump_start"]),
+            "dumped_at": iso(c["dumped_at"]),
             "payload_kg": round(c["payload_kg"], 1), "rated_payload_kg": rated,
             "band": band(c["payload_kg"], rated), "passes": c["passes"], "_t": c["load_start"]})
 
@@ -631,7 +635,7 @@ class Simulation:
         head = [{"type": "site", "site_id": self.site_id, "site_name": self.site.name, "start": iso(0.0),
                  "end": iso(self.t_end), "seed": self.seed, "settings": {
                      "hz": self.hz, "duration_s": self.duration, "haulers": len(self.haulers),
-                     "faults": self.faults.as_dict(), "sensors": asdict(self.sensor_cfg),
+                     "faults": self.faults.as_dict(), "sensors": sensors_dict(self.sensor_cfg),
                      "behaviour": asdict(self.behaviour), "truth": settings_dict(self.truth_settings),
                      "warm_start": self.warm_start}}]
         for m, sensor in zip(self.machines, self.sensors, strict=True):
@@ -639,7 +643,8 @@ class Simulation:
                    "rated_payload_kg": m.spec.rated_payload_kg, "clock_skew_s": sensor.skew_s,
                    "distance_m": round(m.distance_m, 1), "fuel_used_l": round(m.fuel_l - m.fuel_start, 3),
                    "engine_hours": round(m.engine_h - m.hours_start, 4), "idle_s": round(m.idle_s, 1),
-                   "gnss_jumps": sensor.jumps}
+                   "gnss_jumps": sensor.jumps, "receiver": sensor.cfg.gnss_class or "default",
+                   "gnss_noise_m": round(sensor.cfg.gnss_noise_m, 3), "payload_sentinels": sensor.sentinels}
             if isinstance(m, Hauler):
                 rec.update(load_zone=m.load_zone, dump_zone=m.dump_zone)
             else:
@@ -694,6 +699,20 @@ class Simulation:
         with open(path, "wb") as fh:
             fh.write(dumps_records(records))
         return records
+
+
+def resolve_sensors(sensors: FleetSensors | str | None, skew_max_s: float = 0.5) -> FleetSensors:
+    """A fleet's sensors from a config, a MixedFleet, or a receiver class name ("rtk", "sbas", "standalone",
+    "mixed"); ``skew_max_s`` other than the default 0.5 s overrides the config's clock skew."""
+    if sensors is None:
+        return SensorConfig(skew_max_s=skew_max_s)
+    if isinstance(sensors, str):
+        sensors = fleet_sensors(sensors)
+    if skew_max_s != 0.5:
+        if isinstance(sensors, MixedFleet):
+            return sensors.with_skew(skew_max_s)
+        return SensorConfig(**{**asdict(sensors), "skew_max_s": skew_max_s})
+    return sensors
 
 
 def simulate(site: SiteConfig, *, site_id: str = "demo", haulers: int | None = None, hz: float = 1.0,

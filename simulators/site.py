@@ -38,10 +38,23 @@ def demo_site_path() -> Path:
     return Path(str(files("simulators").joinpath("sites/demo_quarry.yaml")))
 
 
-def load_site(path: str | Path | None = None) -> SiteConfig:
-    """Load a site file with the kernel's parser, or the demo quarry when no path is given."""
+def shipped_sites() -> dict[str, Path]:
+    """The site files shipped with the simulator, by name (file stem): the demo quarry and the sites kept
+    apart for evaluating services on a site they were not developed on."""
+    folder = Path(str(files("simulators").joinpath("sites")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_site(path: str | Path | SiteConfig | None = None) -> SiteConfig:
+    """Load a site file with the kernel's parser: a path, a shipped site's name (``shipped_sites()``), or the
+    demo quarry when no path is given; a SiteConfig is returned as it is."""
+    if isinstance(path, SiteConfig):
+        return path
     if path is None:
         return parse_site(demo_site_text(), source="demo_quarry.yaml")
+    shipped = shipped_sites()
+    if isinstance(path, str) and path in shipped:
+        return parse_site(shipped[path].read_text(), source=shipped[path].name)
     return load_site_file(path)
 
 

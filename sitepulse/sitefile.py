@@ -30,12 +30,16 @@ KML (Google Earth): every Placemark with a Polygon is a zone, named by its ``<na
 kind comes from ExtendedData ``kind``/``type``, else from the enclosing Folder's name.
 
 A bad file raises one SitePulseError with one line per problem, each naming the feature,
-and nothing is stored (the registry saves only a file that parsed).
+and nothing is stored (the registry saves only a file that parsed). An outline that crosses
+itself by under a metre (a closing corner surveyed a few centimetres past the first edge, a
+zero-width spike) is repaired instead, and ``SiteConfig.warnings`` says what was repaired,
+naming the zone and the corner; parse_site also logs it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -45,9 +49,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 from shapely import Polygon
@@ -55,6 +60,8 @@ from shapely.validation import explain_validity
 
 from sitepulse.errors import SitePulseError
 from sitepulse.geo import LocalFrame
+
+log = logging.getLogger(__name__)
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 LonLat = tuple[Annotated[float, Field(ge=-180, le=180)], Annotated[float, Field(ge=-90, le=90)]]
@@ -79,6 +86,50 @@ KINDS: dict[str, ZoneType] = {
 KIND_LIST = ", ".join(k for k in KINDS if k != "restricted")
 # a zone farther than this from the middle of the others is a mistake (lon/lat swapped, wrong CRS)
 MAX_SITE_EXTENT_M = 50_000.0
+# a drawn outline that crosses itself (or doubles back in a zero-width spike) by less than this is a slip of the
+# mouse or a GNSS survey's closing point, and is repaired; more is a shape to redraw
+REPAIRABLE_DEFECT_M = 1.0
+
+
+def _polygons_of(geometry: Any) -> list[Polygon]:
+    """The polygonal parts of what shapely.make_valid returns (a Polygon, a MultiPolygon or a collection)."""
+    if isinstance(geometry, Polygon):
+        return [] if geometry.is_empty else [geometry]
+    return [p for part in getattr(geometry, "geoms", []) for p in _polygons_of(part)]
+
+
+def repaired_ring(ring: list[LonLat]) -> tuple[list[LonLat], str | None]:
+    """The ring of a valid polygon: as drawn, or repaired with shapely's make_valid when it crosses itself (or
+    spikes) by under ``REPAIRABLE_DEFECT_M``; then also what was repaired, naming the corner. The repair keeps one
+    polygon, the largest part, so the zone keeps its intended area. A larger defect raises a ValueError."""
+    polygon = Polygon(ring)
+    if polygon.is_valid:
+        return ring, None
+    reason = explain_validity(polygon)
+    lons, lats = zip(*ring, strict=True)
+    frame = LocalFrame((min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2)
+    at = re.search(r"\[([-\d.e+]+) ([-\d.e+]+)\]", reason)
+    spot = (float(at.group(1)), float(at.group(2))) if at else ring[0]
+    ring_x, ring_y = frame.to_xy(list(lons), list(lats))
+    spot_x, spot_y = frame.to_xy([spot[0]], [spot[1]])
+    corner = int(np.argmin(np.hypot(np.asarray(ring_x) - spot_x[0], np.asarray(ring_y) - spot_y[0])))
+    where = f"near corner {corner + 1} of {len(ring)} ({ring[corner][0]:.7f}, {ring[corner][1]:.7f})"
+    kind = reason.split("[")[0].strip().lower()
+    parts = _polygons_of(shapely.make_valid(polygon, method="structure", keep_collapsed=False))
+    if not parts:
+        raise ValueError(f"polygon has no area ({kind} {where}); redraw it")
+    best = max(parts, key=lambda part: part.area)
+    fixed = [(float(x), float(y)) for x, y in best.exterior.coords[:-1]]
+    fixed_x, fixed_y = frame.to_xy([p[0] for p in fixed], [p[1] for p in fixed])
+    drawn_line = shapely.LineString(np.c_[np.r_[ring_x, ring_x[:1]], np.r_[ring_y, ring_y[:1]]])
+    fixed_line = shapely.LineString(np.c_[np.r_[fixed_x, fixed_x[:1]], np.r_[fixed_y, fixed_y[:1]]])
+    defect_m = float(shapely.hausdorff_distance(drawn_line, fixed_line, densify=0.1))
+    if defect_m >= REPAIRABLE_DEFECT_M:
+        raise ValueError(f"polygon crosses itself {where}, by {defect_m:,.1f} m ({kind}); redraw it (defects under "
+                         f"{REPAIRABLE_DEFECT_M:g} m are repaired)")
+    area = Polygon(np.c_[fixed_x, fixed_y]).area
+    return fixed, (f"polygon crossed itself {where} by {defect_m * 100:.0f} cm ({kind}); repaired, the zone keeps "
+                   f"{area:,.0f} m2")
 
 
 def normalise_kind(value: Any) -> str:
@@ -156,6 +207,20 @@ class Zone(BaseModel):
             raise ValueError("a polygon needs at least 3 distinct corners")
         return ring
 
+    @model_validator(mode="after")
+    def _valid_polygon(self) -> Zone:
+        """A small self-crossing is repaired (the warning kept for whoever loads the file); a large one refused."""
+        try:
+            ring, repair = repaired_ring(self.polygon)
+        except ValueError as exc:
+            raise ValueError(f"zone {self.id!r}: {exc}") from None
+        if repair is not None:
+            self.polygon = ring
+            self._repair = f"zone {self.id!r}{f' ({self.name})' if self.name else ''}: {repair}"
+        return self
+
+    _repair: str | None = PrivateAttr(default=None)
+
 
 class HaulPath(BaseModel):
     """A road centreline; the simulator drives along paths and traffic uses them as segments."""
@@ -213,10 +278,13 @@ class SiteConfig(BaseModel):
                 if item.id in seen:
                     raise ValueError(f"{label} id {item.id!r} appears twice")
                 seen.add(item.id)
-        for zone in self.zones:
-            if not self.local_polygon(zone).is_valid:
-                raise ValueError(f"zone {zone.id!r} polygon crosses itself")
         return self
+
+    @property
+    def warnings(self) -> list[str]:
+        """What was repaired while the file was read (a zone's small self-crossing), one line each: the file was
+        accepted, but whoever loaded it should hear what changed."""
+        return [zone._repair for zone in self.zones if zone._repair]
 
     @cached_property
     def frame(self) -> LocalFrame:
@@ -451,9 +519,12 @@ def _checked(top: dict[str, Any], zones: list[tuple[str, dict[str, Any]]], paths
         for where, zone in zones:
             x, y = frame.to_xy([p[0] for p in zone["polygon"]], [p[1] for p in zone["polygon"]])
             polygon = Polygon(list(zip(x, y, strict=True)))
-            if not polygon.is_valid:
-                problems.append(f"{where}: polygon crosses itself ({explain_validity(polygon).split('[')[0].strip()})")
-            elif shapely.distance(polygon, shapely.Point(0, 0)) > MAX_SITE_EXTENT_M:
+            try:
+                repaired_ring([tuple(p) for p in zone["polygon"]])  # small defects are repaired with the zone
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            if shapely.distance(polygon, shapely.Point(0, 0)) > MAX_SITE_EXTENT_M:
                 far = shapely.distance(polygon, shapely.Point(0, 0)) / 1000
                 problems.append(f"{where}: lies {far:,.0f} km from the rest of the site (longitude and "
                                 "latitude swapped, or another crs?)")
@@ -468,7 +539,15 @@ def _looks_like_xml(text: str | bytes) -> bool:
 
 
 def parse_site(text: str | bytes, source: str = "site file") -> SiteConfig:
-    """Parse a YAML, GeoJSON or KML site file; problems are one readable line each, in one SitePulseError."""
+    """Parse a YAML, GeoJSON or KML site file; problems are one readable line each, in one SitePulseError. What
+    was repaired is in the site's ``warnings`` (and logged)."""
+    site = _parse_site(text, source)
+    for warning in site.warnings:
+        log.warning("%s: %s", source, warning)
+    return site
+
+
+def _parse_site(text: str | bytes, source: str) -> SiteConfig:
     try:
         if _looks_like_xml(text):
             return SiteConfig.model_validate(_from_kml(text))

@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from microservices.ground_speed import GroundMotion, motion_over_ground
 from microservices.motion import fuse
 from microservices.positioning import results
 from microservices.positioning.cleaning import Cleaned, carry_fixes, clean_positions
 from microservices.positioning.layout import ZONE_TYPES
+from microservices.positioning.settings import PositioningSettings
+from microservices.positioning.standing import carried_runs, place
 from microservices.positioning.track import Final, MachineState, Setup, Track, tail_of
 from microservices.sdk import Outputs
 
@@ -68,6 +71,27 @@ def final_until(machine_state: MachineState | None) -> float:
     return float(machine_state["last"]["t"])
 
 
+def own_motion(track: Track, sel: np.ndarray, machines: dict[str, MachineState], settings: PositioningSettings
+               ) -> tuple[GroundMotion, dict[int, dict[str, Any]]]:
+    """Speed, standing and receiver noise of the final samples (microservices/ground_speed.py), each machine's
+    walk carried in its state: each sample is walked once, in time order, whatever the batches."""
+    g = track.group[sel]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
+    parts, carries = [], {}
+    for a, b in zip(starts, np.r_[starts[1:], len(g)], strict=True):
+        code = int(g[a])
+        machine = track.ids[code]
+        rows = sel[a:b]
+        motion, carries[code] = motion_over_ground(
+            np.full(b - a, machine, dtype=object), track.t[rows], track.x[rows], track.y[rows], track.speed[rows],
+            (machines.get(machine) or {}).get("ground") or {}, settings.motion)
+        parts.append(motion)
+    fields = GroundMotion.__dataclass_fields__
+    if not parts:
+        return GroundMotion(*(np.zeros(0) for _ in fields)), carries
+    return GroundMotion(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields)), carries
+
+
 def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: dict[str, MachineState],
              setup: Setup) -> Final | None:
     """The samples that became final, with their carried positions, fused motion, state and zones (None: none)."""
@@ -81,20 +105,31 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     seed = np.array(seeds, dtype=float)[g]
     x, y, carried = carry_fixes(g, ts, cleaned.x[sel], cleaned.y[sel], cleaned.good[sel],
                                 seed[:, 0], seed[:, 1], seed[:, 2], int(round(settings.gap_carry_s * 1000)))
-    # fused motion: reported speed/heading only where they agree with the (centred, lag-free) track
+    # course (road matching): the reported heading where it agrees with the (centred, lag-free) track
     fused = fuse(cleaned.vx[sel], cleaned.vy[sel], track.speed[sel], track.heading[sel], settings.motion)
-    # speed: the reported one where present (the centred track bends at long GNSS jumps and costs distance
-    # accuracy); the track's where absent. Heading (road matching) comes from the fused motion.
+    # speed and standing: the machine's own speed while it agrees with its fixes over a noise-long baseline, else
+    # the fixes' over that baseline (a standalone receiver's jitter neither moves a standing machine nor adds
+    # distance); the centred track's where neither tells yet
+    ground, ground_carry = own_motion(track, sel, machines, settings)
     reported = track.speed[sel]
-    speed = np.where(np.isfinite(reported), reported, fused.speed_kmh)
-    motion = results.motion_state(speed, track.engine[sel], settings.moving_kmh)
+    speed = np.where(np.isfinite(ground.speed_kmh), ground.speed_kmh,
+                     np.where(np.isfinite(reported), reported, fused.speed_kmh))
+    standing = ground.standing
+    motion = results.motion_state(np.where(standing, 0.0, speed), track.engine[sel], settings.moving_kmh)
+    gap_ms = int(round(settings.gap_carry_s * 1000))
+    placed = place(g, ts, x, y, cleaned.good[sel], standing, ground.noise_m, carried_runs(track.ids, machines),
+                   settings.gnss_decorrelation_s, gap_ms)
+    x, y = placed.x, placed.y
     known = np.isfinite(x) & np.isfinite(y)
     n_zones = len(model.index.zones) if model else 0
     inside = np.zeros((len(sel), n_zones), dtype=bool)
-    grown = np.zeros((len(sel), n_zones), dtype=bool)
+    depth = np.full((len(sel), n_zones), -np.inf)
+    sigma = np.where(known, placed.sigma_m, 0.0)
+    margin_in = settings.border_sigmas * sigma
+    margin_out = np.maximum(settings.border_margin_m, margin_in)
     if model and known.any():
         inside[known] = model.index.membership(x[known], y[known])
-        grown[known] = model.index.membership(x[known], y[known], settings.border_margin_m)
+        depth[known] = model.border_depth(x[known], y[known], inside[known], float(margin_out[known].max()))
     zone_index = np.where(inside.any(axis=1), inside.argmax(axis=1), n_zones) if n_zones else np.zeros(
         len(sel), dtype=np.int64)
     zone_type = model.zone_type_codes[zone_index] if model else np.full(len(sel), len(ZONE_TYPES))
@@ -102,8 +137,10 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     zone_id = model.zone_ids[zone_index] if model else np.full(len(sel), None, dtype=object)
     return Final(ids=track.ids, g=g, t=ts, x=x, y=y, known=known, carried=carried, jump=cleaned.jump[sel],
                  good=cleaned.good[sel], raw_lat=track.lat[sel], raw_lon=track.lon[sel],
-                 heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, inside=inside,
-                 grown=grown, zone_type=zone_type, zone_id=zone_id)
+                 heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, standing=standing,
+                 held_from=placed.held_from,
+                 inside=inside, sure=depth >= margin_in[:, None], near=depth >= -margin_out[:, None],
+                 zone_type=zone_type, zone_id=zone_id, standing_runs=placed.carry, ground_carry=ground_carry)
 
 
 def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: Setup
@@ -128,4 +165,6 @@ def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: 
             k = own[-1]
             update["good"] = [int(ts[k]), float(x[k]), float(y[k])]
         update["bucket"] = int(ts[row] // int(setup.settings.track_interval_s * 1000))
+        update["standing"] = final.standing_runs.get(int(g[row]))
+        update["ground"] = final.ground_carry.get(int(g[row]))
     return updates

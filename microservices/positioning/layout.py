@@ -12,6 +12,33 @@ from sitepulse.zones import ZoneIndex
 ZONE_TYPES = [t.value for t in ZoneType]  # activity columns <type>_ms, plus none_ms outside every zone
 
 
+def nearest_segment(x: np.ndarray, y: np.ndarray, coords: np.ndarray, block: int = 4096
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each point to a polyline (a closed ring repeats its first corner) and the index of its nearest
+    segment; numpy in blocks of points (a polyline's few dozen corners make this far cheaper than building shapely
+    points)."""
+    ax, ay = coords[:-1, 0], coords[:-1, 1]
+    dx, dy = coords[1:, 0] - ax, coords[1:, 1] - ay
+    length2 = np.maximum(dx * dx + dy * dy, 1e-12)
+    distance = np.empty(len(x))
+    segment = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), block):
+        px, py = x[start:start + block, None] - ax, y[start:start + block, None] - ay
+        along = np.clip((px * dx + py * dy) / length2, 0.0, 1.0)
+        squared = (px - along * dx) ** 2 + (py - along * dy) ** 2
+        nearest = squared.argmin(axis=1)
+        segment[start:start + block] = nearest
+        distance[start:start + block] = np.sqrt(squared[np.arange(len(nearest)), nearest])
+    return distance, segment
+
+
+def within_box(x: np.ndarray, y: np.ndarray, bounds: np.ndarray, reach_m: float) -> np.ndarray:
+    """Rows of the points inside ``bounds`` (minx, miny, maxx, maxy) grown by ``reach_m``."""
+    minx, miny, maxx, maxy = bounds
+    return np.flatnonzero((x >= minx - reach_m) & (x <= maxx + reach_m) & (y >= miny - reach_m)
+                          & (y <= maxy + reach_m))
+
+
 class Layout:
     """A site's zones and roads prepared once: zone index, limits, road centrelines in local metres."""
 
@@ -31,10 +58,25 @@ class Layout:
             px, py = self.frame.to_xy(list(lons), list(lats))
             lines.append(shapely.LineString(np.c_[px, py]))
         self.lines = lines
-        # per road: distance along it at each vertex, and the compass bearing of each segment
-        self.vertex_s = [np.r_[0.0, np.cumsum(np.hypot(*np.diff(np.asarray(ln.coords), axis=0).T))] for ln in lines]
-        self.bearings = [np.degrees(np.arctan2(*np.diff(np.asarray(ln.coords), axis=0).T)) for ln in lines]
+        # per road: its corners and bounds (distances to it), and the compass bearing of each segment
+        self.line_coords = [np.asarray(ln.coords) for ln in lines]
+        self.line_bounds = [np.array(ln.bounds) for ln in lines]
+        self.bearings = [np.degrees(np.arctan2(*np.diff(coords, axis=0).T)) for coords in self.line_coords]
         self.path_limits = np.array([p.speed_limit_kmh for p in self.paths], dtype=float)
+        # each zone's border as segments (start, end), and its bounds, for distances to the border
+        self.borders = [np.asarray(p.exterior.coords) for p in self.index.polygons]
+        self.bounds = np.array([p.bounds for p in self.index.polygons], dtype=float).reshape(-1, 4)
+
+    def border_depth(self, x: np.ndarray, y: np.ndarray, inside: np.ndarray, reach_m: float) -> np.ndarray:
+        """Signed distance (m) of each position to each zone's border: positive inside, negative outside; -inf
+        farther outside than ``reach_m`` (by bounding box), where hysteresis no longer needs the exact figure."""
+        depth = np.where(inside, np.inf, -np.inf)
+        for column, ring in enumerate(self.borders):
+            rows = within_box(x, y, self.bounds[column], reach_m)
+            if len(rows):
+                depth[rows, column] = np.where(inside[rows, column], 1.0, -1.0) * nearest_segment(
+                    x[rows], y[rows], ring)[0]
+        return depth
 
     def limits(self, x: np.ndarray, y: np.ndarray, heading_deg: np.ndarray, inside: np.ndarray,
                corridor_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -51,19 +93,18 @@ class Layout:
         known = np.isfinite(x) & np.isfinite(y)
         if self.lines and known.any():
             px, py, heading = x[known], y[known], heading_deg[known]
-            points = shapely.points(px, py)
-            distance = np.column_stack([shapely.distance(points, line) for line in self.lines])
+            distance = np.full((len(px), len(self.lines)), np.inf)
+            segment = np.zeros((len(px), len(self.lines)), dtype=np.int64)
+            for column, coords in enumerate(self.line_coords):
+                rows = within_box(px, py, self.line_bounds[column], corridor_m)
+                if len(rows):
+                    distance[rows, column], segment[rows, column] = nearest_segment(px[rows], py[rows], coords)
             within = distance <= corridor_m
             aligned = np.ones_like(distance, dtype=bool)
             ambiguous = within.sum(axis=1) > 1  # only where roads meet does the heading decide
-            for column, line in enumerate(self.lines):
+            for column in range(len(self.lines)):
                 rows = np.flatnonzero(ambiguous & within[:, column])
-                if len(rows) == 0:
-                    continue
-                along = shapely.line_locate_point(line, points[rows])
-                segment = np.clip(np.searchsorted(self.vertex_s[column], along) - 1, 0,
-                                  len(self.bearings[column]) - 1)
-                road = self.bearings[column][segment]  # compass bearing of the road, degrees
+                road = self.bearings[column][segment[rows, column]]  # compass bearing of the road, degrees
                 off = np.abs((heading[rows] - road + 90.0) % 180.0 - 90.0)  # either driving direction
                 aligned[rows, column] = off <= 45.0
             has_heading = np.isfinite(heading)[:, None]

@@ -105,8 +105,9 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
     """Zone entries as soon as confirmed, zone visits once their exit is confirmed; restricted entries alert."""
     model, settings = setup.layout, setup.settings
     ids, g, ts = final.ids, final.g, final.t
-    kind = np.where(final.inside, IN, np.where(final.grown, BAND, OUT)).astype(np.int8)
+    kind = np.where(final.inside, IN, np.where(final.near, BAND, OUT)).astype(np.int8)
     kind[~np.isfinite(final.x)] = BAND  # position unknown: hold the current state
+    sure = final.sure & final.inside
     dwell_out = int(round(settings.min_dwell_s * 1000))
     entries, visits = [], []
     zones = model.index.zones
@@ -122,7 +123,8 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
                 continue
             dwell_in = settings.restricted_min_dwell_s if model.restricted[column] else settings.min_dwell_s
             done, entered, new_state = zone_series(ts[own], kind[own, column], carried.get(zone.id),
-                                                   int(round(dwell_in * 1000)), dwell_out)
+                                                   int(round(dwell_in * 1000)), dwell_out, sure[own, column],
+                                                   final.held_from[own])
             for start in entered:
                 entries.append((machine, zone, start))
             for start, end in done:
@@ -172,7 +174,8 @@ def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: 
             updates.setdefault(machine, {})["speeding"] = carried
             continue
         found, open_ = speeding_series(ts[own], over[own], speed[own], limit[own], source[own], carried,
-                                       int(round(settings.speeding_min_s * 1000)))
+                                       int(round(settings.speeding_min_s * 1000)),
+                                       int(round(settings.gap_carry_s * 1000)))
         episodes += [(machine, e) for e in found]
         updates.setdefault(machine, {})["speeding"] = open_
     if not episodes:
@@ -204,7 +207,8 @@ def motion_state(speed_kmh: np.ndarray, engine_on: np.ndarray, moving_kmh: float
 
 
 def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None, dwell_in_ms: int,
-                dwell_out_ms: int) -> tuple[list[tuple[int, int]], list[int], dict[str, Any] | None]:
+                dwell_out_ms: int, sure: np.ndarray | None = None, held_from: np.ndarray | None = None
+                ) -> tuple[list[tuple[int, int]], list[int], dict[str, Any] | None]:
     """One machine in one zone: confirmed visits (entered, left) and entries, with hysteresis and minimum dwell.
 
     ``kind`` is IN (inside the polygon), BAND (outside it but inside the polygon grown by the border
@@ -212,40 +216,59 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
     ``dwell_in_ms`` (from its first sample to the first sample after it); an exit a run of OUT samples
     lasting ``dwell_out_ms``. Entered = first IN sample of the entry run; left = first sample after the
     last IN sample before the exit run, so the margin delays the decision, not the reported time.
-    ``carried`` is the series' state after the previous samples (None: outside, nothing pending).
+    ``sure`` (default: every IN sample) marks samples inside by the entry margin: an entry is confirmed only once
+    such a sample has been seen since the machine was last beyond the exit margin (at the end of its run at the
+    latest), so a noisy position skimming the border never confirms a visit, while the entry time stays the
+    first sample inside. ``held_from`` (default ``t``) is when the machine took each sample's position: a
+    standing machine's averaged position holds since it stopped, so a standing truck found inside once its mean
+    settles entered when it stopped (not before it was last beyond the margin). ``carried`` is the series' state
+    after the previous samples (None: outside, nothing pending).
     """
-    c = carried or {"in": False, "entered": None, "kind": OUT, "start": None, "last": None, "left": None}
+    c = carried or {"in": False, "entered": None, "kind": OUT, "start": None, "last": None, "left": None,
+                    "sure": False}
+    sure = kind == IN if sure is None else np.asarray(sure, dtype=bool) & (kind == IN)
     change = np.flatnonzero(np.diff(kind)) + 1
     starts = np.r_[0, change]
     ends = np.r_[change, len(kind)] - 1
+    run_sure = np.maximum.reduceat(sure, starts) if len(kind) else np.zeros(0, bool)
     run_kind = kind[starts].astype(np.int64)
     run_start = t[starts].astype(np.int64)
     run_last = t[ends].astype(np.int64)
+    run_held = (t if held_from is None else held_from)[starts].astype(np.int64)
     if c["start"] is not None:
         if run_kind[0] == c["kind"]:
             run_start[0] = c["start"]
+            run_held[0] = c.get("held", c["start"])
         else:
             run_kind = np.r_[c["kind"], run_kind]
             run_start = np.r_[c["start"], run_start]
             run_last = np.r_[c["last"], run_last]
+            run_sure = np.r_[False, run_sure]
+            run_held = np.r_[c.get("held", c["start"]), run_held]
     count = len(run_kind)
     has_next = np.arange(count) < count - 1
     next_start = np.r_[run_start[1:], -1]
     end_time = np.where(has_next, next_start, run_last)
-    entry = (run_kind == IN) & (end_time - run_start >= dwell_in_ms)
+    segment = np.cumsum(run_kind == OUT)  # runs since the machine was last beyond the margin share a segment
+    # a sure sample seen in the segment by the end of each run (a state from before "sure" was kept: seen)
+    seen = segment_cumany(segment, run_sure | ((segment == 0) & bool(c.get("sure", True))))
+    entry = (run_kind == IN) & (end_time - run_start >= dwell_in_ms) & seen
     exit_ = (run_kind == OUT) & (end_time - run_start >= dwell_out_ms)
     events = np.flatnonzero(entry | exit_)
     kinds = np.where(entry[events], 1, -1)
     previous = np.r_[1 if c["in"] else -1, kinds[:-1]]
     # entered time at each run: the first IN sample since the machine was last beyond the margin (OUT), so
-    # flicker in the border band before the confirming run does not delay the entry (mirror of the exit rule)
-    segment = np.cumsum(run_kind == OUT)
-    first_in = pd.Series(np.where(run_kind == IN, run_start, np.nan)).groupby(segment).transform("first").to_numpy()
+    # flicker in the border band before the confirming run does not delay the entry (mirror of the exit rule);
+    # dated from when its position held, but not before the segment began (the first sample after the OUT run)
+    out_runs = np.flatnonzero(run_kind == OUT)
+    begin = np.r_[c.get("begin") if c.get("begin") is not None else run_start[0], next_start[out_runs]][segment]
+    held = np.maximum(run_held, begin)
+    first_in = segment_first(segment, np.where(run_kind == IN, held, np.nan))
     if c.get("anchor") is not None:  # an IN run before these samples, with no OUT run since
         first_in = np.where(segment == 0, float(c["anchor"]), first_in)
     # left time candidate at each run: the sample after the most recent IN run that has ended
-    left = pd.Series(np.where((run_kind == IN) & has_next, next_start, np.nan)).ffill()
-    left = left.fillna(np.nan if c["left"] is None else float(c["left"])).to_numpy()
+    left = forward_fill(np.where((run_kind == IN) & has_next, next_start, np.nan),
+                        np.nan if c["left"] is None else float(c["left"]))
     visits: list[tuple[int, int]] = []
     entries: list[int] = []
     inside, entered = bool(c["in"]), c["entered"]
@@ -258,22 +281,50 @@ def zone_series(t: np.ndarray, kind: np.ndarray, carried: dict[str, Any] | None,
                 visits.append((int(entered), int(left[run])))
             inside, entered = False, None
     anchor = None if inside or not np.isfinite(first_in[-1]) else int(first_in[-1])
-    if not inside and anchor is None:
+    if not inside and anchor is None and run_kind[-1] == OUT:
         return visits, entries, None
     state = {"in": inside, "entered": entered, "kind": int(run_kind[-1]), "start": int(run_start[-1]),
              "last": int(run_last[-1]), "left": None if not np.isfinite(left[-1]) else int(left[-1]),
-             "anchor": anchor}
+             "anchor": anchor, "sure": bool(seen[-1]), "held": int(run_held[-1]), "begin": int(begin[-1])}
     return visits, entries, state
 
 
+def segment_cumany(segment: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Per run: any flag so far within its segment (``segment`` non-decreasing: each segment contiguous)."""
+    counts = np.cumsum(flags)
+    first = np.searchsorted(segment, segment, side="left")
+    return counts - counts[first] + flags[first] > 0
+
+
+def segment_first(segment: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per run: the first finite value of its segment (NaN: none)."""
+    index = np.where(np.isfinite(values), np.arange(len(values)), len(values))
+    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    firsts = np.minimum.reduceat(index, starts) if len(values) else index
+    pick = np.repeat(firsts, np.diff(np.r_[starts, len(values)]))
+    return np.where(pick < len(values), np.r_[values, np.nan][pick], np.nan)
+
+
+def forward_fill(values: np.ndarray, before: float) -> np.ndarray:
+    """Each NaN takes the last finite value before it (``before`` where there is none)."""
+    index = np.maximum.accumulate(np.where(np.isfinite(values), np.arange(len(values)), -1))
+    return np.where(index >= 0, values[np.maximum(index, 0)], before)
+
+
 def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limit_kmh: np.ndarray,
-                    source: np.ndarray, carried: dict[str, Any] | None,
-                    min_ms: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """One machine's speeding episodes: runs over the limit, ended by the first sample not over it,
-    kept when at least ``min_ms`` long; an episode still running is carried in the returned state."""
+                    source: np.ndarray, carried: dict[str, Any] | None, min_ms: int,
+                    gap_ms: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One machine's speeding episodes: runs over the limit, ended by the first sample not over it or, at a data
+    gap longer than ``gap_ms``, by the last sample before the gap (what happened in the gap is unknown, as in
+    activity); kept when at least ``min_ms`` long. An episode still running is carried in the returned state."""
     over = np.asarray(over, dtype=bool)
-    flags = np.r_[bool(carried), over]  # the carried episode is an over-the-limit run before these samples
-    change = np.flatnonzero(np.diff(flags.astype(np.int8))) + 1
+    # index 0 is the carried episode: an over-the-limit run before these samples, last over at carried["last"]
+    # (a state from before "last" was kept: no gap is seen at the batch boundary)
+    flags = np.r_[bool(carried), over]
+    last_carried = (carried or {}).get("last")
+    times = np.r_[last_carried if last_carried is not None else (t[0] if len(t) else 0), t].astype(np.int64)
+    gap_after = np.r_[np.diff(times) > gap_ms, False]  # a data gap between flag k and flag k + 1
+    change = np.flatnonzero((np.diff(flags.astype(np.int8)) != 0) | gap_after[:-1]) + 1
     starts = np.r_[0, change]
     ends = np.r_[change, len(flags)]
     episodes: list[dict[str, Any]] = []
@@ -289,10 +340,12 @@ def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limi
         peak = max(first["max"], float(speed_kmh[rows].max())) if len(rows) else first["max"]
         lowest = min(first["limit"], float(limit_kmh[rows].min())) if len(rows) else first["limit"]
         if end < len(flags):
-            ended = int(t[end - 1])  # the first sample not over the limit
+            # the first sample not over the limit; at a data gap the last sample over it
+            ended = int(times[end - 1] if gap_after[end - 1] else times[end])
             if ended - first["start"] >= min_ms:
                 episodes.append({"start": first["start"], "end": ended, "max": peak, "limit": lowest,
                                  "source": first["source"]})
         else:
-            state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"]}
+            state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"],
+                     "last": int(times[end - 1])}
     return episodes, state

@@ -24,6 +24,17 @@ class PositioningSettings(BaseModel):
         3.0, ge=0, le=50,
         description="hysteresis at zone borders: a machine leaves a zone only once outside the polygon grown by "
                     "this many metres (about two standard deviations of plain GNSS error, DOMAIN.md)")
+    border_sigmas: float = Field(
+        2.0, ge=0, le=10,
+        description="zone hysteresis scaled to how well the position is known: a visit is confirmed only once the "
+                    "machine is this many standard deviations of its position inside the polygon, and ends only "
+                    "once it is this many outside it (never less than border_margin_m); the standard deviation is "
+                    "the machine's estimated receiver noise, shrinking while it stands (microservices/receiver.py)")
+    gnss_decorrelation_s: float = Field(
+        20.0, gt=0, le=600,
+        description="a standing machine's position is the mean of its fixes since it stopped; receiver errors "
+                    "(multipath, atmosphere) decorrelate over about this long, so each such span of standing is "
+                    "one more independent look at where it is")
     restricted_min_dwell_s: float = Field(
         2.0, ge=0, le=600,
         description="minimum time inside a restricted zone before an entry is reported (shorter than "

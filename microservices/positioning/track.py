@@ -32,6 +32,8 @@ class MachineState(TypedDict, total=False):
     bucket: int  # track interval of the last final sample (one track row per interval)
     zones: dict[str, dict[str, Any]]  # zone id -> its open series (results.zone_series)
     speeding: dict[str, Any] | None  # the open speeding episode (results.speeding_series)
+    standing: list[int] | None  # the standing run open at the last final sample (standing.place)
+    ground: dict[str, Any]  # the ground-speed walk's carry (microservices/ground_speed.py)
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,15 @@ class Final:
     course: np.ndarray  # fused course (reported heading where it agrees with the track), degrees
     speed: np.ndarray  # km/h: reported where present, else the track's
     motion: np.ndarray  # OFF / IDLE / MOVING
+    standing: np.ndarray  # the machine stands (by its own speed first): its position is its fixes' mean
+    held_from: np.ndarray  # ms: since when the position holds (a standing machine's: since it stopped)
     inside: np.ndarray  # samples x zones: inside the polygon
-    grown: np.ndarray  # samples x zones: inside the polygon grown by the border margin
+    sure: np.ndarray  # samples x zones: inside by the entry margin (border_sigmas of the position's uncertainty)
+    near: np.ndarray  # samples x zones: within the exit margin outside the polygon, or inside it
     zone_type: np.ndarray  # code into ZONE_TYPES (len: outside every zone, -1: position unknown)
     zone_id: np.ndarray  # the zone the sample is in (None: none)
+    standing_runs: dict[int, list[int]]  # per machine code: the standing run open at its last final sample
+    ground_carry: dict[int, dict[str, Any]]  # per machine code: its ground-speed walk's carry
 
     @property
     def first(self) -> np.ndarray:

@@ -161,3 +161,69 @@ def test_yaml_zones_take_any_kind_too() -> None:
     assert [(z.kind, z.type) for z in site.zones] == [("crusher", ZoneType.dump), ("no-go", ZoneType.restricted)]
     with pytest.raises(SitePulseError, match="zones.0.type: unknown kind 'pit'; kinds accepted: load"):
         parse_site(f"zones: [{{id: c, kind: pit, polygon: {SQUARE}}}]", source="s.yaml")
+
+
+# --- outlines as drawn: small self-crossings are repaired with a warning, large ones refused ---
+
+M_LAT = 1 / 111_320  # a metre north in degrees
+M_LON = M_LAT / 0.515  # a metre east at 59 N (cos 59 = 0.515)
+# the quarry's outline: a 114 x 111 m pit whose closing corner was surveyed 8 cm past the first edge, so the
+# closing edge crosses the first one (the real zone file that was refused whole with 422)
+CROSSED = SQUARE + [[18.0 + 0.08 * M_LON, 59.0 - 0.08 * M_LAT]]
+
+
+def _geojson_zone(name: str, ring: list) -> str:
+    return _fc(_poly(name, ring + [ring[0]]), _poly("Crusher", [[p[0] + 0.004, p[1]] for p in CLOSED], "crusher"))
+
+
+@pytest.mark.parametrize("form", ["yaml", "geojson"])
+def test_a_closing_corner_crossing_by_8_cm_is_repaired_with_a_warning_naming_zone_and_corner(form: str) -> None:
+    text = (f"zones: [{{id: north-pit, name: North pit, type: load, polygon: {CROSSED}}}]" if form == "yaml"
+            else _geojson_zone("North pit", CROSSED))
+    site = parse_site(text, source="quarry")
+    pit = site.zones[0]
+    polygon = site.local_polygon(pit)
+    assert polygon.is_valid
+    assert 12_500 < polygon.area < 13_100  # one polygon of the drawn area (about 114.9 m x 111.3 m)
+    assert site.warnings == ["zone 'north-pit' (North pit): polygon crossed itself near corner 5 of 5 (18.0000014, "
+                             "58.9999993) by 8 cm (self-intersection); repaired, the zone keeps 12,800 m2"]
+    # what is stored is the repaired outline: read back, nothing is repaired again
+    from sitepulse.sitefile import SiteConfig
+
+    assert SiteConfig.model_validate(site.model_dump(mode="json")).warnings == []
+
+
+def test_a_zero_width_spike_under_a_metre_is_repaired() -> None:
+    east = [18.002, 59.0005]
+    spike = SQUARE[:2] + [east, [east[0] + 0.6 * M_LON, east[1]], east] + SQUARE[2:]  # out 60 cm and back
+    site = parse_site(f"zones: [{{id: pad, type: parking, polygon: {spike}}}]")
+    polygon = site.local_polygon(site.zones[0])
+    assert polygon.is_valid and polygon.bounds[2] < site.local_polygon(
+        parse_site(f"zones: [{{id: pad, type: parking, polygon: {SQUARE}}}]").zones[0]).bounds[2] + 0.01
+    assert len(site.warnings) == 1 and "zone 'pad': polygon crossed itself near corner 4 of 7" in site.warnings[0]
+
+
+@pytest.mark.parametrize("form", ["yaml", "geojson"])
+def test_a_crossing_of_metres_is_still_refused_with_one_line(form: str) -> None:
+    crossed = SQUARE + [[18.0 + 5 * M_LON, 59.0 - 5 * M_LAT]]  # 5 m past the first edge: a shape to redraw
+    text = (f"zones: [{{id: north-pit, type: load, polygon: {crossed}}}]" if form == "yaml"
+            else _geojson_zone("North pit", crossed))
+    with pytest.raises(SitePulseError) as caught:
+        parse_site(text, source="quarry")
+    message = str(caught.value)
+    assert "\n" not in message
+    where = "zones.0: zone 'north-pit'" if form == "yaml" else "feature 0 'North pit'"
+    assert message.startswith(f"quarry: {where}: polygon crosses itself near corner "), message
+    assert "redraw it (defects under 1 m are repaired)" in message
+
+
+def test_a_valid_outline_has_no_warnings() -> None:
+    assert parse_site(f"zones: [{{id: z, type: dump, polygon: {SQUARE}}}]").warnings == []
+
+
+def test_a_repair_is_logged_where_the_file_is_read(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="sitepulse.sitefile"):
+        parse_site(f"zones: [{{id: north-pit, type: load, polygon: {CROSSED}}}]", source="quarry.yaml")
+    assert [r.getMessage() for r in caplog.records] == [
+        "quarry.yaml: zone 'north-pit': polygon crossed itself near corner 5 of 5 (18.0000014, 58.9999993) by 8 cm "
+        "(self-intersection); repaired, the zone keeps 12,800 m2"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microservices.motion import MotionSettings, angle_diff, motion_from_fixes, track_velocity
+from microservices.motion import angle_diff, motion_from_fixes
+from microservices.receiver import receiver_class
 
 
 def _drive(n: int = 60, course: float = 60.0, kmh: float = 25.0, noise_m: float = 0.3, seed: int = 1):
@@ -27,7 +28,9 @@ def _drive(n: int = 60, course: float = 60.0, kmh: float = 25.0, noise_m: float 
 def test_broken_reports_give_way_to_the_track(heading: np.ndarray, speed: np.ndarray) -> None:
     group, t, x, y = _drive()
     m = motion_from_fixes(group, t, x, y, speed, heading)
-    moving = np.arange(60) >= 5
+    # positions confirm motion only over a baseline: a speed stuck at 0 from the first fix is overridden once
+    # min_baseline_s (5 s) of fixes give the shortest baseline and the check disagrees
+    moving = np.arange(60) >= 7
     assert np.nanmax(angle_diff(m.course_deg[moving], 60.0)) < 12
     assert np.all(np.abs(m.speed_kmh[moving] - 25.0) < 4)
 
@@ -62,7 +65,10 @@ def test_speed_over_ground_replaces_a_dead_speed_signal_and_splits_anywhere() ->
     machine = np.array(["H1"] * 90, object)
     dead = np.where(np.arange(90) >= 20, 0.0, 25.0)  # the speed signal dies after 20 s
     whole, _ = speed_over_ground(machine, t, x, y, dead, {})
-    assert np.all(np.abs(whole[30:] - 25.0) < 4) and np.allclose(whole[3:20], 25.0)
+    # judged over the 20-s baseline, the dead signal disagrees once the distance it reports falls short of the
+    # displacement by the tolerance (about half the baseline), and is overridden once most checks of the 20-s
+    # trust window disagree
+    assert np.all(np.abs(whole[45:] - 25.0) < 4) and np.allclose(whole[3:20], 25.0)
     parts, tails = [], {}  # type: ignore[var-annotated]
     for lo, hi in ((0, 7), (7, 41), (41, 90)):
         speed, tails = speed_over_ground(machine[lo:hi], t[lo:hi], x[lo:hi], y[lo:hi], dead[lo:hi], tails)
@@ -93,18 +99,24 @@ def test_speed_over_ground_is_the_same_for_any_split_of_a_messy_mixed_fleet() ->
         rows.append((np.full(300, name, object), t, x, y, reported[speed_fault]))
     machine, t, x, y, v = (np.concatenate(c) for c in zip(*rows, strict=True))
     whole, _ = speed_over_ground(machine, t, x, y, v, {})
-    # each speed is the one reported or motion.py's jump-filtered track estimate at that sample (from steps kept
-    # to the mm/s: within 0.01 km/h), never a third
+    # motion.py's speed is the same walk's: the same speeds (its motion_from_fixes over the whole batch)
     group = np.repeat(np.arange(3), 300)
-    tvx, tvy = track_velocity(group, t, x, y, MotionSettings())
-    track = np.hypot(tvx, tvy) * 3.6
-    reported, tracked = np.isclose(whole, v, equal_nan=True), np.isclose(whole, track, rtol=0, atol=0.01)
-    assert (reported | tracked).all()
-    # B's speed stuck at 0 from sample 90: once the trust window has seen it disagree (10 s into a drive), the track
+    fused = motion_from_fixes(group, t, x, y, v, np.full(900, np.nan))
+    np.testing.assert_array_equal(fused.speed_kmh, whole)
+    # each speed is the one reported, or where that is not trusted 0 (standing within the noise floor) or the
+    # speed over the baseline, never the reported one of a stuck signal while driving
+    reported = np.isclose(whole, v, equal_nan=True)
     i = np.arange(900) % 300
-    driving = (i > 120) & (i // 60 % 2 == 1) & (i % 60 >= 10)
-    assert tracked[(machine == "B") & driving].all() and reported[(machine == "A") & driving].all()
-    assert np.isfinite(whole[machine == "C"][5:]).mean() > 0.9  # absent: from the track
+    phase_start = t[np.arange(900) - i % 60]  # the machine starts or stops every 60 samples
+    settled = (i > 120) & (t - phase_start >= 25_000)  # a baseline (20 s) and its smoothing after the change
+    driving, standing = settled & (i // 60 % 2 == 1), settled & (i // 60 % 2 == 0)
+    b_driving = (machine == "B") & driving
+    assert reported[(machine == "A") & (driving | standing)].all()
+    assert np.all(np.abs(whole[b_driving] - 28.0) < 5), whole[b_driving]  # stuck at 0: from the track
+    assert np.all(whole[(machine == "B") & standing] == 0.0)
+    c = machine == "C"  # absent: from the track, 0 while it stands (1 m of jitter never drives it off)
+    assert np.all(np.abs(whole[c & driving] - 28.0) < 5) and np.all(whole[c & standing] == 0.0)
+    assert fused.standing[c & standing].all() and not fused.standing[c & driving].any()
     for seed in range(3):
         cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, 300), 12, replace=False))
         pieces: list[np.ndarray] = []
@@ -118,3 +130,22 @@ def test_speed_over_ground_is_the_same_for_any_split_of_a_messy_mixed_fleet() ->
             out[rows_in], carried = speed_over_ground(machine[rows_in], t[rows_in], x[rows_in], y[rows_in],
                                                      v[rows_in], carried)
         np.testing.assert_array_equal(out, whole)
+
+
+@pytest.mark.parametrize("hz", [0.5, 1.0, 10.0])
+@pytest.mark.parametrize("reported", ["healthy", "absent", "stuck at 12 km/h"])
+def test_a_standing_machine_never_moves_on_metres_of_jitter(hz: float, reported: str) -> None:
+    """A standalone receiver's 2.5 m of white noise per axis (plus multipath jumps): 1-s steps of several m/s, yet
+    the machine stands all along by its own speed, and where that is absent or stuck by its displacement over the
+    baseline within the noise floor."""
+    rng = np.random.default_rng(5)
+    n = int(600 * hz)
+    t = np.round(np.arange(n) / hz * 1000).astype(np.int64)
+    x, y = 100 + rng.normal(0, 2.5, n), 50 + rng.normal(0, 2.5, n)
+    x[n // 3:n // 3 + int(4 * hz)] += 30.0  # a 4-s multipath jump
+    speed = {"healthy": np.zeros(n), "absent": np.full(n, np.nan), "stuck at 12 km/h": np.full(n, 12.0)}[reported]
+    m = motion_from_fixes(np.zeros(n, np.int64), t, x, y, speed, np.full(n, np.nan))
+    settled = t >= 60_000  # a baseline is given; a stuck speed is found within the trust window
+    assert m.standing[settled].all() and np.all(m.speed_kmh[settled] == 0.0)
+    assert np.all(m.vx[settled] == 0.0) and np.all(m.vy[settled] == 0.0)
+    assert receiver_class(m.noise_m[-1]) == "standalone"

@@ -72,3 +72,23 @@ def test_alert_keys_are_stable_across_batch_sizes(simulated) -> None:
     assert keys[0] == keys[1]
     assert any(k.startswith("restricted-entry:HX-02:blast-area:") for k in keys[0])
     assert len(set(keys[0])) == len(keys[0])
+
+
+def test_a_speeding_episode_ends_at_a_data_gap(simulated) -> None:
+    """The demo's "drove 50 km/h ... for 96349 s": a machine speeding when its data stopped (parked overnight with
+    the tracker off) and speeding again when it came back was one episode across the gap."""
+    site = simulated.site
+    poly = site.local_polygon(next(z for z in site.zones if z.id == "crusher"))  # posted limit 10 km/h
+    minx, _, maxx, _ = poly.bounds
+    cy = poly.centroid.y
+    evening = drive(site, "HX-02", [(minx + 5, cy), (maxx - 5, cy)], 4.0, speed_kmh=18.0)[:10]
+    morning = drive(site, "HX-02", [(minx + 5, cy), (maxx - 5, cy)], 4.0, speed_kmh=18.0)
+    morning["ts"] += pd.Timedelta(hours=26)
+    morning.loc[morning.index[8]:, "speed_kmh"] = 8.0  # below the limit after 8 s
+    telemetry = pd.concat([evening, morning], ignore_index=True)
+    for chunk in ("1min", "1h", "2d"):
+        tables = run_in_chunks(Positioning(), telemetry, site=site, chunk=chunk)
+        episodes = tables["speeding"].sort_values("started_at")
+        assert episodes["duration_s"].tolist() == [9.0, 8.0], chunk  # the evening ends at its last fix
+        assert episodes["started_at"].tolist() == [START, START + pd.Timedelta(hours=26)], chunk
+        assert (tables["_alerts"]["level"] == "warning").sum() == 2, chunk

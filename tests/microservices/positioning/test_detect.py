@@ -126,14 +126,64 @@ def test_speeding_episodes_need_the_minimum_duration_and_carry_across_batches() 
     limit = np.full(30, 30.0)
     source = np.full(30, "road", dtype=object)
     over = speed > limit + 0.5
-    whole, state = results.speeding_series(t, over, speed, limit, source, None, 3000)
+    whole, state = results.speeding_series(t, over, speed, limit, source, None, 3000, 30_000)
     assert state is None
     assert whole == [{"start": 12000, "end": 16000, "max": 36.0, "limit": 30.0, "source": "road"}]
-    first, carried = results.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000)
-    rest, _ = results.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000)
+    first, carried = results.speeding_series(t[:14], over[:14], speed[:14], limit[:14], source[:14], None, 3000, 30_000)
+    rest, _ = results.speeding_series(t[14:], over[14:], speed[14:], limit[14:], source[14:], carried, 3000, 30_000)
     assert first + rest == whole
+
+
+def test_a_speeding_episode_ends_at_its_last_sample_before_a_data_gap_in_any_split() -> None:
+    t = np.r_[np.arange(10), np.arange(10) + 3600].astype(np.int64) * 1000  # an hour without data
+    speed = np.array([40.0] * 10 + [40.0] * 6 + [20.0] * 4)
+    limit, source = np.full(20, 30.0), np.full(20, "road", dtype=object)
+    args = (speed > 30.5, speed, limit, source)
+    whole, state = results.speeding_series(t, *args, None, 3000, 30_000)
+    assert [(e["start"], e["end"]) for e in whole] == [(0, 9000), (3_600_000, 3_606_000)] and state is None
+    for split in (5, 10, 12):
+        first, carried = results.speeding_series(t[:split], *(a[:split] for a in args), None, 3000, 30_000)
+        rest, _ = results.speeding_series(t[split:], *(a[split:] for a in args), carried, 3000, 30_000)
+        assert first + rest == whole, split
 
 
 def test_motion_state() -> None:
     state = results.motion_state(np.array([0.0, 0.5, 3.0, 3.0, np.nan]), np.array([1.0, 1.0, 1.0, 0.0, np.nan]), 1.0)
     assert results.STATE_NAMES[state].tolist() == ["idle", "idle", "moving", "off", "idle"]
+
+
+def test_zone_series_with_uncertain_positions_is_incremental() -> None:
+    """Entry confirmed only once a sure sample is seen, entry dated from when a standing position held: any split
+    of the samples gives the same visits."""
+    rng = np.random.default_rng(12)
+    kind = np.repeat(rng.choice([IN, BAND, OUT], size=400, p=[0.45, 0.1, 0.45]), rng.integers(1, 12, size=400))[:1200]
+    t = np.arange(len(kind), dtype=np.int64) * 1000
+    sure = (kind == IN) & (rng.random(len(kind)) < 0.2)
+    standing = np.repeat(rng.random(300) < 0.5, 4)[:len(kind)]
+    run_start = np.maximum.accumulate(np.where(standing & ~np.r_[False, standing[:-1]], t, 0))
+    held = np.where(standing, run_start, t)
+
+    def run(split: int | None) -> tuple[list, list]:
+        if split is None:
+            return results.zone_series(t, kind, None, 5000, 5000, sure, held)[:2]
+        v1, e1, state = results.zone_series(t[:split], kind[:split], None, 5000, 5000, sure[:split], held[:split])
+        v2, e2, _ = results.zone_series(t[split:], kind[split:], state, 5000, 5000, sure[split:], held[split:])
+        return v1 + v2, e1 + e2
+
+    whole = run(None)
+    assert whole[0] and whole[0] != _visits(kind.tolist())[0]  # the pattern has visits, and sure/held matter
+    for split in (1, 17, 250, 599, 1100):
+        assert run(split) == whole, split
+
+
+def test_an_entry_waits_for_a_sure_sample_and_is_dated_from_the_first_inside() -> None:
+    t = np.arange(45, dtype=np.int64) * 1000
+    kind = np.array([OUT] * 5 + [IN] * 30 + [OUT] * 10, dtype=np.int8)
+    sure = np.zeros(45, bool)
+    assert results.zone_series(t, kind, None, 5000, 5000, sure)[:2] == ([], [])  # never surely inside: no visit
+    sure[20] = True
+    assert results.zone_series(t, kind, None, 5000, 5000, sure)[:2] == ([(5000, 35000)], [5000])
+    held = np.where((t >= 3000) & (t < 30_000), 3000, t)  # standing from 3 s; its mean settled inside at 5 s
+    assert results.zone_series(t, kind, None, 5000, 5000, sure, held)[:2] == ([(5000, 35000)], [5000])
+    kind[:5] = BAND  # no OUT run before: the truck stood there since 3 s
+    assert results.zone_series(t, kind, None, 5000, 5000, sure, held)[:2] == ([(3000, 35000)], [3000])
