@@ -12,8 +12,9 @@ from microservices.discovery import discover_services
 from registry.api.app import create_app
 from registry.api.deps import site_scope
 from registry.tokens import Principal, create_token
-from sitepulse.errors import InvalidInput
+from sitepulse.errors import InvalidInput, SitePulseError
 from sitepulse.settings import load_settings
+from sitepulse.sites import check_site_id
 from tests.security.conftest import ADMIN_TOKEN, SecureApi, site_yaml
 
 YEAR_ONE = "0001-01-01T00:00:00Z"
@@ -78,6 +79,13 @@ def test_dot_site_ids_are_refused(site_id: str) -> None:
     # dependency every site route goes through
     with pytest.raises(InvalidInput, match="is not allowed"):
         site_scope(site_id, Principal("admin", "admin"))
+
+
+@pytest.mark.parametrize("site_id", [".", "..", "...", "...."])
+def test_site_ids_made_only_of_dots_are_refused_where_sites_are_stored(site_id: str) -> None:
+    with pytest.raises(SitePulseError, match="is not allowed: it needs a letter, digit, '_' or '-'"):
+        check_site_id(site_id)
+    assert check_site_id(".a.") == ".a." and check_site_id("north") == "north"
 
 
 def test_dot_site_ids_are_refused_over_http(lenient: TestClient, secure: SecureApi) -> None:
