@@ -63,7 +63,8 @@ def test_an_unknown_or_path_like_time_zone_is_refused_by_name(lenient: TestClien
     body = site_yaml("TZ", "T1") + f"timezone: '{zone}'\n"
     response = lenient.put("/api/v1/sites/tz-site", content=body, headers={**secure.admin, **YAML})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == f"timezone {zone!r} is not a known IANA time zone, e.g. Europe/Stockholm"
+    assert response.json()["detail"] == (f"site file: timezone {zone!r} is not a known IANA time zone, "
+                                         "e.g. Europe/Stockholm")
     assert lenient.get("/api/v1/sites/tz-site", headers=secure.admin).status_code == 404  # nothing stored
 
 
@@ -105,7 +106,7 @@ def test_names_of_unbounded_length_are_refused(lenient: TestClient, secure: Secu
     holder[key or field] = long
     response = lenient.put("/api/v1/sites/long-names", content=json.dumps(site), headers={**secure.admin, **YAML})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == f"{field} is 100000 characters long; at most 200"
+    assert response.json()["detail"] == f"site file: {field} is 100000 characters long; at most 200"
 
 
 def test_a_token_cannot_be_named_like_the_bootstrap_admin(lenient: TestClient, secure: SecureApi) -> None:
