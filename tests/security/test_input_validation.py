@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from microservices.discovery import discover_services
+from microservices.sdk import TimeRange, time_range
 from registry.api.app import create_app
 from registry.api.deps import site_scope
 from registry.tokens import Principal, create_token
@@ -134,3 +136,24 @@ def test_traffic_routes_refuse_a_year_one_to(secure: SecureApi, mqtt_broker: obj
         fine = client.get(f"/api/v1/sites/north/traffic-awareness/{path}?to=2026-11-03T00:00:00Z",
                           headers=secure.admin)
         assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.parametrize(("start", "end", "name"), [
+    (datetime(1, 1, 1, tzinfo=UTC), None, "from"),
+    (None, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "to"),
+    (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), None, "from"),  # past datetime's range in UTC
+    (datetime(1969, 12, 31, 23, 59, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "from"),
+    (datetime(2026, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), "to"),
+])
+def test_the_sdk_time_range_bounds_years_for_direct_callers(start: datetime | None, end: datetime | None,
+                                                           name: str) -> None:
+    """Services call time_range themselves, outside the API's app-wide check: the same bound, one message."""
+    with pytest.raises(SitePulseError, match=rf"^{name} must lie between 1970-01-01 and 2200-01-01, not \d"):
+        time_range(start, end)
+
+
+def test_the_sdk_time_range_keeps_times_in_range() -> None:
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(2199, 12, 31, 21, tzinfo=timezone(timedelta(hours=-2)))
+    assert time_range(start, end) == TimeRange(start, datetime(2199, 12, 31, 23, tzinfo=UTC))
+    with pytest.raises(SitePulseError, match="must carry a time zone"):
+        time_range(datetime(2026, 1, 1), None)
