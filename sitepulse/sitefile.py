@@ -572,14 +572,13 @@ def _read_document(text: str | bytes) -> Any:
 
 
 def _check_nesting(doc: Any) -> None:
-    """At most ``MAX_NESTING`` levels, walked without recursion."""
-    level: list[tuple[Any, int]] = [(doc, 1)]
-    while level:
-        value, depth = level.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_NESTING:
-                raise SiteFileProblems([TOO_DEEP])
-            level.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    """At most ``MAX_NESTING`` levels, walked a level at a time without recursion."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    for _ in range(MAX_NESTING):
+        level = [child for value in level for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, dict | list)]
+    if level:
+        raise SiteFileProblems([TOO_DEEP])
 
 
 def _read_yaml(text: str | bytes) -> Any:

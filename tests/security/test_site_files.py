@@ -40,10 +40,10 @@ def _ring(corners: int, lon: float = 18.0, radius: float = 0.001) -> list[list[f
 
 
 def _one_line(text: str | bytes) -> str:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other work on a shared machine does not count
     with pytest.raises(SitePulseError) as caught:
         parse_site(text, source="site.yaml")
-    assert time.perf_counter() - started < 3.0, "a hostile file must be refused quickly"
+    assert time.process_time() - started < 3.0, "a hostile file must be refused quickly"
     message = str(caught.value)
     assert message.startswith("site.yaml: ") and "\n" not in message, message
     return message
@@ -72,6 +72,9 @@ def test_a_file_nested_500_levels_is_one_clear_line(lenient: TestClient, secure:
     for text in (_nested(500), "zones:\n" + "".join(f"{'  ' * i}- \n" for i in range(500))):
         assert "nested more than 32 levels deep" in _one_line(text)
     _refused_and_not_stored(lenient, secure, _nested(500), "nested more than 32 levels deep")
+    for reader in ("", "# read as YAML\n"):  # the file, its machines list and a machine are 3 levels
+        assert parse_site(reader + _nested(29)).machines[0].id == "M1"
+        assert "nested more than 32 levels deep" in _one_line(reader + _nested(30))
     _refused_and_not_stored(lenient, secure, _nested(100_000), "nest")  # libyaml's own bound may come first
 
 
