@@ -608,7 +608,7 @@ def _read_yaml(text: str | bytes) -> Any:
     except yaml.YAMLError as exc:
         problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise SiteFileProblems([f"{where}not valid YAML or JSON ({problem or exc.__class__.__name__})"]) from None
+        raise SiteFileProblems([f"not valid YAML or JSON ({where}{problem or exc.__class__.__name__})"]) from None
 
 
 def _corners(points: list[Any]) -> int:
