@@ -144,3 +144,17 @@ def test_a_drawn_file_within_the_bounds_still_loads() -> None:
                       f"zones: [{{id: z, type: load, name: Load A, polygon: {SQUARE}}}]\n")
     assert site.timezone == "Europe/Stockholm" and len(site.name) == 200
 
+
+
+def test_kml_entities_do_not_expand_and_its_zones_are_bounded_too() -> None:
+    """KML is XML: entities of entities are XML's aliases (expat refuses the amplification), and a placemark's
+    corners are counted before its geometry is built, as in YAML and GeoJSON."""
+    entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 9))
+    bomb = (f'<?xml version="1.0"?><!DOCTYPE kml [{entities}]><kml xmlns="http://www.opengis.net/kml/2.2">'
+            "<Document><name>&a8;</name></Document></kml>")
+    assert "not valid KML" in _one_line(bomb)
+    corners = " ".join(f"{lon},{lat},0" for lon, lat in _ring(150_000, radius=0.01))
+    kml = ('<kml xmlns="http://www.opengis.net/kml/2.2"><Document><Placemark><name>Huge</name><ExtendedData>'
+           '<Data name="kind"><value>load</value></Data></ExtendedData><Polygon><outerBoundaryIs><LinearRing>'
+           f"<coordinates>{corners}</coordinates></LinearRing></outerBoundaryIs></Polygon></Placemark></Document></kml>")
+    assert "placemark 0 'Huge': 150,000 corners; at most 10,000" in _one_line(kml)
