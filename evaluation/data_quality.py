@@ -2,6 +2,7 @@
 and no finding on a healthy machine.
 
     .venv/bin/python -m evaluation.data_quality --seeds 1 2 --minutes 20
+    .venv/bin/python -m evaluation.data_quality --seeds 1 --white-m 2.5 --hz 10   # a standalone receiver, 10 Hz
 
 Each run puts a different fault on each machine of the demo quarry (``--faults`` items with one machine each,
 starting ``--start`` simulated seconds in); the rest stay healthy. Samples arrive ``latency`` seconds after
@@ -23,7 +24,7 @@ from microservices.data_quality.service import DataQuality
 from microservices.data_quality.settings import DataQualitySettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
-from simulators.sensors import FleetSensors
+from simulators.sensors import FleetSensors, SensorConfig
 from simulators.site import load_site
 from sitepulse.sitefile import SiteConfig
 
@@ -79,11 +80,19 @@ def assign(machines: list[str], specs: tuple[str, ...], start_s: float) -> dict[
     return {m: f"{spec}:{m}@{start_s:g}" for m, spec in zip(machines, specs, strict=False)}
 
 
-def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
-    """Seconds from a fault's start until it can show: heading, speed and a stuck payload once the machine
-    drives (at least 12 km/h over 5 s of fixes), a payload offset once the body is empty, GNSS spikes at the first
-    fix no machine could have driven to; others at once."""
+def shows_after(rows: pd.DataFrame, record: dict, site, rated: float,
+                settings: DataQualitySettings | None = None) -> float:
+    """Seconds from a fault's start until it can show: heading and speed once the machine drives (at least 12 km/h
+    over 5 s of fixes), a stuck payload once it drives after it has been frozen for ``payload_frozen_s``
+    (``payload_zero_frozen_s`` at exactly 0: repeats between neighbouring samples are normal), a payload offset
+    once the body is empty, GNSS spikes at the first fix no machine could have driven to; others at once."""
     started = pd.Timestamp(record["started_at"])
+    frozen_s = 0.0
+    if (record["sensor"], record["mode"]) == ("payload", "stuck"):
+        st = settings or DataQualitySettings()
+        value = rows.loc[rows["ts"] >= started, "payload_kg"].head(1)
+        frozen_s = st.payload_zero_frozen_s if len(value) and value.iloc[0] == 0 else st.payload_frozen_s
+        started = started + pd.Timedelta(seconds=frozen_s)
     after = rows[rows["ts"] >= started]
     if after.empty:
         return 0.0
@@ -92,7 +101,7 @@ def shows_after(rows: pd.DataFrame, record: dict, site, rated: float) -> float:
         t = after["ts"].astype("int64").to_numpy() / 1e9
         step = pd.Series(((x[5:] - x[:-5]) ** 2 + (y[5:] - y[:-5]) ** 2) ** 0.5 / (t[5:] - t[:-5]) * 3.6)
         moving = step.index[step >= 12.0]
-        return float(t[moving[0] + 5] - t[0]) if len(moving) else 0.0
+        return frozen_s + (float(t[moving[0] + 5] - t[0]) if len(moving) else 0.0)
     if (record["sensor"], record["mode"]) == ("position", "implausible"):  # at the first spike
         x, y = site.frame.to_xy(after["lon"].to_numpy(float), after["lat"].to_numpy(float))
         t = after["ts"].astype("int64").to_numpy() / 1e9
@@ -124,10 +133,11 @@ def score_run(seed: int, specs: tuple[str, ...], minutes: float = 20.0, start_s:
     tables = run_in_chunks(DataQuality(), telemetry, site=site, settings=settings, chunk=chunk, machines=machines)
     events = tables.get("sensor_events", pd.DataFrame(columns=["machine_id", "sensor", "status", "since",
                                                                 "detected_at", "evidence"]))
-    return compare(events, truth, telemetry, site)
+    return compare(events, truth, telemetry, site, settings)
 
 
-def compare(events: pd.DataFrame, truth: list[dict], telemetry: pd.DataFrame, site) -> RunScore:
+def compare(events: pd.DataFrame, truth: list[dict], telemetry: pd.DataFrame, site,
+            settings: DataQualitySettings | None = None) -> RunScore:
     """Each injected fault against the findings (same machine and sensor, the expected status, detected after
     the start), and the findings on machines without a fault."""
     bad = events[events["status"] != "ok"]
@@ -144,7 +154,7 @@ def compare(events: pd.DataFrame, truth: list[dict], telemetry: pd.DataFrame, si
         first = hit.iloc[0] if not hit.empty else (mine.iloc[0] if not mine.empty else None)
         latency = (pd.Timestamp(first["detected_at"]) - started).total_seconds() if first is not None else None
         rated = next(r["rated_payload_kg"] for r in truth if r["type"] == "machine" and r["machine_id"] == machine_id)
-        shows = shows_after(telemetry[telemetry["machine_id"] == machine_id], record, site, rated)
+        shows = shows_after(telemetry[telemetry["machine_id"] == machine_id], record, site, rated, settings)
         score.faults.append(FaultResult(machine_id, record["spec"], not hit.empty, latency,
                                         None if first is None else str(first["status"]), shows))
     faulty: dict[str, set[str]] = {}
@@ -167,11 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--start", type=float, default=300.0)
+    parser.add_argument("--hz", type=float, default=1.0, help="sample rate")
+    parser.add_argument("--white-m", type=float, default=None,
+                        help="white GNSS noise per axis (m) on top of the default drift and jumps (2.5: standalone)")
+    parser.add_argument("--healthy", action="store_true", help="no faults: only count findings (all false)")
     args = parser.parse_args(argv)
+    # the simulator's jump rate is per sample: kept per second (as at 1 Hz) whatever the rate, or a 10-Hz receiver
+    # would jump ten times as often
+    sensors = SensorConfig(gnss_jump_rate=SensorConfig().gnss_jump_rate / args.hz,
+                           **({"gnss_white_m": args.white_m} if args.white_m is not None else {}))
     ok = True
     for seed in args.seeds:
-        for specs in FAULT_SETS:
-            s = score_run(seed, specs, args.minutes, args.start)
+        for specs in ((),) if args.healthy else FAULT_SETS:
+            s = score_run(seed, specs, args.minutes, args.start, hz=args.hz, sensors=sensors)
             for f in s.faults:
                 ok &= f.found and f.latency_s is not None and f.latency_s - f.shows_s <= 120
                 print(f"seed {seed} {f.spec:32} {'found' if f.found else 'MISSED':6} "

@@ -43,6 +43,8 @@ MS_PER_S = 1000  # the walk's clock: samples' times in whole ms, as motion.py's 
 STEP_DECIMALS = 3  # steps in m/s to the mm/s, in the walk and in what it carries alike
 DEFAULTS = MotionSettings()
 NONE_MS = -(2 ** 62)  # "no such time"
+NB = 14  # fields per bucket (B_FLOATS)
+SUBSPANS = 4  # the fixes' path over a baseline is measured over this many parts
 # per-sample flags of the walk
 TRUSTED, CHECKED, AGREES, STANDING = 1, 2, 4, 8
 
@@ -58,6 +60,15 @@ class GroundMotion:
     speed_used: np.ndarray
     speed_checked: np.ndarray
     speed_agrees: np.ndarray
+    base_kmh: np.ndarray  # speed of the displacement over the baseline (NaN without one)
+    base_reported_kmh: np.ndarray  # the reported speed's mean over the same baseline (NaN where not checked)
+    course_base_deg: np.ndarray  # direction of that displacement, where it is well above the noise
+    course_reported_deg: np.ndarray  # direction of the displacement the reported heading (and speed) implies
+
+
+def _ground(out: np.ndarray, flags: np.ndarray, noise: np.ndarray, based: np.ndarray) -> GroundMotion:
+    return GroundMotion(out, (flags & STANDING) > 0, noise, (flags & TRUSTED) > 0, (flags & CHECKED) > 0,
+                        (flags & AGREES) > 0, based[:, 0] * 3.6, based[:, 1] * 3.6, based[:, 2], based[:, 3])
 
 
 def _grouped(machine: np.ndarray) -> tuple[list[tuple[str, int, int]], np.ndarray | None]:
@@ -73,8 +84,8 @@ def _grouped(machine: np.ndarray) -> tuple[list[tuple[str, int, int]], np.ndarra
 
 
 def motion_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
-                       carried: dict[str, Any], settings: MotionSettings | None = None
-                       ) -> tuple[GroundMotion, dict[str, Any]]:
+                       carried: dict[str, Any], settings: MotionSettings | None = None,
+                       heading_deg: np.ndarray | None = None) -> tuple[GroundMotion, dict[str, Any]]:
     """Speed, standing and receiver noise per sample, and what to carry ({} at first).
 
     Rows of any machines in time order per machine; x, y in metres on any local plane (only differences count).
@@ -83,12 +94,13 @@ def motion_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: 
     """
     machine = np.asarray(machine, object)
     runs, order = _grouped(machine)
-    cols = [np.asarray(c) for c in (t_ms, x, y, speed_kmh)]
+    heading = np.full(len(machine), np.nan) if heading_deg is None else heading_deg
+    cols = [np.asarray(c) for c in (t_ms, x, y, speed_kmh, heading)]
     if order is not None:
         cols = [c[order] for c in cols]
-    t, xs, ys, v = cols
+    t, xs, ys, v, h = cols
     motion, kept = motion_of_runs(runs, np.asarray(t, np.int64) * 1_000_000, xs, ys, (1.0, 1.0), v, carried,
-                                  settings)
+                                  settings, h)
     if order is None:
         return motion, kept
     back = np.empty(len(machine), np.int64)
@@ -114,7 +126,8 @@ def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
 
 def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
-                   settings: MotionSettings | None = None) -> tuple[GroundMotion, dict[str, Any]]:
+                   settings: MotionSettings | None = None, heading_deg: np.ndarray | None = None
+                   ) -> tuple[GroundMotion, dict[str, Any]]:
     """``motion_over_ground`` for the rows of ``runs`` (machine, start, stop: each machine's samples, in time
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
     takes longitude and latitude as they come, with no projected copy of the batch)."""
@@ -126,22 +139,22 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     slot_of = {name: i for i, name in enumerate(ids)}
     present = set(names)
     absent = [name not in present for name in ids]  # they carry on what they carried
-    out, flags, noise, has, ints, floats, _ = _walk(
+    heading = np.full(len(t_ns), np.nan) if heading_deg is None else np.asarray(heading_deg, float)
+    out, flags, noise, based, has, ints, floats, _ = _walk(
         np.array([a for _, a, _ in runs], np.int64), np.array([b for _, _, b in runs], np.int64),
-        np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float),
+        np.asarray(t_ns, np.int64), np.asarray(x, float), np.asarray(y, float), np.asarray(speed_kmh, float), heading,
         np.array([slot_of.get(name, -1) for name in names], np.int64), np.array(absent, np.bool_),
         unpack(carried.get("i"), np.int64), unpack(carried.get("f")), np.array(scale, float), _parameters(s),
-        np.full((len(runs), 3), np.nan))
+        np.full((len(runs), 4), np.nan))
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
-    motion = GroundMotion(out, (flags & STANDING) > 0, noise, (flags & TRUSTED) > 0, (flags & CHECKED) > 0,
-                          (flags & AGREES) > 0)
+    motion = _ground(out, flags, noise, based)
     return motion, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
 
 
 def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
                  settings: MotionSettings | None = None, names: np.ndarray | None = None,
-                 noise_state: dict | None = None) -> tuple[GroundMotion, dict]:
+                 noise_state: dict | None = None, heading_deg: np.ndarray | None = None) -> tuple[GroundMotion, dict]:
     """The walk over one batch sorted by (group, time) without a full carry (for vectorised services that feed a
     tail of earlier samples with each batch): only the receiver's noise estimate is carried, in ``noise_state``
     (``receiver.noise_state``; keyed by ``names[group]``, the group's index where ``names`` is None), and samples
@@ -153,14 +166,13 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
     ends = np.r_[starts[1:], n].astype(np.int64)
     keys = [str(names[g]) if names is not None else str(g) for g in group[starts].tolist()]
     t = np.asarray(t_ms, np.int64)
-    out, flags, noise, _, _, _, estimates = _walk(
+    heading = np.full(n, np.nan) if heading_deg is None else np.asarray(heading_deg, float)
+    out, flags, noise, based, _, _, _, estimates = _walk(
         starts.astype(np.int64), ends, t * 1_000_000, np.asarray(x, float), np.asarray(y, float),
-        np.asarray(speed_kmh, float), np.full(len(starts), -1, np.int64), np.zeros(0, np.bool_),
+        np.asarray(speed_kmh, float), heading, np.full(len(starts), -1, np.int64), np.zeros(0, np.bool_),
         np.zeros(0, np.int64), np.zeros(0), np.ones(2), _parameters(s), seeds_for(noise_state, keys))
     newest = np.maximum.reduceat(t, starts) if n else np.zeros(0, np.int64)
-    motion = GroundMotion(out, (flags & STANDING) > 0, noise, (flags & TRUSTED) > 0, (flags & CHECKED) > 0,
-                          (flags & AGREES) > 0)
-    return motion, receiver_state(noise_state, keys, estimates, newest)
+    return _ground(out, flags, noise, based), receiver_state(noise_state, keys, estimates, newest)
 
 
 # what each machine carries, packed in two arrays (the integers and the floats) in this order: per machine its
@@ -168,10 +180,11 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
 # reported distance was last unknown, its last reported speed's time; then all machines' steps (ms before the
 # newest fix, jump verdict), checks ((ms before the newest fix) * 2 + agreed) and buckets (last fix time, ms).
 # Floats: per machine the newest fix (x, y), noise estimate (mean log, weight), reported distance (m), last
-# reported speed (m/s); then the steps' velocities and the buckets' sums, counts, first fixes, medians, distances.
-M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt")
-M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv")
-B_FLOATS = ("bx", "by", "bc", "rx", "ry", "bsx", "bsy", "bcum", "bst")
+# reported speed (m/s), reported displacement (speed times heading, east, north) and its last sample; then the
+# steps' velocities and the buckets' sums, counts, first fixes, medians, distances, times, displacements.
+M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt", "ht")
+M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv", "ce", "cno", "le", "ln", "sus")
+B_FLOATS = ("bx", "by", "bc", "rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -224,13 +237,13 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
+def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, parameters, seeds):  # pragma: no cover
     """Each machine's samples in turn (rows starts[m]:ends[m]) from what its slot carried; returns the speeds, the
     per-sample flags (TRUSTED, CHECKED, AGREES, STANDING) and noise, which machines have a fix to carry, and the
     new carry (the layout of ``carried_arrays``): the machines of the batch with a fix, then those carried and
-    ``absent`` from it, as they were. ``seeds`` (per machine: mean log, weight, time) start the noise estimate of a
-    machine without a slot, which observes only samples after that time; also returned: each machine's estimate
-    (mean log, weight) after its samples."""
+    ``absent`` from it, as they were. ``seeds`` (per machine: mean log, weight, time, suspect speed value) start a
+    machine without a slot, whose noise estimate observes only samples after that time; also returned: each
+    machine's estimate (mean log, weight) and suspect value after its samples."""
     max_step_ms, max_step_speed, track_ms = np.int64(parameters[0]), parameters[1], np.int64(parameters[2])
     predict_ms, step_tol_kmh, step_tol_share = np.int64(parameters[3]), parameters[4], parameters[5]
     speed_tol_ms, speed_tol_share, trust_ms = parameters[6] / 3.6, parameters[7], np.int64(parameters[8])
@@ -239,20 +252,24 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
     standing_kmh, precise_m, min_span_ms = parameters[15], parameters[16], np.int64(parameters[17])
     keep_ms = max(baseline_ms + max_step_ms, smooth_n * 1000)  # buckets a later sample may still read
     root2 = math.sqrt(2.0)
-    # the carry's layout: per machine 7 ints and 6 floats, then everyone's steps, checks and buckets
+    # the carry's layout: per machine 8 ints and 11 floats, then everyone's steps, checks and buckets
     m_c = len(absent)
     c_ft, c_sn, c_cn, c_bn = c_ints[:m_c], c_ints[m_c:2 * m_c], c_ints[2 * m_c:3 * m_c], c_ints[3 * m_c:4 * m_c]
     c_ss, c_nt, c_vt = c_ints[4 * m_c:5 * m_c], c_ints[5 * m_c:6 * m_c], c_ints[6 * m_c:7 * m_c]
+    c_ht = c_ints[7 * m_c:8 * m_c]
     n_steps, n_checks, n_buckets = c_sn.sum(), c_cn.sum(), c_bn.sum()
-    o = 7 * m_c
+    o = 8 * m_c
     c_st, c_so = c_ints[o:o + n_steps], c_ints[o + n_steps:o + 2 * n_steps]
     c_packed = c_ints[o + 2 * n_steps:o + 2 * n_steps + n_checks]
     c_bt = c_ints[o + 2 * n_steps + n_checks:]
     c_fx, c_fy, c_mu, c_nw = c_floats[:m_c], c_floats[m_c:2 * m_c], c_floats[2 * m_c:3 * m_c], c_floats[3 * m_c:4 * m_c]
     c_cum, c_lv = c_floats[4 * m_c:5 * m_c], c_floats[5 * m_c:6 * m_c]
-    o = 6 * m_c
+    c_ce, c_cn2, c_le, c_ln = c_floats[6 * m_c:7 * m_c], c_floats[7 * m_c:8 * m_c], c_floats[8 * m_c:9 * m_c], \
+        c_floats[9 * m_c:10 * m_c]
+    c_sus = c_floats[10 * m_c:11 * m_c]
+    o = 11 * m_c
     c_sx, c_sy = c_floats[o:o + n_steps], c_floats[o + n_steps:o + 2 * n_steps]
-    c_bf = c_floats[o + 2 * n_steps:]  # 9 fields, each n_buckets long
+    c_bf = c_floats[o + 2 * n_steps:]  # NB fields, each n_buckets long
     c_step_at, c_check_at, c_bucket_at = np.zeros(m_c + 1, np.int64), np.zeros(m_c + 1, np.int64), \
         np.zeros(m_c + 1, np.int64)
     c_step_at[1:], c_check_at[1:], c_bucket_at[1:] = np.cumsum(c_sn), np.cumsum(c_cn), np.cumsum(c_bn)
@@ -261,18 +278,19 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
     out = v.copy()
     flags = np.zeros(n, np.int64)
     noise = np.full(n, np.nan)
+    based_out = np.full((n, 4), np.nan)  # speed over the baseline and reported over it (m/s), both courses (deg)
     east, north = scale[0], scale[1]
     has = np.zeros(machines, np.bool_)
     kept = machines + m_c
-    k_ints, k_floats = np.zeros((7, kept), np.int64), np.zeros((6, kept))
+    k_ints, k_floats = np.zeros((8, kept), np.int64), np.zeros((11, kept))
     n_kept = 0
     cap_steps, cap_checks, cap_buckets = len(c_st) + n, len(c_packed) + n, len(c_bt) + n
     out_st, out_sx, out_sy = np.empty(cap_steps, np.int64), np.empty(cap_steps), np.empty(cap_steps)
     out_so, out_c = np.empty(cap_steps, np.int64), np.empty(cap_checks, np.int64)
-    out_bt, out_bf = np.empty(cap_buckets, np.int64), np.empty((9, cap_buckets))
+    out_bt, out_bf = np.empty(cap_buckets, np.int64), np.empty((NB, cap_buckets))
     n_out_steps, n_out_checks, n_out_buckets = 0, 0, 0
-    smooth_x, smooth_y, smooth_t = np.empty(smooth_n + 1), np.empty(smooth_n + 1), np.empty(smooth_n + 1)
-    estimates = np.zeros((machines, 2))
+    smooth_x, smooth_y = np.empty(smooth_n + 1), np.empty(smooth_n + 1)
+    estimates = np.zeros((machines, 3))
     for m in range(machines):
         a, b = starts[m], ends[m]
         j = slot[m]
@@ -288,17 +306,19 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
         st, sx, sy, so = np.empty(size, np.int64), np.empty(size), np.empty(size), np.empty(size, np.int64)
         scratch = np.empty(max(size, smooth_n + 1))  # for the medians of a window's steps
         ct, ca = np.empty(q1 - q0 + b - a, np.int64), np.empty(q1 - q0 + b - a + 1, np.int64)
-        bt, bf = np.empty(r1 - r0 + b - a, np.int64), np.empty((9, r1 - r0 + b - a))
+        bt, bf = np.empty(r1 - r0 + b - a, np.int64), np.empty((NB, r1 - r0 + b - a))
         last_t, last_x, last_y, last_ok = np.int64(0), 0.0, 0.0, False
         mu, nw, cum, lv = PRIOR_LOG, PRIOR_S, 0.0, np.nan
-        ss, nt, vt = np.int64(NONE_MS), np.int64(NONE_MS), np.int64(NONE_MS)
+        ce, cn_, le, ln, suspect = 0.0, 0.0, np.nan, np.nan, np.nan
+        ss, nt, vt, ht = np.int64(NONE_MS), np.int64(NONE_MS), np.int64(NONE_MS), np.int64(NONE_MS)
         if j >= 0:
             last_t, last_x, last_y, last_ok = c_ft[j], c_fx[j], c_fy[j], True
             mu, nw, cum, lv = c_mu[j], c_nw[j], c_cum[j], c_lv[j]
-            ss, nt, vt = c_ss[j], c_nt[j], c_vt[j]
+            ce, cn_, le, ln, suspect = c_ce[j], c_cn2[j], c_le[j], c_ln[j], c_sus[j]
+            ss, nt, vt, ht = c_ss[j], c_nt[j], c_vt[j], c_ht[j]
         observed_after = np.int64(NONE_MS)
         if j < 0 and np.isfinite(seeds[m, 0]):
-            mu, nw, observed_after = seeds[m, 0], seeds[m, 1], np.int64(seeds[m, 2])
+            mu, nw, observed_after, suspect = seeds[m, 0], seeds[m, 1], np.int64(seeds[m, 2]), seeds[m, 3]
         ns = 0
         for k in range(k0, k1):
             st[ns], sx[ns], sy[ns], so[ns] = last_t - c_st[k], c_sx[k], c_sy[k], c_so[k]
@@ -312,7 +332,7 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
         nb = 0
         for k in range(r0, r1):
             bt[nb] = c_bt[k]
-            for f in range(9):
+            for f in range(NB):
                 bf[f, nb] = c_bf[f * n_buckets + k]
             nb += 1
         newest = last_t if j >= 0 else np.int64(-(2 ** 62))
@@ -342,6 +362,19 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
                     ss = ti
             else:
                 nt, lv, ss = ti, np.nan, NONE_MS
+            # the displacement the reported heading (weighted by the reported speed, else 1 m/s) implies: its
+            # direction over a baseline is the course the fixes' displacement must show, in turns as on straights
+            if np.isfinite(h[i]):
+                weight = vi / 3.6 if np.isfinite(vi) else 1.0
+                e_now, n_now = weight * math.sin(math.radians(h[i])), weight * math.cos(math.radians(h[i]))
+                if vt != NONE_MS and np.isfinite(le) and ti - vt <= max_step_ms:
+                    ce += (le + e_now) * 0.5 * (ti - vt) / 1000.0
+                    cn_ += (ln + n_now) * 0.5 * (ti - vt) / 1000.0
+                else:
+                    ht = ti
+                le, ln = e_now, n_now
+            else:
+                ht, le, ln = ti, np.nan, np.nan
             vt = ti
             fixed = np.isfinite(x[i]) and np.isfinite(y[i])
             vx, vy = np.nan, np.nan
@@ -372,18 +405,23 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
                     bt[nb] = ti
                     bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = x[i], y[i], 1.0, x[i], y[i]
                     nb += 1
-                # where the machine is now: the median of the per-second mean fixes of the last smooth_n seconds
-                # (and the median of their times: when it was there, so speed over a short baseline is not biased)
+                bf[7, nb - 1], bf[9, nb - 1], bf[10, nb - 1] = cum, ce, cn_
+                # where the machine is now: the median of the per-second (first) fixes of the last smooth_n seconds
+                # (one a second whatever the rate, so a jump of up to half of them is outvoted at 10 Hz as at 1 Hz),
+                # and when it was there: the middle bucket of them, whose reported distance and displacement are
+                # what the fixes' displacement is compared with (all over the same span, in turns as on straights)
                 k = 0
                 q = nb - 1
                 while q >= 0 and bt[q] // 1000 > second - smooth_n:
-                    smooth_x[k], smooth_y[k] = bf[0, q] / bf[2, q], bf[1, q] / bf[2, q]
-                    smooth_t[k] = bt[q]
+                    smooth_x[k], smooth_y[k] = bf[3, q], bf[4, q]
                     k += 1
                     q -= 1
+                lo, hi = nb - k + (k - 1) // 2, nb - k + k // 2  # the middle one (two for an even count)
                 now_x, now_y = _median(smooth_x[:k], _NO_SKIP, scratch), _median(smooth_y[:k], _NO_SKIP, scratch)
-                now_t = _median(smooth_t[:k], _NO_SKIP, scratch)
-                bf[5, nb - 1], bf[6, nb - 1], bf[7, nb - 1], bf[8, nb - 1] = now_x, now_y, cum, now_t
+                bf[5, nb - 1], bf[6, nb - 1], bf[8, nb - 1] = now_x, now_y, (bt[lo] + bt[hi]) / 2.0
+                for f in range(3):  # reported distance, displacement east and north: 7, 9, 10 -> 11, 12, 13
+                    src = 7 if f == 0 else 8 + f
+                    bf[11 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
                 # the receiver's noise from the raw fix against the raw fix one full baseline before (the newest
                 # bucket at least baseline_ms old, not from before a gap): while the machine's own trusted speed
                 # kept it standing through the baseline; without a trusted speed, a pair within the noise gate (a
@@ -411,49 +449,97 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
                     use += 1
                     while use < nb and bt[use] < ti - span_ms - max_step_ms:
                         use += 1
-                if use < nb and ti - bt[use] >= min_span_ms:
+                if use < nb and ti - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
                     based = True
-                    span = (ti - bt[use]) / 1000.0
-                    disp = math.hypot((now_x - bf[5, use]) * east, (now_y - bf[6, use]) * north)
-                    v_base = disp / max((now_t - bf[8, use]) / 1000.0, 1.0)
-                    if np.isfinite(vi) and nt <= bt[use]:  # the reported distance over the same baseline
-                        v_reported = (cum - bf[7, use]) / span
-                        tolerance = speed_tol_ms + speed_tol_share * v_base + sigmas * sigma * root2 / span
+                    since = bf[8, use]  # the span: from when the machine was where the anchor says to when now
+                    span = (bf[8, nb - 1] - since) / 1000.0
+                    de, dn = (now_x - bf[5, use]) * east, (now_y - bf[6, use]) * north
+                    disp = math.hypot(de, dn)
+                    floor = sigmas * sigma * root2
+                    # the path the fixes show: the smoothed positions at quarters of the span, so a curve or a
+                    # hairpin within the baseline is measured as the distance the reported speed covers
+                    path, px, py, q = 0.0, bf[5, use], bf[6, use], use
+                    for part in range(1, SUBSPANS):
+                        at = since + part * (bf[8, nb - 1] - since) / SUBSPANS
+                        while q < nb - 1 and bf[8, q] < at:
+                            q += 1
+                        path += math.hypot((bf[5, q] - px) * east, (bf[6, q] - py) * north)
+                        px, py = bf[5, q], bf[6, q]
+                    path += math.hypot((now_x - px) * east, (now_y - py) * north)
+                    v_base = max(path, disp) / span
+                    based_out[i, 0] = v_base
+                    pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
+                    has_heading = ht <= since
+                    if disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                        based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
+                        if has_heading and (pe != 0.0 or pn != 0.0):
+                            based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
+                    if np.isfinite(vi) and nt <= since:  # the reported distance over the same span
+                        v_reported = (bf[11, nb - 1] - bf[11, use]) / span  # the reported path length
+                        tolerance = speed_tol_ms + speed_tol_share * v_base + floor / span
                         checked = True
-                        agrees_now = abs(v_reported - v_base) <= tolerance
+                        # standing by its own speed yet displaced beyond the noise floor is a dead or stuck signal
+                        agrees_now = abs(v_reported - v_base) <= tolerance \
+                            and not (v_reported <= standing_kmh / 3.6 and disp > floor)
+                        based_out[i, 1] = v_reported
             if checked:
                 ct[nc] = ti
                 ca[nc + 1] = ca[nc] + (1 if agrees_now else 0)
                 nc += 1
             count = nc - trust_lo
             if count >= min_checks:
+                # most checks of the trust window agreed, and the checks have not all disagreed for the last
+                # min_checks seconds (a dead signal is caught in seconds, not after half the window)
                 trusted = (ca[nc] - ca[trust_lo]) >= trust_share * count
+                if trusted and not agrees_now and checked:
+                    run = nc - 1
+                    while run > trust_lo and ca[run] == ca[run - 1]:
+                        run -= 1
+                    trusted = nc - run < min_checks or ti - ct[run] < min_checks * 1000
             else:  # too few checks yet: the machine's own speed unless it disagrees right now
                 trusted = agrees_now or not checked
+            # a value caught disagreeing stays suspect while it repeats exactly (a stuck signal reads right again
+            # whenever the machine stands, and would be trusted again at every drive-off); a change frees it
+            if np.isfinite(vi):
+                if not trusted and count >= min_checks:
+                    suspect = vi
+                elif vi == suspect:
+                    trusted = False
+                else:
+                    suspect = np.nan
             noise[i] = noise_of(mu)
             flag = (CHECKED if checked else 0) | (AGREES if agrees_now else 0)
             if trusted and np.isfinite(vi):
                 out[i] = vi
                 flag |= TRUSTED | (STANDING if vi <= standing_kmh else 0)
-            elif based and disp <= sigmas * sigma * root2:  # within the noise floor: standing
-                out[i] = 0.0
-                flag |= STANDING
-            elif sigma < precise_m:  # 1-s steps resolve speed: the jump-filtered short-window track
+            elif sigma < precise_m:  # 1-s steps resolve speed: the jump-filtered short-window track, at once
                 tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
                 track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
                 out[i] = track_kmh if np.isfinite(track_kmh) else (v_base * 3.6 if based else vi)
-            elif based:
-                out[i] = v_base * 3.6
-            else:  # jittery fixes without a baseline yet: only what was reported (NaN if nothing)
-                out[i] = vi
+                if out[i] <= standing_kmh:
+                    flag |= STANDING
+            elif based and disp <= sigmas * sigma * root2:  # within the noise floor: standing
+                out[i] = 0.0
+                flag |= STANDING
+            elif based:  # moving: the jump-filtered short-window track (follows speed changes at once; jittery
+                # under metres of noise, which thresholds on standing, decided above, do not see)
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
+                track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
+                out[i] = track_kmh if np.isfinite(track_kmh) else v_base * 3.6
+            else:  # no baseline yet (a new machine, after a gap): the short-window track, else what was reported
+                tx, ty = _track(st, sx, sy, so, ns, track_ms, predict_ms, step_tol_kmh, step_tol_share, scratch)
+                track_kmh = np.sqrt(tx * tx + ty * ty) * 3.6
+                out[i] = track_kmh if np.isfinite(track_kmh) else vi
             flags[i] = flag
-        estimates[m, 0], estimates[m, 1] = mu, nw
+        estimates[m, 0], estimates[m, 1], estimates[m, 2] = mu, nw, suspect
         if last_ok:
             has[m] = True
             k_ints[0, n_kept], k_ints[1, n_kept], k_ints[2, n_kept] = last_t, 0, 0
-            k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept] = ss, nt, vt
+            k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept], k_ints[7, n_kept] = ss, nt, vt, ht
             k_floats[0, n_kept], k_floats[1, n_kept], k_floats[2, n_kept] = last_x, last_y, mu
             k_floats[3, n_kept], k_floats[4, n_kept], k_floats[5, n_kept] = nw, cum, lv
+            k_floats[6, n_kept], k_floats[7, n_kept], k_floats[8, n_kept], k_floats[9, n_kept] = ce, cn_, le, ln
+            k_floats[10, n_kept] = suspect
             for k in range(ns):
                 if np.isfinite(sx[k]) and st[k] > newest - (track_ms + predict_ms):
                     out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = last_t - st[k], sx[k], sy[k]
@@ -469,7 +555,7 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
             for k in range(nb):
                 if bt[k] >= newest - keep_ms:
                     out_bt[n_out_buckets] = bt[k]
-                    for f in range(9):
+                    for f in range(NB):
                         out_bf[f, n_out_buckets] = bf[f, k]
                     n_out_buckets += 1
                     nbk += 1
@@ -479,9 +565,13 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
         if not absent[j]:
             continue
         k_ints[0, n_kept], k_ints[1, n_kept], k_ints[2, n_kept], k_ints[3, n_kept] = c_ft[j], c_sn[j], c_cn[j], c_bn[j]
-        k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept] = c_ss[j], c_nt[j], c_vt[j]
+        k_ints[4, n_kept], k_ints[5, n_kept], k_ints[6, n_kept], k_ints[7, n_kept] = c_ss[j], c_nt[j], c_vt[j], \
+            c_ht[j]
         k_floats[0, n_kept], k_floats[1, n_kept], k_floats[2, n_kept] = c_fx[j], c_fy[j], c_mu[j]
         k_floats[3, n_kept], k_floats[4, n_kept], k_floats[5, n_kept] = c_nw[j], c_cum[j], c_lv[j]
+        k_floats[6, n_kept], k_floats[7, n_kept], k_floats[8, n_kept], k_floats[9, n_kept] = c_ce[j], c_cn2[j], \
+            c_le[j], c_ln[j]
+        k_floats[10, n_kept] = c_sus[j]
         for k in range(c_step_at[j], c_step_at[j + 1]):
             out_st[n_out_steps], out_sx[n_out_steps], out_sy[n_out_steps] = c_st[k], c_sx[k], c_sy[k]
             out_so[n_out_steps] = c_so[k]
@@ -491,7 +581,7 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
             n_out_checks += 1
         for k in range(c_bucket_at[j], c_bucket_at[j + 1]):
             out_bt[n_out_buckets] = c_bt[k]
-            for f in range(9):
+            for f in range(NB):
                 out_bf[f, n_out_buckets] = c_bf[f * n_buckets + k]
             n_out_buckets += 1
         n_kept += 1
@@ -499,7 +589,7 @@ def _walk(starts, ends, t, x, y, v, slot, absent, c_ints, c_floats, scale, param
                            out_c[:n_out_checks], out_bt[:n_out_buckets]))
     floats = np.concatenate((k_floats[:, :n_kept].ravel(), out_sx[:n_out_steps], out_sy[:n_out_steps],
                              out_bf[:, :n_out_buckets].ravel()))
-    return out, flags, noise, has, ints, floats, estimates
+    return out, flags, noise, based_out, has, ints, floats, estimates
 
 
 @numba.njit(cache=True, nogil=True)

@@ -94,31 +94,36 @@ def estimate_noise(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.n
 
 
 def seeds_for(state: dict | None, names: list[str]) -> np.ndarray:
-    """Per machine (mean log, weight, newest time observed in ms) from a ``noise_state`` (NaN rows: not in it),
-    to start the walk's noise estimate of machines it has no full carry for."""
-    seeds = np.full((len(names), 3), np.nan)
+    """Per machine (mean log, weight, newest time observed in ms, suspect speed value) from a ``noise_state``
+    (NaN rows: not in it), to start the walk of machines it has no full carry for."""
+    seeds = np.full((len(names), 4), np.nan)
     if state:
         at = {name: i for i, name in enumerate(state.get("ids", []))}
         for k, name in enumerate(names):
             if (i := at.get(name)) is not None:
-                seeds[k] = state["mu"][i], state["nw"][i], state["t"][i]
+                sus = state.get("sus", [None] * len(state["ids"]))[i]
+                seeds[k] = state["mu"][i], state["nw"][i], state["t"][i], np.nan if sus is None else sus
     return seeds
 
 
 def noise_state(state: dict | None, names: list[str], estimates: np.ndarray, newest_ms: np.ndarray) -> dict:
-    """The compact JSON-able carry of the noise estimate alone: per machine the running mean of log|axis
-    displacement|, its weight (seconds of evidence) and the newest sample time observed (a tail fed again is not
-    observed twice); machines not in ``names`` keep what ``state`` had."""
+    """The compact JSON-able carry of a walk without its windows: per machine the running mean of log|axis
+    displacement|, its weight (seconds of evidence), the newest sample time observed (a tail fed again is not
+    observed twice) and the speed value caught disagreeing (None: none; a stuck signal stays suspect across
+    batches); machines not in ``names`` keep what ``state`` had."""
     kept = {}
     if state:
+        sus = state.get("sus", [None] * len(state.get("ids", [])))
         for i, name in enumerate(state.get("ids", [])):
-            kept[name] = (state["mu"][i], state["nw"][i], state["t"][i])
+            kept[name] = (state["mu"][i], state["nw"][i], state["t"][i], sus[i])
     for k, name in enumerate(names):
-        old_t = kept.get(name, (0.0, 0.0, -(2 ** 62)))[2]
-        kept[name] = (float(estimates[k, 0]), float(estimates[k, 1]), int(max(newest_ms[k], old_t)))
+        old_t = kept.get(name, (0.0, 0.0, -(2 ** 62), None))[2]
+        suspect = float(estimates[k, 2])
+        kept[name] = (float(estimates[k, 0]), float(estimates[k, 1]), int(max(newest_ms[k], old_t)),
+                      None if suspect != suspect else suspect)
     ids = sorted(kept)
     return {"v": 1, "ids": ids, "mu": [kept[i][0] for i in ids], "nw": [kept[i][1] for i in ids],
-            "t": [kept[i][2] for i in ids]}
+            "t": [kept[i][2] for i in ids], "sus": [kept[i][3] for i in ids]}
 
 
 def noise_m_of_state(state: dict | None, name: str) -> float:

@@ -1,11 +1,15 @@
 """Sensor health from telemetry: per-sample checks against the track and physics, counted per time bin.
 
 Every check is vectorised over a batch sorted by (machine, time). Each sample is compared with what the
-machine's own track (course and speed over ground from consecutive fixes, ``microservices.motion``) and
-physics allow, and with the rest of the fleet for the clock; the results are summed per machine and
-``bin_s`` time bin (bins aligned to absolute time, so any split of the telemetry gives the same sums).
+machine's own track and physics allow, and with the rest of the fleet for the clock; the results are summed per
+machine and ``bin_s`` time bin (bins aligned to absolute time, so any split of the telemetry gives the same sums).
 A closed bin is then judged per sensor: ok, one of the bad statuses, or no evidence (standing still,
 too few samples). ``service.py`` turns runs of judged bins into findings.
+
+Positions are judged as their receiver allows (``microservices.ground_speed``'s walk, noise from
+``microservices.receiver``): a reported speed against the displacement over a 20-s baseline, a reported heading
+against that displacement's direction, moving or standing by the machine's own trusted speed, so metres of
+white GNSS jitter (a standalone receiver) at 0.5-10 Hz do not make a healthy sensor look broken.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from microservices.data_quality.settings import DataQualitySettings
+from microservices.ground_speed import GroundMotion
 from microservices.motion import MotionSettings, angle_diff, track_velocity
 from microservices.series import KEY_SPAN
 
@@ -35,6 +40,7 @@ SUM_FIELDS = (
 )
 MAX_FIELDS = ("f_idle", "e_idle")  # longest time without a counter step while the engine runs (s)
 LAST_FIELDS = ("heading", "speed", "payload")  # the value at the end of the bin (evidence)
+MIN_RATE_S = 1.0  # rates of change are taken over at least a second (at 10 Hz a sensor's noise is not a swing)
 S = {name: i for i, name in enumerate(SUM_FIELDS)}
 M = {name: i for i, name in enumerate(MAX_FIELDS)}
 TAIL_S = 8.0  # seconds of fixes carried per machine: the track velocity's window plus a step
@@ -104,12 +110,41 @@ def fleet_ahead_s(machine: np.ndarray, t_ms: np.ndarray, received_ms: np.ndarray
     return np.maximum(ref, 0.0) - lag
 
 
+def motion_settings(settings: DataQualitySettings) -> MotionSettings:
+    """The walk's settings with this service's speed tolerances and spike speed."""
+    return MotionSettings(max_speed_kmh=settings.max_speed_kmh, speed_tolerance_kmh=settings.speed_tolerance_kmh,
+                          speed_tolerance_share=settings.speed_tolerance_share)
+
+
+def _on_rows(values: np.ndarray, new: np.ndarray, fill: float | bool) -> np.ndarray:
+    """Per-new-row values spread over all rows (``fill`` on the carried tail's)."""
+    out = np.full(len(new), fill, dtype=np.asarray(values).dtype if len(values) else type(fill))
+    out[new] = values
+    return out
+
+
+def _queued(group: np.ndarray, t: np.ndarray, received: np.ndarray, span: int = 5) -> np.ndarray:
+    """Per row: did the machine's samples since ``span`` samples before (fewer at its start) arrive in under half
+    the time they took? Then they waited in a queue (judged over a few samples: one fast arrival is jitter)."""
+    n = len(t)
+    if n == 0:
+        return np.zeros(0, bool)
+    index = np.arange(n)
+    first = np.maximum.accumulate(np.where(np.r_[True, group[1:] != group[:-1]], index, 0))
+    before = np.maximum(index - span, first)
+    took = (t - t[before]).astype(float)
+    with np.errstate(invalid="ignore"):
+        return (took > 0) & (received - received[before] < took / 2)
+
+
 def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, dict], rated: dict[str, float],
-                    settings: DataQualitySettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+                    settings: DataQualitySettings, ground: GroundMotion
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Per-sample evidence matrices (sums, maxes) for the new rows and the carried values per machine.
 
     ``rows``: carried tail + new samples, sorted by machine and t, columns machine_id, t (ms), received
-    (ms), x, y, heading, speed, payload, fuel, hours, running (float 1/0/NaN).
+    (ms), x, y, heading, speed, payload, fuel, hours, running (float 1/0/NaN). ``ground``: the walk's motion of
+    the new rows (``ground_speed.motion_over_ground`` with this service's carry and ``motion_settings``).
     """
     machine = rows["machine_id"].to_numpy(object)
     ids, group = np.unique(machine, return_inverse=True)
@@ -117,12 +152,19 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     x, y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
     heading, speed = rows["heading"].to_numpy(float), rows["speed"].to_numpy(float)
     payload = rows["payload"].to_numpy(float)
+    payload = np.where(payload < 0, np.nan, payload)  # -99 and other negative sentinels: no reading
     fuel, hours = rows["fuel"].to_numpy(float), rows["hours"].to_numpy(float)
-    motion = MotionSettings(max_speed_kmh=settings.max_speed_kmh)
+    motion = motion_settings(settings)
+    # the short-window track: only for the heading's roughness (the course's own changes are subtracted)
     tvx, tvy = track_velocity(group, t, x, y, motion)
     track_kmh = np.hypot(tvx, tvy) * 3.6
     course = np.degrees(np.arctan2(tvx, tvy)) % 360.0
-    moving = np.nan_to_num(track_kmh) >= settings.moving_kmh
+    # moving: by the machine's own trusted speed, else by its displacement over the baseline above the noise
+    fused_kmh = _on_rows(ground.speed_kmh, new, np.nan)
+    standing = _on_rows(ground.standing, new, True)
+    moving = ~standing & (np.nan_to_num(fused_kmh) >= settings.moving_kmh)
+    base_kmh = _on_rows(ground.base_kmh, new, np.nan)
+    noise_m = _on_rows(ground.noise_m, new, np.nan)
     out = np.zeros((len(rows), len(SUM_FIELDS)))
     mx = np.zeros((len(rows), len(MAX_FIELDS)))
 
@@ -142,14 +184,20 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     prev_course = previous_in_group(group, np.where(np.isfinite(track_kmh), course, np.nan))
     turns = h_moving & (gap_s > 0) & (gap_s <= 5) & (np.nan_to_num(track_kmh) >= settings.check_kmh) \
         & np.isfinite(prev_course)
+    per_s = np.maximum(gap_s, MIN_RATE_S)
     with np.errstate(invalid="ignore", divide="ignore"):
         put("h_turns", turns)
-        put("h_rough", np.where(turns, angle_diff(heading, prev_h) / gap_s, 0.0))
-        put("h_course_rough", np.where(turns, angle_diff(course, prev_course) / gap_s, 0.0))
-    h_checked = has_h & (np.nan_to_num(track_kmh) >= settings.check_kmh)
-    diff = np.radians(((heading - course + 180.0) % 360.0) - 180.0)
+        put("h_rough", np.where(turns, angle_diff(heading, prev_h) / per_s, 0.0))
+        put("h_course_rough", np.where(turns, angle_diff(course, prev_course) / per_s, 0.0))
+    # against the course over ground as the receiver allows: the direction of the displacement over the baseline
+    # (where it is well above the noise) and the direction the reported heading (and speed) make over the same span
+    course_base = _on_rows(ground.course_base_deg, new, np.nan)
+    course_reported = _on_rows(ground.course_reported_deg, new, np.nan)
+    h_checked = has_h & np.isfinite(course_base) & np.isfinite(course_reported) \
+        & (np.nan_to_num(base_kmh) >= settings.check_kmh)
+    diff = np.radians(((course_reported - course_base + 180.0) % 360.0) - 180.0)
     put("h_checked", h_checked)
-    put("h_agree", h_checked & (angle_diff(heading, course) <= settings.heading_tolerance_deg))
+    put("h_agree", h_checked & (angle_diff(course_reported, course_base) <= settings.heading_tolerance_deg))
     put("h_sin", np.where(h_checked, np.sin(diff), 0.0))
     put("h_cos", np.where(h_checked, np.cos(diff), 0.0))
     # speed: the same, against the track speed
@@ -160,16 +208,18 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     put("s_moving", s_moving)
     put("s_unchanged", s_moving & (speed == prev_s))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rough = np.abs(speed - prev_s) / gap_s
+        rough = np.abs(speed - prev_s) / per_s
     put("s_rough", np.where(s_moving & (t - prev_t > 0) & (t - prev_t <= 5000), rough, 0.0))
-    s_checked = has_s & moving
-    sdiff = np.where(s_checked, speed - track_kmh, 0.0)
-    tol = settings.speed_tolerance_kmh + settings.speed_tolerance_share * np.nan_to_num(track_kmh)
+    # against the speed of the displacement over the baseline: the reported speed's mean over the same span, with
+    # the walk's tolerance (this service's physical tolerance plus the receiver's noise over the baseline)
+    reported_base = _on_rows(ground.base_reported_kmh, new, np.nan)
+    s_checked = has_s & _on_rows(ground.speed_checked, new, False) & (np.nan_to_num(base_kmh) >= settings.moving_kmh)
+    sdiff = np.where(s_checked, reported_base - base_kmh, 0.0)
     put("s_checked", s_checked)
-    put("s_agree", s_checked & (np.abs(sdiff) <= tol))
+    put("s_agree", s_checked & _on_rows(ground.speed_agrees, new, False))
     put("s_diff", sdiff)
     put("s_diff2", sdiff * sdiff)
-    put("s_track", np.where(s_checked, track_kmh, 0.0))
+    put("s_track", np.where(s_checked, base_kmh, 0.0))
     # position: missing, or a step no machine can drive (a spike's edge)
     has_p = np.isfinite(x) & np.isfinite(y)
     px, pt = last_present(group, t, np.where(has_p, x, np.nan))
@@ -178,15 +228,34 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     with np.errstate(invalid="ignore", divide="ignore"):
         step_kmh = np.hypot(x - px, y - py) / dt * 3.6
     put("p_missing", ~has_p)
-    put("p_spikes", has_p & (pt >= 0) & (dt > 0) & (dt <= motion.max_step_s) & (step_kmh > settings.max_speed_kmh))
-    # payload: missing, repeated while moving, off zero while empty
+    # a step no machine drives even with the receiver's jitter on both fixes (at 10 Hz 2.5 m of white noise is
+    # a 120 km/h step)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jitter_kmh = motion.noise_sigmas * np.nan_to_num(noise_m, nan=0.0) * np.sqrt(2.0) / dt * 3.6
+    put("p_spikes", has_p & (pt >= 0) & (dt > 0) & (dt <= motion.max_step_s)
+        & (step_kmh > settings.max_speed_kmh + jitter_kmh))
+    # payload: missing, frozen for minutes while it must change, off zero while empty. A quantised load cell
+    # repeats its value between neighbouring samples half the time: normal. Frozen is the same value through
+    # payload_frozen_s while the machine moves (a loaded body bounces; an empty one reads its noise); exactly 0
+    # (a dead band may hold an empty body there) only through payload_zero_frozen_s, a haul cycle: a load missed
     has_y = np.isfinite(payload)
     prev_y = previous_in_group(group, payload)
     rated_row = np.array([rated.get(m, np.nan) for m in ids], float)[group]
     put("y_missing", ~has_y)
     y_moving = moving & has_y & np.isfinite(prev_y)
+    changed = has_y & np.isfinite(prev_y) & (payload != prev_y)
+    carried_chg = np.array([state_prev.get(m, {}).get("y_chg", -1) for m in ids], np.int64)[group]
+    # a machine's first reading starts the clock (a reading stuck from the start is frozen too)
+    first_y = np.zeros(len(t), bool)
+    seen = has_y & (carried_chg < 0)
+    if seen.any():
+        rows_y = np.flatnonzero(seen)
+        first_y[rows_y[np.r_[True, group[rows_y][1:] != group[rows_y][:-1]]]] = True
+    chg_t = last_increase(group, t, changed | first_y, carried_chg)
+    limit_ms = np.where(payload == 0.0, settings.payload_zero_frozen_s, settings.payload_frozen_s) * 1000
+    frozen = y_moving & (chg_t >= 0) & (t - chg_t >= limit_ms)
     put("y_moving", y_moving)
-    put("y_unchanged", y_moving & (payload == prev_y))
+    put("y_unchanged", frozen)
     empty = has_y & np.isfinite(rated_row) & (payload < settings.empty_fraction * rated_row)
     put("y_empty", empty)
     put("y_empty_high", empty & (payload > settings.zero_tolerance_fraction * rated_row))
@@ -215,15 +284,21 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
         put(f"{prefix}_run_s", np.where(known & running & (step_s > 0) & (step_s <= 60), step_s, 0.0))
         mx[:, M[f"{prefix}_idle"]] = idle
         carried[f"{prefix}_inc"] = inc_t
-    # clock: timestamps ahead of arrival or of the fleet; a late delivery says nothing about the clock
+    # clock: timestamps ahead of arrival or of the fleet; a late delivery says nothing about the clock. Samples
+    # arriving faster than half their pace were queued (a device's buffer, ingest draining a history backlog, a
+    # replay): they are compared with the fleet's queued samples only, and live ones with live ones, so a backlog
+    # does not make the machines arriving live look ahead by the backlog's delay
     received = rows["received"].to_numpy(float)
+    queued = _queued(group, t, received)
     ahead = np.full(len(rows), np.nan)
-    usable = new & np.isfinite(received)
-    if usable.any():
-        ahead[usable] = fleet_ahead_s(machine[usable], t[usable], received[usable], settings.fleet_neighbours)
+    arrived = new & np.isfinite(received)
+    for usable in (arrived & queued, arrived & ~queued):
+        if usable.any():
+            ahead[usable] = fleet_ahead_s(machine[usable], t[usable], received[usable], settings.fleet_neighbours)
     prompt = np.isfinite(ahead) & (ahead >= -settings.clock_tolerance_s)
     put("c_n", prompt)
     put("c_ahead", np.where(prompt, ahead, 0.0))
+    carried["y_chg"] = chg_t
     last_of = {m: {k: int(v[i]) for k, v in carried.items()}
                for m, i in zip(ids, np.r_[np.flatnonzero(group[1:] != group[:-1]), len(group) - 1], strict=True)}
     return out, mx, np.column_stack([heading, speed, payload]), last_of

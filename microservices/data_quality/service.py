@@ -20,11 +20,12 @@ from microservices.data_quality import detect
 from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
+from microservices.ground_speed import motion_over_ground
 from microservices.sdk import Batch, Card, Kpi, Outputs, Service
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the motion walk's carry ("gm"), the payload's last change
 FIELD_OF = {"heading": "heading", "speed": "speed", "position": "x", "payload": "payload", "fuel": "fuel",
             "hours": "hours"}
 DEGRADED_HOURS_SQL = """
@@ -75,8 +76,13 @@ class DataQuality(Service[DataQualitySettings]):
         if not new.any():
             return out, state
         rated, kinds = self._registry(batch.machines)
-        sums, maxes, last, counters = detect.sample_evidence(rows, new, machines_state, rated, settings)
         fresh = rows[new]
+        # motion as the receiver allows, carried across batches (the new rows only: the walk carries its windows)
+        ground, state["gm"] = motion_over_ground(
+            fresh["machine_id"].to_numpy(object), fresh["t"].to_numpy(np.int64), fresh["x"].to_numpy(float),
+            fresh["y"].to_numpy(float), fresh["speed"].to_numpy(float), state.get("gm", {}),
+            detect.motion_settings(settings), fresh["heading"].to_numpy(float))
+        sums, maxes, last, counters = detect.sample_evidence(rows, new, machines_state, rated, settings, ground)
         machine = fresh["machine_id"].to_numpy(object)
         bin_ms = int(round(settings.bin_s * 1000))
         bins = detect.bins_of(machine, fresh["t"].to_numpy(np.int64), sums[new], maxes[new], last[new], bin_ms)

@@ -69,6 +69,14 @@ class DataQualitySettings(BaseModel):
         4, ge=1, le=60, description="... within this many bins make the position implausible (plain GNSS jumps a "
                                     "few times an hour; a multipath antenna several times a minute); also the "
                                     "window in which confirm_bins x min_samples frozen moving samples are stuck")
+    payload_frozen_s: float = Field(
+        60.0, gt=0, le=3600, description="a payload reading unchanged for this long while the machine moves is "
+                                          "frozen (a loaded body bounces, an empty one reads its noise); repeats "
+                                          "between neighbouring samples are normal for a quantised load cell")
+    payload_zero_frozen_s: float = Field(
+        300.0, gt=0, le=7200, description="a payload reading of exactly 0 (an empty body in a load cell's dead band) "
+                                          "is frozen only when unchanged this long while moving: about a haul "
+                                          "cycle, so it missed a load")
     empty_fraction: float = Field(
         0.12, gt=0, lt=1, description="payload readings below this share of rated count as the body or bucket "
                                       "being empty, where a zero offset shows: half the smallest loader pass (a "

@@ -111,11 +111,15 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     # the fixes' over that baseline (a standalone receiver's jitter neither moves a standing machine nor adds
     # distance); the centred track's where neither tells yet
     ground, ground_carry = own_motion(track, sel, machines, settings)
-    reported = track.speed[sel]
-    speed = np.where(np.isfinite(ground.speed_kmh), ground.speed_kmh,
-                     np.where(np.isfinite(reported), reported, fused.speed_kmh))
     standing = ground.standing
-    motion = results.motion_state(np.where(standing, 0.0, speed), track.engine[sel], settings.moving_kmh)
+    # the speed: the reported one while the walk trusts it; else only what both the centred track (lag-free but
+    # jittery on a noisy receiver) and the speed over the baseline (smooth but lagging stops, starts and braking
+    # into a limited zone) support: the lower of the two; zero while standing
+    reported = track.speed[sel]
+    speed = np.where(ground.speed_used & np.isfinite(reported), reported,
+                     np.fmin(fused.speed_kmh, np.where(standing, 0.0, ground.speed_kmh)))
+    travel = np.where(standing, 0.0, speed)
+    motion = results.motion_state(travel, track.engine[sel], settings.moving_kmh)
     gap_ms = int(round(settings.gap_carry_s * 1000))
     placed = place(g, ts, x, y, cleaned.good[sel], standing, ground.noise_m, carried_runs(track.ids, machines),
                    settings.gnss_decorrelation_s, gap_ms)
@@ -137,9 +141,9 @@ def finalise(track: Track, cleaned: Cleaned, final_now: np.ndarray, machines: di
     zone_id = model.zone_ids[zone_index] if model else np.full(len(sel), None, dtype=object)
     return Final(ids=track.ids, g=g, t=ts, x=x, y=y, known=known, carried=carried, jump=cleaned.jump[sel],
                  good=cleaned.good[sel], raw_lat=track.lat[sel], raw_lon=track.lon[sel],
-                 heading=track.heading[sel], course=fused.course_deg, speed=speed, motion=motion, standing=standing,
-                 held_from=placed.held_from,
-                 inside=inside, sure=depth >= margin_in[:, None], near=depth >= -margin_out[:, None],
+                 heading=track.heading[sel], course=fused.course_deg, speed=speed, travel=travel, motion=motion,
+                 standing=standing, held_from=placed.held_from, inside=inside,
+                 sure=depth >= margin_in[:, None], near=depth >= -margin_out[:, None],
                  zone_type=zone_type, zone_id=zone_id, standing_runs=placed.carry, ground_carry=ground_carry)
 
 
@@ -157,6 +161,7 @@ def write(out: Outputs, final: Final, machines: dict[str, MachineState], setup: 
         machine = ids[g[row]]
         update = updates.setdefault(machine, {})
         update["last"] = {"t": int(ts[row]), "speed": float(speed[row]) if np.isfinite(speed[row]) else None,
+                          "travel": float(final.travel[row]) if np.isfinite(final.travel[row]) else None,
                           "motion": int(final.motion[row]), "zone_type": int(final.zone_type[row]),
                           "x": float(x[row]) if final.known[row] else None,
                           "y": float(y[row]) if final.known[row] else None}

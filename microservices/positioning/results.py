@@ -61,12 +61,12 @@ def write_activity(out: Outputs, final: Final, machines: dict[str, Any], setup: 
     """Per machine and minute: distance, moving/idle/off time and time per zone type, as exact integers.
 
     Each interval between consecutive final samples takes the state of its first sample; its distance is
-    the mean of the two reported speeds times its length (an odometer that GNSS noise and jumps cannot
-    inflate), or the straight line between cleaned fixes where speed is not reported.
+    the mean of the two speeds over ground times its length (an odometer that GNSS noise and jumps cannot
+    inflate, zero while standing), or the straight line between cleaned fixes where no speed is known.
     """
-    ids, g, ts, x, y, speed = final.ids, final.g, final.t, final.x, final.y, final.speed
+    ids, g, ts, x, y, speed = final.ids, final.g, final.t, final.x, final.y, final.travel
     prev_t = final.previous(machines, ts.astype(float), "t")
-    prev_speed = final.previous(machines, speed, "speed")
+    prev_speed = final.previous(machines, speed, "travel")
     prev_motion = final.previous(machines, final.motion.astype(float), "motion")
     prev_zone = final.previous(machines, final.zone_type.astype(float), "zone_type")
     prev_x = final.previous(machines, x, "x")

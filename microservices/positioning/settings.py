@@ -22,8 +22,9 @@ class PositioningSettings(BaseModel):
                     "the polygon grown by border_margin_m (DOMAIN.md: SitePulse default minimum dwell 5 s)")
     border_margin_m: float = Field(
         3.0, ge=0, le=50,
-        description="hysteresis at zone borders: a machine leaves a zone only once outside the polygon grown by "
-                    "this many metres (about two standard deviations of plain GNSS error, DOMAIN.md)")
+        description="the least hysteresis at zone borders: a machine leaves a zone only once outside the polygon "
+                    "grown by this many metres, or by border_sigmas of its position's uncertainty where that is more "
+                    "(3 m: about two standard deviations of plain GNSS error, DOMAIN.md)")
     border_sigmas: float = Field(
         2.0, ge=0, le=10,
         description="zone hysteresis scaled to how well the position is known: a visit is confirmed only once the "
@@ -64,7 +65,10 @@ class PositioningSettings(BaseModel):
                     "gaps count as no data (no time, no zone change)")
     moving_kmh: float = Field(
         1.0, ge=0, le=20,
-        description="at or above this reported speed a machine with its engine on is moving, below it idle")
+        description="a machine with its engine on is moving at or above this speed, else idle; the speed is its own "
+                    "while that agrees with its fixes over a noise-long baseline, else the fixes' over that baseline, "
+                    "so a standing machine's GNSS jitter neither moves it nor adds distance "
+                    "(microservices/ground_speed.py)")
     speeding_tolerance_kmh: float = Field(
         0.5, ge=0, le=50,
         description="speeding is a reported speed above the applicable limit plus this (SitePulse default)")

@@ -27,7 +27,7 @@ class MachineState(TypedDict, total=False):
     """What a step carries per machine to the next, as JSON (in the state the runner stores with the outputs)."""
 
     raw: dict[str, list]  # RAW_FIELDS lists: the cleaning windows' context for the samples still to finalise
-    last: dict[str, Any]  # the last final sample: t, speed, motion, zone_type, x, y
+    last: dict[str, Any]  # the last final sample: t, speed, travel, motion, zone_type, x, y
     good: list[float]  # the last accepted fix: t, x, y
     bucket: int  # track interval of the last final sample (one track row per interval)
     zones: dict[str, dict[str, Any]]  # zone id -> its open series (results.zone_series)
@@ -79,7 +79,8 @@ class Final:
     raw_lon: np.ndarray
     heading: np.ndarray  # reported heading
     course: np.ndarray  # fused course (reported heading where it agrees with the track), degrees
-    speed: np.ndarray  # km/h: reported where present, else the track's
+    speed: np.ndarray  # km/h right now (speeding): reported while trusted, else the centred track's
+    travel: np.ndarray  # km/h over ground (distance, moving time): 0 while standing, NaN where nothing tells
     motion: np.ndarray  # OFF / IDLE / MOVING
     standing: np.ndarray  # the machine stands (by its own speed first): its position is its fixes' mean
     held_from: np.ndarray  # ms: since when the position holds (a standing machine's: since it stopped)
