@@ -50,9 +50,12 @@ INSERT_SQL = (
     " ON CONFLICT DO NOTHING"
 )
 REJECT_SQL = (
-    "INSERT INTO ingest_rejects (received_at, topic, payload, reason, site_id, machine_id, digest)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (digest) DO NOTHING"
+    "INSERT INTO ingest_rejects (received_at, topic, payload, payload_bytes, reason, site_id, machine_id, digest)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (digest) DO NOTHING"
 )
+# a reject keeps this much of its payload (a person reads what the device sent from the start of it) and its
+# length in payload_bytes; kept whole, bad messages of up to 1 MiB each filled the table a megabyte at a time
+REJECT_PAYLOAD_KEPT = 4096
 BIRTH_SQL = (
     "INSERT INTO machines AS m (site_id, machine_id, kind, model, rated_payload_kg, attributes, updated_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -147,7 +150,8 @@ def notify_payload(sites: set[str]) -> str:
 
 
 def reject_digest(reject: Reject) -> bytes:
-    """Identity of a reject, so a re-delivered bad message is stored once."""
+    """Identity of a reject, so a re-delivered bad message is stored once (of its whole payload, so two payloads
+    that differ only after the part kept are two rejects)."""
     digest = hashlib.sha256(reject.topic.encode("utf-8", "replace"))
     digest.update(b"\0")
     digest.update(reject.payload)
@@ -245,7 +249,8 @@ class TelemetryWriter:
                             (
                                 r.received_at,
                                 _clean(r.topic),
-                                r.payload,
+                                r.payload[:REJECT_PAYLOAD_KEPT],
+                                len(r.payload),
                                 _clean(r.reason),
                                 r.site_id,
                                 r.machine_id,

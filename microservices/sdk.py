@@ -463,7 +463,19 @@ def time_range(
     start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
 ) -> TimeRange:
-    """``from`` and ``to`` in UTC; a naive time or a range that ends before it starts is a user error."""
+    """``from`` and ``to`` in UTC; a naive time, one outside 1970-2200 or a range that ends before it starts is a
+    user error. The years are bounded here, not only by the API's app-wide check, because services call this
+    directly: a window (``to - 1 day``) or bucket from year 1 or 9999 overflows datetime further in."""
+    earliest, latest = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+    for value, name in ((start, "from"), (end, "to")):
+        if value is None or value.tzinfo is None:
+            continue  # as_utc names a naive time
+        try:
+            inside = earliest <= value < latest
+        except OverflowError:  # an offset pushing year 1 or 9999 past datetime's range
+            inside = False
+        if not inside:
+            raise SitePulseError(f"{name} must lie between 1970-01-01 and 2200-01-01, not {value.isoformat()}")
     start, end = as_utc(start, "from"), as_utc(end, "to")
     if start is not None and end is not None and end < start:
         raise SitePulseError("to is before from")

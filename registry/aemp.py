@@ -9,10 +9,12 @@ a machine has no data for is omitted, never sent as null.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
+import orjson
 import psycopg
 
 from registry.tokens import Principal
@@ -60,7 +62,9 @@ def _header(row: dict[str, Any]) -> dict[str, Any]:
                               "EquipmentID": equipment_id(row["site_id"], row["machine_id"]),
                               "SerialNumber": attributes.get("serial_number") or declared.get("serial_number"),
                               "PIN": attributes.get("pin") or declared.get("pin")}
-    return {k: v for k, v in header.items() if v not in (None, "")}
+    # birth attributes are whatever JSON a device sent: a list or an object is shown as its text, never as
+    # elements named by the device
+    return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in header.items() if v not in (None, "")}
 
 
 def _equipment(row: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -145,12 +149,17 @@ def fleet(conn: psycopg.Connection, principal: Principal, page: int, base_url: s
     return {"Fleet": {"SnapshotTime": now, "Links": links, "Equipment": equipment}}
 
 
+# Characters XML 1.0 cannot hold at all, escaped or not: C0 controls but tab/LF/CR, lone surrogates, U+FFFE/F.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: Any) -> str:
+    """A value as XML text; a character XML cannot carry (a device may send ``\\u0001``) becomes U+FFFD."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _append(parent: ElementTree.Element, name: str, value: Any) -> None:

@@ -11,7 +11,8 @@ The supervisor runs in the API process every few seconds (one instance at a time
   tables (the machine left the restricted zone, the encounter ended, the overloaded hauler dumped) or from the
   alert's ``data.ended_at`` (speeding episodes are raised once they are over);
 - notify: each alarm matching a site's rule (level at least the rule's, same service if the rule names one) is
-  notified once to the rule's audience (an ``alarm_events`` row; POSTed to the rule's webhook when it has one);
+  notified once to the rule's audience (an ``alarm_events`` row; POSTed to the rule's webhook when it has one,
+  where registry/webhooks.py allows, each site's webhooks on a worker of their own with a time budget);
 - escalate: an alarm still active and unacknowledged ``escalate_after_s`` after it was raised is escalated once
   per rule to the rule's ``escalate_to``.
 """
@@ -25,16 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 import psycopg
 from psycopg.types.json import Jsonb
+
+from registry.webhooks import WEBHOOK_TIMEOUT_S, SiteQueues, WebhookPolicy, WebhookSender, approved_hosts
+from sitepulse.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("info", "warning", "critical")
 SUPERVISOR_LOCK = 0x5172_0A1A  # pg advisory lock id: one supervisor per database
 SUPERVISE_EVERY_S = 5.0
-WEBHOOK_TIMEOUT_S = 3.0
+SITE_BUDGET_S = 10.0  # a site's webhooks may take this long per supervisor pass; the rest are not sent
+MAX_DELIVERY_WORKERS = 16
 NOTIFY_LOOKBACK = "1 day"  # alarms older than this are not notified any more (e.g. after a long outage)
 
 
@@ -157,24 +161,34 @@ def _pending(conn: psycopg.Connection, now: datetime) -> list[Notification]:
 
 
 def post_webhook(notification: Notification, url: str | None) -> str | None:
-    """POST the notification as JSON to the rule's webhook; the error in a few words, or None."""
-    if not url:
-        return None
-    try:
-        response = httpx.post(url, json=notification.body(), timeout=WEBHOOK_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"[:200]
-    return None if response.is_success else f"HTTP {response.status_code}"
+    """POST the notification as JSON to the rule's webhook where this process's settings allow
+    (registry/webhooks.py); the error in a few words, or None."""
+    approved = approved_hosts(get_settings().webhook_approved_hosts)
+    return WebhookSender(WebhookPolicy(approved))(notification, url)
 
 
-def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook) -> int:
-    """Send what is due under the sites' rules and audit each send; returns how many were sent."""
-    sent = 0
+def site_queues(deliver: Deliver, site_budget_s: float = SITE_BUDGET_S) -> SiteQueues:
+    """Per-site delivery queues for ``deliver``; a round waits at most the budget and one webhook's timeouts."""
+    return SiteQueues(deliver, site_budget_s, site_budget_s + 3 * WEBHOOK_TIMEOUT_S, MAX_DELIVERY_WORKERS)
+
+
+def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Deliver | SiteQueues = post_webhook) -> int:
+    """Send what is due under the sites' rules and audit each send; returns how many were sent. Webhooks go out
+    per site (``SiteQueues``; a plain ``deliver`` gets queues for this call only)."""
+    notes: list[tuple[Notification, str | None]] = []
     for note in _pending(conn, now):
         alert = dict(note.alert)
         url = alert.pop("webhook")
-        note = Notification(note.kind, note.rule_id, note.rule, note.to, alert)
-        error = deliver(note, url)
+        notes.append((Notification(note.kind, note.rule_id, note.rule, note.to, alert), url))
+    queues = deliver if isinstance(deliver, SiteQueues) else site_queues(deliver)
+    try:
+        errors = queues.deliver([(note.alert["site_id"], note, url) for note, url in notes])
+    finally:
+        if queues is not deliver:
+            queues.close()
+    sent = 0
+    for (note, url), error in zip(notes, errors, strict=True):
+        alert = note.alert
         with conn.transaction():
             conn.execute(
                 "INSERT INTO alarm_events (alert_id, site_id, at, action, actor, detail)"
@@ -189,7 +203,7 @@ def notify_and_escalate(conn: psycopg.Connection, now: datetime, deliver: Delive
     return sent
 
 
-def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_webhook, *,
+def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver | SiteQueues = post_webhook, *,
               wait: bool = True) -> dict[str, int] | None:
     """One supervisor pass (auto-clear, then notify and escalate), one process at a time; without ``wait``,
     None when another process is in its pass."""
@@ -208,9 +222,11 @@ def supervise(conn: psycopg.Connection, now: datetime, deliver: Deliver = post_w
 class Supervisor:
     """Runs ``supervise`` every few seconds on a thread of its own, until closed."""
 
-    def __init__(self, database_url: str, every_s: float = SUPERVISE_EVERY_S) -> None:
+    def __init__(self, database_url: str, every_s: float = SUPERVISE_EVERY_S, deliver: Deliver = post_webhook
+                 ) -> None:
         self._url = database_url
         self._every = every_s
+        self._queues = site_queues(deliver)  # kept across passes: a site's webhook still answering is known
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alarm-supervisor", daemon=True)
 
@@ -220,6 +236,7 @@ class Supervisor:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._queues.close()
 
     def _run(self) -> None:
         conn: psycopg.Connection | None = None
@@ -227,7 +244,7 @@ class Supervisor:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._url, autocommit=True, application_name="sitepulse-alarms")
-                supervise(conn, datetime.now().astimezone(), wait=False)
+                supervise(conn, datetime.now().astimezone(), self._queues, wait=False)
             except psycopg.Error as exc:  # the database is away: try again next round
                 log.warning("alarm supervisor: %s", exc)
                 if conn is not None:

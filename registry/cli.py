@@ -29,6 +29,7 @@ from registry.lifecycle import NEXT_STAGES, STAGES
 from registry.needs import add_need, list_needs
 from registry.reports import by_customer, usage_csv, usage_report
 from registry.sharing import check_usable_on_site
+from registry.spreadsheet import inert
 from registry.tokens import create_token, list_tokens, revoke_token
 from sitepulse.db import connect
 from sitepulse.errors import SitePulseError
@@ -283,5 +284,5 @@ def _kpi_line(kpi: dict[str, Any]) -> str:
 
 
 def _csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+    text = "" if value is None else inert(str(value))
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text

@@ -12,7 +12,6 @@ service's alerts (share acknowledged). The recommendation follows the printed ``
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,6 +22,7 @@ import psycopg
 
 from microservices.sdk import Kpi, Service
 from registry.sharing import sharing_of
+from registry.spreadsheet import InertCsvWriter
 from registry.usage import ADOPTION_ACTIONS
 
 
@@ -290,7 +290,7 @@ CSV_COLUMNS = ("site_id", "service", "stage", "enabled", "enabled_at", "recommen
 def evaluation_csv(items: list[dict[str, Any]]) -> str:
     """One row per (site, service, KPI); a service without KPIs gets one row with the KPI columns empty."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = InertCsvWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     for item in items:
         use = item["adoption"]

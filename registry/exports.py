@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from registry.spreadsheet import TEXT_TYPES, inert_sql
+
 CHUNK_ROWS = 50_000
 TELEMETRY_COLUMNS = ("site_id", "machine_id", "ts", "seq", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg",
                      "fuel_used_l", "engine_hours", "engine_on", "extra")
@@ -105,9 +107,16 @@ def build_query(schema: str, table: str, columns: list[tuple[str, str]], site_id
     return ExportQuery(query, {"site": site_id, "start": start, "end": end}, output)
 
 
+def csv_query(export: ExportQuery) -> sql.Composable:
+    """The export's SELECT with every text column made inert for spreadsheets (zone names are user text)."""
+    cells = [inert_sql(sql.SQL("q.{}").format(sql.Identifier(name))) + sql.SQL(" AS {}").format(sql.Identifier(name))
+             if kind in TEXT_TYPES else sql.SQL("q.{}").format(sql.Identifier(name)) for name, kind in export.columns]
+    return sql.SQL("SELECT {} FROM ({}) q").format(sql.SQL(", ").join(cells), export.query)
+
+
 def csv_chunks(pool: ConnectionPool, export: ExportQuery) -> Iterator[bytes]:
-    """CSV with a header row, straight from COPY TO STDOUT."""
-    copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(export.query)
+    """CSV with a header row, straight from COPY TO STDOUT (text cells inert for spreadsheets)."""
+    copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(csv_query(export))
     with pool.connection() as conn, conn.cursor() as cur, cur.copy(copy_sql, export.params) as copy:
         for chunk in copy:
             yield bytes(chunk)

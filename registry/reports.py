@@ -10,7 +10,6 @@ was on for the site at some time in the period, or was used or alerted in it.
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ import psycopg
 
 from microservices.sdk import Service
 from registry.sharing import customers
+from registry.spreadsheet import InertCsvWriter
 from registry.usage import ADOPTION_ACTIONS
 from sitepulse.errors import SitePulseError
 
@@ -153,14 +153,15 @@ def by_customer(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def usage_csv(items: list[dict[str, Any]]) -> str:
     """The report as CSV, one row per (customer, site, service)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = InertCsvWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     for item in items:
         volume = item["volume"] or {}
-        writer.writerow([item["customer"], item["site_id"], item["service"], _iso(item["from"]), _iso(item["to"]),
-                         *(item[c] for c in COUNTS), item["alerts_delivered"], item["alerts_acknowledged"],
-                         item["machines_covered"], volume.get("name", ""),
-                         "" if not volume else f"{volume['value']:.6g}", volume.get("unit", "")])
+        writer.writerow([
+            item["customer"], item["site_id"], item["service"], _iso(item["from"]), _iso(item["to"]),
+            *(item[c] for c in COUNTS), item["alerts_delivered"], item["alerts_acknowledged"],
+            item["machines_covered"], volume.get("name", ""), "" if not volume else f"{volume['value']:.6g}",
+            volume.get("unit", "")])
     return buffer.getvalue()
 
 

@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 import psycopg
 
-from sitepulse.errors import SitePulseError
+from sitepulse.errors import InvalidInput, SitePulseError
 from sitepulse.sites import check_site_id
 
 TOKEN_PREFIX = "sp_"
 Role = Literal["admin", "site"]
 BOOTSTRAP_ADMIN = "bootstrap-admin"
+MAX_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ def create_token(conn: psycopg.Connection, name: str, sites: list[str] | tuple[s
     name = name.strip()
     if not name:
         raise SitePulseError("a token needs a name (who or what uses it)")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"a token name may be at most {MAX_NAME} characters")
+    if name.casefold() == BOOTSTRAP_ADMIN:  # audit trails would attribute its actions to the bootstrap admin
+        raise InvalidInput(f"{BOOTSTRAP_ADMIN!r} is reserved for the SITEPULSE_ADMIN_TOKEN; choose another name")
     sites = tuple(dict.fromkeys(check_site_id(s) for s in sites))
     if role == "site" and not sites:
         raise SitePulseError("a site token needs at least one site")

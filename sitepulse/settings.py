@@ -6,6 +6,7 @@ Precedence (highest first): environment variables, the config file named by
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from functools import lru_cache
@@ -19,6 +20,41 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sitepulse.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("sitepulse.toml")
+MIN_SECRET_BITS = 64
+# words and defaults that make a secret guessable wherever they appear in it
+PLACEHOLDERS = ("changeme", "change-me", "change_me", "password", "passw0rd", "secret", "admin", "token", "default",
+                "example", "sitepulse", "letmein", "qwerty", "asdf", "test", "dummy", "placeholder", "xxx")
+DEFAULT_PASSWORDS = frozenset({"postgres", "sitepulse", "timescale", "timescaledb", "password", "root", ""})
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why ``secret`` would be guessed, or None.
+
+    What remains after dropping placeholder words, repeated characters and runs like ``1234``/``abcd`` must carry
+    at least ``MIN_SECRET_BITS`` (length x log2 of the character classes it uses) in at least 8 distinct
+    characters; ``secrets.token_urlsafe(32)`` carries about 250.
+    """
+    if any(c.isspace() for c in secret):
+        return "contains whitespace"
+    if len(secret) < 16:
+        return "shorter than 16 characters"
+    rest = secret.lower()
+    for word in PLACEHOLDERS:
+        rest = rest.replace(word, "")
+    kept: list[str] = []
+    for char in rest:  # drop a character repeating, or counting on from, the one before
+        if kept and ord(char) - ord(kept[-1]) in (0, 1, -1):
+            kept[-1] = char
+            continue
+        kept.append(char)
+    rest = "".join(kept)
+    original = {c for c in secret if c.lower() in rest}
+    classes = (26 if any(c.islower() for c in original) else 0) + (26 if any(c.isupper() for c in original) else 0)
+    classes += (10 if any(c.isdigit() for c in rest) else 0) + (33 if any(not c.isalnum() for c in rest) else 0)
+    bits = len(rest) * math.log2(classes) if classes > 1 else 0.0
+    if bits < MIN_SECRET_BITS or len(set(rest)) < 8:
+        return "a placeholder or too predictable (repeats, sequences or common words)"
+    return None
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -98,6 +134,9 @@ class Settings(BaseSettings):
         " ({z}/{x}/{y}); unset draws the site file alone (no tile server needed)"
     )
     map_tiles_attribution: str = Field("", description="attribution shown with the map background")
+    webhook_approved_hosts: str | None = Field(
+        None, description="comma-separated host or host:port that alarm webhooks may reach on private, loopback"
+        " or link-local addresses (approved by an admin); any other webhook goes to public addresses only")
     # ingest
     ingest_batch_rows: int = Field(5000, ge=1)
     ingest_batch_ms: int = Field(200, ge=1)
@@ -171,11 +210,30 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
-    def _no_placeholder_token(self) -> Settings:
-        if self.admin_token is not None and self.environment == "production":
-            secret = self.admin_token.get_secret_value()
-            if secret in {"changeme", "admin", "secret"} or len(secret) < 16:
-                raise ValueError("SITEPULSE_ADMIN_TOKEN is a placeholder or shorter than 16 characters")
+    def _production_secrets(self) -> Settings:
+        """Production refuses what lets a stranger in: no or a guessable admin token, a default database
+        password, a broker any client may use without credentials. Each refusal is one line naming the variable."""
+        if self.environment != "production":
+            return self
+        if self.admin_token is None or not self.admin_token.get_secret_value():
+            raise ValueError("SITEPULSE_ADMIN_TOKEN must be set in production (e.g. python3 -c 'import secrets;"
+                             " print(secrets.token_urlsafe(32))')")
+        if problem := weak_secret(self.admin_token.get_secret_value()):
+            raise ValueError(f"SITEPULSE_ADMIN_TOKEN is {problem}; use a random token, e.g. python3 -c 'import"
+                             " secrets; print(secrets.token_urlsafe(32))'")
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.get_secret_value()).password
+            if password is not None and (password.lower() in DEFAULT_PASSWORDS or weak_secret(password)):
+                raise ValueError("SITEPULSE_DATABASE_URL has a default or guessable password; production needs a"
+                                 " random one")
+        if self.mqtt_url is None:
+            raise ValueError("SITEPULSE_MQTT_URL must be set in production: the embedded broker lets any local"
+                             " client read and write every site's topics; use a broker with per-site credentials"
+                             " and ACLs (docs/DEPLOYMENT.md)")
+        parts = urlsplit(self.mqtt_url.get_secret_value())
+        if not parts.username or not parts.password:
+            raise ValueError("SITEPULSE_MQTT_URL has no user and password: production refuses an anonymous broker"
+                             " connection (mqtt://user:password@host:1883)")
         return self
 
     @classmethod

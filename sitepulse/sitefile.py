@@ -43,11 +43,13 @@ import logging
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import time
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 import numpy as np
 import shapely
@@ -363,6 +365,9 @@ def _polygon_rings(geometry: dict[str, Any], where: str, problems: list[str]) ->
 def _zone_from(props: dict[str, Any], ring: Any, where: str, index: int, closed_required: bool,
                transformer: Transformer | None, problems: list[str]) -> dict[str, Any] | None:
     """One zone dict from a drawn polygon, or its problems appended."""
+    if isinstance(ring, list) and (problem := _too_many_corners(ring)) is not None:
+        problems.append(f"{where}: {problem}")  # before any geometry is built from it
+        return None
     try:
         points = _ring(ring, transformer)
     except (TypeError, ValueError, IndexError):
@@ -538,6 +543,136 @@ def _looks_like_xml(text: str | bytes) -> bool:
     return head[:1] in (b"<", "<")
 
 
+# --- bounds on what a site file may hold: generous for drawn sites (a real quarry's zones have tens to a few
+# thousand corners), small enough that a hostile file costs no more than seconds and its view no more than a few MB
+
+MAX_SITE_FILE_BYTES = 5 * 1024 * 1024
+MAX_NESTING = 32  # a GeoJSON MultiPolygon's corners sit 8 levels deep
+MAX_ZONE_CORNERS = 10_000  # per zone or path (a 150,000-corner zone took 17 s to load and its view was 6 MB)
+MAX_SITE_CORNERS = 100_000  # over all zones and paths of the file
+MIN_ZONE_AREA_M2 = 1.0  # nothing a machine can be inside of is smaller
+MAX_YAML_VALUES = 4 * MAX_SITE_CORNERS  # a corner is three: its list, longitude, latitude
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep; a site file needs at most 8"
+MAX_TEXT = 200  # characters of any name or text (a 1.1 MB site name was stored and sent to every viewer)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ten times faster on large files
+
+
+def _read_document(text: str | bytes) -> Any:
+    """The file's data: JSON (GeoJSON as QGIS writes it) with the json module, anything else as YAML."""
+    if text.lstrip()[:1] in ("{", b"{"):
+        try:
+            doc = json.loads(text)
+        except RecursionError:
+            raise SiteFileProblems([TOO_DEEP]) from None
+        except ValueError:
+            return _read_yaml(text)  # YAML's flow style looks like JSON: {id: a}
+        _check_nesting(doc)
+        return doc
+    return _read_yaml(text)
+
+
+def _check_nesting(doc: Any) -> None:
+    """At most ``MAX_NESTING`` levels, walked a level at a time without recursion."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    for _ in range(MAX_NESTING):
+        level = [child for value in level for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, dict | list)]
+    if level:
+        raise SiteFileProblems([TOO_DEEP])
+
+
+def _read_yaml(text: str | bytes) -> Any:
+    """YAML without aliases, nested at most ``MAX_NESTING`` levels, of at most ``MAX_YAML_VALUES`` values. An alias
+    repeats a node wherever it is named, so a few aliases of aliases made a 521-byte file a 15.2 MB site; the
+    composer recurses once per level, so 500 levels overflowed Python's stack; building each value costs about
+    20 us, so a 5 MB list of numbers took half a minute. All three are checked on the parser's events first, which
+    neither expand, recurse nor build, so a hostile file stops at its first alias, deepest level or extra value."""
+    depth = values = 0
+    try:
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                raise SiteFileProblems([f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                                        "accepted in site files; write the value out"])
+            if isinstance(event, yaml.NodeEvent):
+                values += 1
+                if values > MAX_YAML_VALUES:
+                    raise SiteFileProblems([f"more than {MAX_YAML_VALUES:,} values; a site file of "
+                                            f"{MAX_SITE_CORNERS:,} corners needs fewer"])
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise SiteFileProblems([f"line {event.start_mark.line + 1}: {TOO_DEEP}"])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 -- the safe loader (libyaml's when installed)
+    except yaml.YAMLError as exc:
+        problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise SiteFileProblems([f"not valid YAML or JSON ({where}{problem or exc.__class__.__name__})"]) from None
+
+
+def _corners(points: list[Any]) -> int:
+    """Corners of a drawn line or outline; a closing corner repeating the first is not one more."""
+    return len(points) - (len(points) > 1 and points[0] == points[-1])
+
+
+def _too_many_corners(points: list[Any]) -> str | None:
+    if (count := _corners(points)) <= MAX_ZONE_CORNERS:
+        return None
+    return (f"{count:,} corners; at most {MAX_ZONE_CORNERS:,} per zone or path (simplify the outline, e.g. QGIS "
+            "Simplify with a tolerance of 0.1 m)")
+
+
+def _check_corner_counts(doc: dict[str, Any]) -> None:
+    """Corners per zone or path and per file, before any geometry is built from them."""
+    problems: list[str] = []
+    total = 0
+    for key, field in (("zones", "polygon"), ("paths", "points")):
+        items = doc.get(key)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            points = item.get(field) if isinstance(item, dict) else None
+            if not isinstance(points, list):
+                continue
+            total += _corners(points)
+            if (problem := _too_many_corners(points)) is not None:
+                problems.append(f"{key}[{index}] {item.get('id', '')!r}: {problem}")
+    if total > MAX_SITE_CORNERS and not problems:
+        problems.append(f"{total:,} corners in all; at most {MAX_SITE_CORNERS:,} per site file")
+    if problems:
+        raise SiteFileProblems(problems)
+
+
+@lru_cache(maxsize=1)
+def known_time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _texts(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _texts(item, f"{where}[{i}]")
+
+
+def _check_site_limits(site: SiteConfig) -> None:
+    """The time zone is an IANA zone (``Mars/Olympus`` answered 404 on every report, ``../../etc/passwd`` a 500),
+    every text (names, models, a machine's extra fields) at most ``MAX_TEXT`` characters, every zone has area."""
+    if site.timezone not in known_time_zones():
+        raise SiteFileProblems([f"timezone {site.timezone[:64]!r} is not a known IANA time zone, "
+                                "e.g. Europe/Stockholm"])
+    problems = [f"{where} is {len(text)} characters long; at most {MAX_TEXT}"
+                for where, text in _texts(site.model_dump(mode="json", exclude={"timezone"}), "")
+                if len(text) > MAX_TEXT]
+    problems += [f"zone {zone.id!r}: has {area:.2g} m2 of area; a zone needs at least {MIN_ZONE_AREA_M2:g} m2"
+                 for zone in site.zones if (area := site.local_polygon(zone).area) < MIN_ZONE_AREA_M2]
+    if problems:
+        raise SiteFileProblems(problems)
+
+
 def parse_site(text: str | bytes, source: str = "site file") -> SiteConfig:
     """Parse a YAML, GeoJSON or KML site file; problems are one readable line each, in one SitePulseError. What
     was repaired is in the site's ``warnings`` (and logged)."""
@@ -549,20 +684,21 @@ def parse_site(text: str | bytes, source: str = "site file") -> SiteConfig:
 
 def _parse_site(text: str | bytes, source: str) -> SiteConfig:
     try:
+        if len(text) > MAX_SITE_FILE_BYTES:
+            raise SiteFileProblems([f"the file is {len(text):,} bytes; a site file may be at most "
+                                    f"{MAX_SITE_FILE_BYTES // 1024 // 1024} MB"])
         if _looks_like_xml(text):
-            return SiteConfig.model_validate(_from_kml(text))
-    except SiteFileProblems as exc:
-        raise SitePulseError("\n".join(f"{source}: {line}" for line in exc.lines)) from None
-    try:
-        doc = yaml.safe_load(text)  # JSON is YAML, so one parser reads both
-    except yaml.YAMLError as exc:
-        raise SitePulseError(f"{source}: not valid YAML or JSON ({exc.__class__.__name__})") from None
-    if not isinstance(doc, dict):
-        raise SitePulseError(f"{source}: expected a mapping or a GeoJSON FeatureCollection")
-    try:
-        if doc.get("type") == "FeatureCollection":
-            doc = _from_geojson(doc)
-        return SiteConfig.model_validate(doc)
+            doc = _from_kml(text)
+        else:
+            doc = _read_document(text)
+            if not isinstance(doc, dict):
+                raise SiteFileProblems(["expected a mapping or a GeoJSON FeatureCollection"])
+            if doc.get("type") == "FeatureCollection":
+                doc = _from_geojson(doc)
+        _check_corner_counts(doc)
+        site = SiteConfig.model_validate(doc)
+        _check_site_limits(site)
+        return site
     except SiteFileProblems as exc:
         raise SitePulseError("\n".join(f"{source}: {line}" for line in exc.lines)) from None
     except ValidationError as exc:

@@ -17,9 +17,12 @@ SITE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def check_site_id(site_id: str) -> str:
-    """A site id as the MQTT contract allows it, or a clear error."""
+    """A site id as the MQTT contract allows it, or a clear error. Ids made only of dots are refused: ``.`` and
+    ``..`` name directories in URL paths and export file names, never a site."""
     if not SITE_ID.match(site_id):
         raise SitePulseError(f"site id {site_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'")
+    if not site_id.strip("."):
+        raise SitePulseError(f"site id {site_id!r} is not allowed: it needs a letter, digit, '_' or '-'")
     return site_id
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.api.headers import ERROR_HEADERS
 from sitepulse.errors import (
     Conflict,
     InvalidInput,
@@ -122,7 +123,7 @@ async def _unstorable_value(request: Request, exc: psycopg.DataError) -> JSONRes
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this response, so the traceback still reaches the server log.
     return JSONResponse({"detail": "internal error; the server log has the details"},
-                        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+                        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, headers=ERROR_HEADERS)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,6 +8,11 @@ does not escape the limit. ``/healthz`` and ``/readyz`` are exempt (probes). Adm
 like any other (a higher ``burst`` for automation is a setting, not an exemption). Buckets are keyed
 by the token's SHA-256, never the token, and held in a bounded LRU (``max_keys``).
 
+Failed logins never lock out a valid token (issue 35: 60 made-up tokens from one NAT address locked
+the admin out of it). While an address is over its failure budget, a token already seen valid passes
+at once, and any other token is checked (``token_is_valid``, one indexed lookup, what its route would
+have done anyway) before it is refused: only invalid tokens, and token-less requests, are held back.
+
 The buckets live in the process: with N API processes behind a balancer a token gets up to N times
 the rate. That is the intended trade-off for one machine; put the limit in the proxy for more.
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -107,31 +113,58 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, *, rate_per_s: float = DEFAULT_RATE_PER_S, burst: int = DEFAULT_BURST,
                  auth_failures_per_min: float = DEFAULT_AUTH_FAILURES_PER_MIN,
                  exempt_paths: Iterable[str] = EXEMPT_PATHS, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 token_is_valid: Callable[[str], bool] | None = None) -> None:
         self.app = app
         self.rate_per_s, self.burst = rate_per_s, burst
         self.buckets = TokenBuckets(rate_per_s, burst, max_keys, clock)
         failures = max(auth_failures_per_min, 1.0)
         self.failures = TokenBuckets(failures / 60.0, failures, max_keys, clock)
         self.exempt = frozenset(exempt_paths)
+        self.token_is_valid = token_is_valid
+        self.valid: OrderedDict[str, None] = OrderedDict()  # hashes of tokens lately answered other than 401
+        self.max_keys = max_keys
 
     @staticmethod
-    def _key(scope: Scope) -> tuple[str, str]:
+    def _key(scope: Scope) -> tuple[str, str, str | None]:
+        """The bucket key (token hash, or address without a token), the address, and the token."""
         client = scope.get("client")
         address = "addr:" + (client[0] if client else "unknown")
         header = _header(scope, b"authorization")
         if header:
             scheme, _, token = header.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return "tok:" + hashlib.sha256(token.strip().encode()).hexdigest(), address
-        return address, address
+                return "tok:" + hashlib.sha256(token.strip().encode()).hexdigest(), address, token.strip()
+        return address, address, None
+
+    def _remember(self, key: str, valid: bool) -> None:
+        if not valid:
+            self.valid.pop(key, None)
+            return
+        self.valid[key] = None
+        self.valid.move_to_end(key)
+        while len(self.valid) > self.max_keys:
+            self.valid.popitem(last=False)
+
+    async def _passes_failure_limit(self, key: str, address: str, token: str | None) -> bool:
+        """True unless the address is over its failure budget and this request has no valid token."""
+        if not self.failures.wait_s(address) or key in self.valid:
+            return True
+        if token is None or self.token_is_valid is None:
+            return False
+        valid = await run_in_threadpool(self.token_is_valid, token)
+        self._remember(key, valid)
+        return valid
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
-        key, address = self._key(scope)
-        wait = self.failures.wait_s(address) or self.buckets.take(key)
+        key, address, token = self._key(scope)
+        if await self._passes_failure_limit(key, address, token):
+            wait = self.buckets.take(key)
+        else:
+            wait = self.failures.wait_s(address)
         if wait:
             seconds = max(1, math.ceil(wait))
             await _json_error(send, 429, f"too many requests: at most {self.rate_per_s:g} per second per token "
@@ -140,8 +173,11 @@ class RateLimitMiddleware:
             return
 
         async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                self.failures.take(address)
+            if message["type"] == "http.response.start":
+                if message["status"] == 401:
+                    self.failures.take(address)
+                if token is not None:
+                    self._remember(key, message["status"] != 401)
             await send(message)
 
         await self.app(scope, receive, watch)
@@ -213,12 +249,13 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, replacing_send)
 
 
-def install_limits(app: Any, settings: Any) -> None:
+def install_limits(app: Any, settings: Any, token_is_valid: Callable[[str], bool] | None = None) -> None:
     """Add both middlewares to a FastAPI app from settings (``api_rate_per_s``, ``api_rate_burst``,
-    ``api_max_body_bytes``; a rate of 0 switches rate limiting off)."""
+    ``api_max_body_bytes``; a rate of 0 switches rate limiting off). ``token_is_valid`` lets a valid token
+    through an address that failed too often."""
     rate = float(getattr(settings, "api_rate_per_s", DEFAULT_RATE_PER_S))
     if rate > 0:
-        app.add_middleware(RateLimitMiddleware, rate_per_s=rate,
+        app.add_middleware(RateLimitMiddleware, rate_per_s=rate, token_is_valid=token_is_valid,
                            burst=int(getattr(settings, "api_rate_burst", DEFAULT_BURST)))
     app.add_middleware(BodySizeLimitMiddleware,
                        max_bytes=int(getattr(settings, "api_max_body_bytes", DEFAULT_MAX_BODY_BYTES)))

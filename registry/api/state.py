@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -13,7 +13,9 @@ from psycopg_pool import ConnectionPool
 from microservices.sdk import Service
 from registry.api.metrics import RequestMetrics
 from registry.api.tickets import new_key
+from registry.tokens import authenticate
 from registry.usage import UsageRecorder
+from registry.webhooks import WebhookPolicy
 
 _KEY = "sitepulse"  # the one attribute of app.state this API uses
 
@@ -30,6 +32,7 @@ class AppState:
     pool: ConnectionPool | None = None
     usage: UsageRecorder = field(default_factory=lambda: UsageRecorder(None))  # started by the lifespan
     stream_key: bytes = field(default_factory=new_key)  # signs live-stream tickets (registry/api/tickets.py)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # where alarm webhooks may go
 
 
 def attach(app: FastAPI, state: AppState) -> None:
@@ -40,6 +43,18 @@ def attach(app: FastAPI, state: AppState) -> None:
 def state_of(app: Any) -> AppState:
     """The AppState of an app built by ``create_app`` (tests and benchmarks flush its usage recorder)."""
     return getattr(app.state, _KEY)
+
+
+def token_checker(state: AppState) -> Callable[[str], bool]:
+    """Whether a presented token is live (the rate limiter asks before refusing an address that failed often)."""
+
+    def is_valid(token: str) -> bool:
+        if state.pool is None:
+            return False
+        with state.pool.connection() as conn:
+            return authenticate(conn, token, state.admin_token_hash) is not None
+
+    return is_valid
 
 
 def app_state(request: Request) -> AppState:

@@ -177,7 +177,7 @@ def test_map_shows_machines_that_move(page: Any, stack: Stack) -> None:
     _wait_api(stack, "/api/v1/sites/demo/view", lambda v: sum(m["x"] is not None for m in v["machines"]) >= 6,
               45, "machines did not appear in the view")
     _login(page, stack)
-    page.wait_for_function("document.querySelectorAll('[data-testid=site-map] .machine').length >= 6")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=site-map] .machine').length >= 6")
     first = _positions(page)
     page.screenshot(path=str(SHOTS / "overview-1.png"))
     page.wait_for_timeout(4000)  # the live stream pushes positions every ~1.5 s

@@ -128,7 +128,7 @@ def bearer(token: str) -> dict[str, str]:
 def api(database_url: str, mqtt_broker: Any) -> Iterator[Api]:
     """The app with the three services, sites 'north' (YAML) and 'south' (GeoJSON) loaded."""
     services: dict[str, Service] = {s.name: s for s in (Base(), Things(), Top())}
-    settings = load_settings(admin_token=ADMIN_TOKEN)
+    settings = load_settings(admin_token=ADMIN_TOKEN, webhook_approved_hosts="127.0.0.1")  # the tests' receivers
     app = create_app(database_url, mqtt_broker.url, services=services, settings=settings)
     with psycopg.connect(database_url, autocommit=True) as conn:
         north = create_token(conn, "north manager", ["north"]).token

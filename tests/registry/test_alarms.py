@@ -15,7 +15,10 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from registry.alarms import supervise
+from registry.webhooks import WebhookPolicy, WebhookSender
 from sitepulse.embedded.ports import free_port
+
+LOOPBACK = WebhookSender(WebhookPolicy({"127.0.0.1"}))  # the receivers here, approved as the app's settings do
 
 
 def _raise(conn: psycopg.Connection, site: str, key: str, *, level: str = "warning", machine: str | None = "H1",
@@ -101,7 +104,7 @@ def test_auto_clear_when_the_condition_ends(api, conn) -> None:
     conn.execute("INSERT INTO positioning.zone_visits (site_id, run_seq, machine_id, zone, zone_type, entered_at,"
                  " left_at, dwell_s) VALUES ('north', 1, 'H1', 'blast', 'restricted', %s, %s, 95)", (entered, left))
 
-    report = supervise(conn, now)
+    report = supervise(conn, now, LOOPBACK)
     assert report is not None and report["cleared"] >= 2
     rows = dict(conn.execute("SELECT id, cleared_at FROM service_alerts WHERE id = ANY(%s)",
                              ([inside, still_inside, speeding_over, speeding_later, no_condition],)).fetchall())
@@ -136,13 +139,13 @@ def test_rules_notify_once_and_escalate_when_nobody_acknowledges(api, conn, webh
     unattended = _raise(conn, "south", "overload", level="critical", machine="H2", service="weight-loading")
     attended = _raise(conn, "south", "overload-2", level="critical", machine="H2", service="weight-loading")
     now = datetime.now(UTC)
-    supervise(conn, now)
+    supervise(conn, now, LOOPBACK)
     assert sorted((b["kind"], b["alarm"]["id"], b["to"]) for b in received) == [
         ("notified", unattended, "shift supervisor"), ("notified", attended, "shift supervisor")]
     api.client.post(f"/api/v1/sites/south/alerts/{attended}/ack", headers=api.both)
-    supervise(conn, now + timedelta(seconds=30))  # not yet due
-    supervise(conn, now + timedelta(seconds=90))
-    supervise(conn, now + timedelta(seconds=150))  # escalated once only
+    supervise(conn, now + timedelta(seconds=30), LOOPBACK)  # not yet due
+    supervise(conn, now + timedelta(seconds=90), LOOPBACK)
+    supervise(conn, now + timedelta(seconds=150), LOOPBACK)  # escalated once only
     escalations = [(b["alarm"]["id"], b["to"]) for b in received if b["kind"] == "escalated"]
     assert escalations == [(unattended, "site manager")]
     assert [a[0] for a in _actions(conn, unattended)] == ["raised", "notified", "escalated"]
@@ -165,7 +168,7 @@ def test_a_webhook_that_fails_is_recorded_not_raised(api, conn) -> None:
         "webhook_url": dead})
     assert created.status_code == 201, created.text
     alert_id = _raise(conn, "north", "to-dead-hook", level="info", service="dead-hook")
-    supervise(conn, datetime.now(UTC))
+    supervise(conn, datetime.now(UTC), LOOPBACK)
     detail = conn.execute("SELECT detail FROM alarm_events WHERE alert_id = %s AND action = 'notified'",
                           (alert_id,)).fetchone()[0]
     assert detail["delivered"] is False and detail["error"]

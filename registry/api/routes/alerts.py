@@ -123,8 +123,12 @@ def list_rules(site_id: SiteDep, conn: DbDep) -> dict[str, Any]:
 
 
 @rules_router.post("", status_code=status.HTTP_201_CREATED)
-def add_rule(site_id: SiteDep, rule: NewRule, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Add a notification rule to the site (audited as a usage event); it applies to alarms raised from now on."""
+def add_rule(site_id: SiteDep, rule: NewRule, conn: DbDep, principal: PrincipalDep, state: StateDep
+             ) -> dict[str, Any]:
+    """Add a notification rule to the site (audited as a usage event); it applies to alarms raised from now on.
+    A webhook goes to public addresses only, unless the operator approved its host (registry/webhooks.py)."""
+    if rule.webhook_url and (problem := state.webhooks.refusal(str(rule.webhook_url))):
+        raise InvalidInput(problem)
     return alerts.add_rule(conn, site_id, principal.name, name=rule.name.strip(), min_level=rule.min_level,
                            service=rule.service, notify=rule.notify.strip(), escalate_after_s=rule.escalate_after_s,
                            escalate_to=rule.escalate_to,

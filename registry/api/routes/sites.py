@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from registry.api.deps import AdminSiteScopeDep, DbDep, PageDep, PrincipalDep, SiteDep, site_not_found
 from sitepulse.errors import InvalidInput, SitePulseError, TooLarge, UnsupportedType
-from sitepulse.sitefile import parse_site
+from sitepulse.sitefile import MAX_SITE_FILE_BYTES, parse_site
 from sitepulse.sites import save_site
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
 
 SITE_FILE_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/json",
                    "application/geo+json", "application/vnd.google-earth.kml+xml", "application/xml", "text/xml"}
-MAX_SITE_FILE_BYTES = 5 * 1024 * 1024
 
 _SITE_FILE_BODY = {
     "required": True,

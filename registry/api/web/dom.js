@@ -16,6 +16,7 @@ function fill(element, attrs, children) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") element.addEventListener(key.slice(2), value);
     else if (key === "text") element.textContent = value;
+    else if (key === "style") element.style.cssText = String(value);  // CSSOM: allowed by a CSP without inline styles
     else element.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat(Infinity)) {

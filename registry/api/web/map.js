@@ -17,6 +17,10 @@ const COURSE_MIN_STEP_M = 3;     // a shorter displacement says nothing about th
 const HEADING_AGREES_DEG = 15;   // a reported heading this close to the course over ground is trusted (as motion.py)
 const LABEL_GAP_PX = 2;
 
+// Leaflet parses a string tooltip or popup as HTML: zone and road names come from site files (user text),
+// so every tooltip gets an element whose text is set, never a string.
+const text = (value) => h("span", { class: "tooltip-text" }, String(value ?? ""));
+
 const angleDiff = (a, b) => Math.abs(((a - b + 540) % 360) - 180);
 
 // Least-squares affine map from local metres (x east, y north) to lon/lat, fitted on the site's own vertices.
@@ -91,12 +95,12 @@ export class SiteMap {
     for (const zone of site.zones) {
       const ring = zone.polygon.map(([lon, lat]) => [lat, lon]);
       L.polygon(ring, { color: "#3d444d", weight: 1, fillColor: zone.colour, fillOpacity: 0.45, className: `zone zone-${zone.type}` })
-        .bindTooltip(`${zone.name} (${zone.type})${zone.speed_limit_kmh ? `, limit ${zone.speed_limit_kmh} km/h` : ""}`, { sticky: true })
+        .bindTooltip(text(`${zone.name} (${zone.type})${zone.speed_limit_kmh ? `, limit ${zone.speed_limit_kmh} km/h` : ""}`), { sticky: true })
         .addTo(this.map);
     }
     for (const path of site.paths) {
       const line = path.points.map(([lon, lat]) => [lat, lon]);
-      L.polyline(line, { color: "#8c959f", weight: 5, opacity: 0.8, className: "road" }).bindTooltip(path.name, { sticky: true }).addTo(this.map);
+      L.polyline(line, { color: "#8c959f", weight: 5, opacity: 0.8, className: "road" }).bindTooltip(text(path.name), { sticky: true }).addTo(this.map);
     }
     this.labels = [];  // {marker, priority}: zone labels first (largest zone first), then machine labels
     const byArea = [...site.zones].sort((a, b) => area(b.xy) - area(a.xy));
@@ -229,7 +233,7 @@ export class SiteMap {
       const [lon1, lat1] = this.toLonLat((c.ix + 1) * cellM, (c.iy + 1) * cellM);
       L.rectangle([[lat0, lon0], [lat1, lon1]], { pane: "heat", stroke: false, fillColor: "#d7263d",
         fillOpacity: 0.15 + 0.7 * (c.seconds / max), className: "heat-cell" })
-        .bindTooltip(`${fmt(c.seconds / 60)} machine-minutes`).addTo(this.map);
+        .bindTooltip(text(`${fmt(c.seconds / 60)} machine-minutes`)).addTo(this.map);
     }
   }
 
