@@ -19,6 +19,7 @@ import orjson
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from microservices.discovery import discover_services
@@ -98,6 +99,8 @@ def site_load(
         created = save_site(conn, site_id, site)
     err.print(f"[green]{'created' if created else 'replaced'}[/] site {site_id!r} ({site.name}): "
               f"{len(site.zones)} zones, {len(site.machines)} machines", highlight=False)
+    for warning in site.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def services_list() -> None:

@@ -60,6 +60,16 @@ def test_site_load_stores_the_demo_site(app: typer.Typer, db: psycopg.Connection
     assert db.execute("SELECT name FROM sites WHERE site_id = 'demo'").fetchone() == ("Demo Quarry",)
 
 
+def test_site_load_says_what_it_repaired(app: typer.Typer, db: psycopg.Connection, tmp_path: Path) -> None:
+    drawn = tmp_path / "quarry.yaml"
+    drawn.write_text("name: Quarry\nzones: [{id: north-pit, name: North pit, type: load, polygon: [[18.0, 59.0], "
+                     "[18.002, 59.0], [18.002, 59.001], [18.0, 59.001], [18.0000014, 58.9999993]]}]\n")
+    result = CliRunner().invoke(app, ["site", "load", str(drawn)])
+    assert result.exit_code == 0, result.output
+    assert "warning: zone 'north-pit' (North pit): polygon crossed itself near corner 5 of 5" in result.output
+    assert db.execute("SELECT name FROM sites WHERE site_id = 'quarry'").fetchone() == ("Quarry",)
+
+
 def test_services_list_needs_no_database(app: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITEPULSE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     get_settings.cache_clear()

@@ -18,13 +18,27 @@ def test_yaml_site_is_created_then_replaced(api) -> None:
     created = _put(api, "east", YAML)
     assert created.status_code == 201
     assert created.json() | {"updated_at": None} == {
-        "site_id": "east", "name": "East pit", "zones": 1, "machines": 0, "updated_at": None, "created": True}
+        "site_id": "east", "name": "East pit", "zones": 1, "machines": 0, "updated_at": None, "created": True,
+        "warnings": []}
     replaced = _put(api, "east", YAML.replace("East pit", "East pit (v2)"), "text/yaml; charset=utf-8")
     assert replaced.status_code == 200
     assert replaced.json()["created"] is False
     got = api.client.get("/api/v1/sites/east", headers=api.admin).json()
     assert got["name"] == "East pit (v2)"
     assert got["config"]["zones"][0]["id"] == "z1"
+
+
+# an outline whose closing corner was surveyed 8 cm past its first edge (crossing itself): repaired, not refused
+CROSSED_YAML = ("name: Quarry\nzones: [{id: north-pit, name: North pit, type: load, polygon: [[18.0, 59.0], "
+                "[18.002, 59.0], [18.002, 59.001], [18.0, 59.001], [18.0000014, 58.9999993]]}]\n")
+
+
+def test_a_repaired_drawing_is_stored_and_the_answer_says_what_was_repaired(api) -> None:
+    answer = _put(api, "crossed", CROSSED_YAML)
+    assert answer.status_code == 201, answer.text
+    (warning,) = answer.json()["warnings"]
+    assert warning.startswith("zone 'north-pit' (North pit): polygon crossed itself near corner 5 of 5")
+    assert _put(api, "east", YAML).json()["warnings"] == []
 
 
 def test_geojson_site_is_stored_with_its_machines(api) -> None:

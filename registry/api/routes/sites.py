@@ -63,8 +63,9 @@ def put_site(site_id: AdminSiteScopeDep, body: Annotated[bytes, Depends(site_fil
     if created:
         response.status_code = status.HTTP_201_CREATED
     row = conn.execute("SELECT updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+    # what was repaired in the drawing (a corner crossing itself by centimetres) is said, not refused
     return {**_summary(site_id, site.name, site.model_dump(mode="json"), row[0] if row else None),
-            "created": created}
+            "created": created, "warnings": site.warnings}
 
 
 @router.get("")
