@@ -152,7 +152,7 @@ def test_a_stop_beside_a_loading_unit_is_a_load_where_no_load_area_is_drawn() ->
     t = trace["t"]
     loader_lon, loader_lat = DRAWN.to_lonlat(LOAD_XY[0] + 30.0, LOAD_XY[1])
     units = track.unit_positions({}, [("WL-9", 0, len(t))], t, np.full(len(t), float(loader_lon)),
-                                 np.full(len(t), float(loader_lat)), site().frame, int(t[0]))
+                                 np.full(len(t), float(loader_lat)), crusher_only.frame, int(t[0]))
     [leg] = run(trace, zones=zones.with_units(units, 40.0))
     assert leg["load_zone"] == "WL-9" and leg["dump_zone"] == "crusher" and leg["haul_start"] == at(trace, 270)
     assert run(trace, zones=zones.with_units(units, 20.0)) == []  # the loader farther than the radius: not a load
