@@ -33,7 +33,7 @@ from microservices.positioning.settings import PositioningSettings
 from simulators.engine import simulate
 from simulators.faults import parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import RECEIVERS, FleetSensors, SensorConfig, fleet_sensors
+from simulators.sensors import FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
 from sitepulse.sitefile import SiteConfig
 
@@ -209,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hz", type=float, default=1.0)
     parser.add_argument("--gnss-sigma", type=float, default=SensorConfig.gnss_sigma_m, help="GNSS error, m per axis")
     parser.add_argument("--jump-rate", type=float, default=SensorConfig.gnss_jump_rate, help="jumps per sample")
-    parser.add_argument("--receiver", choices=[*RECEIVERS, "mixed"], help="a GNSS receiver class (instead of "
-                        "--gnss-sigma)")
     parser.add_argument("--gnss-white", type=float, help="white GNSS noise, m per axis (with --receiver)")
-    parser.add_argument("--site", help="a shipped site by name (default the demo quarry)")
     parser.add_argument("--no-speed", action="store_true", help="trackers report positions only, no speed")
     parser.add_argument("--faults", default=FAULTS)
     parser.add_argument("--verbose", action="store_true", help="list missed and spurious visits")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class (rtk, sbas, standalone, mixed): "
+                        "replaces --gnss-sigma and --jump-rate")
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
     if args.receiver:
         sensors = fleet_sensors(args.receiver, **({"gnss_white_m": args.gnss_white} if args.gnss_white else {}))

@@ -29,7 +29,7 @@ from microservices.weight_loading.settings import WeightLoadingSettings
 from simulators.engine import simulate
 from simulators.faults import FaultConfig, parse_faults
 from simulators.machines import Behaviour
-from simulators.sensors import FleetSensors, SensorConfig
+from simulators.sensors import FleetSensors, SensorConfig, fleet_sensors
 from simulators.site import load_site
 from sitepulse.sitefile import SiteConfig
 
@@ -199,16 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounce", type=float, default=None, help="body bounce, fraction of payload")
     parser.add_argument("--haulers", type=int, default=None)
     parser.add_argument("--chunk", default="10min", help="time chunk fed to process() per call")
+    parser.add_argument("--receiver", default=None, help="GNSS receiver class: rtk, sbas, standalone, mixed")
+    parser.add_argument("--load-cell", default=None, help="load cell: ideal or real")
+    parser.add_argument("--site", default=None, help="site file or shipped site name (default: demo quarry)")
     args = parser.parse_args(argv)
-    sensors = None
+    sensors: FleetSensors | None = None
     if args.payload_noise is not None or args.bounce is not None:
         base = SensorConfig()
         sensors = SensorConfig(payload_noise_frac=args.payload_noise or base.payload_noise_frac,
                                bounce_frac=args.bounce or base.bounce_frac)
+    elif args.receiver is not None or args.load_cell is not None:
+        sensors = fleet_sensors(args.receiver, args.load_cell)
     scores = []
     for seed in args.seeds:
         telemetry, records, site, machines = simulated(seed, args.hours, hz=args.hz, faults=parse_faults(args.faults),
-                                                       sensors=sensors, haulers=args.haulers)
+                                                       sensors=sensors, haulers=args.haulers, site=args.site)
         score = score_run(f"seed {seed} ({args.hz:g} Hz)", telemetry, records, site, machines, chunk=args.chunk)
         scores.append(score)
         print(score.line(), flush=True)

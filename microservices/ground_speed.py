@@ -184,7 +184,7 @@ def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarr
 # steps' velocities and the buckets' sums, counts, first fixes, medians, distances, times, displacements.
 M_INTS = ("ft", "sn", "cn", "bn", "ss", "nt", "vt", "ht")
 M_FLOATS = ("fx", "fy", "mu", "nw", "cum", "lv", "ce", "cno", "le", "ln", "sus")
-B_FLOATS = ("bx", "by", "bc", "rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
+B_FLOATS = ("b0", "b1", "b2", "rx", "ry", "bsx", "bsy", "bcum", "bst", "bce", "bcn", "bscum", "bsce", "bscn")
 
 
 def carried_arrays(carried: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -338,6 +338,7 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
         newest = last_t if j >= 0 else np.int64(-(2 ** 62))
         trust_lo = 0
         anchor = 0
+        judged, based, disp, v_base = False, False, np.nan, np.nan
         for i in range(a, b):
             ti = t[i] // 1_000_000  # ns -> ms
             vi = v[i]
@@ -349,7 +350,6 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 continue
             newest = max(newest, ti)
             # the distance the reported speed covered (trapezoids); unknown across a missing speed or a gap
-            before = vt
             if np.isfinite(vi):
                 if vt != NONE_MS and np.isfinite(lv) and ti - vt <= max_step_ms:
                     cum += (lv + vi / 3.6) * 0.5 * (ti - vt) / 1000.0
@@ -393,19 +393,21 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
             count = nc - trust_lo
             trusted_before = np.isfinite(vi) and count >= min_checks and ca[nc] - ca[trust_lo] >= trust_share * count
             sigma = noise_of(mu)
-            based, checked, agrees_now, disp, v_base = False, False, False, np.nan, np.nan
+            checked, agrees_now = False, False
+            fresh = False  # a new second: its bucket is judged (once a second whatever the rate)
             if fixed:
-                second = ti // 1000
-                if nb > 0 and bt[nb - 1] // 1000 == second:
-                    bf[0, nb - 1] += x[i]
-                    bf[1, nb - 1] += y[i]
-                    bf[2, nb - 1] += 1.0
-                    bt[nb - 1] = ti
-                else:
+                if nb == 0 or bt[nb - 1] // 1000 != ti // 1000:
                     bt[nb] = ti
-                    bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = x[i], y[i], 1.0, x[i], y[i]
+                    bf[0, nb], bf[1, nb], bf[2, nb], bf[3, nb], bf[4, nb] = 0.0, 0.0, 0.0, x[i], y[i]
+                    bf[7, nb], bf[9, nb], bf[10, nb] = cum, ce, cn_
                     nb += 1
-                bf[7, nb - 1], bf[9, nb - 1], bf[10, nb - 1] = cum, ce, cn_
+                    fresh = True
+            if fixed and (fresh or not judged):
+                # everything below depends on the buckets alone, so a batch starting inside a second judges it
+                # again exactly as it was (checks and noise are counted at the bucket's first fix only)
+                judged = True
+                tb = bt[nb - 1]
+                second = tb // 1000
                 # where the machine is now: the median of the per-second (first) fixes of the last smooth_n seconds
                 # (one a second whatever the rate, so a jump of up to half of them is outvoted at 10 Hz as at 1 Hz),
                 # and when it was there: the middle bucket of them, whose reported distance and displacement are
@@ -422,34 +424,26 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                 for f in range(3):  # reported distance, displacement east and north: 7, 9, 10 -> 11, 12, 13
                     src = 7 if f == 0 else 8 + f
                     bf[11 + f, nb - 1] = (bf[src, lo] + bf[src, hi]) / 2.0
-                # the receiver's noise from the raw fix against the raw fix one full baseline before (the newest
-                # bucket at least baseline_ms old, not from before a gap): while the machine's own trusted speed
-                # kept it standing through the baseline; without a trusted speed, a pair within the noise gate (a
-                # driving machine's is far outside)
-                while anchor + 1 < nb and bt[anchor + 1] <= ti - baseline_ms:
-                    anchor += 1
-                w = 1.0 if before == NONE_MS else min(max((ti - before) / 1000.0, 0.0), 1.0)
-                if ti - baseline_ms - max_step_ms <= bt[anchor] <= ti - baseline_ms and ti > observed_after \
-                        and w > 0:
-                    rdx, rdy = (x[i] - bf[3, anchor]) * east, (y[i] - bf[4, anchor]) * north
-                    if trusted_before:
-                        if ss != NONE_MS and ss <= bt[anchor] - 1000:
-                            mu, nw = observe(mu, nw, rdx, rdy, w)
-                    elif max(abs(rdx), abs(rdy)) <= GATE_SIGMAS * sigma * root2:
-                        mu, nw = observe(mu, nw, rdx, rdy, w)
-                # the check's baseline: the newest bucket at least baseline_ms old, or where there is none (a short
+                # the baseline: the newest bucket at least baseline_ms old, or where there is none (a short
                 # history, a gap) the oldest since, once it is min_span_ms old (with the wider tolerance of a
                 # short baseline). Not shorter where the noise would allow it: a GNSS jump spoils the checks while
                 # it is at either end, and two such spells within one trust window would outvote a healthy signal
-                span_ms = baseline_ms
-                use = nb - 1
-                while use > 0 and bt[use] > ti - span_ms:
-                    use -= 1
-                if bt[use] < ti - span_ms - max_step_ms or bt[use] > ti - span_ms:  # from before a gap, or none
-                    use += 1
-                    while use < nb and bt[use] < ti - span_ms - max_step_ms:
-                        use += 1
-                if use < nb and ti - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
+                while anchor + 1 < nb and bt[anchor + 1] <= tb - baseline_ms:
+                    anchor += 1
+                full = tb - baseline_ms - max_step_ms <= bt[anchor] <= tb - baseline_ms
+                if fresh and full and ti > observed_after:
+                    # the receiver's noise from this fix against the fix one full baseline before: while the
+                    # machine's own trusted speed kept it standing through the baseline; without a trusted speed,
+                    # a pair within the noise gate (a driving machine's is far outside); one pair a second
+                    rdx, rdy = (x[i] - bf[3, anchor]) * east, (y[i] - bf[4, anchor]) * north
+                    if trusted_before:
+                        if ss != NONE_MS and ss <= bt[anchor] - 1000:
+                            mu, nw = observe(mu, nw, rdx, rdy, 1.0)
+                    elif max(abs(rdx), abs(rdy)) <= GATE_SIGMAS * sigma * root2:
+                        mu, nw = observe(mu, nw, rdx, rdy, 1.0)
+                use = anchor if full or bt[anchor] > tb - baseline_ms else anchor + 1
+                based, disp, v_base = False, np.nan, np.nan
+                if use < nb and tb - bt[use] >= min_span_ms and bf[8, nb - 1] > bf[8, use]:
                     based = True
                     since = bf[8, use]  # the span: from when the machine was where the anchor says to when now
                     span = (bf[8, nb - 1] - since) / 1000.0
@@ -467,21 +461,21 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                         px, py = bf[5, q], bf[6, q]
                     path += math.hypot((now_x - px) * east, (now_y - py) * north)
                     v_base = max(path, disp) / span
-                    based_out[i, 0] = v_base
-                    pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
-                    has_heading = ht <= since
-                    if disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
-                        based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
-                        if has_heading and (pe != 0.0 or pn != 0.0):
-                            based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
-                    if np.isfinite(vi) and nt <= since:  # the reported distance over the same span
-                        v_reported = (bf[11, nb - 1] - bf[11, use]) / span  # the reported path length
-                        tolerance = speed_tol_ms + speed_tol_share * v_base + floor / span
-                        checked = True
-                        # standing by its own speed yet displaced beyond the noise floor is a dead or stuck signal
-                        agrees_now = abs(v_reported - v_base) <= tolerance \
-                            and not (v_reported <= standing_kmh / 3.6 and disp > floor)
-                        based_out[i, 1] = v_reported
+                    if fresh:
+                        based_out[i, 0] = v_base
+                        pe, pn = bf[12, nb - 1] - bf[12, use], bf[13, nb - 1] - bf[13, use]
+                        if disp >= 2.0 * floor:  # far enough for its direction to hold (~5 deg)
+                            based_out[i, 2] = math.degrees(math.atan2(de, dn)) % 360.0
+                            if ht <= since and (pe != 0.0 or pn != 0.0):
+                                based_out[i, 3] = math.degrees(math.atan2(pe, pn)) % 360.0
+                        if np.isfinite(vi) and nt <= since:  # the reported distance over the same span
+                            v_reported = (bf[11, nb - 1] - bf[11, use]) / span  # the reported path length
+                            tolerance = speed_tol_ms + speed_tol_share * v_base + floor / span
+                            checked = True
+                            # standing by its own speed yet displaced beyond the noise floor: dead or stuck
+                            agrees_now = abs(v_reported - v_base) <= tolerance \
+                                and not (v_reported <= standing_kmh / 3.6 and disp > floor)
+                            based_out[i, 1] = v_reported
             if checked:
                 ct[nc] = ti
                 ca[nc + 1] = ca[nc] + (1 if agrees_now else 0)

@@ -59,6 +59,7 @@ JUNCTION_CLEAR_M = 30.0
 BRAKE_COMFORT = 1.0  # m/s2, used to slow down ahead of a lower limit
 BRAKE_STOP = 1.2
 BRAKE_MAX = 2.5
+ARRIVED_M = 0.5  # stopped this close to the end of its route, a truck has arrived (it brakes to 0.3 m short)
 
 
 def parse_start(text: str | None) -> datetime:
@@ -444,7 +445,7 @@ class Simulation:
             h.heading = hd
         if h.joined and not h.assigned and v1 == 0.0 and h.wait_from is None:
             h.wait_from = t
-        if h.assigned and h.s >= r.length - 0.2 and v1 == 0.0:
+        if h.assigned and h.s >= r.length - ARRIVED_M and v1 == 0.0:
             self._arrive(h, t)
 
     def _arrive(self, h: Hauler, t: float) -> None:

@@ -50,7 +50,7 @@ class SensorConfig:
 
     @classmethod
     def receiver(cls, name: str, *, white_m: float | None = None, load_cell: str | None = None,
-                       **overrides: Any) -> SensorConfig:
+                 **overrides: Any) -> SensorConfig:
         """A named GNSS receiver class (``RECEIVERS``), optionally with a load-cell profile and overrides.
 
         ``SensorConfig.receiver("standalone", white_m=1.5)`` is a standalone receiver with 1.5 m of white

@@ -42,6 +42,12 @@ class TruthSettings:
     speeding_tolerance_kmh: float = 0.5
     speeding_min_s: float = 3.0
     queue_min_s: float = 5.0
+    # standing episodes (true speed under 0.1 m/s) at least this long become ``standing`` records; None: none
+    # (opt-in: they score what a service says about standing machines, e.g. proximity between two of them)
+    standing_min_s: float | None = None
+
+
+STILL_MS = 0.1  # true speed below which a machine stands
 
 
 class TruthRecorder:
@@ -72,6 +78,8 @@ class TruthRecorder:
         self.visit_open: dict[tuple[int, int], float] = {}
         self.speed_open: dict[int, dict] = {}
         self.enc_open: dict[int, dict] = {}
+        self.still_prev = np.zeros(m, dtype=bool)
+        self.still_from = np.full(m, np.nan)
         self.last_t = 0.0
 
     def _alloc(self) -> None:
@@ -125,7 +133,26 @@ class TruthRecorder:
             self.inside_prev[zi] = inside[-1]
         self._speeding(t, v, inside_all)
         self._encounters(t, x, y, v, h, inside_all)
+        if self.cfg.standing_min_s is not None:
+            self._standing(t, v)
         self._alloc()
+
+    def _standing(self, t: np.ndarray, v: np.ndarray) -> None:
+        still = v < STILL_MS
+        full = np.vstack([self.still_prev[None, :], still])
+        for r, mi in np.argwhere(full[1:] != full[:-1]):
+            if still[r, mi]:
+                self.still_from[mi] = t[r]
+            else:
+                self._close_standing(int(mi), float(t[r]))
+        self.still_prev = still[-1].copy()
+
+    def _close_standing(self, mi: int, until: float) -> None:
+        since = float(self.still_from[mi])
+        self.still_from[mi] = np.nan
+        if np.isfinite(since) and until - since >= (self.cfg.standing_min_s or 0.0):
+            self.records.append({"type": "standing", "machine_id": self.ids[mi], "from": self.iso(since),
+                                 "to": self.iso(until), "_t": since})
 
     def _close_visit(self, zone, mi: int, entered: float | None, left: float | None) -> None:
         if entered is None:
@@ -249,6 +276,9 @@ class TruthRecorder:
         for pi in sorted(self.enc_open):
             self._close_encounter(pi, self.enc_open[pi])
         self.enc_open = {}
+        if self.cfg.standing_min_s is not None:
+            for mi in np.flatnonzero(self.still_prev):
+                self._close_standing(int(mi), self.last_t)
 
 
 TYPE_ORDER = {"site": 0, "machine": 1}

@@ -21,7 +21,7 @@ import pandas as pd
 
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.ground_speed import GroundMotion
-from microservices.motion import MotionSettings, angle_diff, track_velocity
+from microservices.motion import MotionSettings, angle_diff
 from microservices.series import KEY_SPAN
 
 NS_PER_MS = 1_000_000
@@ -155,10 +155,6 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     payload = np.where(payload < 0, np.nan, payload)  # -99 and other negative sentinels: no reading
     fuel, hours = rows["fuel"].to_numpy(float), rows["hours"].to_numpy(float)
     motion = motion_settings(settings)
-    # the short-window track: only for the heading's roughness (the course's own changes are subtracted)
-    tvx, tvy = track_velocity(group, t, x, y, motion)
-    track_kmh = np.hypot(tvx, tvy) * 3.6
-    course = np.degrees(np.arctan2(tvx, tvy)) % 360.0
     # moving: by the machine's own trusted speed, else by its displacement over the baseline above the noise
     fused_kmh = _on_rows(ground.speed_kmh, new, np.nan)
     standing = _on_rows(ground.standing, new, True)
@@ -181,18 +177,25 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     put("h_unchanged", h_moving & (heading == prev_h))
     prev_t = previous_in_group(group, t.astype(float))
     gap_s = (t - prev_t) / 1000.0
-    prev_course = previous_in_group(group, np.where(np.isfinite(track_kmh), course, np.nan))
-    turns = h_moving & (gap_s > 0) & (gap_s <= 5) & (np.nan_to_num(track_kmh) >= settings.check_kmh) \
-        & np.isfinite(prev_course)
     per_s = np.maximum(gap_s, MIN_RATE_S)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        put("h_turns", turns)
-        put("h_rough", np.where(turns, angle_diff(heading, prev_h) / per_s, 0.0))
-        put("h_course_rough", np.where(turns, angle_diff(course, prev_course) / per_s, 0.0))
     # against the course over ground as the receiver allows: the direction of the displacement over the baseline
     # (where it is well above the noise) and the direction the reported heading (and speed) make over the same span
     course_base = _on_rows(ground.course_base_deg, new, np.nan)
     course_reported = _on_rows(ground.course_reported_deg, new, np.nan)
+    # roughness: the heading's changes between the samples where that course is known (once a second at most)
+    # against the course's own changes over the same time: turns turn both, a noisy compass only itself (the
+    # short-window track's course would be rougher than any compass under metres of GNSS jitter)
+    known = np.isfinite(course_base)
+    prev_base, base_t = last_present(group, t, np.where(known, course_base, np.nan))
+    heading_then, _ = last_present(group, t, np.where(known, heading, np.nan))
+    base_gap_s = (t - base_t) / 1000.0
+    turns = known & has_h & moving & np.isfinite(prev_base) & np.isfinite(heading_then) & (base_t >= 0) \
+        & (base_gap_s <= 5) & (np.nan_to_num(base_kmh) >= settings.check_kmh)
+    base_per_s = np.maximum(base_gap_s, MIN_RATE_S)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        put("h_turns", turns)
+        put("h_rough", np.where(turns, angle_diff(heading, heading_then) / base_per_s, 0.0))
+        put("h_course_rough", np.where(turns, angle_diff(course_base, prev_base) / base_per_s, 0.0))
     h_checked = has_h & np.isfinite(course_base) & np.isfinite(course_reported) \
         & (np.nan_to_num(base_kmh) >= settings.check_kmh)
     diff = np.radians(((course_reported - course_base + 180.0) % 360.0) - 180.0)
@@ -228,12 +231,14 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     with np.errstate(invalid="ignore", divide="ignore"):
         step_kmh = np.hypot(x - px, y - py) / dt * 3.6
     put("p_missing", ~has_p)
-    # a step no machine drives even with the receiver's jitter on both fixes (at 10 Hz 2.5 m of white noise is
-    # a 120 km/h step)
+    # a step no machine drives even with the receiver's jitter on both fixes, judged over at least a second
+    # whatever the rate (at 10 Hz 2.5 m of white noise alone is a 300 km/h step, and a plain receiver's jump of
+    # 20 m an impossible one that 1-s fixes would not show)
     with np.errstate(invalid="ignore", divide="ignore"):
-        jitter_kmh = motion.noise_sigmas * np.nan_to_num(noise_m, nan=0.0) * np.sqrt(2.0) / dt * 3.6
+        allowed_m = settings.max_speed_kmh / 3.6 * np.maximum(dt, MIN_RATE_S) \
+            + motion.noise_sigmas * np.nan_to_num(noise_m, nan=0.0) * np.sqrt(2.0)
     put("p_spikes", has_p & (pt >= 0) & (dt > 0) & (dt <= motion.max_step_s)
-        & (step_kmh > settings.max_speed_kmh + jitter_kmh))
+        & (step_kmh / 3.6 * dt > allowed_m))
     # payload: missing, frozen for minutes while it must change, off zero while empty. A quantised load cell
     # repeats its value between neighbouring samples half the time: normal. Frozen is the same value through
     # payload_frozen_s while the machine moves (a loaded body bounces; an empty one reads its noise); exactly 0
