@@ -187,6 +187,14 @@ class TelemetryWriter:
             self.conn.close()
             self.conn = None
 
+    def __enter__(self) -> TelemetryWriter:
+        """Open for a ``with`` block (tools and tests that write a few batches and are done)."""
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def write(self, batch: Decoded, turn: Turn | None = None) -> WriteResult:
         """Commit one batch; raises a DatabaseUnavailable error if the server cannot be reached.
 

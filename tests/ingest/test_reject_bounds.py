@@ -18,12 +18,8 @@ def _write(url: str, payloads: list[bytes]) -> None:
     decoder, out = Decoder(), Decoded()
     for payload in payloads:
         decoder.decode_into(out, TOPIC, payload, datetime.now(UTC))
-    writer = TelemetryWriter(url)
-    writer.open()
-    try:
+    with TelemetryWriter(url) as writer:
         writer.write(out)
-    finally:
-        writer.close()
 
 
 def test_a_reject_keeps_a_bounded_prefix_and_the_original_size(fresh_database_url: str) -> None:

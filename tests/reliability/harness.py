@@ -560,12 +560,8 @@ def build_reference(server: EmbeddedPostgres, stream: Stream, name: str = "refer
     received = datetime.now(UTC)
     for message in stream.messages:
         decoder.decode_into(batch, message.topic, message.payload, received)
-    writer = TelemetryWriter(url)
-    writer.open()
-    try:
+    with TelemetryWriter(url) as writer:
         writer.write(batch)
-    finally:
-        writer.close()
     services = discover_services(",".join(SERVICES))
     with psycopg.connect(url, autocommit=True) as conn:
         for service in services.values():

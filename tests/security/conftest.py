@@ -76,12 +76,8 @@ def _telemetry(url: str, site_id: str, machine: str) -> None:
                   "engine_hours": 500 + i / 3600}
         decoder.decode_into(out, f"sites/{site_id}/machines/{machine}/telemetry", orjson.dumps(sample),
                             datetime.now(UTC))
-    writer = TelemetryWriter(url)
-    writer.open()
-    try:
+    with TelemetryWriter(url) as writer:
         writer.write(out)
-    finally:
-        writer.close()
 
 
 def table_digests(url: str) -> dict[str, tuple[int, str]]:

@@ -84,12 +84,8 @@ def _telemetry(url: str) -> None:
             sample = {"ts": start + k, "seq": k, "lat": 59.001, "lon": 18.001 + 0.003 * i + k * 1e-6,
                       "speed_kmh": 5.0, "payload_kg": 1000.0, "engine_on": True}
             decoder.decode_into(out, f"sites/{SITE}/machines/M{i}/telemetry", orjson.dumps(sample), datetime.now(UTC))
-    writer = TelemetryWriter(url)
-    writer.open()
-    try:
+    with TelemetryWriter(url) as writer:
         writer.write(out)
-    finally:
-        writer.close()
 
 
 @dataclass

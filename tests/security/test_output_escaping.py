@@ -96,12 +96,8 @@ def _birth(url: str, site_id: str, machine: str, payload: dict) -> None:
     decoder.decode_into(out, f"sites/{site_id}/machines/{machine}/birth", json.dumps(payload).encode(),
                         datetime.now(UTC))
     assert out.births, "the birth was rejected"
-    writer = TelemetryWriter(url)
-    writer.open()
-    try:
+    with TelemetryWriter(url) as writer:
         writer.write(out)
-    finally:
-        writer.close()
 
 
 def test_the_aemp_xml_feed_parses_whatever_a_device_sent(secure: SecureApi) -> None:
