@@ -9,17 +9,28 @@ same reason a native one would be.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Any
 
 import orjson
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from decoders.mapped_json.mapping import (
+    ALTITUDE_KEY,
+    EPOCH_DIVISORS,
+    MappingOptions,
+    compile_path,
+    field_factor,
+    get_path,
+    naive_to_epoch,
+    point_of,
+    sentinel_set,
+    typed_extra,
+)
 from decoders.sdk import (
     DecoderContext,
     DecoderPlugin,
     Route,
-    StrictOptions,
     as_field,
     bad_id,
     emit_reject,
@@ -29,61 +40,12 @@ from ingest.contract import Decoded
 
 NAME = "mapped-json"
 
-# unit -> factor to the contract's unit, per field family
-UNITS: dict[str, dict[str, float]] = {
-    "speed_kmh": {"km/h": 1.0, "m/s": 3.6, "mph": 1.609344, "kn": 1.852},
-    "heading_deg": {"deg": 1.0, "rad": 57.29577951308232},
-    "payload_kg": {"kg": 1.0, "t": 1000.0, "lb": 0.45359237},
-    "fuel_used_l": {"l": 1.0, "ml": 0.001, "gal": 3.785411784, "m3": 1000.0},
-    "engine_hours": {"h": 1.0, "min": 1 / 60, "s": 1 / 3600},
-    "lat": {"deg": 1.0, "microdeg": 1e-6, "deg_e7": 1e-7},
-    "lon": {"deg": 1.0, "microdeg": 1e-6, "deg_e7": 1e-7},
-}
-EPOCH_DIVISORS = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6}
 
-FieldName = Literal["lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                    "engine_on"]
-
-
-def compile_path(path: str) -> tuple[str | int, ...]:
-    """``"records.0.lat"`` as keys and list indexes; an empty path is the document itself."""
-    return tuple(int(p) if p.isdigit() else p for p in path.split(".")) if path else ()
-
-
-def get_path(doc: Any, keys: tuple[str | int, ...]) -> Any:
-    """The value at ``keys``, or None where the document has no such place."""
-    for key in keys:
-        if type(key) is int:
-            if type(doc) is not list or key >= len(doc):
-                return None
-        elif type(doc) is not dict:
-            return None
-        else:
-            doc = doc.get(key)
-            continue
-        doc = doc[key]
-    return doc
-
-
-class FieldMap(StrictOptions):
-    """Where one SitePulse field is in the tracker's JSON: value = raw * unit factor * scale + offset."""
-
-    path: str = Field(min_length=1)
-    unit: str | None = None
-    scale: float = 1.0
-    offset: float = 0.0
-
-
-class MappedJsonOptions(StrictOptions):
-    """A route's mapping (decoders/mapped_json/sample.toml is the commented example)."""
+class MappedJsonOptions(MappingOptions):
+    """A route's mapping: the shared language (docs/IMPORT.md) plus where MQTT puts the machine id and readings."""
 
     machine: str = Field("topic:1", description="topic:N (topic level, from 0) or payload:PATH")
-    machine_ids: dict[str, str] = Field(default_factory=dict, description="tracker id -> SitePulse machine id")
     records: str | None = Field(None, description="path of an array of readings, for trackers that batch")
-    ts: str = "ts"
-    ts_format: str = Field("rfc3339", description="rfc3339 | epoch_s | epoch_ms | epoch_us | a strptime format")
-    fields: dict[FieldName, FieldMap | Annotated[str, Field(min_length=1)]]
-    extra: list[str] = Field(default_factory=list, description="paths kept in extra, under their last key")
 
     @field_validator("machine")
     @classmethod
@@ -92,22 +54,6 @@ class MappedJsonOptions(StrictOptions):
         if kind == "topic" and where.isdigit() or kind == "payload" and where:
             return value
         raise ValueError("must be topic:N (level from 0) or payload:PATH")
-
-    @field_validator("ts_format")
-    @classmethod
-    def _time_format(cls, value: str) -> str:
-        if value in EPOCH_DIVISORS or value == "rfc3339" or "%" in value:
-            return value
-        raise ValueError("must be rfc3339, epoch_s, epoch_ms, epoch_us or a strptime format such as %d/%m/%Y %H:%M:%S")
-
-    @model_validator(mode="after")
-    def _known_units(self) -> MappedJsonOptions:
-        for name, spec in self.fields.items():
-            if isinstance(spec, FieldMap) and spec.unit is not None:
-                units = UNITS.get(name, {})
-                if spec.unit not in units:
-                    raise ValueError(f"fields.{name}.unit {spec.unit!r} is not one of {sorted(units) or 'none'}")
-        return self
 
 
 class MappedJsonDecoder:
@@ -124,16 +70,20 @@ class MappedJsonDecoder:
         self.ts_path = compile_path(options.ts)
         self.ts_format = options.ts_format
         self.ts_divisor = EPOCH_DIVISORS.get(options.ts_format)
-        groups: dict[str, list[tuple[str, tuple[str | int, ...], float | None, float]]] = {}
-        for name, spec in options.fields.items():
-            if isinstance(spec, str):
-                spec = FieldMap(path=spec)
-            factor = UNITS.get(name, {}).get(spec.unit or "", 1.0) * spec.scale
+        self.zone = options.zone()
+        self.words = options.booleans.words()
+        groups: dict[str, list[tuple[str, tuple[str | int, ...], float | None, float, frozenset | None]]] = {}
+        for name, spec in options.field_maps().items():
+            factor = field_factor(name, spec)
             keys = compile_path(spec.path)
             scaled = factor != 1.0 or spec.offset != 0.0
-            groups.setdefault(str(keys[0]), []).append((name, keys[1:], factor if scaled else None, spec.offset))
+            groups.setdefault(str(keys[0]), []).append(
+                (name, keys[1:], factor if scaled else None, spec.offset, sentinel_set(spec.absent) or None))
         self.groups = list(groups.items())
-        self.extra = [(compile_path(p), p.rsplit(".", 1)[-1]) for p in options.extra]
+        position = options.position
+        self.position = None if position is None else (compile_path(position.path), position.format,
+                                                       position.altitude)
+        self.extra = [(compile_path(e.path), e.key, e.type) for e in options.extra_maps()]
         self._machines: dict[str, str | None] = {}
 
     def decode(self, out: Decoded, topic: str, payload: bytes, received_at: datetime) -> None:
@@ -223,7 +173,7 @@ class MappedJsonDecoder:
             parent = record.get(first)
             if parent is None:
                 continue
-            for name, rest, factor, offset in members:
+            for name, rest, factor, offset, absent in members:
                 value = parent
                 for key in rest:  # get_path, inlined: this runs for every field of every reading
                     kind = type(value)
@@ -234,17 +184,28 @@ class MappedJsonDecoder:
                     else:
                         value = None
                         break
-                if value is None:
+                if value is None or absent is not None and type(value) in _SCALARS and value in absent:
                     continue
-                if type(value) is not float:
+                if type(value) is str and name == "engine_on":
+                    value = self.words.get(value.lower(), value)
+                elif type(value) is not float:
                     value = as_field(name, value)
                 if factor is not None and type(value) is float:
                     value = value * factor + offset
                 sample[name] = value
-        for keys, key in self.extra:
+        if self.position is not None:
+            keys, form, altitude = self.position
+            point = point_of(get_path(record, keys), form)
+            if type(point) is str:
+                return f"position {point}"
+            if point is not None:
+                sample["lat"], sample["lon"] = point[0], point[1]
+                if altitude and point[2] is not None:
+                    sample[ALTITUDE_KEY] = point[2]
+        for keys, key, kind in self.extra:
             value = get_path(record, keys)
             if value is not None:
-                sample[key] = value
+                sample[key] = value if kind == "auto" else typed_extra(value, kind, self.words)
         return sample
 
     def _ts(self, raw: Any) -> Any:
@@ -259,13 +220,24 @@ class MappedJsonDecoder:
             elif kind is not int and kind is not float:
                 return raw  # the contract names what it is
             return raw / divisor if divisor != 1.0 else raw
-        if self.ts_format == "rfc3339" or kind is not str:
+        if kind is not str:
             return raw
+        if self.ts_format == "rfc3339":
+            if self.zone is None:
+                return raw  # the contract reads it (and rejects a time without an offset)
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except ValueError:
+                return raw
+            return raw if parsed.tzinfo else naive_to_epoch(parsed, self.zone)
         try:
             parsed = datetime.strptime(raw, self.ts_format)
         except ValueError:
             return (f"ts {raw[:40]!r} does not match {self.ts_format!r}",)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return naive_to_epoch(parsed, self.zone)
+
+
+_SCALARS = (str, int, float)
 
 
 class MappedJson(DecoderPlugin):

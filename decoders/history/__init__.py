@@ -1,0 +1,1 @@
+"""Recorded history in: a site's exported telemetry files imported through the mapping language and the contract."""
