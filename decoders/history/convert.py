@@ -41,6 +41,8 @@ _STEPS = np.array([RESOLUTION[name] for name in FLOAT_NAMES])
 _US = 1_000_000
 _UTC_TS = pa.timestamp("us", "UTC")
 _NAIVE_TS = pa.timestamp("us")
+_ISO_NAIVE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?$"
+_ISO_OFFSET = _ISO_NAIVE.removesuffix("$") + r"(Z|[+-]\d\d(:?\d\d)?)$"
 
 
 @dataclass
@@ -315,7 +317,13 @@ class ChunkConverter:
                 return text.cast(kind)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
-        return None
+        # some values are not times: read the well-formed ones here, the others one by one
+        shaped = pc.match_substring_regex(text, _ISO_OFFSET if self.zone is None else _ISO_NAIVE).fill_null(False)
+        try:
+            return pc.if_else(shaped, text, pa.scalar(None, pa.string())).cast(
+                _UTC_TS if self.zone is None else _NAIVE_TS)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
 
     def _slow_times(self, text: pa.Array, fmt: str, micros: np.ndarray, parsed: np.ndarray, flag: Callable,
                     note: Callable) -> None:
@@ -326,21 +334,21 @@ class ChunkConverter:
             return
         values = text.take(pa.array(todo)).to_pylist()
         bad_format: list[int] = []
+        done: list[int] = []
+        epochs: list[float] = []
         for i, value in zip(todo, values, strict=True):
             try:
                 when = datetime.fromisoformat(value) if fmt == "rfc3339" else datetime.strptime(value, fmt)
-            except ValueError:
+                if when.tzinfo is None and fmt == "rfc3339" and self.zone is None:
+                    raise ValueError("no offset")
+                epochs.append(naive_to_epoch(when, self.zone))
+            except (ValueError, OverflowError):
                 bad_format.append(i)
                 continue
-            if when.tzinfo is None and fmt == "rfc3339" and self.zone is None:
-                bad_format.append(i)
-                continue
-            try:
-                micros[i] = epoch_to_micros(np.array([naive_to_epoch(when, self.zone)]))[0]
-            except (OverflowError, ValueError):
-                bad_format.append(i)
-                continue
-            parsed[i] = True
+            done.append(i)
+        if done:
+            micros[done] = epoch_to_micros(np.array(epochs))
+            parsed[done] = True
         mask = np.zeros(len(micros), bool)
         mask[bad_format] = True
         if fmt == "rfc3339":

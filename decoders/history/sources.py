@@ -29,7 +29,7 @@ from sitepulse.errors import ConfigError, InvalidInput
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
             ".ndjson": "jsonl", ".json": "jsonl"}
 CSV_BLOCK_BYTES = 4 << 20
-PARQUET_BATCH_ROWS = 65_536
+PARQUET_BATCH_ROWS = 32_768
 JSON_LINES_PER_CHUNK = 50_000
 
 
