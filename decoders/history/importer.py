@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoders.history.convert import ChunkConverter, reason_class
+from decoders.history.convert import ChunkConverter, Converted, reason_class
 from decoders.history.mapping import FileMapping
 from decoders.history.sources import Problem, Source
-from ingest.columns import RowBlock
+from ingest.columns import RowBlock, empty_block
 from ingest.contract import Birth, Reject, Status
 from ingest.writer import TelemetryWriter, prepare
 
@@ -116,7 +116,7 @@ class Importer:
             conn.execute("UPDATE import_files SET completed_at = NULL, rows_done = 0"
                          " WHERE site_id = %s AND file_key = %s", (self.site_id, key))
         converter = ChunkConverter(self.mapping, self.site_id, label, source.path.name)
-        pending: queue.Queue = queue.Queue(maxsize=2)
+        pending: queue.Queue = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
 
         def write_chunks() -> None:
@@ -142,7 +142,7 @@ class Importer:
             for chunk, problems in source.chunks(self.mapping, skip):
                 if failure:
                     break
-                converted = converter.convert(chunk)
+                converted = converter.convert(chunk) if chunk.length else Converted(empty_block())
                 rejects = [self._refused(converter, p) for p in problems] + converted.rejects
                 batch = ImportBatch(converted.block, rejects, self.site_id)
                 prepare(batch)  # type: ignore[arg-type]
