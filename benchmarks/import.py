@@ -9,6 +9,7 @@ emptied table (medians):
 
     .venv/bin/python benchmarks/import.py                    # 1M rows, 3 repeats
     .venv/bin/python benchmarks/import.py --rows 3000000 --repeat 5 --extra
+    .venv/bin/python benchmarks/import.py --big-csv-gb 5      # the CLI on a 5 GB CSV: peak RSS and rows/s
 """
 
 # ruff: noqa: E402  (imports follow the sys.path fix below)
@@ -21,7 +22,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
+import os
 import statistics
+import subprocess
 import tempfile
 import time
 import tomllib
@@ -65,9 +68,9 @@ type = "bool"
 """
 
 
-def export_table(rows: int, trucks: int = 12) -> pa.Table:
+def export_table(rows: int, trucks: int = 12, first: int = 0) -> pa.Table:
     """The haul-truck export's columns, as the telematics system writes them (text where it writes text)."""
-    i = np.arange(rows)
+    i = np.arange(first, first + rows)
     start = np.datetime64("2025-08-11T20:51:15.696619", "us")
     ts = start + (i // trucks) * np.timedelta64(500_000, "us")
     stamps = pc.strftime(pa.array(ts.astype("datetime64[s]"), pa.timestamp("s")), "%Y-%m-%d %H:%M:%S")
@@ -119,15 +122,49 @@ def timed_import(url: str, mapping: FileMapping, path: Path) -> tuple[float, int
     return time.perf_counter() - started, summary.stored
 
 
+def big_csv(root: Path, gigabytes: float, text: str) -> int:
+    """The whole CLI on a CSV of ``gigabytes`` written here: rows/s and the process's peak RSS (os.wait4)."""
+    path, mapping_path = root / "big.csv", root / "mapping.toml"
+    mapping_path.write_text(text)
+    rows = 0
+    with path.open("wb") as out:
+        while out.tell() < gigabytes * 1e9:
+            pa_csv.write_csv(export_table(500_000, first=rows), out, pa_csv.WriteOptions(
+                include_header=rows == 0, quoting_style="needed"))
+            rows += 500_000
+    print(f"{path.stat().st_size / 1e9:.1f} GB CSV, {rows:,} rows")
+    server = EmbeddedPostgres(root / "pg", fast_unsafe=True)
+    server.start()
+    try:
+        url = server.fresh_database("bench_import_big")
+        with connect(url, autocommit=True) as conn:
+            upgrade(conn)
+        env = {**os.environ, "SITEPULSE_DATABASE_URL": url}
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "sitepulse", "import", str(path), "--site", "bench",
+                                    "--mapping", str(mapping_path)], env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        print(f"  exit {os.waitstatus_to_exitcode(status)}; {rows / seconds:,.0f} rows/s over {seconds:.0f} s;"
+              f" peak RSS {usage.ru_maxrss / 1024:.0f} MB")
+    finally:
+        server.destroy()
+        path.unlink()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--extra", action="store_true", help="also keep state, a boolean and the altitude in extra")
+    parser.add_argument("--big-csv-gb", type=float, help="instead: the CLI on a CSV of this many GB (peak RSS)")
     args = parser.parse_args()
     text = MAPPING + (EXTRA if args.extra else "")
     mapping = FileMapping.model_validate(tomllib.loads(text))
     root = Path(tempfile.mkdtemp(prefix="sitepulse-bench-import-"))
+    if args.big_csv_gb:
+        return big_csv(root, args.big_csv_gb, text)
     table = export_table(args.rows)
     csv_path, parquet_path = root / "export.csv", root / "export.parquet"
     pa_csv.write_csv(table, csv_path, pa_csv.WriteOptions(quoting_style="needed"))

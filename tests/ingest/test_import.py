@@ -234,3 +234,28 @@ def test_a_file_several_times_larger_than_the_chunks_imports_with_bounded_memory
     peak_mb = usage.ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB for a {export.stat().st_size / 1e6:.0f} MB file")
     assert peak_mb < 500, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_a_fleet_management_cycle_export_imports_with_the_docs_mapping(database_url: str, tmp_path: Path) -> None:
+    mapping = tmp_path / "cycle-export.toml"
+    mapping.write_text(docs_mapping("cycle-export"))
+    export = tmp_path / "cycles.csv"
+    export.write_text(
+        "Equipment,Cycle Start,Payload (t),Fuel Used (gal),SMU (h),Load Lat,Load Lon,Material,Dump\n"
+        "Truck 12,08/11/2025 03:51:15 PM,182.5,1520.3,10234.5,33.2692,-97.8353,Limestone,Crusher 1\n"
+        "Truck 14,08/11/2025 04:20:00 PM,N/A,980,8001.25,,,Limestone,Crusher 1\n"
+        "Truck 13,08/11/2025 04:21:00 PM,150,990,8002,33.2,-97.8,Limestone,Crusher 1\n")
+    result = CliRunner().invoke(_app, ["import", str(export), "--site", "cycles", "--mapping", str(mapping)],
+                                env={"SITEPULSE_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    assert "3 rows read, 2 stored, 0 duplicate, 1 rejected" in result.output
+    rows = query(database_url, "SELECT machine_id, ts, payload_kg, fuel_used_l, engine_hours, lat, extra FROM telemetry"
+                               " WHERE site_id = 'cycles' ORDER BY ts")
+    assert [r[:2] for r in rows] == [("HT-12", datetime(2025, 8, 11, 20, 51, 15, tzinfo=UTC)),
+                                     ("HT-14", datetime(2025, 8, 11, 21, 20, tzinfo=UTC))]  # CDT is UTC-5
+    assert rows[0][2] == 182500.0 and rows[0][3] == pytest.approx(1520.3 * 3.785411784, abs=1e-3)
+    assert rows[0][4] == pytest.approx(10234.5, abs=2**-12) and rows[0][5] == pytest.approx(33.2692, abs=1e-6)
+    assert rows[0][6] == {"material": "Limestone", "dump": "Crusher 1"}
+    assert rows[1][2] is None and rows[1][5] is None  # N/A and empty: absent
+    (reason,) = [r[0] for r in query(database_url, "SELECT reason FROM ingest_rejects WHERE site_id = 'cycles'")]
+    assert reason.startswith("row 3: machine id 'Truck 13' is not 1-64 characters")
