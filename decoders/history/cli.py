@@ -15,7 +15,9 @@ from rich.text import Text
 from decoders.history.importer import Importer, Summary
 from decoders.history.mapping import load_mapping
 from decoders.history.sources import Source, find_files
+from ingest.writer import DatabaseUnavailable
 from sitepulse.db import connect
+from sitepulse.errors import SitePulseError
 from sitepulse.runtime import open_runtime
 from sitepulse.settings import get_settings
 from sitepulse.sites import check_site_id, site_exists
@@ -65,7 +67,17 @@ def import_history(
                 read = done_before[0] + sum(s.bytes_read() for s in sources)
                 progress.update(task, completed=read, rows=progress.tasks[0].fields["rows"] + rows)
 
-            summary = importer.run(sources, again, on_rows)
+            try:
+                summary = importer.run(sources, again, on_rows)
+            except KeyboardInterrupt:
+                progress.stop()
+                print_summary(importer.summary)
+                err.print("[yellow]interrupted:[/] what is stored stays stored; the same command resumes",
+                          highlight=False)
+                raise typer.Exit(130) from None
+            except DatabaseUnavailable as exc:
+                raise SitePulseError(f"lost the database ({str(exc).strip()[:200]}); what is stored stays stored,"
+                                     " the same command resumes") from None
             progress.update(task, completed=total or 1)
     print_summary(summary)
 

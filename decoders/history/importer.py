@@ -13,17 +13,21 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoders.history.convert import ChunkConverter, Converted, reason_class
+import pyarrow as pa
+
+from decoders.history.convert import Chunk, ChunkConverter, Converted, reason_class
 from decoders.history.mapping import FileMapping
 from decoders.history.sources import Problem, Source
 from ingest.columns import RowBlock, empty_block
 from ingest.contract import Birth, Reject, Status
 from ingest.writer import TelemetryWriter, prepare
+from sitepulse.errors import InvalidInput
 
 _EDGE_BYTES = 1 << 20
 CHECKPOINT_SQL = (
@@ -139,7 +143,7 @@ class Importer:
         thread.start()
         rows_done = skip
         try:
-            for chunk, problems in source.chunks(self.mapping, skip):
+            for chunk, problems in _readable(source, source.chunks(self.mapping, skip)):
                 if failure:
                     break
                 converted = converter.convert(chunk) if chunk.length else Converted(empty_block())
@@ -164,3 +168,13 @@ class Importer:
         reason = f"{problem.where} {problem.row}: {problem.reason}"
         return Reject(converter.received_at, converter.topic, problem.text.encode(), reason, self.site_id, None,
                       reason_class(problem.reason))
+
+
+def _readable(source: Source, chunks: Iterator[tuple[Chunk, list[Problem]]]) -> Iterator[tuple[Chunk, list[Problem]]]:
+    """The chunks; a file that cannot be read on (bad gzip, not UTF-8, a broken Parquet page) is one line."""
+    try:
+        yield from chunks
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(f"{source.path}: cannot read on ({message[:300]}); the rows before are stored, and"
+                           " the same command resumes after them once the file is fixed") from None

@@ -259,3 +259,16 @@ def test_a_fleet_management_cycle_export_imports_with_the_docs_mapping(database_
     assert rows[1][2] is None and rows[1][5] is None  # N/A and empty: absent
     (reason,) = [r[0] for r in query(database_url, "SELECT reason FROM ingest_rejects WHERE site_id = 'cycles'")]
     assert reason.startswith("row 3: machine id 'Truck 13' is not 1-64 characters")
+
+
+def test_a_file_that_cannot_be_read_on_is_one_line_and_keeps_the_rows_before(
+        database_url: str, tmp_path: Path, mapping_file: Path) -> None:
+    from sitepulse.errors import InvalidInput
+
+    text = haul_export(tmp_path / "export.csv", 30).read_bytes()
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(text)[:-20])  # cut short: the gzip trailer is missing
+    result = CliRunner().invoke(_app, ["import", str(broken), "--site", "broken", "--mapping", str(mapping_file)],
+                                env={"SITEPULSE_DATABASE_URL": database_url})
+    assert isinstance(result.exception, InvalidInput), result.output
+    assert str(result.exception).startswith(f"{broken}: cannot read on (") and "\n" not in str(result.exception)
