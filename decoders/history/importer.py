@@ -158,11 +158,9 @@ class Importer:
             thread.join()
         if failure:
             raise failure[0]
-        conn.execute("UPDATE import_files SET completed_at = now(), rows_done = %s WHERE site_id = %s AND"
-                     " file_key = %s", (rows_done, self.site_id, key))
-        if conn.execute("SELECT 1 FROM import_files WHERE site_id = %s AND file_key = %s",
-                        (self.site_id, key)).fetchone() is None:  # an empty file wrote no checkpoint yet
-            conn.execute(CHECKPOINT_SQL + ", completed_at = now()", (self.site_id, key, label, 0, 0, 0, 0))
+        conn.execute(CHECKPOINT_SQL, (self.site_id, key, label, rows_done, 0, 0, 0))  # also for an empty file
+        conn.execute("UPDATE import_files SET completed_at = now() WHERE site_id = %s AND file_key = %s",
+                     (self.site_id, key))
 
     def _refused(self, converter: ChunkConverter, problem: Problem) -> Reject:
         reason = f"{problem.where} {problem.row}: {problem.reason}"
