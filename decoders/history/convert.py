@@ -30,7 +30,6 @@ from decoders.mapped_json.mapping import (
     naive_to_epoch,
     point_of,
     sentinel_set,
-    typed_extra,
 )
 from decoders.sdk import bad_id
 from ingest.columns import PG_EPOCH_UNIX, RowBlock, epoch_to_micros, from_micros, snap_columns, to_micros
@@ -114,6 +113,19 @@ def _absent_mask(values: pa.Array, sentinels: frozenset) -> np.ndarray | None:
     return None
 
 
+def _json_escaped(text: pa.Array) -> pa.Array:
+    """Text as the inside of a JSON string: backslash and quote escaped, control characters as orjson writes them."""
+    escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+    control = pc.match_substring_regex(text, "[\\x00-\\x1f]").fill_null(False)
+    if not pc.any(control).as_py():
+        return escaped
+    values = escaped.to_pylist()
+    rows = np.flatnonzero(control.to_numpy(zero_copy_only=False)).tolist()
+    for i, value in zip(rows, text.filter(control).to_pylist(), strict=True):
+        values[i] = orjson.dumps(value).decode()[1:-1]
+    return pa.array(values, pa.string())
+
+
 class ChunkConverter:
     """Converts the chunks of one file with one mapping, for one site."""
 
@@ -188,8 +200,12 @@ class ChunkConverter:
             floats[:, FLOAT_NAMES.index(name)] = numbers
             note(unread, name, values)
         altitude = self._position(chunk, floats, flag)
-        extra = self._extra(chunk, altitude)
+        found = self._extra(chunk, altitude)
+        extra = None
         slow = ~ts_ok
+        if found is not None:
+            extra, nul = found
+            slow |= nul
         with np.errstate(invalid="ignore"):
             for j, (_, low, high) in enumerate(FLOAT_FIELDS):
                 column = floats[:, j]
@@ -420,25 +436,58 @@ class ChunkConverter:
             mask[list(problems)] = True
             flag(mask, problems.__getitem__)
 
-    def _extra(self, chunk: Chunk, altitude: np.ndarray | None) -> list[str | None] | None:
-        """Each row's extra object as JSON text (None where it has nothing), or None when no row has any."""
-        columns: list[tuple[str, list]] = []
+    def _extra(self, chunk: Chunk, altitude: np.ndarray | None) -> tuple[list[str | None], np.ndarray] | None:
+        """Each row's extra object as JSON text (None where it has nothing) and which rows hold a NUL character
+        (PostgreSQL cannot store it: the contract rejects them), or None when no row has any extra.
+
+        Built column-wise: each value becomes a ``"key":value`` fragment (null where absent) and the fragments of a
+        row are joined, so a row costs no Python dict; values JSON cannot take as they are go through orjson.
+        """
+        fragments: list[pa.Array] = []
         for spec in self.extras:
-            values = chunk.column(spec.path).to_pylist()
-            if spec.type != "auto":
-                values = [None if v is None else typed_extra(v, spec.type, self.words) for v in values]
-            columns.append((spec.key, values))
+            fragments.append(self._fragment(spec.key, chunk.column(spec.path), spec.type))
         if altitude is not None:
-            columns.append((ALTITUDE_KEY, [None if a != a else a for a in altitude.tolist()]))
-        if not columns:
+            fragments.append(self._fragment(ALTITUDE_KEY, pa.array(altitude, from_pandas=True), "number"))
+        if not fragments:
             return None
-        names = [name for name, _ in columns]
-        dumps = orjson.dumps
-        out: list[str | None] = []
-        for row in zip(*(values for _, values in columns), strict=True):
-            found = {k: v for k, v in zip(names, row, strict=True) if v is not None}
-            out.append(dumps(found).decode() if found else None)
-        return out
+        # each fragment ends with its comma; null_handling="skip" dropped rows where every fragment was null
+        joined = pc.binary_join_element_wise(*fragments, "", null_handling="replace", null_replacement="")
+        text = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()),
+                          pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(joined, 0, -1), "}", ""))
+        if text.null_count == len(text):
+            return None
+        nul = pc.match_substring(text, "\\u0000").fill_null(False).to_numpy(zero_copy_only=False)
+        return text.to_pylist(), nul
+
+    def _fragment(self, key: str, values: pa.Array, kind: str) -> pa.Array:
+        """``"key":value`` per row (null where the value is), the value as JSON of the ExtraMap's type."""
+        name = orjson.dumps(key).decode() + ":"
+        value_type = values.type
+        if kind == "bool" and not pa.types.is_boolean(value_type):
+            words = pc.utf8_lower(_strings(values))
+            truth = pc.is_in(words, pa.array([w for w, v in self.words.items() if v]))
+            falsity = pc.is_in(words, pa.array([w for w, v in self.words.items() if not v]))
+            json = pc.if_else(truth, "true", pc.if_else(falsity, "false", pc.binary_join_element_wise(
+                '"', _json_escaped(values.cast(pa.string())), '"', "")))
+        elif pa.types.is_boolean(value_type):
+            json = pc.if_else(values, "true", "false")
+        elif kind == "number" or pa.types.is_integer(value_type) or pa.types.is_floating(value_type):
+            numbers, unread = _floats(values) if kind == "number" else (None, None)
+            if numbers is not None and not unread.any():
+                values = pa.array(numbers, from_pandas=True)
+            if pa.types.is_floating(values.type):
+                values = pc.if_else(pc.is_finite(values), values, pa.scalar(None, values.type))
+                json = values.cast(pa.string())
+            elif pa.types.is_integer(values.type):
+                json = values.cast(pa.string())
+            else:
+                json = pc.binary_join_element_wise('"', _json_escaped(values.cast(pa.string())), '"', "")
+        elif pa.types.is_string(value_type) or pa.types.is_large_string(value_type) or kind == "text":
+            json = pc.binary_join_element_wise('"', _json_escaped(values.cast(pa.string())), '"', "")
+        else:  # nested values (JSON lines, Parquet structs): orjson, value by value
+            json = pa.array([None if v is None else orjson.dumps(v, default=str).decode() for v in values.to_pylist()],
+                            pa.string())
+        return pc.binary_join_element_wise(name, json, ",", "")
 
     @staticmethod
     def _sample(i: int, ts: np.ndarray, floats: np.ndarray, engine_on: np.ndarray, extra: list | None,

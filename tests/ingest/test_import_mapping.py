@@ -31,6 +31,7 @@ READINGS = [
      "ignition": "no", "state": "loading", "auto": "f"},
     {"id": "HX-01", "time": "2025-08-11 15:51:17", "pos": "SRID=4326;POINT(-97.8 33.2)", "speed": 1, "load": -99,
      "ignition": None},
+    {"id": "HX-01", "time": "2025-08-11 15:51:18", "state": 'say "hi", \\ then\ttab\nand é', "auto": "maybe"},
 ]
 BAD = [
     ({"id": "HX-01", "time": "11/08/2025", "speed": 1}, "ts '11/08/2025' does not match"),
@@ -38,6 +39,7 @@ BAD = [
     ({"id": "HX-01", "time": "2025-08-11 15:51:19", "ignition": "maybe"}, "engine_on is a string, not true or false"),
     ({"id": "HX-01", "time": "2025-08-11 15:51:20", "pos": "POINT (-97.8 93.2)"}, "lat 93.2 is outside -90..90"),
     ({"id": "HX-01", "time": "2025-08-11 15:51:21", "speed": "fast"}, "speed_kmh is a string, not a number"),
+    ({"id": "HX-01", "time": "2025-08-11 15:51:22", "state": "a\x00b"}, "extra fields contain a NUL character"),
 ]
 
 
@@ -72,13 +74,15 @@ def test_the_same_mapping_gives_the_same_rows_live_and_from_a_file() -> None:
     assert live_rejects == file_rejects == []
     assert [parsed(r) for r in live_rows] == [parsed(r) for r in file_rows]
     file_rows = [parsed(r) for r in file_rows]
-    first, second, third = file_rows
+    first, second, third, fourth = file_rows
     assert first["ts"] == datetime(2025, 8, 11, 20, 51, 15, tzinfo=UTC).timestamp()  # 15:51 in Chicago (CDT)
     assert first["speed_kmh"] == pytest.approx(4.2 * 3.6, abs=2**-8) and first["payload_kg"] == 182500.0
     assert first["lat"] == pytest.approx(33.2692, abs=1e-6) and first["engine_on"] is True
     assert first["extra"] == {"state": "hauling", "autonomous": True, "alt_m": 250.3}
     assert "speed_kmh" not in second and "payload_kg" not in second and second["engine_on"] is False
     assert "payload_kg" not in third and "engine_on" not in third and third["lon"] == pytest.approx(-97.8, abs=1e-6)
+    assert "extra" not in third  # nothing to keep: no empty object
+    assert fourth["extra"] == {"state": 'say "hi", \\ then\ttab\nand é', "autonomous": "maybe"}  # not a word: kept
 
 
 @pytest.mark.parametrize(("reading", "reason"), BAD)
