@@ -328,7 +328,7 @@ class ChunkConverter:
             if "%f" in fmt:
                 return None  # pyarrow's strptime has no %f
             return pc.strptime(text, fmt, "us", error_is_null=True)
-        for kind in (_UTC_TS, _NAIVE_TS) if self.zone is None else (_NAIVE_TS, _UTC_TS):
+        for kind in (_UTC_TS,) if self.zone is None else (_NAIVE_TS, _UTC_TS):  # no zone: naive is wrong
             try:
                 return text.cast(kind)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

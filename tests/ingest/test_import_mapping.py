@@ -43,15 +43,15 @@ BAD = [
 ]
 
 
-def live(readings: list[dict]) -> tuple[list[dict], list[str]]:
+def live(readings: list[dict], options: dict = OPTIONS) -> tuple[list[dict], list[str]]:
     config = {"route": [{"decoder": "mapped-json", "site": "s", "topics": ["t/+/up"],
-                         "options": {**OPTIONS, "machine": "payload:id"}}]}
+                         "options": {**options, "machine": "payload:id"}}]}
     out = decode(front_for(config), *[("t/x/up", orjson.dumps(r)) for r in readings])
     return samples(out), [r.reason for r in out.rejects]
 
 
-def recorded(readings: list[dict]) -> tuple[list[dict], list[str]]:
-    mapping = FileMapping.model_validate({**OPTIONS, "machine": "column:id"})
+def recorded(readings: list[dict], options: dict = OPTIONS) -> tuple[list[dict], list[str]]:
+    mapping = FileMapping.model_validate({**options, "machine": "column:id"})
     converted = ChunkConverter(mapping, "s", "f.jsonl", "f.jsonl").convert(
         _docs_chunk(readings, list(range(1, len(readings) + 1))))
     rows = []
@@ -91,3 +91,13 @@ def test_the_same_mapping_rejects_the_same_readings_for_the_same_reason(reading:
     _, file_rejects = recorded([reading])
     assert len(live_rejects) == len(file_rejects) == 1
     assert reason in live_rejects[0] and reason in file_rejects[0], (live_rejects, file_rejects)
+
+
+def test_without_a_timezone_a_time_without_an_offset_is_rejected_live_and_from_a_file() -> None:
+    options = {"ts": "time", "fields": {"speed_kmh": "speed"}}
+    readings = [{"id": "HX-01", "time": "2025-08-11 15:51:15", "speed": 1},
+                {"id": "HX-01", "time": "2025-08-11 15:51:16+00", "speed": 2}]
+    live_rows, live_rejects = live(readings, options)
+    file_rows, file_rejects = recorded(readings, options)
+    assert [r["speed_kmh"] for r in live_rows] == [r["speed_kmh"] for r in file_rows] == [2.0]
+    assert live_rejects == file_rejects == ["ts '2025-08-11 15:51:15' has no UTC offset (RFC 3339 needs Z or +hh:mm)"]
