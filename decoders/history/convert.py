@@ -173,7 +173,10 @@ class ChunkConverter:
 
         def note(mask: np.ndarray, name: str, values: pa.Array) -> None:
             for i in np.flatnonzero(mask).tolist():
-                raw.setdefault(i, {})[name] = values[i].as_py()
+                value = values[i].as_py()
+                if isinstance(value, datetime):  # a Parquet timestamp: as the text the contract reads
+                    value = (value if value.tzinfo else value.replace(tzinfo=self.zone or UTC)).isoformat()
+                raw.setdefault(i, {})[name] = value
 
         keys, key = self._machines(chunk, flag)
         ts, ts_ok = self._times(chunk, flag, note)
