@@ -195,7 +195,7 @@ class TelemetryWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def write(self, batch: Decoded, turn: Turn | None = None) -> WriteResult:
+    def write(self, batch: Decoded, turn: Turn | None = None, *, direct_extra: bool = False) -> WriteResult:
         """Commit one batch; raises a DatabaseUnavailable error if the server cannot be reached.
 
         ``turn`` (several writers side by side, ``ingest.worker``): called after the COPY, before anything
@@ -203,13 +203,16 @@ class TelemetryWriter:
         statuses and commits keep arrival order while the COPYs overlap. If it waits longer than
         ``TURN_WAIT_S`` (this batch's rows may be blocking an earlier batch's duplicate keys), the
         transaction is rolled back and done again once the earlier batches are in.
+
+        ``direct_extra``: rows with extra fields may take the direct COPY too (their extra texts are JSON built by
+        the caller, e.g. the history importer); by default they go through staging.
         """
         conn = self.conn if self.conn is not None and not self.conn.closed else self.open()
         started = perf_counter()
         rows = batch.block()
         if len(rows):
             self.partitions.ensure(conn, *rows.ts_range())
-        direct = not rows.has_extra
+        direct = direct_extra or not rows.has_extra
         try:
             while True:
                 try:

@@ -26,7 +26,7 @@ from decoders.history.mapping import FileMapping
 from decoders.history.sources import Problem, Source
 from ingest.columns import RowBlock, empty_block
 from ingest.contract import Birth, Reject, Status
-from ingest.writer import TelemetryWriter, prepare
+from ingest.writer import TelemetryWriter, last_value_params
 from sitepulse.errors import InvalidInput
 
 _EDGE_BYTES = 1 << 20
@@ -127,7 +127,7 @@ class Importer:
             try:
                 while (item := pending.get()) is not None:
                     batch, rows_done = item
-                    result = writer.write(batch)
+                    result = writer.write(batch, direct_extra=True)  # type: ignore[arg-type]
                     conn.execute(CHECKPOINT_SQL, (self.site_id, key, label, rows_done, result.stored,
                                                   result.duplicates, result.rejected))
                     self.summary.stored += result.stored
@@ -149,7 +149,10 @@ class Importer:
                 converted = converter.convert(chunk) if chunk.length else Converted(empty_block())
                 rejects = [self._refused(converter, p) for p in problems] + converted.rejects
                 batch = ImportBatch(converted.block, rejects, self.site_id)
-                prepare(batch)  # type: ignore[arg-type]
+                if len(batch.rows):  # built here while the writer thread waits on the server (as ingest.writer.prepare)
+                    batch.rows.ts_range()
+                    batch.rows.copy_bytes(jsonb_extra=True)
+                    batch.rows.cache["last_values"] = last_value_params(batch.rows)
                 rows_done += chunk.length
                 self.summary.read += chunk.length + len(problems)
                 pending.put((batch, rows_done))
