@@ -279,3 +279,20 @@ def test_a_file_that_cannot_be_read_on_is_one_line_and_keeps_the_rows_before(
     result = invoke(database_url, broken, "--site", "broken", "--mapping", mapping_file)
     assert isinstance(result.exception, InvalidInput), result.output
     assert str(result.exception).startswith(f"{broken}: cannot read on (") and "\n" not in str(result.exception)
+
+
+def test_imported_history_reaches_the_service_runner_as_late_data(
+        fresh_database_url: str, tmp_path: Path, mapping_file: Path) -> None:
+    """The runner reads rows by the transaction that stored them (ingest.reader): history from 2025 imported now is
+    new to it, as a late MQTT sample would be."""
+    from decoders.history.importer import Importer
+    from decoders.history.mapping import load_mapping
+    from decoders.history.sources import Source
+    from ingest.reader import current_watermark, read_new_telemetry
+
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        before = current_watermark(conn)
+        mapping, digest = load_mapping(mapping_file)
+        Importer(fresh_database_url, "late", mapping, digest).run([Source.of(haul_export(tmp_path / "e.csv", 50))])
+        frame, _ = read_new_telemetry(conn, after=before, site_id="late")
+    assert len(frame) == 50 and frame["ts"].min() == START
