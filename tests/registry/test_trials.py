@@ -21,7 +21,7 @@ from registry.api.app import create_app
 from registry.api.state import state_of
 from sitepulse.cli import build_app
 from sitepulse.migrations import MigrationSource, upgrade
-from sitepulse.settings import load_settings
+from sitepulse.settings import get_settings, load_settings
 from sitepulse.sites import save_site
 
 ADMIN_TOKEN = "trial-admin-token-for-tests-0123456789abcdef"
@@ -119,10 +119,18 @@ def test_a_trial_refuses_a_bad_period_in_one_line(client: TestClient) -> None:
     assert client.get(f"/api/v1/sites/{SITE}/trials/999999", headers=ADMIN).status_code == 404
 
 
-def test_the_cli_runs_a_trial_and_prints_what_it_found(history, monkeypatch: pytest.MonkeyPatch) -> None:
-    url, telemetry, _ = history
-    monkeypatch.setenv("SITEPULSE_DATABASE_URL", url)
+@pytest.fixture
+def cli_settings(history, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI's settings point at the test database (read once per process: cleared before and after)."""
+    monkeypatch.setenv("SITEPULSE_DATABASE_URL", history[0])
     monkeypatch.setenv("SITEPULSE_LOAD_SERVICES", "weight-loading")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_the_cli_runs_a_trial_and_prints_what_it_found(history, cli_settings: None) -> None:
+    _, telemetry, _ = history
     start = telemetry["ts"].min()
     result = CliRunner().invoke(build_app(), ["services", "trial", "weight-loading", "--site", SITE,
                                               "--from", start.isoformat(),
