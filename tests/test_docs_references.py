@@ -20,7 +20,8 @@ TEXT_SUFFIXES = {".py", ".js", ".md", ".yaml", ".yml", ".toml", ".html", ".cfg",
 DESIGN_DOCS = {"DOMAIN.md", "ARCHITECTURE.md"}
 # a path to a markdown file: letters, digits and ./_- segments, ending in .md (not part of a longer word or URL)
 REFERENCE = re.compile(r"(?<![\w/.:$-])((?:\.{1,2}/)*[\w.-]+(?:/[\w.-]+)*\.md)(?![\w-])(?:#([\w-]+))?")
-SECTION = re.compile(r"((?:docs/)?(?:DOMAIN|ARCHITECTURE)\.md)\s*§\s*([^\n]+)")
+SECTION = re.compile(r"((?:docs/)?(?:DOMAIN|ARCHITECTURE)\.md)[ \t]*§")
+CONTINUATION = re.compile(r"[ \t]*\n[ \t]*(?:#+|//|--|\*)?[ \t]*")  # a line break, and the next line's comment marker
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
@@ -106,14 +107,18 @@ def test_markdown_link_anchors_name_a_heading() -> None:
 
 
 def _section_references() -> list[tuple[str, str, str]]:
+    """(file:line, DOMAIN.md or ARCHITECTURE.md, the text after the section sign, up to 200 characters): a section
+    name wrapped onto the next line (of prose, a comment or a docstring) is read with it."""
     found = []
     for path in _tracked_text_files():
         if path == Path(__file__).resolve():
             continue
         source = str(path.relative_to(ROOT))
-        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            for match in SECTION.finditer(line):
-                found.append((f"{source}:{number}", Path(match.group(1)).name, match.group(2)))
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for match in SECTION.finditer(text):
+            number = text.count("\n", 0, match.start()) + 1
+            tail = CONTINUATION.sub(" ", text[match.end(1):match.end(1) + 400]).lstrip(" §")
+            found.append((f"{source}:{number}", Path(match.group(1)).name, tail[:200]))
     return found
 
 
@@ -125,6 +130,32 @@ def test_every_named_section_of_the_design_docs_is_a_heading() -> None:
         if not any(re.match(re.escape(h) + r"(?!\w)", tail) for h in names):
             wrong.append(f"{where}: {doc} §{tail}")
     assert wrong == [], "sections of docs/DOMAIN.md or docs/ARCHITECTURE.md that are not headings there"
+
+
+QUOTE = re.compile(r"DOMAIN\.md(?:'s|:)[ \t]*([\"'])")
+
+
+def _plain(text: str) -> str:
+    """Lower case, markdown emphasis and code marks dropped, whitespace collapsed: how a quote is compared."""
+    return " ".join(re.sub(r"[*`]", "", text).lower().split())
+
+
+def test_what_the_code_quotes_from_domain_md_is_in_it() -> None:
+    """``docs/DOMAIN.md: "a few centimetres"``: the quoted words are in docs/DOMAIN.md."""
+    domain = _plain((ROOT / "docs" / "DOMAIN.md").read_text(encoding="utf-8"))
+    wrong, quotes = [], 0
+    for path in _tracked_text_files():
+        if path == Path(__file__).resolve():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for match in QUOTE.finditer(text):
+            tail = CONTINUATION.sub(" ", text[match.end():match.end() + 400])
+            quote = tail.split(match.group(1))[0].strip(" .")
+            quotes += 1
+            if _plain(quote) not in domain:
+                wrong.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {quote!r}")
+    assert quotes >= 5, "the quote pattern found too few quotes to be checking anything"
+    assert wrong == [], "quoted from docs/DOMAIN.md but not in it"
 
 
 def test_design_doc_sections_are_named_in_the_uniform_form() -> None:

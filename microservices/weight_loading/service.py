@@ -2,7 +2,7 @@
 
 ``process`` turns new telemetry into finished haul cycles (``weight_loading.cycles``), hourly
 operating time and fuel per machine (``weight_loading.activity``) and a critical alert for a
-load above 120 % of rated (Caterpillar 10/10/20 rule 3, DOMAIN.md) while the hauler is still
+load above 120 % of rated (Caterpillar 10/10/20 rule 3, docs/DOMAIN.md) while the hauler is still
 at the loader. Detection lives in ``detect.py``; where a hauler's payload readings are absent, stuck or out of
 range, its cycles come from the track (``track.py``: a stop at a load zone, then at a tipping zone) without a
 payload. Routes and KPI queries in ``routes.py``.
@@ -82,7 +82,7 @@ GROUP BY 1 ORDER BY 1
 def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings
                    ) -> tuple[dict[str, float], dict[str, str], set[str]]:
     """Rated payload per load-carrying machine (settings override the registry), machines skipped, and the
-    loading units (DOMAIN.md: loaders and excavators fill haulers in passes)."""
+    loading units (docs/DOMAIN.md: loaders and excavators fill haulers in passes)."""
     rated: dict[str, float] = {}
     skipped: dict[str, str] = {}
     loaders: set[str] = set()
