@@ -106,6 +106,19 @@ def test_markdown_link_anchors_name_a_heading() -> None:
     assert wrong == [], "links to headings that do not exist"
 
 
+def test_links_within_a_markdown_file_name_one_of_its_headings() -> None:
+    wrong = []
+    for path in _tracked_text_files():
+        if path.suffix != ".md":
+            continue
+        text = path.read_text(encoding="utf-8")
+        slugs = {_slug(h) for h in _headings(path)}
+        for anchor in re.findall(r"\]\(#([\w-]+)\)", text):
+            if anchor not in slugs:
+                wrong.append(f"{path.relative_to(ROOT)}: #{anchor}")
+    assert wrong == []
+
+
 def _section_references() -> list[tuple[str, str, str]]:
     """(file:line, DOMAIN.md or ARCHITECTURE.md, the text after the section sign, up to 200 characters): a section
     name wrapped onto the next line (of prose, a comment or a docstring) is read with it."""
