@@ -171,6 +171,31 @@ def test_what_the_code_quotes_from_domain_md_is_in_it() -> None:
     assert wrong == [], "quoted from docs/DOMAIN.md but not in it"
 
 
+NAMED_PART = re.compile(r"([\w./-]+\.md),?[ \t]+(?:\"([^\"\n]+)\"|\(([A-Z][^)\n]*)\))")
+
+
+def test_a_part_named_in_another_document_is_there() -> None:
+    """``docs/RELIABILITY.md, "Soak"`` or ``simulators/README.md (Calibration)``: a heading (or a bold paragraph
+    title) of that file holds the words."""
+    wrong, named = [], 0
+    for path in _tracked_text_files():
+        if path == Path(__file__).resolve():
+            continue
+        source = str(path.relative_to(ROOT))
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for match in NAMED_PART.finditer(line):
+                target = _resolve(Reference(source, number, match.group(1)))
+                name = match.group(2) or match.group(3)
+                if target is None or target.suffix != ".md":
+                    continue
+                named += 1
+                text = target.read_text(encoding="utf-8")
+                if not any(name in h for h in _headings(target)) and f"**{name}" not in text:
+                    wrong.append(f"{source}:{number}: {match.group(1)} {name!r}")
+    assert named >= 4, "the pattern found too few named parts to be checking anything"
+    assert wrong == [], "parts of documents named but not there"
+
+
 def test_design_doc_sections_are_named_in_the_uniform_form() -> None:
     """``DOMAIN.md, Haul cycle`` or ``DOMAIN.md ("Haul cycle")`` is written ``docs/DOMAIN.md §Haul cycle``, so the
     test above can check it."""
