@@ -1,10 +1,15 @@
-"""Every document the code and the docs name exists, and so does every section they name.
+"""Every document the code and the docs name exists, and so does every part of one they name.
+
+Why: a newcomer who clones the repository follows these names to learn the rules the code implements; a name that
+leads nowhere (the code once named DOMAIN.md 71 times, and no such file existed) is worse than none.
 
 A reference is a path ending in ``.md`` in any tracked text file (code, comments, docstrings, settings
-descriptions, sample configs, markdown links). It resolves against the repository root, the referring file's
-folder or one of its parents; a bare ``DOMAIN.md`` or ``ARCHITECTURE.md`` means the one in docs/. A section of
-docs/DOMAIN.md or docs/ARCHITECTURE.md is named as ``docs/DOMAIN.md §Haul cycle``: the text after ``§`` must
-begin with one of that file's headings. ``../shared/...`` is an old brief outside the repository: code never
+descriptions, sample configs, markdown links). It resolves against the referring file's folder or the nearest of
+its parents (the repository root last); a bare name of a file in docs/ may mean that one, and a bare ``DOMAIN.md``
+or ``ARCHITECTURE.md`` always does. A section of docs/DOMAIN.md or docs/ARCHITECTURE.md is named as
+``docs/DOMAIN.md §Haul cycle``: the text after ``§`` must begin with one of that file's headings; words quoted
+from DOMAIN.md must be in it. A part of another document is named as ``docs/RELIABILITY.md, "Soak"``. Markdown
+links to ``#anchors`` must name a heading. ``../shared/...`` is an old brief outside the repository: code never
 names it.
 """
 
@@ -72,7 +77,7 @@ def _resolve(ref: Reference) -> Path | None:
         candidates = [ROOT / name for name in _tracked_names() if name.endswith("/" + ref.target)]
     else:
         folder = (ROOT / ref.source).parent
-        candidates = [ROOT / ref.target, *(parent / ref.target for parent in [folder, *folder.parents])]
+        candidates = [parent / ref.target for parent in [folder, *folder.parents]]  # nearest first
         if "/" not in ref.target:  # a bare name of one of the documents in docs/
             candidates.append(ROOT / "docs" / ref.target)
     for candidate in candidates:

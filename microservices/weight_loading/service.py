@@ -30,7 +30,7 @@ HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucke
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
 
-# Value KPI (README, "Value"): had every under-loaded trip carried the target payload, the same
+# Value KPI (README.md, "KPIs", the value formula): had every under-loaded trip carried the target payload, the same
 # tonnes would have needed payload/target of a trip; the rest of the trip, and that share of its
 # fuel (loaded leg plus return), would have been saved.
 _SAVED = "GREATEST(0, 1 - c.payload_kg / (c.rated_payload_kg * {target}))"
