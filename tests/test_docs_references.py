@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT_SUFFIXES = {".py", ".js", ".md", ".yaml", ".yml", ".toml", ".html", ".cfg", ".txt", ".sh", ".ini", ""}
+TEXT_SUFFIXES = {".py", ".js", ".md", ".yaml", ".yml", ".toml", ".html", ".cfg", ".conf", ".sql", ".txt", ".sh", ".ini",
+                 ""}
 DESIGN_DOCS = {"DOMAIN.md", "ARCHITECTURE.md"}
 # a path to a markdown file: letters, digits and ./_- segments, ending in .md (not part of a longer word or URL)
 REFERENCE = re.compile(r"(?<![\w/.:$-])((?:\.{1,2}/)*[\w.-]+(?:/[\w.-]+)*\.md)(?![\w-])(?:#([\w-]+))?")
