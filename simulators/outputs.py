@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 from sitepulse.errors import SitePulseError
 from sitepulse.recording import Message
 
-MAX_OUTSTANDING = 5_000  # paho stalls near 65,535 un-acked QoS 1 messages (ARCHITECTURE.md)
+MAX_OUTSTANDING = 5_000  # paho stalls near 65,535 un-acked QoS 1 messages (docs/ARCHITECTURE.md §Publisher limits)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:

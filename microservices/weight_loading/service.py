@@ -2,7 +2,7 @@
 
 ``process`` turns new telemetry into finished haul cycles (``weight_loading.cycles``), hourly
 operating time and fuel per machine (``weight_loading.activity``) and a critical alert for a
-load above 120 % of rated (Caterpillar 10/10/20 rule 3, DOMAIN.md) while the hauler is still
+load above 120 % of rated (Caterpillar 10/10/20 rule 3, docs/DOMAIN.md) while the hauler is still
 at the loader. Detection lives in ``detect.py``; where a hauler's payload readings are absent, stuck or out of
 range, its cycles come from the track (``track.py``: a stop at a load zone, then at a tipping zone) without a
 payload. Routes and KPI queries in ``routes.py``.
@@ -30,7 +30,7 @@ HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucke
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
 
-# Value KPI (README, "Value"): had every under-loaded trip carried the target payload, the same
+# Value KPI (README.md, "KPIs", the value formula): had every under-loaded trip carried the target payload, the same
 # tonnes would have needed payload/target of a trip; the rest of the trip, and that share of its
 # fuel (loaded leg plus return), would have been saved.
 _SAVED = "GREATEST(0, 1 - c.payload_kg / (c.rated_payload_kg * {target}))"
@@ -82,7 +82,7 @@ GROUP BY 1 ORDER BY 1
 def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings
                    ) -> tuple[dict[str, float], dict[str, str], set[str]]:
     """Rated payload per load-carrying machine (settings override the registry), machines skipped, and the
-    loading units (DOMAIN.md: loaders and excavators fill haulers in passes)."""
+    loading units (docs/DOMAIN.md: loaders and excavators fill haulers in passes)."""
     rated: dict[str, float] = {}
     skipped: dict[str, str] = {}
     loaders: set[str] = set()

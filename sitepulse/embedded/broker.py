@@ -1,7 +1,7 @@
 """Mosquitto as a child process on loopback, with SitePulse's loss-free configuration.
 
 No MQTT broker ships as a Python wheel, so this needs Debian's ``mosquitto`` (or brew's).
-amqtt is not an option: it never redelivers unacknowledged QoS 1 messages (ARCHITECTURE.md).
+amqtt is not an option: it never redelivers unacknowledged QoS 1 messages (docs/ARCHITECTURE.md §Why not amqtt).
 """
 
 from __future__ import annotations
