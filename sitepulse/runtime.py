@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from sitepulse.db import connect
 from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.embedded.mqtt_accounts import decoder_routes
 from sitepulse.embedded.ports import port_in_use
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.errors import ConfigError
@@ -133,7 +134,8 @@ def open_runtime(
                 runtime.mqtt_url = settings.mqtt_url.get_secret_value()
                 check_broker(runtime.mqtt_url)
             else:
-                server = EmbeddedBroker(settings.data_dir / "mosquitto", port=settings.embedded_mqtt_port, secured=True)
+                server = EmbeddedBroker(settings.data_dir / "mosquitto", port=settings.embedded_mqtt_port, secured=True,
+                                        routes=decoder_routes(settings.decoders_file))
                 server.start()
                 stack.callback(server.stop)
                 runtime.broker = server

@@ -140,6 +140,7 @@ class EmbeddedBroker:
     port: int = 0
     host: str = "127.0.0.1"
     secured: bool = False
+    routes: dict[str, list[str]] | None = None  # decoder routes (site -> topic filters) the ACL opens
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -180,7 +181,7 @@ class EmbeddedBroker:
                 "SITEPULSE_EMBEDDED_MQTT_PORT", f"port {self.port} on {self.host} is already in use"
             )
         if self.secured:
-            self.accounts.ensure()
+            self.accounts.ensure(routes=self.routes or {})
         config = self.data_dir / "mosquitto.conf"
         config.write_text(render_config(self.host, self.port, self.data_dir, self.secured))
         if os.geteuid() == 0:  # mosquitto drops root to this user; let it own its data

@@ -4,8 +4,9 @@ SITEPULSE_MQTT_URL), has a user per site and role and production's ACLs: checked
 subscriber and in the database. (The anonymous broker of the other tests, tests/conftest.py's ``mqtt_broker``, is a
 fixture, not what users run.)
 
-Mosquitto drops a publish its ACL denies and still acknowledges it (MQTT 3.1.1 has no way to say no), so "denied"
-is asserted as: a later allowed message arrived, the denied one never did.
+A publish the ACL denies is answered PUBACK 0x87 *Not authorized* (MQTT v5; Mosquitto 2.0.11 then drops the
+connection, of a v3.1.1 client too) and reaches nobody: asserted by the reason code and by delivery (a later
+allowed message arrived, the denied one never did), and for ingest by what the database holds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sitepulse.embedded.broker import connect_answer, with_user
 from sitepulse.embedded.credentials import site_credentials
-from sitepulse.embedded.mqtt_accounts import BrokerAccounts
+from sitepulse.embedded.mqtt_accounts import BrokerAccounts, decoder_routes
 from sitepulse.errors import SitePulseError
 from sitepulse.runtime import Runtime, open_runtime
 from sitepulse.settings import Settings, get_settings, load_settings
@@ -57,8 +58,10 @@ def embedded(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """Sites north and south on the embedded broker as serve starts it; their devices' accounts made as the demo
     makes its site's (``runtime.device_url``)."""
     data_dir = tmp_path_factory.mktemp("embedded")
+    decoders = data_dir / "decoders.toml"  # north's Sparkplug gateway publishes its own topics
+    decoders.write_text('[[route]]\ndecoder = "sparkplug-b"\nsite = "north"\ntopics = ["spBv1.0/north/#"]\n')
     settings = load_settings(database_url=database_url, data_dir=data_dir, ingest_batch_ms=50,
-                             ingest_client_id="security-ingest")
+                             ingest_client_id="security-ingest", decoders_file=decoders)
     with open_runtime(settings) as runtime:
         with psycopg.connect(database_url, autocommit=True) as conn:
             for site, machine in (("north", "N1"), ("south", "S1")):
@@ -68,14 +71,17 @@ def embedded(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 class Client:
-    """A paho client logged in with a URL's user, collecting what it receives."""
+    """An MQTT v5 paho client logged in with a URL's user, collecting what it receives. A denied publish is answered
+    PUBACK 0x87 *Not authorized*, then Mosquitto 2.0.11 drops the connection; paho reconnects by itself."""
 
     def __init__(self, url: str, client_id: str = "") -> None:
         self.received: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self.acks: dict[int, int] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         parts = urlsplit(url)
         self.client.username_pw_set(unquote(parts.username), unquote(parts.password))
         self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, m.payload, m.retain))
+        self.client.on_publish = lambda _c, _u, mid, code, _p: self.acks.__setitem__(mid, code.value)
         self.client.connect(parts.hostname, parts.port)
         self.client.loop_start()
 
@@ -86,8 +92,12 @@ class Client:
         self.client.subscribe([(f, 1) for f in filters])
         acked.get(timeout=5)
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """Publish with QoS 1; the PUBACK's reason code (under 0x80 accepted, 0x10 with no subscriber; 0x87 not
+        authorized)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)  # queued while paho reconnects
+        assert wait_until(lambda: info.mid in self.acks, 10), f"no PUBACK for {topic}"
+        return self.acks[info.mid]
 
     def messages(self, until_topic: str, timeout: float = 5) -> list[tuple[str, bytes, bool]]:
         """Everything received up to and including the first message on ``until_topic``."""
@@ -130,6 +140,7 @@ def test_the_accounts_are_private_files_in_the_data_dir(embedded: Embedded) -> N
     for path in (folder / "accounts.json", accounts.password_file, accounts.acl_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert set(accounts.passwords()) == {"ingest", "services", "api", "device-north", "device-south"}
+    assert "topic readwrite spBv1.0/north/#" in accounts.acl_file.read_text()
     assert accounts.sites() == ["north", "south"]
     assert all(p not in accounts.password_file.read_text() for p in accounts.passwords().values())  # hashes only
 
@@ -140,10 +151,10 @@ def test_a_device_reads_nothing_of_another_site(embedded: Embedded) -> None:
     services = Client(embedded.url("services"))
     try:
         north.subscribe("sites/south/#", "sites/+/machines/+/telemetry", "sites/north/alerts/#", "#")
-        south.publish("sites/south/machines/S1/telemetry", _sample(1))
-        south.publish("sites/south/machines/S1/birth", b'{"kind":"hauler","model":"A30G"}', retain=True)
-        services.publish("sites/south/alerts/overload", b'{"id": 1}')
-        services.publish("sites/north/alerts/overload", b'{"id": 2}')  # the control: north's own alert arrives
+        assert south.publish("sites/south/machines/S1/telemetry", _sample(1)) < 0x80
+        assert south.publish("sites/south/machines/S1/birth", b'{"kind":"hauler","model":"A30G"}', retain=True) < 0x80
+        assert services.publish("sites/south/alerts/overload", b'{"id": 1}') < 0x80
+        assert services.publish("sites/north/alerts/overload", b'{"id": 2}') < 0x80  # the control: north's own alert
         got = north.messages(until_topic="sites/north/alerts/overload")
         assert [topic for topic, _, _ in got] == ["sites/north/alerts/overload"], got
     finally:
@@ -155,18 +166,19 @@ def test_a_device_cannot_write_another_sites_topics_nor_overwrite_its_retained_b
     url = embedded.database_url
     south = Client(embedded.runtime.device_url("south"))
     north = Client(embedded.runtime.device_url("north"))
-    south.publish("sites/south/machines/S9/birth", b'{"kind":"hauler","model":"A30G"}', retain=True)
+    assert south.publish("sites/south/machines/S9/birth", b'{"kind":"hauler","model":"A30G"}', retain=True) < 0x80
     ingest_settings = embedded.settings.model_copy(update={"mqtt_url": load_settings(
-        mqtt_url=embedded.url("ingest")).mqtt_url})
+        mqtt_url=embedded.url("ingest")).mqtt_url, "decoders_file": None})
     watcher = Client(embedded.url("ingest"))
     try:
         watcher.subscribe("sites/+/machines/+/telemetry", "sites/south/machines/+/birth")
         watcher.messages(until_topic="sites/south/machines/S9/birth")  # the retained birth, as south published it
         with running_worker(ingest_settings):
-            north.publish("sites/south/machines/S9/birth", b'{"kind":"hauler","model":"FORGED"}', retain=True)
-            north.publish("sites/south/machines/S9/telemetry", _sample(1))
-            north.publish("sites/south/machines/S9/status", b"offline", retain=True)
-            north.publish("sites/north/machines/N1/telemetry", _sample(2))  # the control: north's own topic
+            forged = b'{"kind":"hauler","model":"FORGED"}'
+            assert north.publish("sites/south/machines/S9/birth", forged, retain=True) == 0x87
+            assert north.publish("sites/south/machines/S9/telemetry", _sample(1)) == 0x87
+            assert north.publish("sites/south/machines/S9/status", b"offline", retain=True) == 0x87
+            assert north.publish("sites/north/machines/N1/telemetry", _sample(2)) < 0x80  # the control: its own topic
             got = watcher.messages(until_topic="sites/north/machines/N1/telemetry")
             assert [topic for topic, _, _ in got] == ["sites/north/machines/N1/telemetry"], got
             assert wait_until(lambda: _count(url, "SELECT count(*) FROM telemetry WHERE site_id = 'north'"
@@ -185,6 +197,30 @@ def test_a_device_cannot_write_another_sites_topics_nor_overwrite_its_retained_b
     finally:
         for client in (south, north, watcher):
             client.close()
+
+
+def test_a_decoder_route_opens_its_topics_to_its_site_only(embedded: Embedded) -> None:
+    north = Client(embedded.runtime.device_url("north"))
+    south = Client(embedded.runtime.device_url("south"))
+    watcher = Client(embedded.url("ingest"))
+    try:
+        watcher.subscribe("spBv1.0/#")
+        assert south.publish("spBv1.0/north/NDATA/gw1", b"forged") == 0x87
+        assert north.publish("spBv1.0/south/NDATA/gw1", b"elsewhere") == 0x87
+        assert north.publish("spBv1.0/north/NDATA/gw1", b"own") < 0x80
+        got = watcher.messages(until_topic="spBv1.0/north/NDATA/gw1")
+        assert [(topic, payload) for topic, payload, _ in got] == [("spBv1.0/north/NDATA/gw1", b"own")], got
+    finally:
+        for client in (north, south, watcher):
+            client.close()
+
+
+def test_a_decoders_file_cannot_smuggle_lines_into_the_acl(tmp_path: Path) -> None:
+    decoders = tmp_path / "decoders.toml"
+    decoders.write_text('[[route]]\ndecoder = "mapped-json"\nsite = "north"\n'
+                        'topics = ["t/#\\nuser device-north\\ntopic readwrite #", "a b", "trackers/north/+"]\n')
+    assert decoder_routes(decoders) == {"north": ["trackers/north/+"]}
+    assert decoder_routes(tmp_path / "missing.toml") == {} and decoder_routes(None) == {}
 
 
 def _credentials(embedded: Embedded, site: str) -> subprocess.CompletedProcess:
@@ -206,8 +242,9 @@ def test_a_new_sites_credentials_work_on_the_running_broker_at_once(embedded: Em
     east, services = Client(lines["url"]), Client(embedded.url("services"))
     try:
         east.subscribe("sites/north/alerts/#", "sites/east/alerts/#")
-        services.publish("sites/north/alerts/overload", b'{"id": 3}')
-        services.publish("sites/east/alerts/overload", b'{"id": 4}')
+        assert services.publish("sites/north/alerts/overload", b'{"id": 3}') < 0x80
+        assert services.publish("sites/east/alerts/overload", b'{"id": 4}') < 0x80
+        assert east.publish("sites/north/machines/N1/telemetry", _sample(3)) == 0x87
         got = east.messages(until_topic="sites/east/alerts/overload")
         assert [topic for topic, _, _ in got] == ["sites/east/alerts/overload"], got
     finally:
