@@ -1,0 +1,44 @@
+"""The formats a report is rendered to, by name: the bytes, the media type and the file extension."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from registry.shift_reports.compose import Report
+from sitepulse.errors import InvalidInput
+
+FORMATS: dict[str, str] = {
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
+
+
+def renderer(fmt: str) -> Callable[[Report], bytes]:
+    """The function rendering ``fmt``; InvalidInput naming the formats for another (imported on first use: a
+    PDF needs WeasyPrint and matplotlib, a CSV neither)."""
+    if fmt == "pdf":
+        from registry.shift_reports.pdf import render_pdf
+
+        return render_pdf
+    if fmt == "xlsx":
+        from registry.shift_reports.sheets import render_xlsx
+
+        return render_xlsx
+    if fmt == "csv":
+        from registry.shift_reports.sheets import render_csv
+
+        return render_csv
+    raise InvalidInput(f"unknown report format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def render(report: Report, fmt: str) -> bytes:
+    """The report as a file of format ``fmt``."""
+    return renderer(fmt)(report)
+
+
+def file_name(report: Report, fmt: str) -> str:
+    """A download's file name: site, period start (local) and format, in safe characters only."""
+    stamp = report.local(report.start).replace(" ", "_").replace(":", "")
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in report.site_id)
+    return f"sitepulse-report-{safe}-{stamp}.{fmt}"
