@@ -79,13 +79,15 @@ class Chart:
 
 @dataclass(frozen=True)
 class ReportSection:
-    """One service's part of a report; ``service`` is filled by the host."""
+    """One service's part of a report; ``order`` places it (lower first: production before data quality),
+    ``service`` is filled by the host."""
 
     title: str
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    order: int = 50
     service: str = ""
 
 

@@ -25,7 +25,7 @@ def sections(request: ReportRequest, settings: DataQualitySettings) -> list[Repo
     rows = request.read(_DEGRADED, request.params())
     if rows.empty:
         return [ReportSection("Data quality", figures=[Figure("Degraded machine-hours", 0, "h")],
-                              notes=["Every sensor was usable for the whole period."])]
+                              notes=["Every sensor was usable for the whole period."], order=90)]
     start, end = pd.to_datetime(rows["from_t"], utc=True), pd.to_datetime(rows["to_t"], utc=True)
     rows["hours"] = (end - start).dt.total_seconds() / 3600
     rows["from_t"] = start.dt.tz_convert(request.timezone).dt.tz_localize(None)
@@ -36,4 +36,4 @@ def sections(request: ReportRequest, settings: DataQualitySettings) -> list[Repo
     table = Table.of(rows, "What was degraded (local time)",
                      {"machine_id": "Machine", "sensor": "Sensor", "status": "Status", "from_t": "From",
                       "to_t": "To", "hours": "Hours", "effect": "Effect"})
-    return [ReportSection("Data quality", figures=figures, tables=[table])]
+    return [ReportSection("Data quality", figures=figures, tables=[table], order=90)]

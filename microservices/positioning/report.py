@@ -37,7 +37,7 @@ def sections(request: ReportRequest, settings: PositioningSettings) -> list[Repo
     tables = [
         Table.of(hours, "Hours per machine", {"machine_id": "Machine", "moving_h": "Moving h", "idle_h": "Idle h",
                                               "off_h": "Engine off h", "idle_pct": "Idle %",
-                                              "distance_km": "Distance km"}) if not hours.empty else
+                                              "distance_km": "Distance km"}, digits=2) if not hours.empty else
         Table("Hours per machine", ["Machine"], []),
         Table.of(speeding, "Speeding by zone", {"zone": "Zone", "episodes": "Episodes", "machines": "Machines",
                                                 "minutes": "Minutes", "top_kmh": "Top km/h",
@@ -48,7 +48,7 @@ def sections(request: ReportRequest, settings: PositioningSettings) -> list[Repo
                         labels={"moving_h": "moving", "idle_h": "idle"}, kind="barh", stacked=True)
               ] if not hours.empty else []
     return [ReportSection("Machine hours and speeding (positioning)", figures=figures, tables=tables, charts=charts,
-                          notes=[] if not hours.empty else ["No positions in this period."])]
+                          notes=[] if not hours.empty else ["No positions in this period."], order=20)]
 
 
 __all__ = ["sections"]

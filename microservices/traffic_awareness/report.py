@@ -43,4 +43,4 @@ def sections(request: ReportRequest, settings: TrafficSettings) -> list[ReportSe
     charts = [bar_chart("Queue minutes per zone", queues, "zone", ["queue_min"], unit="min",
                         labels={"queue_min": "queue"})] if not queues.empty else []
     return [ReportSection("Traffic: encounters and queues (traffic awareness)", figures=figures, tables=tables,
-                          charts=charts)]
+                          charts=charts, order=30)]

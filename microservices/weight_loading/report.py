@@ -21,7 +21,7 @@ def sections(request: ReportRequest, settings: WeightLoadingSettings) -> list[Re
     if cycles.empty:
         return [ReportSection("Production (weight loading)", figures=[Figure("Tonnes", 0, "t"),
                                                                       Figure("Loads", 0, "")],
-                              notes=["No haul cycle finished in this period."])]
+                              notes=["No haul cycle finished in this period."], order=10)]
     activity = _activity(request.read, request.site_id, request.start, request.end,
                          sorted(cycles["machine_id"].unique()))
     site = kpi_table(cycles, activity, [], settings)[0]
@@ -40,7 +40,7 @@ def sections(request: ReportRequest, settings: WeightLoadingSettings) -> list[Re
                 Table.of(bands, "Payload bands (% of rated payload)"),
                 Table.of(policy_table(cycles, settings), "10/10/20 payload policy per machine")],
         charts=[bar_chart("Loads per payload band", bands, "Band", ["Loads"])],
-        notes=notes)]
+        notes=notes, order=10)]
 
 
 def by_zone(request: ReportRequest, cycles: pd.DataFrame) -> pd.DataFrame:

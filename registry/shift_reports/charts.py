@@ -43,7 +43,7 @@ def chart_png(chart: Chart, dpi: int = 150) -> bytes:
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(labelsize=8)
         if len(names) > 1:
-            ax.legend(fontsize=8, frameon=False)
+            ax.legend(fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(names))
         fig.tight_layout()
         out = io.BytesIO()
         fig.savefig(out, format="png")

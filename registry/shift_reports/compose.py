@@ -64,6 +64,7 @@ def compose_report(conn: psycopg.Connection, services: dict[str, Service], site_
     for name, service in services.items():
         if name in switches and switches[name].enabled:
             sections.extend(_sections_of(conn, service, request, switches[name].settings))
+    sections.sort(key=lambda s: s.order)  # stable: a service's sections keep their order
     report = Report(site_id, site.name or site_id, site.timezone, request.start, request.end, "", sections)
     return Report(**{**report.__dict__, "label": label or report.period_text})
 

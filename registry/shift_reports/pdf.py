@@ -36,7 +36,7 @@ table { width: 100%; table-layout: fixed; border-collapse: collapse; margin: 1mm
 th, td { padding: 1mm 1.5mm; border-bottom: 0.5px solid #d5dde2; text-align: left; vertical-align: top;
          overflow-wrap: anywhere; hyphens: auto; font-size: 8pt; }
 th { background: #eef3f6; font-weight: 600; } thead { display: table-header-group; }
-tr { break-inside: avoid; } td.num { text-align: right; } .empty { color: #777; font-style: italic; }
+tr { break-inside: avoid; } td.num, th.num { text-align: right; } .empty { color: #777; font-style: italic; }
 img.chart { width: 100%; margin: 1mm 0 2mm; break-inside: avoid; }
 .note { color: #555; font-size: 8pt; margin: 1mm 0; }
 """
@@ -78,7 +78,10 @@ def _section(section: ReportSection) -> str:
 
 def _table(table: Table) -> str:
     e = escape
-    head = "".join(f"<th>{e(str(c))}</th>" for c in table.columns)
+    numeric = [all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in table.rows
+                   if i < len(r) and r[i] is not None) for i in range(len(table.columns))]
+    head = "".join(f'<th{" class=num" if num else ""}>{e(str(c))}</th>'
+                   for c, num in zip(table.columns, numeric, strict=True))
     if not table.rows:
         return f'<h3>{e(table.title)}</h3><p class="empty">none in this period</p>'
     rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.rows)

@@ -17,6 +17,7 @@ from microservices.runner import ServiceHost
 from microservices.sdk import Service
 from microservices.traffic_awareness import TrafficAwareness
 from microservices.weight_loading import WeightLoading
+from sitepulse.sitefile import Shift
 from sitepulse.sites import save_site
 
 
@@ -35,10 +36,10 @@ class ProcessedSite:
 
 def process_site(conn: psycopg.Connection, site_id: str, services: dict[str, Service], minutes: float = 40,
                  timezone: str = "Europe/Stockholm", seed: int = 7,
-                 shift_ending: datetime | None = None) -> ProcessedSite:
+                 shift_ending: datetime | None = None, shifts: list[Shift] | None = None) -> ProcessedSite:
     """Simulate ``minutes`` of the demo quarry (overloads on, default faults), store it as ``site_id`` with every
     service switched on and run each service over it. ``shift_ending``: the telemetry is moved in time to end
-    just before it."""
+    just before it; ``shifts`` replace the site file's."""
     telemetry, _, site, _ = simulated(seed, minutes / 60)
     if shift_ending is not None:
         telemetry = telemetry.copy()
@@ -46,7 +47,8 @@ def process_site(conn: psycopg.Connection, site_id: str, services: dict[str, Ser
         for column in ("ts", "received_at", "device_ts"):
             if column in telemetry:
                 telemetry[column] = telemetry[column] + shift
-    site = site.model_copy(update={"timezone": timezone, "name": "North Quarry"})
+    site = site.model_copy(update={"timezone": timezone, "name": "North Quarry",
+                                   **({"shifts": shifts} if shifts is not None else {})})
     save_site(conn, site_id, site)
     for name in services:
         conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at) VALUES (%s, %s, true,"
