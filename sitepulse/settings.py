@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = Field("sitepulse@localhost", description="From address of report e-mails")
     smtp_ca_file: Path | None = Field(None, description="CA bundle for the SMTP server's certificate (default: system)")
-    reports_public_url: str = Field("http://127.0.0.1:8000", description="base URL of the API in report e-mails' links")
+    reports_link_base: str = Field("http://127.0.0.1:8000", description="base URL of the API in report e-mails' links")
     reports_poll_s: float = Field(15.0, gt=0, description="how often the report scheduler looks for ended periods")
     reports_retry_wait_s: float = Field(2.0, ge=0, description="first wait between delivery tries (doubles, 3 tries)")
     # ingest

@@ -27,13 +27,15 @@ def sections(request: ReportRequest, settings: DataQualitySettings) -> list[Repo
         return [ReportSection("Data quality", figures=[Figure("Degraded machine-hours", 0, "h")],
                               notes=["Every sensor was usable for the whole period."], order=90)]
     start, end = pd.to_datetime(rows["from_t"], utc=True), pd.to_datetime(rows["to_t"], utc=True)
-    rows["hours"] = (end - start).dt.total_seconds() / 3600
+    rows["minutes"] = (end - start).dt.total_seconds() / 60
     rows["from_t"] = start.dt.tz_convert(request.timezone).dt.tz_localize(None)
     rows["to_t"] = end.dt.tz_convert(request.timezone).dt.tz_localize(None)
     rows["sensor"] = [SENSOR_NAMES.get(s, s) for s in rows["sensor"]]
-    figures = [Figure("Degraded machine-hours", float(rows["hours"].sum()), "h"),
+    hours = float(rows["minutes"].sum()) / 60
+    figures = [Figure("Degraded machine-hours", hours, "h") if hours >= 1 else
+               Figure("Degraded machine-minutes", hours * 60, "min"),
                Figure("Machines affected", int(rows["machine_id"].nunique()))]
     table = Table.of(rows, "What was degraded (local time)",
                      {"machine_id": "Machine", "sensor": "Sensor", "status": "Status", "from_t": "From",
-                      "to_t": "To", "hours": "Hours", "effect": "Effect"})
+                      "to_t": "To", "minutes": "Minutes", "effect": "Effect"})
     return [ReportSection("Data quality", figures=figures, tables=[table], order=90)]

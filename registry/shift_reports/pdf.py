@@ -85,7 +85,24 @@ def _table(table: Table) -> str:
     if not table.rows:
         return f'<h3>{e(table.title)}</h3><p class="empty">none in this period</p>'
     rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.rows)
-    return f"<h3>{e(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f"<h3>{e(table.title)}</h3><table>{_widths(table)}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+            "</table>")
+
+
+def _widths(table: Table) -> str:
+    """Column widths in proportion to their longest text (clamped to 5-40 characters): the fixed layout keeps the
+    table inside the page, this keeps a long zone name from being squeezed beside a short number."""
+    longest = [max([len(str(c)) * 0.8, *(len(_text(r[i])) for r in table.rows if i < len(r))])
+               for i, c in enumerate(table.columns)]
+    clamped = [min(max(n, 5), 40) for n in longest]
+    total = sum(clamped)
+    return "<colgroup>" + "".join(f'<col style="width: {100 * n / total:.1f}%">' for n in clamped) + "</colgroup>"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,.1f}"
+    return "-" if value is None else str(value)
 
 
 def _cell(value: object) -> str:

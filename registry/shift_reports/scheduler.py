@@ -121,7 +121,7 @@ class ReportScheduler:
     def _send(self, conn: psycopg.Connection, schedule: Schedule, report: Report, files: dict[str, bytes],
               channel: str, target: str) -> int:
         token, token_hash = new_link_token()
-        link = self.settings.reports_public_url.rstrip("/") + LINK_PATH + token
+        link = self.settings.reports_link_base.rstrip("/") + LINK_PATH + token
         if channel == "email":
             message = email_message(report, files, self.settings.smtp_from, target, link)
             attempts, error = with_retries(lambda: self.send_email(message), self.settings.reports_retry_wait_s)

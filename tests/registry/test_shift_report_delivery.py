@@ -127,7 +127,7 @@ def smtp(certificate: tuple[Path, Path]) -> Iterator[tuple[Mailbox, int]]:
 def mail_settings(port: int, cert: Path, **more: Any) -> Any:
     return load_settings(admin_token=ADMIN_TOKEN, smtp_host="127.0.0.1", smtp_port=port, smtp_tls="starttls",
                          smtp_username=USER, smtp_password=PASSWORD, smtp_ca_file=str(cert),
-                         smtp_from="reports@sitepulse.example", reports_public_url="http://testserver",
+                         smtp_from="reports@sitepulse.example", reports_link_base="http://testserver",
                          reports_retry_wait_s=0.01, webhook_approved_hosts="127.0.0.1", **more)
 
 
@@ -267,7 +267,7 @@ def test_a_webhook_gets_the_figures_and_the_link_and_a_private_one_is_refused(
     thread.start()
     schedule = _schedule(api, webhook_url=f"http://127.0.0.1:{server.server_port}/reports")
     try:
-        settings = load_settings(webhook_approved_hosts="127.0.0.1", reports_public_url="https://sp.example")
+        settings = load_settings(webhook_approved_hosts="127.0.0.1", reports_link_base="https://sp.example")
         sent = ReportScheduler(database_url, builtin_services(), settings).run_due(
             now=shift_site.shift_end + timedelta(seconds=30))
     finally:
