@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -20,6 +17,7 @@ import pypdfium2 as pdfium
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from typer.testing import CliRunner
 
 from microservices.report_sections import Figure, ReportSection, Table
 from registry.api.app import create_app
@@ -40,7 +38,7 @@ SIDE_MARGIN_MM = 16  # pdf.py's @page margins
 @pytest.fixture(scope="module")
 def site(database_url: str) -> ProcessedSite:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return process_site(conn, SITE, builtin_services(), minutes=40)
+        return process_site(conn, SITE, builtin_services(), minutes=30)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +127,8 @@ def test_pdf_pages_are_filled_and_nothing_runs_past_the_margins(pdf: bytes, repo
 
 def test_a_long_wide_table_wraps_and_breaks_across_pages_inside_the_margins(report: Report) -> None:
     wide = Table("Forty wide rows", [f"column {i}" for i in range(12)],
-                 [[f"{'unbrokenwordthatwouldoverflow' * 2}-{r}"] * 12 for r in range(40)])
-    stressed = replace(report, sections=[ReportSection("Stress", [Figure("Rows", 40)], [wide], service="x")])
+                 [[f"{'unbrokenwordthatwouldoverflow' * 2}-{r}"] * 12 for r in range(25)])
+    stressed = replace(report, sections=[ReportSection("Stress", [Figure("Rows", 25)], [wide], service="x")])
     pdf = render(stressed, "pdf")
     assert len(pdfium.PdfDocument(pdf)) >= 2
     assert _layout_problems(pdf) == []
@@ -209,16 +207,26 @@ def test_any_past_period_downloads_and_counts_a_reader_per_service(client: TestC
     assert open_ended.status_code == 422 and "from and to" in open_ended.json()["detail"]
 
 
-def test_cli_writes_the_report_and_refuses_bad_input_in_one_line(database_url: str, site: ProcessedSite,
-                                                                tmp_path: Path) -> None:
-    env = {**os.environ, "SITEPULSE_DATABASE_URL": database_url}
+def test_cli_writes_the_report_and_refuses_a_bad_site_with_a_user_error(database_url: str, site: ProcessedSite,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sitepulse report`` as the console script mounts it (a user error becomes its one red line there)."""
+    from sitepulse.cli import build_app
+    from sitepulse.errors import NotFound
+    from sitepulse.settings import get_settings
+
+    monkeypatch.setenv("SITEPULSE_DATABASE_URL", database_url)
+    get_settings.cache_clear()
     out = tmp_path / "shift.csv"
-    args = [sys.executable, "-m", "sitepulse", "report", "--site", SITE, "--from", site.start.isoformat(),
+    args = ["report", "--site", SITE, "--from", site.start.isoformat(),
             "--to", (site.end + timedelta(minutes=1)).isoformat(), "--format", "csv", "-o", str(out)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert out.read_text(encoding="utf-8-sig").splitlines()[0] == "North Quarry"
-    missing = subprocess.run([*args[:5], "nowhere", *args[6:]], env=env, capture_output=True, text=True, timeout=120,
-                             cwd=tmp_path)
-    assert missing.returncode == 2 and "site 'nowhere' not found" in missing.stderr
-    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    try:
+        done = CliRunner().invoke(build_app(), args)
+        assert done.exit_code == 0, done.output
+        assert out.read_text(encoding="utf-8-sig").splitlines()[0] == "North Quarry"
+        missing = CliRunner().invoke(build_app(), [*args[:2], "nowhere", *args[3:]])
+        assert isinstance(missing.exception, NotFound) and str(missing.exception) == "site 'nowhere' not found"
+        backwards = CliRunner().invoke(build_app(), [*args[:4], args[6], "--to", args[4], *args[7:]])
+        assert "--to must be after --from" in str(backwards.exception)
+    finally:
+        get_settings.cache_clear()
