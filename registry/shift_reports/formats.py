@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from registry.shift_reports.compose import Report
-from sitepulse.errors import InvalidInput
+from sitepulse.errors import InvalidInput, SitePulseError
 
 FORMATS: dict[str, str] = {
     "pdf": "application/pdf",
@@ -13,13 +13,18 @@ FORMATS: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
 }
 
+PDF_NEEDS = ("PDF reports need WeasyPrint and Pango, which this server lacks (Debian: apt-get install libpango-1.0-0"
+             " libpangoft2-1.0-0); XLSX and CSV work without them")
+
 
 def renderer(fmt: str) -> Callable[[Report], bytes]:
     """The function rendering ``fmt``; InvalidInput naming the formats for another (imported on first use: a
     PDF needs WeasyPrint and matplotlib, a CSV neither)."""
     if fmt == "pdf":
-        from registry.shift_reports.pdf import render_pdf
-
+        try:
+            from registry.shift_reports.pdf import render_pdf
+        except (ImportError, OSError):  # WeasyPrint loads Pango when imported
+            raise SitePulseError(PDF_NEEDS) from None
         return render_pdf
     if fmt == "xlsx":
         from registry.shift_reports.sheets import render_xlsx

@@ -157,6 +157,20 @@ def test_text_a_person_typed_is_shown_as_text_never_as_markup_or_a_formula(repor
     assert "'=HYPERLINK(\"x\")" in [c.value for row in sheet.iter_rows() for c in row]
 
 
+def test_a_server_without_pango_says_so_in_one_line(report: Report, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from registry.shift_reports.formats import PDF_NEEDS
+    from sitepulse.errors import SitePulseError
+
+    monkeypatch.delitem(sys.modules, "registry.shift_reports.pdf")
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # importing it now fails, as without Pango
+    with pytest.raises(SitePulseError) as refused:
+        render(report, "pdf")
+    assert str(refused.value) == PDF_NEEDS
+    assert render(report, "csv").startswith("\ufeffNorth Quarry".encode())
+
+
 def test_xlsx_has_one_sheet_per_section_and_csv_every_table(report: Report) -> None:
     book = load_workbook(io.BytesIO(render(report, "xlsx")))
     assert len(book.sheetnames) == len(report.sections) == 4
