@@ -22,18 +22,17 @@ from registry.tokens import create_token
 from sitepulse.embedded.ports import free_port
 from sitepulse.settings import load_settings
 from tests.browser.test_dashboard import CHROMIUM, SHOTS, _need_browser
-from tests.registry.shift_report_fixtures import ProcessedSite, builtin_services, process_site
+from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
 ADMIN = "report-settings-admin-token-0123456789abcdef"
-SITE = "pit"
 
 
 @pytest.fixture(scope="module")
-def served(database_url: str, mqtt_broker: Any) -> Iterator[tuple[str, str, ProcessedSite]]:
-    """The API on a free port with site 'pit' processed, one failed delivery logged, and a site manager's token."""
+def served(shared_site: ProcessedSite, mqtt_broker: Any) -> Iterator[tuple[str, str, ProcessedSite]]:  # noqa: F811
+    """The API on a free port over the shared processed site, one failed delivery logged, a site manager's token."""
     _need_browser()
+    site, database_url = shared_site, shared_site.database_url
     with psycopg.connect(database_url, autocommit=True) as conn:
-        site = process_site(conn, SITE, builtin_services(), minutes=20)
         manager = create_token(conn, "pit manager", [SITE]).token
         schedule = create_schedule(conn, SITE, ScheduleIn(name="Night report", trigger="shift_end",
                                                           emails=["office@pit.example"]), "test")
@@ -85,13 +84,13 @@ def _open_reports(page: Any, base: str, token: str) -> None:
     page.wait_for_selector("[data-testid=report-deliveries] h2")
 
 
-def test_an_admin_sees_the_failed_delivery_and_adds_a_daily_schedule(page: Any, served: Any,
-                                                                     database_url: str) -> None:
-    base, _, _ = served
+def test_an_admin_sees_the_failed_delivery_and_adds_a_daily_schedule(page: Any, served: Any) -> None:
+    base, _, site = served
     _open_reports(page, base, ADMIN)
     alert = page.locator("[data-testid=failed-deliveries]")
     assert "office@pit.example" in alert.inner_text() and "failed" in alert.inner_text()
-    assert page.locator("[data-testid=report-deliveries] tr[data-status=failed]").count() == 1
+    failed_rows = page.locator("[data-testid=report-deliveries] tr[data-status=failed]")
+    assert failed_rows.filter(has_text="office@pit.example").count() == 1
 
     page.get_by_label("Name", exact=True).fill("Daily production to the office")
     page.get_by_label("Send", exact=True).select_option("daily")
@@ -108,7 +107,7 @@ def test_an_admin_sees_the_failed_delivery_and_adds_a_daily_schedule(page: Any, 
     row = page.locator("[data-testid=report-schedules] tbody tr")
     row.filter(has_text="daily at 18:00 (site time)").wait_for()
     page.screenshot(path=str(SHOTS / "report-settings.png"), full_page=True)
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(site.database_url) as conn:
         stored = conn.execute("SELECT trigger, daily_at::text, emails, formats FROM report_schedules WHERE site_id"
                               " = %s", (SITE,)).fetchall()
     assert stored == [("daily", "18:00:00", ["office@pit.example", "manager@pit.example"], ["pdf", "xlsx"])]

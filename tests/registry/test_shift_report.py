@@ -26,24 +26,22 @@ from registry.shift_reports.formats import render
 from registry.shift_reports.pdf import CSS, report_html
 from registry.tokens import create_token
 from sitepulse.settings import load_settings
-from tests.registry.shift_report_fixtures import ProcessedSite, builtin_services, process_site
+from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
 ADMIN_TOKEN = "shift-report-admin-token-0123456789abcdef"
-SITE = "north"
 SCALE = 1.0  # 72 dpi: 1 mm is 2.83 px
 MM = 72 / 25.4 * SCALE
 SIDE_MARGIN_MM = 16  # pdf.py's @page margins
 
 
 @pytest.fixture(scope="module")
-def site(database_url: str) -> ProcessedSite:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return process_site(conn, SITE, builtin_services(), minutes=30)
+def site(shared_site: ProcessedSite) -> ProcessedSite:  # noqa: F811 (the fixture imported above)
+    return shared_site
 
 
 @pytest.fixture(scope="module")
-def report(database_url: str, site: ProcessedSite) -> Report:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def report(site: ProcessedSite) -> Report:
+    with psycopg.connect(site.database_url, autocommit=True) as conn:
         return compose_report(conn, builtin_services(), SITE, site.start, site.end + timedelta(minutes=1),
                               "test shift")
 
@@ -61,11 +59,11 @@ def _figure(section: ReportSection, label: str) -> Any:
     return next(f.value for f in section.figures if f.label == label)
 
 
-def test_every_builtin_service_contributes_figures_read_from_its_own_tables(database_url: str, report: Report,
+def test_every_builtin_service_contributes_figures_read_from_its_own_tables(report: Report,
                                                                             site: ProcessedSite) -> None:
     assert report.services == ["data-quality", "positioning", "traffic-awareness", "weight-loading"]
     assert report.site_name == "North Quarry" and report.timezone == "Europe/Stockholm"
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(site.database_url) as conn:
         tonnes, loads = conn.execute(
             "SELECT sum(payload_kg) / 1000, count(*) FROM weight_loading.cycles WHERE site_id = %s AND dumped_at >= %s"
             " AND dumped_at < %s", (SITE, report.start, report.end)).fetchone()
@@ -186,28 +184,28 @@ def test_xlsx_has_one_sheet_per_section_and_csv_every_table(report: Report) -> N
 
 
 @pytest.fixture(scope="module")
-def client(database_url: str, mqtt_broker: Any, site: ProcessedSite) -> Iterator[TestClient]:
-    app = create_app(database_url, mqtt_broker.url, services=builtin_services(),
-                     settings=load_settings(admin_token=ADMIN_TOKEN))
+def client(mqtt_broker: Any, site: ProcessedSite) -> Iterator[TestClient]:
+    app = create_app(site.database_url, mqtt_broker.url, services=builtin_services(),
+                     settings=load_settings(admin_token=ADMIN_TOKEN, reports_poll_s=3600))
     with TestClient(app) as client:
         yield client
 
 
-def test_any_past_period_downloads_and_counts_a_reader_per_service(client: TestClient, database_url: str,
+def test_any_past_period_downloads_and_counts_a_reader_per_service(client: TestClient,
                                                                     site: ProcessedSite) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(site.database_url, autocommit=True) as conn:
         token = create_token(conn, "north manager", [SITE]).token
         other = create_token(conn, "elsewhere", ["south"]).token
     params = {"from": site.start.isoformat(), "to": (site.end + timedelta(minutes=1)).isoformat(), "format": "xlsx"}
     response = client.get(f"/api/v1/sites/{SITE}/reports", params=params, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/vnd.openxmlformats")
-    assert 'filename="sitepulse-report-north-' in response.headers["content-disposition"]
+    assert 'filename="sitepulse-report-quarry-' in response.headers["content-disposition"]
     assert len(load_workbook(io.BytesIO(response.content)).sheetnames) == 4
     from registry.api.state import state_of
 
     assert state_of(client.app).usage.flush()
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(site.database_url) as conn:
         readers = conn.execute("SELECT service FROM usage_events WHERE site_id = %s AND action = 'report_opened'"
                                " AND principal = 'north manager' ORDER BY service", (SITE,)).fetchall()
     assert [r[0] for r in readers] == ["data-quality", "positioning", "traffic-awareness", "weight-loading"]
@@ -221,7 +219,7 @@ def test_any_past_period_downloads_and_counts_a_reader_per_service(client: TestC
     assert open_ended.status_code == 422 and "from and to" in open_ended.json()["detail"]
 
 
-def test_cli_writes_the_report_and_refuses_a_bad_site_with_a_user_error(database_url: str, site: ProcessedSite,
+def test_cli_writes_the_report_and_refuses_a_bad_site_with_a_user_error(site: ProcessedSite,
                                                                        tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """``sitepulse report`` as the console script mounts it (a user error becomes its one red line there)."""
@@ -229,7 +227,7 @@ def test_cli_writes_the_report_and_refuses_a_bad_site_with_a_user_error(database
     from sitepulse.errors import NotFound
     from sitepulse.settings import get_settings
 
-    monkeypatch.setenv("SITEPULSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("SITEPULSE_DATABASE_URL", site.database_url)
     get_settings.cache_clear()
     out = tmp_path / "shift.csv"
     args = ["report", "--site", SITE, "--from", site.start.isoformat(),

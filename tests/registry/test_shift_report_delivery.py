@@ -35,11 +35,10 @@ from sitepulse.embedded.ports import free_port
 from sitepulse.settings import load_settings
 from sitepulse.sitefile import Shift, SiteConfig
 from sitepulse.sites import save_site
-from tests.registry.shift_report_fixtures import builtin_services, process_site
+from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
 ADMIN_TOKEN = "shift-report-delivery-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-SITE = "quarry"
 TZ = "Europe/Stockholm"
 USER, PASSWORD = "sitepulse", "s3cret-smtp-password"
 
@@ -134,28 +133,21 @@ def mail_settings(port: int, cert: Path, **more: Any) -> Any:
                          reports_retry_wait_s=0.01, webhook_approved_hosts="127.0.0.1", **more)
 
 
-# --- the site: a shift ending a minute from now, the services run over its last 40 minutes ------------------------
-
-
-@dataclass(frozen=True)
-class ShiftSite:
-    shift_end: datetime  # UTC, on a whole local minute just after the test started
+# --- the site: the shared processed site, whose one shift ends just after its data --------------------------------
 
 
 @pytest.fixture(scope="module")
-def shift_site(database_url: str) -> ShiftSite:
-    """Site 'quarry' whose one shift ends on the next whole minute (site time), processed by the real services."""
-    tz = ZoneInfo(TZ)
-    end = (datetime.now(tz) + timedelta(minutes=2)).replace(second=0, microsecond=0)
-    start = end - timedelta(hours=1)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        process_site(conn, SITE, builtin_services(), minutes=25, timezone=TZ, shift_ending=end.astimezone(UTC),
-                     shifts=[Shift(name="early", start=start.time(), end=end.time())])
-    return ShiftSite(end.astimezone(UTC))
+def database_url(shared_site: ProcessedSite) -> str:  # noqa: F811 (the shared site's database for this module)
+    return shared_site.database_url
 
 
 @pytest.fixture(scope="module")
-def api(database_url: str, mqtt_broker: Any, shift_site: ShiftSite) -> Iterator[TestClient]:
+def shift_site(shared_site: ProcessedSite) -> ProcessedSite:  # noqa: F811
+    return shared_site
+
+
+@pytest.fixture(scope="module")
+def api(database_url: str, mqtt_broker: Any, shift_site: ProcessedSite) -> Iterator[TestClient]:
     app = create_app(database_url, mqtt_broker.url, services=builtin_services(),
                      settings=load_settings(admin_token=ADMIN_TOKEN, webhook_approved_hosts="127.0.0.1",
                                             reports_poll_s=3600))  # the thread stays idle: the test drives the clock
@@ -163,10 +155,15 @@ def api(database_url: str, mqtt_broker: Any, shift_site: ShiftSite) -> Iterator[
         yield client
 
 
-def _schedule(api: TestClient, **body: Any) -> dict[str, Any]:
+def _schedule(api: TestClient, site: ProcessedSite, **body: Any) -> dict[str, Any]:
+    """A schedule added through the API, dated five minutes before the site's shift ended (the simulated data lies
+    in the past: the scheduler sends only periods that end after a schedule was made)."""
     response = api.post(f"/api/v1/sites/{SITE}/report-schedules", headers=ADMIN,
                         json={"name": "Shift report", "trigger": "shift_end", **body})
     assert response.status_code == 201, response.text
+    with psycopg.connect(site.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE report_schedules SET created_at = %s WHERE id = %s",
+                     (site.shift_end - timedelta(minutes=5), response.json()["id"]))
     return response.json()
 
 
@@ -175,10 +172,10 @@ def _remove(api: TestClient, schedule: dict[str, Any]) -> None:
 
 
 def test_the_shift_report_arrives_by_email_with_its_pdf_at_the_shift_end(
-        api: TestClient, database_url: str, shift_site: ShiftSite, smtp: tuple[Mailbox, int],
+        api: TestClient, database_url: str, shift_site: ProcessedSite, smtp: tuple[Mailbox, int],
         certificate: tuple[Path, Path]) -> None:
     mailbox, port = smtp
-    schedule = _schedule(api, emails=["manager@quarry.example"], formats=["pdf", "xlsx"])
+    schedule = _schedule(api, shift_site, emails=["manager@quarry.example"], formats=["pdf", "xlsx"])
     scheduler = ReportScheduler(database_url, builtin_services(), mail_settings(port, certificate[0]))
     try:
         assert scheduler.run_due(now=shift_site.shift_end - timedelta(seconds=1)) == []  # not yet
@@ -252,11 +249,11 @@ def test_the_running_scheduler_sends_a_shift_that_just_ended_within_seconds(
 
 
 def test_a_temporary_refusal_is_tried_again_and_a_dead_server_is_logged_and_shown(
-        api: TestClient, database_url: str, shift_site: ShiftSite, smtp: tuple[Mailbox, int],
+        api: TestClient, database_url: str, shift_site: ProcessedSite, smtp: tuple[Mailbox, int],
         certificate: tuple[Path, Path]) -> None:
     mailbox, port = smtp
     mailbox.refuse_first = 1
-    schedule = _schedule(api, emails=["office@quarry.example"], formats=["csv"])
+    schedule = _schedule(api, shift_site, emails=["office@quarry.example"], formats=["csv"])
     try:
         sent = ReportScheduler(database_url, builtin_services(), mail_settings(port, certificate[0])).run_due(
             now=shift_site.shift_end + timedelta(seconds=30))
@@ -266,7 +263,7 @@ def test_a_temporary_refusal_is_tried_again_and_a_dead_server_is_logged_and_show
     deliveries = api.get(f"/api/v1/sites/{SITE}/report-deliveries", headers=ADMIN).json()["items"]
     assert {"id": sent[0], "status": "delivered", "attempts": 2}.items() <= deliveries[0].items()
 
-    schedule = _schedule(api, emails=["office@quarry.example"])
+    schedule = _schedule(api, shift_site, emails=["office@quarry.example"])
     try:
         dead = mail_settings(free_port(), certificate[0])  # nothing listens there
         failed = ReportScheduler(database_url, builtin_services(), dead).run_due(
@@ -274,7 +271,8 @@ def test_a_temporary_refusal_is_tried_again_and_a_dead_server_is_logged_and_show
     finally:
         _remove(api, schedule)
     shown = api.get(f"/api/v1/sites/{SITE}/report-deliveries", params={"status": "failed"}, headers=ADMIN).json()
-    assert [d["id"] for d in shown["items"]] == failed
+    assert shown["items"][0]["id"] == failed[0] and len(failed) == 1
+    assert {d["status"] for d in shown["items"]} == {"failed"}
     assert shown["items"][0]["attempts"] == 3 and "Connection refused" in shown["items"][0]["error"]
 
 
@@ -291,14 +289,14 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_a_webhook_gets_the_figures_and_the_link_and_a_private_one_is_refused(
-        api: TestClient, database_url: str, shift_site: ShiftSite) -> None:
+        api: TestClient, database_url: str, shift_site: ProcessedSite) -> None:
     refused = api.post(f"/api/v1/sites/{SITE}/report-schedules", headers=ADMIN,
                        json={"name": "x", "trigger": "shift_end", "webhook_url": "http://10.1.2.3/hook"})
     assert refused.status_code == 422 and "10.1.2.3" in refused.json()["detail"]
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    schedule = _schedule(api, webhook_url=f"http://127.0.0.1:{server.server_port}/reports")
+    schedule = _schedule(api, shift_site, webhook_url=f"http://127.0.0.1:{server.server_port}/reports")
     try:
         settings = load_settings(webhook_approved_hosts="127.0.0.1", reports_link_base="https://sp.example")
         sent = ReportScheduler(database_url, builtin_services(), settings).run_due(
@@ -313,7 +311,8 @@ def test_a_webhook_gets_the_figures_and_the_link_and_a_private_one_is_refused(
     assert production["figures"][1]["label"] == "Loads" and production["figures"][1]["value"] > 0
 
 
-def test_schedules_are_for_admins_and_bad_ones_get_one_clear_message(api: TestClient, database_url: str) -> None:
+def test_schedules_are_for_admins_and_bad_ones_get_one_clear_message(api: TestClient, database_url: str,
+                                                                     shift_site: ProcessedSite) -> None:
     from registry.tokens import create_token
 
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -328,7 +327,7 @@ def test_schedules_are_for_admins_and_bad_ones_get_one_clear_message(api: TestCl
                        ({**body, "formats": ["docx"]}, "unknown format")):
         response = api.post(f"/api/v1/sites/{SITE}/report-schedules", headers=ADMIN, json=bad)
         assert response.status_code == 422 and words in response.json()["detail"], response.text
-    made = _schedule(api, **{k: v for k, v in body.items() if k != "name"})
+    made = _schedule(api, shift_site, **{k: v for k, v in body.items() if k != "name"})
     assert made["daily_at"] == "18:00" and made["trigger"] == "daily"
     listed = api.get(f"/api/v1/sites/{SITE}/report-schedules", headers=ADMIN).json()["items"]
     assert [s["id"] for s in listed] == [made["id"]]
