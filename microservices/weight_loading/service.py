@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from microservices.ground_speed import speeds_of_runs
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
+from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.geo import LocalFrame
@@ -243,6 +243,12 @@ class WeightLoading(Service[WeightLoadingSettings]):
         from microservices.weight_loading.routes import router
 
         return router
+
+    def report(self, request: ReportRequest, settings: WeightLoadingSettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.weight_loading.report import sections
+
+        return sections(request, settings)
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: WeightLoadingSettings) -> Card | None:
