@@ -31,7 +31,6 @@ import json
 import logging
 import statistics
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -39,41 +38,18 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-import uvicorn
 
 from microservices.discovery import discover_services
-from registry.api.app import create_app
 from registry.enablement import set_enablement
 from simulators.site import load_site
-from sitepulse.embedded.ports import free_port
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.migrations import upgrade
-from sitepulse.settings import load_settings
 from sitepulse.sites import save_site
-from tests.browser.playback_shift import seed_shift, shift_period
+from tests.browser.playback_shift import seed_shift, serve_api, shift_period
 
 SITE = "bench"
 ADMIN = "bench-playback-admin-token-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def serve(url: str, services: dict[str, Any]) -> tuple[str, uvicorn.Server]:
-    """The API on a loopback port, in a thread."""
-    app = create_app(url, "mqtt://127.0.0.1:1", services=services, settings=load_settings(admin_token=ADMIN),
-                     track_usage=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return base, server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the API did not come up in 60 s")
 
 
 def payload(base: str, url: str, start: datetime, end: datetime, repeats: int) -> dict[str, Any]:
@@ -169,7 +145,7 @@ def main() -> int:
             conn.execute("VACUUM ANALYZE positioning.track")
         print(f"stored {seeded.track_rows:,} track points and {seeded.events:,} events for {args.machines} machines "
               f"over {args.hours:g} h in {time.perf_counter() - began:.0f} s", flush=True)
-        base, api = serve(url, services)
+        base, api = serve_api(url, services, ADMIN)
         sizes = payload(base, url, start, end, args.repeats)
         fps = frame_rate(base, start, end, args.seconds)
         api.should_exit = True

@@ -9,14 +9,22 @@ stored, each round trip a cycle, every 20 minutes a close encounter with the nex
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
+import uvicorn
 
 from microservices.alerts import store_alerts
 from microservices.sdk import Alert
+from registry.api.app import create_app
+from sitepulse.embedded.ports import free_port
+from sitepulse.settings import load_settings
 from sitepulse.sitefile import SiteConfig
 
 STEP_S = 5
@@ -138,3 +146,22 @@ def shift_period(now: datetime, hours: float) -> tuple[datetime, datetime]:
     """A period of ``hours`` ending at the last whole minute before ``now``."""
     end = now.replace(second=0, microsecond=0)
     return end - timedelta(seconds=math.ceil(hours * 3600)), end
+
+
+def serve_api(database_url: str, services: dict[str, Any], admin_token: str) -> tuple[str, uvicorn.Server]:
+    """The API on a loopback port in a thread (no broker: the playback and zone pages need none); set
+    ``should_exit`` on the server to stop it."""
+    app = create_app(database_url, "mqtt://127.0.0.1:1", services=services,
+                     settings=load_settings(admin_token=admin_token), track_usage=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://127.0.0.1:{server.config.port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return base, server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API did not come up in 60 s")

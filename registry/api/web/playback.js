@@ -33,8 +33,20 @@ function sampleAt(t, time) {
   return lo;
 }
 
-const clock = (ms, timezone) => new Date(ms).toLocaleTimeString("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const dateTime = (ms, timezone) => new Date(ms).toLocaleString("en-GB", { timeZone: timezone, dateStyle: "short", timeStyle: "short" });
+// Formatters made once per time zone: building one per call (toLocaleString with options) costs a frame's budget.
+const formatters = new Map();
+function formatter(timezone, kind) {
+  const key = `${timezone}|${kind}`;
+  if (!formatters.has(key)) {
+    formatters.set(key, new Intl.DateTimeFormat("en-GB", kind === "clock" ? { timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit" }
+      : { timeZone: timezone, dateStyle: "short", timeStyle: "short" }));
+  }
+  return formatters.get(key);
+}
+const clock = (ms, timezone) => formatter(timezone, "clock").format(ms);
+const dateTime = (ms, timezone) => formatter(timezone, "dateTime").format(ms);
+const EVENTS_LISTED = 25;       // the newest of the window; older ones are a slider move away
+const EVENT_REFRESH_MS = 250;   // while playing, the list and highlights follow at most four times a second
 
 class Player {
   constructor(siteMap, data, kinds, timezone, onTime) {
@@ -75,17 +87,23 @@ class Player {
         if (Math.abs(dx) + Math.abs(dy) > 2e-6) m.course = ((Math.atan2(dx, dy) * 180) / Math.PI + 360) % 360;
       }
       m.marker.setLatLng([lat, lon]);
+      m.at = [lat, lon];
       const state = STATE_NAMES[m.s[i]] || "unknown";
       if (state !== m.state) { m.state = state; m.el.dataset.state = state; m.body.setAttribute("fill", STATE_COLOURS[state] || STATE_COLOURS.unknown); }
-      m.body.setAttribute("transform", `rotate(${m.course.toFixed(0)} 12 12)`);
-      m.el.dataset.lat = lat.toFixed(6); m.el.dataset.lon = lon.toFixed(6);
+      const course = Math.round(m.course / 5) * 5;  // 5-degree steps: a rotation written only when it shows
+      if (course !== m.shownCourse) { m.shownCourse = course; m.body.setAttribute("transform", `rotate(${course} 12 12)`); }
     }
+  }
+
+  // Where each machine is drawn now (tests and the benchmark read this rather than the DOM).
+  positions() {
+    return Object.fromEntries(this.tracks.filter((m) => m.shown && m.at).map((m) => [m.id, m.at]));
   }
 
   seek(time) {
     this.time = Math.max(0, Math.min(this.data.duration_s, time));
     this.draw();
-    this.onTime(this.time);
+    this.onTime(this.time, true);
   }
 
   tick(now) {
@@ -101,8 +119,8 @@ class Player {
     requestAnimationFrame(this.tick);
   }
 
-  play() { if (this.playing) return; if (this.time >= this.data.duration_s) this.time = 0; this.playing = true; this.last = null; requestAnimationFrame(this.tick); }
-  pause() { this.playing = false; this.last = null; this.onTime(this.time); }
+  play() { if (this.playing) return; if (this.time >= this.data.duration_s) this.time = 0; this.playing = true; this.last = null; this.onTime(this.time); requestAnimationFrame(this.tick); }
+  pause() { this.playing = false; this.last = null; this.onTime(this.time, true); }
 
   destroy() { this.playing = false; this.layer.remove(); this.highlights.remove(); }
 }
@@ -126,9 +144,14 @@ class EventPanel {
     this.timezone = timezone;
     this.list = h("ol", { class: "playback-events", "data-testid": "playback-events", "aria-live": "polite", "aria-label": "Events of this moment" });
     this.key = null;
+    this.items = new Map();  // event index -> its list item, built once
+    this.refreshed = 0;
   }
 
-  update(time) {
+  update(time, force = false) {
+    const now = performance.now();
+    if (!force && this.player.playing && now - this.refreshed < EVENT_REFRESH_MS) return;
+    this.refreshed = now;
     const end = sampleAt(this.times, time) + 1;  // events at or before time
     let begin = end;
     while (begin > 0 && this.times[begin - 1] > time - EVENT_WINDOW_S) begin -= 1;
@@ -137,9 +160,13 @@ class EventPanel {
     const key = `${begin}:${nowFrom}:${end}`;
     if (key === this.key) return;
     this.key = key;
-    const shown = this.events.slice(begin, end).reverse();
-    this.list.replaceChildren(...(shown.length ? shown.map((e) => eventItem(e, this.player, this.t0, this.timezone))
-      : [h("li", { class: "note" }, "Nothing happened in the five minutes before this moment.")]));
+    const from = Math.max(begin, end - EVENTS_LISTED);
+    const shown = [];
+    for (let i = end - 1; i >= from; i -= 1) {
+      if (!this.items.has(i)) this.items.set(i, eventItem(this.events[i], this.player, this.t0, this.timezone));
+      shown.push(this.items.get(i));
+    }
+    this.list.replaceChildren(...(shown.length ? shown : [h("li", { class: "note" }, "Nothing happened in the five minutes before this moment.")]));
     this.#highlight(this.events.slice(nowFrom, end));
   }
 
@@ -205,19 +232,29 @@ export async function playbackPage(main, siteId) {
     const panel = { update: () => {} };
     const slider = h("input", { type: "range", id: "playback-time", min: 0, max: data.duration_s, step: 1, value: 0, "aria-label": "Playback time" });
     const time = h("output", { for: "playback-time", class: "playback-clock", "data-testid": "playback-clock" });
-    const onTime = (t) => {
-      slider.value = String(Math.round(t));
-      const label = dateTime(data.t0_ms + t * 1000, timezone);
-      time.textContent = clock(data.t0_ms + t * 1000, timezone);
-      slider.setAttribute("aria-valuetext", label);
-      panel.update(t);
-      playButton.textContent = player && player.playing ? "Pause" : "Play";
-      playButton.setAttribute("aria-pressed", String(Boolean(player && player.playing)));
+    let shownSecond = -1;
+    let shownPlaying = null;
+    const onTime = (t, force = false) => {
+      const second = Math.round(t);
+      if (second !== shownSecond) {  // text and attributes change once per shift second, not every frame
+        shownSecond = second;
+        slider.value = String(second);
+        time.textContent = clock(data.t0_ms + second * 1000, timezone);
+        slider.setAttribute("aria-valuetext", dateTime(data.t0_ms + second * 1000, timezone));
+      }
+      panel.update(t, force);
+      const playing = Boolean(player && player.playing);
+      if (playing !== shownPlaying) {
+        shownPlaying = playing;
+        playButton.textContent = playing ? "Pause" : "Play";
+        playButton.setAttribute("aria-pressed", String(playing));
+        panel.update(t, true);
+      }
     };
     const playButton = h("button", { type: "button", class: "play", "aria-pressed": "false" }, "Play");
     player = new Player(siteMap, data, kinds, timezone, onTime);
     const eventPanel = new EventPanel(player, siteMap, data, timezone);
-    panel.update = (t) => eventPanel.update(t);
+    panel.update = (t, force) => eventPanel.update(t, force);
     const speed = h("select", { id: "playback-speed" }, SPEEDS.map((s) => h("option", { value: s, selected: s === player.speed }, `${s}x`)));
     speed.addEventListener("change", () => { player.speed = Number(speed.value); });
     playButton.addEventListener("click", () => (player.playing ? player.pause() : player.play()));
