@@ -111,8 +111,8 @@ def seed_shift(conn: psycopg.Connection, site_id: str, site: SiteConfig, start: 
                              (site_id, machine, zone.id, zone.type.value, stamps[k]))
                 events += 1
             laps = np.flatnonzero(np.diff(lap) > 0) + 1
-            for k in laps:
-                loaded = stamps[max(0, k - 200)]
+            for k in laps[laps >= 200]:  # loaded about 17 minutes before the dump
+                loaded = stamps[k - 200]
                 conn.execute(
                     "INSERT INTO weight_loading.cycles (site_id, run_seq, machine_id, load_start, loaded_at, "
                     "haul_start, dump_start, dumped_at, payload_kg, rated_payload_kg, payload_pct, band, passes, "

@@ -274,7 +274,7 @@ export async function playbackPage(main, siteId) {
     player.seek(0);
     const samples = data.machines.reduce((n, m) => n + m.t.length, 0);
     status.textContent = `${data.machines.length} machines, ${fmt(samples)} positions, ${data.events.length} events from ${dateTime(data.t0_ms, timezone)} ` +
-      `to ${dateTime(data.t0_ms + data.duration_s * 1000, timezone)} (loaded in ${fmt((performance.now() - started) / 1000)} s)`;
+      `to ${dateTime(data.t0_ms + data.duration_s * 1000, timezone)}, site time (${timezone}); loaded in ${fmt((performance.now() - started) / 1000)} s`;
     window.sitepulsePlayback = player;  // the benchmark reads frames and time
   }
 

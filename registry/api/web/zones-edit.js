@@ -33,7 +33,11 @@ class ZoneEditor {
     this.onDirty = onDirty;
     this.rows = [];  // {zone, layer, element}
     this.list = h("ol", { class: "zone-list", "data-testid": "zone-list", "aria-label": "Zones" });
-    for (const zone of config.zones) this.add(zone, this.#polygon(zone.polygon.map(([lon, lat]) => [lat, lon]), zone.type));
+    for (const zone of config.zones) {
+      const layer = this.#polygon(zone.polygon.map(([lon, lat]) => [lat, lon]), zone.type);
+      layer.getElement().dataset.zone = zone.id;
+      this.add(zone, layer);
+    }
     if (canEdit) {
       this.map.pm.setGlobalOptions({ allowSelfIntersection: false, snappable: true });
       this.map.pm.addControls({ position: "topleft", drawMarker: false, drawCircleMarker: false, drawPolyline: false, drawCircle: false,
@@ -79,7 +83,7 @@ class ZoneEditor {
       layer.setTooltipContent(tooltipText(title.textContent));
       this.#style(layer, row.zone.type);
     };
-    for (const input of [name, type, limit]) input.addEventListener("change", () => { refresh(); this.onDirty(); });
+    for (const input of [name, type, limit]) for (const kind of ["input", "change"]) input.addEventListener(kind, () => { refresh(); this.onDirty(); });
     show.addEventListener("click", () => { this.map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: 18 }); this.#flash(row); });
     del.addEventListener("click", () => this.remove(row, true));
     layer.bindTooltip(tooltipText(zoneTitle({ ...zone, id: zone.id || "new" })), { sticky: true });
