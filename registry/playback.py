@@ -31,7 +31,7 @@ MIN_STEP_S = 5.0  # positioning's default track interval: finer would only repea
 MAX_POINTS_PER_MACHINE = 9000  # a 12-hour shift at 5 s is 8640: longer periods are thinned to this
 MICRO = 1_000_000
 STATE_CODES = {"moving": "m", "idle": "i", "off": "o"}
-MAX_EVENTS = 5000
+MAX_EVENTS = 20_000  # a busy 12-hour shift of 50 machines has about 17,000
 
 
 def playback_step(start: datetime, end: datetime) -> float:

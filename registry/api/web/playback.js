@@ -270,7 +270,7 @@ export async function playbackPage(main, siteId) {
       if (act) { event.preventDefault(); act(); }
     };
     events.replaceChildren(h("h2", { id: "playback-events-heading" }, "At this moment"), eventPanel.list,
-      h("p", { class: "note" }, `${data.events.length} events in the period${data.events_truncated ? " (the first 5000 shown)" : ""}`));
+      h("p", { class: "note" }, `${data.events.length} events in the period${data.events_truncated ? " (the first 20,000 shown)" : ""}`));
     player.seek(0);
     const samples = data.machines.reduce((n, m) => n + m.t.length, 0);
     status.textContent = `${data.machines.length} machines, ${fmt(samples)} positions, ${data.events.length} events from ${dateTime(data.t0_ms, timezone)} ` +
