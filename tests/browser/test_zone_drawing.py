@@ -8,8 +8,10 @@ at 30x as subprocesses); Debian's Chromium is driven by Playwright; the screensh
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -83,3 +85,11 @@ def test_an_admin_redraws_the_load_zone_and_the_services_use_it(page: Any, stack
               lambda b: any(c["load_zone"] == NEW_ID for c in b["items"]), 120, "no cycle loaded in the redrawn zone")
     # ... and what was computed before is not rewritten
     assert _get(stack, "/api/v1/sites/demo/positioning/zone-events?zone=load-a&limit=5")["items"]
+
+    # playback replays what the services stored: tracks of the simulated fleet, entries into both zones
+    start = min(e["entered_at"] for e in _get(stack, "/api/v1/sites/demo/positioning/zone-events?limit=1")["items"])
+    end = (datetime.fromisoformat(start) + timedelta(hours=4)).isoformat()
+    replay = _get(stack, f"/api/v1/sites/demo/playback?from={quote(start)}&to={quote(end)}")
+    assert len(replay["machines"]) >= 6 and all(len(m["t"]) == len(m["s"]) >= 2 for m in replay["machines"])
+    entered = {e["zone"] for e in replay["events"] if e["kind"] == "zone"}
+    assert {"load-a", NEW_ID} <= entered, entered
