@@ -22,7 +22,7 @@ import psycopg
 from microservices.positioning.results import read_track, read_zone_entries
 from microservices.traffic_awareness.routes import read_encounters
 from microservices.weight_loading.routes import load_cycles
-from registry.alerts import list_alerts
+from registry.alerts import alerts_between
 from sitepulse.errors import InvalidInput
 
 Read = Callable[[str, Mapping[str, Any]], pd.DataFrame]
@@ -47,6 +47,9 @@ def playback_step(start: datetime, end: datetime) -> float:
 def encode_tracks(track: pd.DataFrame, t0_ms: int) -> list[dict[str, Any]]:
     """Per machine, delta-encoded integer columns ``t`` (s from t0), ``lat``/``lon`` (microdegrees) and a state
     string (one letter per sample: m moving, i idle, o off, u unknown), with standing-still interiors dropped."""
+    if track.empty:
+        return []
+    track = track[np.isfinite(track["lat"].to_numpy(float)) & np.isfinite(track["lon"].to_numpy(float))]
     if track.empty:
         return []
     ids = track["machine_id"].to_numpy(object)
@@ -117,11 +120,10 @@ def encounter_events(read: Read, site_id: str, start: datetime, end: datetime) -
 
 
 def alarm_events(conn: psycopg.Connection, site_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Alarms raised in the period (by when they happened); stored newest first, read back from its end."""
-    alarms = list_alerts(conn, site_id, before=(end + timedelta(hours=1), 2**62), limit=MAX_EVENTS)
+    """Alarms that happened in the period."""
     return [_event("alarm", a["at"], start, a["message"], [a["machine_id"]] if a["machine_id"] else [],
                    zone=a["zone"], level=a["level"])
-            for a in alarms if a["at"] is not None and start <= a["at"] < end]
+            for a in alerts_between(conn, site_id, start, end, MAX_EVENTS)]
 
 
 def playback(conn: psycopg.Connection, read: Read, site_id: str, start: datetime, end: datetime,

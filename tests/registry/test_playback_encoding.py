@@ -52,3 +52,10 @@ def test_the_period_is_bounded_and_long_ones_are_thinned() -> None:
         playback_step(T0, T0 + timedelta(hours=25))
     with pytest.raises(InvalidInput, match="after"):
         playback_step(T0, T0)
+
+
+def test_positions_not_known_are_left_out() -> None:
+    track = _track("H3", [59.0, float("nan"), 59.0002], ["moving"] * 3)
+    (h3,) = encode_tracks(track, T0_MS)
+    assert np.cumsum(h3["t"]).tolist() == [0, 10] and h3["s"] == "mm"
+    assert encode_tracks(track.iloc[1:2], T0_MS) == []
