@@ -93,3 +93,12 @@ def test_an_admin_redraws_the_load_zone_and_the_services_use_it(page: Any, stack
     assert len(replay["machines"]) >= 6 and all(len(m["t"]) == len(m["s"]) >= 2 for m in replay["machines"])
     entered = {e["zone"] for e in replay["events"] if e["kind"] == "zone"}
     assert {"load-a", NEW_ID} <= entered, entered
+
+    # an earlier version restored from the table comes back as a new version, the history kept whole
+    page.get_by_role("button", name=f"Restore version {before['version']}").click()
+    page.wait_for_selector(f"[data-testid=site-versions] tr[data-version='{after['version'] + 1}']")
+    restored = _get(stack, "/api/v1/sites/demo")
+    assert restored["version"] == after["version"] + 1
+    assert "load-a" in {z["id"] for z in restored["config"]["zones"]} and NEW_ID not in {
+        z["id"] for z in restored["config"]["zones"]}
+    assert page.locator("path.editable-zone[data-zone='load-a']").count() == 1
