@@ -65,7 +65,7 @@ class ZoneEditor {
   }
 
   add(zone, layer) {
-    const row = { zone: { ...zone }, layer, element: null };
+    const row = { zone: { ...zone }, layer, element: null, moved: false };
     const id = `zone-${this.rows.length}-${Math.random().toString(36).slice(2, 7)}`;
     const name = h("input", { type: "text", class: "zone-name", id: `${id}-name`, value: zone.name || "", maxlength: 200, required: true, disabled: !this.canEdit });
     const type = h("select", { class: "zone-type", id: `${id}-type`, disabled: !this.canEdit },
@@ -88,7 +88,7 @@ class ZoneEditor {
     del.addEventListener("click", () => this.remove(row, true));
     layer.bindTooltip(tooltipText(zoneTitle({ ...zone, id: zone.id || "new" })), { sticky: true });
     layer.on("click", () => { this.#flash(row); if (this.canEdit) name.focus(); });
-    layer.on("pm:edit pm:dragend pm:markerdragend", () => this.onDirty());
+    layer.on("pm:edit pm:dragend pm:markerdragend", () => { row.moved = true; this.onDirty(); });
     row.element = h("li", { class: "zone-row", "data-zone": zone.id || "" },
       h("div", { class: "zone-row-head" }, title, " ", show, " ", del),
       h("div", { class: "zone-fields" },
@@ -113,8 +113,9 @@ class ZoneEditor {
   }
 
   zones() {
-    return this.rows.map(({ zone, layer }) => ({ id: zone.id || null, name: zone.name, type: zone.type, kind: zone.kind || null,
-      speed_limit_kmh: zone.speed_limit_kmh, polygon: ring(layer) }));
+    // an outline not touched goes back as stored (the map's 7 decimals would make every zone look "changed")
+    return this.rows.map(({ zone, layer, moved }) => ({ id: zone.id || null, name: zone.name, type: zone.type, kind: zone.kind || null,
+      speed_limit_kmh: zone.speed_limit_kmh, polygon: zone.polygon && !moved ? zone.polygon : ring(layer) }));
   }
 }
 
@@ -167,8 +168,13 @@ export async function zonesPage(main, siteId, me) {
     try {
       const saved = await api(`${siteApi(siteId)}/zones`, { method: "PUT", body: { zones: editor.zones(), base_version: version, note: note.value.trim() || null } });
       version = saved.version;
-      const ids = saved.config.zones.map((z) => z.id);
-      editor.rows.forEach((row, i) => { row.zone.id = ids[i]; row.element.dataset.zone = ids[i]; });
+      editor.rows.forEach((row, i) => {  // the server's answer, in the order sent: ids given, outlines as stored
+        const stored = saved.config.zones[i];
+        Object.assign(row.zone, { id: stored.id, polygon: stored.polygon });
+        row.moved = false;
+        row.element.dataset.zone = stored.id;
+        row.layer.getElement().dataset.zone = stored.id;
+      });
       note.value = "";
       status.textContent = `Saved as version ${saved.version} (${changeText(saved.changes)}). Services use it from their next batch on; results already computed are kept.` +
         (saved.warnings.length ? ` Repaired: ${saved.warnings.join("; ")}` : "");
