@@ -9,6 +9,8 @@ Python loops run over machines, zone series or visits, never over samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -349,3 +351,29 @@ def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limi
             state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"],
                      "last": int(times[end - 1])}
     return episodes, state
+
+
+# --- reading back (the registry's playback reads positioning's tables only through these) ----------------------
+
+Read = Callable[[str, Mapping[str, Any]], pd.DataFrame]
+
+_TRACK_PLAYBACK = """
+    SELECT DISTINCT ON (machine_id, t_ms / %(step)s) machine_id, t_ms, lat, lon, state
+    FROM (SELECT machine_id, (extract(epoch FROM ts) * 1000)::bigint AS t_ms, lat, lon, state
+          FROM positioning.track
+          WHERE site_id = %(site)s AND ts >= %(start)s AND ts < %(end)s AND lat IS NOT NULL) t
+    ORDER BY machine_id, t_ms / %(step)s, t_ms"""
+
+
+def read_track(read: Read, site_id: str, start: datetime, end: datetime, step_s: float) -> pd.DataFrame:
+    """The cleaned track in [start, end), the first position of each machine in every ``step_s`` seconds:
+    machine_id, t_ms (epoch milliseconds), lat, lon, state; ordered by machine and time."""
+    return read(_TRACK_PLAYBACK, {"site": site_id, "start": start, "end": end,
+                                  "step": max(1, int(round(step_s * 1000)))})
+
+
+def read_zone_entries(read: Read, site_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Confirmed zone entries in [start, end): machine_id, zone, zone_type, entered_at; by time."""
+    return read("SELECT machine_id, zone, zone_type, entered_at FROM positioning.zone_entries"
+                " WHERE site_id = %(site)s AND entered_at >= %(start)s AND entered_at < %(end)s"
+                " ORDER BY entered_at, machine_id, zone", {"site": site_id, "start": start, "end": end})

@@ -32,6 +32,7 @@ from registry.api.routes import (
     lifecycle,
     metrics,
     needs,
+    playback,
     reports,
     sharing,
     sites,
@@ -101,8 +102,8 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     app.add_middleware(SecurityHeadersMiddleware, tiles_url=settings.map_tiles_url)  # outermost: 429s and 413s too
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
-                                          export, aemp, trials, reports)] + [alerts.rules_router,
-                                                                              lifecycle.board_router]
+                                          export, aemp, trials, reports, playback)] + [alerts.rules_router,
+                                                                                        lifecycle.board_router]
     for router in own:
         app.include_router(router)
     mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))
