@@ -89,6 +89,10 @@ RESOLUTION: dict[str, float] = {
     "fuel_used_l": 2.0**-10,
     "engine_hours": 2.0**-12,
 }
+# The one list of what a sample measures (every place that names the telemetry fields builds on these):
+# the float columns, then the engine flag. A sample adds ``ts``, ``seq`` and ``extra`` (the rest, as JSON).
+MEASURED_FIELDS: tuple[str, ...] = (*(name for name, _, _ in FLOAT_FIELDS), "engine_on")
+SAMPLE_FIELDS: tuple[str, ...] = ("ts", "seq", *MEASURED_FIELDS, "extra")
 KNOWN_FIELDS = frozenset(
     ["ts", "seq", "engine_on", "site_id", "machine_id", *(name for name, _, _ in FLOAT_FIELDS)]
 )
