@@ -25,10 +25,7 @@ import psycopg
 
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 
-COLUMNS = (
-    "site_id", "machine_id", "ts", "seq", "received_at", "lat", "lon", "speed_kmh", "heading_deg",
-    "payload_kg", "fuel_used_l", "engine_hours", "engine_on", "extra", "xid",
-)  # fmt: skip
+COLUMNS = (*ROW_COLUMNS, "xid")
 _SELECT = ", ".join(c if c != "xid" else "xid::text::bigint AS xid" for c in COLUMNS)
 _SORT = ["site_id", "machine_id", "ts", "seq"]
 

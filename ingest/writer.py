@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from ingest.columns import RowBlock
 from ingest.contract import ROW_COLUMNS, ROW_TYPES, Decoded, Reject
+from ingest.fields import MEASURED_FIELDS
 from ingest.partitions import Partitions
 from ingest.topics import telemetry_topic
 from sitepulse.db import connect, has_timescaledb
@@ -72,7 +73,7 @@ STATUS_SQL = (
 
 # Newest sample per machine of a batch, upserted in one statement; a field missing from that sample keeps
 # the stored value, and late samples never move a machine backwards.
-LAST_FIELDS = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours", "engine_on")
+LAST_FIELDS = MEASURED_FIELDS
 LAST_SQL = (
     "INSERT INTO machine_last AS m (site_id, machine_id, ts, seq, " + ", ".join(LAST_FIELDS) + ", position_ts)"
     " SELECT u.site_id, u.machine_id, u.ts, u.seq, " + ", ".join(f"u.{f}" for f in LAST_FIELDS)

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from ingest.contract import MEASURED_FIELDS, SAMPLE_FIELDS
+from ingest.fields import MEASURED_FIELDS, SAMPLE_FIELDS
 from microservices.sample_config import load_sample, sample_config
 from microservices.shifts import shift_columns, shifts_at
 from microservices.site_view import MachineView, ShiftView, SiteView, ZoneView

@@ -13,14 +13,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 import pandas as pd
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel
 
-from microservices.sdk import SettingsT
 from sitepulse.errors import SitePulseError
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)  # the service's settings model, as in sdk.Service
 
 
 @dataclass(frozen=True)

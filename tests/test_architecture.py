@@ -155,3 +155,22 @@ def test_a_service_folder_imports_no_other_service_folder() -> None:
     assert {e: sorted(m) for e, m in edges.items() if e not in KNOWN_BETWEEN_SERVICES} == {}
     gone = set(KNOWN_BETWEEN_SERVICES) - set(edges)
     assert not gone, f"fixed, so remove from KNOWN_BETWEEN_SERVICES: {sorted(gone)}"
+
+
+def test_the_telemetry_fields_are_listed_once() -> None:
+    """ingest/fields.py defines them; a tuple, list or set naming every float field elsewhere is a copy that drifts
+    when a field is added (they were listed by hand in nine places). A service's ``consumes`` names a subset."""
+    from ingest.fields import FLOAT_FIELDS
+
+    every = {name for name, _, _ in FLOAT_FIELDS}
+
+    copies = []
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "ingest" / "fields.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                    if every <= {e.value for e in node.elts if isinstance(e, ast.Constant)}:
+                        copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == []

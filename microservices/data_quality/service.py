@@ -21,7 +21,7 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.ground_speed import motion_over_ground
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import MEASURED_FIELDS, Batch, Card, Kpi, Outputs, Service
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
@@ -55,8 +55,7 @@ class DataQuality(Service[DataQualitySettings]):
                "when, with evidence and what it does to the other services")
     author = "SitePulse"
     depends_on = ()
-    consumes = ("ts", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                "engine_on")
+    consumes = ("ts", *MEASURED_FIELDS)
     tables = ("data_quality.sensor_events",)
     migrations = Path(__file__).parent / "migrations"
     device_time = True  # judges the device clocks: their own timestamps, not the arrival-corrected ones
