@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -102,12 +103,28 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_prometheus(conn: psycopg.Connection) -> str:
-    """Prometheus text exposition of every worker's last reported counters (sitepulse_ingest_*)."""
+def worker_reports(conn: psycopg.Connection) -> list[tuple[str, str, int, datetime, float, dict[str, Any]]]:
+    """Each worker's last report: (worker_id, host, pid, updated_at, seconds since, counters), by worker id; what
+    other packages read of ``ingest_worker_stats`` (``sitepulse status``, the API's /metrics)."""
     rows = conn.execute(
-        "SELECT worker_id, host, pid, extract(epoch FROM now() - updated_at), counters"
+        "SELECT worker_id, host, pid, updated_at, extract(epoch FROM now() - updated_at)::float8, counters"
         " FROM ingest_worker_stats ORDER BY worker_id"
     ).fetchall()
+    return [(w, h, p, at, float(age), c if isinstance(c, dict) else orjson.loads(c)) for w, h, p, at, age, c in rows]
+
+
+def add_decoder_counts(totals: dict[str, dict[str, Any]], counters: dict[str, Any]) -> None:
+    """Add one worker's per-decoder counters to ``totals`` ({decoder: {"messages": n, "rejects": {reason: n}}})."""
+    for decoder, count in counters.get("decoder_messages", {}).items():
+        entry = totals.setdefault(decoder, {"messages": 0, "rejects": {}})
+        entry["messages"] += int(count)
+        for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
+            entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
+
+
+def render_prometheus(conn: psycopg.Connection) -> str:
+    """Prometheus text exposition of every worker's last reported counters (sitepulse_ingest_*)."""
+    rows = [(w, h, p, age, c) for w, h, p, _at, age, c in worker_reports(conn)]
     lines: list[str] = [
         "# HELP sitepulse_ingest_worker_up 1 if the worker reported within the last minute",
         "# TYPE sitepulse_ingest_worker_up gauge",

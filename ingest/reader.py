@@ -59,6 +59,18 @@ def current_watermark(conn: psycopg.Connection) -> Watermark:
     return Watermark(int(row[0]))
 
 
+def newest_arrival(conn: psycopg.Connection) -> tuple[datetime | None, float | None]:
+    """When ingest last stored telemetry, and how many seconds ago (None, None before the first sample)."""
+    row = conn.execute("SELECT max(received_at), extract(epoch FROM now() - max(received_at))::float8"
+                       " FROM telemetry").fetchone()
+    return row[0], row[1]
+
+
+def newest_xid(conn: psycopg.Connection, site_id: str) -> int | None:
+    """The commit-order mark of a site's newest stored row (a watermark past it has read everything)."""
+    return conn.execute("SELECT max(xid::text::bigint) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+
+
 def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=names)
     for column in ("ts", "received_at"):

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -24,6 +25,9 @@ from ingest.fields import MEASURED_FIELDS
 from ingest.partitions import Partitions
 from ingest.topics import telemetry_topic
 from sitepulse.db import connect, has_timescaledb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -337,3 +341,25 @@ class TelemetryWriter:
         if turn is not None:
             turn(None)
         return self._transaction(conn, batch, block.take(np.array(good, np.int64)), refused, direct=False)
+
+
+def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
+    """Store telemetry rows (ingest's columns) in one transaction as the writer does: duplicates stored once,
+    the machines' last values (``machine_last``) kept up to date. For test harnesses and tools that hold a frame
+    (evaluation/stored.py); the consumers write through ``TelemetryWriter``."""
+    if rows.empty:
+        return 0
+    Partitions(enabled=True).ensure(conn, rows["ts"].min(), rows["ts"].max())
+    columns = [c for c in ROW_COLUMNS if c in rows.columns and c != "extra"]
+    values = rows[columns].astype(object).where(rows[columns].notna(), None)
+    tuples = list(values.itertuples(index=False, name=None))
+    full = values.reindex(columns=list(ROW_COLUMNS)).astype(object)
+    full = full.where(full.notna(), None)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO telemetry ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+            " ON CONFLICT DO NOTHING",
+            tuples,
+        )
+        cur.execute(LAST_SQL, last_value_params(list(full.itertuples(index=False, name=None))))
+    return len(rows)

@@ -21,6 +21,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from sitepulse.errors import SitePulseError
+from sitepulse.sites import zone_names
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)  # the service's settings model, as in sdk.Service
 
@@ -57,11 +58,7 @@ class ServiceRequest(Generic[SettingsT]):
 
     def zone_names(self) -> dict[str, str]:
         """Zone id -> the name the site manager drew (the id where the zone has none), from the site file."""
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT z->>'id', coalesce(nullif(z->>'name', ''), z->>'id') FROM sites,"
-                        " jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %s",
-                        (self.site_id,))
-            return dict(cur.fetchall())
+        return zone_names(self.conn, self.site_id)
 
     def named(self, rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
         """Rows with ``<column>_name`` beside each zone-id column, so answers use the drawn names."""
