@@ -2,6 +2,10 @@
 
 The API is a different process from the workers, so each worker saves its counters to
 ``ingest_worker_stats`` every few seconds and :func:`render_prometheus` reads that table.
+
+Kept hand-written rather than prometheus-client (which the API's own request metrics use): its multi-process mode
+shares counters through files in one directory on one host, while ingest workers run as separate containers or
+hosts, and the same table feeds ``sitepulse status`` and the decoder counts; the rendering here is 30 lines.
 """
 
 from __future__ import annotations
