@@ -271,6 +271,7 @@ class DataQuality(Service[DataQualitySettings]):
                 steps[prefix] = round(step if old is None else 0.8 * old + 0.2 * step, 3)
         ms["steps"] = steps
         status, run = dict(ms.get("status", {})), dict(ms.get("run", {}))
+        since: dict[str, int] = dict(ms.get("since", {}))  # when each sensor's current status began (its alert key)
         start_ms, end_ms = bin_id * bin_ms, (bin_id + 1) * bin_ms
         for sensor, verdict in verdicts.items():
             if verdict is None:
@@ -289,7 +290,13 @@ class DataQuality(Service[DataQualitySettings]):
             run.pop(sensor, None)
             status[sensor] = verdict.status
             self._change(out, events, site_id, machine_id, sensor, verdict, pending[2], end_ms, current)
-        ms["status"], ms["run"] = status, run
+            if current != "ok" and sensor in since:  # the finding's alarm clears: the sensor is ok or otherwise now
+                was = pd.Timestamp(since[sensor], unit="ms", tz="UTC")
+                now_since = pd.Timestamp(pending[2], unit="ms", tz="UTC")
+                out.clear(f"{machine_id}:{sensor}:{current}:{was.isoformat()}", now_since.to_pydatetime(),
+                          f"{machine_id}: {SENSOR_NAMES[sensor]} {verdict.status} from {now_since:%H:%M} UTC")
+            since[sensor] = pending[2]
+        ms["status"], ms["run"], ms["since"] = status, run, since
 
     @staticmethod
     def _change(out: Outputs, events: list[dict[str, Any]], site_id: str, machine_id: str, sensor: str,
