@@ -32,7 +32,7 @@ from rich.table import Table
 
 from ingest.metrics import STALE_AFTER_S, add_decoder_counts, worker_reports
 from ingest.reader import newest_arrival
-from microservices.progress import service_progress
+from microservices.progress import Progress, service_progress
 from registry.enablement import enablements_for_sites
 from sitepulse.settings import Settings, load_settings, mask_url
 from sitepulse.sites import site_names
@@ -61,19 +61,6 @@ class WorkerStatus:
 
 
 @dataclass
-class ServiceStatus:
-    service: str
-    site_id: str
-    data_until: datetime | None
-    lag_s: float | None
-    rows_processed: int
-    replays: int
-    health: str
-    failures: int
-    last_error: str | None
-
-
-@dataclass
 class SiteStatus:
     site_id: str
     name: str
@@ -89,7 +76,7 @@ class Status:
     newest_telemetry_at: datetime | None = None
     telemetry_age_s: float | None = None
     workers: list[WorkerStatus] = field(default_factory=list)
-    services: list[ServiceStatus] = field(default_factory=list)
+    services: list[Progress] = field(default_factory=list)  # per service and site
     sites: list[SiteStatus] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # tables not there yet (migrations not applied)
     storage: Storage | None = None
@@ -124,9 +111,7 @@ def collect_status(conn: psycopg.Connection) -> Status:
             float(counters.get("lag_seconds", 0.0)),
         ))
         add_decoder_counts(status.decoders, counters)
-    for p in service_progress(conn):
-        status.services.append(ServiceStatus(p.service, p.site_id, p.data_until, p.lag_s, p.rows_processed,
-                                             p.replays, p.health, p.failures, p.last_error))
+    status.services = service_progress(conn)
     enabled: dict[str, list[str]] = {}
     for switch in enablements_for_sites(conn, None):
         if switch.enabled:
