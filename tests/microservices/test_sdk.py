@@ -143,3 +143,10 @@ def test_batch_floats_reads_a_column_of_nulls_as_nan() -> None:
     assert telemetry["payload_kg"].dtype == object
     assert batch.floats("payload_kg").dtype == float and np.isnan(batch.floats("payload_kg")).all()
     assert np.isnan(batch.floats("absent")).all() and batch.floats("lat")[0] == 1.0
+
+
+def test_every_name_the_sdk_promises_resolves() -> None:
+    import microservices.sdk as sdk
+
+    assert all(hasattr(sdk, name) for name in sdk.__all__)
+    assert sdk.TELEMETRY_FIELDS >= {"ts", "seq", "payload_kg", "engine_on", "extra"}
