@@ -37,3 +37,9 @@ def fleet_page(conn: psycopg.Connection, sites: list[str] | None, limit: int, of
 def fleet_size(conn: psycopg.Connection, sites: list[str] | None) -> int:
     """How many machines ``fleet_page`` pages through for these sites (None: every site)."""
     return conn.execute(f"SELECT count(*){_FROM}{_WHERE}", _params(sites, None)).fetchone()[0]
+
+
+def births(conn: psycopg.Connection, site_id: str) -> list[tuple[str, str, str, float | None]]:
+    """What the site's devices said of themselves in birth messages: (machine_id, kind, model, rated_payload_kg)."""
+    return conn.execute("SELECT machine_id, kind, model, rated_payload_kg FROM machines WHERE site_id = %s"
+                        " ORDER BY machine_id", (site_id,)).fetchall()

@@ -71,6 +71,11 @@ def newest_xid(conn: psycopg.Connection, site_id: str) -> int | None:
     return conn.execute("SELECT max(xid::text::bigint) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
 
 
+def machines_with_telemetry(conn: psycopg.Connection, site_id: str) -> set[str]:
+    """Every machine of the site with at least one stored sample."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))}
+
+
 def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=names)
     for column in ("ts", "received_at"):
