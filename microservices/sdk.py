@@ -32,6 +32,12 @@ together with its new state and checkpoint in one transaction, retries it with b
 it raises, and replays from an earlier snapshot when samples arrive late, so results do not
 depend on arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
 
+What ``process`` gets and gives (each class below documents its shape): ``Batch`` (telemetry columns and dtypes,
+``site_view``: zones, machines and shifts; ``floats``), ``Outputs`` (``write`` rows, ``alert`` and ``clear``
+alerts, ``finalise``); per shift with ``shift_columns``/``shifts_at``; ``Card`` for the site view; ``Kpi`` for the
+evaluation; ``sample_config``/``load_sample`` for the service's ``sample.yaml``. An alarm clears when the service
+says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry reads no service's tables.
+
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
 - be incremental: processing rows A then B gives the outputs of processing A+B at once;
