@@ -1,6 +1,6 @@
 """ISO 15143-3 (AEMP 2.0) fleet snapshots of SitePulse machines, so mixed-fleet tools can read SitePulse.
 
-Element names follow DOMAIN.md exactly. Values come from bounded reads, each through its owner's
+Element names follow docs/DOMAIN.md exactly. Values come from bounded reads, each through its owner's
 functions: ingest's fleet (births, and location, hours, fuel counter, engine state from ``machine_last``),
 the site files' declared machines and, where the service runs on the machine's site, weight loading's
 (payload totals, load count, fuel in the last 24 h) and positioning's (distance SitePulse observed, as

@@ -33,9 +33,11 @@ from sitepulse.retry import backoff_s, retrying
 
 log = logging.getLogger(__name__)
 
-Action = Literal["api_call", "card_view", "export", "alert_ack"]
-ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack")
-ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack")  # someone used the service
+Action = Literal["api_call", "card_view", "export", "alert_ack", "trial_view"]
+ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack", "trial_view")
+# someone used the service (a trial's results read before it is switched on count too: that is the adoption
+# evidence co-creation starts from)
+ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack", "trial_view")
 _COPY = "COPY usage_events (at, site_id, service, principal, action, detail) FROM STDIN"
 _DROP_LOG_EVERY_S = 10.0
 _RETRY_MAX_S = 5.0

@@ -227,8 +227,8 @@ class Settings(BaseSettings):
                 raise ValueError("SITEPULSE_DATABASE_URL has a default or guessable password; production needs a"
                                  " random one")
         if self.mqtt_url is None:
-            raise ValueError("SITEPULSE_MQTT_URL must be set in production: the embedded broker lets any local"
-                             " client read and write every site's topics; use a broker with per-site credentials"
+            raise ValueError("SITEPULSE_MQTT_URL must be set in production: the embedded broker is for one machine"
+                             " (loopback, no TLS, no restart of its own); use a broker with per-site credentials"
                              " and ACLs (docs/DEPLOYMENT.md)")
         parts = urlsplit(self.mqtt_url.get_secret_value())
         if not parts.username or not parts.password:

@@ -36,6 +36,13 @@ def _prepare_demo(runtime: Runtime) -> str:
     return token.get_secret_value() if token else "demo-" + secrets.token_urlsafe(16)
 
 
+def _fleet_login(runtime: Runtime, site: str) -> str:
+    """How a site's devices log in to the embedded broker (nothing to add for a configured one)."""
+    if not runtime.broker:
+        return ""
+    return f" as user device-{site}, password from `sitepulse site credentials {site}`"
+
+
 def _serve(with_simulator: bool, history_days: int = 0) -> None:
     settings = configured_settings()
     check_api_port(settings)
@@ -46,16 +53,17 @@ def _serve(with_simulator: bool, history_days: int = 0) -> None:
             env["SITEPULSE_ADMIN_TOKEN"] = token
         supervisor = Supervisor(env)
         supervisor.install_signal_handlers()
-        for role in ("ingest", "run-services", "api"):
-            supervisor.add(role, role)
+        for role, mqtt_user in (("ingest", "ingest"), ("run-services", "services"), ("api", "api")):
+            supervisor.add(role, role, env=runtime.child_environment(mqtt_user))
         if settings.decoders_file is not None:  # HTTP feeds of the decoders file (decoders/README.md)
             from decoders.feeds import load_feeds
 
             if load_feeds(settings):
                 supervisor.add("feeds", "decoders", "feeds")
         live = ["simulate", "--site-id", DEMO_SITE, "--speedup", "1", "--duration", str(DEMO_HOURS * 3600)]
+        fleet = {**env, "SITEPULSE_MQTT_URL": runtime.device_url(DEMO_SITE)} if with_simulator else env
         if with_simulator and not history_days:
-            supervisor.add("simulator", *live)
+            supervisor.add("simulator", *live, env=fleet)
         base = f"http://{settings.api_host}:{settings.api_port}"
         runtime.announce(console, [f"API on {base} (docs {base}/docs)"])
         if with_simulator and history_days:
@@ -63,13 +71,15 @@ def _serve(with_simulator: bool, history_days: int = 0) -> None:
 
             watcher = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
             watcher.start()
-            if backfill_history(runtime.database_url, runtime.mqtt_url, DEMO_SITE, history_days,
+            if backfill_history(runtime.database_url, fleet["SITEPULSE_MQTT_URL"], DEMO_SITE, history_days,
                                 supervisor.stopping, console):
-                supervisor.launch("simulator", *live, "--payload-management")
+                supervisor.launch("simulator", *live, "--payload-management", env=fleet)
         if with_simulator:
             console.print(f"[bold]SitePulse demo[/]: site '{DEMO_SITE}' (simulated quarry) publishing to "
-                          f"{runtime.mqtt_url}\n  dashboard  {base}/\n  site view  {base}/api/v1/sites/"
-                          f"{DEMO_SITE}/view\n  API docs   {base}/docs\n  admin token {token}")
+                          f"{runtime.mqtt_url}{_fleet_login(runtime, DEMO_SITE)}\n  dashboard  {base}/\n  site view  "
+                          f"{base}/api/v1/sites/{DEMO_SITE}/view\n  API docs   {base}/docs\n  admin token {token}")
+        elif runtime.broker:
+            console.print(f"devices connect to {runtime.mqtt_url}{_fleet_login(runtime, 'SITE')}")
         console.print("press Ctrl-C to stop")
         if with_simulator and history_days:
             while watcher.is_alive():

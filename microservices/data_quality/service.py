@@ -227,7 +227,8 @@ class DataQuality(Service[DataQualitySettings]):
         ms["spikes"] = spikes
         ring = list(ms.get("ring", []))
         if s[detect.S["c_n"]] >= settings.min_samples:
-            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]])]]
+            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]]),
+                            float(s[detect.S["c_queued"]] / s[detect.S["c_n"]])]]
             ring = ring[-settings.drift_bins:]
         ms["ring"] = ring
         steps = dict(ms.get("steps", {}))

@@ -36,6 +36,7 @@ from registry.api.routes import (
     sites,
     tokens,
     transparency,
+    trials,
     usage,
     view,
 )
@@ -95,7 +96,7 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     app.add_middleware(SecurityHeadersMiddleware, tiles_url=settings.map_tiles_url)  # outermost: 429s and 413s too
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
-                                          export, aemp)] + [alerts.rules_router, lifecycle.board_router]
+                                          export, aemp, trials)] + [alerts.rules_router, lifecycle.board_router]
     for router in own:
         app.include_router(router)
     mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))

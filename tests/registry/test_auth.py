@@ -11,7 +11,7 @@ from registry.tokens import create_token, hash_token
 
 UNAUTHENTICATED = {"/healthz", "/readyz", "/docs", "/openapi.json"}
 PARAMS = {"name": "things", "alert_id": "1", "token_id": "1", "need_id": "1", "service": "things", "table": "counts",
-          "page": "1", "equipment_id": "north:H1", "rule_id": "1"}
+          "page": "1", "equipment_id": "north:H1", "rule_id": "1", "trial_id": "1"}
 
 
 def _url(path: str, site: str) -> str:
