@@ -159,3 +159,20 @@ def redrawn_site(config: dict[str, Any], zones: list[dict[str, Any]]) -> SiteCon
             zone = {**zone, "id": candidate}
         named.append({k: v for k, v in zone.items() if v is not None})
     return parse_site(json.dumps({**config, "zones": named}).encode(), source="drawn zones")
+def site_names(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every stored site as (site_id, name), by id ('' where the site file names none)."""
+    return [(r[0], r[1] or "") for r in conn.execute("SELECT site_id, name FROM sites ORDER BY site_id")]
+
+
+def declared_machines(conn: psycopg.Connection, sites: list[str]) -> dict[str, list[dict]]:
+    """The machines each site file declares, as written (id, kind, model, ...), for these sites."""
+    rows = conn.execute("SELECT site_id, config -> 'machines' FROM sites WHERE site_id = ANY(%s)", (sites,))
+    return {site_id: machines or [] for site_id, machines in rows}
+
+
+def zone_names(conn: psycopg.Connection, site_id: str) -> dict[str, str]:
+    """Zone id -> the name the site manager drew (the id where the zone has none), read without parsing the file."""
+    rows = conn.execute("SELECT z->>'id', coalesce(nullif(z->>'name', ''), z->>'id') FROM sites,"
+                        " jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %s",
+                        (site_id,))
+    return dict(rows.fetchall())

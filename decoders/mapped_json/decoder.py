@@ -26,6 +26,7 @@ from decoders.sdk import (
     emit_samples,
 )
 from ingest.contract import Decoded
+from ingest.fields import MEASURED_FIELDS
 
 NAME = "mapped-json"
 
@@ -41,8 +42,7 @@ UNITS: dict[str, dict[str, float]] = {
 }
 EPOCH_DIVISORS = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6}
 
-FieldName = Literal["lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                    "engine_on"]
+FieldName = Literal[MEASURED_FIELDS]  # the telemetry fields (ingest/fields.py), as pydantic checks them
 
 
 def compile_path(path: str) -> tuple[str | int, ...]:

@@ -159,6 +159,11 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
             "left_at": stamps(ends),
             "dwell_s": (ends - starts) / 1000.0,
         }))
+        for machine, zone, start, end in visits:
+            if zone.type == ZoneType.restricted:  # the entry's alarm clears when the machine is out again
+                at, left = stamps(start).to_pydatetime(), stamps(end).to_pydatetime()
+                out.clear(f"restricted-entry:{machine}:{zone.id}:{at.isoformat()}", left,
+                          f"{machine} left {zone.id} at {left:%H:%M:%S} UTC")
 
 
 def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: Setup,
@@ -196,9 +201,8 @@ def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: 
         out.alert(f"speeding:{machine}:{at.isoformat()}",
                   f"{machine} drove {e['max']:.0f} km/h where the limit is {e['limit']:.0f} km/h "
                   f"({e['source']}) for {(e['end'] - e['start']) / 1000:.0f} s",
-                  level="warning", at=at, machine_id=machine,
-                  data={"zone": e["source"], "max_speed_kmh": round(e["max"], 1), "limit_kmh": e["limit"],
-                        "ended_at": stamps(e["end"]).isoformat()})
+                  level="warning", at=at, machine_id=machine, ended_at=stamps(e["end"]).to_pydatetime(),
+                  data={"zone": e["source"], "max_speed_kmh": round(e["max"], 1), "limit_kmh": e["limit"]})
 
 
 def motion_state(speed_kmh: np.ndarray, engine_on: np.ndarray, moving_kmh: float) -> np.ndarray:

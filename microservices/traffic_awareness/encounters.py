@@ -167,6 +167,11 @@ def write_encounters(out: Outputs, model: Layout | None, frame: LocalFrame, fina
         "max_closing_kmh": np.round(final["max_closing"].to_numpy(float) * 3.6, 1),
         "level": [LEVEL_NAMES[int(v)] for v in final["level"]],
         "lat": np.round(lat, 7), "lon": np.round(lon, 7), "zone": zone}))
+    for a, b, start, last in zip(final["a"], final["b"], final["start"], final["last"], strict=True):
+        ended = _instant(int(last))  # the encounter's alarms (its first level, then critical) clear: apart again
+        for level in LEVEL_NAMES.values():
+            out.clear(f"encounter:{a}:{b}:{_instant(int(start)).isoformat()}:{level}", ended,
+                      f"{a} and {b} apart again (encounter ended {ended:%H:%M:%S} UTC)")
 
 
 def interpolate(group: np.ndarray, t: np.ndarray, values: list[np.ndarray], machines: int, grid: np.ndarray,

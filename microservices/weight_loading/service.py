@@ -188,6 +188,7 @@ class WeightLoading(Service[WeightLoadingSettings]):
             machines_state[machine_id] = ms
         if cycles:
             out.write("cycles", detect.cycles_frame(cycles))
+            self._clear_overloads(out, cycles)
         state["m"], state["skipped"] = machines_state, known_skipped
         return out, state
 
@@ -237,6 +238,17 @@ class WeightLoading(Service[WeightLoadingSettings]):
                   "payload_pct": round(100 * fraction, 1), "load_start": start.isoformat(),
                   "lat": load.get("load_lat"), "lon": load.get("load_lon")},
         )
+
+    @staticmethod
+    def _clear_overloads(out: Outputs, cycles: list[dict]) -> None:
+        """An overload's alarm clears when the hauler dumped that load (its cycle finished). Every cycle ends its
+        key: the alert came from the settled weight at the loader, which the cycle's final payload may not repeat
+        (ending a key never raised changes nothing)."""
+        for cycle in cycles:
+            if cycle["dumped_at"] is not None:
+                dumped = cycle["dumped_at"].to_pydatetime()
+                out.clear(f"{cycle['machine_id']}:{cycle['load_start'].isoformat()}:over120", dumped,
+                          f"{cycle['machine_id']} dumped the load at {dumped:%H:%M:%S} UTC")
 
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/weight-loading/: cycles, kpis, compliance."""

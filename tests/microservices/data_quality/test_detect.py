@@ -235,6 +235,25 @@ def test_a_history_backlog_caught_up_by_ingest_is_no_clock_drift() -> None:
     assert found.empty, found[["machine_id", "sensor", "status", "evidence"]].to_dict("records")
 
 
+def test_a_findings_alarm_clears_through_the_sdk_when_the_sensor_is_ok_again() -> None:
+    """Heading missing from 60 s to 240 s, then back: the alert's key is ended when the 'ok' is confirmed."""
+    bad = drive("bad-1", seconds=600, seed=2)
+    gap = (bad["ts"] >= pd.Timestamp(START) + pd.Timedelta(seconds=60)) & \
+          (bad["ts"] < pd.Timestamp(START) + pd.Timedelta(seconds=240))
+    bad.loc[gap, "heading_deg"] = np.nan
+    telemetry = pd.concat([drive("ok-1", seconds=600, seed=1), bad], ignore_index=True)
+    for chunk in ("1min", "7min"):  # any split: the same alert, ended at the same time
+        tables = run_in_chunks(DataQuality(), telemetry.sort_values(["machine_id", "ts"], kind="stable"),
+                               chunk=chunk, machines=MACHINES)
+        alerts, ends = tables["_alerts"], tables["_alert_ends"]
+        absent = alerts[alerts["key"].str.startswith("bad-1:heading:absent:")]
+        assert len(absent) == 1, alerts["key"].tolist()
+        assert ends["key"].tolist() == absent["key"].tolist()
+        ended = pd.Timestamp(ends["at"].iloc[0])
+        assert pd.Timestamp(START) + pd.Timedelta(seconds=240) <= ended <= pd.Timestamp(START) + pd.Timedelta(
+            seconds=300), ended
+        assert ends["reason"].iloc[0].startswith("bad-1: heading ok from")
+
 
 @pytest.mark.parametrize(("queued", "verdict"), [(0.0, "skew"), (1.0, "ok")])
 def test_a_clock_drift_is_fitted_over_live_arrivals_only(queued: float, verdict: str) -> None:
