@@ -18,6 +18,7 @@ from decoders.discovery import discover_decoders
 from decoders.feeds import FeedHost, load_feeds
 from decoders.front import build_front
 from ingest.contract import Decoded, Decoder
+from ingest.fields import MEASURED_FIELDS
 from sitepulse.errors import ConfigError
 from sitepulse.logs import setup_logging
 from sitepulse.runtime import open_runtime
@@ -102,8 +103,7 @@ def _default_topic(routes: list) -> list[str]:
 def _show(batch: Decoded, decoder: str, sent: list[str]) -> None:
     for row in batch.rows:
         sample = {k: v for k, v in zip(("site_id", "machine_id", "ts", "seq"), row[:4], strict=True)}
-        names = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours", "engine_on")
-        sample.update({k: v for k, v in zip(names, row[5:13], strict=True) if v is not None})
+        sample.update({k: v for k, v in zip(MEASURED_FIELDS, row[5:13], strict=True) if v is not None})
         if row[13]:
             sample["extra"] = orjson.loads(row[13])
         sample["ts"] = sample["ts"].isoformat()

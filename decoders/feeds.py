@@ -25,6 +25,7 @@ from ingest.contract import Decoded
 from ingest.metrics import IngestCounters, save_counters
 from ingest.writer import DatabaseUnavailable, TelemetryWriter
 from sitepulse.errors import ConfigError
+from sitepulse.retry import backoff_s
 from sitepulse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class FeedHost:
                         ok = False
                     failures = 0 if ok else self._failures[route.name] + 1
                     self._failures[route.name] = failures
-                    wait = feed.interval_s if ok else min(feed.interval_s, RETRY_MIN_S * 2 ** min(failures, 6))
+                    wait = feed.interval_s if ok else backoff_s(failures + 1, RETRY_MIN_S,
+                                                                min(feed.interval_s, RETRY_MIN_S * 64))
                     self._due[route.name] = time.monotonic() + wait
                 stop.wait(max(0.05, min(self._due.values(), default=1.0) - time.monotonic()))
         finally:

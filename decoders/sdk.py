@@ -26,10 +26,11 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from ingest.contract import Decoded, Reject, Status
+from ingest.fields import MEASURED_FIELDS
 from ingest.topics import ID_PATTERN
 
 ENTRY_POINT_GROUP = "sitepulse.decoders"
-FIELDS = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours", "engine_on")
+FIELDS = MEASURED_FIELDS  # what a decoder may set on a sample (ingest/fields.py)
 
 Publish = Callable[[str, bytes], bool]  # (topic, payload) -> sent; a decoder's command to a device
 

@@ -60,7 +60,7 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
     machines = machines if machines is not None else machines_frame(site)
     state: dict = {}
     tables: dict[str, list[pd.DataFrame]] = {}
-    alerts = []
+    alerts, ends = [], []
     if telemetry.empty:
         return {}
     windows = telemetry["ts"].dt.floor(chunk)
@@ -74,9 +74,11 @@ def run_in_chunks(service: Service, telemetry: pd.DataFrame, *, site: SiteConfig
         for table, frame in outputs.frames().items():
             tables.setdefault(table, []).append(frame)
         alerts.extend(outputs.alerts)
+        ends.extend(outputs.ends)
     result = {t: pd.concat([p.dropna(axis=1, how="all") for p in parts], ignore_index=True).reindex(
         columns=parts[0].columns) for t, parts in tables.items()}
     result["_alerts"] = pd.DataFrame([vars(a) for a in alerts])
+    result["_alert_ends"] = pd.DataFrame([vars(e) for e in ends], columns=["key", "at", "reason"])
     return result
 
 

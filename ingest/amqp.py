@@ -23,6 +23,7 @@ import pika
 import pika.exceptions
 
 from ingest.consumer import Inbound
+from sitepulse.retry import backoff_s
 
 log = logging.getLogger(__name__)
 # pika logs every failed connection attempt as ERROR with a traceback; this module reports them in one line
@@ -112,19 +113,20 @@ class AmqpConsumer:
             self._thread.join(10)
 
     def _run(self) -> None:
-        delay = 1.0
+        failures = 0  # in a row; the wait before reconnecting is the shared back-off (sitepulse/retry.py)
         while not self._stopping.is_set():
             try:
                 self._session()
-                delay = 1.0
+                failures = 0
             except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warning("RabbitMQ connection lost (%r); reconnecting in %.0fs", exc, delay)
+                failures += 1
+                log.warning("RabbitMQ connection lost (%r); reconnecting in %.0fs", exc,
+                            backoff_s(failures, 1.0, 10.0))
             with self._lock:
                 self._epoch += 1
                 self._connected.clear()
                 self._conn = self._channel = None
-            if not self._stopping.wait(delay):
-                delay = min(delay * 2, 10.0)
+            self._stopping.wait(backoff_s(max(failures, 1), 1.0, 10.0))
 
     def _session(self) -> None:
         conn = pika.BlockingConnection(connection_parameters(self.url))

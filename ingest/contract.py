@@ -55,6 +55,7 @@ from ingest.columns import (
     snap_columns,
     to_micros,
 )
+from ingest.fields import FLOAT_FIELDS, MEASURED_FIELDS, SAMPLE_FIELDS  # noqa: F401 (re-exported)
 from ingest.topics import TopicIds, parse_topic
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
@@ -64,16 +65,6 @@ MAX_FUTURE_S = 86_400.0
 MAX_SEQ = 2**63 - 1
 MACHINE_KINDS = ("hauler", "loader", "excavator", "dozer", "other")
 
-# Float columns in table order, with their allowed range (None: only finiteness is checked).
-FLOAT_FIELDS: tuple[tuple[str, float | None, float | None], ...] = (
-    ("lat", -90.0, 90.0),
-    ("lon", -180.0, 180.0),
-    ("speed_kmh", None, None),
-    ("heading_deg", None, None),
-    ("payload_kg", 0.0, None),
-    ("fuel_used_l", 0.0, None),
-    ("engine_hours", 0.0, None),
-)
 # The stored resolution of each float column, a power of two at or finer than the SAE J1939 parameter
 # for the same quantity: latitude/longitude 1e-7 deg (SPN 584/585; 2**-24 deg is at most 6.7 mm),
 # wheel-based speed 1/256 km/h (SPN 84), compass bearing 1/128 deg (SPN 165), axle weight 0.5 kg

@@ -2,6 +2,10 @@
 
 The API is a different process from the workers, so each worker saves its counters to
 ``ingest_worker_stats`` every few seconds and :func:`render_prometheus` reads that table.
+
+Kept hand-written rather than prometheus-client (which the API's own request metrics use): its multi-process mode
+shares counters through files in one directory on one host, while ingest workers run as separate containers or
+hosts, and the same table feeds ``sitepulse status`` and the decoder counts; the rendering here is 30 lines.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -102,12 +107,28 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_prometheus(conn: psycopg.Connection) -> str:
-    """Prometheus text exposition of every worker's last reported counters (sitepulse_ingest_*)."""
+def worker_reports(conn: psycopg.Connection) -> list[tuple[str, str, int, datetime, float, dict[str, Any]]]:
+    """Each worker's last report: (worker_id, host, pid, updated_at, seconds since, counters), by worker id; what
+    other packages read of ``ingest_worker_stats`` (``sitepulse status``, the API's /metrics)."""
     rows = conn.execute(
-        "SELECT worker_id, host, pid, extract(epoch FROM now() - updated_at), counters"
+        "SELECT worker_id, host, pid, updated_at, extract(epoch FROM now() - updated_at)::float8, counters"
         " FROM ingest_worker_stats ORDER BY worker_id"
     ).fetchall()
+    return [(w, h, p, at, float(age), c if isinstance(c, dict) else orjson.loads(c)) for w, h, p, at, age, c in rows]
+
+
+def add_decoder_counts(totals: dict[str, dict[str, Any]], counters: dict[str, Any]) -> None:
+    """Add one worker's per-decoder counters to ``totals`` ({decoder: {"messages": n, "rejects": {reason: n}}})."""
+    for decoder, count in counters.get("decoder_messages", {}).items():
+        entry = totals.setdefault(decoder, {"messages": 0, "rejects": {}})
+        entry["messages"] += int(count)
+        for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
+            entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
+
+
+def render_prometheus(conn: psycopg.Connection) -> str:
+    """Prometheus text exposition of every worker's last reported counters (sitepulse_ingest_*)."""
+    rows = [(w, h, p, age, c) for w, h, p, _at, age, c in worker_reports(conn)]
     lines: list[str] = [
         "# HELP sitepulse_ingest_worker_up 1 if the worker reported within the last minute",
         "# TYPE sitepulse_ingest_worker_up gauge",

@@ -25,10 +25,7 @@ import psycopg
 
 from ingest.contract import ROW_COLUMNS, Decoded, Decoder
 
-COLUMNS = (
-    "site_id", "machine_id", "ts", "seq", "received_at", "lat", "lon", "speed_kmh", "heading_deg",
-    "payload_kg", "fuel_used_l", "engine_hours", "engine_on", "extra", "xid",
-)  # fmt: skip
+COLUMNS = (*ROW_COLUMNS, "xid")
 _SELECT = ", ".join(c if c != "xid" else "xid::text::bigint AS xid" for c in COLUMNS)
 _SORT = ["site_id", "machine_id", "ts", "seq"]
 
@@ -60,6 +57,23 @@ def current_watermark(conn: psycopg.Connection) -> Watermark:
     """The watermark of 'now': start here to read only telemetry committed from now on."""
     row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
     return Watermark(int(row[0]))
+
+
+def newest_arrival(conn: psycopg.Connection) -> tuple[datetime | None, float | None]:
+    """When ingest last stored telemetry, and how many seconds ago (None, None before the first sample)."""
+    row = conn.execute("SELECT max(received_at), extract(epoch FROM now() - max(received_at))::float8"
+                       " FROM telemetry").fetchone()
+    return row[0], row[1]
+
+
+def newest_xid(conn: psycopg.Connection, site_id: str) -> int | None:
+    """The commit-order mark of a site's newest stored row (a watermark past it has read everything)."""
+    return conn.execute("SELECT max(xid::text::bigint) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+
+
+def machines_with_telemetry(conn: psycopg.Connection, site_id: str) -> set[str]:
+    """Every machine of the site with at least one stored sample."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))}
 
 
 def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:

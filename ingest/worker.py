@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from tenacity import RetryCallState
+
 from ingest.amqp import AmqpConsumer
 from ingest.amqp import setup as amqp_setup
 from ingest.consumer import Inbound, MqttConsumer
@@ -20,6 +22,7 @@ from ingest.topics import assigned_sites, parse_partitions
 from ingest.writer import DatabaseUnavailable, TelemetryWriter, Turn, WriteResult, prepare
 from sitepulse import memtrace
 from sitepulse.errors import ConfigError
+from sitepulse.retry import retrying
 from sitepulse.settings import Settings
 from sitepulse.supervisor import Supervisor
 
@@ -222,30 +225,38 @@ class IngestWorker:
             pending = []
 
     def _store(self, writer: TelemetryWriter, batch: Decoded, pending: list[Inbound], turn: Turn) -> WriteResult | None:
-        """Write with retries. None if stopping while the database is down (the batch stays unacked)."""
-        delay = 0.2
-        give_up = None
+        """Write with retries (sitepulse/retry.py). None if stopping while the database is down (the batch stays
+        unacked: the broker re-delivers it)."""
         if not (len(batch.block()) or batch.rejects or batch.births or batch.statuses):
             return WriteResult()  # only other partitions' messages: nothing to store, acknowledge them in order
-        while True:
-            try:
-                return writer.write(batch, turn)
-            except (*DatabaseUnavailable, ConfigError) as exc:  # ConfigError: reconnect refused
-                self.counters.db_errors += 1
-                writer.close()
-                if self.stop_event.is_set():
-                    give_up = give_up or time.monotonic() + STOP_GRACE_S
-                    if time.monotonic() > give_up:
-                        log.warning("stopping with %d messages not stored; the broker re-delivers them", len(pending))
-                        return None
-                log.warning(
-                    "database unavailable (%s); not acking %d messages, retrying in %.1fs",
-                    str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
-                    len(pending),
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        down = (*DatabaseUnavailable, ConfigError)  # ConfigError: reconnect refused
+        stopping_since: list[float] = []
+
+        def stopped_long_enough(state: RetryCallState) -> bool:
+            if not self.stop_event.is_set():
+                return False
+            stopping_since[:] = stopping_since or [time.monotonic()]
+            return time.monotonic() - stopping_since[0] > STOP_GRACE_S
+
+        def say_why(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            text = str(exc).strip()
+            log.warning("database unavailable (%s); not acking %d messages, retrying in %.1fs",
+                        text.splitlines()[-1] if text else type(exc).__name__, len(pending), state.upcoming_sleep)
+
+        try:
+            for attempt in retrying(down, first_s=0.2, max_s=RETRY_MAX_S, give_up=stopped_long_enough,
+                                    before_sleep=say_why):
+                with attempt:
+                    try:
+                        return writer.write(batch, turn)
+                    except down:
+                        self.counters.db_errors += 1
+                        writer.close()
+                        raise
+        except down:
+            log.warning("stopping with %d messages not stored; the broker re-delivers them", len(pending))
+        return None
 
     def _count(self, batch: Decoded, pending: list[Inbound], result: WriteResult, acked: int) -> None:
         c = self.counters

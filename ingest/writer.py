@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -20,9 +21,13 @@ from psycopg.types.json import Jsonb
 
 from ingest.columns import RowBlock
 from ingest.contract import ROW_COLUMNS, ROW_TYPES, Decoded, Reject
+from ingest.fields import MEASURED_FIELDS
 from ingest.partitions import Partitions
 from ingest.topics import telemetry_topic
 from sitepulse.db import connect, has_timescaledb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ STATUS_SQL = (
 
 # Newest sample per machine of a batch, upserted in one statement; a field missing from that sample keeps
 # the stored value, and late samples never move a machine backwards.
-LAST_FIELDS = ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours", "engine_on")
+LAST_FIELDS = MEASURED_FIELDS
 LAST_SQL = (
     "INSERT INTO machine_last AS m (site_id, machine_id, ts, seq, " + ", ".join(LAST_FIELDS) + ", position_ts)"
     " SELECT u.site_id, u.machine_id, u.ts, u.seq, " + ", ".join(f"u.{f}" for f in LAST_FIELDS)
@@ -339,3 +344,25 @@ class TelemetryWriter:
         if turn is not None:
             turn(None)
         return self._transaction(conn, batch, block.take(np.array(good, np.int64)), refused, direct=False)
+
+
+def insert_telemetry(conn: psycopg.Connection, rows: pd.DataFrame) -> int:
+    """Store telemetry rows (ingest's columns) in one transaction as the writer does: duplicates stored once,
+    the machines' last values (``machine_last``) kept up to date. For test harnesses and tools that hold a frame
+    (evaluation/stored.py); the consumers write through ``TelemetryWriter``."""
+    if rows.empty:
+        return 0
+    Partitions(enabled=True).ensure(conn, rows["ts"].min(), rows["ts"].max())
+    columns = [c for c in ROW_COLUMNS if c in rows.columns and c != "extra"]
+    values = rows[columns].astype(object).where(rows[columns].notna(), None)
+    tuples = list(values.itertuples(index=False, name=None))
+    full = values.reindex(columns=list(ROW_COLUMNS)).astype(object)
+    full = full.where(full.notna(), None)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO telemetry ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+            " ON CONFLICT DO NOTHING",
+            tuples,
+        )
+        cur.execute(LAST_SQL, last_value_params(list(full.itertuples(index=False, name=None))))
+    return len(rows)

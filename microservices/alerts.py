@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -17,7 +19,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from psycopg.types.json import Jsonb
 
-from microservices.sdk import Alert
+from microservices.sdk import Alert, AlertEnd
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +33,48 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes) -> None: ...
 
 
-def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: list[Alert]) -> int:
-    """Insert alerts whose key is new; returns how many were new."""
+def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: Sequence[Alert],
+                 ends: Sequence[AlertEnd] | None = None) -> int:
+    """Insert alerts whose key is new, then record the alert ends (``ends``, or ``alerts.ends`` of an
+    ``Outputs.alerts`` list); returns how many alerts were new.
+
+    An end is written as ``data.ended_at`` / ``data.end_reason`` of the alert with that key (an alert raised with
+    ``ended_at`` carries it from the start); the alarm supervisor clears every alert whose end has come
+    (``registry/alarms.py``), whatever service raised it. The first end recorded for a key stands.
+    """
     new = 0
     for alert in alerts:
+        data = dict(alert.data)
+        if alert.ended_at is not None:
+            data.setdefault("ended_at", alert.ended_at.isoformat())
         row = conn.execute(
             "INSERT INTO service_alerts (site_id, service, key, level, at, machine_id, message, data) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (site_id, service, key) DO NOTHING RETURNING id",
-            (
-                site_id,
-                service,
-                alert.key,
-                alert.level,
-                alert.at,
-                alert.machine_id,
-                alert.message,
-                Jsonb(alert.data),
-            ),
+            (site_id, service, alert.key, alert.level, alert.at, alert.machine_id, alert.message, Jsonb(data)),
         ).fetchone()
         new += row is not None
+    ends = getattr(alerts, "ends", ()) if ends is None else ends
+    if ends:
+        conn.execute(
+            "UPDATE service_alerts a SET data = a.data || jsonb_build_object('ended_at', e.at, 'end_reason', e.reason)"
+            " FROM unnest(%s::text[], %s::timestamptz[], %s::text[]) AS e(key, at, reason)"
+            " WHERE a.site_id = %s AND a.service = %s AND a.key = e.key AND NOT a.data ? 'ended_at'",
+            ([e.key for e in ends], [e.at for e in ends], [e.reason for e in ends], site_id, service),
+        )
     return new
+
+
+def ended_alerts(conn: psycopg.Connection, now: datetime) -> list[tuple[int, datetime, str]]:
+    """Active (uncleared) alerts of every service whose condition ended at or before ``now``: (id, ended at,
+    reason), for the alarm supervisor's auto-clear."""
+    return conn.execute(
+        "SELECT id, (data ->> 'ended_at')::timestamptz, coalesce(nullif(data ->> 'end_reason', ''),"
+        " format('condition over at %%s UTC', to_char((data ->> 'ended_at')::timestamptz AT TIME ZONE 'UTC',"
+        " 'HH24:MI:SS'))) FROM service_alerts"
+        " WHERE cleared_at IS NULL AND data ? 'ended_at' AND (data ->> 'ended_at')::timestamptz <= %s",
+        (now,),
+    ).fetchall()
 
 
 def publish_pending(conn: psycopg.Connection, publisher: Publisher | None, service: str, channel: str) -> int:

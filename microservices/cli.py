@@ -36,7 +36,7 @@ def run_services(
         if missing:
             raise SitePulseError(f"--only names services that are not loaded: {missing}")
         services = {name: s for name, s in services.items() if name in only}
-    with open_runtime(settings) as runtime:
+    with open_runtime(settings, mqtt_user="services") as runtime:
         if processes and len(services) > 1:
             from sitepulse.supervisor import Supervisor
 

@@ -156,7 +156,8 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter
-from microservices.sdk import Card, PageDep, ServiceRequestDep
+from microservices.sdk import Card
+from microservices.sdk_routes import PageDep, ServiceRequestDep
 
 router = APIRouter()
 
@@ -211,9 +212,10 @@ TEST = '''\
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import json
+
 import pandas as pd
-from microservices.sample_config import load_sample, sample_config
-from microservices.sdk import Batch
+from microservices.sdk import Batch, load_sample, sample_config
 
 from $package import $cls
 from $package.settings import Settings
@@ -221,11 +223,12 @@ from $package.settings import Settings
 FOLDER = Path(__file__).resolve().parents[1] / "$package"
 
 
-def _batch(speeds: list[float]) -> Batch:
+def _batch(speeds: list[float], first: int = 0) -> Batch:
+    """One machine's samples every 10 s from 06:00 (``first``: the index of the first sample)."""
     start = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
     telemetry = pd.DataFrame({
-        "machine_id": "H1", "ts": [start + timedelta(seconds=10 * i) for i in range(len(speeds))],
-        "seq": range(len(speeds)), "speed_kmh": speeds,
+        "machine_id": "H1", "ts": [start + timedelta(seconds=10 * (first + i)) for i in range(len(speeds))],
+        "seq": range(first, first + len(speeds)), "speed_kmh": speeds,
     })
     return Batch(site_id="s", telemetry=telemetry, site=None, machines=pd.DataFrame(),
                  read=lambda q, p=None: pd.DataFrame())
@@ -237,6 +240,25 @@ def test_counts_moving_samples_per_minute() -> None:
     assert activity["samples"].tolist() == [6, 3]
     assert activity["moving_samples"].tolist() == [2, 2]
     assert state == {}
+
+
+def _totals(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """What the tables say, however the rows were split (the routes sum per machine and minute)."""
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.groupby(["machine_id", "window_start"])[["samples", "moving_samples"]].sum()
+
+
+def test_process_is_incremental_two_batches_give_what_one_gives() -> None:
+    """The runner hands telemetry in batches of any size and replays after late samples: rows A then B must
+    say what A+B at once says, with the state carried between (as JSON, the way the runner stores it)."""
+    speeds = [0, 0, 12, 20, 0, 0, 30, 31, 0]
+    whole, _ = $cls().process(_batch(speeds), {}, Settings())
+    for cut in range(1, len(speeds)):
+        first, state = $cls().process(_batch(speeds[:cut]), {}, Settings())
+        state = json.loads(json.dumps(state))
+        second, _ = $cls().process(_batch(speeds[cut:], first=cut), state, Settings())
+        parts = [out.frames()["activity"] for out in (first, second) if "activity" in out.frames()]
+        pd.testing.assert_frame_equal(_totals(parts), _totals([whole.frames()["activity"]]), check_dtype=False)
 
 
 def test_threshold_is_a_setting() -> None:

@@ -1,4 +1,8 @@
-"""The SitePulse micro-service SDK: everything a service author needs, in one file, top to bottom.
+"""The SitePulse micro-service SDK: the one module a plugin imports from (route helpers: ``sdk_routes``).
+
+Stable for plugins (kept working across releases): every name in ``__all__`` below. A pure ``process`` needs
+only this module, which imports no web framework; a service with HTTP routes also imports
+``microservices.sdk_routes`` (FastAPI dependencies, paging, time ranges).
 
 A service is one class. It *declares* what it is (name, version, summary), what it reads
 (telemetry fields, other services), what it writes (tables in its own schema, created by
@@ -28,6 +32,12 @@ together with its new state and checkpoint in one transaction, retries it with b
 it raises, and replays from an earlier snapshot when samples arrive late, so results do not
 depend on arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/{name}/``.
 
+What ``process`` gets and gives (each class below documents its shape): ``Batch`` (telemetry columns and dtypes,
+``site_view``: zones, machines and shifts; ``floats``), ``Outputs`` (``write`` rows, ``alert`` and ``clear``
+alerts, ``finalise``); per shift with ``shift_columns``/``shifts_at``; ``Card`` for the site view; ``Kpi`` for the
+evaluation; ``sample_config``/``load_sample`` for the service's ``sample.yaml``. An alarm clears when the service
+says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry reads no service's tables.
+
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
 - be incremental: processing rows A then B gives the outputs of processing A+B at once;
@@ -40,41 +50,54 @@ that the runner fills (it deletes rows by ``run_seq`` when it replays).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-import orjson
+import numpy as np
 import pandas as pd
-from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
+from ingest.fields import MEASURED_FIELDS, SAMPLE_FIELDS
+from microservices.report_sections import Chart, Figure, ReportRequest, ReportSection, Table
+from microservices.sample_config import load_sample, sample_config
+from microservices.shifts import shift_columns, shifts_at
+from microservices.site_view import MachineView, ShiftView, SiteView, ZoneView
 from sitepulse.errors import SitePulseError
-from sitepulse.sitefile import SiteConfig
+
+if TYPE_CHECKING:
+    from sitepulse.sitefile import SiteConfig
+
+__all__ = [
+    "MEASURED_FIELDS", "NAME_PATTERN", "SAMPLE_FIELDS", "TELEMETRY_FIELDS",
+    "Alert", "AlertEnd", "Batch", "Card", "Chart", "Figure", "Kpi", "MachineView", "NoSettings", "Outputs",
+    "ReportRequest", "ReportSection", "Service", "ShiftView", "SiteCache", "SiteView", "Table", "ZoneView",
+    "load_sample", "sample_config", "settings_parameter", "shift_columns", "shifts_at", "validate_declaration",
+]  # fmt: skip
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-TELEMETRY_FIELDS = frozenset(
-    {
-        "ts",
-        "seq",
-        "lat",
-        "lon",
-        "speed_kmh",
-        "heading_deg",
-        "payload_kg",
-        "fuel_used_l",
-        "engine_hours",
-        "engine_on",
-        "extra",
-    }
-)
+TELEMETRY_FIELDS = frozenset(SAMPLE_FIELDS)  # what ``consumes`` may name
+# Route helpers moved to sdk_routes (they import FastAPI); these names still resolve here, loaded on first use.
+_ROUTE_NAMES = frozenset({
+    "BAD_CURSOR", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageDep", "ServiceRequest", "ServiceRequestDep",
+    "TimeRange", "TimeRangeDep", "as_utc", "decode_cursor", "encode_cursor", "page_params", "service_request",
+    "time_range",
+})
+
+
+def __getattr__(name: str) -> Any:
+    """``from microservices.sdk import PageDep`` keeps working: the route helpers load (with FastAPI) only then."""
+    if name in _ROUTE_NAMES:
+        from microservices import sdk_routes
+
+        return getattr(sdk_routes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NoSettings(BaseModel):
@@ -137,9 +160,18 @@ class Kpi:
 
 @dataclass
 class Alert:
-    """Something a person should see now; published to ``sites/{site}/alerts/{service}``.
+    """Something a person should see now: stored once per key in ``service_alerts``, then published as JSON to
+    ``sites/{site}/alerts/{service}`` (``alert_channel`` if the service sets one) and shown as an alarm.
 
-    ``key`` identifies the alert across replays: the same key is stored and sent once.
+    - ``key``: identifies the alert across batches and replays; the same key is stored and sent once. Build it
+      from what the data decides (machine, zone, the instant it started), never from arrival or wall-clock time.
+    - ``message``: one line for a person (plain text; shown with textContent, never as markup).
+    - ``level``: "info", "warning" or "critical" (notification rules filter on it).
+    - ``at``: when the condition started (tz-aware); ``machine_id``: the machine it is about, if one.
+    - ``data``: JSON-ready details; ``data["zone"]`` (a zone id) files the alarm under that zone.
+    - ``ended_at``: when the condition was already over, for an alert raised once it ended (a speeding
+      episode): its alarm clears itself at that time. For a condition that ends in a later batch, call
+      ``Outputs.clear(key, at, reason)`` then. A cleared alarm stays in the history with its reason.
     """
 
     key: str
@@ -148,15 +180,42 @@ class Alert:
     at: datetime | None = None
     machine_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AlertEnd:
+    """The condition behind an earlier alert (same service and ``key``) ended at ``at``: its alarm clears then,
+    with ``reason`` in the audit trail ("H1 left blast at 10:04:31 UTC"). Ending a key never raised, or one
+    already ended, changes nothing, so a service may end a key again on a replay."""
+
+    key: str
+    at: datetime
+    reason: str = ""
+
+
+class AlertList(list[Alert]):
+    """The alerts raised by one call of ``process``, plus ``ends``: the alert ends it declared (stored after the
+    alerts, in the same transaction, by ``microservices.alerts.store_alerts``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[AlertEnd] = []
 
 
 class Outputs:
-    """What one call of ``process`` produced: rows per table, alerts, and how far results are final."""
+    """What one call of ``process`` produced: rows per table, alerts raised and ended, and how far results are
+    final."""
 
     def __init__(self) -> None:
         self.tables: dict[str, list[pd.DataFrame]] = {}
-        self.alerts: list[Alert] = []
+        self.alerts: AlertList = AlertList()
         self.final_until: datetime | None = None
+
+    @property
+    def ends(self) -> list[AlertEnd]:
+        """The alert ends declared with ``clear``."""
+        return self.alerts.ends
 
     def finalise(self, until: datetime) -> None:
         """Declare results up to ``until`` final for the whole site (services that combine machines).
@@ -174,8 +233,13 @@ class Outputs:
             self.tables.setdefault(table, []).append(frame)
 
     def alert(self, key: str, message: str, **fields: Any) -> None:
-        """Raise an alert (see Alert for the fields)."""
+        """Raise an alert (see Alert for the fields; ``ended_at=`` for one whose condition is already over)."""
         self.alerts.append(Alert(key=key, message=message, **fields))
+
+    def clear(self, key: str, at: datetime, reason: str = "") -> None:
+        """The condition of the alert ``key`` (raised in this batch or an earlier one) ended at ``at``: its alarm
+        clears then (see AlertEnd). Every service's alarms clear this way; nothing outside reads its tables."""
+        self.alerts.ends.append(AlertEnd(key, at, reason))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """One frame per table."""
@@ -184,12 +248,39 @@ class Outputs:
 
 @dataclass
 class Batch:
-    """New telemetry of one site, sorted by machine_id then ts, and what the service may consult.
+    """New telemetry of one site, and what the service may consult while processing it.
 
-    ``telemetry`` has the telemetry table's columns (``ts`` tz-aware UTC). ``machines``
-    is the machine registry of the site (machine_id, kind, model, rated_payload_kg).
-    ``read`` runs a read-only query (e.g. on a dependency's tables) and returns a frame.
-    ``replay`` is true while the runner re-processes after late samples.
+    ``telemetry`` is a DataFrame sorted by ``machine_id`` then ``ts`` (then ``seq``), one row per sample:
+
+    ============  =========================  ==========================================================
+    column        dtype                      nulls and meaning
+    ============  =========================  ==========================================================
+    machine_id    object (str)               never null
+    ts            datetime64[ns, UTC]        never null; the sample's time, clock-corrected (see below)
+    seq           int64                      never null; the device's sequence number (ties on ``ts``)
+    received_at   datetime64[ns, UTC]        never null; when ingest received it
+    lat, lon      float64                    WGS84 degrees; null (NaN) without a fix
+    speed_kmh     float64                    null when not reported
+    heading_deg   float64                    null when not reported
+    payload_kg    float64                    null when not reported or the load cell sent its sentinel
+    fuel_used_l   float64                    cumulative counter; null when not reported
+    engine_hours  float64                    cumulative counter; null when not reported
+    engine_on     bool                       null (None) when not reported: object dtype then
+    extra         object (dict or None)      the sample's other fields, as the device sent them
+    device_ts     datetime64[ns, UTC]        only where a clock was corrected: the device's own time
+    site_id, xid                             bookkeeping (the batch's site; commit order)
+    ============  =========================  ==========================================================
+
+    A float column whose every value in the batch is null comes as object dtype of None: read numbers with
+    ``batch.floats(name)`` (float64, NaN where missing). Clock correction (microservices/clock.py) moves the
+    samples of a device whose clock runs ahead back in time, so a machine's ``ts`` may step BACK across
+    batches (a batch starts before the last ``ts`` of the previous one) and repeat; a service keeps its
+    state robust to that (compare, don't assume increase). ``Service.device_time = True`` gets raw device time.
+
+    ``site`` is the parsed site file (None without one); plugins read ``site_view`` (zones, machines, shifts,
+    small and stable) instead. ``machines`` is the site's machine registry (machine_id, kind, model,
+    rated_payload_kg; births and the site file). ``read(sql, params)`` runs a read-only query (e.g. on a
+    dependency's tables) and returns a frame. ``replay`` is true while the runner re-processes after late samples.
     """
 
     site_id: str
@@ -199,10 +290,35 @@ class Batch:
     read: Callable[[str, Mapping[str, Any]], pd.DataFrame]
     replay: bool = False
 
+    @cached_property
+    def site_view(self) -> SiteView:
+        """The site's zones, machines and shifts as small read-only records (empty without a site file)."""
+        return SiteView.of(self.site)
+
+    def floats(self, name: str) -> np.ndarray:
+        """A telemetry column as float64, NaN where missing (or where the column is absent)."""
+        if name not in self.telemetry:
+            return np.full(len(self.telemetry), np.nan)
+        return pd.to_numeric(self.telemetry[name], errors="coerce").to_numpy(float)
+
 
 @dataclass(frozen=True)
 class Card:
-    """A site-view card: a title, headline metrics and optional structured data for charts/maps."""
+    """A site-view card (registry/view.py serves it, registry/api/web/cards.js draws it): a title, headline
+    metrics, optional data drawn by its shape, and a link.
+
+    - ``metrics``: ``[{"label": str, "value": number | str | None, "unit": str}]``, shown as big numbers.
+    - ``data``: JSON-ready (numpy numbers, timestamps and NaN are converted); each entry is drawn by its shape:
+        - ``{"edges...": [n+1 numbers], "counts": [n ints]}``: a histogram (a key starting with ``edges``; one
+          ending in ``pct`` gets the payload bands, e.g. ``{"edges_pct": [...], "counts": [...]}``);
+        - ``{"label": number, ...}``: a bar chart, one bar per label;
+        - ``[{"column": value, ...}, ...]``: a table (first 6 rows and columns; ISO times shown as local time);
+        - ``[value, ...]`` or a single value: one line of text;
+        - ``"zones"`` and ``"machines"``: kept for the site map, noted as "N zones shown on the map".
+      The key, with '_' as spaces, is the caption. Text is set as text, never as markup.
+    - ``link``: where "Details" leads: a path relative to the service's API (``"cycles"`` becomes
+      ``/api/v1/sites/{site}/{service}/cycles``), an absolute path, or an http(s) URL; None for none.
+    """
 
     title: str
     metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label", "value", "unit"}
@@ -259,6 +375,10 @@ class Service(Generic[SettingsT]):
         """An optional card for the site view, computed from the service's tables."""
         return None
 
+    def report(self, request: ReportRequest, settings: SettingsT) -> list[ReportSection]:
+        """Optional sections of the site's shift and daily reports for ``request``'s period (report_sections.py)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """The declaration as plain data (catalogue, transparency page, ``services list``)."""
         return {
@@ -314,185 +434,3 @@ def settings_parameter(cls: type[Service]) -> type[BaseModel] | None:
     return None
 
 
-# --- helpers for a service's routes -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServiceRequest(Generic[SettingsT]):
-    """What the host hands a service's route: the site, a DB connection, the site's settings, the caller.
-
-    Use it as a route parameter: ``def cycles(ctx: ServiceRequestDep, ...)``, or, where the route reads
-    settings, typed: ``Annotated[ServiceRequest[MySettings], Depends(service_request)]``. The host has
-    already checked the caller may see the site and that the service is enabled there, and validated the
-    site's settings with the service's model (a route never falls back to defaults).
-    """
-
-    site_id: str
-    service: str
-    conn: Any  # psycopg.Connection for this request; committed when the route returns
-    settings: SettingsT
-    caller: str
-
-    def frame(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run a read query and return its rows as a DataFrame."""
-        with self.conn.cursor() as cur:
-            cur.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
-
-    def rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a read query and return its rows as dicts (JSON-ready: numeric comes back as float)."""
-        with self.conn.cursor() as cur:
-            cur.execute(query, params)
-            names = [d.name for d in cur.description or []]
-            return [{n: float(v) if isinstance(v, Decimal) else v for n, v in zip(names, row, strict=True)}
-                    for row in cur.fetchall()]
-
-    def zone_names(self) -> dict[str, str]:
-        """Zone id -> the name the site manager drew (the id where the zone has none), from the site file."""
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT z->>'id', coalesce(nullif(z->>'name', ''), z->>'id') FROM sites,"
-                        " jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %s",
-                        (self.site_id,))
-            return dict(cur.fetchall())
-
-    def named(self, rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
-        """Rows with ``<column>_name`` beside each zone-id column, so answers use the drawn names."""
-        if not rows:
-            return rows
-        names = self.zone_names()
-        for row in rows:
-            for column in columns:
-                zone = row.get(column)
-                row[f"{column}_name"] = names.get(zone, zone) if zone is not None else None
-        return rows
-
-
-def service_request(request: Request) -> ServiceRequest:
-    """FastAPI dependency: the ServiceRequest the host stored for this request."""
-    return request.state.sitepulse
-
-
-ServiceRequestDep = Annotated[ServiceRequest, Depends(service_request)]
-
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-
-
-def encode_cursor(key: tuple[Any, ...]) -> str:
-    """An opaque cursor for keyset pagination from the last row's sort key."""
-    return base64.urlsafe_b64encode(orjson.dumps(key, default=str)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    """The sort key inside a cursor; a tampered cursor is a user error."""
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise SitePulseError("cursor is not one this API issued") from None
-    if not isinstance(value, list):
-        raise SitePulseError("cursor is not one this API issued")
-    return value
-
-
-BAD_CURSOR = "cursor is not one this API issued"
-
-
-@dataclass(frozen=True)
-class Page:
-    """A requested page: how many items, and the sort key of the last item already seen."""
-
-    limit: int
-    after: list[Any] | None = None
-
-    def key(self, *types: type) -> tuple[Any, ...] | None:
-        """The cursor's key checked against the list's key types (datetime from RFC 3339), or None."""
-        if self.after is None:
-            return None
-        if len(self.after) != len(types):
-            raise SitePulseError(BAD_CURSOR)
-        values = []
-        for value, kind in zip(self.after, types, strict=True):
-            if kind is datetime and isinstance(value, str):
-                try:
-                    value = datetime.fromisoformat(value)
-                except ValueError:
-                    raise SitePulseError(BAD_CURSOR) from None
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise SitePulseError(BAD_CURSOR)
-            values.append(value)
-        return tuple(values)
-
-    def fetch(self, read: Callable[[tuple[Any, ...] | None, int], list[dict[str, Any]]],
-              **order: type) -> dict[str, Any]:
-        """One page of a list in keyset order, the contract's body: ``order`` names the sort key's columns
-        and types (``created_at=datetime, id=int``); ``read(after, n)`` returns up to n rows past the
-        cursor's key (``after`` None: from the start), in that order."""
-        rows = read(self.key(*order.values()), self.limit + 1)
-        items = rows[:self.limit]
-        more = len(rows) > self.limit and len(items) > 0
-        return {"items": items, "next_cursor": encode_cursor(tuple(items[-1][c] for c in order)) if more else None}
-
-    def of_list(self, items: Iterable[dict[str, Any]], **order: type) -> dict[str, Any]:
-        """The same page of a small in-memory list (catalogues), sorted ascending by ``order``."""
-        columns = tuple(order)
-        ordered = sorted(items, key=lambda item: tuple(item[c] for c in columns))
-
-        def read(after: tuple[Any, ...] | None, n: int) -> list[dict[str, Any]]:
-            return [i for i in ordered if after is None or tuple(i[c] for c in columns) > after][:n]
-
-        return self.fetch(read, **order)
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """The ``from``/``to`` query parameters of a list; either may be open."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-
-
-def page_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="items per page (1-1000)")] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")] = None,
-) -> Page:
-    """``limit`` (over the maximum is a 422 naming it) and ``cursor`` (a foreign one is a 400)."""
-    return Page(limit, decode_cursor(cursor) if cursor else None)
-
-
-def time_range(
-    start: Annotated[datetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
-) -> TimeRange:
-    """``from`` and ``to`` in UTC; a naive time, one outside 1970-2200 or a range that ends before it starts is a
-    user error. The years are bounded here, not only by the API's app-wide check, because services call this
-    directly: a window (``to - 1 day``) or bucket from year 1 or 9999 overflows datetime further in."""
-    earliest, latest = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
-    for value, name in ((start, "from"), (end, "to")):
-        if value is None or value.tzinfo is None:
-            continue  # as_utc names a naive time
-        try:
-            inside = earliest <= value < latest
-        except OverflowError:  # an offset pushing year 1 or 9999 past datetime's range
-            inside = False
-        if not inside:
-            raise SitePulseError(f"{name} must lie between 1970-01-01 and 2200-01-01, not {value.isoformat()}")
-    start, end = as_utc(start, "from"), as_utc(end, "to")
-    if start is not None and end is not None and end < start:
-        raise SitePulseError("to is before from")
-    return TimeRange(start, end)
-
-
-def as_utc(value: datetime | None, name: str) -> datetime | None:
-    """A query time in UTC: RFC 3339 allows offsets (+16:00) that PostgreSQL refuses, so none reach it."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise SitePulseError(f"{name} must carry a time zone, e.g. 2026-11-23T06:00:00Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise SitePulseError(f"{name} is out of range") from None
-
-
-PageDep = Annotated[Page, Depends(page_params)]
-TimeRangeDep = Annotated[TimeRange, Depends(time_range)]

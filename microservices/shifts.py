@@ -8,11 +8,13 @@ the day before. The first of the site's shifts that covers an instant wins.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from sitepulse.sitefile import Shift, SiteConfig
+if TYPE_CHECKING:
+    from sitepulse.sitefile import Shift, SiteConfig
 
 DAY = np.timedelta64(1, "D")
 

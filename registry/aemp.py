@@ -1,15 +1,17 @@
 """ISO 15143-3 (AEMP 2.0) fleet snapshots of SitePulse machines, so mixed-fleet tools can read SitePulse.
 
-Element names follow DOMAIN.md exactly. Values come from bounded reads: ``machine_last``
-(location, hours, fuel counter, engine state) and, where the service runs on the machine's
-site, weight loading's cycles (payload totals, load count, fuel in the last 24 h) and
-positioning's activity (distance SitePulse observed, as the odometer element). An element
+Element names follow docs/DOMAIN.md exactly. Values come from bounded reads, each through its owner's
+functions: ingest's fleet (births, and location, hours, fuel counter, engine state from ``machine_last``),
+the site files' declared machines and, where the service runs on the machine's site, weight loading's
+(payload totals, load count, fuel in the last 24 h) and positioning's (distance SitePulse observed, as
+the odometer element). An element
 a machine has no data for is omitted, never sent as null.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
@@ -17,35 +19,15 @@ from xml.etree import ElementTree
 import orjson
 import psycopg
 
+from ingest.fleet import fleet_page, fleet_size
+from microservices.positioning import fleet as positioning
+from microservices.weight_loading import fleet as weight_loading
+from registry.enablement import enablements_for_sites
 from registry.tokens import Principal
+from sitepulse.sites import declared_machines
 
 PAGE_SIZE = 100
 ID_SEPARATOR = ":"  # EquipmentID = "{site_id}:{machine_id}"; neither id may contain ':'
-
-_MACHINES = """
-    SELECT coalesce(m.site_id, l.site_id) AS site_id, coalesce(m.machine_id, l.machine_id) AS machine_id,
-           m.kind, m.model, m.attributes, m.updated_at, l.ts, l.lat, l.lon, l.position_ts, l.engine_hours,
-           l.fuel_used_l, l.engine_on, s.config -> 'machines' AS declared
-    FROM machines m FULL JOIN machine_last l ON l.site_id = m.site_id AND l.machine_id = m.machine_id
-    LEFT JOIN sites s ON s.site_id = coalesce(m.site_id, l.site_id)
-    WHERE (%(all)s OR coalesce(m.site_id, l.site_id) = ANY(%(sites)s))
-      AND (%(site)s::text IS NULL OR (coalesce(m.site_id, l.site_id), coalesce(m.machine_id, l.machine_id))
-           = (%(site)s, %(machine)s))
-    ORDER BY 1, 2 LIMIT %(limit)s OFFSET %(offset)s"""
-_COUNT = """
-    SELECT count(*) FROM machines m FULL JOIN machine_last l ON l.site_id = m.site_id AND l.machine_id = m.machine_id
-    WHERE (%(all)s OR coalesce(m.site_id, l.site_id) = ANY(%(sites)s))"""
-_ENABLED = "SELECT site_id, service FROM service_enablement WHERE enabled AND site_id = ANY(%s)"
-_PAYLOAD = """
-    SELECT site_id, machine_id, sum(payload_kg), count(*), max(dumped_at) FROM weight_loading.cycles
-    WHERE site_id = ANY(%(sites)s) AND machine_id = ANY(%(machines)s) GROUP BY 1, 2"""
-_FUEL_24 = """
-    SELECT site_id, machine_id, sum(fuel_l), max(hour) + interval '1 hour' FROM weight_loading.activity
-    WHERE site_id = ANY(%(sites)s) AND machine_id = ANY(%(machines)s) AND hour >= %(since)s GROUP BY 1, 2"""
-_DISTANCE = """
-    SELECT site_id, machine_id, sum(distance_mm) / 1e6, max(minute) + interval '1 minute' FROM positioning.activity
-    WHERE site_id = ANY(%(sites)s) AND machine_id = ANY(%(machines)s) GROUP BY 1, 2"""
-
 
 def equipment_id(site_id: str, machine_id: str) -> str:
     return f"{site_id}{ID_SEPARATOR}{machine_id}"
@@ -85,10 +67,12 @@ def _equipment(row: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[st
     return item
 
 
-def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[tuple]:
-    with conn.transaction():  # a service's schema may be missing on a fresh database
+def _rows(read: Callable[..., list[tuple]], *args: Any) -> list[tuple]:
+    """A service's answer, or none where its schema is missing (a fresh database)."""
+    conn = args[0]
+    with conn.transaction():
         try:
-            return conn.execute(query, params).fetchall()
+            return read(*args)
         except psycopg.errors.UndefinedTable:
             return []
 
@@ -98,22 +82,22 @@ def _service_extras(conn: psycopg.Connection, rows: list[dict[str, Any]], now: d
     """Payload totals, load counts, 24 h fuel and distance per machine, from services enabled on its site."""
     sites = sorted({r["site_id"] for r in rows})
     machines = sorted({r["machine_id"] for r in rows})
-    enabled = {(s, name) for s, name in conn.execute(_ENABLED, (sites,)).fetchall()}
-    params = {"sites": sites, "machines": machines, "since": now - timedelta(hours=24)}
+    enabled = {(e.site_id, e.service) for e in enablements_for_sites(conn, sites) if e.enabled}
     out: dict[tuple[str, str], dict[str, Any]] = {}
     if any(name == "weight-loading" for _, name in enabled):
-        for site, machine, payload, loads, at in _rows(conn, _PAYLOAD, params):
+        for site, machine, payload, loads, at in _rows(weight_loading.payload_totals, conn, sites, machines):
             if (site, "weight-loading") in enabled:
                 entry = out.setdefault((site, machine), {})
                 entry["CumulativePayloadTotals"] = {"datetime": at, "PayloadUnits": "kilogram",
                                                     "Payload": round(float(payload), 1)}
                 entry["CumulativeLoadCount"] = {"datetime": at, "Count": int(loads)}
-        for site, machine, fuel, at in _rows(conn, _FUEL_24, params):
+        for site, machine, fuel, at in _rows(weight_loading.fuel_since, conn, sites, machines,
+                                             now - timedelta(hours=24)):
             if (site, "weight-loading") in enabled:
                 out.setdefault((site, machine), {})["FuelUsedLast24"] = {
                     "datetime": min(at, now), "FuelUnits": "litre", "FuelConsumed": round(float(fuel), 2)}
     if any(name == "positioning" for _, name in enabled):
-        for site, machine, km, at in _rows(conn, _DISTANCE, params):
+        for site, machine, km, at in _rows(positioning.distances_km, conn, sites, machines):
             if (site, "positioning") in enabled:
                 out.setdefault((site, machine), {})["_distance"] = {
                     "datetime": at, "OdometerUnits": "kilometre", "Odometer": round(float(km), 3)}
@@ -124,13 +108,12 @@ def fleet(conn: psycopg.Connection, principal: Principal, page: int, base_url: s
           one: tuple[str, str] | None = None) -> dict[str, Any] | None:
     """One page of the caller's fleet (or one machine); None when the page or machine does not exist."""
     now = datetime.now(UTC)
-    params = {"all": principal.is_admin, "sites": sorted(principal.sites), "site": one[0] if one else None,
-              "machine": one[1] if one else None, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
-    with conn.cursor() as cur:
-        cur.execute(_MACHINES, params)
-        names = [d.name for d in cur.description or []]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    total = len(rows) if one else conn.execute(_COUNT, params).fetchone()[0]
+    sites = None if principal.is_admin else sorted(principal.sites)
+    rows = fleet_page(conn, sites, PAGE_SIZE, (page - 1) * PAGE_SIZE, one)
+    declared = declared_machines(conn, sorted({r["site_id"] for r in rows}))
+    for row in rows:
+        row["declared"] = declared.get(row["site_id"], [])
+    total = len(rows) if one else fleet_size(conn, sites)
     last = max(1, -(-total // PAGE_SIZE))
     if (one and not rows) or page > last:
         return None

@@ -7,9 +7,9 @@ escapes the audit; notifications and escalations by the supervisor here).
 
 The supervisor runs in the API process every few seconds (one instance at a time, by advisory lock):
 
-- auto-clear: an active alarm clears when its condition has ended, read from the raising service's own public
-  tables (the machine left the restricted zone, the encounter ended, the overloaded hauler dumped) or from the
-  alert's ``data.ended_at`` (speeding episodes are raised once they are over);
+- auto-clear: an active alarm clears when its condition has ended, as the raising service said through the SDK
+  (``Outputs.clear(key, at, reason)``: the machine left the restricted zone, the encounter ended, the overloaded
+  hauler dumped; or an ``Alert`` raised with ``ended_at``: speeding episodes are raised once they are over);
 - notify: each alarm matching a site's rule (level at least the rule's, same service if the rule names one) is
   notified once to the rule's audience (an ``alarm_events`` row; POSTed to the rule's webhook when it has one,
   where registry/webhooks.py allows, each site's webhooks on a worker of their own with a time budget);
@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from microservices.alerts import ended_alerts
 from registry.webhooks import WEBHOOK_TIMEOUT_S, SiteQueues, WebhookPolicy, WebhookSender, approved_hosts
 from sitepulse.settings import get_settings
 
@@ -49,62 +50,25 @@ def alarm_state(acknowledged_at: Any, cleared_at: Any) -> str:
     return "acknowledged" if acknowledged_at is not None else "active"
 
 
-# Each condition: the alarms (by service and key prefix) and the SQL that finds when their condition ended.
-# Every query returns (alert id, ended at, reason) for active alarms only, read from the service's own tables.
-CLEAR_CONDITIONS: dict[str, tuple[str, str]] = {
-    "left the restricted zone": ("positioning.zone_visits", """
-        SELECT a.id, v.left_at, format('%%s left %%s at %%s UTC', a.machine_id, v.zone,
-               to_char(v.left_at AT TIME ZONE 'UTC', 'HH24:MI:SS'))
-        FROM service_alerts a
-        JOIN positioning.zone_visits v ON v.site_id = a.site_id AND v.machine_id = a.machine_id
-             AND v.zone = a.data ->> 'zone' AND v.entered_at = (a.data ->> 'entered_at')::timestamptz
-        WHERE a.cleared_at IS NULL AND a.service = 'positioning' AND a.key LIKE 'restricted-entry:%%'
-          AND v.left_at <= %(now)s"""),
-    "the encounter ended": ("traffic_awareness.encounters", """
-        SELECT a.id, max(e.ended_at), format('%%s and %%s apart again (encounter ended %%s UTC)', e.machine_a,
-               e.machine_b, to_char(max(e.ended_at) AT TIME ZONE 'UTC', 'HH24:MI:SS'))
-        FROM service_alerts a
-        JOIN traffic_awareness.encounters e ON e.site_id = a.site_id
-             AND e.started_at = (a.data ->> 'started_at')::timestamptz
-             AND least(a.data ->> 'machine_a', a.data ->> 'machine_b') = e.machine_a
-             AND greatest(a.data ->> 'machine_a', a.data ->> 'machine_b') = e.machine_b
-        WHERE a.cleared_at IS NULL AND a.service = 'traffic-awareness' AND a.key LIKE 'encounter:%%'
-          AND e.ended_at <= %(now)s
-        GROUP BY a.id, e.machine_a, e.machine_b"""),
-    "the overload was dumped": ("weight_loading.cycles", """
-        SELECT a.id, c.dumped_at, format('%%s dumped the load at %%s UTC', a.machine_id,
-               to_char(c.dumped_at AT TIME ZONE 'UTC', 'HH24:MI:SS'))
-        FROM service_alerts a
-        JOIN weight_loading.cycles c ON c.site_id = a.site_id AND c.machine_id = a.machine_id
-             AND c.load_start = (a.data ->> 'load_start')::timestamptz
-        WHERE a.cleared_at IS NULL AND a.service = 'weight-loading' AND a.key LIKE '%%:over120'
-          AND c.dumped_at <= %(now)s"""),
-    "the episode ended": ("service_alerts", """
-        SELECT a.id, (a.data ->> 'ended_at')::timestamptz, format('condition over at %%s UTC',
-               to_char((a.data ->> 'ended_at')::timestamptz AT TIME ZONE 'UTC', 'HH24:MI:SS'))
-        FROM service_alerts a
-        WHERE a.cleared_at IS NULL AND a.data ? 'ended_at' AND (a.data ->> 'ended_at')::timestamptz <= %(now)s"""),
-}
-
-
 def auto_clear(conn: psycopg.Connection, now: datetime) -> int:
-    """Clear every active alarm whose condition has ended; returns how many (audited by the trigger)."""
-    cleared = 0
-    for name, (table, query) in CLEAR_CONDITIONS.items():
-        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
-            continue  # that service is not installed here
-        with conn.transaction():
-            rows = conn.execute(
-                f"WITH ended (id, at, reason) AS ({query}) UPDATE service_alerts s SET cleared_at = done.at,"
-                " cleared_by = 'auto-clear', clear_reason = done.reason"
-                " FROM (SELECT id, max(at) AS at, min(reason) AS reason FROM ended GROUP BY id) done"
-                " WHERE s.id = done.id AND s.cleared_at IS NULL RETURNING s.id",
-                {"now": now},
-            ).fetchall()
-        if rows:
-            log.debug("auto-cleared %d alarms: %s", len(rows), name)
-        cleared += len(rows)
-    return cleared
+    """Clear every active alarm whose condition has ended by ``now``; returns how many (audited by the trigger).
+
+    The raising service says when its condition ended, through the SDK (an ``Alert`` with ``ended_at`` or
+    ``Outputs.clear``; microservices/alerts.py stores it): the same rule for built-in services and plugins, and
+    nothing here reads a service's own tables. An end still in the future (a simulation ahead of the clock)
+    waits for its time."""
+    ended = ended_alerts(conn, now)
+    if not ended:
+        return 0
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE service_alerts s SET cleared_at = e.at, cleared_by = 'auto-clear', clear_reason = e.reason"
+            " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[]) AS e(id, at, reason)"
+            " WHERE s.id = e.id AND s.cleared_at IS NULL RETURNING s.id",
+            ([r[0] for r in ended], [r[1] for r in ended], [r[2] for r in ended]),
+        ).fetchall()
+    log.debug("auto-cleared %d alarms", len(rows))
+    return len(rows)
 
 
 @dataclass(frozen=True)

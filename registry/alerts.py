@@ -53,6 +53,15 @@ def list_alerts(conn: psycopg.Connection, site_id: str, *, open_only: bool = Fal
     return [_alert(row) for row in rows]
 
 
+def alerts_between(conn: psycopg.Connection, site_id: str, start: datetime, end: datetime,
+                   limit: int) -> list[dict[str, Any]]:
+    """Alarms of the site that happened in [start, end) (by ``at``, not by when they were stored: a shift processed
+    late still has its alarms), oldest first."""
+    rows = conn.execute(f"{_SELECT} WHERE site_id = %s AND at >= %s AND at < %s ORDER BY at, id LIMIT %s",
+                        (site_id, start, end, limit)).fetchall()
+    return [_alert(row) for row in rows]
+
+
 def one_alert(conn: psycopg.Connection, site_id: str, alert_id: int) -> dict[str, Any]:
     """One alarm of the site, or NotFound."""
     row = conn.execute(f"{_SELECT} WHERE site_id = %s AND id = %s", (site_id, alert_id)).fetchone()

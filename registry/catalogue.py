@@ -9,20 +9,13 @@ from typing import Any
 
 import psycopg
 
+from microservices.progress import runner_health
 from microservices.sdk import Service
 from registry.enablement import enablements_for_sites
 from registry.sharing import sharing_of, visible_services
 from registry.tokens import Principal
 
 OPERATOR_ONLY = ("last_error", "last_error_at")  # an error message may quote another customer's data
-
-
-def runner_health(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    """Each service's health as the runner last recorded it."""
-    rows = conn.execute("SELECT service, status, failures, last_error, last_error_at, last_success_at,"
-                        " updated_at FROM service_health")
-    keys = ("status", "failures", "last_error", "last_error_at", "last_success_at", "updated_at")
-    return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
 
 
 def catalogue(conn: psycopg.Connection, services: dict[str, Service], principal: Principal) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def site_load(
     site_id = check_site_id(site_id or file.name.split(".")[0])
     site = load_site_file(file)
     with _database() as conn:
-        created = save_site(conn, site_id, site)
+        created = save_site(conn, site_id, site, by="command line (sites load)")
     err.print(f"[green]{'created' if created else 'replaced'}[/] site {site_id!r} ({site.name}): "
               f"{len(site.zones)} zones, {len(site.machines)} machines", highlight=False)
     for warning in site.warnings:

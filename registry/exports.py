@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from ingest.fields import SAMPLE_FIELDS
 from registry.spreadsheet import TEXT_TYPES, inert_sql
 
 CHUNK_ROWS = 50_000
-TELEMETRY_COLUMNS = ("site_id", "machine_id", "ts", "seq", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg",
-                     "fuel_used_l", "engine_hours", "engine_on", "extra")
+TELEMETRY_COLUMNS = ("site_id", "machine_id", *SAMPLE_FIELDS)
 TIME_COLUMN_PREFERENCE = ("ts", "at", "minute", "hour", "loaded_at", "dumped_at", "entered_at", "started_at",
                           "queued_from", "created_at")
 HIDDEN_COLUMNS = ("run_seq",)  # the runner's bookkeeping, not data

@@ -10,8 +10,9 @@ in ``stats()`` and logged, rather than ever blocking a request.
 Actions: ``api_call`` (a service's route was called; the guard in ``registry.api.plugins``),
 ``card_view`` (the site view rendered a service's card; ``card_views``), ``export``
 (data left the platform as a file or report; ``export``) and ``alert_ack`` (an alert
-was acknowledged). Alerts *delivered* are not events: the runner marks them ``published_at``
-in ``service_alerts``, and reports count them there.
+was acknowledged), ``report_delivered`` and ``report_opened`` (a scheduled report reached someone, and someone
+opened its link; one per service with a section in it: registry/shift_reports). Alerts *delivered* are not
+events: the runner marks them ``published_at`` in ``service_alerts``, and reports count them there.
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
+from tenacity import RetryCallState
+
+from sitepulse.retry import backoff_s, retrying
 
 log = logging.getLogger(__name__)
 
-Action = Literal["api_call", "card_view", "export", "alert_ack"]
-ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack")
-ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack")  # someone used the service
+Action = Literal["api_call", "card_view", "export", "alert_ack", "trial_view", "report_delivered", "report_opened"]
+ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack", "trial_view", "report_delivered",
+                            "report_opened")
+# someone used the service: a report opened is a reader of it; a trial's results read before it is switched on
+# count too (that is the adoption evidence co-creation starts from)
+ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack", "trial_view", "report_opened")
 _COPY = "COPY usage_events (at, site_id, service, principal, action, detail) FROM STDIN"
 _DROP_LOG_EVERY_S = 10.0
 _RETRY_MAX_S = 5.0
@@ -179,36 +186,47 @@ class UsageRecorder:
 
     def _write(self, conn: psycopg.Connection | None, batch: list[UsageEvent],
                give_up: bool) -> psycopg.Connection | None:
-        """COPY one batch, reconnecting with backoff while the database is away; returns the connection."""
-        delay = 0.2
-        while True:
-            try:
-                if conn is None or conn.closed:
-                    assert self.database_url is not None
-                    conn = psycopg.connect(self.database_url, connect_timeout=5,
-                                           application_name="sitepulse-usage-writer")
-                _copy(conn, batch)
-                self._count(written=len(batch), batches=1)
-                return conn
-            except psycopg.DataError as exc:  # one bad value: keep the rest, row by row
-                assert conn is not None
-                conn.rollback()
-                written = _insert_each(conn, batch)
-                self._count(written=written, failed=len(batch) - written, batches=1)
-                log.warning("usage writer: %d of %d events refused by the database (%s)",
-                            len(batch) - written, len(batch), exc)
-                return conn
-            except psycopg.OperationalError as exc:
-                if conn is not None:
-                    conn.close()
-                conn = None
-                if give_up and delay > _RETRY_MAX_S:
-                    self._count(failed=len(batch))
-                    log.error("usage writer: database unreachable at shutdown, %d events lost: %s", len(batch), exc)
-                    return None
-                log.warning("usage writer: database unreachable, retrying in %.1f s: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S + 0.1)
+        """COPY one batch, reconnecting with back-off while the database is away (sitepulse/retry.py); returns the
+        connection, or None when it gave up at shutdown (the batch counted as failed)."""
+        held = [conn]
+
+        def reconnect_later(state: RetryCallState) -> None:
+            if held[0] is not None:
+                held[0].close()
+            held[0] = None
+            log.warning("usage writer: database unreachable, retrying in %.1f s: %s", state.upcoming_sleep,
+                        state.outcome.exception() if state.outcome else "")
+
+        # at shutdown, stop once the back-off reached its cap: the events are then lost, and counted
+        at_cap = lambda state: give_up and backoff_s(state.attempt_number, 0.2, _RETRY_MAX_S + 0.1) > _RETRY_MAX_S  # noqa: E731
+        try:
+            for attempt in retrying(psycopg.OperationalError, first_s=0.2, max_s=_RETRY_MAX_S + 0.1, give_up=at_cap,
+                                    before_sleep=reconnect_later):
+                with attempt:
+                    return self._copy_once(held, batch)
+        except psycopg.OperationalError as exc:
+            if held[0] is not None:
+                held[0].close()
+            self._count(failed=len(batch))
+            log.error("usage writer: database unreachable at shutdown, %d events lost: %s", len(batch), exc)
+        return None
+
+    def _copy_once(self, held: list[psycopg.Connection | None], batch: list[UsageEvent]) -> psycopg.Connection:
+        """One attempt: connect if needed and COPY; one bad value keeps the rest, row by row."""
+        if held[0] is None or held[0].closed:
+            assert self.database_url is not None
+            held[0] = psycopg.connect(self.database_url, connect_timeout=5, application_name="sitepulse-usage-writer")
+        conn = held[0]
+        try:
+            _copy(conn, batch)
+            self._count(written=len(batch), batches=1)
+        except psycopg.DataError as exc:
+            conn.rollback()
+            written = _insert_each(conn, batch)
+            self._count(written=written, failed=len(batch) - written, batches=1)
+            log.warning("usage writer: %d of %d events refused by the database (%s)",
+                        len(batch) - written, len(batch), exc)
+        return conn
 
     def _count(self, **increments: int) -> None:
         with self._lock:

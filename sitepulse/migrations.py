@@ -8,6 +8,11 @@ already-applied file is reported instead of silently ignored.
 
 Owners are found through the entry-point group ``sitepulse.migrations``: each entry
 point names a MigrationSource or a callable returning a list of them.
+
+Kept hand-written (about 140 lines) rather than Alembic or yoyo-migrations: Alembic brings SQLAlchemy and one
+linear history per database, yoyo one folder list given up front; here each package and each installed plugin
+brings its own folder, found through entry points, with per-flavour files (PostgreSQL or TimescaleDB) and
+checksums of applied files. Not a speed question (an upgrade with nothing to apply is one query per owner).
 """
 
 from __future__ import annotations

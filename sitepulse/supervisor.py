@@ -1,5 +1,10 @@
 """Run SitePulse's processes as children of one parent, restart them if they die, stop them together.
 
+Kept hand-written (about 150 lines) rather than supervisord or circus: those run as daemons of their own, read
+their own config files and are configured per program, while this supervises both ``sitepulse`` sub-commands and
+spawned Python functions (ingest workers sharing a queue) from inside ``sitepulse serve``, stops them on one
+Ctrl-C, and is tested in-process (tests/kernel). The restart back-off is the shared one (sitepulse/retry.py).
+
 The one process supervisor: ``serve`` and ``demo`` run ingest, the service runner, the API and the
 simulator as ``sitepulse`` sub-commands (own GIL, own crash domain), ``run-services --processes``
 one process per service, and ``ingest --workers N`` its N workers as spawned Python functions.
@@ -20,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from sitepulse.retry import backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +103,17 @@ class Supervisor:
         return lambda: subprocess.Popen([sys.executable, "-m", "sitepulse", *args], env=full_env,
                                         stdin=subprocess.DEVNULL)
 
-    def add(self, name: str, *args: str, restart: bool = True) -> None:
-        """Supervise the ``sitepulse`` sub-command ``args`` (started by ``run``)."""
-        self.children.append(Child(name, self.command(*args), restart))
+    def add(self, name: str, *args: str, restart: bool = True, env: dict[str, str] | None = None) -> None:
+        """Supervise the ``sitepulse`` sub-command ``args`` (started by ``run``), with ``env`` added to its own."""
+        self.children.append(Child(name, self.command(*args, env=env), restart))
 
     def add_function(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         """Supervise ``target(*args)`` in a spawned interpreter (its arguments must pickle)."""
         self.children.append(Child(name, lambda: SpawnedFunction(target, args, name)))
 
-    def launch(self, name: str, *args: str, restart: bool = True) -> None:
+    def launch(self, name: str, *args: str, restart: bool = True, env: dict[str, str] | None = None) -> None:
         """Start one more child while ``run`` is watching (started before it is watched: never twice)."""
-        child = Child(name, self.command(*args), restart)
+        child = Child(name, self.command(*args, env=env), restart)
         self._start(child)
         self.children.append(child)
 
@@ -142,7 +149,7 @@ class Supervisor:
                     log.info("%s finished (exit %s)", child.name, code)
                     continue
                 child.failures = 0 if now - child.started_at > 60 else child.failures + 1
-                delay = min(MAX_BACKOFF_S, 0.5 * 2**child.failures)
+                delay = backoff_s(child.failures + 1, 0.5, MAX_BACKOFF_S)
                 child.next_start = now + delay
                 log.warning("%s exited with %s; restarting in %.1f s", child.name, code, delay)
             if child.process is None and child.restart and now >= child.next_start:

@@ -1,6 +1,6 @@
 """The house rules for imports, read from the source (every import, function-level ones included).
 
-Top-level packages depend one way (ARCHITECTURE.md): simulators -> kernel; ingest -> kernel;
+Top-level packages depend one way (docs/ARCHITECTURE.md §Dependencies): simulators -> kernel; ingest -> kernel;
 decoders -> ingest + kernel; microservices -> ingest + kernel; registry -> microservices SDK (and what
 it stands on) + kernel; evaluation (services scored against the simulators' truth) -> the services, the simulators,
 ingest and the kernel; stack, the composition root, -> anything but evaluation. Only tests and benchmarks import
@@ -11,6 +11,7 @@ evaluation. Inside the registry the HTTP side
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -155,3 +156,113 @@ def test_a_service_folder_imports_no_other_service_folder() -> None:
     assert {e: sorted(m) for e, m in edges.items() if e not in KNOWN_BETWEEN_SERVICES} == {}
     gone = set(KNOWN_BETWEEN_SERVICES) - set(edges)
     assert not gone, f"fixed, so remove from KNOWN_BETWEEN_SERVICES: {sorted(gone)}"
+
+
+def test_the_telemetry_fields_are_listed_once() -> None:
+    """ingest/fields.py defines them; a tuple, list or set naming every float field elsewhere is a copy that drifts
+    when a field is added (they were listed by hand in nine places). A service's ``consumes`` names a subset."""
+    from ingest.fields import FLOAT_FIELDS
+
+    every = {name for name, _, _ in FLOAT_FIELDS}
+
+    copies = []
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "ingest" / "fields.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                    if every <= {e.value for e in node.elts if isinstance(e, ast.Constant)}:
+                        copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == []
+
+
+# --- tables: each package reads and writes its own, and another's only through the owner's functions ------------
+
+_TABLE_DEFINED = re.compile(r"\b(?:CREATE\s+(?:UNLOGGED\s+)?(?:TABLE|(?:MATERIALIZED\s+)?VIEW)(?:\s+IF\s+NOT\s+EXISTS)?"
+                            r"|ALTER\s+TABLE(?:\s+IF\s+EXISTS)?)\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)", re.I)
+_SQL_STATEMENT = re.compile(r"\b(?:SELECT|INSERT INTO|UPDATE|DELETE FROM|COPY)\b")  # SQL is written upper-case here
+_TABLE_USED = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|COPY)\s+([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)")
+
+
+def _owner(path: Path) -> str:
+    """Who owns a file's tables: a top-level package, or a service folder (microservices/positioning) on its own."""
+    parts = path.relative_to(ROOT).parts
+    if parts[0] == "microservices" and len(parts) > 2 and (ROOT / parts[0] / parts[1] / "__init__.py").exists():
+        return f"{parts[0]}/{parts[1]}"
+    return parts[0]
+
+
+def table_owners() -> dict[str, set[str]]:
+    """Table -> the packages whose migrations create or alter it (registry adds the alarm columns to
+    service_alerts, so it co-owns that table)."""
+    owners: dict[str, set[str]] = defaultdict(set)
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.sql")):
+            for match in _TABLE_DEFINED.finditer(path.read_text(encoding="utf-8")):
+                owners[match[1].lower()].add(_owner(path))
+    return owners
+
+
+def _foreign_table_uses() -> dict[tuple[str, str], set[int]]:
+    """(module, table) -> lines where a module's SQL names a table its package does not own."""
+    owners = table_owners()
+    uses: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            owner = _owner(path)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL_STATEMENT.search(node.value):
+                    for match in _TABLE_USED.finditer(node.value):
+                        table = match[1].lower()
+                        if table in owners and owner not in owners[table]:
+                            uses[(str(path.relative_to(ROOT)), table)].add(node.lineno)
+    return uses
+
+
+# Raw SQL on another package's tables that exists today, each with the owner's function that replaces it. The test
+# fails when a new one appears AND when one listed here is gone (then delete its line): this list only shrinks.
+KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
+    ("microservices/data_quality/service.py", "machine_last"): "KPI SQL: ingest.fleet for the machines' last values",
+    ("microservices/positioning/cli.py", "telemetry"): "ingest.reader.read_telemetry_range",
+    ("microservices/positioning/routes.py", "machines"): "Batch.machines / ingest.fleet",
+    ("microservices/positioning/routes.py", "sites"): "sitepulse.sites.load_site or zone_names",
+    ("microservices/runner.py", "machines"): "runner (issue 32): ingest.fleet for the site's machines",
+    ("microservices/runner.py", "telemetry"): "runner (issue 32): ingest.reader",
+    ("microservices/traffic_awareness/routes.py", "machines"): "ingest.fleet.fleet_page",
+    ("microservices/traffic_awareness/routes.py", "positioning.track_last"): "a positioning function (depends_on)",
+    ("microservices/traffic_awareness/routes.py", "service_alerts"): "a microservices.alerts count function",
+    ("microservices/traffic_awareness/routes.py", "sites"): "sitepulse.sites",
+    ("microservices/traffic_awareness/service.py", "positioning.activity"): "KPI SQL on its dependency's table",
+    ("microservices/weight_loading/routes.py", "service_enablement"): "registry passes enablement to the route",
+    ("microservices/weight_loading/routes.py", "sites"): "sitepulse.sites",
+    ("registry/api/routes/sites.py", "sites"): "sitepulse.sites (save_site, site_names, load_site)",
+    ("registry/evaluation.py", "data_quality.sensor_events"): "a data-quality function for sensor periods",
+    ("registry/evaluation.py", "machine_last"): "ingest.fleet",
+    ("registry/exports.py", "sites"): "sitepulse.sites",
+    ("registry/reports.py", "telemetry"): "ingest.reader",
+    ("registry/view.py", "machine_last"): "ingest.fleet.fleet_page",
+    ("registry/view.py", "machines"): "ingest.fleet.fleet_page",
+    ("registry/view.py", "sites"): "sitepulse.sites",
+    ("stack/demo.py", "needs"): "registry.needs",
+    ("stack/demo.py", "service_alerts"): "microservices.alerts",
+    ("stack/demo.py", "service_checkpoints"): "microservices.progress",
+    ("stack/demo.py", "service_enablement"): "registry.enablement",
+    ("stack/demo.py", "telemetry"): "ingest.reader / ingest.writer",
+    ("stack/demo.py", "usage_events"): "registry.usage",
+}
+
+
+def test_the_table_owners_come_from_the_migrations() -> None:
+    owners = table_owners()
+    assert owners["telemetry"] == {"ingest"} and owners["sites"] == {"sitepulse"}
+    assert owners["positioning.zone_visits"] == {"microservices/positioning"}
+    assert owners["service_alerts"] == {"microservices", "registry"}
+
+
+def test_no_package_reads_another_packages_tables_with_raw_sql() -> None:
+    uses = _foreign_table_uses()
+    new = {key: sorted(lines) for key, lines in uses.items() if key not in KNOWN_FOREIGN_TABLES}
+    assert new == {}, "call the owner's function instead ((module, table): lines)"
+    gone = set(KNOWN_FOREIGN_TABLES) - set(uses)
+    assert not gone, f"fixed, so remove from KNOWN_FOREIGN_TABLES: {sorted(gone)}"

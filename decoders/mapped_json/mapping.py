@@ -18,6 +18,7 @@ import orjson
 from pydantic import Field, field_validator, model_validator
 
 from decoders.sdk import StrictOptions
+from ingest.fields import MEASURED_FIELDS
 
 # unit -> factor to the contract's unit, per field family
 UNITS: dict[str, dict[str, float]] = {
@@ -39,8 +40,7 @@ WKT_POINT = (rf"^\s*(?:SRID=\d+;)?\s*POINT\s*(?:Z|M|ZM)?\s*\(\s*(?P<lon>{NUMBER}
 _WKT_POINT = re.compile(WKT_POINT, re.IGNORECASE)
 ALTITUDE_KEY = "alt_m"  # where a position's altitude is kept in extra
 
-FieldName = Literal["lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                    "engine_on"]
+FieldName = Literal[MEASURED_FIELDS]  # the telemetry fields (ingest/fields.py), as pydantic checks them
 Sentinel = float | str | bool
 
 

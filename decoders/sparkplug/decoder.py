@@ -33,6 +33,7 @@ from decoders.sdk import (
 )
 from decoders.sparkplug.schema import Payload
 from ingest.contract import Decoded
+from ingest.fields import MEASURED_FIELDS
 
 NAME = "sparkplug-b"
 NAMESPACE = "spBv1.0"
@@ -45,8 +46,7 @@ VALUE_FIELD = {**dict.fromkeys((1, 2, 3, 5, 6, 7), "int_value"), **dict.fromkeys
                9: "float_value", 10: "double_value", 11: "boolean_value", **dict.fromkeys((12, 14, 15), "string_value")}
 NO_VALUE = object()
 
-FieldName = Literal["lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                    "engine_on"]
+FieldName = Literal[MEASURED_FIELDS]  # the telemetry fields (ingest/fields.py), as pydantic checks them
 
 
 class MetricMap(StrictOptions):

@@ -21,7 +21,7 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.ground_speed import motion_over_ground
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import MEASURED_FIELDS, Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
@@ -55,8 +55,7 @@ class DataQuality(Service[DataQualitySettings]):
                "when, with evidence and what it does to the other services")
     author = "SitePulse"
     depends_on = ()
-    consumes = ("ts", "lat", "lon", "speed_kmh", "heading_deg", "payload_kg", "fuel_used_l", "engine_hours",
-                "engine_on")
+    consumes = ("ts", *MEASURED_FIELDS)
     tables = ("data_quality.sensor_events",)
     migrations = Path(__file__).parent / "migrations"
     device_time = True  # judges the device clocks: their own timestamps, not the arrival-corrected ones
@@ -228,7 +227,8 @@ class DataQuality(Service[DataQualitySettings]):
         ms["spikes"] = spikes
         ring = list(ms.get("ring", []))
         if s[detect.S["c_n"]] >= settings.min_samples:
-            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]])]]
+            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]]),
+                            float(s[detect.S["c_queued"]] / s[detect.S["c_n"]])]]
             ring = ring[-settings.drift_bins:]
         ms["ring"] = ring
         steps = dict(ms.get("steps", {}))
@@ -272,6 +272,7 @@ class DataQuality(Service[DataQualitySettings]):
                 steps[prefix] = round(step if old is None else 0.8 * old + 0.2 * step, 3)
         ms["steps"] = steps
         status, run = dict(ms.get("status", {})), dict(ms.get("run", {}))
+        since: dict[str, int] = dict(ms.get("since", {}))  # when each sensor's current status began (its alert key)
         start_ms, end_ms = bin_id * bin_ms, (bin_id + 1) * bin_ms
         for sensor, verdict in verdicts.items():
             if verdict is None:
@@ -290,7 +291,13 @@ class DataQuality(Service[DataQualitySettings]):
             run.pop(sensor, None)
             status[sensor] = verdict.status
             self._change(out, events, site_id, machine_id, sensor, verdict, pending[2], end_ms, current)
-        ms["status"], ms["run"] = status, run
+            if current != "ok" and sensor in since:  # the finding's alarm clears: the sensor is ok or otherwise now
+                was = pd.Timestamp(since[sensor], unit="ms", tz="UTC")
+                now_since = pd.Timestamp(pending[2], unit="ms", tz="UTC")
+                out.clear(f"{machine_id}:{sensor}:{current}:{was.isoformat()}", now_since.to_pydatetime(),
+                          f"{machine_id}: {SENSOR_NAMES[sensor]} {verdict.status} from {now_since:%H:%M} UTC")
+            since[sensor] = pending[2]
+        ms["status"], ms["run"], ms["since"] = status, run, since
 
     @staticmethod
     def _change(out: Outputs, events: list[dict[str, Any]], site_id: str, machine_id: str, sensor: str,
@@ -314,6 +321,12 @@ class DataQuality(Service[DataQualitySettings]):
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/data-quality: findings (bare path) and machines."""
         return router
+
+    def report(self, request: ReportRequest, settings: DataQualitySettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.data_quality.report import sections
+
+        return sections(request, settings)
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: DataQualitySettings) -> Card | None:

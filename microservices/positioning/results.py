@@ -1,7 +1,7 @@
 """What final samples become: the stored track, activity per minute, zone entries and visits, speeding episodes,
 and their alerts.
 
-Facts used (DOMAIN.md, Positioning): a zone visit needs a minimum dwell (SitePulse default 5 s) and
+Facts used (docs/DOMAIN.md §Positioning): a zone visit needs a minimum dwell (SitePulse default 5 s) and
 hysteresis at the border. Everything is derived from final samples only and summed in integer
 milliseconds and millimetres, so any split of the same telemetry into batches gives the same rows.
 Python loops run over machines, zone series or visits, never over samples.
@@ -9,6 +9,8 @@ Python loops run over machines, zone series or visits, never over samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -157,6 +159,11 @@ def write_zones(out: Outputs, final: Final, machines: dict[str, Any], setup: Set
             "left_at": stamps(ends),
             "dwell_s": (ends - starts) / 1000.0,
         }))
+        for machine, zone, start, end in visits:
+            if zone.type == ZoneType.restricted:  # the entry's alarm clears when the machine is out again
+                at, left = stamps(start).to_pydatetime(), stamps(end).to_pydatetime()
+                out.clear(f"restricted-entry:{machine}:{zone.id}:{at.isoformat()}", left,
+                          f"{machine} left {zone.id} at {left:%H:%M:%S} UTC")
 
 
 def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: Setup,
@@ -194,9 +201,8 @@ def write_speeding(out: Outputs, final: Final, machines: dict[str, Any], setup: 
         out.alert(f"speeding:{machine}:{at.isoformat()}",
                   f"{machine} drove {e['max']:.0f} km/h where the limit is {e['limit']:.0f} km/h "
                   f"({e['source']}) for {(e['end'] - e['start']) / 1000:.0f} s",
-                  level="warning", at=at, machine_id=machine,
-                  data={"zone": e["source"], "max_speed_kmh": round(e["max"], 1), "limit_kmh": e["limit"],
-                        "ended_at": stamps(e["end"]).isoformat()})
+                  level="warning", at=at, machine_id=machine, ended_at=stamps(e["end"]).to_pydatetime(),
+                  data={"zone": e["source"], "max_speed_kmh": round(e["max"], 1), "limit_kmh": e["limit"]})
 
 
 def motion_state(speed_kmh: np.ndarray, engine_on: np.ndarray, moving_kmh: float) -> np.ndarray:
@@ -349,3 +355,29 @@ def speeding_series(t: np.ndarray, over: np.ndarray, speed_kmh: np.ndarray, limi
             state = {"start": first["start"], "max": peak, "limit": lowest, "source": first["source"],
                      "last": int(times[end - 1])}
     return episodes, state
+
+
+# --- reading back (the registry's playback reads positioning's tables only through these) ----------------------
+
+Read = Callable[[str, Mapping[str, Any]], pd.DataFrame]
+
+_TRACK_PLAYBACK = """
+    SELECT DISTINCT ON (machine_id, t_ms / %(step)s) machine_id, t_ms, lat, lon, state
+    FROM (SELECT machine_id, (extract(epoch FROM ts) * 1000)::bigint AS t_ms, lat, lon, state
+          FROM positioning.track
+          WHERE site_id = %(site)s AND ts >= %(start)s AND ts < %(end)s AND lat IS NOT NULL) t
+    ORDER BY machine_id, t_ms / %(step)s, t_ms"""
+
+
+def read_track(read: Read, site_id: str, start: datetime, end: datetime, step_s: float) -> pd.DataFrame:
+    """The cleaned track in [start, end), the first position of each machine in every ``step_s`` seconds:
+    machine_id, t_ms (epoch milliseconds), lat, lon, state; ordered by machine and time."""
+    return read(_TRACK_PLAYBACK, {"site": site_id, "start": start, "end": end,
+                                  "step": max(1, int(round(step_s * 1000)))})
+
+
+def read_zone_entries(read: Read, site_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Confirmed zone entries in [start, end): machine_id, zone, zone_type, entered_at; by time."""
+    return read("SELECT machine_id, zone, zone_type, entered_at FROM positioning.zone_entries"
+                " WHERE site_id = %(site)s AND entered_at >= %(start)s AND entered_at < %(end)s"
+                " ORDER BY entered_at, machine_id, zone", {"site": site_id, "start": start, "end": end})

@@ -37,6 +37,14 @@ _EVENTS = """
     ORDER BY at, machine_a, machine_b LIMIT %(limit)s"""
 
 
+def read_encounters(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str, start: datetime,
+                    end: datetime, limit: int = 10_000) -> pd.DataFrame:
+    """Close encounters in [start, end) by time of closest approach, as ``/proximity-events`` lists them (for the
+    registry's playback, which reads this service's tables only through it)."""
+    return read(_EVENTS, {"site": site_id, "start": start, "end": end, "machine": None, "level": None,
+                          "after_at": None, "after_a": None, "after_b": None, "limit": limit})
+
+
 @router.get("/proximity-events")
 def proximity_events(ctx: ServiceRequestDep, page: PageDep, window: TimeRangeDep, machine_id: MachineFilter = None,
                      level: LevelFilter = None) -> dict[str, Any]:

@@ -16,6 +16,11 @@ have done anyway) before it is refused: only invalid tokens, and token-less requ
 The buckets live in the process: with N API processes behind a balancer a token gets up to N times
 the rate. That is the intended trade-off for one machine; put the limit in the proxy for more.
 
+Kept hand-written rather than ``limits`` (measured in one run, 1000 keys, median of 5: this token bucket 1.1 us a
+check; limits 5.x in memory 5.9 us fixed window, 8.5 us sliding window counter, 11.9 us moving window): limits
+has windows, not the token bucket (steady refill plus a burst) this API documents, and the rule that lets a token
+already seen valid pass an address's failure budget sits around the bucket either way.
+
 ``BodySizeLimitMiddleware``: refuses bodies over ``max_bytes`` (per-route overrides, e.g. site files
 are 5 MB) with ``413 {"detail": ...}``: early from ``Content-Length``, or while streaming a chunked body.
 """

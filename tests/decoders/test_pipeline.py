@@ -30,7 +30,7 @@ from ingest.topics import telemetry_topic
 from ingest.worker import IngestWorker
 from sitepulse.embedded.broker import EmbeddedBroker
 from sitepulse.settings import load_settings
-from sitepulse.status import collect_status, render
+from stack.status import collect_status, render
 from tests.conftest import Broker, wait_until
 from tests.ingest.conftest import Publisher
 

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from ingest.metrics import IngestCounters, save_counters
-from sitepulse.status import status
+from stack.status import status
 
 app = typer.Typer()
 app.command()(status)

@@ -75,6 +75,19 @@ def test_scaffold_writes_the_shape_every_built_in_service_folder_has(tmp_path: P
     assert sorted(p.name for p in (plugin / "tests").iterdir()) == ["test_service.py"]
 
 
+def test_the_generated_test_catches_a_process_that_is_not_incremental(tmp_path: Path) -> None:
+    """A service that drops each batch's first sample agrees with itself on one batch, not on two: the generated
+    test must say so, naming the incremental check (and pass on the service as generated: see the e2e test)."""
+    package = new_service("idle-time", tmp_path)
+    service = package / "sitepulse_idle_time" / "service.py"
+    service.write_text(service.read_text().replace("activity(batch.telemetry, settings)",
+                                                   "activity(batch.telemetry.iloc[1:], settings)"))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+                          "-k", "incremental"], cwd=package, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout + run.stderr
+    assert "test_process_is_incremental_two_batches_give_what_one_gives" in run.stdout
+
+
 def test_scaffold_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
     with pytest.raises(SitePulseError, match="lower-case words"):
         new_service("Idle_Time", tmp_path)

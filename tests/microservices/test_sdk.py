@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -83,3 +85,68 @@ def test_a_site_cache_builds_once_per_site_file_and_setting_and_drops_the_oldest
     get(south, 10)  # a third key: the oldest (north, 10) goes
     get(north, 10)
     assert len(built) == 4 and get(None, 10) == (None, 10)
+
+
+def test_importing_the_sdk_imports_no_web_framework() -> None:
+    """A pure ``process``, its tests and the runner load the SDK without FastAPI or Starlette (route helpers are in
+    sdk_routes); the old route names still resolve from the SDK, loading them only then."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, microservices.sdk as sdk; loaded = sorted(m for m in ('fastapi', 'starlette') if m in"
+             " sys.modules); from microservices.sdk import PageDep, ServiceRequest; from microservices import"
+             " sdk_routes; assert PageDep is sdk_routes.PageDep and ServiceRequest is sdk_routes.ServiceRequest;"
+             " print(loaded)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_site_view_is_the_site_files_zones_machines_and_shifts_read_only() -> None:
+    import dataclasses
+
+    from microservices.sdk import SiteView, shifts_at
+    from sitepulse.sitefile import parse_site
+
+    site = parse_site("""
+name: North
+timezone: Europe/Oslo
+shifts: [{name: day, start: "06:00", end: "18:00"}, {name: night, start: "18:00", end: "06:00"}]
+zones:
+  - {id: blast, kind: blast, name: Blast A, polygon: [[10.0, 60.0], [10.001, 60.0], [10.001, 60.001]]}
+  - {id: pit, type: load, speed_limit_kmh: 15, polygon: [[10.002, 60.0], [10.003, 60.0], [10.003, 60.001]]}
+machines:
+  - {id: H1, kind: hauler, model: CAT 775, rated_payload_kg: 64000}
+  - {id: L1, kind: loader}
+""")
+    batch = Batch(site_id="north", telemetry=pd.DataFrame(), site=site, machines=pd.DataFrame(),
+                  read=lambda q, p=None: pd.DataFrame())
+    view = batch.site_view
+    assert view is batch.site_view  # built once per batch
+    assert [z.id for z in view.zones_of("restricted")] == ["blast"] and view.zones["blast"].label == "Blast A"
+    assert view.zones["pit"].speed_limit_kmh == 15 and view.zones["pit"].label == "pit"
+    assert view.zones["blast"].polygon[0] == (10.0, 60.0)
+    assert [m.id for m in view.machines_of("hauler")] == ["H1"] and view.machines["H1"].rated_payload_kg == 64000
+    assert view.machines["L1"].rated_payload_kg is None and view.timezone == "Europe/Oslo"
+    with pytest.raises(TypeError):
+        view.zones["x"] = view.zones["pit"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.machines["H1"].kind = "loader"  # type: ignore[misc]
+    names, _ = shifts_at(pd.DatetimeIndex(["2026-06-01T03:00Z", "2026-06-01T10:00Z"]), view.timezone, view.shifts)
+    assert list(names) == ["night", "day"]
+    empty = Batch("x", pd.DataFrame(), None, pd.DataFrame(), print).site_view
+    assert SiteView.of(None).zones == {} and empty.shifts == () and empty.machines == {}
+
+
+def test_batch_floats_reads_a_column_of_nulls_as_nan() -> None:
+    telemetry = pd.DataFrame({"payload_kg": [None, None], "lat": [1.0, None]})  # all-null: object dtype
+    batch = Batch("x", telemetry, None, pd.DataFrame(), print)
+    assert telemetry["payload_kg"].dtype == object
+    assert batch.floats("payload_kg").dtype == float and np.isnan(batch.floats("payload_kg")).all()
+    assert np.isnan(batch.floats("absent")).all() and batch.floats("lat")[0] == 1.0
+
+
+def test_every_name_the_sdk_promises_resolves() -> None:
+    import microservices.sdk as sdk
+
+    assert all(hasattr(sdk, name) for name in sdk.__all__)
+    assert sdk.TELEMETRY_FIELDS >= {"ts", "seq", "payload_kg", "engine_on", "extra"}

@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from microservices.alerts import store_alerts
+from microservices.sdk import Outputs
 from registry.alarms import supervise
 from registry.webhooks import WebhookPolicy, WebhookSender
 from sitepulse.embedded.ports import free_port
@@ -88,30 +90,58 @@ def test_acknowledge_with_comment_keeps_the_first_and_audits_everything(api, con
     assert foreign.status_code == 404
 
 
+def _emit(conn: psycopg.Connection, site: str, service: str, outputs: Outputs) -> int:
+    """What the runner does with a ``process`` call's alerts and ends (one transaction)."""
+    with conn.transaction():
+        return store_alerts(conn, site, service, outputs.alerts)
+
+
 def test_auto_clear_when_the_condition_ends(api, conn) -> None:
+    """Every service, built-in or plugin, clears its alarms through the SDK; nothing reads its tables."""
     now = datetime.now(UTC)
     entered = (now - timedelta(minutes=5)).replace(microsecond=0)
-    inside = _raise(conn, "north", "restricted-entry:H1:blast", level="critical",
-                    data={"zone": "blast", "entered_at": entered.isoformat()})
-    still_inside = _raise(conn, "north", "restricted-entry:H2:blast", level="critical", machine="H2",
-                          data={"zone": "blast", "entered_at": entered.isoformat()})
-    speeding_over = _raise(conn, "north", "speeding:H1", data={"zone": "road-a", "ended_at": (now - timedelta(
-        seconds=30)).isoformat()})
-    speeding_later = _raise(conn, "north", "speeding:H3", machine="H3", data={"ended_at": (now + timedelta(
-        minutes=5)).isoformat()})
-    no_condition = _raise(conn, "north", "something-else", service="things")
+    raised = Outputs()
+    raised.alert("restricted-entry:H1:blast", "H1 entered blast", level="critical", machine_id="H1",
+                 data={"zone": "blast", "entered_at": entered.isoformat()})
+    raised.alert("restricted-entry:H2:blast", "H2 entered blast", level="critical", machine_id="H2",
+                 data={"zone": "blast", "entered_at": entered.isoformat()})
+    raised.alert("speeding:H1", "H1 drove 48 km/h", machine_id="H1", data={"zone": "road-a"},
+                 ended_at=now - timedelta(seconds=30))
+    raised.alert("speeding:H3", "H3 drove 50 km/h", machine_id="H3", ended_at=now + timedelta(minutes=5))
+    assert _emit(conn, "north", "positioning", raised) == 4
+    plugin = Outputs()  # a plugin's alert, raised in one batch and ended in the next
+    plugin.alert("idle:H4:2026-11-23", "H4 idles", machine_id="H4")
+    plugin.alert("something-else", "never ends")
+    assert _emit(conn, "north", "idle-time", plugin) == 2
     left = entered + timedelta(seconds=95)
-    conn.execute("INSERT INTO positioning.zone_visits (site_id, run_seq, machine_id, zone, zone_type, entered_at,"
-                 " left_at, dwell_s) VALUES ('north', 1, 'H1', 'blast', 'restricted', %s, %s, 95)", (entered, left))
+    later = Outputs()
+    later.clear("restricted-entry:H1:blast", left, f"H1 left blast at {left:%H:%M:%S} UTC")
+    later.clear("restricted-entry:H9:blast", left, "never raised: changes nothing")
+    assert _emit(conn, "north", "positioning", later) == 0
+    idle_over = Outputs()
+    idle_over.clear("idle:H4:2026-11-23", now - timedelta(seconds=5), "H4 moving again")
+    _emit(conn, "north", "idle-time", idle_over)
+    twice = Outputs()  # a replay ends the key again, later: the first end stands
+    twice.clear("restricted-entry:H1:blast", now, "replayed")
+    _emit(conn, "north", "positioning", twice)
+    ids = dict(conn.execute("SELECT key, id FROM service_alerts WHERE site_id = 'north' AND service IN"
+                            " ('positioning', 'idle-time')").fetchall())
+    inside, still_inside = ids["restricted-entry:H1:blast"], ids["restricted-entry:H2:blast"]
+    speeding_over, speeding_later = ids["speeding:H1"], ids["speeding:H3"]
+    idle, no_condition = ids["idle:H4:2026-11-23"], ids["something-else"]
 
     report = supervise(conn, now, LOOPBACK)
-    assert report is not None and report["cleared"] >= 2
+    assert report is not None and report["cleared"] >= 3
     rows = dict(conn.execute("SELECT id, cleared_at FROM service_alerts WHERE id = ANY(%s)",
-                             ([inside, still_inside, speeding_over, speeding_later, no_condition],)).fetchall())
-    assert rows[inside] == left and rows[speeding_over] is not None
+                             ([inside, still_inside, speeding_over, speeding_later, no_condition, idle],)).fetchall())
+    assert rows[inside] == left and rows[speeding_over] is not None and rows[idle] == now - timedelta(seconds=5)
     assert rows[still_inside] is None and rows[speeding_later] is None and rows[no_condition] is None
     cleared = _actions(conn, inside)[-1]
     assert cleared[0] == "cleared" and cleared[1] == "auto-clear" and "H1 left blast at" in cleared[2]
+    assert _actions(conn, idle)[-1] == ("cleared", "auto-clear", "H4 moving again")
+    assert "condition over at" in _actions(conn, speeding_over)[-1][2]
+    assert supervise(conn, now + timedelta(minutes=6), LOOPBACK)["cleared"] >= 1  # the later end, once it came
+    assert conn.execute("SELECT cleared_at FROM service_alerts WHERE id = %s", (speeding_later,)).fetchone()[0]
     active = api.client.get("/api/v1/sites/north/alerts", params={"state": "active", "zone": "blast"},
                             headers=api.north).json()["items"]
     assert [a["id"] for a in active] == [still_inside]

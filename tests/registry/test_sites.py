@@ -19,7 +19,7 @@ def test_yaml_site_is_created_then_replaced(api) -> None:
     assert created.status_code == 201
     assert created.json() | {"updated_at": None} == {
         "site_id": "east", "name": "East pit", "zones": 1, "machines": 0, "updated_at": None, "created": True,
-        "warnings": []}
+        "version": 1, "warnings": []}
     replaced = _put(api, "east", YAML.replace("East pit", "East pit (v2)"), "text/yaml; charset=utf-8")
     assert replaced.status_code == 200
     assert replaced.json()["created"] is False

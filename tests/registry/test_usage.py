@@ -154,6 +154,17 @@ def test_the_database_being_away_delays_events_but_loses_none(database_url: str)
     assert _count(database_url, "away-test") == 1
 
 
+def test_at_shutdown_a_database_still_away_is_given_up_once_the_back_off_is_at_its_cap(monkeypatch) -> None:
+    monkeypatch.setattr("registry.usage._RETRY_MAX_S", 0.5)  # waits 0.2 s, 0.4 s, then gives up (5 s in use)
+    bad = UsageRecorder("postgresql://nobody@127.0.0.1:1/none", flush_interval=0.05)
+    bad.start()
+    bad.record("gone-test", None, "u", "export")
+    started = time.monotonic()
+    assert bad.close(timeout=10)
+    assert bad.stats()["failed"] == 1 and bad.stats()["written"] == 0
+    assert 0.5 <= time.monotonic() - started < 5
+
+
 class _Pinged(Service):
     name = "pinged"
 

@@ -338,7 +338,7 @@ def test_metrics_status_dashboard_and_extra_queries(writer: TelemetryWriter, tsd
     text = render_prometheus(tsdb)
     assert 'sitepulse_ingest_stored_rows_total{worker="contract:1:0"} 9' in text
 
-    from sitepulse.status import collect_status
+    from stack.status import collect_status
 
     status = collect_status(tsdb)
     assert status.flavor == "timescaledb"

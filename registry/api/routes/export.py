@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from ingest.fields import FLOAT_FIELDS
 from microservices.sdk import TimeRangeDep
 from registry.api.deps import DbDep, PrincipalDep, SiteDep, StateDep
 from registry.api.state import record_export
@@ -55,8 +56,7 @@ def export_telemetry(site_id: SiteDep, period: TimeRangeDep, state: StateDep, pr
 
 _TELEMETRY_TYPES = {"site_id": "text", "machine_id": "text", "ts": "timestamp with time zone", "seq": "bigint",
                     "engine_on": "boolean", "extra": "jsonb",
-                    **{c: "double precision" for c in ("lat", "lon", "speed_kmh", "heading_deg", "payload_kg",
-                                                       "fuel_used_l", "engine_hours")}}
+                    **{name: "double precision" for name, _, _ in FLOAT_FIELDS}}
 
 
 @router.get("/{service}/{table}", response_class=StreamingResponse, responses=_FILE_RESPONSES)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import psycopg
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from ingest.metrics import add_decoder_counts, worker_reports
+from microservices.progress import runner_health, service_progress
 from registry.api.deps import AdminDep, DbDep, StateDep
 from registry.api.metrics import label_value
-from sitepulse.status import add_decoder_counts
 
 router = APIRouter(tags=["operations"])
 
@@ -39,18 +39,16 @@ def _runner_metrics(conn: psycopg.Connection) -> str:
         "# HELP sitepulse_service_lag_seconds Age of the newest telemetry a service has processed, per site",
         "# TYPE sitepulse_service_lag_seconds gauge",
     ]
-    for service, site_id, lag in conn.execute(
-        "SELECT service, site_id, extract(epoch FROM now() - data_until) FROM service_checkpoints"
-        " WHERE data_until IS NOT NULL ORDER BY service, site_id"
-    ):
-        labels = f'service="{label_value(service)}",site="{label_value(site_id)}"'
-        lines.append(f"sitepulse_service_lag_seconds{{{labels}}} {float(lag):.3f}")
+    for progress in service_progress(conn):
+        if progress.lag_s is not None:
+            labels = f'service="{label_value(progress.service)}",site="{label_value(progress.site_id)}"'
+            lines.append(f"sitepulse_service_lag_seconds{{{labels}}} {progress.lag_s:.3f}")
     lines += [
         "# HELP sitepulse_service_failures Consecutive failures of a service in the runner",
         "# TYPE sitepulse_service_failures gauge",
     ]
-    for service, failures in conn.execute("SELECT service, failures FROM service_health ORDER BY service"):
-        lines.append(f'sitepulse_service_failures{{service="{label_value(service)}"}} {failures}')
+    for service, health in sorted(runner_health(conn).items()):
+        lines.append(f'sitepulse_service_failures{{service="{label_value(service)}"}} {health["failures"]}')
     return "\n".join(lines) + "\n"
 
 
@@ -65,7 +63,7 @@ def metrics(conn: DbDep, state: StateDep, admin: AdminDep) -> PlainTextResponse:
 def decoder_counts(conn: DbDep, admin: AdminDep) -> dict[str, list[dict[str, Any]]]:
     """Messages and rejects by reason class per decoder, summed over every ingest worker (decoders/README.md)."""
     totals: dict[str, dict[str, Any]] = {}
-    for (counters,) in conn.execute("SELECT counters FROM ingest_worker_stats ORDER BY worker_id"):
-        add_decoder_counts(totals, counters if isinstance(counters, dict) else orjson.loads(counters))
+    for *_, counters in worker_reports(conn):
+        add_decoder_counts(totals, counters)
     return {"items": [{"decoder": name, "messages": entry["messages"], "rejected": sum(entry["rejects"].values()),
                        "rejects": entry["rejects"]} for name, entry in sorted(totals.items())]}

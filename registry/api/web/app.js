@@ -3,8 +3,11 @@ import { api, ApiError, siteApi, token } from "./api.js";
 import { h } from "./dom.js";
 import { alarmsPage } from "./alarms.js";
 import { overviewPage } from "./overview.js";
+import { playbackPage } from "./playback.js";
+import { zonesPage } from "./zones-edit.js";
 import { lifecyclePage } from "./lifecycle.js";
 import { cataloguePage, dataPage, evaluationPage, servicePage } from "./pages.js";
+import { reportsPage } from "./reports.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -46,8 +49,9 @@ function loginPage(message) {
 
 function siteNav(siteId, active) {
   const base = `#/sites/${encodeURIComponent(siteId)}`;
-  const links = [["overview", "Overview", base], ["catalogue", "Services", `${base}/catalogue`],
-    ["alarms", "Alarms", `${base}/alarms`], ["evaluation", "Evaluation", `${base}/evaluation`], ["lifecycle", "Lifecycle", `${base}/lifecycle`],
+  const links = [["overview", "Overview", base], ["playback", "Playback", `${base}/playback`], ["zones", "Zones", `${base}/zones`],
+    ["catalogue", "Services", `${base}/catalogue`],
+    ["alarms", "Alarms", `${base}/alarms`], ["reports", "Reports", `${base}/reports`], ["evaluation", "Evaluation", `${base}/evaluation`], ["lifecycle", "Lifecycle", `${base}/lifecycle`],
     ["data", "Your data", `${base}/data`]];
   nav.replaceChildren(h("ul", {}, links.map(([key, label, href]) =>
     h("li", {}, h("a", { href, "aria-current": key === active ? "page" : null }, label)))));
@@ -86,9 +90,12 @@ const ROUTES = [
   [/^#\/sites\/([^/]+)\/services\/([^/]+)$/, (id, name) => servicePage(main, id, name), "catalogue"],
   [/^#\/sites\/([^/]+)\/catalogue$/, (id) => cataloguePage(main, id, session.me), "catalogue"],
   [/^#\/sites\/([^/]+)\/alarms$/, (id) => alarmsPage(main, id), "alarms"],
+  [/^#\/sites\/([^/]+)\/reports$/, (id) => reportsPage(main, id, session.me), "reports"],
   [/^#\/sites\/([^/]+)\/evaluation$/, (id) => evaluationPage(main, id), "evaluation"],
   [/^#\/sites\/([^/]+)\/(?:lifecycle|needs)$/, (id) => lifecyclePage(main, id), "lifecycle"],
   [/^#\/sites\/([^/]+)\/data$/, (id) => dataPage(main, id), "data"],
+  [/^#\/sites\/([^/]+)\/playback$/, (id) => playbackPage(main, id), "playback"],
+  [/^#\/sites\/([^/]+)\/zones$/, (id) => zonesPage(main, id, session.me), "zones"],
 ];
 
 export async function route() {

@@ -78,7 +78,8 @@ const overlaps = (a, b) => a.left < b.right + LABEL_GAP_PX && b.left < a.right +
   a.top < b.bottom + LABEL_GAP_PX && b.top < a.bottom + LABEL_GAP_PX;
 
 export class SiteMap {
-  constructor(site, { background = null, label = null } = {}) {
+  // drawZones false: the zone editor draws its own editable polygons over roads and labels of its own.
+  constructor(site, { background = null, label = null, drawZones = true } = {}) {
     this.site = site;
     this.toLonLat = xyToLonLat(site);
     this.element = h("div", { class: "site-map", "data-testid": "site-map", role: "region",
@@ -92,21 +93,24 @@ export class SiteMap {
     this.map.fitBounds(this.bounds);  // a view now, so layers get their elements; refitted once laid out
     this.map.createPane("heat").style.zIndex = 410;
     this.map.createPane("trails").style.zIndex = 420;
-    for (const zone of site.zones) {
+    this.zoneLayers = new Map();  // zone id -> its polygon (playback highlights zones entered)
+    for (const zone of drawZones ? site.zones : []) {
       const ring = zone.polygon.map(([lon, lat]) => [lat, lon]);
-      L.polygon(ring, { color: "#3d444d", weight: 1, fillColor: zone.colour, fillOpacity: 0.45, className: `zone zone-${zone.type}` })
-        .bindTooltip(text(`${zone.name} (${zone.type})${zone.speed_limit_kmh ? `, limit ${zone.speed_limit_kmh} km/h` : ""}`), { sticky: true })
+      const layer = L.polygon(ring, { color: "#3d444d", weight: 1, fillColor: zone.colour, fillOpacity: 0.45, className: `zone zone-${zone.type}` })
+        .bindTooltip(text(zoneTitle(zone)), { sticky: true })
         .addTo(this.map);
+      layer.getElement().dataset.zone = zone.id;
+      this.zoneLayers.set(zone.id, layer);
     }
     for (const path of site.paths) {
       const line = path.points.map(([lon, lat]) => [lat, lon]);
-      L.polyline(line, { color: "#8c959f", weight: 5, opacity: 0.8, className: "road" }).bindTooltip(text(path.name), { sticky: true }).addTo(this.map);
+      L.polyline(line, { color: "#8c959f", weight: 5, opacity: 0.8, className: "road", pmIgnore: true }).bindTooltip(text(path.name), { sticky: true }).addTo(this.map);
     }
     this.labels = [];  // {marker, priority}: zone labels first (largest zone first), then machine labels
-    const byArea = [...site.zones].sort((a, b) => area(b.xy) - area(a.xy));
+    const byArea = drawZones ? [...site.zones].sort((a, b) => area(b.xy) - area(a.xy)) : [];
     byArea.forEach((zone, i) => {
       const [lon, lat] = centroid(zone.polygon);
-      const marker = L.marker([lat, lon], { interactive: false, keyboard: false,
+      const marker = L.marker([lat, lon], { interactive: false, keyboard: false, pmIgnore: true,
         icon: L.divIcon({ className: "map-label zone-label", html: h("span", {}, zone.name), iconSize: null }) }).addTo(this.map);
       marker.getElement().dataset.zone = zone.id;
       this.labels.push({ marker, priority: i });
@@ -201,17 +205,7 @@ export class SiteMap {
   }
 
   #machineNode(m) {
-    const svgNs = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(svgNs, "svg");
-    svg.setAttribute("viewBox", "0 0 24 24");
-    svg.setAttribute("width", "24");
-    svg.setAttribute("height", "24");
-    svg.setAttribute("aria-hidden", "true");
-    const body = document.createElementNS(svgNs, "path");
-    body.setAttribute("d", KIND_SHAPES[m.kind] || OTHER_SHAPE);
-    body.setAttribute("class", "machine-body");
-    svg.append(body);
-    const icon = L.divIcon({ className: `machine kind-${m.kind}`, html: svg, iconSize: [24, 24], iconAnchor: [12, 12] });
+    const { icon, body } = machineIcon(m.kind);
     const marker = L.marker([m.lat, m.lon], { icon, keyboard: true, title: m.machine_id, riseOnHover: true, alt: m.machine_id })
       .addTo(this.map);
     marker.getElement().dataset.machineId = m.machine_id;
@@ -242,6 +236,26 @@ export class SiteMap {
     this.map.remove();
   }
 }
+
+export const zoneTitle = (zone) => `${zone.name || zone.id} (${zone.type})${zone.speed_limit_kmh ? `, limit ${zone.speed_limit_kmh} km/h` : ""}`;
+
+// A machine's marker icon: its kind's shape pointing north (rotate ``body`` for the course), coloured by state.
+export function machineIcon(kind, extraClass = "") {
+  const svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "24");
+  svg.setAttribute("height", "24");
+  svg.setAttribute("aria-hidden", "true");
+  const body = document.createElementNS(svgNs, "path");
+  body.setAttribute("d", KIND_SHAPES[kind] || OTHER_SHAPE);
+  body.setAttribute("class", "machine-body");
+  svg.append(body);
+  const icon = L.divIcon({ className: `machine kind-${kind} ${extraClass}`.trim(), html: svg, iconSize: [24, 24], iconAnchor: [12, 12] });
+  return { icon, body };
+}
+
+export { L, STATE_COLOURS, text as tooltipText };
 
 export function mapLegend(site) {
   const types = [...new Map(site.zones.map((z) => [z.type, z.colour])).entries()];

@@ -45,6 +45,9 @@ def test_restricted_entry_is_a_critical_alert_at_entry_time(simulated) -> None:
     visit = tables["zone_visits"]
     assert visit[["zone", "zone_type"]].values.tolist() == [["blast-area", "restricted"]]
     assert abs(visit["dwell_s"].iloc[0] - (maxx - minx) / 5.0) <= 1.5
+    ends = tables["_alert_ends"]  # the alarm clears through the SDK once the exit is confirmed
+    assert ends["key"].tolist() == critical["key"].tolist()
+    assert ends["at"].tolist() == visit["left_at"].tolist() and "HX-01 left blast-area at" in ends["reason"].iloc[0]
 
 
 def test_speeding_is_a_warning_with_the_zone_limit(simulated) -> None:

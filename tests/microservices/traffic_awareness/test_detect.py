@@ -78,6 +78,9 @@ def test_crossing_pair_is_one_critical_encounter_with_its_minimum_distance() -> 
     alerts = out["_alerts"]
     assert list(alerts["level"]) == ["critical"]  # first within 20 m at s = 19, 16 m apart and under 4 s to collision
     assert alerts["key"].str.startswith("encounter:A:B:").all()
+    ends = out["_alert_ends"]  # the encounter's alarm clears through the SDK when the encounter ends
+    assert set(alerts["key"]) <= set(ends["key"]) and (ends["at"] == row["ended_at"]).all()
+    assert "A and B apart again" in ends["reason"].iloc[0]
 
 
 def test_clock_offsets_are_synchronised_by_interpolation() -> None:

@@ -170,6 +170,11 @@ def test_card_and_alerts(api: TestClient, db_url: str) -> None:
         card = site_card("quarry", read, WeightLoadingSettings(), now=now)
         cycles = load_cycles(read, "quarry", pd.Timestamp("2026-01-05T00:00:00Z"), now + pd.Timedelta(seconds=1))
         alerts = conn.execute(ALERTS, ("quarry",)).fetchall()
+        ends = conn.execute(  # through the real runner: each overload's end is its cycle's dump (the SDK's clear)
+            "SELECT (a.data ->> 'ended_at')::timestamptz, c.dumped_at, a.data ->> 'end_reason' FROM service_alerts a"
+            " JOIN weight_loading.cycles c ON c.site_id = a.site_id AND c.machine_id = a.machine_id"
+            " AND c.load_start = (a.data ->> 'load_start')::timestamptz WHERE a.site_id = 'quarry'").fetchall()
+    assert ends and all(ended == dumped and "dumped the load at" in reason for ended, dumped, reason in ends)
     # the card aggregates in SQL: it must say what the frame-based policy says about the same cycles
     by_machine = {r["machine_id"]: r for r in compliance_table(cycles, ["machine_id"], WeightLoadingSettings())}
     assert card.metrics[1]["value"] == len(cycles)

@@ -3,7 +3,9 @@
 It reads the configured servers (``SITEPULSE_DATABASE_URL`` / ``SITEPULSE_MQTT_URL``) or, when
 those are unset, the embedded servers a running ``sitepulse serve`` left in the data directory
 (``postmaster.pid`` and the rendered ``mosquitto.conf``). It never starts a server: with
-nothing running it says so. Shown: database reachability and flavour, broker reachability,
+nothing running it says so. It lives in the composition root, not the kernel, because it reads every package's
+state, each through its owner's functions (ingest's worker reports, the runner's progress, the registry's
+switches, the kernel's sites). Shown: database reachability and flavour, broker reachability,
 each ingest worker's last report and counters (``ingest_worker_stats``), each service's lag
 per site (``now() - data_until`` of ``service_checkpoints``) with its health
 (``service_health``), and the sites with the services enabled on them.
@@ -14,7 +16,6 @@ Exit code 0 when the database is reachable, 1 when it is not (scripts can test i
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,31 +29,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ingest.metrics import STALE_AFTER_S, add_decoder_counts, worker_reports
+from ingest.reader import newest_arrival
+from microservices.progress import Progress, service_progress
+from registry.enablement import enablements_for_sites
+from sitepulse.embedded.broker import listener_address
 from sitepulse.settings import Settings, load_settings, mask_url
+from sitepulse.sites import site_names
 from sitepulse.storage import Storage, collect_storage
 
-STALE_AFTER_S = 60  # as ingest.metrics.STALE_AFTER_S: a worker silent this long is shown as down
 EMBEDDED_DATABASE = "sitepulse"  # as sitepulse.runtime.EMBEDDED_DATABASE
 EMBEDDED_SUPERUSER = "postgres"  # as sitepulse.embedded.postgres.SUPERUSER
-
-# The SQL the command issues; the TimescaleDB contract tests run these too.
-WORKERS_SQL = (
-    "SELECT worker_id, host, pid, updated_at, extract(epoch FROM now() - updated_at)::float8, counters"
-    " FROM ingest_worker_stats ORDER BY worker_id"
-)
-SERVICES_SQL = (
-    "SELECT c.service, c.site_id, c.data_until, extract(epoch FROM now() - c.data_until)::float8,"
-    " c.rows_processed, c.replays, c.updated_at, h.status, h.failures, h.last_error"
-    " FROM service_checkpoints c LEFT JOIN service_health h ON h.service = c.service"
-    " ORDER BY c.service, c.site_id"
-)
-SITES_SQL = (
-    "SELECT s.site_id, s.name, coalesce(array_agg(e.service ORDER BY e.service)"
-    " FILTER (WHERE e.enabled), '{}')"
-    " FROM sites s LEFT JOIN service_enablement e ON e.site_id = s.site_id"
-    " GROUP BY s.site_id, s.name ORDER BY s.site_id"
-)
-TELEMETRY_SQL = "SELECT max(received_at), extract(epoch FROM now() - max(received_at))::float8 FROM telemetry"
 
 
 @dataclass
@@ -74,19 +61,6 @@ class WorkerStatus:
 
 
 @dataclass
-class ServiceStatus:
-    service: str
-    site_id: str
-    data_until: datetime | None
-    lag_s: float | None
-    rows_processed: int
-    replays: int
-    health: str
-    failures: int
-    last_error: str | None
-
-
-@dataclass
 class SiteStatus:
     site_id: str
     name: str
@@ -102,21 +76,12 @@ class Status:
     newest_telemetry_at: datetime | None = None
     telemetry_age_s: float | None = None
     workers: list[WorkerStatus] = field(default_factory=list)
-    services: list[ServiceStatus] = field(default_factory=list)
+    services: list[Progress] = field(default_factory=list)  # per service and site
     sites: list[SiteStatus] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # tables not there yet (migrations not applied)
     storage: Storage | None = None
     # per decoder over all workers (decoders/): {"messages": n, "rejects": {reason class: n}}
     decoders: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def add_decoder_counts(totals: dict[str, dict[str, Any]], counters: dict[str, Any]) -> None:
-    """Add one worker's per-decoder counters to ``totals`` ({decoder: {"messages": n, "rejects": {reason: n}}})."""
-    for decoder, count in counters.get("decoder_messages", {}).items():
-        entry = totals.setdefault(decoder, {"messages": 0, "rejects": {}})
-        entry["messages"] += int(count)
-        for code, n in counters.get("decoder_rejects", {}).get(decoder, {}).items():
-            entry["rejects"][code] = entry["rejects"].get(code, 0) + int(n)
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -137,25 +102,22 @@ def collect_status(conn: psycopg.Connection) -> Status:
     if status.missing:
         return status
     status.storage = collect_storage(conn)
-    status.newest_telemetry_at, status.telemetry_age_s = conn.execute(TELEMETRY_SQL).fetchone()
-    for worker_id, host, pid, updated_at, age, counters in conn.execute(WORKERS_SQL):
-        counters = counters if isinstance(counters, dict) else orjson.loads(counters)
+    status.newest_telemetry_at, status.telemetry_age_s = newest_arrival(conn)
+    for worker_id, host, pid, updated_at, age, counters in worker_reports(conn):
         status.workers.append(WorkerStatus(
-            worker_id, host, pid, updated_at, float(age),
+            worker_id, host, pid, updated_at, age,
             int(counters.get("received_messages", 0)), int(counters.get("stored_rows", 0)),
             int(counters.get("rejected", 0)), int(counters.get("duplicate_rows", 0)),
             float(counters.get("lag_seconds", 0.0)),
         ))
         add_decoder_counts(status.decoders, counters)
-    for service, site_id, data_until, lag, rows, replays, _updated, health, failures, error in conn.execute(
-        SERVICES_SQL
-    ):
-        status.services.append(ServiceStatus(
-            service, site_id, data_until, None if lag is None else float(lag), int(rows), int(replays),
-            health or "unknown", int(failures or 0), error,
-        ))
-    for site_id, name, services in conn.execute(SITES_SQL):
-        status.sites.append(SiteStatus(site_id, name or "", list(services or [])))
+    status.services = service_progress(conn)
+    enabled: dict[str, list[str]] = {}
+    for switch in enablements_for_sites(conn, None):
+        if switch.enabled:
+            enabled.setdefault(switch.site_id, []).append(switch.service)
+    for site_id, name in site_names(conn):
+        status.sites.append(SiteStatus(site_id, name, sorted(enabled.get(site_id, []))))
     return status
 
 
@@ -177,16 +139,6 @@ def _embedded_database_url(data_dir: Path) -> str | None:
     except PermissionError:
         pass  # running as another user: still running
     return f"postgresql://{EMBEDDED_SUPERUSER}@127.0.0.1:{port}/{EMBEDDED_DATABASE}"
-
-
-def _embedded_broker_address(data_dir: Path) -> tuple[str, int] | None:
-    """Host and port of the embedded Mosquitto's last rendered configuration, if any."""
-    try:
-        text = (data_dir / "mosquitto" / "mosquitto.conf").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^listener\s+(\d+)\s+(\S+)", text, re.M)
-    return (match[2], int(match[1])) if match else None
 
 
 def _reachable(host: str, port: int, timeout: float = 2) -> str | None:
@@ -217,7 +169,8 @@ def resolve_targets(settings: Settings) -> Targets:
         broker = (parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883))
         broker_source = "SITEPULSE_MQTT_URL"
     else:
-        broker, broker_source = _embedded_broker_address(settings.data_dir), f"embedded ({settings.data_dir}/mosquitto)"
+        folder = settings.data_dir / "mosquitto"
+        broker, broker_source = listener_address(folder), f"embedded ({folder})"
     return Targets(db_url, db_source, broker, broker_source)
 
 
