@@ -19,6 +19,7 @@ from evaluation.weight_loading import match, simulated
 from microservices.weight_loading import WeightLoading
 from registry.api.app import create_app
 from registry.api.state import state_of
+from registry.trials import create_trial, execute_trial, trial_rows
 from sitepulse.cli import build_app
 from sitepulse.migrations import MigrationSource, upgrade
 from sitepulse.settings import get_settings, load_settings
@@ -140,3 +141,54 @@ def test_the_cli_runs_a_trial_and_prints_what_it_found(history, cli_settings: No
     bad = CliRunner().invoke(build_app(), ["services", "trial", "weight-loading", "--site", SITE,
                                            "--from", "yesterday", "--to", "2026-01-01"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_a_trial_on_an_imported_export_finds_its_loads_and_dumps(fresh_database_url: str, tmp_path: Path) -> None:
+    """Issue 31's end to end: a simulated hour written as an autonomous haul-truck export (the issue's shape: +00
+    times, WKT POINT Z, m/s, kg with -99 for no reading, t/f), imported by the real CLI with the mapping copied from
+    docs/IMPORT.md, then weight loading tried on it: the simulator's loads and dumps are found."""
+    import re
+
+    from sitepulse.cli import _app
+
+    url = fresh_database_url
+    telemetry, truth, site, _ = simulated(5, 1.0, hz=1.0)
+    with psycopg.connect(url, autocommit=True) as conn:
+        save_site(conn, "lake-site", site)
+    export = tmp_path / "export.csv"
+    frame = pd.DataFrame({
+        "timestamp": telemetry["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00",
+        "device_id": telemetry["machine_id"],
+        "current_position": [f"POINT Z ({lon:.7f} {lat:.7f} 250.3)" if lat == lat else ""
+                             for lat, lon in zip(telemetry["lat"], telemetry["lon"], strict=True)],
+        "current_speed": (telemetry["speed_kmh"] / 3.6).round(3),
+        "load_weight": telemetry["payload_kg"].fillna(-99).round(0),
+        "state": "hauling", "engine_running": telemetry["engine_on"].map({True: "t", False: "f"}).fillna(""),
+        "is_autonomous": "t"})
+    frame.to_csv(export, index=False)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "IMPORT.md").read_text()
+    mapping = tmp_path / "haul-export.toml"
+    mapping.write_text(re.search(r"<!-- mapping: haul-export -->\s*```toml\n(.*?)```", docs, re.S).group(1))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(_app, ["import", str(export), "--site", "lake-site", "--mapping", str(mapping)],
+                                    env={"SITEPULSE_DATABASE_URL": url})
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    services = {"weight-loading": WeightLoading()}
+    with psycopg.connect(url, autocommit=True) as conn:
+        stored = conn.execute("SELECT count(*) FROM telemetry WHERE site_id = 'lake-site'").fetchone()[0]
+        assert stored >= 0.97 * len(telemetry)  # the simulator's own malformed samples are rejects
+        trial_id = create_trial(conn, services, "lake-site", "weight-loading", telemetry["ts"].min(),
+                                telemetry["ts"].max() + pd.Timedelta(seconds=1), "provider")
+        trial = execute_trial(conn, services, trial_id)
+        cycles = pd.DataFrame(trial_rows(conn, services, trial, "weight_loading.cycles", 1000, 0))
+    true = pd.DataFrame([r for r in truth if r["type"] == "cycle"])
+    for frame_ in (cycles, true):
+        for column in ("loaded_at", "dumped_at"):
+            frame_[column] = pd.to_datetime(frame_[column], utc=True, format="ISO8601")
+    true = true[true["dumped_at"] <= telemetry["ts"].max() - pd.Timedelta(minutes=5)].reset_index(drop=True)
+    pairs = match(cycles, true)
+    assert len(true) >= 10 and len(pairs) >= 0.9 * len(true) and len(pairs) >= 0.9 * len(cycles), \
+        (len(pairs), len(true), len(cycles))
