@@ -5,8 +5,8 @@ those are unset, the embedded servers a running ``sitepulse serve`` left in the 
 (``postmaster.pid`` and the rendered ``mosquitto.conf``). It never starts a server: with
 nothing running it says so. Shown: database reachability and flavour, broker reachability,
 each ingest worker's last report and counters (``ingest_worker_stats``), each service's lag
-per site (``now() - data_until`` of ``service_checkpoints``) with its health
-(``service_health``), and the sites with the services enabled on them.
+per site (``now() - data_until`` of ``service_checkpoints``) with that site's health
+(``service_pairs``, else the service's ``service_health``), and the sites with the services enabled on them.
 
 Exit code 0 when the database is reachable, 1 when it is not (scripts can test it).
 """
@@ -42,8 +42,10 @@ WORKERS_SQL = (
 )
 SERVICES_SQL = (
     "SELECT c.service, c.site_id, c.data_until, extract(epoch FROM now() - c.data_until)::float8,"
-    " c.rows_processed, c.replays, c.updated_at, h.status, h.failures, h.last_error"
-    " FROM service_checkpoints c LEFT JOIN service_health h ON h.service = c.service"
+    " c.rows_processed, c.replays, c.updated_at, coalesce(p.status, h.status), coalesce(p.failures, h.failures),"
+    " coalesce(p.last_error, h.last_error) FROM service_checkpoints c"
+    " LEFT JOIN service_health h ON h.service = c.service"
+    " LEFT JOIN service_pairs p ON p.service = c.service AND p.site_id = c.site_id"
     " ORDER BY c.service, c.site_id"
 )
 SITES_SQL = (

@@ -13,6 +13,7 @@ import psycopg
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from microservices.pairs import prometheus_lines
 from registry.api.deps import AdminDep, DbDep, StateDep
 from registry.api.metrics import label_value
 from sitepulse.status import add_decoder_counts
@@ -51,6 +52,7 @@ def _runner_metrics(conn: psycopg.Connection) -> str:
     ]
     for service, failures in conn.execute("SELECT service, failures FROM service_health ORDER BY service"):
         lines.append(f'sitepulse_service_failures{{service="{label_value(service)}"}} {failures}')
+    lines += prometheus_lines(conn, label_value)
     return "\n".join(lines) + "\n"
 
 
