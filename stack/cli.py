@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from microservices.cli import default_workers
 from sitepulse.logs import configured_settings
 from sitepulse.runtime import Runtime, check_api_port, open_runtime
 from sitepulse.supervisor import Supervisor
@@ -46,8 +47,10 @@ def _serve(with_simulator: bool, history_days: int = 0) -> None:
             env["SITEPULSE_ADMIN_TOKEN"] = token
         supervisor = Supervisor(env)
         supervisor.install_signal_handlers()
-        for role in ("ingest", "run-services", "api"):
+        for role in ("ingest", "api"):
             supervisor.add(role, role)
+        for index in range(default_workers()):  # runner processes share the (service, site) pairs
+            supervisor.add(f"run-services #{index + 1}", "run-services")
         if settings.decoders_file is not None:  # HTTP feeds of the decoders file (decoders/README.md)
             from decoders.feeds import load_feeds
 
