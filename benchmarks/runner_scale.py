@@ -10,7 +10,9 @@ database; each run gets its own copy (``CREATE DATABASE ... TEMPLATE``) and star
 run-services`` processes, as N hosts would (no ``--workers`` parent). Once every runner is connected (and
 idle: the services are switched off in the template), every service is switched on for every site and the
 catch-up is timed until every (service, site) checkpoint has processed every row of its site. Per run it
-prints the processes' start-up time, the catch-up time and the outputs' checksum: an md5 over
+prints the processes' start-up time, the catch-up time, the runners' CPU seconds (on cores other work shares,
+the steadier figure: equal CPU for any N means the split costs nothing and wall time scales with the cores
+the runners get) and the outputs' checksum: an md5 over
 every service table's rows (without ``run_seq`` and columns filled by defaults such as ids) and the alerts,
 which must be identical whatever the number of runners. Then a run with two runners where one is SIGKILLed
 when half the rows are processed: the time until its pairs were leased again, the checksum (the same: nothing
@@ -38,6 +40,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from ingest.partitions import Partitions  # noqa: E402
@@ -158,6 +161,15 @@ class Run:
     checksum: str
     takeover_s: float | None = None
     exact: bool = True
+    cpu_s: float = 0.0  # the runner processes' CPU seconds (user + system), start-up included
+
+
+def runner_cpu_s(process: subprocess.Popen) -> float:
+    try:
+        times = psutil.Process(process.pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
 
 
 def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: int, name: str, log_dir: Path,
@@ -209,6 +221,7 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
                         raise RuntimeError(f"a runner exited: see {log_dir}")
                 time.sleep(0.2)
             finished = time.monotonic()
+            cpu_s = sum(runner_cpu_s(p) for p in processes if p.poll() is None)
         finally:
             for process in processes:
                 if process.poll() is None:
@@ -220,7 +233,7 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
                     process.kill()
         final = progress(conn)
         exact = final == goal and not conn.execute("SELECT sum(replays) FROM service_checkpoints").fetchone()[0]
-        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact)
+        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact, cpu_s)
         if kill_half_way:
             print(f"  killed runner held {len(victim_pairs)} pair(s)")
     with psycopg.connect(pg.url_for("postgres"), autocommit=True) as conn:
@@ -258,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[n].append(outcome)
                     print(f"runners {n}: start-up {outcome.startup_s:5.1f} s  catch-up {outcome.drain_s:7.1f} s  "
                           f"{sum(counts.values()) / outcome.drain_s:9.0f} rows/s per service  "
-                          f"exact {outcome.exact}  checksum {outcome.checksum}", flush=True)
+                          f"runner CPU {outcome.cpu_s:6.1f} s  exact {outcome.exact}  checksum {outcome.checksum}",
+                          flush=True)
             sums = {r.checksum for rs in results.values() for r in rs}
             if not args.no_kill:
                 killed = run(pg, broker.url, counts, 2, "run_killed", log_dir, kill_half_way=True)

@@ -11,7 +11,8 @@ checkpoints, retries with backoff, health, and replay. One step for one (service
    state and checkpoint, and a snapshot, all in ONE transaction; publish alerts after commit.
 
 The checkpoint's bookkeeping (bound, late, rewind, advance, save) is ``Checkpoint``'s
-(microservices/checkpoints.py); this module moves data and calls the service.
+(microservices/checkpoints.py); this module moves data and calls the service. Which runner process steps
+which pair, when, and how a failing pair backs off is ``Runner``'s, with leases from microservices/pairs.py.
 
 A crash at any point leaves the last committed step intact: nothing lost, nothing counted twice.
 """
@@ -52,7 +53,6 @@ TELEMETRY_CHANNEL = "sitepulse_telemetry"
 PROGRESS_CHANNEL = "sitepulse_service_progress"
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_ROWS_PER_STEP = 200_000
-IDLE_WAKE_S = 5.0
 TRIM_EVERY_S = 30.0
 WORKER_THREADS = 2  # per runner process: one step's database waits overlap another's computing
 TURN_S = 1.0  # a pair's turn: then the longest-waiting due pair goes next
