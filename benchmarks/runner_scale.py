@@ -114,8 +114,8 @@ def copy_of_template(pg: EmbeddedPostgres, name: str) -> str:
 
 
 def start_runners(count: int, url: str, mqtt_url: str, log_dir: Path) -> list[subprocess.Popen]:
-    env = {**os.environ, "SITEPULSE_DATABASE_URL": url, "SITEPULSE_MQTT_URL": mqtt_url,
-           "SITEPULSE_LOG_LEVEL": "WARNING"}
+    env = {"SITEPULSE_LOG_LEVEL": "WARNING", **os.environ,  # SITEPULSE_TRACE_SERVICES=1 + LOG_LEVEL=INFO: each step
+           "SITEPULSE_DATABASE_URL": url, "SITEPULSE_MQTT_URL": mqtt_url}
     return [subprocess.Popen([sys.executable, "-m", "sitepulse", "run-services"], env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=(log_dir / f"runner-{i}.log").open("a"))
             for i in range(count)]
@@ -161,7 +161,21 @@ class Run:
     checksum: str
     takeover_s: float | None = None
     exact: bool = True
-    cpu_s: float = 0.0  # the runner processes' CPU seconds (user + system), start-up included
+    cpu_s: float = 0.0  # the runner processes' CPU seconds (user + system) during the catch-up
+    db_s: float = 0.0  # the database server's CPU seconds during the catch-up
+
+
+def database_cpu_s(pg: EmbeddedPostgres) -> float:
+    """CPU seconds of the PostgreSQL server's processes alive now (the runners' backends among them)."""
+    postmaster = psutil.Process(int((pg.pgdata / "postmaster.pid").read_text().split()[0]))
+    total = 0.0
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def runner_cpu_s(process: subprocess.Popen) -> float:
@@ -186,7 +200,10 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
                 raise RuntimeError(f"{runners} runner(s) did not come up: see {log_dir}")
             time.sleep(0.2)
         startup_s = time.monotonic() - launched
+        idle_cpu_s = sum(runner_cpu_s(p) for p in processes)  # start-up: not part of the catch-up
+        idle_db_s = database_cpu_s(pg)
         started = time.monotonic()  # every runner is up and idle: switch the services on, as an admin would
+        enabled_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         conn.execute("UPDATE service_enablement SET enabled = true")
         sync_pairs(conn, services)
         conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
@@ -221,7 +238,8 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
                         raise RuntimeError(f"a runner exited: see {log_dir}")
                 time.sleep(0.2)
             finished = time.monotonic()
-            cpu_s = sum(runner_cpu_s(p) for p in processes if p.poll() is None)
+            cpu_s = sum(runner_cpu_s(p) for p in processes if p.poll() is None) - idle_cpu_s
+            db_s = database_cpu_s(pg) - idle_db_s
         finally:
             for process in processes:
                 if process.poll() is None:
@@ -232,8 +250,13 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
                 except subprocess.TimeoutExpired:
                     process.kill()
         final = progress(conn)
+        finish = conn.execute(
+            "SELECT service, site_id, extract(epoch FROM updated_at - %s)::float8 FROM service_checkpoints"
+            " ORDER BY 3", (enabled_at,)).fetchall()
+        print(f"  pairs done at: median {statistics.median(f for *_, f in finish):.1f} s, last "
+              + ", ".join(f"{sv}/{st} {f:.1f} s" for sv, st, f in finish[-3:]))
         exact = final == goal and not conn.execute("SELECT sum(replays) FROM service_checkpoints").fetchone()[0]
-        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact, cpu_s)
+        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact, cpu_s, db_s)
         if kill_half_way:
             print(f"  killed runner held {len(victim_pairs)} pair(s)")
     with psycopg.connect(pg.url_for("postgres"), autocommit=True) as conn:
@@ -256,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = EmbeddedBroker(Path(tmp) / "mqtt")
         pg.start()
         broker.start()
-        log_dir = Path(tmp)
+        log_dir = Path(os.environ.get("RUNNER_SCALE_LOGS", tmp))  # the runners' stderr, kept if set
         try:
             began = time.monotonic()
             counts = build_template(pg, args.sites, args.machines, args.minutes * 60)
@@ -271,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[n].append(outcome)
                     print(f"runners {n}: start-up {outcome.startup_s:5.1f} s  catch-up {outcome.drain_s:7.1f} s  "
                           f"{sum(counts.values()) / outcome.drain_s:9.0f} rows/s per service  "
-                          f"runner CPU {outcome.cpu_s:6.1f} s  exact {outcome.exact}  checksum {outcome.checksum}",
-                          flush=True)
+                          f"CPU runners {outcome.cpu_s:5.1f} s database {outcome.db_s:5.1f} s  "
+                          f"exact {outcome.exact}  checksum {outcome.checksum}", flush=True)
             sums = {r.checksum for rs in results.values() for r in rs}
             if not args.no_kill:
                 killed = run(pg, broker.url, counts, 2, "run_killed", log_dir, kill_half_way=True)
