@@ -6,7 +6,7 @@
 Positioning fits (``--profiles``, all by default), because what a position-based warning can
 decide depends on them more than on anything the service does:
 
-- ``rtk``: RTK-corrected GNSS (a few centimetres, DOMAIN.md) and device clocks disciplined by GNSS time
+- ``rtk``: RTK-corrected GNSS (a few centimetres, docs/DOMAIN.md) and device clocks disciplined by GNSS time
   (within 50 ms): the fit-out a collision-awareness service is sold with. The issue's bar applies here.
 - ``rtk-skewed``: the same positions stamped by free-running device clocks up to 0.5 s apart (the
   simulator's default skew): at 30 km/h a machine is then placed up to 4 m along its path from where it was.

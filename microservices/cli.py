@@ -48,7 +48,7 @@ def run_services(
         if missing:
             raise SitePulseError(f"--only names services that are not loaded: {missing}")
         services = {name: s for name, s in services.items() if name in only}
-    with open_runtime(settings) as runtime:
+    with open_runtime(settings, mqtt_user="services") as runtime:
         if workers > 1 or (processes and len(services) > 1):
             _supervise_runners(runtime, services, only or [], start_from, workers, processes)
             return
@@ -75,7 +75,7 @@ def _supervise_runners(runtime: Runtime, services: dict[str, Service], only: lis
 
     if since is not None:
         Runner(runtime.database_url, services).rewind(since)
-    supervisor = Supervisor(runtime.child_environment())
+    supervisor = Supervisor(runtime.child_environment("services"))
     supervisor.install_signal_handlers()
     groups = [[name] for name in services] if per_service else [only]
     for group in groups:

@@ -80,7 +80,8 @@ def enabled_sites(conn: psycopg.Connection, service: str) -> list[str]:
     ]
 
 
-def _site_settings(conn: psycopg.Connection, service: Service, site_id: str) -> Any:
+def site_settings(conn: psycopg.Connection, service: Service, site_id: str) -> Any:
+    """The service's settings stored for the site (its defaults where none are), validated."""
     row = conn.execute(
         "SELECT settings FROM service_enablement WHERE service = %s AND site_id = %s", (service.name, site_id)
     ).fetchone()
@@ -249,10 +250,10 @@ class ServiceHost:
             telemetry=telemetry_for(service, rows),
             site=site,
             machines=site_machines(conn, site_id, site.machines if site else []),
-            read=lambda query, params=None: _read_frame(conn, query, params),
+            read=lambda query, params=None: read_frame(conn, query, params),
             replay=replay,
         )
-        settings = _site_settings(conn, service, site_id)
+        settings = site_settings(conn, service, site_id)
         started = time.perf_counter()
         outputs, state = service.process(batch, dict(cp.state), settings)
         if not isinstance(outputs, Outputs):
@@ -297,7 +298,8 @@ def _stored_beyond(conn: psycopg.Connection, site_id: str, mark: Watermark) -> b
     ).fetchone()[0]
 
 
-def _read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:
+def read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:
+    """A query's rows as a frame: what ``Batch.read`` gives a service."""
     with conn.cursor() as cur:
         cur.execute(query, params)
         names = [d.name for d in cur.description or []]

@@ -56,6 +56,7 @@ import pandas as pd
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
+from microservices.report_sections import Chart, Figure, ReportRequest, ReportSection, Table  # noqa: F401 (re-export)
 from sitepulse.errors import SitePulseError
 from sitepulse.sitefile import SiteConfig
 
@@ -258,6 +259,10 @@ class Service(Generic[SettingsT]):
     ) -> Card | None:
         """An optional card for the site view, computed from the service's tables."""
         return None
+
+    def report(self, request: ReportRequest, settings: SettingsT) -> list[ReportSection]:
+        """Optional sections of the site's shift and daily reports for ``request``'s period (report_sections.py)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """The declaration as plain data (catalogue, transparency page, ``services list``)."""

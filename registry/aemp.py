@@ -1,6 +1,6 @@
 """ISO 15143-3 (AEMP 2.0) fleet snapshots of SitePulse machines, so mixed-fleet tools can read SitePulse.
 
-Element names follow DOMAIN.md exactly. Values come from bounded reads: ``machine_last``
+Element names follow docs/DOMAIN.md exactly. Values come from bounded reads: ``machine_last``
 (location, hours, fuel counter, engine state) and, where the service runs on the machine's
 site, weight loading's cycles (payload totals, load count, fuel in the last 24 h) and
 positioning's activity (distance SitePulse observed, as the odometer element). An element

@@ -19,12 +19,13 @@ COLUMNS = (
     ("needs", "Needs", "raised and voted on; not yet answered by a service"),
     ("prioritized", "Prioritised", "chosen to be built next"),
     ("developing", "In development", "being built or adapted"),
+    ("trial", "On trial", "run on the site's recorded history, not switched on: what it would have found"),
     ("implemented", "Implemented", "switched on here (pilot or live), too early to judge"),
     ("evaluated", "Evaluated", "switched on long enough to judge: the latest verdict"),
     ("retired", "Retired", "switched off for good, with the reason"),
 )
-_STAGE_COLUMN = {"proposed": "needs", "prioritized": "prioritized", "developing": "developing", "pilot": "implemented",
-                 "live": "implemented", "retired": "retired"}
+_STAGE_COLUMN = {"proposed": "needs", "prioritized": "prioritized", "developing": "developing", "trial": "trial",
+                 "pilot": "implemented", "live": "implemented", "retired": "retired"}
 
 
 def _last_changes(conn: psycopg.Connection, site_id: str) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from microservices.sdk import Service
 from registry.lifecycle import (
+    AFTER_TRIAL_REASON,
     AUTO_PILOT_REASON,
     NEXT_STAGES,
     RUNNING_STAGES,
@@ -130,6 +131,8 @@ def set_enablement(
             check_transition(name, site_id, old_stage, new_stage)
         if enabled and new_stage is None:
             new_stage, reason = "pilot", reason or AUTO_PILOT_REASON
+        elif enabled and stage is None and new_stage == "trial":  # switched on after its trial on history
+            new_stage, reason = "pilot", reason or AFTER_TRIAL_REASON
         turn_on = was_on if enabled is None else enabled
         if turn_on and new_stage not in RUNNING_STAGES:
             if enabled is None:  # a stage change away from pilot/live switches the service off

@@ -104,7 +104,8 @@ def bootstrap_difference(before: np.ndarray, after: np.ndarray, *, samples: int,
     return float(after.mean() - before.mean()), float(low), float(high)
 
 
-def _daily(conn: psycopg.Connection, kpi: Kpi, site_id: str, start: date, end: date) -> np.ndarray:
+def daily_values(conn: psycopg.Connection, kpi: Kpi, site_id: str, start: date, end: date) -> np.ndarray:
+    """The KPI's value per day with one, ``start`` <= day < ``end``."""
     rows = conn.execute(kpi.daily_sql, {"site_id": site_id, "start": _midnight(start), "end": _midnight(end)})
     return np.array([float(value) for _, value in rows.fetchall() if value is not None], dtype=float)
 
@@ -119,8 +120,8 @@ def compare_kpi(conn: psycopg.Connection, kpi: Kpi, site_id: str, windows: Windo
                               "confidence": confidence, "verdict": "insufficient data"}
     try:
         with conn.transaction():  # a broken KPI query must not abort the whole evaluation
-            before = _daily(conn, kpi, site_id, windows.before_start, windows.before_end)
-            after = _daily(conn, kpi, site_id, windows.after_start, windows.after_end)
+            before = daily_values(conn, kpi, site_id, windows.before_start, windows.before_end)
+            after = daily_values(conn, kpi, site_id, windows.after_start, windows.after_end)
     except (psycopg.ProgrammingError, psycopg.DataError) as exc:
         return {**result, "verdict": "unavailable", "error": str(exc).strip().splitlines()[0]}
     result["before"] = {"mean": float(before.mean()) if before.size else None, "days": int(before.size)}
@@ -147,7 +148,7 @@ def adoption(conn: psycopg.Connection, site_id: str, service: str, windows: Wind
     start, end = _midnight(windows.after_start), _midnight(windows.after_end)
     users, active_days, views = conn.execute(
         "SELECT count(DISTINCT principal), count(DISTINCT (at AT TIME ZONE 'UTC')::date),"
-        " count(*) FILTER (WHERE action IN ('api_call', 'card_view'))"
+        " count(*) FILTER (WHERE action IN ('api_call', 'card_view', 'trial_view'))"
         " FROM usage_events WHERE site_id = %s AND service = %s AND at >= %s AND at < %s AND action = ANY(%s)",
         (site_id, service, start, end, list(ADOPTION_ACTIONS)),
     ).fetchone() or (0, 0, 0)

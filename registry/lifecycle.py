@@ -2,20 +2,22 @@
 
 Stages, in the order provider and customer walk them::
 
-    proposed -> prioritized -> developing -> pilot -> live -> retired
+    proposed -> prioritized -> developing -> trial -> pilot -> live -> retired
 
 | from | allowed next | why |
 |---|---|---|
-| (none) | proposed, pilot | a new need starts as a proposal; an existing service may go straight to pilot |
-| proposed | prioritized, retired | |
-| prioritized | developing, retired | |
-| developing | pilot, retired | |
+| (none) | proposed, trial, pilot | a new need starts as a proposal; an existing service may go straight to a trial on
+  the site's history or to pilot |
+| proposed | prioritized, trial, retired | a trial on history shows what it would have found before it is built on |
+| prioritized | developing, trial, retired | |
+| developing | trial, pilot, retired | |
+| trial | pilot, developing, retired | run on recorded history only (registry/trials.py): switched on, it pilots |
 | pilot | live, developing, retired | developing again = iterate after a pilot |
 | live | pilot, retired | pilot again = iterate on a live service |
 | retired | proposed | revived: it starts over as a proposal |
 
 Enabling is separate from the stage but bounded by it: a service runs on a site only at
-``pilot`` or ``live``. Switching on a service that has no stage on the site puts it into
+``pilot`` or ``live``. Switching on a service that has no stage on the site, or is on trial, puts it into
 ``pilot``; moving a switched-on service to any other stage switches it off (subject to the
 dependency rules). Every change is stored with who made it, when and why.
 """
@@ -30,19 +32,21 @@ import psycopg
 
 from sitepulse.errors import Conflict
 
-Stage = Literal["proposed", "prioritized", "developing", "pilot", "live", "retired"]
-STAGES: tuple[str, ...] = ("proposed", "prioritized", "developing", "pilot", "live", "retired")
+Stage = Literal["proposed", "prioritized", "developing", "trial", "pilot", "live", "retired"]
+STAGES: tuple[str, ...] = ("proposed", "prioritized", "developing", "trial", "pilot", "live", "retired")
 RUNNING_STAGES = frozenset({"pilot", "live"})
 NEXT_STAGES: dict[str | None, tuple[str, ...]] = {
-    None: ("proposed", "pilot"),
-    "proposed": ("prioritized", "retired"),
-    "prioritized": ("developing", "retired"),
-    "developing": ("pilot", "retired"),
+    None: ("proposed", "trial", "pilot"),
+    "proposed": ("prioritized", "trial", "retired"),
+    "prioritized": ("developing", "trial", "retired"),
+    "developing": ("trial", "pilot", "retired"),
+    "trial": ("pilot", "developing", "retired"),
     "pilot": ("live", "developing", "retired"),
     "live": ("pilot", "retired"),
     "retired": ("proposed",),
 }
 AUTO_PILOT_REASON = "switched on without a stage on this site: piloting it"
+AFTER_TRIAL_REASON = "switched on after its trial on history: piloting it"
 
 
 class IllegalTransition(Conflict):

@@ -10,8 +10,9 @@ in ``stats()`` and logged, rather than ever blocking a request.
 Actions: ``api_call`` (a service's route was called; the guard in ``registry.api.plugins``),
 ``card_view`` (the site view rendered a service's card; ``card_views``), ``export``
 (data left the platform as a file or report; ``export``) and ``alert_ack`` (an alert
-was acknowledged). Alerts *delivered* are not events: the runner marks them ``published_at``
-in ``service_alerts``, and reports count them there.
+was acknowledged), ``report_delivered`` and ``report_opened`` (a scheduled report reached someone, and someone
+opened its link; one per service with a section in it: registry/shift_reports). Alerts *delivered* are not
+events: the runner marks them ``published_at`` in ``service_alerts``, and reports count them there.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 
-Action = Literal["api_call", "card_view", "export", "alert_ack"]
-ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack")
-ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack")  # someone used the service
+Action = Literal["api_call", "card_view", "export", "alert_ack", "trial_view", "report_delivered", "report_opened"]
+ACTIONS: tuple[str, ...] = ("api_call", "card_view", "export", "alert_ack", "trial_view", "report_delivered",
+                            "report_opened")
+# someone used the service: a report opened is a reader of it; a trial's results read before it is switched on
+# count too (that is the adoption evidence co-creation starts from)
+ADOPTION_ACTIONS: tuple[str, ...] = ("api_call", "card_view", "alert_ack", "trial_view", "report_opened")
 _COPY = "COPY usage_events (at, site_id, service, principal, action, detail) FROM STDIN"
 _DROP_LOG_EVERY_S = 10.0
 _RETRY_MAX_S = 5.0

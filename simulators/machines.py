@@ -12,7 +12,7 @@ Figures and their sources:
   (Volvo A40G brochure). Cat 773G: nominal payload 55.6 t, empty ~44 t, 578 kW gross,
   67 km/h (Caterpillar 773G spec sheet).
 - Loaded haul 15-35 km/h, empty 25-50 km/h; a loader fills a 30-40 t hauler in 3-6 passes of
-  25-40 s; dumping takes tens of seconds (DOMAIN.md, Haul cycle).
+  25-40 s; dumping takes tens of seconds (docs/DOMAIN.md §Haul cycle).
 - Rolling resistance of a maintained gravel haul road ~3 % (Caterpillar Performance Handbook,
   rolling resistance table: "firmly packed, maintained" 2-3.5 %).
 - Diesel at load ~0.25 L/kWh (brake specific fuel consumption ~210 g/kWh at 0.84 kg/L);
@@ -21,7 +21,7 @@ Figures and their sources:
 - Bucket loads: Volvo L220H rock bucket ~5.5-6 m3, ~10 t of blasted rock at ~1.7 t/m3 loose;
   Volvo EC750E ~4.5-5 m3, ~8.5 t (Volvo brochures; loose rock densities from the Cat handbook).
 - Payload policy: mean at or below rated, a minority above 110 %, almost none above 120 %
-  (Caterpillar 10/10/20 policy, DOMAIN.md); the loading mix below honours it.
+  (Caterpillar 10/10/20 policy, docs/DOMAIN.md §Payload management); the loading mix below honours it.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Behaviour:
     payload_quantiles: tuple[tuple[float, float], ...] = ()
     depart_pause_s: tuple[float, float] = (5.0, 12.0)  # loaded, at the loader, after the last pass
     dump_position_s: tuple[float, float] = (5.0, 12.0)  # reverse and position at the tip edge
-    dump_tip_s: tuple[float, float] = (20.0, 40.0)  # body up: payload falls to ~0 (DOMAIN.md: tens of seconds)
+    dump_tip_s: tuple[float, float] = (20.0, 40.0)  # body up: payload falls to ~0 (docs/DOMAIN.md: tens of seconds)
     after_dump_s: tuple[float, float] = (4.0, 8.0)  # body down before driving off
     # pass times of one load scaled by a log-normal factor (digging conditions, operator): its median and
     # sigma; (1, 0) keeps each model's pass times as they are and draws nothing
@@ -140,7 +140,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
 
 
 def band(payload_kg: float, rated_kg: float) -> str:
-    """SitePulse payload band (DOMAIN.md): under < 90 % <= target <= 110 % < over_110 <= 120 % < over_120."""
+    """SitePulse payload band (docs/DOMAIN.md): under < 90 % <= target <= 110 % < over_110 <= 120 % < over_120."""
     f = payload_kg / rated_kg
     if f < 0.9:
         return "under"

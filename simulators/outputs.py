@@ -9,14 +9,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
 from sitepulse.errors import SitePulseError
 from sitepulse.recording import Message
+from sitepulse.settings import mask_url
 
-MAX_OUTSTANDING = 5_000  # paho stalls near 65,535 un-acked QoS 1 messages (ARCHITECTURE.md)
+MAX_OUTSTANDING = 5_000  # paho stalls near 65,535 un-acked QoS 1 messages (docs/ARCHITECTURE.md §Publisher limits)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -35,6 +36,9 @@ def connect(url: str, client_id: str = "", timeout: float = 10.0) -> tuple[mqtt.
     """A connected paho 2.x client with its network loop running, plus a live ack counter."""
     host, port = parse_mqtt_url(url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    login = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if login.username is not None:  # mqtt://device-SITE:password@host:port (a site's device account)
+        client.username_pw_set(unquote(login.username), unquote(login.password or ""))
     client.max_inflight_messages_set(1000)
     state = {"acked": 0, "connected": threading.Event(), "rc": None}
 
@@ -50,11 +54,11 @@ def connect(url: str, client_id: str = "", timeout: float = 10.0) -> tuple[mqtt.
     try:
         client.connect(host, port, keepalive=30)
     except OSError as exc:
-        raise SitePulseError(f"cannot reach the MQTT broker at {url} ({exc.strerror or exc})") from None
+        raise SitePulseError(f"cannot reach the MQTT broker at {mask_url(url)} ({exc.strerror or exc})") from None
     client.loop_start()
     if not state["connected"].wait(timeout) or (state["rc"] is not None and state["rc"].is_failure):
         client.loop_stop()
-        raise SitePulseError(f"MQTT broker at {url} did not accept the connection ({state['rc']})")
+        raise SitePulseError(f"MQTT broker at {mask_url(url)} did not accept the connection ({state['rc']})")
     return client, state
 
 
@@ -118,7 +122,7 @@ def publish_live(messages: Iterable[Message], mqtt_url: str, speedup: float = 1.
                 client.publish(topic, b"offline", qos=1, retain=True)
                 sent += 1
         if not wait_acked(state, sent):
-            raise SitePulseError(f"MQTT broker at {mqtt_url} stopped acknowledging messages")
+            raise SitePulseError(f"MQTT broker at {mask_url(mqtt_url)} stopped acknowledging messages")
     finally:
         client.disconnect()
         client.loop_stop()
@@ -138,7 +142,7 @@ def publish_backlog(pairs: Iterable[tuple[str, bytes]], mqtt_url: str, client_id
             if sent - state["acked"] > MAX_OUTSTANDING:
                 wait_acked(state, sent - MAX_OUTSTANDING // 5)
         if not wait_acked(state, sent):
-            raise SitePulseError(f"MQTT broker at {mqtt_url} stopped acknowledging messages")
+            raise SitePulseError(f"MQTT broker at {mask_url(mqtt_url)} stopped acknowledging messages")
     finally:
         client.disconnect()
         client.loop_stop()

@@ -2,8 +2,8 @@
 
 Services must cope with what real devices report, so the simulator never publishes true
 values: positions carry a few metres of time-correlated GNSS error with occasional jumps of
-tens of metres (DOMAIN.md, Positioning), payload readings carry 1-3 % of rated noise while
-standing and a larger bounce while a loaded body moves (DOMAIN.md, Payload management).
+tens of metres (docs/DOMAIN.md §Positioning), payload readings carry 1-3 % of rated noise while
+standing and a larger bounce while a loaded body moves (docs/DOMAIN.md §Payload management).
 Random numbers are drawn in blocks per machine so a run is fast and fully reproducible.
 
 Real fleets are not one receiver and one load cell: ``RECEIVERS`` holds GNSS receiver classes (RTK,
@@ -25,7 +25,7 @@ from sitepulse.errors import SitePulseError
 
 @dataclass(frozen=True)
 class SensorConfig:
-    """Noise settings; defaults follow DOMAIN.md's typical figures."""
+    """Noise settings; defaults follow docs/DOMAIN.md's typical figures."""
 
     gnss_sigma_m: float = 1.5  # plain GNSS: "a few metres" per axis, slowly wandering
     gnss_tau_s: float = 20.0  # correlation time of the GNSS error (multipath/atmosphere drift)
@@ -72,7 +72,7 @@ class SensorConfig:
 
 # GNSS receiver classes. Every class keeps the default multipath jumps (they come from pit walls and
 # machines, not from the receiver) and differs in its slow drift and white noise, per axis:
-# - rtk: carrier-phase fixed solution, about 2 cm (DOMAIN.md: "a few centimetres");
+# - rtk: carrier-phase fixed solution, about 2 cm (docs/DOMAIN.md: "a few centimetres");
 # - sbas: satellite-based augmentation (EGNOS/WAAS), about 0.5 m, wandering slowly;
 # - standalone: the most common receiver on construction equipment; a few metres of slow drift
 #   (atmosphere, multipath) plus 1-2.5 m of white noise near pit walls (issue 30: 2.5 m is the bar).

@@ -29,10 +29,10 @@ def iso_ms(epoch_s: float) -> str:
 
 @dataclass(frozen=True)
 class TruthSettings:
-    """Definitions the truth uses; the defaults are SitePulse's (DOMAIN.md) where it has one."""
+    """Definitions the truth uses; the defaults are SitePulse's (docs/DOMAIN.md) where it has one."""
 
-    zone_min_dwell_s: float = 5.0  # DOMAIN.md: a zone visit needs a minimum dwell of 5 s
-    warning_distance_m: float = 20.0  # DOMAIN.md: warning within 20 m ...
+    zone_min_dwell_s: float = 5.0  # docs/DOMAIN.md: a zone visit needs a minimum dwell of 5 s
+    warning_distance_m: float = 20.0  # docs/DOMAIN.md: warning within 20 m ...
     warning_ttc_s: float = 8.0  # ... with time to collision under 8 s
     critical_distance_m: float = 10.0  # critical within 10 m ...
     critical_ttc_s: float = 4.0  # ... or time to collision under 4 s

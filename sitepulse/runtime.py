@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from sitepulse.db import connect
 from sitepulse.embedded.broker import EmbeddedBroker
+from sitepulse.embedded.mqtt_accounts import decoder_routes
 from sitepulse.embedded.ports import port_in_use
 from sitepulse.embedded.postgres import EmbeddedPostgres
 from sitepulse.errors import ConfigError
@@ -39,6 +40,7 @@ class Runtime:
     mqtt_url: str = ""
     started: list[str] = field(default_factory=list)
     storage: str = ""  # the storage in force for telemetry, one line
+    broker: EmbeddedBroker | None = None  # the embedded broker this process started, if any
 
     def announce(self, console: Any, extra: list[str] | None = None) -> None:
         """Print what was started and where (and the storage engine in use) on a rich console."""
@@ -48,14 +50,20 @@ class Runtime:
             colour = "yellow" if self.storage.startswith("plain PostgreSQL") else "green"
             console.print(f"[bold]storage[/] [{colour}]{self.storage}[/]", highlight=False, soft_wrap=True)
 
-    def child_environment(self) -> dict[str, str]:
-        """Environment for child processes so they use these servers instead of starting more."""
+    def child_environment(self, mqtt_user: str | None = None) -> dict[str, str]:
+        """Environment for child processes so they use these servers instead of starting more; on the embedded
+        broker the child connects as ``mqtt_user`` (``ingest``, ``services``, ``api`` or a site's device user)."""
         env = {}
         if self.database_url:
             env["SITEPULSE_DATABASE_URL"] = self.database_url
-        if self.mqtt_url:
-            env["SITEPULSE_MQTT_URL"] = self.mqtt_url
+        mqtt_url = self.broker.url_as(mqtt_user) if self.broker and mqtt_user else self.mqtt_url
+        if mqtt_url:
+            env["SITEPULSE_MQTT_URL"] = mqtt_url
         return env
+
+    def device_url(self, site_id: str) -> str:
+        """Where a site's devices publish: the configured broker, or the embedded one as the site's device user."""
+        return self.broker.device_url(site_id) if self.broker else self.mqtt_url
 
 
 def check_api_port(settings: Settings) -> None:
@@ -99,9 +107,11 @@ def _embedded_database(settings: Settings, stack: ExitStack, runtime: Runtime) -
 
 @contextmanager
 def open_runtime(
-    settings: Settings, *, database: bool = True, broker: bool = True, migrate: bool = True
+    settings: Settings, *, database: bool = True, broker: bool = True, migrate: bool = True,
+    mqtt_user: str | None = None,
 ) -> Iterator[Runtime]:
-    """Resolve (and if needed start) the servers; stop what was started on exit."""
+    """Resolve (and if needed start) the servers; stop what was started on exit. An embedded broker is started with
+    per-site users and ACLs (sitepulse/embedded/mqtt_accounts.py); ``runtime.mqtt_url`` is then ``mqtt_user``'s."""
     runtime = Runtime(settings)
     with ExitStack() as stack:
         if database:
@@ -124,9 +134,13 @@ def open_runtime(
                 runtime.mqtt_url = settings.mqtt_url.get_secret_value()
                 check_broker(runtime.mqtt_url)
             else:
-                server = EmbeddedBroker(settings.data_dir / "mosquitto", port=settings.embedded_mqtt_port)
-                runtime.mqtt_url = server.start()
+                server = EmbeddedBroker(settings.data_dir / "mosquitto", port=settings.embedded_mqtt_port, secured=True,
+                                        routes=decoder_routes(settings.decoders_file))
+                server.start()
                 stack.callback(server.stop)
-                runtime.started.append(f"Mosquitto (embedded) on {server.host}:{server.port}")
+                runtime.broker = server
+                runtime.mqtt_url = server.url_as(mqtt_user) if mqtt_user else server.url
+                runtime.started.append(f"Mosquitto (embedded) on {server.host}:{server.port}, a user per site"
+                                       " and role (`sitepulse site credentials SITE`)")
         log.info("database %s; broker %s", mask_url(runtime.database_url) or "-", mask_url(runtime.mqtt_url) or "-")
         yield runtime

@@ -137,6 +137,17 @@ class Settings(BaseSettings):
     webhook_approved_hosts: str | None = Field(
         None, description="comma-separated host or host:port that alarm webhooks may reach on private, loopback"
         " or link-local addresses (approved by an admin); any other webhook goes to public addresses only")
+    # scheduled reports (registry/shift_reports, docs/REPORTS.md)
+    smtp_host: str | None = Field(None, description="SMTP server that sends scheduled reports; unset sends no e-mail")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: str = Field("starttls", description="starttls | ssl (implicit TLS, port 465) | none (loopback only)")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("sitepulse@localhost", description="From address of report e-mails")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle for the SMTP server's certificate (default: system)")
+    reports_link_base: str = Field("http://127.0.0.1:8000", description="base URL of the API in report e-mails' links")
+    reports_poll_s: float = Field(15.0, gt=0, description="how often the report scheduler looks for ended periods")
+    reports_retry_wait_s: float = Field(2.0, ge=0, description="first wait between delivery tries (doubles, 3 tries)")
     # ingest
     ingest_batch_rows: int = Field(5000, ge=1)
     ingest_batch_ms: int = Field(200, ge=1)
@@ -181,6 +192,13 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         return ",".join(f"{index}/{count}" for index, count in partition_spec(value))
+
+    @field_validator("smtp_tls")
+    @classmethod
+    def _known_smtp_tls(cls, value: str) -> str:
+        if value not in {"starttls", "ssl", "none"}:
+            raise ValueError("must be 'starttls', 'ssl' or 'none'")
+        return value
 
     @field_validator("log_format")
     @classmethod
@@ -227,8 +245,8 @@ class Settings(BaseSettings):
                 raise ValueError("SITEPULSE_DATABASE_URL has a default or guessable password; production needs a"
                                  " random one")
         if self.mqtt_url is None:
-            raise ValueError("SITEPULSE_MQTT_URL must be set in production: the embedded broker lets any local"
-                             " client read and write every site's topics; use a broker with per-site credentials"
+            raise ValueError("SITEPULSE_MQTT_URL must be set in production: the embedded broker is for one machine"
+                             " (loopback, no TLS, no restart of its own); use a broker with per-site credentials"
                              " and ACLs (docs/DEPLOYMENT.md)")
         parts = urlsplit(self.mqtt_url.get_secret_value())
         if not parts.username or not parts.password:

@@ -100,6 +100,30 @@ def _polygons_of(geometry: Any) -> list[Polygon]:
     return [p for part in getattr(geometry, "geoms", []) for p in _polygons_of(part)]
 
 
+def _edge_keys(ring: list[LonLat]) -> list[tuple[LonLat, LonLat]]:
+    """Each edge of a closed ring as its two corners in order, whichever way round the ring runs."""
+    return [tuple(sorted(edge)) for edge in zip(ring, ring[1:] + ring[:1], strict=True)]
+
+
+def _farthest_m(ring: list[LonLat], ring_xy: np.ndarray, other: list[LonLat], other_xy: np.ndarray,
+                steps: int = 10) -> float:
+    """How far ``ring`` (closed; x/y in metres beside it), each edge cut in ``steps``, strays from ``other``'s edges.
+
+    With both directions this is ``shapely.hausdorff_distance(densify=1 / steps)`` (GEOS compares every point with
+    every edge: 11 s for a 10,000-corner zone), measured from the edges ``other`` lacks only (a shared edge is 0 m
+    away) to a tree of ``other``'s edges."""
+    shared = set(_edge_keys(other))
+    changed = np.array([key not in shared for key in _edge_keys(ring)])
+    if not changed.any():
+        return 0.0
+    start, end = ring_xy[changed], np.roll(ring_xy, -1, axis=0)[changed]
+    fractions = np.arange(steps)[:, None, None] / steps
+    points = shapely.points((start + (end - start) * fractions).reshape(-1, 2))
+    edges = shapely.linestrings(np.stack([other_xy, np.roll(other_xy, -1, axis=0)], axis=1))
+    _, distances = shapely.STRtree(edges).query_nearest(points, return_distance=True, all_matches=False)
+    return float(distances.max())
+
+
 def repaired_ring(ring: list[LonLat]) -> tuple[list[LonLat], str | None]:
     """The ring of a valid polygon: as drawn, or repaired with shapely's make_valid when it crosses itself (or
     spikes) by under ``REPAIRABLE_DEFECT_M``; then also what was repaired, naming the corner. The repair keeps one
@@ -123,9 +147,9 @@ def repaired_ring(ring: list[LonLat]) -> tuple[list[LonLat], str | None]:
     best = max(parts, key=lambda part: part.area)
     fixed = [(float(x), float(y)) for x, y in best.exterior.coords[:-1]]
     fixed_x, fixed_y = frame.to_xy([p[0] for p in fixed], [p[1] for p in fixed])
-    drawn_line = shapely.LineString(np.c_[np.r_[ring_x, ring_x[:1]], np.r_[ring_y, ring_y[:1]]])
-    fixed_line = shapely.LineString(np.c_[np.r_[fixed_x, fixed_x[:1]], np.r_[fixed_y, fixed_y[:1]]])
-    defect_m = float(shapely.hausdorff_distance(drawn_line, fixed_line, densify=0.1))
+    drawn, repaired = np.c_[ring_x, ring_y], np.c_[fixed_x, fixed_y]
+    ring = [tuple(p) for p in ring]
+    defect_m = max(_farthest_m(ring, drawn, fixed, repaired), _farthest_m(fixed, repaired, ring, drawn))
     if defect_m >= REPAIRABLE_DEFECT_M:
         raise ValueError(f"polygon crosses itself {where}, by {defect_m:,.1f} m ({kind}); redraw it (defects under "
                          f"{REPAIRABLE_DEFECT_M:g} m are repaired)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from sitepulse.errors import SitePulseError
+from sitepulse.errors import InvalidInput, SitePulseError
 from sitepulse.migrations import MigrationSource
 from sitepulse.sitefile import SiteConfig
 
@@ -22,7 +22,7 @@ def check_site_id(site_id: str) -> str:
     if not SITE_ID.match(site_id):
         raise SitePulseError(f"site id {site_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'")
     if not site_id.strip("."):
-        raise SitePulseError(f"site id {site_id!r} is not allowed: it needs a letter, digit, '_' or '-'")
+        raise InvalidInput(f"site id {site_id!r} is not allowed: it needs a letter, digit, '_' or '-'")
     return site_id
 
 

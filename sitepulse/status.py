@@ -14,7 +14,6 @@ Exit code 0 when the database is reachable, 1 when it is not (scripts can test i
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sitepulse.embedded.broker import listener_address
 from sitepulse.settings import Settings, load_settings, mask_url
 from sitepulse.storage import Storage, collect_storage
 
@@ -181,16 +181,6 @@ def _embedded_database_url(data_dir: Path) -> str | None:
     return f"postgresql://{EMBEDDED_SUPERUSER}@127.0.0.1:{port}/{EMBEDDED_DATABASE}"
 
 
-def _embedded_broker_address(data_dir: Path) -> tuple[str, int] | None:
-    """Host and port of the embedded Mosquitto's last rendered configuration, if any."""
-    try:
-        text = (data_dir / "mosquitto" / "mosquitto.conf").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^listener\s+(\d+)\s+(\S+)", text, re.M)
-    return (match[2], int(match[1])) if match else None
-
-
 def _reachable(host: str, port: int, timeout: float = 2) -> str | None:
     """None when a TCP connection succeeds, else the reason."""
     try:
@@ -219,7 +209,8 @@ def resolve_targets(settings: Settings) -> Targets:
         broker = (parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883))
         broker_source = "SITEPULSE_MQTT_URL"
     else:
-        broker, broker_source = _embedded_broker_address(settings.data_dir), f"embedded ({settings.data_dir}/mosquitto)"
+        folder = settings.data_dir / "mosquitto"
+        broker, broker_source = listener_address(folder), f"embedded ({folder})"
     return Targets(db_url, db_source, broker, broker_source)
 
 

@@ -96,17 +96,17 @@ class Supervisor:
         return lambda: subprocess.Popen([sys.executable, "-m", "sitepulse", *args], env=full_env,
                                         stdin=subprocess.DEVNULL)
 
-    def add(self, name: str, *args: str, restart: bool = True) -> None:
-        """Supervise the ``sitepulse`` sub-command ``args`` (started by ``run``)."""
-        self.children.append(Child(name, self.command(*args), restart))
+    def add(self, name: str, *args: str, restart: bool = True, env: dict[str, str] | None = None) -> None:
+        """Supervise the ``sitepulse`` sub-command ``args`` (started by ``run``), with ``env`` added to its own."""
+        self.children.append(Child(name, self.command(*args, env=env), restart))
 
     def add_function(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         """Supervise ``target(*args)`` in a spawned interpreter (its arguments must pickle)."""
         self.children.append(Child(name, lambda: SpawnedFunction(target, args, name)))
 
-    def launch(self, name: str, *args: str, restart: bool = True) -> None:
+    def launch(self, name: str, *args: str, restart: bool = True, env: dict[str, str] | None = None) -> None:
         """Start one more child while ``run`` is watching (started before it is watched: never twice)."""
-        child = Child(name, self.command(*args), restart)
+        child = Child(name, self.command(*args, env=env), restart)
         self._start(child)
         self.children.append(child)
 

@@ -1,6 +1,6 @@
 """The house rules for imports, read from the source (every import, function-level ones included).
 
-Top-level packages depend one way (ARCHITECTURE.md): simulators -> kernel; ingest -> kernel;
+Top-level packages depend one way (docs/ARCHITECTURE.md §Dependencies): simulators -> kernel; ingest -> kernel;
 decoders -> ingest + kernel; microservices -> ingest + kernel; registry -> microservices SDK (and what
 it stands on) + kernel; evaluation (services scored against the simulators' truth) -> the services, the simulators,
 ingest and the kernel; stack, the composition root, -> anything but evaluation. Only tests and benchmarks import

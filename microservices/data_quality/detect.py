@@ -36,7 +36,7 @@ SUM_FIELDS = (
     "y_missing", "y_moving", "y_unchanged", "y_empty", "y_empty_high", "y_empty_sum",
     "f_missing", "f_jumps", "f_running", "f_incr", "f_run_s",
     "e_missing", "e_jumps", "e_running", "e_incr", "e_run_s",
-    "c_n", "c_ahead",
+    "c_n", "c_ahead", "c_queued",
 )
 MAX_FIELDS = ("f_idle", "e_idle")  # longest time without a counter step while the engine runs (s)
 LAST_FIELDS = ("heading", "speed", "payload")  # the value at the end of the bin (evidence)
@@ -303,6 +303,7 @@ def sample_evidence(rows: pd.DataFrame, new: np.ndarray, state_prev: dict[str, d
     prompt = np.isfinite(ahead) & (ahead >= -settings.clock_tolerance_s)
     put("c_n", prompt)
     put("c_ahead", np.where(prompt, ahead, 0.0))
+    put("c_queued", prompt & queued)
     carried["y_chg"] = chg_t
     last_of = {m: {k: int(v[i]) for k, v in carried.items()}
                for m, i in zip(ids, np.r_[np.flatnonzero(group[1:] != group[:-1]), len(group) - 1], strict=True)}
@@ -480,11 +481,17 @@ def judge_counter(s: np.ndarray, mx: np.ndarray, prefix: str, typical_step_s: fl
 
 
 def judge_clock(ring: list[list[float]], st: DataQualitySettings) -> Verdict | None:
-    """From the newest bins' mean lead over arrival (``ring``: [bin middle ms, mean ahead s])."""
+    """From the newest bins' mean lead over arrival (``ring``: [bin middle ms, mean ahead s, share queued]).
+
+    A drift is fitted only over bins that arrived live: a queue drains many times faster than its samples were
+    taken, so a few milliseconds of delivery jitter there read as seconds of clock error (a replay published as
+    fast as the broker takes it made a healthy loader "drift" 58 s/h). A queued clock is judged by its lead alone.
+    """
     if not ring:
         return None
     ahead = ring[-1][1]
-    if len(ring) >= st.drift_bins:
+    live = [r for r in ring[-st.drift_bins:] if len(r) < 3 or r[2] < 0.5]
+    if len(live) >= st.drift_bins:
         t = np.array([r[0] for r in ring[-st.drift_bins:]]) / 3.6e6
         a = np.array([r[1] for r in ring[-st.drift_bins:]])
         tc = t - t.mean()

@@ -21,7 +21,7 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.ground_speed import motion_over_ground
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
@@ -228,7 +228,8 @@ class DataQuality(Service[DataQualitySettings]):
         ms["spikes"] = spikes
         ring = list(ms.get("ring", []))
         if s[detect.S["c_n"]] >= settings.min_samples:
-            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]])]]
+            ring = [*ring, [bin_id * bin_ms + bin_ms / 2, float(s[detect.S["c_ahead"]] / s[detect.S["c_n"]]),
+                            float(s[detect.S["c_queued"]] / s[detect.S["c_n"]])]]
             ring = ring[-settings.drift_bins:]
         ms["ring"] = ring
         steps = dict(ms.get("steps", {}))
@@ -314,6 +315,12 @@ class DataQuality(Service[DataQualitySettings]):
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/data-quality: findings (bare path) and machines."""
         return router
+
+    def report(self, request: ReportRequest, settings: DataQualitySettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.data_quality.report import sections
+
+        return sections(request, settings)
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: DataQualitySettings) -> Card | None:

@@ -80,10 +80,10 @@ class DataQualitySettings(BaseModel):
     empty_fraction: float = Field(
         0.12, gt=0, lt=1, description="payload readings below this share of rated count as the body or bucket "
                                       "being empty, where a zero offset shows: half the smallest loader pass (a "
-                                      "hauler is filled in 3-6 passes, DOMAIN.md)")
+                                      "hauler is filled in 3-6 passes, docs/DOMAIN.md)")
     zero_tolerance_fraction: float = Field(
         0.02, gt=0, lt=1, description="a median empty reading above this share of rated is off zero (on-board "
-                                      "weighing is accurate to 1-3 % of rated, DOMAIN.md; noise around a true "
+                                      "weighing is accurate to 1-3 % of rated, docs/DOMAIN.md; noise around a true "
                                       "zero keeps the median below it)")
     max_fuel_lph: float = Field(
         400.0, gt=0, le=5000, description="the fuel counter may rise at most this fast (the largest quarry "

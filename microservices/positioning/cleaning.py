@@ -1,6 +1,6 @@
 """Cleaning GNSS fixes: reject jumps, smooth with a motion-compensated median, carry the last good fix.
 
-Facts used (DOMAIN.md, Positioning): plain GNSS error is a few metres and jumps of tens of metres happen;
+Facts used (docs/DOMAIN.md §Positioning): plain GNSS error is a few metres and jumps of tens of metres happen;
 distances live in a local metric frame. Every function works on whole arrays of samples sorted by
 (machine, time) with times in integer milliseconds, and every window is an exact median, so results do
 not depend on how the samples were split into batches.

@@ -2,7 +2,7 @@
 
 Haulers stand still where they are loaded and where they dump. Stops of at least ``min_stop_s``
 are found per machine (reported speed below ``stop_kmh``); a stop whose payload rises is a
-loading, one whose payload falls a dump (DOMAIN.md, Haul cycle: payload rises in steps while the
+loading, one whose payload falls a dump (docs/DOMAIN.md §Haul cycle: payload rises in steps while the
 hauler stands at the loader; falls to near zero within tens of seconds at the dump). DBSCAN
 (scikit-learn) groups the stop positions of each kind in the site's local metric frame; each
 cluster becomes a zone: the convex hull of its stops grown by ``buffer_m``.

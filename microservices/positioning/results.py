@@ -1,7 +1,7 @@
 """What final samples become: the stored track, activity per minute, zone entries and visits, speeding episodes,
 and their alerts.
 
-Facts used (DOMAIN.md, Positioning): a zone visit needs a minimum dwell (SitePulse default 5 s) and
+Facts used (docs/DOMAIN.md §Positioning): a zone visit needs a minimum dwell (SitePulse default 5 s) and
 hysteresis at the border. Everything is derived from final samples only and summed in integer
 milliseconds and millimetres, so any split of the same telemetry into batches gives the same rows.
 Python loops run over machines, zone series or visits, never over samples.

@@ -17,7 +17,7 @@ from microservices.positioning import detect, routes
 from microservices.positioning.layout import Layout
 from microservices.positioning.settings import PositioningSettings
 from microservices.positioning.track import Setup, track_of
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
+from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
@@ -122,6 +122,12 @@ class Positioning(Service[PositioningSettings]):
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/positioning/."""
         return routes.router
+
+    def report(self, request: ReportRequest, settings: PositioningSettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.positioning.report import sections
+
+        return sections(request, settings)
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: PositioningSettings) -> Card | None:

@@ -1,6 +1,6 @@
 """Per-site settings of the positioning service: every threshold in physical units, with a default.
 
-Where a default is a SitePulse choice rather than a published figure it says so (DOMAIN.md:
+Where a default is a SitePulse choice rather than a published figure it says so (docs/DOMAIN.md:
 "make every such number a setting").
 """
 
@@ -19,12 +19,12 @@ class PositioningSettings(BaseModel):
     min_dwell_s: float = Field(
         5.0, ge=0, le=600,
         description="a zone visit starts after this long inside the polygon and ends after this long outside "
-                    "the polygon grown by border_margin_m (DOMAIN.md: SitePulse default minimum dwell 5 s)")
+                    "the polygon grown by border_margin_m (docs/DOMAIN.md: SitePulse default minimum dwell 5 s)")
     border_margin_m: float = Field(
         3.0, ge=0, le=50,
         description="the least hysteresis at zone borders: a machine leaves a zone only once outside the polygon "
                     "grown by this many metres, or by border_sigmas of its position's uncertainty where that is more "
-                    "(3 m: about two standard deviations of plain GNSS error, DOMAIN.md)")
+                    "(3 m: about two standard deviations of plain GNSS error, docs/DOMAIN.md)")
     border_sigmas: float = Field(
         2.0, ge=0, le=10,
         description="zone hysteresis scaled to how well the position is known: a visit is confirmed only once the "
@@ -47,7 +47,7 @@ class PositioningSettings(BaseModel):
     jump_tolerance_m: float = Field(
         8.0, gt=0, le=500,
         description="a fix farther than this from where its neighbours put it (motion-compensated median) "
-                    "is a jump; plain GNSS error is a few metres, jumps tens of metres (DOMAIN.md)")
+                    "is a jump; plain GNSS error is a few metres, jumps tens of metres (docs/DOMAIN.md)")
     jump_tolerance_s: float = Field(
         0.6, ge=0, le=10,
         description="extra jump tolerance per m/s of speed (metres per m/s): covers acceleration and braking "

@@ -1,7 +1,7 @@
 """Close encounters between machines: every machine's position on a common time grid, close pairs, time to
 collision, encounter episodes, their alerts and rows.
 
-DOMAIN.md ("Traffic awareness and collision warning"): warning when two moving machines come within 20 m
+docs/DOMAIN.md §Traffic awareness and collision warning: warning when two moving machines come within 20 m
 with time to collision under 8 s, critical within 10 m or under 4 s (SitePulse defaults, ISO 21815 / EMESRT
 L7-L8 awareness and advisory level); pairs meant to be close are excluded (a loader with the hauler it is
 loading, machines parked in one parking zone). Encounters combine machines, so a step decides them only up
@@ -83,7 +83,7 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
 
 def meant_to_be_close(setup: Setup, ids: np.ndarray, gx: np.ndarray, gy: np.ndarray, k: np.ndarray,
                       mi: np.ndarray, mj: np.ndarray) -> np.ndarray:
-    """Pairs excluded by design (DOMAIN.md): a loading unit with a hauler in its load zone (the one it is
+    """Pairs excluded by design (docs/DOMAIN.md): a loading unit with a hauler in its load zone (the one it is
     loading, spotting or pulling out), and two machines both inside one parking zone."""
     model, settings, kinds = setup.layout, setup.settings, setup.kinds
     excluded = np.zeros(len(k), dtype=bool)
@@ -240,7 +240,7 @@ def close_pairs(instant: np.ndarray, machine: np.ndarray, x: np.ndarray, y: np.n
 
 def encounter_level(distance_m: np.ndarray, ttc_s: np.ndarray, *, warning_distance_m: float, warning_ttc_s: float,
                     critical_distance_m: float, critical_ttc_s: float) -> np.ndarray:
-    """0 (none), WARNING or CRITICAL per moment (DOMAIN.md defaults: warning within 20 m with TTC under 8 s;
+    """0 (none), WARNING or CRITICAL per moment (docs/DOMAIN.md defaults: warning within 20 m with TTC under 8 s;
     critical within 10 m or TTC under 4 s, both only for pairs within the warning distance)."""
     within = distance_m < warning_distance_m
     critical = within & ((distance_m < critical_distance_m) | (ttc_s < critical_ttc_s))

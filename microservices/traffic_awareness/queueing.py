@@ -1,7 +1,7 @@
 """Queues at load and dump zones: each hauler's stays, the stop at which it is served and the wait before it;
 and the finite-source queue model behind the re-allocation advice.
 
-DOMAIN.md ("Haul cycle"): a hauler waiting at a load or dump zone while another is served is queueing;
+docs/DOMAIN.md §Queueing: a hauler waiting at a load or dump zone while another is served is queueing;
 loader idle time waiting for haulers means under-trucking, long hauler queues over-trucking. A stay is
 decided from one hauler's samples alone, so it is final when the hauler has left.
 """
@@ -52,7 +52,7 @@ def zone_stays(t: np.ndarray, near: np.ndarray, inside: np.ndarray, stopped: np.
     a pause on the way out, behind a truck or at the exit, is shorter). The stops before it are waiting: the
     queue runs from the start of the first stop to the end of the stop just before the service stop (the hauler
     then drives to its spot). A loaded pause after the last pass (real trucks stand 49-60 s) is neither queue nor
-    the start of loading. This matches DOMAIN.md's "a hauler waiting at a load or dump zone while another is
+    the start of loading. This matches docs/DOMAIN.md's "a hauler waiting at a load or dump zone while another is
     served" without needing to see the other machine. A stay is reported when the hauler has left the zone's
     surroundings. ``carried`` is the open stay after earlier samples (None: not near
     any zone).

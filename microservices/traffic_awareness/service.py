@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
+from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from microservices.traffic_awareness import detect, routes
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.settings import TrafficSettings
@@ -122,6 +122,12 @@ class TrafficAwareness(Service[TrafficSettings]):
     def router(self) -> Any:
         """Routes under /api/v1/sites/{site_id}/traffic-awareness/."""
         return routes.router
+
+    def report(self, request: ReportRequest, settings: TrafficSettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.traffic_awareness.report import sections
+
+        return sections(request, settings)
 
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: TrafficSettings) -> Card | None:

@@ -1,6 +1,6 @@
 """Per-site settings of the traffic-awareness service: every threshold in physical units, with a default.
 
-Defaults cite DOMAIN.md ("Traffic awareness and collision warning"): warning when two moving
+Defaults cite docs/DOMAIN.md §Traffic awareness and collision warning: warning when two moving
 machines come within 20 m with time to collision under 8 s, critical within 10 m or under 4 s;
 congestion when speed on a road segment drops below 50 % of its free-flow speed for more than
 a minute. These are SitePulse defaults, not a standard (ISO 21815 and EMESRT L7/L8 describe
@@ -22,13 +22,13 @@ class TrafficSettings(BaseModel):
     warning_distance_m: float = Field(
         20.0, gt=0, le=200,
         description="warning when two moving machines are within this distance with time to collision under "
-                    "warning_ttc_s (DOMAIN.md: SitePulse default 20 m)")
+                    "warning_ttc_s (docs/DOMAIN.md: SitePulse default 20 m)")
     warning_ttc_s: float = Field(
-        8.0, gt=0, le=60, description="time to collision below which a close pair warns (DOMAIN.md default 8 s)")
+        8.0, gt=0, le=60, description="time to collision below which a close pair warns (docs/DOMAIN.md default 8 s)")
     critical_distance_m: float = Field(
-        10.0, gt=0, le=200, description="critical within this distance (DOMAIN.md default 10 m)")
+        10.0, gt=0, le=200, description="critical within this distance (docs/DOMAIN.md default 10 m)")
     critical_ttc_s: float = Field(
-        4.0, gt=0, le=60, description="critical with time to collision under this (DOMAIN.md default 4 s)")
+        4.0, gt=0, le=60, description="critical with time to collision under this (docs/DOMAIN.md default 4 s)")
     collision_radius_m: float = Field(
         6.0, gt=0, le=50,
         description="time to collision is the constant-velocity time until the two machines' centres come this "
@@ -39,7 +39,7 @@ class TrafficSettings(BaseModel):
                     "velocities is not known better (SitePulse default; within the 20 m warning distance it matters "
                     "only closer than 8 m, critical by distance anyway)")
     moving_min_kmh: float = Field(
-        2.0, ge=0, le=30, description="both machines must move at least this fast for an encounter (DOMAIN.md: "
+        2.0, ge=0, le=30, description="both machines must move at least this fast for an encounter (docs/DOMAIN.md: "
                                       "'two moving machines'; SitePulse default 2 km/h)")
     merge_s: float = Field(
         3.0, ge=0, le=60, description="flagged moments of one pair closer together than this are one encounter")
@@ -59,19 +59,19 @@ class TrafficSettings(BaseModel):
                     "(must exceed twice the longest jump; 0: every fix is used)")
     jump_gate_m: float = Field(
         10.0, gt=0, le=200,
-        description="a fix closer than this to the Kalman filter's prediction is never a jump (DOMAIN.md: plain GNSS "
-                    "errs by a few metres, jumps by tens of metres; a receiver's own noise widens the gate)")
+        description="a fix closer than this to the Kalman filter's prediction is never a jump (docs/DOMAIN.md: plain "
+                    "GNSS errs by a few metres, jumps by tens of metres; a receiver's own noise widens the gate)")
     lane_offset_m: float | None = Field(
         None, ge=-50, le=50,
         description="the site's lane layout, for map-matching: on a haul road, moving machines keep this far to "
                     "the right of the centreline (negative: left-hand traffic). A position within "
                     "lane_tolerance_m of its lane is snapped onto it, so two trucks passing in their lanes are as "
-                    "far apart as the lanes are, not closer by the GNSS error (a few metres, DOMAIN.md); positions "
-                    "off their lane (a truck cutting across) and positions where roads meet are left as measured. "
-                    "None: no map-matching")
+                    "far apart as the lanes are, not closer by the GNSS error (a few metres, docs/DOMAIN.md); "
+                    "positions off their lane (a truck cutting across) and positions where roads meet are left as "
+                    "measured. None: no map-matching")
     lane_tolerance_m: float = Field(
         4.5, ge=0, le=20, description="how far from its lane centre a position is still taken as in the lane "
-                                      "(about three standard deviations of plain GNSS error per axis, DOMAIN.md: "
+                                      "(about three standard deviations of plain GNSS error per axis, docs/DOMAIN.md: "
                                       "a few metres)")
     loading_margin_m: float = Field(
         15.0, ge=0, le=200,
@@ -101,9 +101,9 @@ class TrafficSettings(BaseModel):
     congestion_share: float = Field(
         0.5, gt=0, le=1,
         description="a segment is congested while its mean speed is below this share of its free-flow speed "
-                    "(DOMAIN.md: SitePulse default 50 %)")
+                    "(docs/DOMAIN.md: SitePulse default 50 %)")
     congestion_min_s: float = Field(
-        60.0, ge=0, le=3600, description="... for more than this long (DOMAIN.md: more than a minute)")
+        60.0, ge=0, le=3600, description="... for more than this long (docs/DOMAIN.md: more than a minute)")
     free_flow_percentile: float = Field(
         85.0, gt=0, le=100,
         description="free-flow speed of a segment: this percentile of the moving speeds observed on it, capped by "

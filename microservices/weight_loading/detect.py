@@ -8,12 +8,12 @@ buffer keeps ``context_s`` of samples before the first instant still undecided, 
 is emitted only once every sample it depends on exists. Splitting the telemetry differently
 therefore gives the same cycles. Loops run over phases and cycles, never over samples.
 
-Detection follows DOMAIN.md (Haul cycle): load start when payload starts rising from near
+Detection follows docs/DOMAIN.md §Haul cycle: load start when payload starts rising from near
 empty while the hauler stands; loaded when payload is high and the hauler drives away;
 dump when payload falls from loaded to near empty; hysteresis (empty/loaded thresholds as
 fractions of rated) and minimum durations keep noise and body bounce from splitting or
 merging cycles. The payload of a cycle is the *settled* value: the median of the readings
-between the last loader pass and just after drive-off at low speed (DOMAIN.md: "take the
+between the last loader pass and just after drive-off at low speed (docs/DOMAIN.md: "take the
 settled value near the end of loading or the start of the haul, not a peak").
 """
 

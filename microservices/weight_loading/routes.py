@@ -145,7 +145,7 @@ def load_cycles(frame: Callable[..., pd.DataFrame], site_id: str, start: datetim
 
 def kpi_table(cycles_frame: pd.DataFrame, activity: pd.DataFrame, keys: list[str],
               settings: WeightLoadingSettings) -> list[dict[str, Any]]:
-    """The KPIs of DOMAIN.md per group, plus the value KPI (fuel and trips saved had under-loads been at target).
+    """The KPIs of docs/DOMAIN.md per group, plus the value KPI (fuel and trips saved had under-loads been at target).
 
     saved share of an under-loaded trip = 1 - payload / (target_fraction x rated): moving the same
     tonnes at target needs that much less of a trip; fuel saved = that share x the trip's fuel
@@ -265,7 +265,7 @@ def compliance_table(c: pd.DataFrame, keys: list[str], settings: WeightLoadingSe
 
 @router.get("/compliance")
 def compliance(ctx: WeightLoadingRequestDep, period: TimeRangeDep) -> dict[str, Any]:
-    """Caterpillar's 10/10/20 payload policy (DOMAIN.md) per machine and per shift, with each rule's numbers."""
+    """Caterpillar's 10/10/20 payload policy (docs/DOMAIN.md) per machine and per shift, with each rule's numbers."""
     start, end = _period(period)
     settings = ctx.settings
     c = load_cycles(ctx.frame, ctx.site_id, start, end)

@@ -2,7 +2,7 @@
 
 ``process`` turns new telemetry into finished haul cycles (``weight_loading.cycles``), hourly
 operating time and fuel per machine (``weight_loading.activity``) and a critical alert for a
-load above 120 % of rated (Caterpillar 10/10/20 rule 3, DOMAIN.md) while the hauler is still
+load above 120 % of rated (Caterpillar 10/10/20 rule 3, docs/DOMAIN.md) while the hauler is still
 at the loader. Detection lives in ``detect.py``; where a hauler's payload readings are absent, stuck or out of
 range, its cycles come from the track (``track.py``: a stop at a load zone, then at a tipping zone) without a
 payload. Routes and KPI queries in ``routes.py``.
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from microservices.ground_speed import speeds_of_runs
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service, SiteCache
+from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.geo import LocalFrame
@@ -30,7 +30,7 @@ HAULING_KINDS = ("hauler", "other")  # machines that carry loads; loaders' bucke
 LOADING_KINDS = ("loader", "excavator")  # machines that fill them: a hauler standing beside one is loading
 CYCLE_DAY = "(c.dumped_at AT TIME ZONE 'UTC')::date"
 
-# Value KPI (README, "Value"): had every under-loaded trip carried the target payload, the same
+# Value KPI (README.md, "KPIs", the value formula): had every under-loaded trip carried the target payload, the same
 # tonnes would have needed payload/target of a trip; the rest of the trip, and that share of its
 # fuel (loaded leg plus return), would have been saved.
 _SAVED = "GREATEST(0, 1 - c.payload_kg / (c.rated_payload_kg * {target}))"
@@ -82,7 +82,7 @@ GROUP BY 1 ORDER BY 1
 def rated_payloads(machines: pd.DataFrame, settings: WeightLoadingSettings
                    ) -> tuple[dict[str, float], dict[str, str], set[str]]:
     """Rated payload per load-carrying machine (settings override the registry), machines skipped, and the
-    loading units (DOMAIN.md: loaders and excavators fill haulers in passes)."""
+    loading units (docs/DOMAIN.md: loaders and excavators fill haulers in passes)."""
     rated: dict[str, float] = {}
     skipped: dict[str, str] = {}
     loaders: set[str] = set()
@@ -244,6 +244,12 @@ class WeightLoading(Service[WeightLoadingSettings]):
 
         return router
 
+    def report(self, request: ReportRequest, settings: WeightLoadingSettings) -> list[ReportSection]:
+        """This service's sections of the site's shift and daily reports (report.py beside this file)."""
+        from microservices.weight_loading.report import sections
+
+        return sections(request, settings)
+
     def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
              settings: WeightLoadingSettings) -> Card | None:
         """Today's tonnes, loads and 10/10/20 compliance, the worst offenders and a payload histogram."""
@@ -266,21 +272,34 @@ def track_cycles(found: list[dict], prev_dump: dict | None, ms: dict[str, Any], 
     """Add the legs of the track the payload could not show, as cycles without a payload.
 
     A leg the payload machine found a cycle in (in ``found``, or its last dump before this batch,
-    ``prev_dump``) is that cycle; a leg without one whose payload readings were absent, stuck or out of
-    range (``track.payload_unusable``) becomes a cycle with ``payload_kg`` None, and the payload machine
-    starts over after it (a reading stuck at a load would otherwise hold it loaded).
+    ``prev_dump``) is that cycle; so is a leg whose load the payload machine saw and dumped later (its "dump" was
+    a loaded wait in a tipping zone: a quantised cell reads the same value while the truck stands) or still holds
+    loaded (the leg waits in ``ms["held"]`` until that load is dumped or lost). A leg without one whose payload
+    readings were absent, stuck or out of range (``track.payload_unusable``) becomes a cycle with ``payload_kg``
+    None, and the payload machine starts over after it (a reading stuck at a load would otherwise hold it loaded).
     """
-    if not legs:
+    held = list(ms.get("held", []))
+    if not legs and not held:
         return found, ms
-    ms = dict(ms)
+    ms = {k: v for k, v in ms.items() if k != "held"}
     weighed = [c["dumped_at"] for c in found] + ([prev_dump["t"]] if prev_dump else [])
     slack = int(settings.dump_leave_s * NS)
+    open_load = (ms.get("load") or {}).get("a") if ms.get("phase") in ("loading", "hauling") else None
     found = list(found)
-    for leg in legs:
+    for leg in held + legs:
         if any(leg["load_start"] <= t <= leg["dumped_at"] + slack for t in weighed):
             continue  # the payload machine has this cycle, with its payload
         if track.payload_unusable(leg["evidence"], settings) is None:
             continue  # healthy readings that showed no load: an empty hauler stood at a loader and a dump
+
+        def same_load(load_start: int, leg: dict = leg) -> bool:
+            return leg["load_start"] - slack <= load_start <= leg["loaded_at"]
+
+        if any(same_load(c["load_start"]) for c in found if c.get("payload_kg") is not None):
+            continue  # weighed, dumped after this stop: the stop was a loaded wait, not a dump
+        if open_load is not None and same_load(int(open_load)):
+            ms.setdefault("held", []).append(leg)  # decided when the payload machine dumps or loses that load
+            continue
         found.append({**leg, "payload_kg": None, "passes": None, "settle_samples": None})
         if int(ms.get("live", 0)) < leg["dumped_at"]:
             ms.update(phase="unknown", load=None, live=leg["dumped_at"], floor=leg["dumped_at"])

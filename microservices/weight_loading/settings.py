@@ -1,7 +1,7 @@
 """Per-site settings of weight loading: payload bands, the 10/10/20 limits and detection thresholds.
 
 Every number that is a SitePulse default rather than a published rule is a setting here
-(DOMAIN.md: "make every such number a setting"). Fractions are of the hauler's rated payload.
+(docs/DOMAIN.md: "make every such number a setting"). Fractions are of the hauler's rated payload.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ class WeightLoadingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # --- payload bands and the 10/10/20 policy (DOMAIN.md, Payload management) ---------------
+    # --- payload bands and the 10/10/20 policy (docs/DOMAIN.md §Payload management) ---------------
     under_fraction: float = Field(
         0.90, gt=0, le=2, description="below this fraction of rated payload a load is 'under' (SitePulse band)"
     )
@@ -105,7 +105,7 @@ class WeightLoadingSettings(BaseModel):
         "where the payload readings over it are absent, stuck or implausible; its tonnes are unknown"
     )
     load_stop_min_s: float = Field(
-        60.0, gt=0, description="a stop at a load zone this long can be a load (DOMAIN.md: 3-6 passes of 25-40 s)"
+        60.0, gt=0, description="a stop at a load zone this long can be a load (docs/DOMAIN.md: 3-6 passes of 25-40 s)"
     )
     dump_stop_min_s: float = Field(
         10.0, gt=0, description="a stop at a tipping zone this long can be a dump (payload falls in tens of seconds)"
@@ -149,7 +149,7 @@ class WeightLoadingSettings(BaseModel):
 
 
 def band_of(fraction: float, settings: WeightLoadingSettings) -> str:
-    """The SitePulse payload band of a load (DOMAIN.md: under < 90 % <= target <= 110 % < over_110 <= 120 %)."""
+    """The SitePulse payload band of a load (docs/DOMAIN.md: under < 90 % <= target <= 110 % < over_110 <= 120 %)."""
     if fraction < settings.under_fraction:
         return "under"
     if fraction <= settings.over_110_fraction:

@@ -2,7 +2,7 @@
 
 Why: payload is the one signal the weight-loading phase machine (``detect.py``) reads, and on a mixed, old
 fleet it is often dead; positions are the one thing every tracker sends. A loaded leg is then what the
-haul cycle looks like on the map (DOMAIN.md, Haul cycle): the hauler stands at a load area (loading takes
+haul cycle looks like on the map (docs/DOMAIN.md §Haul cycle): the hauler stands at a load area (loading takes
 several loader passes), drives, and stands at a tipping area (dump, crusher, stockpile) while it tips. So:
 
 1. **stops**: standing (fused speed below ``moving_kmh``) until it drives off (keeps moving for

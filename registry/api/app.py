@@ -32,16 +32,19 @@ from registry.api.routes import (
     lifecycle,
     metrics,
     needs,
+    reports,
     sharing,
     sites,
     tokens,
     transparency,
+    trials,
     usage,
     view,
 )
 from registry.api.routes import services as catalogue
 from registry.api.state import AppState, attach, token_checker
 from registry.api.validation import times_in_range
+from registry.shift_reports.scheduler import ReportScheduler
 from registry.tokens import hash_token
 from registry.usage import UsageRecorder
 from registry.webhooks import WebhookPolicy, WebhookSender, approved_hosts
@@ -77,10 +80,13 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
         state.usage.start()
         supervisor = Supervisor(database_url, deliver=WebhookSender(state.webhooks))  # alarms (registry/alarms.py)
         supervisor.start()
+        scheduler = ReportScheduler(database_url, services, settings)  # scheduled reports (registry/shift_reports)
+        scheduler.start()
         try:
             yield
         finally:
             await run_in_threadpool(supervisor.close)
+            await run_in_threadpool(scheduler.close)
             await run_in_threadpool(state.usage.close)  # writes every event recorded so far
             await run_in_threadpool(state.pool.close)
             state.pool = None
@@ -95,7 +101,8 @@ def create_app(database_url: str, mqtt_url: str, *, services: dict[str, Service]
     app.add_middleware(SecurityHeadersMiddleware, tiles_url=settings.map_tiles_url)  # outermost: 429s and 413s too
     own = [module.router for module in (health, metrics, catalogue, sharing, tokens, sites, customers, enablement,
                                           lifecycle, alerts, needs, transparency, evaluation, usage, view, events,
-                                          export, aemp)] + [alerts.rules_router, lifecycle.board_router]
+                                          export, aemp, trials, reports)] + [alerts.rules_router,
+                                                                              lifecycle.board_router]
     for router in own:
         app.include_router(router)
     mount_service_routers(app, services, state.metrics, reserved=site_route_names(own))

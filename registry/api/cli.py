@@ -14,7 +14,7 @@ def api() -> None:
     """Run the HTTP API (uses the configured or embedded database and broker)."""
     settings = configured_settings()
     check_api_port(settings)
-    with open_runtime(settings) as runtime:
+    with open_runtime(settings, mqtt_user="api") as runtime:
         import uvicorn
 
         from registry.api.app import create_app

@@ -27,8 +27,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from microservices.sdk import PageDep, Service
 from registry.api.state import AppState, DbDep, app_state
 from registry.tokens import Principal, authenticate
-from sitepulse.errors import InvalidInput, NotAllowed, NotAuthenticated, NotFound, SitePulseError
-from sitepulse.sites import SITE_ID, site_exists
+from sitepulse.errors import NotAllowed, NotAuthenticated, NotFound, SitePulseError
+from sitepulse.sites import SITE_ID, check_site_id, site_exists
 
 bearer = HTTPBearer(
     auto_error=False, scheme_name="bearer",
@@ -80,8 +80,8 @@ def site_scope(
     """
     if len(site_id) > 64:
         raise SitePulseError("site id must be 1-64 characters of letters, digits, '_', '.', '-'")
-    if not site_id.strip("."):  # '.' and '..' name directories in paths and exports, never a site
-        raise InvalidInput(f"site id {site_id!r} is not allowed: it needs a letter, digit, '_' or '-'")
+    if SITE_ID.match(site_id):  # other characters are a site that does not exist (404 below)
+        check_site_id(site_id)  # ids made only of dots: 422
     if not principal.can_see(site_id):
         raise site_not_found(site_id)
     return site_id

@@ -1,20 +1,32 @@
 """Mosquitto as a child process on loopback, with SitePulse's loss-free configuration.
 
+``secured`` (as ``sitepulse serve`` and ``demo`` start it) turns on per-site users and ACLs like production's
+(mqtt_accounts.py): no anonymous client, each site's devices confined to their site's topics. Test fixtures start it
+open. A running secured broker re-reads its password and ACL files on SIGHUP (``reload_broker``) when a site's
+devices get an account.
+
 No MQTT broker ships as a Python wheel, so this needs Debian's ``mosquitto`` (or brew's).
-amqtt is not an option: it never redelivers unacknowledged QoS 1 messages (ARCHITECTURE.md).
+amqtt is not an option: it never redelivers unacknowledged QoS 1 messages (docs/ARCHITECTURE.md §Why not amqtt).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
+import paho.mqtt.client as mqtt
+
+from sitepulse.embedded.mqtt_accounts import BrokerAccounts, device_user
 from sitepulse.embedded.ports import free_port, port_in_use, wait_for_port
 from sitepulse.errors import ConfigError, SitePulseError
 
@@ -41,10 +53,83 @@ def find_mosquitto() -> str:
     return found
 
 
-def render_config(host: str, port: int, data_dir: Path) -> str:
+PID_FILE = "mosquitto.pid"
+
+
+def render_config(host: str, port: int, data_dir: Path, secured: bool = False) -> str:
     """SitePulse's shipped broker configuration for this listener and data directory."""
+    access = "allow_anonymous true"
+    if secured:
+        accounts = BrokerAccounts(data_dir)
+        access = f"allow_anonymous false\npassword_file {accounts.password_file}\nacl_file {accounts.acl_file}"
     template = files("sitepulse.embedded").joinpath("mosquitto.conf").read_text()
-    return template.format(host=host, port=port, data_dir=data_dir)
+    return template.format(host=host, port=port, data_dir=data_dir, access=access)
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """``mqtt://host:port`` with a user and password in it."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}").geturl()
+
+
+def listener_address(data_dir: Path) -> tuple[str, int] | None:
+    """Host and port of the embedded Mosquitto's last rendered configuration in ``data_dir``, if any."""
+    try:
+        text = (Path(data_dir) / "mosquitto.conf").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^listener\s+(\d+)\s+(\S+)", text, re.M)
+    return (match[2], int(match[1])) if match else None
+
+
+def reload_broker(data_dir: Path) -> bool:
+    """Make the embedded Mosquitto of ``data_dir`` re-read its password and ACL files (SIGHUP); False when none is
+    running there. The pid is only signalled while it is still that Mosquitto (a pid may be reused)."""
+    data_dir = Path(data_dir).absolute()
+    try:
+        pid = int((data_dir / PID_FILE).read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    if str(data_dir / "mosquitto.conf").encode() not in command:
+        return False
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def connect_answer(url: str, timeout: float = 2.0) -> mqtt.ReasonCode | None:
+    """The broker's CONNACK reason to the user and password of ``url`` (None: no answer in time)."""
+    parts = urlsplit(url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if parts.username is not None:
+        client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+    answered, answers = threading.Event(), []
+    client.on_connect = lambda _c, _u, _f, code, _p: (answers.append(code), answered.set())
+    try:
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=5)
+        client.loop_start()
+        answered.wait(timeout)
+    except OSError:
+        pass
+    finally:
+        client.disconnect()  # before loop_stop, which else waits out the loop's 1 s select
+        client.loop_stop()
+    return answers[0] if answers else None
+
+
+def wait_until_accepted(url: str, timeout: float = 10.0) -> bool:
+    """Connect with the user and password of ``url`` until the broker accepts them (a reload takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = connect_answer(url, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        if answer is not None and not answer.is_failure:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 @dataclass
@@ -54,11 +139,35 @@ class EmbeddedBroker:
     data_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
+    secured: bool = False
+    routes: dict[str, list[str]] | None = None  # decoder routes (site -> topic filters) the ACL opens
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
+        """The listener's URL, without credentials."""
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def accounts(self) -> BrokerAccounts:
+        return BrokerAccounts(Path(self.data_dir).absolute())
+
+    def url_as(self, user: str) -> str:
+        """The URL with ``user``'s credentials (made if it has none; a running broker is reloaded for them)."""
+        if not self.secured:
+            return self.url
+        passwords = self.accounts.passwords()
+        if user not in passwords:
+            passwords = self.accounts.ensure(user)
+            if self.running:
+                self._process.send_signal(signal.SIGHUP)
+                if not wait_until_accepted(with_user(self.url, user, passwords[user])):
+                    raise SitePulseError(f"embedded Mosquitto did not take the new user {user} after a reload")
+        return with_user(self.url, user, passwords[user])
+
+    def device_url(self, site_id: str) -> str:
+        """The URL a site's devices publish to (their own account on a secured broker)."""
+        return self.url_as(device_user(site_id)) if self.secured else self.url
 
     def start(self) -> str:
         """Start the broker and return its URL once it accepts connections."""
@@ -71,8 +180,10 @@ class EmbeddedBroker:
             raise ConfigError(
                 "SITEPULSE_EMBEDDED_MQTT_PORT", f"port {self.port} on {self.host} is already in use"
             )
+        if self.secured:
+            self.accounts.ensure(routes=self.routes or {})
         config = self.data_dir / "mosquitto.conf"
-        config.write_text(render_config(self.host, self.port, self.data_dir))
+        config.write_text(render_config(self.host, self.port, self.data_dir, self.secured))
         if os.geteuid() == 0:  # mosquitto drops root to this user; let it own its data
             config.write_text(config.read_text() + "user root\n")
         self._process = subprocess.Popen(
@@ -85,6 +196,7 @@ class EmbeddedBroker:
             _, err = self._process.communicate(timeout=5) if self._process.poll() is not None else (None, b"")
             self.stop()
             raise SitePulseError(f"embedded Mosquitto did not start: {err.decode().strip()}")
+        (self.data_dir / PID_FILE).write_text(str(self._process.pid))
         log.info("embedded Mosquitto listening on %s", self.url)
         return self.url
 
@@ -104,3 +216,4 @@ class EmbeddedBroker:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        (self.data_dir / PID_FILE).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from sitepulse.embedded.ports import free_port
 from tests.conftest import stop_processes
@@ -449,3 +450,29 @@ def test_every_page_fits_at_desktop_and_phone_width(browser: Any, stack: Stack) 
         finally:
             context.close()
     assert not problems, json.dumps(problems, indent=1)[:4000]
+
+
+def test_the_evaluation_page_shows_a_trial_on_history_as_text(page: Any, stack: Stack) -> None:
+    """A trial's findings beside what the site had; an alert message a device shaped is shown, never run."""
+    hostile = '<img src=x onerror="window.__pwned = 1">'
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        trial_id = conn.execute(
+            "INSERT INTO service_trials (site_id, service, period_from, period_to, status, requested_by, samples,"
+            " found, alerts, examples, kpis, finished_at) VALUES ('demo', 'weight-loading', now() - interval '2 days',"
+            " now() - interval '1 day', 'done', 'provider', 7200, %s, %s, %s, %s, now()) RETURNING id",
+            (Jsonb({"weight_loading.cycles": 41}), Jsonb({"critical": 2}),
+             Jsonb([{"at": None, "level": "critical", "machine_id": "HX-01", "message": hostile}]),
+             Jsonb([{"name": "overload_share", "unit": "fraction", "trial_mean": 0.12, "site_mean": None}]))
+        ).fetchone()[0]
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _login(page, stack)
+    page.goto(stack.base + "/#/sites/demo/evaluation")
+    card = page.locator(f"[data-trial-id='{trial_id}']")
+    card.wait_for()
+    assert card.locator("[data-testid=trial-status]").inner_text() == "done"
+    assert "weight_loading.cycles" in card.inner_text() and "41" in card.inner_text()
+    assert "2 critical" in card.inner_text() and "overload_share" in card.inner_text()
+    card.locator("summary").click()
+    assert hostile in card.inner_text()
+    assert card.locator("img").count() == 0 and page.evaluate("window.__pwned === undefined") and not dialogs

@@ -9,9 +9,11 @@ import pytest
 
 from registry.tokens import create_token, hash_token
 
-UNAUTHENTICATED = {"/healthz", "/readyz", "/docs", "/openapi.json"}
+# a report's link in a scheduled e-mail is its own credential (registry/api/routes/reports.py)
+UNAUTHENTICATED = {"/healthz", "/readyz", "/docs", "/openapi.json", "/api/v1/report-links/{token}"}
 PARAMS = {"name": "things", "alert_id": "1", "token_id": "1", "need_id": "1", "service": "things", "table": "counts",
-          "page": "1", "equipment_id": "north:H1", "rule_id": "1"}
+          "page": "1", "equipment_id": "north:H1", "rule_id": "1", "trial_id": "1", "schedule_id": "1",
+          "token": "x" * 32}
 
 
 def _url(path: str, site: str) -> str:

@@ -58,7 +58,7 @@ def test_board_places_each_service_at_its_stage(api, database_url: str) -> None:
     assert linked.status_code == 201
 
     board = api.client.get("/api/v1/sites/north/lifecycle", headers=api.north).json()
-    assert [c["key"] for c in board["columns"]] == ["needs", "prioritized", "developing", "implemented",
+    assert [c["key"] for c in board["columns"]] == ["needs", "prioritized", "developing", "trial", "implemented",
                                                     "evaluated", "retired"]
     assert [i["service"] for i in _column(board, "prioritized")] == ["things"]
     assert [i["service"] for i in _column(board, "retired")] == ["top"]

@@ -38,11 +38,11 @@ def test_illegal_transitions_are_refused_with_the_allowed_ones(api) -> None:
     skipped = _stage(api, "south", "base", "live")
     assert skipped.status_code == 409
     assert skipped.json() == {"detail": "cannot move 'base' on site 'south' from stage 'proposed' to 'live'; "
-                                        "allowed next: prioritized, retired"}
+                                        "allowed next: prioritized, trial, retired"}
     new = _stage(api, "south", "things", "developing")
     assert new.status_code == 409
     assert new.json()["detail"] == ("cannot move 'things' on site 'south' from no stage (it is new on this site) "
-                                    "to 'developing'; allowed next: proposed, pilot")
+                                    "to 'developing'; allowed next: proposed, trial, pilot")
     assert _stage(api, "south", "base", "retired", "nobody needs it").status_code == 200
     assert _stage(api, "south", "base", "pilot").json()["detail"].endswith("allowed next: proposed")
     revived = _stage(api, "south", "base", "proposed", "the new crusher needs it after all")
@@ -57,7 +57,7 @@ def test_a_reason_is_required_and_stages_are_known(api) -> None:
     assert missing.json()["detail"] == "body field 'reason': Field required"
     blank = _stage(api, "north", "top", "proposed", "   ")
     assert blank.status_code == 422 and "reason" in blank.json()["detail"]
-    unknown = _stage(api, "north", "top", "trial")
+    unknown = _stage(api, "north", "top", "beta")
     assert unknown.status_code == 422 and "body field 'stage'" in unknown.json()["detail"]
     assert _stage(api, "north", "top", "proposed", headers=api.north).status_code == 403
     assert _stage(api, "north", "nope", "proposed").json() == {"detail": "service 'nope' is not installed"}

@@ -38,7 +38,7 @@ def test_cycle_counts_per_hour_within_bounds_derived_from_parameters(hour):
         min_passes = max(1, math.ceil(0.75 * spec.rated_payload_kg / (1.08 * bucket)))
         min_pass = min(u.spec.pass_s[0] for u in sim.units[h.load_zone])
         t_min = loaded.length / v_loaded + empty.length / v_empty + min_passes * min_pass + 20 + 5
-        # slowest reasonable cycle: 15 km/h loaded / 25 km/h empty (DOMAIN.md lower ends), most passes at
+        # slowest reasonable cycle: 15 km/h loaded / 25 km/h empty (docs/DOMAIN.md lower ends), most passes at
         # the longest pass, longest dump, plus waiting for every other truck of the group once at each end
         max_passes = math.ceil(1.27 * spec.rated_payload_kg / (1.08 * bucket))
         group = [g for g in sim.haulers if g.load_zone == h.load_zone]
@@ -59,7 +59,7 @@ def test_cycle_times_and_segments_are_ordered_and_realistic(hour):
         if r["dump_queue_start"]:
             assert _ts(r["haul_start"]) < _ts(r["dump_queue_start"]) <= _ts(r["dump_start"])
         load_s = times[1] - times[0]
-        assert 25 * (r["passes"] - 1) <= load_s <= 40 * r["passes"] + 5  # DOMAIN.md: passes of 25-40 s
+        assert 25 * (r["passes"] - 1) <= load_s <= 40 * r["passes"] + 5  # docs/DOMAIN.md: passes of 25-40 s
         assert 15 <= times[4] - times[3] <= 45  # dumping takes tens of seconds
         assert r["band"] == band(r["payload_kg"], r["rated_payload_kg"])
         if abs(r["rated_payload_kg"] - 39000) < 1 or abs(r["rated_payload_kg"] - 28000) < 1:

@@ -5,6 +5,7 @@ import { alarmsPage } from "./alarms.js";
 import { overviewPage } from "./overview.js";
 import { lifecyclePage } from "./lifecycle.js";
 import { cataloguePage, dataPage, evaluationPage, servicePage } from "./pages.js";
+import { reportsPage } from "./reports.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -47,7 +48,7 @@ function loginPage(message) {
 function siteNav(siteId, active) {
   const base = `#/sites/${encodeURIComponent(siteId)}`;
   const links = [["overview", "Overview", base], ["catalogue", "Services", `${base}/catalogue`],
-    ["alarms", "Alarms", `${base}/alarms`], ["evaluation", "Evaluation", `${base}/evaluation`], ["lifecycle", "Lifecycle", `${base}/lifecycle`],
+    ["alarms", "Alarms", `${base}/alarms`], ["reports", "Reports", `${base}/reports`], ["evaluation", "Evaluation", `${base}/evaluation`], ["lifecycle", "Lifecycle", `${base}/lifecycle`],
     ["data", "Your data", `${base}/data`]];
   nav.replaceChildren(h("ul", {}, links.map(([key, label, href]) =>
     h("li", {}, h("a", { href, "aria-current": key === active ? "page" : null }, label)))));
@@ -86,6 +87,7 @@ const ROUTES = [
   [/^#\/sites\/([^/]+)\/services\/([^/]+)$/, (id, name) => servicePage(main, id, name), "catalogue"],
   [/^#\/sites\/([^/]+)\/catalogue$/, (id) => cataloguePage(main, id, session.me), "catalogue"],
   [/^#\/sites\/([^/]+)\/alarms$/, (id) => alarmsPage(main, id), "alarms"],
+  [/^#\/sites\/([^/]+)\/reports$/, (id) => reportsPage(main, id, session.me), "reports"],
   [/^#\/sites\/([^/]+)\/evaluation$/, (id) => evaluationPage(main, id), "evaluation"],
   [/^#\/sites\/([^/]+)\/(?:lifecycle|needs)$/, (id) => lifecyclePage(main, id), "lifecycle"],
   [/^#\/sites\/([^/]+)\/data$/, (id) => dataPage(main, id), "data"],

@@ -4,6 +4,7 @@ import { renderData } from "./cards.js";
 import { barChart, payloadHistogram, queueMinutesPerZone, tonnesPerHour } from "./charts.js";
 import { fmt, h, when } from "./dom.js";
 import { SiteMap } from "./map.js";
+import { trialsSection } from "./trials.js";
 
 function table(rows, columns, caption) {
   if (!rows.length) return h("p", { class: "empty" }, `${caption}: none yet.`);
@@ -148,7 +149,7 @@ const interval = (k) => (k.interval ? `${fmt(k.difference, 3)} [${fmt(k.interval
 const side = (v) => (v && v.mean !== null ? `${fmt(v.mean, 3)} (${v.days} d)` : `– (${v ? v.days : 0} d)`);
 
 export async function evaluationPage(main, siteId) {
-  const body = await api(`/api/v1/evaluation?site_id=${encodeURIComponent(siteId)}`);
+  const [body, trials] = await Promise.all([api(`/api/v1/evaluation?site_id=${encodeURIComponent(siteId)}`), trialsSection(siteId)]);
   const items = body.items.map((item) => {
     const use = item.adoption;
     const w = item.windows;
@@ -165,6 +166,7 @@ export async function evaluationPage(main, siteId) {
   });
   main.replaceChildren(h("h1", {}, "Evaluation"), h("p", { class: "lead" }, `Per service: is it used, did its KPIs move since it was switched on (${body.window_days}-day windows), and what to do next.`),
     h("div", { class: "cards eval-list" }, items.length ? items : [h("p", {}, "No services evaluated on this site yet.")]),
+    trials,
     h("details", {}, h("summary", {}, "How the recommendation is made"), h("ul", {}, body.rules.map((r) => h("li", {}, r)))));
 }
 

@@ -11,7 +11,7 @@ import pytest
 
 from evaluation.pipeline import run_in_chunks
 from microservices.data_quality import DataQuality
-from microservices.data_quality.detect import fleet_ahead_s, last_increase
+from microservices.data_quality.detect import fleet_ahead_s, judge_clock, last_increase
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.sdk import Batch
 from sitepulse.geo import LocalFrame
@@ -233,3 +233,16 @@ def test_a_history_backlog_caught_up_by_ingest_is_no_clock_drift() -> None:
         events += [frame for table, frame in outputs.frames().items() if table == "sensor_events"]
     found = pd.concat(events) if events else pd.DataFrame()
     assert found.empty, found[["machine_id", "sensor", "status", "evidence"]].to_dict("records")
+
+
+
+@pytest.mark.parametrize(("queued", "verdict"), [(0.0, "skew"), (1.0, "ok")])
+def test_a_clock_drift_is_fitted_over_live_arrivals_only(queued: float, verdict: str) -> None:
+    """CI defect: ten minutes published as fast as the broker takes them made a healthy loader's clock "drift
+    +58 s/h (now -1.9 s)". A queue drains about 60x faster than its samples were taken, so each wall millisecond
+    of delivery jitter reads as 60 ms of clock. The same rise of the lead, 1 s a minute, is a drift when the bins
+    arrived live and nothing when they were queued (a queued clock is judged by its lead alone)."""
+    settings = DataQualitySettings()
+    ring = [[i * 20_000.0 + 10_000, -2.0 + i / 3, queued] for i in range(settings.drift_bins)]
+    assert judge_clock(ring, settings).status == verdict
+    assert judge_clock([[*r[:2]] for r in ring], settings).status == "skew"  # a state written before: live
