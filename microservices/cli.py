@@ -1,9 +1,11 @@
-"""``sitepulse run-services``: run the loaded micro-services, in threads or one process each."""
+"""``sitepulse run-services``: run the loaded micro-services in one runner process, or N sharing the work."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,18 +15,28 @@ from rich.console import Console
 from microservices.alerts import MqttPublisher
 from microservices.discovery import discover_services
 from microservices.runner import Runner
+from microservices.sdk import Service
 from sitepulse import heap, memtrace
 from sitepulse.errors import SitePulseError
 from sitepulse.logs import configured_settings
-from sitepulse.runtime import open_runtime
+from sitepulse.runtime import Runtime, open_runtime
 from sitepulse.times import parse_user_time
 
 console = Console(stderr=True)
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """Runner processes for ``serve``: one per core (each has its own GIL), at most ``MAX_DEFAULT_WORKERS``;
+    the capacity model in docs/DEPLOYMENT.md is measured with these."""
+    return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
 
 
 def run_services(
     only: Annotated[list[str] | None, typer.Option("--only", help="run just this service (repeatable)")] = None,
     since: Annotated[str | None, typer.Option("--from", help="recompute results from this time on")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=64, help="runner processes sharing the (service, site) pairs")] = 1,
     processes: Annotated[bool, typer.Option(help="run each service in its own process")] = False,
 ) -> None:
     """Run the enabled micro-services on new telemetry until stopped."""
@@ -37,16 +49,8 @@ def run_services(
             raise SitePulseError(f"--only names services that are not loaded: {missing}")
         services = {name: s for name, s in services.items() if name in only}
     with open_runtime(settings, mqtt_user="services") as runtime:
-        if processes and len(services) > 1:
-            from sitepulse.supervisor import Supervisor
-
-            supervisor = Supervisor(runtime.child_environment())
-            supervisor.install_signal_handlers()
-            for name in services:
-                args = ["run-services", "--only", name] + (["--from", since] if since else [])
-                supervisor.add(f"service {name}", *args)
-            console.print(f"[green]started[/] one process per service: {', '.join(services)}")
-            supervisor.run()
+        if workers > 1 or (processes and len(services) > 1):
+            _supervise_runners(runtime, services, only or [], start_from, workers, processes)
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,10 +61,29 @@ def run_services(
         runner = Runner(runtime.database_url, services, publisher, trace=settings.trace_services)
         runner.start(start_from)
         names = ", ".join(services) or "none installed"
-        console.print(f"[green]started[/] micro-service runner: {names}")
+        console.print(f"[green]started[/] micro-service runner {runner.runner_id}: {names}")
         stop.wait()
         runner.stop()
         publisher.close()
+
+
+def _supervise_runners(runtime: Runtime, services: dict[str, Service], only: list[str], since: datetime | None,
+                       workers: int, per_service: bool) -> None:
+    """``workers`` runner processes (per service with ``--processes``) under the kernel's supervisor. A rewind
+    (``--from``) is done once, here, before they start: each pair under a lease, as a runner would."""
+    from sitepulse.supervisor import Supervisor
+
+    if since is not None:
+        Runner(runtime.database_url, services).rewind(since)
+    supervisor = Supervisor(runtime.child_environment("services"))
+    supervisor.install_signal_handlers()
+    groups = [[name] for name in services] if per_service else [only]
+    for group in groups:
+        for index in range(workers):
+            label = f"services {','.join(group) or 'all'} #{index + 1}"
+            supervisor.add(label, "run-services", *[arg for name in group for arg in ("--only", name)])
+    console.print(f"[green]started[/] {len(supervisor.children)} runner process(es): {', '.join(services)}")
+    supervisor.run()
 
 
 def services_new(

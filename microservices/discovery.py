@@ -1,18 +1,19 @@
 """Finding services: the entry-point group ``sitepulse.microservices``, filtered and ordered.
 
 Built-in services register exactly like third-party ones. ``SITEPULSE_LOAD_SERVICES``
-(comma-separated names) limits which load, as Datasette's DATASETTE_LOAD_PLUGINS does.
+(comma-separated entry-point names) limits which are imported at all, as Datasette's
+DATASETTE_LOAD_PLUGINS does; a broken one is skipped (sitepulse/plugins.py).
 """
 
 from __future__ import annotations
 
 from graphlib import CycleError, TopologicalSorter
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from microservices.sdk import Service, validate_declaration
 from sitepulse.errors import SitePulseError
 from sitepulse.migrations import MigrationSource
+from sitepulse.plugins import load_plugins
 
 ENTRY_POINT_GROUP = "sitepulse.microservices"
 RUNNER_MIGRATIONS = MigrationSource("microservices", Path(__file__).parent / "migrations", order=50)
@@ -26,21 +27,15 @@ def _instantiate(found: object, entry_name: str) -> Service:
 
 
 def discover_services(load: str | None = None) -> dict[str, Service]:
-    """Installed services by name, in dependency order; ``load`` limits them by name."""
-    wanted = {n.strip() for n in load.split(",") if n.strip()} if load else None
+    """Installed services by name, in dependency order; ``load`` limits them by entry-point name before any is
+    imported, and a service whose package fails to import is reported in one line and skipped."""
     services: dict[str, Service] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        service = _instantiate(entry.load(), entry.name)
+    for entry_name, found in load_plugins(ENTRY_POINT_GROUP, load, "SITEPULSE_LOAD_SERVICES").items():
+        service = _instantiate(found, entry_name)
         validate_declaration(service)
-        if wanted is not None and service.name not in wanted:
-            continue
         if service.name in services:
             raise SitePulseError(f"two installed services are called {service.name!r}")
         services[service.name] = service
-    if wanted is not None and (unknown := wanted - set(services)):
-        raise SitePulseError(
-            f"SITEPULSE_LOAD_SERVICES names services that are not installed: {sorted(unknown)}"
-        )
     return order_by_dependencies(services)
 
 

@@ -29,11 +29,14 @@ class Progress:
 
 
 def service_progress(conn: psycopg.Connection) -> list[Progress]:
-    """Every (service, site) checkpoint with its service's health ('unknown' before the first report)."""
+    """Every (service, site) checkpoint with that site's health (``service_pairs``), else its service's ('unknown'
+    before the first report)."""
     rows = conn.execute(
         "SELECT c.service, c.site_id, c.data_until, extract(epoch FROM now() - c.data_until)::float8,"
-        " c.rows_processed, c.replays, c.updated_at, coalesce(h.status, 'unknown'), coalesce(h.failures, 0),"
-        " h.last_error FROM service_checkpoints c LEFT JOIN service_health h ON h.service = c.service"
+        " c.rows_processed, c.replays, c.updated_at, coalesce(p.status, h.status, 'unknown'),"
+        " coalesce(p.failures, h.failures, 0), coalesce(p.last_error, h.last_error) FROM service_checkpoints c"
+        " LEFT JOIN service_health h ON h.service = c.service"
+        " LEFT JOIN service_pairs p ON p.service = c.service AND p.site_id = c.site_id"
         " ORDER BY c.service, c.site_id").fetchall()
     return [Progress(s, site, until, None if lag is None else float(lag), int(n), int(replays), at, health,
                      int(failures), error) for s, site, until, lag, n, replays, at, health, failures, error in rows]

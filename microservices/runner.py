@@ -11,7 +11,8 @@ checkpoints, retries with backoff, health, and replay. One step for one (service
    state and checkpoint, and a snapshot, all in ONE transaction; publish alerts after commit.
 
 The checkpoint's bookkeeping (bound, late, rewind, advance, save) is ``Checkpoint``'s
-(microservices/checkpoints.py); this module moves data and calls the service.
+(microservices/checkpoints.py); this module moves data and calls the service. Which runner process steps
+which pair, when, and how a failing pair backs off is ``Runner``'s, with leases from microservices/pairs.py.
 
 A crash at any point leaves the last committed step intact: nothing lost, nothing counted twice.
 """
@@ -19,6 +20,9 @@ A crash at any point leaves the last committed step intact: nothing lost, nothin
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -34,6 +38,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from ingest.reader import Watermark, read_new_telemetry, read_telemetry_range
+from microservices import pairs
 from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, until_series
 from microservices.clock import telemetry_for
@@ -48,9 +53,12 @@ TELEMETRY_CHANNEL = "sitepulse_telemetry"
 PROGRESS_CHANNEL = "sitepulse_service_progress"
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_ROWS_PER_STEP = 200_000
-IDLE_WAKE_S = 5.0
-MAX_BACKOFF_S = 60.0
 TRIM_EVERY_S = 30.0
+WORKER_THREADS = 2  # per runner process: one step's database waits overlap another's computing
+TURN_S = 1.0  # a pair's turn: then the longest-waiting due pair goes next
+HELD_BACK_RETRY_S = 0.2  # rows hidden by an open transaction are looked for again this soon
+IDLE_POLL_S = 1.0  # an idle worker looks for due pairs this often (sooner when notified)
+OK_EVERY_S = 5.0  # a healthy service's health row is refreshed at most this often per runner
 
 
 @dataclass
@@ -59,6 +67,7 @@ class StepResult:
     replayed: bool = False
     alerts: int = 0
     progressed: bool = False
+    held_back: bool = False  # nothing read, yet rows are stored that an older open transaction hides for now
 
 
 def enabled_sites(conn: psycopg.Connection, service: str) -> list[str]:
@@ -171,12 +180,12 @@ class ServiceHost:
         service = self.service
         with conn.transaction():
             cp = Checkpoint.lock(conn, service.name, site_id)
-            new, mark = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
-            new, mark = cp.bound(conn, service.depends_on, new, mark)
+            new, read_to = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
+            new, mark = cp.bound(conn, service.depends_on, new, read_to)
             late = cp.late(new, rewind_to, seen=lambda frame: telemetry_for(service, frame))
             if new.empty and not late:
                 cp.skip_to(conn, mark)
-                return StepResult()
+                return StepResult(held_back=mark == read_to and _stored_beyond(conn, site_id, mark))
             rows = self._rewind(conn, cp, late, new, mark, rewind_to) if late else new
             result = self._process(conn, cp, site_id, rows, replay=bool(late))
             cp.save(conn, mark, rows, replayed=bool(late))
@@ -281,6 +290,14 @@ class ServiceHost:
             self.step(conn, site_id, rewind_to=since)
 
 
+def _stored_beyond(conn: psycopg.Connection, site_id: str, mark: Watermark) -> bool:
+    """Rows of this site committed at or past ``mark``: a transaction older than them was still open."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM telemetry WHERE xid >= %s::text::xid8 AND site_id = %s)",
+        (str(mark.xmin), site_id),
+    ).fetchone()[0]
+
+
 def read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:
     """A query's rows as a frame: what ``Batch.read`` gives a service."""
     with conn.cursor() as cur:
@@ -309,8 +326,24 @@ def record_health(conn: psycopg.Connection, service: str, error: str | None) -> 
         )
 
 
+def record_service_ok(conn: psycopg.Connection, service: str) -> None:
+    """The service is ok once none of its sites is failing (its per-site health is ``service_pairs``)."""
+    conn.execute(
+        "INSERT INTO service_health AS h (service, status, failures, last_success_at) VALUES (%s, 'ok', 0, now()) "
+        "ON CONFLICT (service) DO UPDATE SET status = 'ok', failures = 0, last_success_at = now(), "
+        "updated_at = now() WHERE NOT EXISTS (SELECT 1 FROM service_pairs p WHERE p.service = h.service "
+        "AND p.status = 'failing')",
+        (service,),
+    )
+
+
 class Runner:
-    """Runs every loaded service in its own thread; one slow or crashing service never blocks another."""
+    """One runner process: worker threads that lease (service, site) pairs from PostgreSQL and step them.
+
+    Several runner processes, on one host or many, share the pairs without a coordinator
+    (microservices/pairs.py). A pair whose step raises backs off alone, with its own attempt count; the
+    others keep their pace. A pair's turn ends after ``turn_s`` so one site's backlog never starves the rest.
+    """
 
     def __init__(
         self,
@@ -319,56 +352,164 @@ class Runner:
         publisher: Publisher | None = None,
         trace: bool = False,
         max_rows: int = MAX_ROWS_PER_STEP,
+        threads: int = WORKER_THREADS,
+        lease_s: float = pairs.LEASE_S,
+        turn_s: float = TURN_S,
     ) -> None:
         self.database_url = database_url
-        self.hosts = [ServiceHost(s, publisher, trace, max_rows=max_rows) for s in services.values()]
+        self.hosts = {name: ServiceHost(s, publisher, trace, max_rows=max_rows) for name, s in services.items()}
+        self.names = list(self.hosts)
+        self.workers = threads
+        self.lease_s = lease_s
+        self.turn_s = turn_s
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.held = 0
+        self.held_lock = threading.Lock()
+        self.ok_written: dict[str, float] = {}
         self.threads: list[threading.Thread] = []
 
     def start(self, since: datetime | None = None) -> None:
-        for host in self.hosts:
-            thread = threading.Thread(
-                target=self._loop, args=(host, since), name=f"service-{host.service.name}", daemon=True
-            )
+        if not self.hosts:
+            return
+        if since is not None:
+            self.rewind(since)
+        roles = [("listen", self._listen), ("renew", self._renew)]
+        roles += [(f"work-{index}", self._work) for index in range(self.workers)]
+        for name, target in roles:
+            thread = threading.Thread(target=self._guarded, args=(name, target), name=f"runner-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
 
     def stop(self, timeout: float = 30) -> None:
         self.stop_event.set()
+        self.wake.set()
         for thread in self.threads:
             thread.join(timeout)
+        try:  # hand the pairs over at once rather than when the leases expire
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute("UPDATE service_pairs SET runner = NULL, lease_until = NULL WHERE runner = %s",
+                             (self.runner_id,))
+        except psycopg.OperationalError:
+            pass
 
-    def _loop(self, host: ServiceHost, since: datetime | None) -> None:
-        """Catch up, then sleep until telemetry or a dependency's progress is notified."""
+    def rewind(self, since: datetime) -> None:
+        """Recompute every enabled pair's results from ``since`` (``run-services --from``), each under a lease."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            pairs.sync_pairs(conn, self.names)
+            for name, host in self.hosts.items():
+                for site_id in enabled_sites(conn, name):
+                    pair = pairs.Pair(name, site_id)
+                    while not pairs.claim_pair(conn, self.runner_id, pair, self.lease_s):
+                        if self.stop_event.wait(1.0):
+                            return
+                    host.step(conn, site_id, rewind_to=since)
+                    pairs.release_ok(conn, self.runner_id, pair, due_in_s=0.0)
+
+    def _connect(self) -> psycopg.Connection:
+        """A connection named after this runner: pg_stat_activity shows which runner holds what."""
+        return psycopg.connect(self.database_url, autocommit=True,
+                               application_name=f"sitepulse-runner {self.runner_id}"[:63])
+
+    def _guarded(self, name: str, target: Any) -> None:
+        """Run a thread's loop; a lost database connection is waited out with back-off, never fatal."""
         failures = 0
-        name = host.service.name
         while not self.stop_event.is_set():
             try:
-                with (
-                    psycopg.connect(self.database_url, autocommit=True) as conn,
-                    psycopg.connect(self.database_url, autocommit=True) as listener,
-                ):
-                    listener.execute(f"LISTEN {TELEMETRY_CHANNEL}")
-                    listener.execute(f"LISTEN {PROGRESS_CHANNEL}")
-                    if since is not None:
-                        host.rewind(conn, since)
-                        since = None
-                    while not self.stop_event.is_set():
-                        host.catch_up(conn)
-                        record_health(conn, name, None)
-                        failures = 0
-                        heap.trim(TRIM_EVERY_S)  # caught up: give the burst's freed pages back (sitepulse/heap.py)
-                        for _ in listener.notifies(timeout=IDLE_WAKE_S, stop_after=1):
-                            pass
+                with self._connect() as conn:
+                    failures = 0
+                    target(conn)
             except psycopg.OperationalError as exc:
                 failures += 1
-                log.warning("%s: database unavailable (%s); retrying", name, str(exc).strip().splitlines()[0])
-            except Exception as exc:  # a service bug must not stop the others: record, back off, retry
+                log.warning("runner %s: database unavailable (%s); retrying", name,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            except Exception:  # a bug in the runner itself: log it, keep the process serving
                 failures += 1
-                log.exception("%s failed (attempt %d)", name, failures)
-                try:
-                    with psycopg.connect(self.database_url, autocommit=True) as conn:
-                        record_health(conn, name, f"{type(exc).__name__}: {exc}")
-                except psycopg.OperationalError:
-                    pass
-            self.stop_event.wait(min(MAX_BACKOFF_S, 0.5 * 2**failures) if failures else 0)
+                log.exception("runner %s failed (attempt %d)", name, failures)
+            self.stop_event.wait(pairs.backoff_s(failures) if failures else 0)
+
+    def _listen(self, conn: psycopg.Connection) -> None:
+        """Turn telemetry and dependency notifications into due pairs (for whichever runner claims them)."""
+        conn.execute(f"LISTEN {TELEMETRY_CHANNEL}")
+        conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
+        synced = 0.0
+        while not self.stop_event.is_set():
+            if time.monotonic() - synced > pairs.IDLE_RECHECK_S:
+                pairs.sync_pairs(conn, self.names)
+                synced = time.monotonic()
+            notes = [*conn.notifies(timeout=0.5, stop_after=1)]
+            if notes:  # and whatever came with it: one UPDATE for a burst
+                notes += conn.notifies(timeout=0.02, stop_after=500)
+            sites: set[str] = set()
+            dependants: dict[str, set[str]] = {}
+            any_site = False
+            for note in notes:
+                if note.channel == TELEMETRY_CHANNEL:
+                    named = {s for s in note.payload.split(",") if s}
+                    any_site = any_site or not named
+                    sites |= named
+                else:
+                    service, _, site_id = note.payload.partition(":")
+                    for name, host in self.hosts.items():
+                        if service in host.service.depends_on:
+                            dependants.setdefault(name, set()).add(site_id)
+            if any_site or sites:
+                pairs.mark_due(conn, self.names, None if any_site else sorted(sites))
+            for name, site_ids in dependants.items():
+                pairs.mark_due(conn, [name], sorted(site_ids))
+            if any_site or sites or dependants:
+                self.wake.set()
+
+    def _renew(self, conn: psycopg.Connection) -> None:
+        """Extend this runner's leases while its steps run, so a live runner keeps its pairs."""
+        while not self.stop_event.wait(pairs.RENEW_EVERY_S):
+            if self.held:
+                pairs.renew(conn, self.runner_id, self.lease_s)
+
+    def _work(self, conn: psycopg.Connection) -> None:
+        """Claim a due pair, give it a turn, release it; sleep until woken when nothing is due."""
+        while not self.stop_event.is_set():
+            with self.held_lock:
+                self.held += 1
+            try:
+                pair = pairs.claim_next(conn, self.runner_id, self.names, self.lease_s)
+                if pair is not None:
+                    self._turn(conn, pair)
+            finally:
+                with self.held_lock:
+                    self.held -= 1
+            if pair is None:
+                heap.trim(TRIM_EVERY_S)  # idle: give the burst's freed pages back (sitepulse/heap.py)
+                self.wake.wait(IDLE_POLL_S)
+                self.wake.clear()
+
+    def _turn(self, conn: psycopg.Connection, pair: pairs.Pair) -> None:
+        """Step one pair until it is caught up or its turn is over; a failure backs off this pair alone."""
+        host = self.hosts[pair.service]
+        deadline = time.monotonic() + self.turn_s
+        due_in_s: float | None = None  # when woken
+        try:
+            while (result := host.step(conn, pair.site_id)).progressed:
+                if time.monotonic() > deadline:
+                    due_in_s = 0.0  # work left: its turn is over, the longest-waiting pair goes next
+                    break
+            if result.held_back:
+                due_in_s = HELD_BACK_RETRY_S
+        except psycopg.OperationalError:
+            raise  # the database, not the pair: the lease lapses and the pair is taken up again
+        except Exception as exc:  # this site's step failed: record it, back off this pair alone
+            error = f"{type(exc).__name__}: {exc}"
+            attempt = pairs.release_failed(conn, self.runner_id, pair, error)
+            record_health(conn, pair.service, f"site {pair.site_id}: {error}")
+            self.ok_written.pop(pair.service, None)
+            log.warning("%s failed (attempt %d, retrying in %.0f s): %s", pair, attempt,
+                        pairs.backoff_s(attempt), error, exc_info=not isinstance(exc, SitePulseError))
+            return
+        recovered = pairs.release_ok(conn, self.runner_id, pair, due_in_s)
+        if due_in_s == 0.0:
+            self.wake.set()
+        now = time.monotonic()
+        if recovered or now - self.ok_written.get(pair.service, -OK_EVERY_S) >= OK_EVERY_S:
+            record_service_ok(conn, pair.service)
+            self.ok_written[pair.service] = now

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from microservices.cli import default_workers
 from sitepulse.logs import configured_settings
 from sitepulse.runtime import Runtime, check_api_port, open_runtime
 from sitepulse.supervisor import Supervisor
@@ -65,9 +66,11 @@ def _serve(with_simulator: bool, history_days: int = 0) -> None:
         mailbox = _open_demo_mailbox(settings) if with_simulator else None
         supervisor = Supervisor(env)
         supervisor.install_signal_handlers()
-        for role, mqtt_user in (("ingest", "ingest"), ("run-services", "services"), ("api", "api")):
+        for role, mqtt_user in (("ingest", "ingest"), ("api", "api")):
             mail = mailbox.environment() if mailbox and role == "api" else {}
             supervisor.add(role, role, env={**runtime.child_environment(mqtt_user), **mail})
+        for index in range(default_workers()):  # runner processes share the (service, site) pairs
+            supervisor.add(f"run-services #{index + 1}", "run-services", env=runtime.child_environment("services"))
         if settings.decoders_file is not None:  # HTTP feeds of the decoders file (decoders/README.md)
             from decoders.feeds import load_feeds
 

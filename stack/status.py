@@ -7,8 +7,8 @@ nothing running it says so. It lives in the composition root, not the kernel, be
 state, each through its owner's functions (ingest's worker reports, the runner's progress, the registry's
 switches, the kernel's sites). Shown: database reachability and flavour, broker reachability,
 each ingest worker's last report and counters (``ingest_worker_stats``), each service's lag
-per site (``now() - data_until`` of ``service_checkpoints``) with its health
-(``service_health``), and the sites with the services enabled on them.
+per site (``now() - data_until`` of ``service_checkpoints``) with that site's health
+(``service_pairs``, else the service's ``service_health``), and the sites with the services enabled on them.
 
 Exit code 0 when the database is reachable, 1 when it is not (scripts can test it).
 """

@@ -322,6 +322,42 @@ def test_an_admin_sees_what_each_decoder_received_and_refused(page: Any, stack: 
     page.screenshot(path=str(SHOTS / "decoders.png"))
 
 
+def test_an_admin_sees_which_site_a_service_fails_on_and_retries_it_now(page: Any, stack: Stack) -> None:
+    """A pair failing (as the runner records it, backing off 10 min): the Services page says so with the error;
+    "Retry now" makes the live runner step it at once, and it turns ok."""
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        def mark_failing() -> str | None:
+            row = conn.execute(
+                "UPDATE service_pairs SET status = 'failing', failures = 3, last_error = 'ValueError: demo is wrong',"
+                " last_error_at = now(), retry_at = now() + interval '10 minutes' WHERE (service, site_id) = ("
+                " SELECT service, site_id FROM service_pairs WHERE site_id = 'demo' AND status = 'ok'"
+                " AND (lease_until IS NULL OR lease_until < now()) ORDER BY service LIMIT 1) RETURNING service"
+            ).fetchone()
+            return row[0] if row else None
+        deadline = time.monotonic() + 60
+        while (service := mark_failing()) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert service is not None, "the runner never ran a service on demo"
+        page.goto(stack.base + "/")
+        page.get_by_label("Access token").fill(ADMIN)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_load_state("networkidle")
+        page.goto(stack.base + "/#/sites/demo/catalogue")
+        cell = page.locator("table.catalogue tr", has_text=service).locator("td.failing")
+        cell.wait_for()
+        assert "failing (3 attempts)" in cell.inner_text() and "ValueError: demo is wrong" in cell.inner_text()
+        page.screenshot(path=str(SHOTS / "service-failing-on-a-site.png"))
+        cell.get_by_role("button", name="Retry now").click()
+        status_sql = "SELECT status FROM service_pairs WHERE service = %s AND site_id = 'demo'"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and conn.execute(status_sql, (service,)).fetchone()[0] != "ok":
+            time.sleep(0.2)
+        page.reload()
+        row = page.locator("table.catalogue tr", has_text=service)
+        row.wait_for()
+        assert row.locator("td[data-runner]").inner_text() == "ok"
+
+
 def test_a_site_manager_raises_votes_and_comments_a_need_on_the_lifecycle_page(page: Any, stack: Stack) -> None:
     _login(page, stack)
     page.goto(stack.base + "/#/sites/demo/lifecycle")

@@ -78,8 +78,8 @@ def test_docker_compose_config_validates_every_profile(env_file: Path) -> None:
         assert result.returncode == 0, f"profiles {profiles}: {result.stderr}"
     config = json.loads(_config(COMPOSE, env_file, "emqx", "simulator").stdout)
     services = config["services"]
-    assert {"timescaledb", "mosquitto", "migrate", "services", "api", "prometheus", "grafana", "simulator",
-            "emqx1", "emqx2"} <= set(services)
+    assert {"timescaledb", "mosquitto", "migrate", "services-1", "services-2", "api", "prometheus", "grafana",
+            "simulator", "emqx1", "emqx2"} <= set(services)
     ingest = [name for name in services if name.startswith("ingest-")]
     client_ids = {services[name]["environment"]["SITEPULSE_INGEST_CLIENT_ID"] for name in ingest}
     assert len(ingest) >= 2 and len(client_ids) == len(ingest), "each ingest worker needs its own MQTT session"

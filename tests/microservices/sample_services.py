@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel
 
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse.migrations import MigrationSource
@@ -125,3 +126,17 @@ SOURCES = [
     MigrationSource("machine-tally", HERE / "machine_tally", 101),
     MigrationSource("machines-per-bucket", HERE / "machines_per_bucket", 102),
 ]
+
+
+class FailableSettings(BaseModel):
+    fail: bool = False  # a site setting that makes every step of the site raise
+
+
+class FailableCount(RunningCount, Service[FailableSettings]):
+    """RunningCount whose steps raise on the sites whose settings say ``fail``: one site failing alone."""
+
+    def process(self, batch: Batch, state: dict, settings: FailableSettings) -> tuple[Outputs, dict]:
+        if settings.fail:
+            raise RuntimeError(f"site {batch.site_id} fails on purpose")
+        time.sleep(float(os.environ.get("SLOW_SERVICE_DELAY_S", "0")))
+        return super().process(batch, state, settings)

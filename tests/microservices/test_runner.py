@@ -207,7 +207,7 @@ import sys, threading
 sys.path.insert(0, {tests!r})
 from sample_services import SlowRunningCount
 from microservices.runner import Runner
-runner = Runner({url!r}, {{"running-count": SlowRunningCount()}}, max_rows=25)
+runner = Runner({url!r}, {{"running-count": SlowRunningCount()}}, max_rows=25, lease_s=2)
 runner.start()
 threading.Event().wait()
 """

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from ingest.metrics import add_decoder_counts, worker_reports
+from microservices.pairs import prometheus_lines
 from microservices.progress import runner_health, service_progress
 from registry.api.deps import AdminDep, DbDep, StateDep
 from registry.api.metrics import label_value
@@ -49,6 +50,7 @@ def _runner_metrics(conn: psycopg.Connection) -> str:
     ]
     for service, health in sorted(runner_health(conn).items()):
         lines.append(f'sitepulse_service_failures{{service="{label_value(service)}"}} {health["failures"]}')
+    lines += prometheus_lines(conn, label_value)
     return "\n".join(lines) + "\n"
 
 

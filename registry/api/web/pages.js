@@ -91,7 +91,7 @@ export async function cataloguePage(main, siteId, me) {
     const items = await allItems("/api/v1/services?limit=1000", 2);
     const rows = items.map((item) => {
       const here = item.sites.find((x) => x.site_id === siteId) || { enabled: false, stage: null };
-      const health = item.health ? item.health.status : "not run yet";
+      const health = runnerCell(item, here, siteId, me, draw, status);
       const toggle = me.role === "admin" ? h("button", { type: "button", "data-service": item.name,
         onclick: async (event) => {
           event.target.disabled = true;
@@ -99,7 +99,7 @@ export async function cataloguePage(main, siteId, me) {
         } }, here.enabled ? "Disable" : "Enable") : null;
       return h("tr", {}, h("th", { scope: "row" }, h("a", { href: `#/sites/${encodeURIComponent(siteId)}/services/${item.name}` }, item.name)),
         h("td", {}, item.version), h("td", { class: "long" }, item.summary), h("td", {}, here.stage || "–"), h("td", {}, here.enabled ? "on" : "off"),
-        h("td", {}, health), h("td", {}, item.depends_on.join(", ") || "–"), me.role === "admin" ? h("td", {}, toggle) : null);
+        health, h("td", {}, item.depends_on.join(", ") || "–"), me.role === "admin" ? h("td", {}, toggle) : null);
     });
     table_.replaceChildren(h("caption", {}, "Installed services and their stage on this site"),
       h("thead", {}, h("tr", {}, ["Service", "Version", "What it does", "Stage", "On", "Runner", "Needs"].map((c) => h("th", { scope: "col" }, c)),
@@ -110,6 +110,27 @@ export async function cataloguePage(main, siteId, me) {
   main.replaceChildren(h("h1", {}, "Services"), status, h("div", { class: "table-wrap" }, table_));
   await draw();
   if (me.role === "admin") main.append(await decodersSection());
+}
+
+// The runner's health of this service on this site: ok, or failing with its attempts, next retry, and (admins)
+// the error and a button that retries now instead of after the back-off.
+function runnerCell(item, here, siteId, me, draw, status) {
+  const pair = here.health;
+  if (!pair) return h("td", { "data-runner": "none" }, item.health && here.enabled ? "waiting" : "not run yet");
+  if (pair.status !== "failing") return h("td", { "data-runner": pair.status }, pair.status);
+  const parts = [h("strong", {}, `failing (${pair.failures} attempts)`)];
+  if (pair.retry_at) parts.push(h("br"), `next retry ${new Date(pair.retry_at).toLocaleTimeString()}`);
+  if (pair.last_error) parts.push(h("br"), h("code", { class: "error" }, pair.last_error));
+  if (me.role === "admin") {
+    parts.push(h("br"), h("button", { type: "button", "data-retry": item.name, onclick: async (event) => {
+      event.target.disabled = true;
+      try {
+        await api(`/api/v1/services/${encodeURIComponent(item.name)}/sites/${encodeURIComponent(siteId)}/retry`, { method: "POST" });
+        await draw();
+      } catch (err) { status.textContent = err.message; event.target.disabled = false; }
+    } }, "Retry now"));
+  }
+  return h("td", { class: "failing", "data-runner": "failing" }, parts);
 }
 
 // What the ingest workers' decoders (decoders/README.md) received and refused, over every worker.

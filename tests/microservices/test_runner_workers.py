@@ -1,0 +1,42 @@
+"""``sitepulse run-services --workers N``: N runner processes under the supervisor, stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+
+
+def _runner_names(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT DISTINCT application_name FROM pg_stat_activity"
+                                       " WHERE application_name LIKE 'sitepulse-runner %'")}
+
+
+def test_workers_start_n_runner_processes_and_stop_with_one_signal(fresh_database_url: str, mqtt_broker) -> None:
+    env = {**os.environ, "SITEPULSE_DATABASE_URL": fresh_database_url, "SITEPULSE_MQTT_URL": mqtt_broker.url,
+           "SITEPULSE_LOG_LEVEL": "WARNING"}
+    parent = subprocess.Popen([sys.executable, "-m", "sitepulse", "run-services", "--workers", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while len(names := _runner_names(conn)) < 2 and time.monotonic() < deadline:
+                assert parent.poll() is None, parent.stderr.read()
+                time.sleep(0.2)
+            assert len(names) == 2, names
+            pids = {int(n.split(":")[1]) for n in names}
+            assert parent.pid not in pids  # two children, each its own process and GIL
+            parent.send_signal(signal.SIGTERM)
+            assert parent.wait(30) == 0
+            deadline = time.monotonic() + 10
+            while _runner_names(conn) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _runner_names(conn)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
