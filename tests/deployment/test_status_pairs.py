@@ -7,10 +7,10 @@ import json
 import psycopg
 import pytest
 import typer
-from sitepulse.status import status
 from typer.testing import CliRunner
 
 from microservices.pairs import claim_next, release_failed, release_ok, sync_pairs
+from stack.status import status
 
 app = typer.Typer()
 app.command()(status)
