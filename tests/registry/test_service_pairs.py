@@ -38,6 +38,14 @@ def test_each_site_shows_its_own_health_and_admins_see_the_error(api, db: psycop
     assert set(north_view) == {"north"}  # south is not the north manager's to see
     assert north_view["north"]["status"] == "ok" and "last_error" not in north_view["north"]
 
+    db.execute("INSERT INTO service_checkpoints (service, site_id, rows_processed, data_until) VALUES"
+               " ('things', 'north', 1234, '2026-01-05T06:30:00Z') ON CONFLICT (service, site_id) DO UPDATE"
+               " SET rows_processed = 1234, data_until = '2026-01-05T06:30:00Z'")
+    items = api.client.get("/api/v1/services", headers=api.north).json()["items"]
+    [north] = next(i for i in items if i["name"] == "things")["sites"]
+    assert north["progress"]["rows_processed"] == 1234  # an import being caught up shows here
+    assert north["progress"]["data_until"].startswith("2026-01-05T06:30:00")
+
     metrics = api.client.get("/metrics", headers=api.admin).text
     assert 'sitepulse_service_site_failures{service="things",site="south"} 1' in metrics
     assert 'sitepulse_service_site_failures{service="things",site="north"} 0' in metrics

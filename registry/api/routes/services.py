@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from microservices.pairs import pair_health, retry_now
+from microservices.progress import service_progress
 from registry.api.deps import AdminSiteDep, DbDep, PageDep, PrincipalDep, ServiceDep, StateDep
 from registry.catalogue import OPERATOR_ONLY, catalogue
 from sitepulse.errors import NotFound
@@ -22,15 +23,24 @@ def _shown(health: dict[str, Any] | None, admin: bool) -> dict[str, Any] | None:
     return {k: v for k, v in health.items() if k not in (*OPERATOR_ONLY, "runner")}
 
 
+def _progress(progress: Any) -> dict[str, Any] | None:
+    """How far the service processed the site's telemetry: an import or a backlog shows here as it is caught up."""
+    if progress is None:
+        return None
+    return {"data_until": progress.data_until, "lag_s": progress.lag_s, "rows_processed": progress.rows_processed}
+
+
 @router.get("")
 def list_services(conn: DbDep, principal: PrincipalDep, state: StateDep, page: PageDep) -> dict[str, Any]:
-    """Installed services with their declaration, credit, runner health, and stage and health on each site the
-    caller sees."""
+    """Installed services with their declaration, credit, runner health, and stage, health and progress (telemetry
+    processed up to when) on each site the caller sees."""
     items = catalogue(conn, state.services, principal)
     per_pair = pair_health(conn)
+    done = {(p.service, p.site_id): p for p in service_progress(conn)}
     for item in items:
         for site in item["sites"]:
             site["health"] = _shown(per_pair.get((item["name"], site["site_id"])), principal.is_admin)
+            site["progress"] = _progress(done.get((item["name"], site["site_id"])))
     return page.of_list(items, name=str)
 
 

@@ -117,7 +117,11 @@ export async function cataloguePage(main, siteId, me) {
 function runnerCell(item, here, siteId, me, draw, status) {
   const pair = here.health;
   if (!pair) return h("td", { "data-runner": "none" }, item.health && here.enabled ? "waiting" : "not run yet");
-  if (pair.status !== "failing") return h("td", { "data-runner": pair.status }, pair.status);
+  if (pair.status !== "failing") {
+    const done = here.progress;
+    return h("td", { "data-runner": pair.status }, pair.status, done && done.data_until
+      ? h("span", { class: "note", "data-progress": "" }, ` · processed up to ${when(done.data_until)} (${fmt(done.rows_processed, 0)} rows)`) : null);
+  }
   const parts = [h("strong", {}, `failing (${pair.failures} attempts)`)];
   if (pair.retry_at) parts.push(h("br"), `next retry ${new Date(pair.retry_at).toLocaleTimeString()}`);
   if (pair.last_error) parts.push(h("br"), h("code", { class: "error" }, pair.last_error));
