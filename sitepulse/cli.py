@@ -19,6 +19,7 @@ import typer
 
 from sitepulse.errors import SitePulseError
 from sitepulse.lazy_commands import LazyGroup
+from sitepulse.warm import announce_compiles
 
 ENTRY_POINT_GROUP = "sitepulse.cli"
 
@@ -84,6 +85,7 @@ _app = build_app()
 
 def app() -> None:
     """Console-script entry point: run the CLI, turning user errors into one line."""
+    announce_compiles()
     try:
         _app()
     except SitePulseError as exc:

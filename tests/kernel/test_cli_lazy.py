@@ -155,3 +155,32 @@ def test_warm_reports_the_kernels_it_compiled_or_loaded() -> None:
     assert services <= set(re.findall(r"^  (\S+): \d+\.\d s$", result.stderr, re.MULTILINE))
     ready = re.search(r"(\d+) kernels ready \((\d+) compiled now, (\d+) loaded from the cache\)", result.stderr)
     assert ready and int(ready.group(1)) > 0 and int(ready.group(2)) + int(ready.group(3)) > 0, result.stderr
+    listed = subprocess.run([sys.executable, "-m", "sitepulse", "services", "list"], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert listed.returncode == 0 and "weight-loading" in listed.stdout, listed.stderr
+    assert "compiling numba kernels" not in listed.stderr  # warmed: every kernel comes from the cache
+
+
+def test_a_kernel_compiled_after_the_cli_started_is_announced_once(tmp_path: Path) -> None:
+    """Where numba's cache is cold (a plain pip install, a changed kernel), one line says why the wait."""
+    (tmp_path / "sitepulse_test_kernels.py").write_text(textwrap.dedent('''
+        import numba
+
+        @numba.njit(cache=False)
+        def one(x):
+            return x + 1
+
+        @numba.njit(cache=False)
+        def two(x):
+            return one(x) * 2
+
+        assert two(1) == 4 and one(2.5) == 3.5  # three compiles
+    '''))
+    code = ("import sys; from sitepulse.warm import announce_compiles, COMPILING; announce_compiles();"
+            "assert 'numba' not in sys.modules; import sitepulse_test_kernels; import numba;"
+            "print('loader kept:', type(numba.__spec__.loader).__name__)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("compiling numba kernels: once after an install or a change") == 1, result.stderr
+    assert "loader kept: SourceFileLoader" in result.stdout
