@@ -155,8 +155,8 @@ def test_warm_reports_the_kernels_it_compiled_or_loaded() -> None:
     assert services <= set(re.findall(r"^  (\S+): \d+\.\d s$", result.stderr, re.MULTILINE))
     ready = re.search(r"(\d+) kernels ready \((\d+) compiled now, (\d+) loaded from the cache\)", result.stderr)
     assert ready and int(ready.group(1)) > 0 and int(ready.group(2)) + int(ready.group(3)) > 0, result.stderr
-    listed = subprocess.run([sys.executable, "-m", "sitepulse", "services", "list"], env=env, capture_output=True,
-                            text=True, timeout=600)
+    listed = subprocess.run([sys.executable, "-m", "sitepulse", "services", "list"], env={**env, "COLUMNS": "200"},
+                            capture_output=True, text=True, timeout=600)
     assert listed.returncode == 0 and "weight-loading" in listed.stdout, listed.stderr
     assert "compiling numba kernels" not in listed.stderr  # warmed: every kernel comes from the cache
 
