@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/sitepulse warm  # numba compiles the services' kernels now, not in the first `sitepulse services list`
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +21,8 @@ test: install
 	bash scripts/ensure-system-packages.sh mosquitto
 	bash scripts/ensure-timescaledb.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m slow
 
 lint: install
 	$(BIN)/ruff check .

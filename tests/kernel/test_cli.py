@@ -125,6 +125,7 @@ def _stop(process: subprocess.Popen) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_serve_with_no_environment_starts_embedded_servers(tmp_path: Path) -> None:
     process, port = _serve_until_ready(tmp_path)
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
@@ -137,6 +138,7 @@ def test_serve_with_no_environment_starts_embedded_servers(tmp_path: Path) -> No
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
+@pytest.mark.slow
 def test_serve_with_urls_starts_neither(tmp_path: Path, database_url: str, mqtt_broker) -> None:
     process, _ = _serve_until_ready(
         tmp_path, SITEPULSE_DATABASE_URL=database_url, SITEPULSE_MQTT_URL=mqtt_broker.url
@@ -147,6 +149,7 @@ def test_serve_with_urls_starts_neither(tmp_path: Path, database_url: str, mqtt_
     assert not (tmp_path / "data" / "mosquitto").exists()
 
 
+@pytest.mark.slow
 def test_serve_against_timescaledb_uses_hypertables_and_policies(
     tmp_path: Path, timescaledb_postgres, mqtt_broker
 ) -> None:

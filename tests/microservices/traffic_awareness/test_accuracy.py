@@ -43,6 +43,8 @@ def plain(scores: dict[str, list[RunScore]]) -> list[RunScore]:
     return scores["plain"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 100 s on an idle machine
 def test_queue_waits_per_zone(plain: list[RunScore], rtk: list[RunScore], standalone: list[RunScore]) -> None:
     for s in plain + rtk + standalone:
         for zone, z in s.queue_zones.items():
