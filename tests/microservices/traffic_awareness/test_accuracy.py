@@ -14,6 +14,8 @@ import pytest
 from evaluation.traffic_awareness import TARGETS, RunScore, score_run, totals
 from tests.microservices.parallel import run_in_parallel
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module's runs take about 100 s on an idle machine
+
 RTK_SEEDS = (1, 2, 3, 4)
 PLAIN_SEEDS = (1, 2, 3)
 STANDALONE_SEEDS = (1, 2, 3)  # issue 30: 2.5 m of white GNSS noise per axis (plus drift and jumps), 1 Hz
@@ -43,8 +45,6 @@ def plain(scores: dict[str, list[RunScore]]) -> list[RunScore]:
     return scores["plain"]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)  # about 100 s on an idle machine
 def test_queue_waits_per_zone(plain: list[RunScore], rtk: list[RunScore], standalone: list[RunScore]) -> None:
     for s in plain + rtk + standalone:
         for zone, z in s.queue_zones.items():
