@@ -1,6 +1,9 @@
 # Two commands on a fresh machine with python3 and make: `make demo` and `make test`.
 VENV := .venv
 BIN := $(VENV)/bin
+# Extra pytest options for both steps of `make test`, e.g. PYTEST_ARGS="-n 2 --dist loadfile" (pytest-xdist: each
+# worker starts its own PostgreSQL and Mosquitto on free ports; not the default, see the measurements in git log).
+PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench-scale compose-check clean
@@ -21,8 +24,8 @@ test: install
 	bash scripts/ensure-system-packages.sh mosquitto
 	bash scripts/ensure-timescaledb.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not slow"
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
