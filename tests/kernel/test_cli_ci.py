@@ -23,7 +23,8 @@ def test_every_test_has_a_time_limit(request: pytest.FixtureRequest) -> None:
 
 def test_make_test_runs_the_fast_tests_then_the_slow_ones_and_ci_fails_on_any_failure() -> None:
     recipe = re.search(r"^test:.*?\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
-    steps = [line.strip() for line in recipe.splitlines() if "pytest" in line]
-    assert steps == ['$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)', "$(BIN)/pytest -m slow $(PYTEST_ARGS)"]
+    steps = [line.strip() for line in recipe.splitlines() if line.strip().startswith("$(BIN)/pytest")]
+    assert steps == ['$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)',
+                     "$(BIN)/pytest -m slow -n 2 --dist loadfile $(PYTEST_ARGS)"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.rstrip().endswith("make test") and "exit 0" not in ci
