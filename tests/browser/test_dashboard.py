@@ -28,6 +28,8 @@ from psycopg.types.json import Jsonb
 from sitepulse.embedded.ports import free_port
 from tests.conftest import stop_processes
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 RUNS = int(os.environ.get("SITEPULSE_FUZZ_RUNS", "20000"))
 SEEDS = [

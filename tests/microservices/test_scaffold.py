@@ -96,6 +96,7 @@ def test_scaffold_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None
         new_service("idle-time", tmp_path)
 
 
+@pytest.mark.slow
 def test_scaffolded_plugin_is_discovered_runs_and_serves_its_route(
     tmp_path: Path, fresh_database_url: str, mqtt_broker
 ) -> None:

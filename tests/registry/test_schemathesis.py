@@ -27,6 +27,8 @@ from sitepulse.embedded.ports import free_port  # noqa: E402
 from sitepulse.settings import load_settings  # noqa: E402
 from sitepulse.sites import save_site  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 ADMIN = "schemathesis-admin-token-0123456789abcdef01"
 MAX_EXAMPLES = 10
 

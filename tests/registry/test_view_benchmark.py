@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINTS = {"view", "machines", "card:positioning", "card:weight-loading", "card:traffic-awareness",
              "card:data-quality"}

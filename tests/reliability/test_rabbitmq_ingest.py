@@ -25,6 +25,8 @@ from ingest.embedded_rabbitmq import EmbeddedRabbitMQ, available
 from ingest.topics import telemetry_topic
 from tests.conftest import stop_processes
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 MACHINES = 40
 

@@ -149,6 +149,7 @@ def test_a_real_load_cell_lags_the_last_bucket_and_drifts_while_standing() -> No
 
 @pytest.mark.parametrize("site", ["demo_quarry", "copper_pit"])
 @pytest.mark.parametrize("hz", [0.5, 10.0])
+@pytest.mark.slow
 def test_slow_and_fast_sample_rates_run_end_to_end(site: str, hz: float) -> None:
     duration = 1800
     reference = Simulation(load_site(site), duration_s=duration, seed=2, hz=1.0)

@@ -17,6 +17,8 @@ import pytest
 
 from sitepulse.embedded.timescaledb import find_timescaledb
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # about 100 s on an idle machine
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

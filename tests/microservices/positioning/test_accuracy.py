@@ -13,6 +13,8 @@ from evaluation.positioning import TARGETS, format_scores, score_run
 from simulators.sensors import SensorConfig
 from tests.microservices.parallel import run_in_parallel
 
+pytestmark = pytest.mark.slow
+
 
 def _assert_targets(score) -> None:
     print(format_scores([score]))

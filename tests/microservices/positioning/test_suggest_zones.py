@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import shapely
 import typer
 from typer.testing import CliRunner
@@ -15,6 +16,8 @@ from simulators.engine import simulate
 from simulators.site import load_site
 from sitepulse.recording import write_messages
 from sitepulse.sitefile import parse_site
+
+pytestmark = pytest.mark.slow
 
 
 def _local(site, zone: dict) -> shapely.Polygon:

@@ -14,6 +14,8 @@ import pytest
 from evaluation.traffic_awareness import TARGETS, RunScore, score_run, totals
 from tests.microservices.parallel import run_in_parallel
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module's runs take about 100 s on an idle machine
+
 RTK_SEEDS = (1, 2, 3, 4)
 PLAIN_SEEDS = (1, 2, 3)
 STANDALONE_SEEDS = (1, 2, 3)  # issue 30: 2.5 m of white GNSS noise per axis (plus drift and jumps), 1 Hz

@@ -44,6 +44,7 @@ def enable(conn: psycopg.Connection, site_id: str, service: str) -> None:
         "ON CONFLICT (site_id, service) DO UPDATE SET enabled = true", (site_id, service))
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_arrival_order(db_url: str, simulate_run) -> None:
     telemetry, _, site, machines = simulate_run(1, 2.0)
     telemetry = telemetry[telemetry["ts"] < telemetry["ts"].min() + pd.Timedelta(minutes=45)]
