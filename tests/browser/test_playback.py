@@ -27,6 +27,8 @@ from sitepulse.sites import save_site
 from tests.browser.playback_shift import Seeded, seed_shift, serve_api, shift_period
 from tests.browser.test_dashboard import CHROMIUM, _need_browser
 
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
 ADMIN = "playback-admin-token-0123456789abcdef0123"

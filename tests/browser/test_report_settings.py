@@ -24,6 +24,8 @@ from sitepulse.settings import load_settings
 from tests.browser.test_dashboard import CHROMIUM, SHOTS, _need_browser
 from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
+
 ADMIN = "report-settings-admin-token-0123456789abcdef"
 
 

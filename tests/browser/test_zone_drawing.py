@@ -14,9 +14,12 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.browser import test_dashboard as dashboard
 from tests.browser.test_dashboard import ADMIN, Stack, _wait_api
+
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
 
 stack, browser, page = dashboard.stack, dashboard.browser, dashboard.page  # its fixtures, a stack for this module
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pytest
 from conftest import enable, make_samples
 from psycopg.types.json import Jsonb
 from test_runner import _expected, _table
@@ -21,6 +22,8 @@ from evaluation.pipeline import split
 from evaluation.stored import insert_telemetry
 from ingest.writer import NOTIFY_CHANNEL, notify_payload
 from microservices.pairs import pair_health, retry_now
+
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
 
 SCRIPT = Path(__file__).parent / "sample_runner.py"
 

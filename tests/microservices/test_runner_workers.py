@@ -9,6 +9,9 @@ import sys
 import time
 
 import psycopg
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
 
 
 def _runner_names(conn: psycopg.Connection) -> set[str]:

@@ -37,6 +37,8 @@ from sitepulse.sitefile import Shift, SiteConfig
 from sitepulse.sites import save_site
 from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
+
 ADMIN_TOKEN = "shift-report-delivery-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TZ = "Europe/Stockholm"

@@ -39,6 +39,8 @@ from sitepulse.sites import save_site
 from tests.conftest import running_worker, wait_until
 from tests.security.conftest import site_yaml
 
+pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
+
 NOW = time.time() - 600
 
 
