@@ -249,6 +249,20 @@ def _column(samples: list, name: str) -> list:
     return list(map(_get, samples, repeat(name)))
 
 
+def put_checked_row(i: int, row: tuple, ts: np.ndarray, floats: np.ndarray, engine_on: np.ndarray,
+                    extra: list[str | None] | None) -> list[str | None] | None:
+    """Row ``i`` of the column arrays from ``checked_sample_row``'s tuple (all but the keys and seq); returns
+    ``extra``, made the first time a row carries one."""
+    ts[i] = to_micros(row[2])
+    floats[i] = [np.nan if v is None else v for v in row[5:12]]
+    engine_on[i] = -1 if row[12] is None else int(row[12])
+    if row[13] is not None:
+        if extra is None:
+            extra = [None] * len(ts)
+        extra[i] = row[13]
+    return extra
+
+
 def _finish(out: Decoded) -> RowBlock:
     """Check the pending samples column-wise; unusual ones go through checked_sample_row one by one."""
     samples, msgs = out._samples, out._msgs
@@ -349,14 +363,8 @@ def _finish(out: Decoded) -> RowBlock:
             else:
                 out._rejects.append(Reject(received_at, topic, payload, row, site_id, machine_id))
             continue
-        ts[i] = to_micros(row[2])
         seq[i] = row[3]
-        floats[i] = [np.nan if v is None else v for v in row[5:12]]
-        engine_on[i] = -1 if row[12] is None else int(row[12])
-        if row[13] is not None:
-            if extra is None:
-                extra = [None] * n
-            extra[i] = row[13]
+        extra = put_checked_row(i, row, ts, floats, engine_on, extra)
     snap_columns(floats, _STEPS)
     block = RowBlock(keys, key, ts, seq, received, floats, engine_on, extra)
     if not keep.all():

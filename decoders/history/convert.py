@@ -33,7 +33,16 @@ from decoders.mapped_json.mapping import (
 )
 from decoders.sdk import bad_id
 from ingest.columns import PG_EPOCH_UNIX, RowBlock, epoch_to_micros, from_micros, snap_columns, to_micros
-from ingest.contract import FLOAT_FIELDS, FLOAT_NAMES, MAX_FUTURE_S, MIN_TS, RESOLUTION, Reject, checked_sample_row
+from ingest.contract import (
+    FLOAT_FIELDS,
+    FLOAT_NAMES,
+    MAX_FUTURE_S,
+    MIN_TS,
+    RESOLUTION,
+    Reject,
+    checked_sample_row,
+    put_checked_row,
+)
 from sitepulse.errors import ConfigError
 
 _STEPS = np.array([RESOLUTION[name] for name in FLOAT_NAMES])
@@ -235,13 +244,7 @@ class ChunkConverter:
                 keep[i] = False
                 rejects.append(self._reject(chunk, i, row, keys, key))
                 continue
-            ts[i] = to_micros(row[2])
-            floats[i] = [np.nan if v is None else v for v in row[5:12]]
-            engine_on[i] = -1 if row[12] is None else int(row[12])
-            if row[13] is not None:
-                if extra is None:
-                    extra = [None] * n
-                extra[i] = row[13]
+            extra = put_checked_row(i, row, ts, floats, engine_on, extra)
         snap_columns(floats, _STEPS)
         block = RowBlock(keys, key, ts, np.full(n, -1, np.int64), received, floats, engine_on, extra)
         if not keep.all():

@@ -4,15 +4,12 @@ one is refused), anyone who may see the site downloads a past period's PDF, and 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 
 from registry.api.app import create_app
 from registry.shift_reports.periods import Period
@@ -22,6 +19,7 @@ from registry.tokens import create_token
 from sitepulse.embedded.ports import free_port
 from sitepulse.settings import load_settings
 from tests.browser.test_dashboard import CHROMIUM, SHOTS, _need_browser
+from tests.conftest import serving
 from tests.registry.shift_report_fixtures import SITE, ProcessedSite, builtin_services, shared_site  # noqa: F401
 
 pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
@@ -45,19 +43,8 @@ def served(shared_site: ProcessedSite, mqtt_broker: Any) -> Iterator[tuple[str, 
         delete_schedule(conn, SITE, schedule.id)
     app = create_app(database_url, mqtt_broker.url, services=builtin_services(),
                      settings=load_settings(admin_token=ADMIN, reports_poll_s=3600))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", manager, site
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app) as base:
+        yield base, manager, site
 
 
 @pytest.fixture

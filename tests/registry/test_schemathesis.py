@@ -7,8 +7,6 @@ operation gets ``MAX_EXAMPLES`` generated requests with an admin token. Path par
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,16 +14,15 @@ import psycopg
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (a dev dependency)")
-import uvicorn  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from microservices.discovery import discover_services  # noqa: E402
 from registry.api.app import create_app  # noqa: E402
 from registry.enablement import set_enablement  # noqa: E402
 from simulators.site import load_site  # noqa: E402
-from sitepulse.embedded.ports import free_port  # noqa: E402
 from sitepulse.settings import load_settings  # noqa: E402
 from sitepulse.sites import save_site  # noqa: E402
+from tests.conftest import serving  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +39,8 @@ def live_api(database_url: str, mqtt_broker: Any) -> Iterator[tuple[str, Any]]:
         for name in services:
             set_enablement(conn, services, "demo", name, enabled=True)
     app = create_app(database_url, mqtt_broker.url, services=services, settings=load_settings(admin_token=ADMIN))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", schemathesis.openapi.from_dict(app.openapi())
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app) as base:
+        yield base, schemathesis.openapi.from_dict(app.openapi())
 
 
 def test_no_operation_answers_with_a_server_error(live_api: tuple[str, Any]) -> None:
