@@ -76,6 +76,13 @@ def machines_with_telemetry(conn: psycopg.Connection, site_id: str) -> set[str]:
     return {r[0] for r in conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))}
 
 
+def stored_since(conn: psycopg.Connection, site_id: str, mark: Watermark) -> bool:
+    """Whether rows of this site were committed at or past ``mark`` (a transaction older than them was still open
+    when the mark was taken)."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM telemetry WHERE xid >= %s::text::xid8 AND site_id = %s)",
+                        (str(mark.xmin), site_id)).fetchone()[0]
+
+
 def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=names)
     for column in ("ts", "received_at"):

@@ -21,6 +21,7 @@ import psycopg
 from microservices.sdk import Card, Service
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from sitepulse.sitefile import SiteConfig
+from sitepulse.sites import stored_site
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,16 @@ def plain(value: Any) -> Any:
 
 def load_site_config(conn: psycopg.Connection, site_id: str) -> tuple[SiteConfig, dict[str, Any]] | None:
     """The parsed site file and its geometry, built once per stored version (projections are not free)."""
-    row = conn.execute("SELECT name, config, updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
-    if row is None:
+    stored = stored_site(conn, site_id)
+    if stored is None:
         return None
-    key = (site_id, row[2])
+    key = (site_id, stored.updated_at)
     cached = _SITE_CACHE.get(key)
     if cached is None:
         if len(_SITE_CACHE) > 256:
             _SITE_CACHE.clear()
-        site = SiteConfig.model_validate(row[1])
-        cached = _SITE_CACHE[key] = (site, site_geometry(site_id, row[0], site))
+        site = SiteConfig.model_validate(stored.config)
+        cached = _SITE_CACHE[key] = (site, site_geometry(site_id, stored.name, site))
     return cached
 
 
