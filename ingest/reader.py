@@ -76,6 +76,17 @@ def machines_with_telemetry(conn: psycopg.Connection, site_id: str) -> set[str]:
     return {r[0] for r in conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))}
 
 
+def stored_rows(conn: psycopg.Connection, site_id: str) -> int:
+    """How many telemetry rows of the site are stored."""
+    return conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+
+
+def has_sample(conn: psycopg.Connection, site_id: str, machine_id: str, ts: datetime | str) -> bool:
+    """Whether the machine's sample of that time (an RFC 3339 string or a datetime) is stored."""
+    return conn.execute("SELECT 1 FROM telemetry WHERE site_id = %s AND machine_id = %s AND ts = %s::timestamptz",
+                        (site_id, machine_id, ts)).fetchone() is not None
+
+
 def stored_since(conn: psycopg.Connection, site_id: str, mark: Watermark) -> bool:
     """Whether rows of this site were committed at or past ``mark`` (a transaction older than them was still open
     when the mark was taken)."""

@@ -255,12 +255,6 @@ KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
     ("registry/reports.py", "telemetry"): "ingest.reader",
     ("registry/view.py", "machine_last"): "ingest.fleet.fleet_page",
     ("registry/view.py", "machines"): "ingest.fleet.fleet_page",
-    ("stack/demo.py", "needs"): "registry.needs",
-    ("stack/demo.py", "service_alerts"): "microservices.alerts",
-    ("stack/demo.py", "service_checkpoints"): "microservices.progress",
-    ("stack/demo.py", "service_enablement"): "registry.enablement",
-    ("stack/demo.py", "telemetry"): "ingest.reader / ingest.writer",
-    ("stack/demo.py", "usage_events"): "registry.usage",
 }
 
 
