@@ -39,6 +39,21 @@ def fleet_size(conn: psycopg.Connection, sites: list[str] | None) -> int:
     return conn.execute(f"SELECT count(*){_FROM}{_WHERE}", _params(sites, None)).fetchone()[0]
 
 
+def site_fleet(conn: psycopg.Connection, site_id: str) -> list[dict[str, Any]]:
+    """Every machine of one site (born or reporting) with its newest position, motion, payload and engine values,
+    by machine id: the live map's rows (None where never reported)."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT coalesce(l.machine_id, m.machine_id) AS machine_id, l.ts, l.lat, l.lon, l.speed_kmh, l.heading_deg,
+                   l.payload_kg, l.engine_on, l.engine_hours, l.fuel_used_l, m.kind, m.model, m.rated_payload_kg,
+                   m.status
+            FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
+            FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
+            ORDER BY 1""", {"site": site_id})
+        names = [d.name for d in cur.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
 def births(conn: psycopg.Connection, site_id: str) -> list[tuple[str, str, str, float | None]]:
     """What the site's devices said of themselves in birth messages: (machine_id, kind, model, rated_payload_kg)."""
     return conn.execute("SELECT machine_id, kind, model, rated_payload_kg FROM machines WHERE site_id = %s"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from ingest.fleet import site_fleet
 from microservices.sdk import Card, Service
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from sitepulse.sitefile import SiteConfig
@@ -34,12 +35,6 @@ MOVING_KMH = 1.0  # at or above: moving (positioning's default threshold)
 OPEN_ALERTS_SHOWN = 50
 _SITE_CACHE: dict[tuple[str, datetime], tuple[SiteConfig, dict[str, Any]]] = {}
 
-MACHINE_SQL = """
-    SELECT coalesce(l.machine_id, m.machine_id) AS machine_id, l.ts, l.lat, l.lon, l.speed_kmh, l.heading_deg,
-           l.payload_kg, l.engine_on, l.engine_hours, l.fuel_used_l, m.kind, m.model, m.rated_payload_kg, m.status
-    FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
-    FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
-    ORDER BY 1"""
 ALERT_COLUMNS = ("id", "service", "key", "level", "at", "machine_id", "zone", "message", "data", "created_at",
                  "cleared_at", "escalation_level")
 OPEN_ALERTS_SQL = (f"SELECT {', '.join(ALERT_COLUMNS)} FROM service_alerts WHERE site_id = %(site)s"
@@ -145,10 +140,7 @@ def machine_state(engine_on: Any, speed_kmh: Any) -> str:
 def site_machines(conn: psycopg.Connection, site_id: str, site: SiteConfig | None,
                   now: datetime) -> list[dict[str, Any]]:
     """Every machine of the site with its last position (lon/lat and local x/y), state, speed and payload."""
-    with conn.cursor() as cur:
-        cur.execute(MACHINE_SQL, {"site": site_id})
-        names = [d.name for d in cur.description or []]
-        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    rows = site_fleet(conn, site_id)
     declared = {m.id: m for m in site.machines} if site else {}
     if rows and site is not None:
         lon = np.array([r["lon"] if r["lon"] is not None else np.nan for r in rows], dtype=float)
