@@ -250,7 +250,6 @@ KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
     ("microservices/weight_loading/routes.py", "sites"): "sitepulse.sites",
     ("registry/evaluation.py", "data_quality.sensor_events"): "a data-quality function for sensor periods",
     ("registry/evaluation.py", "machine_last"): "ingest.fleet",
-    ("registry/exports.py", "sites"): "sitepulse.sites",
 }
 
 
