@@ -3,6 +3,7 @@ read ``machines`` (births) and ``machine_last`` through these, never with their 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -52,6 +53,11 @@ def site_fleet(conn: psycopg.Connection, site_id: str) -> list[dict[str, Any]]:
             ORDER BY 1""", {"site": site_id})
         names = [d.name for d in cur.description or []]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def newest_sample_times(conn: psycopg.Connection, site_id: str) -> dict[str, datetime | None]:
+    """Machine id -> the time of its newest sample at the site (from ``machine_last``)."""
+    return dict(conn.execute("SELECT machine_id, ts FROM machine_last WHERE site_id = %s", (site_id,)).fetchall())
 
 
 def births(conn: psycopg.Connection, site_id: str) -> list[tuple[str, str, str, float | None]]:

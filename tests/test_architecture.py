@@ -248,8 +248,6 @@ KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
     ("microservices/traffic_awareness/routes.py", "sites"): "sitepulse.sites",
     ("microservices/weight_loading/routes.py", "service_enablement"): "registry passes enablement to the route",
     ("microservices/weight_loading/routes.py", "sites"): "sitepulse.sites",
-    ("registry/evaluation.py", "data_quality.sensor_events"): "a data-quality function for sensor periods",
-    ("registry/evaluation.py", "machine_last"): "ingest.fleet",
 }
 
 
