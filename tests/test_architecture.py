@@ -240,14 +240,25 @@ def _foreign_table_uses() -> dict[tuple[str, str], set[int]]:
 # Raw SQL on another package's tables that exists today, each with the owner's function that replaces it. The test
 # fails when a new one appears AND when one listed here is gone (then delete its line): this list only shrinks.
 KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
-    ("microservices/data_quality/service.py", "machine_last"): "KPI SQL: ingest.fleet for the machines' last values",
-    ("microservices/positioning/routes.py", "machines"): "Batch.machines / ingest.fleet",
-    ("microservices/positioning/routes.py", "sites"): "sitepulse.sites.load_site or zone_names",
-    ("microservices/traffic_awareness/routes.py", "machines"): "ingest.fleet.fleet_page",
-    ("microservices/traffic_awareness/routes.py", "service_alerts"): "a microservices.alerts count function",
-    ("microservices/traffic_awareness/routes.py", "sites"): "sitepulse.sites",
-    ("microservices/weight_loading/routes.py", "service_enablement"): "registry passes enablement to the route",
-    ("microservices/weight_loading/routes.py", "sites"): "sitepulse.sites",
+    ("microservices/data_quality/service.py", "machine_last"):
+        ("KPI SQL runs in the registry with (site_id, start, end) only: needs a KPI parameter for the machines'"
+         " newest samples (ingest.fleet.newest_sample_times)"),
+    ("microservices/positioning/routes.py", "machines"):
+        ("the live-map card shares _LATEST and gets only read(): needs the card contract (sdk.Service.card)"
+         " to hand over ingest.fleet births"),
+    ("microservices/positioning/routes.py", "sites"):
+        "card: needs sdk.Service.card to hand over the site (sitepulse.sites.load_site); routes already use load_site",
+    ("microservices/traffic_awareness/routes.py", "machines"):
+        "card (_QUEUE_NOW) and loading_units: needs ingest.fleet births handed to the card / ServiceRequest",
+    ("microservices/traffic_awareness/routes.py", "service_alerts"):
+        "card (_CARD_ALERTS) gets only read(): needs a count from microservices.alerts handed to the card",
+    ("microservices/traffic_awareness/routes.py", "sites"):
+        "card (_QUEUE_NOW): needs sdk.Service.card to hand over the site's zones",
+    ("microservices/weight_loading/routes.py", "service_enablement"):
+        ("registry-owned, not importable from microservices: needs ServiceRequest (sdk_routes.py) to carry"
+         " the site's enabled services"),
+    ("microservices/weight_loading/routes.py", "sites"):
+        "card (_site_timezone) gets only read(): needs sdk.Service.card to hand over the site",
 }
 
 
