@@ -3,6 +3,7 @@ read ``machines`` (births) and ``machine_last`` through these, never with their 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -37,6 +38,26 @@ def fleet_page(conn: psycopg.Connection, sites: list[str] | None, limit: int, of
 def fleet_size(conn: psycopg.Connection, sites: list[str] | None) -> int:
     """How many machines ``fleet_page`` pages through for these sites (None: every site)."""
     return conn.execute(f"SELECT count(*){_FROM}{_WHERE}", _params(sites, None)).fetchone()[0]
+
+
+def site_fleet(conn: psycopg.Connection, site_id: str) -> list[dict[str, Any]]:
+    """Every machine of one site (born or reporting) with its newest position, motion, payload and engine values,
+    by machine id: the live map's rows (None where never reported)."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT coalesce(l.machine_id, m.machine_id) AS machine_id, l.ts, l.lat, l.lon, l.speed_kmh, l.heading_deg,
+                   l.payload_kg, l.engine_on, l.engine_hours, l.fuel_used_l, m.kind, m.model, m.rated_payload_kg,
+                   m.status
+            FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
+            FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
+            ORDER BY 1""", {"site": site_id})
+        names = [d.name for d in cur.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def newest_sample_times(conn: psycopg.Connection, site_id: str) -> dict[str, datetime | None]:
+    """Machine id -> the time of its newest sample at the site (from ``machine_last``)."""
+    return dict(conn.execute("SELECT machine_id, ts FROM machine_last WHERE site_id = %s", (site_id,)).fetchall())
 
 
 def births(conn: psycopg.Connection, site_id: str) -> list[tuple[str, str, str, float | None]]:

@@ -76,6 +76,50 @@ def machines_with_telemetry(conn: psycopg.Connection, site_id: str) -> set[str]:
     return {r[0] for r in conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))}
 
 
+# Distinct machines by walking the (site_id, machine_id, ts, seq) unique index machine by machine
+# (a "loose index scan"), so the cost grows with the number of machines, not of samples.
+_MACHINES_COVERED = """
+WITH RECURSIVE machine AS (
+    SELECT min(machine_id) AS id FROM telemetry WHERE site_id = %(site)s
+    UNION ALL
+    SELECT (SELECT min(machine_id) FROM telemetry WHERE site_id = %(site)s AND machine_id > machine.id)
+    FROM machine WHERE machine.id IS NOT NULL
+)
+SELECT count(*) FROM machine WHERE id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM telemetry t WHERE t.site_id = %(site)s AND t.machine_id = machine.id
+    AND t.ts >= %(start)s AND t.ts < %(end)s)
+"""
+
+
+def machines_covered(conn: psycopg.Connection, site_id: str, start: datetime, end: datetime) -> int:
+    """Distinct machines that sent telemetry to the site in ``[start, end)``."""
+    row = conn.execute(_MACHINES_COVERED, {"site": site_id, "start": start, "end": end}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def newest_sample_ts(conn: psycopg.Connection, site_id: str) -> datetime | None:
+    """The time of the site's newest stored sample (None: no telemetry yet)."""
+    return conn.execute("SELECT max(ts) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+
+
+def stored_rows(conn: psycopg.Connection, site_id: str) -> int:
+    """How many telemetry rows of the site are stored."""
+    return conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+
+
+def has_sample(conn: psycopg.Connection, site_id: str, machine_id: str, ts: datetime | str) -> bool:
+    """Whether the machine's sample of that time (an RFC 3339 string or a datetime) is stored."""
+    return conn.execute("SELECT 1 FROM telemetry WHERE site_id = %s AND machine_id = %s AND ts = %s::timestamptz",
+                        (site_id, machine_id, ts)).fetchone() is not None
+
+
+def stored_since(conn: psycopg.Connection, site_id: str, mark: Watermark) -> bool:
+    """Whether rows of this site were committed at or past ``mark`` (a transaction older than them was still open
+    when the mark was taken)."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM telemetry WHERE xid >= %s::text::xid8 AND site_id = %s)",
+                        (str(mark.xmin), site_id)).fetchone()[0]
+
+
 def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=names)
     for column in ("ts", "received_at"):

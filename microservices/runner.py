@@ -37,7 +37,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from ingest.reader import Watermark, read_new_telemetry, read_telemetry_range
+from ingest.fleet import births
+from ingest.reader import Watermark, machines_with_telemetry, read_new_telemetry, read_telemetry_range, stored_since
 from microservices import pairs
 from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, until_series
@@ -100,9 +101,7 @@ def site_machines(conn: psycopg.Connection, site_id: str, site_file_machines: li
         [[m.id, m.kind.value, m.model, m.rated_payload_kg] for m in site_file_machines], columns=columns
     )
     born = pd.DataFrame(
-        conn.execute(
-            "SELECT machine_id, kind, model, rated_payload_kg FROM machines WHERE site_id = %s", (site_id,)
-        ).fetchall(),
+        births(conn, site_id),
         columns=columns,
     )
     if born.empty:
@@ -185,7 +184,7 @@ class ServiceHost:
             late = cp.late(new, rewind_to, seen=lambda frame: telemetry_for(service, frame))
             if new.empty and not late:
                 cp.skip_to(conn, mark)
-                return StepResult(held_back=mark == read_to and _stored_beyond(conn, site_id, mark))
+                return StepResult(held_back=mark == read_to and stored_since(conn, site_id, mark))
             rows = self._rewind(conn, cp, late, new, mark, rewind_to) if late else new
             result = self._process(conn, cp, site_id, rows, replay=bool(late))
             cp.save(conn, mark, rows, replayed=bool(late))
@@ -234,8 +233,7 @@ class ServiceHost:
         if known:
             start = min(snapshot.until(m) for m in known)
             parts.append(read_telemetry_range(conn, site_id, start, end, machine_ids=known))
-        others = conn.execute("SELECT DISTINCT machine_id FROM telemetry WHERE site_id = %s", (site_id,))
-        unseen = sorted({r[0] for r in others} - set(known))
+        unseen = sorted(machines_with_telemetry(conn, site_id) - set(known))
         if unseen:
             parts.append(read_telemetry_range(conn, site_id, EARLIEST, end, machine_ids=unseen))
         return pd.concat(parts, ignore_index=True) if parts else new.iloc[0:0]
@@ -288,14 +286,6 @@ class ServiceHost:
         """Recompute every enabled site's results from ``since`` on (``run-services --from``)."""
         for site_id in enabled_sites(conn, self.service.name):
             self.step(conn, site_id, rewind_to=since)
-
-
-def _stored_beyond(conn: psycopg.Connection, site_id: str, mark: Watermark) -> bool:
-    """Rows of this site committed at or past ``mark``: a transaction older than them was still open."""
-    return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM telemetry WHERE xid >= %s::text::xid8 AND site_id = %s)",
-        (str(mark.xmin), site_id),
-    ).fetchone()[0]
 
 
 def read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:

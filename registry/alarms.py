@@ -43,6 +43,19 @@ MAX_DELIVERY_WORKERS = 16
 NOTIFY_LOOKBACK = "1 day"  # alarms older than this are not notified any more (e.g. after a long outage)
 
 
+def acknowledge_history(conn: psycopg.Connection, site_id: str, before: datetime, by: str, comment: str,
+                        left_open_every: int = 7) -> None:
+    """Date a loaded history's alarms (the demo's) as delivered when they happened and acknowledged four minutes
+    later by ``by``, except one in ``left_open_every`` (by id) left unacknowledged, so the board has both kinds."""
+    conn.execute("UPDATE service_alerts SET published_at = coalesce(at, published_at),"
+                 " acknowledged_at = CASE WHEN id %% %(n)s <> 0"
+                 "  THEN coalesce(at, created_at) + interval '4 minutes' END,"
+                 " acknowledged_by = CASE WHEN id %% %(n)s <> 0 THEN %(by)s END,"
+                 " ack_comment = CASE WHEN id %% %(n)s <> 0 THEN %(comment)s END"
+                 " WHERE site_id = %(site)s AND at < %(before)s AND acknowledged_at IS NULL",
+                 {"n": left_open_every, "by": by, "comment": comment, "site": site_id, "before": before})
+
+
 def alarm_state(acknowledged_at: Any, cleared_at: Any) -> str:
     """active (condition on, nobody acknowledged), acknowledged (condition on), cleared (condition over)."""
     if cleared_at is not None:

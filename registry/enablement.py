@@ -106,6 +106,13 @@ def is_enabled(conn: psycopg.Connection, site_id: str, service: str) -> Enableme
     return Enablement(*row) if row else None
 
 
+def set_enabled_at(conn: psycopg.Connection, site_id: str, at: datetime, services: list[str] | None = None) -> None:
+    """Date when the site's enabled services (these, None: all) were switched on: a history loaded afterwards (the
+    demo's) says when they really were, for the evaluation's before/after."""
+    conn.execute("UPDATE service_enablement SET enabled_at = %s WHERE site_id = %s AND enabled"
+                 " AND (%s::text[] IS NULL OR service = ANY(%s))", (at, site_id, services, services))
+
+
 def set_enablement(
     conn: psycopg.Connection, services: dict[str, Service], site_id: str, name: str, *,
     enabled: bool | None, stage: str | None = None, settings: dict[str, Any] | None = None,

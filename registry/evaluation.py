@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from ingest.fleet import newest_sample_times
 from microservices.sdk import Kpi, Service
 from registry.sharing import sharing_of
 from registry.spreadsheet import InertCsvWriter
@@ -169,31 +170,19 @@ def adoption(conn: psycopg.Connection, site_id: str, service: str, windows: Wind
 
 SENSOR_OF_FIELD = {"heading_deg": "heading", "speed_kmh": "speed", "lat": "position", "lon": "position",
                    "payload_kg": "payload", "fuel_used_l": "fuel", "engine_hours": "hours", "ts": "clock"}
-# a finding still open lasts until the machine's newest sample (a machine that stopped sending is not degraded)
-DEGRADED_SQL = """
-SELECT sensor, sum(extract(epoch FROM least(coalesce(ended_at, l.ts, %(end)s), %(end)s) - greatest(since, %(start)s)))
-       / 3600.0
-FROM (SELECT machine_id, sensor, status, since, lead(since) OVER (PARTITION BY machine_id, sensor ORDER BY since,
-             detected_at, run_seq) AS ended_at
-      FROM data_quality.sensor_events WHERE site_id = %(site_id)s AND since < %(end)s) e
-LEFT JOIN machine_last l ON l.site_id = %(site_id)s AND l.machine_id = e.machine_id
-WHERE status <> 'ok' AND least(coalesce(ended_at, l.ts, %(end)s), %(end)s) > greatest(since, %(start)s)
-  AND sensor = ANY(%(sensors)s)
-GROUP BY sensor ORDER BY sensor
-"""
-
-
 def degraded_inputs(conn: psycopg.Connection, site_id: str, service: Service, windows: Windows) -> dict[str, Any]:
     """Machine-hours in each window with a bad sensor the service reads (the data-quality service's findings)."""
+    from microservices.data_quality.findings import degraded_hours_by_sensor
+
     sensors = sorted({SENSOR_OF_FIELD[f] for f in ("ts", *service.consumes) if f in SENSOR_OF_FIELD})
     result: dict[str, Any] = {"sensors": sensors, "before": {}, "after": {}, "after_machine_hours": 0.0}
-    if conn.execute("SELECT to_regclass('data_quality.sensor_events')").fetchone()[0] is None:
-        return {**result, "available": False}
+    newest = newest_sample_times(conn, site_id)
     for side, start, end in (("before", windows.before_start, windows.before_end),
                              ("after", windows.after_start, windows.after_end)):
-        rows = conn.execute(DEGRADED_SQL, {"site_id": site_id, "start": _midnight(start), "end": _midnight(end),
-                                           "sensors": sensors}).fetchall()
-        result[side] = {sensor: round(float(hours), 3) for sensor, hours in rows}
+        hours = degraded_hours_by_sensor(conn, site_id, _midnight(start), _midnight(end), sensors, newest)
+        if hours is None:
+            return {**result, "available": False}
+        result[side] = {sensor: round(value, 3) for sensor, value in hours.items()}
     result["after_machine_hours"] = round(sum(result["after"].values()), 3)
     return {**result, "available": True}
 

@@ -9,7 +9,7 @@ month of data never sits in memory, on either side.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ingest.fields import SAMPLE_FIELDS
@@ -58,9 +59,8 @@ def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[tup
     return [(name, kind) for name, kind in rows]
 
 
-ZONE_NAMES = sql.SQL(
-    "WITH zone_names AS (SELECT z->>'id' AS id, coalesce(nullif(z->>'name', ''), z->>'id') AS name FROM sites, "
-    "jsonb_array_elements(coalesce(config->'zones', '[]'::jsonb)) z WHERE site_id = %(site)s) ")
+# the site's zone names (sitepulse.sites.zone_names) travel as one parameter: the query reads no table of the kernel
+ZONE_NAMES = sql.SQL("WITH zone_names AS (SELECT key AS id, value AS name FROM jsonb_each_text(%(zone_names)s)) ")
 
 
 def zone_columns(columns: list[tuple[str, str]]) -> list[str]:
@@ -71,9 +71,11 @@ def zone_columns(columns: list[tuple[str, str]]) -> list[str]:
 
 
 def build_query(schema: str, table: str, columns: list[tuple[str, str]], site_id: str, start: datetime | None,
-                end: datetime | None, order: tuple[str, ...] | None = None) -> ExportQuery:
+                end: datetime | None, order: tuple[str, ...] | None = None,
+                zone_names: Mapping[str, str] | None = None) -> ExportQuery:
     """The export SELECT: the site's rows within [start, end) on the table's time column, in time order; each
-    zone-id column is followed by ``<column>_name``, the zone's name as the site manager drew it."""
+    zone-id column is followed by ``<column>_name``, the zone's name as the site manager drew it (``zone_names``,
+    zone id -> name, from sitepulse.sites.zone_names; the id where a zone is not named there)."""
     shown = [(n, k) for n, k in columns if n not in HIDDEN_COLUMNS]
     names = {n for n, _ in shown}
     time_column = next((c for c in TIME_COLUMN_PREFERENCE if c in names), None) or next(
@@ -104,7 +106,8 @@ def build_query(schema: str, table: str, columns: list[tuple[str, str]], site_id
         where=sql.SQL(" AND ").join(where),
         order=sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in order)
         if order else sql.SQL(""))
-    return ExportQuery(query, {"site": site_id, "start": start, "end": end}, output)
+    params = {"site": site_id, "start": start, "end": end, "zone_names": Jsonb(dict(zone_names or {}))}
+    return ExportQuery(query, params, output)
 
 
 def csv_query(export: ExportQuery) -> sql.Composable:

@@ -58,13 +58,13 @@ def _check(text: str | None, value_score: int | None, effort: int | None, servic
 
 
 def add_need(conn: psycopg.Connection, site_id: str, text: str, raised_by: str, value_score: int, effort: int,
-             service: str | None = None) -> Need:
-    """Add a need to a site's backlog."""
+             service: str | None = None, raised_at: datetime | None = None) -> Need:
+    """Add a need to a site's backlog (raised now, or at ``raised_at`` for a history loaded afterwards)."""
     _check(text, value_score, effort, service, None)
     row = conn.execute(
-        "INSERT INTO needs (site_id, text, raised_by, value_score, effort, service)"
-        f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {', '.join(_COLUMNS)}",
-        (site_id, text.strip(), raised_by, value_score, effort, service),
+        "INSERT INTO needs (site_id, text, raised_by, value_score, effort, service, created_at)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, now())) RETURNING {', '.join(_COLUMNS)}",
+        (site_id, text.strip(), raised_by, value_score, effort, service, raised_at),
     ).fetchone()
     assert row is not None
     return Need(*row)

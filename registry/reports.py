@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from ingest.reader import machines_covered
 from microservices.sdk import Service
 from registry.sharing import customers
 from registry.spreadsheet import InertCsvWriter
@@ -23,20 +24,6 @@ from registry.usage import ADOPTION_ACTIONS
 from sitepulse.errors import SitePulseError
 
 NO_CUSTOMER = "(no customer)"
-
-# Distinct machines by walking the (site_id, machine_id, ts, seq) unique index machine by machine
-# (a "loose index scan"), so the cost grows with the number of machines, not of samples.
-_MACHINES_COVERED = """
-WITH RECURSIVE machine AS (
-    SELECT min(machine_id) AS id FROM telemetry WHERE site_id = %(site)s
-    UNION ALL
-    SELECT (SELECT min(machine_id) FROM telemetry WHERE site_id = %(site)s AND machine_id > machine.id)
-    FROM machine WHERE machine.id IS NOT NULL
-)
-SELECT count(*) FROM machine WHERE id IS NOT NULL AND EXISTS (
-    SELECT 1 FROM telemetry t WHERE t.site_id = %(site)s AND t.machine_id = machine.id
-    AND t.ts >= %(start)s AND t.ts < %(end)s)
-"""
 
 _EVENTS = """
 SELECT site_id, service,
@@ -79,12 +66,6 @@ def check_period(start: datetime, end: datetime) -> None:
         raise SitePulseError("from and to must carry a time zone, e.g. 2026-11-01T00:00:00Z")
     if end <= start:
         raise SitePulseError("to must be after from")
-
-
-def machines_covered(conn: psycopg.Connection, site_id: str, start: datetime, end: datetime) -> int:
-    """Distinct machines that sent telemetry to the site in ``[start, end)``."""
-    row = conn.execute(_MACHINES_COVERED, {"site": site_id, "start": start, "end": end}).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _volume(conn: psycopg.Connection, service: Service, site_id: str, start: datetime,

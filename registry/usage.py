@@ -243,10 +243,15 @@ class UsageRecorder:
             log.warning("usage queue full (%d events): %d usage events dropped so far", self._queue.maxsize, dropped)
 
 
-def _copy(conn: psycopg.Connection, batch: list[UsageEvent]) -> None:
+def write_events(conn: psycopg.Connection, events: Iterable[UsageEvent]) -> None:
+    """Store these uses at once, in the caller's transaction (the recorder's queue is for live requests)."""
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
-        for event in batch:
+        for event in events:
             copy.write_row(event.row())
+
+
+def _copy(conn: psycopg.Connection, batch: list[UsageEvent]) -> None:
+    write_events(conn, batch)
     conn.commit()
 
 

@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from ingest.fleet import site_fleet
 from microservices.sdk import Card, Service
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from sitepulse.sitefile import SiteConfig
+from sitepulse.sites import stored_site
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,6 @@ MOVING_KMH = 1.0  # at or above: moving (positioning's default threshold)
 OPEN_ALERTS_SHOWN = 50
 _SITE_CACHE: dict[tuple[str, datetime], tuple[SiteConfig, dict[str, Any]]] = {}
 
-MACHINE_SQL = """
-    SELECT coalesce(l.machine_id, m.machine_id) AS machine_id, l.ts, l.lat, l.lon, l.speed_kmh, l.heading_deg,
-           l.payload_kg, l.engine_on, l.engine_hours, l.fuel_used_l, m.kind, m.model, m.rated_payload_kg, m.status
-    FROM (SELECT * FROM machine_last WHERE site_id = %(site)s) l
-    FULL JOIN (SELECT * FROM machines WHERE site_id = %(site)s) m ON m.machine_id = l.machine_id
-    ORDER BY 1"""
 ALERT_COLUMNS = ("id", "service", "key", "level", "at", "machine_id", "zone", "message", "data", "created_at",
                  "cleared_at", "escalation_level")
 OPEN_ALERTS_SQL = (f"SELECT {', '.join(ALERT_COLUMNS)} FROM service_alerts WHERE site_id = %(site)s"
@@ -72,16 +68,16 @@ def plain(value: Any) -> Any:
 
 def load_site_config(conn: psycopg.Connection, site_id: str) -> tuple[SiteConfig, dict[str, Any]] | None:
     """The parsed site file and its geometry, built once per stored version (projections are not free)."""
-    row = conn.execute("SELECT name, config, updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
-    if row is None:
+    stored = stored_site(conn, site_id)
+    if stored is None:
         return None
-    key = (site_id, row[2])
+    key = (site_id, stored.updated_at)
     cached = _SITE_CACHE.get(key)
     if cached is None:
         if len(_SITE_CACHE) > 256:
             _SITE_CACHE.clear()
-        site = SiteConfig.model_validate(row[1])
-        cached = _SITE_CACHE[key] = (site, site_geometry(site_id, row[0], site))
+        site = SiteConfig.model_validate(stored.config)
+        cached = _SITE_CACHE[key] = (site, site_geometry(site_id, stored.name, site))
     return cached
 
 
@@ -144,10 +140,7 @@ def machine_state(engine_on: Any, speed_kmh: Any) -> str:
 def site_machines(conn: psycopg.Connection, site_id: str, site: SiteConfig | None,
                   now: datetime) -> list[dict[str, Any]]:
     """Every machine of the site with its last position (lon/lat and local x/y), state, speed and payload."""
-    with conn.cursor() as cur:
-        cur.execute(MACHINE_SQL, {"site": site_id})
-        names = [d.name for d in cur.description or []]
-        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    rows = site_fleet(conn, site_id)
     declared = {m.id: m for m in site.machines} if site else {}
     if rows and site is not None:
         lon = np.array([r["lon"] if r["lon"] is not None else np.nan for r in rows], dtype=float)

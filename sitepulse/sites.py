@@ -139,6 +139,35 @@ def load_site(conn: psycopg.Connection, site_id: str) -> SiteConfig | None:
     return SiteConfig.model_validate(row[0]) if row else None
 
 
+@dataclass(frozen=True)
+class StoredSite:
+    """A site as stored: its file as canonical JSON (not validated again), when it was last saved and its version."""
+
+    site_id: str
+    name: str
+    config: dict[str, Any]
+    updated_at: datetime
+    version: int
+
+
+_STORED = "SELECT site_id, name, config, updated_at, version FROM sites"
+
+
+def stored_site(conn: psycopg.Connection, site_id: str) -> StoredSite | None:
+    """One stored site (None: no such site), for readers that show or cache the file rather than parse it."""
+    row = conn.execute(_STORED + " WHERE site_id = %s", (site_id,)).fetchone()
+    return StoredSite(*row) if row else None
+
+
+def stored_sites(conn: psycopg.Connection, sites: list[str] | None, after: str | None, limit: int) -> list[StoredSite]:
+    """A page of stored sites by id: those in ``sites`` (None: all) with an id after ``after``."""
+    rows = conn.execute(
+        _STORED + " WHERE (%(all)s OR site_id = ANY(%(sites)s)) AND (%(after)s::text IS NULL OR site_id > %(after)s)"
+        " ORDER BY site_id LIMIT %(limit)s",
+        {"all": sites is None, "sites": sites or [], "after": after, "limit": limit})
+    return [StoredSite(*row) for row in rows]
+
+
 def site_ids(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT site_id FROM sites ORDER BY site_id")]
 

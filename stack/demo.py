@@ -27,16 +27,17 @@ def _progress(console: Console) -> Progress:
 
 def _services_behind(conn, site_id: str) -> list[str]:
     """Enabled services whose checkpoint has not yet passed the newest stored telemetry row of the site."""
-    from ingest.reader import Watermark
+    from ingest.reader import newest_xid
+    from microservices.progress import read_watermark
+    from registry.enablement import site_enablements
 
-    newest = conn.execute("SELECT max(xid::text::bigint) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+    newest = newest_xid(conn, site_id)
     if newest is None:
         return []
     behind = []
-    for service, mark in conn.execute(
-            "SELECT e.service, c.watermark FROM service_enablement e LEFT JOIN service_checkpoints c"
-            " ON c.service = e.service AND c.site_id = e.site_id WHERE e.site_id = %s AND e.enabled", (site_id,)):
-        if not mark or Watermark.from_json(mark).xmin <= newest:
+    for service, enablement in site_enablements(conn, site_id).items():
+        mark = read_watermark(conn, service, site_id) if enablement.enabled else None
+        if enablement.enabled and (mark is None or mark.xmin <= newest):
             behind.append(service)
     return behind
 
@@ -45,6 +46,7 @@ def _wait_for_ingest(database_url: str, mqtt_url: str, site_id: str, day: list, 
                      progress: Progress, task: int, timeout_s: float = 180.0) -> bool:
     """Publish the history's first telemetry message until ingest has stored it: messages sent before ingest has
     subscribed would be lost (it is stored once however often it is sent: ingest drops duplicates)."""
+    from ingest.reader import has_sample
     from simulators.outputs import publish_live
     from sitepulse.db import connect
 
@@ -52,8 +54,7 @@ def _wait_for_ingest(database_url: str, mqtt_url: str, site_id: str, day: list, 
     machine, first_ts = probe.topic.split("/")[3], json.loads(probe.payload)[0]["ts"]
     deadline = time.monotonic() + timeout_s
     with connect(database_url, autocommit=True) as conn:
-        while not conn.execute("SELECT 1 FROM telemetry WHERE site_id = %s AND machine_id = %s"
-                               " AND ts = %s::timestamptz", (site_id, machine, first_ts)).fetchone():
+        while not has_sample(conn, site_id, machine, first_ts):
             if stop.is_set() or time.monotonic() > deadline:
                 return False
             progress.update(task, note="waiting for ingest to subscribe")
@@ -66,6 +67,7 @@ def backfill_history(database_url: str, mqtt_url: str, site_id: str, days: int, 
                      console: Console, seed: int = 0) -> bool:
     """Publish ``days`` past shifts, wait for the services to process them, then date the switches and the
     manager's use as the simulated truth says; False when stopped or the services did not catch up in time."""
+    from ingest.reader import stored_rows
     from simulators.history import EFFECT_SERVICE, NULL_SERVICE, HistoryPlan, as_arrays, history_simulations
     from simulators.outputs import publish_live
     from simulators.site import load_site
@@ -97,7 +99,7 @@ def backfill_history(database_url: str, mqtt_url: str, site_id: str, days: int, 
                     console.print(f"[yellow]history:[/] {', '.join(behind)} still processing after "
                                   f"{CATCH_UP_TIMEOUT_S:.0f} s; the Evaluation page fills in as they catch up")
                     break
-                rows = conn.execute("SELECT count(*) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+                rows = stored_rows(conn, site_id)
                 progress.update(waiting, note=f"{rows:,} rows stored · waiting for {', '.join(behind)}")
                 time.sleep(1.0)
             progress.update(waiting, total=1, completed=1, note="done")
@@ -110,31 +112,28 @@ def backfill_history(database_url: str, mqtt_url: str, site_id: str, days: int, 
 
 def _record_truth(conn, site_id: str, plan, today) -> None:
     """Date the switches and the history's alarms as simulated and record the site manager's use of the services."""
+    from registry.alarms import acknowledge_history
+    from registry.enablement import set_enabled_at
+    from registry.needs import list_needs
+    from registry.usage import UsageEvent, write_events
     from simulators.history import EFFECT_SERVICE, NULL_SERVICE
 
     first = datetime.combine(plan.day(0, today), plan.shift_start_utc, tzinfo=UTC)
-    switched = plan.switched_on_at(today)
-    conn.execute("UPDATE service_enablement SET enabled_at = CASE WHEN service = ANY(%s) THEN %s ELSE %s END"
-                 " WHERE site_id = %s AND enabled", ([EFFECT_SERVICE, NULL_SERVICE], switched, first, site_id))
-    if conn.execute("SELECT 1 FROM needs WHERE site_id = %s AND text = %s", (site_id, DEMO_NEEDS[0][0])).fetchone():
+    set_enabled_at(conn, site_id, first)
+    set_enabled_at(conn, site_id, plan.switched_on_at(today), [EFFECT_SERVICE, NULL_SERVICE])
+    if any(need.text == DEMO_NEEDS[0][0] for need in list_needs(conn, site_id)):
         return  # the demo ran before on this database: its use and needs are recorded already
-    rows = []
+    events = []
     for day in range(plan.days):
         at = first + timedelta(days=day, hours=2)
-        rows += [(at, site_id, name, "demo site manager", "card_view")
-                 for name in ("positioning", EFFECT_SERVICE, NULL_SERVICE)]
+        events += [UsageEvent(at, site_id, name, "demo site manager", "card_view")
+                   for name in ("positioning", EFFECT_SERVICE, NULL_SERVICE)]
         if day % 3 == 0:
-            rows.append((at + timedelta(minutes=5), site_id, EFFECT_SERVICE, "demo site manager", "export"))
-    with conn.cursor() as cur:
-        cur.executemany("INSERT INTO usage_events (at, site_id, service, principal, action) VALUES"
-                        " (%s, %s, %s, %s, %s)", rows)
+            events.append(UsageEvent(at + timedelta(minutes=5), site_id, EFFECT_SERVICE, "demo site manager", "export"))
+    write_events(conn, events)
     # the history's alarms were delivered when they happened, and the manager acknowledged six in seven of them
-    conn.execute("UPDATE service_alerts SET published_at = coalesce(at, published_at),"
-                 " acknowledged_at = CASE WHEN id %% 7 <> 0 THEN coalesce(at, created_at) + interval '4 minutes' END,"
-                 " acknowledged_by = CASE WHEN id %% 7 <> 0 THEN 'demo site manager' END,"
-                 " ack_comment = CASE WHEN id %% 7 <> 0 THEN 'seen, spoke to the driver' END"
-                 " WHERE site_id = %s AND at < %s AND acknowledged_at IS NULL",
-                 (site_id, datetime.combine(today, datetime.min.time(), tzinfo=UTC)))
+    acknowledge_history(conn, site_id, datetime.combine(today, datetime.min.time(), tzinfo=UTC),
+                        "demo site manager", "seen, spoke to the driver")
     _seed_needs(conn, site_id, first)
 
 
@@ -153,8 +152,7 @@ def _seed_needs(conn, site_id: str, first: datetime) -> None:
     from registry.needs import add_comment, add_need, set_vote
 
     for text, by, value, effort, service, voters in DEMO_NEEDS:
-        need = add_need(conn, site_id, text, by, value, effort, service)
-        conn.execute("UPDATE needs SET created_at = %s WHERE id = %s", (first - timedelta(days=7), need.id))
+        need = add_need(conn, site_id, text, by, value, effort, service, raised_at=first - timedelta(days=7))
         for voter in voters:
             set_vote(conn, site_id, need.id, voter, True)
         if service == "weight-loading":

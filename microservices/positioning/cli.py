@@ -105,7 +105,7 @@ def _from_file(path: Path) -> pd.DataFrame:
 
 
 def _from_database(site_id: str, hours: float) -> tuple[pd.DataFrame, SiteConfig | None]:
-    from ingest.reader import read_telemetry_range
+    from ingest.reader import newest_sample_ts, read_telemetry_range
     from sitepulse.db import connect
     from sitepulse.logs import configured_settings
     from sitepulse.runtime import open_runtime
@@ -114,7 +114,7 @@ def _from_database(site_id: str, hours: float) -> tuple[pd.DataFrame, SiteConfig
     with open_runtime(configured_settings(), broker=False, migrate=False) as runtime, \
             connect(runtime.database_url, autocommit=True) as conn:
         end = datetime.now(UTC) + timedelta(days=1)
-        last = conn.execute("SELECT max(ts) FROM telemetry WHERE site_id = %s", (site_id,)).fetchone()[0]
+        last = newest_sample_ts(conn, site_id)
         if last is None:
             raise SitePulseError(f"site {site_id!r} has no telemetry yet")
         return read_telemetry_range(conn, site_id, last - timedelta(hours=hours), end), load_site(conn, site_id)

@@ -19,6 +19,7 @@ from registry.api.state import record_export
 from registry.enablement import site_enablements
 from registry.exports import TELEMETRY_COLUMNS, build_query, csv_chunks, parquet_chunks, table_columns
 from sitepulse.errors import NotFound
+from sitepulse.sites import zone_names
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/export", tags=["export"])
 
@@ -80,6 +81,6 @@ def export_service_table(
     if not columns:
         raise NotFound(f"table {qualified} does not exist yet")
     start, end = _window(period.start, period.end)
-    export = build_query(installed.schema, table, columns, site_id, start, end)
+    export = build_query(installed.schema, table, columns, site_id, start, end, zone_names=zone_names(conn, site_id))
     record_export(request, site_id, service, principal, qualified, fmt)
     return _stream(state, export, fmt, f"{site_id}-{service}-{table}-{_stamp(start)}-{_stamp(end)}")

@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.api.deps import AdminSiteDep, AdminSiteScopeDep, DbDep, PageDep, PrincipalDep, SiteDep, site_not_found
 from sitepulse.errors import InvalidInput, SitePulseError, TooLarge, UnsupportedType
 from sitepulse.sitefile import MAX_SITE_FILE_BYTES, parse_site
-from sitepulse.sites import load_site_version, redrawn_site, restore_site_version, save_site_version, site_versions
+from sitepulse.sites import (
+    load_site_version,
+    redrawn_site,
+    restore_site_version,
+    save_site_version,
+    site_versions,
+    stored_site,
+    stored_sites,
+)
 
 router = APIRouter(prefix="/api/v1/sites", tags=["sites"])
 
@@ -65,9 +73,9 @@ def put_site(site_id: AdminSiteScopeDep, body: Annotated[bytes, Depends(site_fil
     version, created = save_site_version(conn, site_id, site, by=principal.name)
     if created:
         response.status_code = status.HTTP_201_CREATED
-    row = conn.execute("SELECT updated_at FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+    stored = stored_site(conn, site_id)
     # what was repaired in the drawing (a corner crossing itself by centimetres) is said, not refused
-    return {**_summary(site_id, site.name, site.model_dump(mode="json"), row[0] if row else None),
+    return {**_summary(site_id, site.name, site.model_dump(mode="json"), stored.updated_at if stored else None),
             "created": created, "version": version.version, "warnings": site.warnings}
 
 
@@ -75,13 +83,9 @@ def put_site(site_id: AdminSiteScopeDep, body: Annotated[bytes, Depends(site_fil
 def list_sites(conn: DbDep, principal: PrincipalDep, page: PageDep) -> dict[str, Any]:
     """The sites the caller's token may see, by id."""
     def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
-        return [_summary(*row) for row in conn.execute(
-            "SELECT site_id, name, config, updated_at FROM sites"
-            " WHERE (%(all)s OR site_id = ANY(%(sites)s)) AND (%(after)s::text IS NULL OR site_id > %(after)s)"
-            " ORDER BY site_id LIMIT %(limit)s",
-            {"all": principal.is_admin, "sites": sorted(principal.sites), "after": after[0] if after else None,
-             "limit": limit},
-        ).fetchall()]
+        visible = None if principal.is_admin else sorted(principal.sites)
+        return [_summary(s.site_id, s.name, s.config, s.updated_at)
+                for s in stored_sites(conn, visible, after[0] if after else None, limit)]
 
     return page.fetch(read, site_id=str)
 
@@ -89,11 +93,11 @@ def list_sites(conn: DbDep, principal: PrincipalDep, page: PageDep) -> dict[str,
 @router.get("/{site_id}")
 def get_site(site_id: SiteDep, conn: DbDep) -> dict[str, Any]:
     """One site's stored configuration (canonical JSON of its site file)."""
-    row = conn.execute("SELECT name, config, updated_at, version FROM sites WHERE site_id = %s",
-                       (site_id,)).fetchone()
-    if row is None:  # deleted between the access check and this read
+    stored = stored_site(conn, site_id)
+    if stored is None:  # deleted between the access check and this read
         raise site_not_found(site_id)
-    return {"site_id": site_id, "name": row[0], "updated_at": row[2], "version": row[3], "config": row[1]}
+    return {"site_id": site_id, "name": stored.name, "updated_at": stored.updated_at, "version": stored.version,
+            "config": stored.config}
 
 
 class DrawnZone(BaseModel):
@@ -124,11 +128,11 @@ VersionPath = Annotated[int, Path(ge=1, le=2_147_483_647, description="a version
 def put_zones(site_id: AdminSiteDep, body: DrawnZones, conn: DbDep, principal: PrincipalDep) -> dict[str, Any]:
     """Replace the site's zones by those drawn on the map (admin): checked and repaired as an uploaded file, saved
     as a new version; services use it from their next batch on (results already computed are kept)."""
-    config = conn.execute("SELECT config FROM sites WHERE site_id = %s", (site_id,)).fetchone()
-    if config is None:
+    stored = stored_site(conn, site_id)
+    if stored is None:
         raise site_not_found(site_id)
     try:
-        site = redrawn_site(config[0], [z.model_dump() for z in body.zones])
+        site = redrawn_site(stored.config, [z.model_dump() for z in body.zones])
     except SitePulseError as exc:
         raise InvalidInput(str(exc)) from None
     version, _ = save_site_version(conn, site_id, site, by=principal.name, source="drawing", note=body.note,
