@@ -20,6 +20,7 @@ from sitepulse import heap, memtrace
 from sitepulse.errors import SitePulseError
 from sitepulse.logs import configured_settings
 from sitepulse.runtime import Runtime, open_runtime
+from sitepulse.supervisor import STOP_GRACE_S
 from sitepulse.times import parse_user_time
 
 console = Console(stderr=True)
@@ -30,6 +31,10 @@ def default_workers() -> int:
     """Runner processes for ``serve``: one per core (each has its own GIL), at most ``MAX_DEFAULT_WORKERS``;
     the capacity model in docs/DEPLOYMENT.md is measured with these."""
     return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
+
+
+# a catch-up step may take longer: it is abandoned (rolled back) before the supervisor's grace runs out
+STOP_S = STOP_GRACE_S - 5.0
 
 
 def run_services(
@@ -63,7 +68,7 @@ def run_services(
         names = ", ".join(services) or "none installed"
         console.print(f"[green]started[/] micro-service runner {runner.runner_id}: {names}")
         stop.wait()
-        runner.stop()
+        runner.stop(STOP_S)
         publisher.close()
 
 

@@ -373,10 +373,13 @@ class Runner:
             self.threads.append(thread)
 
     def stop(self, timeout: float = 30) -> None:
+        """Stop within ``timeout`` in all: a step still running then is abandoned with the process (its transaction
+        rolls back when the connection goes; the step runs again, so nothing is lost or counted twice)."""
         self.stop_event.set()
         self.wake.set()
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         try:  # hand the pairs over at once rather than when the leases expire
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 conn.execute("UPDATE service_pairs SET runner = NULL, lease_until = NULL WHERE runner = %s",
