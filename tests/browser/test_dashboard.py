@@ -345,7 +345,9 @@ def test_an_admin_sees_which_site_a_service_fails_on_and_retries_it_now(page: An
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_load_state("networkidle")
         page.goto(stack.base + "/#/sites/demo/catalogue")
-        cell = page.locator("table.catalogue tr", has_text=service).locator("td.failing")
+        # the service's own row (traffic-awareness's row names positioning too, as a dependency)
+        row = page.locator("table.catalogue tr").filter(has=page.get_by_role("link", name=service, exact=True))
+        cell = row.locator("td.failing")
         cell.wait_for()
         assert "failing (3 attempts)" in cell.inner_text() and "ValueError: demo is wrong" in cell.inner_text()
         page.screenshot(path=str(SHOTS / "service-failing-on-a-site.png"))
@@ -355,7 +357,6 @@ def test_an_admin_sees_which_site_a_service_fails_on_and_retries_it_now(page: An
         while time.monotonic() < deadline and conn.execute(status_sql, (service,)).fetchone()[0] != "ok":
             time.sleep(0.2)
         page.reload()
-        row = page.locator("table.catalogue tr", has_text=service)
         row.wait_for()
         healthy = row.locator("td[data-runner]").inner_text()
         assert healthy.startswith("ok · processed up to ") and healthy.endswith(" rows)")  # how far it got, too
