@@ -20,6 +20,7 @@ from evaluation.pipeline import arrival_orders, split
 from evaluation.stored import catch_up_fully, insert_telemetry
 from microservices.runner import Runner, ServiceHost
 from sitepulse.errors import SitePulseError
+from tests.conftest import wait_until
 
 OUTPUT = (
     "SELECT machine_id, ts, seq, n, cum_payload FROM running_count.samples"
@@ -222,14 +223,6 @@ def _start_runner(tmp_path: Path, url: str) -> subprocess.Popen:
     )
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 @pytest.mark.parametrize("kill_after_rows", [30, 160])
 def test_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
@@ -241,13 +234,13 @@ def test_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
         insert_telemetry(conn, samples)
         first = _start_runner(tmp_path, runner_db)
         try:
-            assert _wait(lambda: len(_table(conn, "pit")) >= kill_after_rows, 30)
+            assert wait_until(lambda: len(_table(conn, "pit")) >= kill_after_rows, 30)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             done_before_kill = len(_table(conn, "pit"))
             assert done_before_kill < len(samples)
             second = _start_runner(tmp_path, runner_db)
-            assert _wait(lambda: len(_table(conn, "pit")) >= len(samples), 60)
+            assert wait_until(lambda: len(_table(conn, "pit")) >= len(samples), 60)
             time.sleep(0.3)  # anything extra (a double count) would show up now
         finally:
             for process in (first, locals().get("second")):

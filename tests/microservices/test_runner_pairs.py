@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from evaluation.pipeline import split
 from evaluation.stored import insert_telemetry
 from ingest.writer import NOTIFY_CHANNEL, notify_payload
 from microservices.pairs import pair_health, retry_now
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow  # real processes or a browser: the parallel long step (make test)
 
@@ -57,14 +58,6 @@ def _runners_up(conn: psycopg.Connection) -> int:
                         " WHERE application_name LIKE 'sitepulse-runner %'").fetchone()[0]
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 def test_a_failing_site_backs_off_alone_while_the_other_keeps_its_pace(runner_db: str) -> None:
     """Two runner processes, two sites; every step of 'bad' raises (its settings say so)."""
@@ -74,16 +67,17 @@ def test_a_failing_site_backs_off_alone_while_the_other_keeps_its_pace(runner_db
         enable(conn, "bad", "running-count")
         conn.execute("UPDATE service_enablement SET settings = %s WHERE site_id = 'bad'", (Jsonb({"fail": True}),))
         with runners(runner_db, ["FailableCount", "FailableCount"]):
-            assert _wait(lambda: _runners_up(conn) == 2, 30)
+            assert wait_until(lambda: _runners_up(conn) == 2, 30)
             done = 0
             for good_part, bad_part in zip(split(good, 4), split(bad, 4), strict=True):
                 _store(conn, pd.concat([good_part, bad_part]))
                 done += len(good_part)
                 arrived = time.monotonic()
-                assert _wait(lambda done=done: len(_table(conn, "good")) >= done, 5), "the healthy site fell behind"
+                assert wait_until(lambda done=done: len(_table(conn, "good")) >= done, 5), \
+                    "the healthy site fell behind"
                 assert time.monotonic() - arrived < 5
             assert _table(conn, "good") == _expected(good)
-            assert _wait(lambda: pair_health(conn)[("running-count", "bad")]["failures"] >= 3, 10)
+            assert wait_until(lambda: pair_health(conn)[("running-count", "bad")]["failures"] >= 3, 10)
             health = pair_health(conn)
             failing, healthy = health[("running-count", "bad")], health[("running-count", "good")]
             assert failing["status"] == "failing" and "site bad fails on purpose" in failing["last_error"]
@@ -96,11 +90,11 @@ def test_a_failing_site_backs_off_alone_while_the_other_keeps_its_pace(runner_db
             # the admin fixes the site's settings and retries now: done before its back-off would have ended
             conn.execute("UPDATE service_enablement SET settings = '{}' WHERE site_id = 'bad'")
             backing_off_until = retry_now(conn, "running-count", "bad") and failing["retry_at"]
-            assert _wait(lambda: len(_table(conn, "bad")) == len(bad), 10)
+            assert wait_until(lambda: len(_table(conn, "bad")) == len(bad), 10)
             finished_at = conn.execute("SELECT now()").fetchone()[0]
             assert finished_at < backing_off_until
             assert _table(conn, "bad") == _expected(bad)
-            assert _wait(lambda: pair_health(conn)[("running-count", "bad")]["status"] == "ok", 5)
+            assert wait_until(lambda: pair_health(conn)[("running-count", "bad")]["status"] == "ok", 5)
 
 
 def test_runners_split_the_pairs_and_take_over_a_killed_runners_pairs_within_15_s(runner_db: str) -> None:
@@ -118,21 +112,21 @@ def test_runners_split_the_pairs_and_take_over_a_killed_runners_pairs_within_15_
                 holders.update(r for (r,) in conn.execute("SELECT runner FROM service_pairs WHERE lease_until > now()"))
                 return len({h.split(":")[1] for h in holders}) == 2
 
-            assert _wait(both_hold_pairs, 10), f"one runner did all the work: {holders}"
+            assert wait_until(both_hold_pairs, 10), f"one runner did all the work: {holders}"
             held = {s for (s,) in conn.execute(
                 "SELECT site_id FROM service_pairs WHERE lease_until > now() AND split_part(runner, ':', 2) = %s",
                 (str(first.pid),))}
             assert held
             first.send_signal(signal.SIGKILL)
             killed = time.monotonic()
-            assert _wait(lambda: not conn.execute(
+            assert wait_until(lambda: not conn.execute(
                 "SELECT 1 FROM service_pairs WHERE split_part(runner, ':', 2) = %s AND lease_until > now()",
                 (str(first.pid),)).fetchone(), 15)
             moved = {s for (s,) in conn.execute(
                 "SELECT site_id FROM service_pairs WHERE split_part(runner, ':', 2) = %s", (str(second.pid),))}
-            assert _wait(lambda: all(len(_table(conn, s)) == len(samples[s]) for s in held), 15)
+            assert wait_until(lambda: all(len(_table(conn, s)) == len(samples[s]) for s in held), 15)
             assert time.monotonic() - killed < 15 + 5, "the killed runner's sites were not taken over"
-            assert _wait(lambda: all(len(_table(conn, s)) == len(samples[s]) for s in sites), 20)
+            assert wait_until(lambda: all(len(_table(conn, s)) == len(samples[s]) for s in sites), 20)
             time.sleep(0.3)  # anything counted twice would show up now
         for site in sites:
             assert _table(conn, site) == _expected(samples[site]), site
@@ -148,5 +142,5 @@ def test_a_dependant_in_another_runner_never_runs_ahead(runner_db: str) -> None:
                 _store(conn, chunk)
                 time.sleep(0.2)
             total = "SELECT coalesce(sum(samples), 0), coalesce(sum(missing_upstream), 0) FROM machine_tally.tally"
-            assert _wait(lambda: conn.execute(total).fetchone()[0] == len(samples), 20)
+            assert wait_until(lambda: conn.execute(total).fetchone()[0] == len(samples), 20)
             assert conn.execute(total).fetchone() == (len(samples), 0)
