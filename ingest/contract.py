@@ -249,6 +249,18 @@ def _column(samples: list, name: str) -> list:
     return list(map(_get, samples, repeat(name)))
 
 
+def out_of_bounds(values: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    """Per value: infinite or outside the field's bounds (NaN is neither: a missing reading); such a sample is
+    checked one by one, where it becomes a reject with its reason."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(values)
+        if low is not None:
+            bad |= values < low
+        if high is not None:
+            bad |= values > high
+    return bad
+
+
 def put_checked_row(i: int, row: tuple, ts: np.ndarray, floats: np.ndarray, engine_on: np.ndarray,
                     extra: list[str | None] | None) -> list[str | None] | None:
     """Row ``i`` of the column arrays from ``checked_sample_row``'s tuple (all but the keys and seq); returns
@@ -323,12 +335,7 @@ def _finish(out: Decoded) -> RowBlock:
             slow |= np.fromiter((type(v) is not float and v is not None for v in col), bool, n)
             values = np.array([v if type(v) is float else None for v in col], np.float64)
         null = np.isnan(values)
-        bad = np.isinf(values)
-        if low is not None:
-            bad |= values < low
-        if high is not None:
-            bad |= values > high
-        slow |= bad
+        slow |= out_of_bounds(values, low, high)
         floats[:, j] = values
     on_col = _column(samples, "engine_on")
     kinds = set(map(type, on_col))

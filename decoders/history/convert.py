@@ -41,6 +41,7 @@ from ingest.contract import (
     RESOLUTION,
     Reject,
     checked_sample_row,
+    out_of_bounds,
     put_checked_row,
 )
 from sitepulse.errors import ConfigError
@@ -218,15 +219,8 @@ class ChunkConverter:
         if found is not None:
             extra, nul = found
             slow |= nul
-        with np.errstate(invalid="ignore"):
-            for j, (_, low, high) in enumerate(FLOAT_FIELDS):
-                column = floats[:, j]
-                bad = np.isinf(column)
-                if low is not None:
-                    bad |= column < low
-                if high is not None:
-                    bad |= column > high
-                slow |= bad
+        for j, (_, low, high) in enumerate(FLOAT_FIELDS):
+            slow |= out_of_bounds(floats[:, j], low, high)
         if raw:
             slow[list(raw)] = True
         if reasons:
