@@ -19,11 +19,10 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ingest.reader import read_telemetry_range
 from microservices.clock import telemetry_for
-from microservices.runner import read_frame, site_machines, site_settings, write_outputs
+from microservices.runner import delete_outputs_after, read_frame, site_machines, site_settings, write_outputs
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse.sites import load_site
 
@@ -59,12 +58,9 @@ def with_dependencies(services: Mapping[str, Service], name: str) -> list[Servic
 
 
 def clear_trial(conn: psycopg.Connection, services: list[Service], key: str) -> None:
-    """Remove every row written under ``key`` (a trial run again starts clean)."""
+    """Remove every row written under ``key`` (a trial run again starts clean; its steps count from 1)."""
     for service in services:
-        for qualified in service.tables:
-            schema, table = qualified.split(".", 1)
-            conn.execute(sql.SQL("DELETE FROM {}.{} WHERE site_id = %s").format(
-                sql.Identifier(schema), sql.Identifier(table)), (key,))
+        delete_outputs_after(conn, service, key, 0)
 
 
 def run_trial(conn: psycopg.Connection, services: Mapping[str, Service], name: str, site_id: str,
