@@ -76,12 +76,12 @@ def filtered(track: Track, setup: Setup, carried: dict[str, Any], noise_state: d
     noise = np.full(len(t), settings.gnss_noise_m) if settings.gnss_noise_m else motion.noise_m
     mvx, mvy, velocity_sigma, trusted = velocity_measurement(track, motion, standing, settings)
     rows = np.flatnonzero(new)
-    kx, ky, kvx, kvy, ksd, kept = kalman_track(group, t, rows, track.x, track.y, noise, mvx, mvy, velocity_sigma,
+    kx, ky, kvx, kvy, ksd, kvsd, kept = kalman_track(group, t, rows, track.x, track.y, noise, mvx, mvy, velocity_sigma,
                                           trusted, list(track.ids), carried, settings.accel_sigma_ms2,
                                           settings.jump_gate_m, settings.filter_window_s / 2)
     fx, fy = np.full(len(t), np.nan), np.full(len(t), np.nan)
-    fvx, fvy, fsd = np.zeros(len(t)), np.zeros(len(t)), np.full(len(t), np.nan)
-    fsd[rows] = ksd
+    fvx, fvy, fsd, fvsd = np.zeros(len(t)), np.zeros(len(t)), np.full(len(t), np.nan), np.full(len(t), np.nan)
+    fsd[rows], fvsd[rows] = ksd, kvsd
     fx[rows], fy[rows], fvx[rows], fvy[rows] = kx, ky, np.nan_to_num(kvx), np.nan_to_num(kvy)
     # a machine that says it stands is not moving, whatever its fixes do; one with no trusted speed moves as
     # its filtered track does
@@ -93,7 +93,8 @@ def filtered(track: Track, setup: Setup, carried: dict[str, Any], noise_state: d
         ids=track.ids, group=group, t=t, x=np.where(new, np.round(fx, 3), track.fx),
         y=np.where(new, np.round(fy, 3), track.fy), vx=np.where(new, np.round(fvx, 3), track.fvx),
         vy=np.where(new, np.round(fvy, 3), track.fvy), speed=np.where(new, np.round(speed, 3), track.fspeed),
-        sigma=np.where(new, np.round(fsd, 3), track.fsd), new=new)
+        sigma=np.where(new, np.round(fsd, 3), track.fsd), velocity_sigma=np.where(new, np.round(fvsd, 3), track.fvsd),
+        new=new)
     return positions, kept, motion.noise_state
 
 

@@ -43,9 +43,10 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
     if last < first:
         return done, open_
     grid = np.arange(first, last + 1, grid_ms, dtype=np.int64)
-    present, (gx, gy, gvx, gvy, gspeed, gsigma), gnext = interpolate(
+    present, (gx, gy, gvx, gvy, gspeed, gsigma, gvsigma), gnext = interpolate(
         positions.group, t, [positions.x, positions.y, positions.vx, positions.vy, np.nan_to_num(positions.speed),
-                             np.nan_to_num(positions.sigma)], len(ids), grid, int(settings.max_gap_s * 1000))
+                             np.nan_to_num(positions.sigma), np.nan_to_num(positions.velocity_sigma)], len(ids), grid,
+        int(settings.max_gap_s * 1000))
     moving = present & (gspeed >= settings.moving_min_kmh)
     k, m = np.nonzero(moving)
     i, j = close_pairs(k, m, gx[k, m], gy[k, m], settings.warning_distance_m)
@@ -64,6 +65,13 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
         radius = np.maximum(settings.collision_radius_m - error, 0.0)
         ttc = np.where((closing * 3.6 >= settings.min_closing_kmh) | (d <= radius),
                        time_to_collision(px, py, rvx, rvy, radius), np.inf)
+        # ... and beyond the velocities' error carried over that time: a machine turning at a junction has a
+        # velocity its filter has not followed yet (and knows it: the fixes and its own heading disagree with
+        # it), so the straight line it was on is no collision course
+        velocity_error = np.hypot(gvsigma[ki, mi], gvsigma[ki, mj])
+        ahead = np.where(np.isfinite(ttc), ttc, 0.0)
+        radius = np.maximum(settings.collision_radius_m - np.hypot(error, velocity_error * ahead), 0.0)
+        ttc = np.where(np.isfinite(ttc), time_to_collision(px, py, rvx, rvy, radius), np.inf)
         level = encounter_level(d, ttc, warning_distance_m=settings.warning_distance_m,
                                 warning_ttc_s=settings.warning_ttc_s,
                                 critical_distance_m=settings.critical_distance_m,

@@ -23,6 +23,8 @@ STATE_SIZE = 1 + 2 * 5 + 1
 REJECTED = STATE_SIZE - 1
 CHI2_2DOF_99 = 9.21
 CHI2_2DOF_999 = 13.82
+# x, y, vx, vy, position and velocity standard errors per row; each machine's filter after its last row
+FilteredTrack = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]]]
 INITIAL_SPEED_SIGMA_MS = 15.0  # a machine's first fix says nothing about its velocity: about the fastest haul truck
 
 
@@ -30,9 +32,10 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
                  position_sigma_m: np.ndarray, vx: np.ndarray, vy: np.ndarray, velocity_sigma_ms: np.ndarray,
                  velocity_trusted: np.ndarray, machines: list[str], carried: dict[str, list[float]],
                  accel_sigma_ms2: float, jump_gate_m: float, max_jump_s: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]]]:
-    """Filtered x, y, vx, vy and the position's standard error (m per axis) at each of ``rows`` (indices into the
-    per-sample arrays, grouped by machine in time order), and every machine's carried filter after its last row.
+                 ) -> FilteredTrack:
+    """Filtered x, y, vx, vy, the position's and the velocity's standard errors (m and m/s per axis) at each of
+    ``rows`` (indices into the per-sample arrays, grouped by machine in time order), and every machine's carried
+    filter after its last row.
 
     Measurements per sample: the fix (zx, zy) with ``position_sigma_m`` per axis (NaN: no fix), and a velocity
     (vx, vy) with ``velocity_sigma_ms`` per axis (NaN: none), used where ``velocity_trusted`` and otherwise only
@@ -63,7 +66,7 @@ def kalman_track(group: np.ndarray, t: np.ndarray, rows: np.ndarray, zx: np.ndar
     for code in touched.tolist():
         if has[code]:
             kept[machines[code]] = state[code].tolist()
-    return out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4], kept
+    return out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4], out[:, 5], kept
 
 
 @numba.njit(cache=True, nogil=True)
@@ -73,7 +76,7 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
     order. East and north are independent filters (every measurement and the process noise are per axis), so each
     is two states in scalars: no matrices to allocate per sample."""
     n = len(t)
-    out = np.full((n, 5), np.nan)
+    out = np.full((n, 6), np.nan)
     q = accel_sigma * accel_sigma
     z = np.empty(2)
     v = np.empty(2)
@@ -153,9 +156,10 @@ def _walk(group, t, zx, zy, sp, vx, vy, sv, trusted, state, has, accel_sigma, ga
 
 @numba.njit(cache=True, nogil=True)
 def _output(out, i, s):  # pragma: no cover - compiled
-    """Row i: x, y, vx, vy and the position's standard error per axis."""
+    """Row i: x, y, vx, vy and the position's and the velocity's standard errors per axis."""
     out[i, 0], out[i, 1], out[i, 2], out[i, 3] = s[1], s[6], s[2], s[7]
     out[i, 4] = np.sqrt(max((s[3] + s[8]) / 2.0, 0.0))
+    out[i, 5] = np.sqrt(max((s[5] + s[10]) / 2.0, 0.0))
 
 
 @numba.njit(cache=True, nogil=True)

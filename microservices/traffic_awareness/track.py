@@ -21,7 +21,7 @@ from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
 RAW_FIELDS = ("t", "x", "y", "speed", "heading")  # every tail sample: what the motion windows read
-FILTERED_FIELDS = ("fx", "fy", "fvx", "fvy", "fspeed", "fsd")  # only from the interpolation bracket on
+FILTERED_FIELDS = ("fx", "fy", "fvx", "fvy", "fspeed", "fsd", "fvsd")  # only from the interpolation bracket on
 TAIL_FIELDS = RAW_FIELDS + FILTERED_FIELDS
 
 
@@ -68,6 +68,7 @@ class Track:
     fvy: np.ndarray
     fspeed: np.ndarray  # ... the speed it moved at (km/h; 0 where it said it stood)
     fsd: np.ndarray  # ... and the filtered position's standard error, m per axis
+    fvsd: np.ndarray  # ... and the filtered velocity's, m/s per axis (NaN in tails kept before it was carried)
     new: np.ndarray  # bool: a sample of this batch (not a carried one)
     payload: np.ndarray  # reported payload, kg (NaN: none; carried samples have none)
 
@@ -85,6 +86,7 @@ class Positions:
     vy: np.ndarray
     speed: np.ndarray  # the machine's own speed where trusted (0 where it says it stands), else the filter's, km/h
     sigma: np.ndarray  # standard error of the filtered position, m per axis
+    velocity_sigma: np.ndarray  # standard error of the filtered velocity, m/s per axis (a turn makes it large)
     new: np.ndarray
 
 
@@ -108,8 +110,7 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         "heading": fresh["heading_deg"].to_numpy(float) if "heading_deg" in fresh else np.nan,
         "payload": pd.to_numeric(fresh["payload_kg"], errors="coerce").to_numpy(float) if "payload_kg" in fresh
         else np.nan,
-        "fx": np.nan, "fy": np.nan, "fvx": np.nan, "fvy": np.nan, "fspeed": np.nan, "fsd": np.nan,
-        "new": True})
+        **{f: np.nan for f in FILTERED_FIELDS}, "new": True})
     names: list[str] = []
     columns: dict[str, list] = {f: [] for f in TAIL_FIELDS}
     for machine, tail in tails.items():
@@ -118,8 +119,9 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
         for f in RAW_FIELDS:
             columns[f].extend(tail[f])
         for f in FILTERED_FIELDS:
-            columns[f].extend([None] * (n - len(tail[f])))
-            columns[f].extend(tail[f])
+            kept = tail.get(f, [])  # a field added to the tails later is missing from older states
+            columns[f].extend([None] * (n - len(kept)))
+            columns[f].extend(kept)
     carried = None
     if names:
         carried = pd.DataFrame({"machine_id": np.array(names, dtype=object),
@@ -134,7 +136,7 @@ def track_of(telemetry: pd.DataFrame, tails: dict[str, Any], frame: LocalFrame) 
                  speed=rows["speed"].to_numpy(float), heading=rows["heading"].to_numpy(float),
                  fx=rows["fx"].to_numpy(float), fy=rows["fy"].to_numpy(float), fvx=rows["fvx"].to_numpy(float),
                  fvy=rows["fvy"].to_numpy(float), fspeed=rows["fspeed"].to_numpy(float),
-                 fsd=rows["fsd"].to_numpy(float),
+                 fsd=rows["fsd"].to_numpy(float), fvsd=rows["fvsd"].to_numpy(float),
                  new=rows["new"].to_numpy(bool), payload=rows["payload"].to_numpy(float))
 
 
@@ -145,7 +147,7 @@ def tails_of(track: Track, positions: Positions, done: int | None,
     t, group = track.t, track.group
     columns = {"t": t, "x": track.x, "y": track.y, "speed": track.speed, "heading": track.heading,
                "fx": positions.x, "fy": positions.y, "fvx": positions.vx, "fvy": positions.vy,
-               "fspeed": positions.speed, "fsd": positions.sigma}
+               "fspeed": positions.speed, "fsd": positions.sigma, "fvsd": positions.velocity_sigma}
     lookback = settings.lookback_ms
     starts = np.searchsorted(group, np.arange(len(track.ids)), side="left")
     ends = np.searchsorted(group, np.arange(len(track.ids)), side="right")
