@@ -46,7 +46,7 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
     present, (gx, gy, gvx, gvy, gspeed, gsigma, gvsigma), gnext = interpolate(
         positions.group, t, [positions.x, positions.y, positions.vx, positions.vy, np.nan_to_num(positions.speed),
                              np.nan_to_num(positions.sigma), np.nan_to_num(positions.velocity_sigma)], len(ids), grid,
-        int(settings.max_gap_s * 1000))
+        int(settings.max_gap_s * 1000), nearest=(6,))  # the velocity's error: the nearer sample's (below)
     moving = present & (gspeed >= settings.moving_min_kmh)
     k, m = np.nonzero(moving)
     i, j = close_pairs(k, m, gx[k, m], gy[k, m], settings.warning_distance_m)
@@ -67,7 +67,8 @@ def encounters(out: Outputs, positions: Positions, setup: Setup, done: int | Non
                        time_to_collision(px, py, rvx, rvy, radius), np.inf)
         # ... and beyond the velocities' error carried over that time: a machine turning at a junction has a
         # velocity its filter has not followed yet (and knows it: the fixes and its own heading disagree with
-        # it), so the straight line it was on is no collision course
+        # it), so the straight line it was on is no collision course. That error is the nearer sample's: a turn
+        # between two samples happened before the instant or after it, whichever is likelier, not a blend of both
         velocity_error = np.hypot(gvsigma[ki, mi], gvsigma[ki, mj])
         ahead = np.where(np.isfinite(ttc), ttc, 0.0)
         radius = np.maximum(settings.collision_radius_m - np.hypot(error, velocity_error * ahead), 0.0)
@@ -183,8 +184,9 @@ def write_encounters(out: Outputs, model: Layout | None, frame: LocalFrame, fina
 
 
 def interpolate(group: np.ndarray, t: np.ndarray, values: list[np.ndarray], machines: int, grid: np.ndarray,
-                max_gap_ms: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Values of every machine at every grid instant (linear between the samples around it).
+                max_gap_ms: int, nearest: tuple[int, ...] = ()) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Values of every machine at every grid instant (linear between the samples around it; those at the indices
+    in ``nearest``: the nearer sample's).
 
     Returns ``present`` (instants x machines), one (instants x machines) array per value, and the time of the
     sample at or after each instant (the one that let it be decided); a machine is present at an instant when
@@ -211,8 +213,9 @@ def interpolate(group: np.ndarray, t: np.ndarray, values: list[np.ndarray], mach
     ok = exact | between
     w = np.where(between, (want - key[at_before]) / np.where(span > 0, span, 1), 0.0)
     present.ravel()[:] = ok
-    for target, value in zip(out, values, strict=True):
-        mixed = value[at_before] * (1 - w) + value[at_or_after] * w
+    for index, (target, value) in enumerate(zip(out, values, strict=True)):
+        mixed = np.where(w <= 0.5, value[at_before], value[at_or_after]) if index in nearest \
+            else value[at_before] * (1 - w) + value[at_or_after] * w
         target.ravel()[:] = np.where(exact, value[at_or_after], np.where(between, mixed, np.nan))
     next_t.ravel()[:] = t[at_or_after]
     if len(out) >= 2:
