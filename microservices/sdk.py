@@ -143,12 +143,21 @@ class SiteCache(Generic[PreparedT]):
         return digest
 
 
+KPI_INPUTS = frozenset({"newest_samples"})  # what a Kpi may ask the host for besides site_id, start and end
+
+
 @dataclass(frozen=True)
 class Kpi:
     """A value KPI the registry evaluates before and after a service is enabled on a site.
 
     ``daily_sql`` returns rows ``(day date, value float)`` for ``%(site_id)s`` between
-    ``%(start)s`` and ``%(end)s``; the evaluation compares the days before and after.
+    ``%(start)s`` and ``%(end)s``; the evaluation compares the days before and after. It reads the
+    service's own tables (and those of the services it ``depends_on``); what other packages own comes as
+    a parameter the KPI names in ``inputs``, filled by the host through the owner's function:
+
+    - ``"newest_samples"``: ``%(newest_samples)s``, a jsonb object machine id -> the time of its newest sample at
+      the site (RFC 3339), e.g. to close a machine's last open interval:
+      ``LEFT JOIN jsonb_each_text(%(newest_samples)s::jsonb) l(machine_id, ts) ON l.machine_id = x.machine_id``.
     """
 
     name: str
@@ -156,6 +165,28 @@ class Kpi:
     unit: str
     higher_is_better: bool
     daily_sql: str
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.inputs) - KPI_INPUTS
+        if unknown:
+            raise SitePulseError(f"KPI {self.name!r}: unknown inputs {sorted(unknown)} (known: {sorted(KPI_INPUTS)})")
+
+    def parameters(self, conn: Any, site_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """The query parameters of ``daily_sql``: the site and period, plus each input it names."""
+        params: dict[str, Any] = {"site_id": site_id, "start": start, "end": end}
+        if "newest_samples" in self.inputs:
+            from psycopg.types.json import Jsonb
+
+            from ingest.fleet import newest_sample_times
+
+            params["newest_samples"] = Jsonb({machine: ts.isoformat() if ts is not None else None
+                                              for machine, ts in newest_sample_times(conn, site_id).items()})
+        return params
+
+    def daily(self, conn: Any, site_id: str, start: datetime, end: datetime) -> list[tuple[Any, Any]]:
+        """The KPI's ``(day, value)`` rows for the site in ``[start, end)`` (how the host runs it)."""
+        return conn.execute(self.daily_sql, self.parameters(conn, site_id, start, end)).fetchall()
 
 
 @dataclass

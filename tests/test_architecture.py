@@ -240,9 +240,6 @@ def _foreign_table_uses() -> dict[tuple[str, str], set[int]]:
 # Raw SQL on another package's tables that exists today, each with the owner's function that replaces it. The test
 # fails when a new one appears AND when one listed here is gone (then delete its line): this list only shrinks.
 KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
-    ("microservices/data_quality/service.py", "machine_last"):
-        ("KPI SQL runs in the registry with (site_id, start, end) only: needs a KPI parameter for the machines'"
-         " newest samples (ingest.fleet.newest_sample_times)"),
     ("microservices/positioning/routes.py", "machines"):
         ("the live-map card shares _LATEST and gets only read(): needs the card contract (sdk.Service.card)"
          " to hand over ingest.fleet births"),

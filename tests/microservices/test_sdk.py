@@ -150,3 +150,11 @@ def test_every_name_the_sdk_promises_resolves() -> None:
 
     assert all(hasattr(sdk, name) for name in sdk.__all__)
     assert sdk.TELEMETRY_FIELDS >= {"ts", "seq", "payload_kg", "engine_on", "extra"}
+
+
+def test_a_kpi_names_only_inputs_the_host_can_fill() -> None:
+    from microservices.sdk import Kpi
+
+    assert Kpi("k", "", "", True, "SELECT 1", inputs=("newest_samples",)).inputs == ("newest_samples",)
+    with pytest.raises(SitePulseError, match=r"KPI 'k': unknown inputs \['machine_last'\]"):
+        Kpi("k", "", "", True, "SELECT 1", inputs=("machine_last",))
