@@ -246,14 +246,11 @@ KNOWN_FOREIGN_TABLES: dict[tuple[str, str], str] = {
     ("microservices/positioning/routes.py", "sites"):
         "card: needs sdk.Service.card to hand over the site (sitepulse.sites.load_site); routes already use load_site",
     ("microservices/traffic_awareness/routes.py", "machines"):
-        "card (_QUEUE_NOW) and loading_units: needs ingest.fleet births handed to the card / ServiceRequest",
+        "card (_QUEUE_NOW): needs ingest.fleet births handed to the card",
     ("microservices/traffic_awareness/routes.py", "service_alerts"):
         "card (_CARD_ALERTS) gets only read(): needs a count from microservices.alerts handed to the card",
     ("microservices/traffic_awareness/routes.py", "sites"):
         "card (_QUEUE_NOW): needs sdk.Service.card to hand over the site's zones",
-    ("microservices/weight_loading/routes.py", "service_enablement"):
-        ("registry-owned, not importable from microservices: needs ServiceRequest (sdk_routes.py) to carry"
-         " the site's enabled services"),
     ("microservices/weight_loading/routes.py", "sites"):
         "card (_site_timezone) gets only read(): needs sdk.Service.card to hand over the site",
 }

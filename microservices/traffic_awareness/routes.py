@@ -192,13 +192,13 @@ def _segment_info(site: Any, settings: TrafficSettings) -> dict[str, dict[str, A
                                                 strict=True)}
 
 
-def loading_units(ctx: Any) -> dict[str, int]:
+def loading_units(ctx: ServiceRequest) -> dict[str, int]:
     """Loading units (loaders, excavators) per load zone, from where positioning last saw them."""
+    units = [m.id for m in ctx.machines().values() if m.kind in ("loader", "excavator")]
     frame = ctx.frame("""
-        SELECT t.zone, count(DISTINCT t.machine_id) AS units
-        FROM positioning.track_last t
-        JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id AND m.kind IN ('loader', 'excavator')
-        WHERE t.site_id = %(site)s AND t.zone IS NOT NULL GROUP BY t.zone""", {"site": ctx.site_id})
+        SELECT zone, count(DISTINCT machine_id) AS units FROM positioning.track_last
+        WHERE site_id = %(site)s AND zone IS NOT NULL AND machine_id = ANY(%(units)s) GROUP BY zone""",
+                      {"site": ctx.site_id, "units": units})
     return {row["zone"]: int(row["units"]) for row in frame.to_dict("records")}
 
 

@@ -20,6 +20,7 @@ from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, 
 from microservices.shifts import shifts_at
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.sitefile import DEFAULT_SHIFTS, SiteConfig
+from sitepulse.sites import load_site
 from sitepulse.zones import ZoneIndex
 
 router = APIRouter()
@@ -31,17 +32,6 @@ CYCLE_COLUMNS = (
     "load_lat, load_lon, dump_lat, dump_lon, payload_source"
 )
 OVER = ("over_110", "over_120")
-
-
-def _site(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> SiteConfig | None:
-    rows = ctx_frame("SELECT config FROM sites WHERE site_id = %(site_id)s", {"site_id": site_id})
-    return SiteConfig.model_validate(rows["config"].iloc[0]) if not rows.empty else None
-
-
-def _positioning_enabled(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> bool:
-    rows = ctx_frame("SELECT enabled FROM service_enablement WHERE site_id = %(site_id)s AND service = 'positioning'",
-                     {"site_id": site_id})
-    return bool(not rows.empty and rows["enabled"].iloc[0])
 
 
 def _zones(site: SiteConfig | None, lon: pd.Series, lat: pd.Series) -> list[str | None]:
@@ -104,8 +94,8 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
             params["after_t"], params["after_m"] = after
         frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
                                "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
-        if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
-            site = _site(ctx.frame, ctx.site_id)
+        if not frame.empty and "positioning" in ctx.enabled:
+            site = load_site(ctx.conn, ctx.site_id)
             frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
             frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
         else:
@@ -219,7 +209,7 @@ def kpis(ctx: WeightLoadingRequestDep, period: TimeRangeDep,
     if group == "machine":
         keys = ["machine_id"]
     elif group == "shift":
-        site = _site(ctx.frame, ctx.site_id)
+        site = load_site(ctx.conn, ctx.site_id)
         keys = ["shift_date", "shift"]
         if not c.empty:
             c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], site)
@@ -270,7 +260,7 @@ def compliance(ctx: WeightLoadingRequestDep, period: TimeRangeDep) -> dict[str, 
     settings = ctx.settings
     c = load_cycles(ctx.frame, ctx.site_id, start, end)
     if not c.empty:
-        c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], _site(ctx.frame, ctx.site_id))
+        c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], load_site(ctx.conn, ctx.site_id))
         c["site"] = ctx.site_id
     return {
         "from": start.isoformat(), "to": end.isoformat(),

@@ -158,3 +158,21 @@ def test_a_kpi_names_only_inputs_the_host_can_fill() -> None:
     assert Kpi("k", "", "", True, "SELECT 1", inputs=("newest_samples",)).inputs == ("newest_samples",)
     with pytest.raises(SitePulseError, match=r"KPI 'k': unknown inputs \['machine_last'\]"):
         Kpi("k", "", "", True, "SELECT 1", inputs=("machine_last",))
+
+
+def test_births_update_the_site_files_machines_and_add_the_undeclared() -> None:
+    from microservices.sdk import MachineView, SiteView
+    from sitepulse.sitefile import parse_site
+
+    site = SiteView.of(parse_site("""
+name: North
+machines:
+  - {id: H1, kind: hauler, model: CAT 775, rated_payload_kg: 64000}
+  - {id: L1, kind: loader}
+"""))
+    machines = site.with_births([("H1", "other", "", None), ("L1", "excavator", "EC950", None),
+                                 ("X9", "other", "", None), ("D1", "dozer", "D6", None)])
+    assert machines == {"H1": MachineView("H1", "hauler", "CAT 775", 64000),  # a vague birth keeps the file's
+                        "L1": MachineView("L1", "excavator", "EC950", None),  # what the device says wins
+                        "X9": MachineView("X9", "other", "", None), "D1": MachineView("D1", "dozer", "D6", None)}
+    assert site.machines["L1"].kind == "loader"  # the site's own view is unchanged
