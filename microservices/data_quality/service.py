@@ -9,7 +9,6 @@ goes bad, an alert. State per machine is small: a few seconds of fixes, the open
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,17 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.ground_speed import motion_over_ground
-from microservices.sdk import MEASURED_FIELDS, Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service
+from microservices.sdk import (
+    MEASURED_FIELDS,
+    Batch,
+    Card,
+    CardContext,
+    Kpi,
+    Outputs,
+    ReportRequest,
+    ReportSection,
+    Service,
+)
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
@@ -328,10 +337,9 @@ class DataQuality(Service[DataQualitySettings]):
 
         return sections(request, settings)
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: DataQualitySettings) -> Card | None:
+    def card(self, context: CardContext, settings: DataQualitySettings) -> Card | None:
         """Open findings, one line each: 'HX-07: heading stuck at 0 deg since 09:14 — positions used instead'."""
-        return site_card(site_id, read)
+        return site_card(context)
 
 
 TAIL_COLUMNS = ("x", "y", "heading", "speed", "payload", "fuel", "hours", "running", "received")

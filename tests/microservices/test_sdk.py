@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +178,35 @@ machines:
                         "L1": MachineView("L1", "excavator", "EC950", None),  # what the device says wins
                         "X9": MachineView("X9", "other", "", None), "D1": MachineView("D1", "dozer", "D6", None)}
     assert site.machines["L1"].kind == "loader"  # the site's own view is unchanged
+
+
+def test_the_host_calls_a_card_with_its_context_or_as_the_first_contract_did() -> None:
+    """``card(context, settings)`` gets the CardContext; a plugin's ``card(site_id, read, settings)`` keeps working."""
+    from datetime import UTC, datetime
+
+    from microservices.sdk import Card, CardContext, SiteView, card_of
+
+    def read(query: str, params: object = None) -> pd.DataFrame:
+        return pd.DataFrame({"n": [7]})
+
+    context = CardContext("north", "", read, SiteView(name="North"), {}, datetime(2026, 1, 5, tzinfo=UTC),
+                          count_alerts=lambda service, cap: {"now": 3}.get(service, 0))
+
+    class Now(Plain):
+        name = "now"
+
+        def card(self, context: CardContext, settings: NoSettings) -> Card:
+            return Card(title=context.site.name, metrics=[{"label": "alerts", "value": context.alert_count()}])
+
+    class Then(Plain):
+        name = "then"
+
+        def card(self, site_id: str, read: Any, settings: NoSettings) -> Card:
+            return Card(title=site_id, metrics=[{"label": "n", "value": int(read("SELECT 7 AS n", {})["n"][0])}])
+
+    now = card_of(Now(), context.for_service("now"), NoSettings())
+    assert now is not None and now.title == "North" and now.metrics[0]["value"] == 3
+    then = card_of(Then(), context.for_service("then"), NoSettings())
+    assert then is not None and then.title == "north" and then.metrics[0]["value"] == 7
+    assert card_of(Plain(), context, NoSettings()) is None  # no card: the base class's
+    assert CardContext("x", "", read, SiteView(), {}, context.now).alert_count() == 0  # nothing to count
