@@ -37,7 +37,8 @@ What ``process`` gets and gives (each class below documents its shape): ``Batch`
 alerts, ``finalise``); per shift with ``shift_columns``/``shifts_at``; ``Card`` for the site view, drawn from the
 ``CardContext`` the host hands ``card`` (site, machines, reader, alert count); ``Kpi`` for the evaluation (``inputs``:
 what the host adds from other packages); ``sample_config``/``load_sample`` for the service's ``sample.yaml``. An
-alarm clears when the service says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry reads no service's tables.
+alarm clears when the service says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry
+reads no service's tables.
 
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
