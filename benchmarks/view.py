@@ -50,12 +50,14 @@ from fastapi.testclient import TestClient
 
 from ingest.columns import RowBlock, snap_columns, to_micros
 from ingest.contract import FLOAT_FIELDS, RESOLUTION
+from ingest.fleet import site_fleet
 from ingest.partitions import Partitions
 from ingest.writer import DIRECT_COPY_SQL
 from microservices.discovery import discover_services
+from microservices.sdk import card_of
 from registry.api.app import create_app
 from registry.enablement import effective_settings, set_enablement
-from registry.view import _reader, load_site_config, site_machines
+from registry.view import card_context, load_site_config, site_machines
 from simulators.site import load_site
 from sitepulse.db import has_timescaledb
 from sitepulse.embedded.postgres import EmbeddedPostgres
@@ -259,9 +261,11 @@ def measure(url: str, client: TestClient, services: dict[str, Any], n: int) -> d
         assert site is not None
         calls: dict[str, Callable[[], Any]] = {
             "view": view, "machines": lambda: site_machines(conn, SITE, site[0], datetime.now(UTC))}
+        # each card alone, with the context the page hands every card (site file and fleet, read once per page)
+        context = card_context(conn, SITE, site[0], datetime.now(UTC), site_fleet(conn, SITE))
         for name, service in services.items():
-            settings = effective_settings(service, {})
-            calls[f"card:{name}"] = lambda s=service, st=settings: s.card(SITE, _reader(conn), st)
+            settings, own = effective_settings(service, {}), context.for_service(name)
+            calls[f"card:{name}"] = lambda s=service, st=settings, c=own: card_of(s, c, st)
         return timed(calls, n)
 
 

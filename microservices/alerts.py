@@ -65,6 +65,14 @@ def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: S
     return new
 
 
+def alert_count(conn: psycopg.Connection, site_id: str, service: str, cap: int) -> int:
+    """How many alerts a service has raised at a site, counted up to ``cap`` (the unique index's prefix: the scan
+    stops at ``cap``, so a card's count costs the same however long the history)."""
+    row = conn.execute("SELECT count(*) FROM (SELECT 1 FROM service_alerts WHERE site_id = %s AND service = %s"
+                       " LIMIT %s) a", (site_id, service, cap)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def ended_alerts(conn: psycopg.Connection, now: datetime) -> list[tuple[int, datetime, str]]:
     """Active (uncleared) alerts of every service whose condition ended at or before ``now``: (id, ended at,
     reason), for the alarm supervisor's auto-clear."""

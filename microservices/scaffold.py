@@ -92,12 +92,10 @@ SERVICE = '''\
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from microservices.sdk import Batch, Card, Kpi, Outputs, Service
+from microservices.sdk import Batch, Card, CardContext, Kpi, Outputs, Service
 
 from $package.detect import activity
 from $package.settings import Settings
@@ -138,11 +136,10 @@ class $cls(Service[Settings]):
 
         return router
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: Settings) -> Card:
+    def card(self, context: CardContext, settings: Settings) -> Card:
         from $package.routes import site_card
 
-        return site_card(site_id, read)
+        return site_card(context)
 '''
 
 ROUTES = '''\
@@ -150,13 +147,11 @@ ROUTES = '''\
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter
-from microservices.sdk import Card
+from microservices.sdk import Card, CardContext
 from microservices.sdk_routes import PageDep, ServiceRequestDep
 
 router = APIRouter()
@@ -179,11 +174,11 @@ def activity(ctx: ServiceRequestDep, page: PageDep) -> dict[str, Any]:
     return page.fetch(read, window_start=datetime, machine_id=str)
 
 
-def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> Card:
-    """The share of samples spent moving, for the site view."""
-    totals = read(
+def site_card(context: CardContext) -> Card:
+    """The share of samples spent moving, for the site view (``context``: the site, its machines, a reader)."""
+    totals = context.read(
         "SELECT coalesce(sum(samples), 0) AS samples, coalesce(sum(moving_samples), 0) AS moving"
-        " FROM $schema.activity WHERE site_id = %(site)s", {"site": site_id})
+        " FROM $schema.activity WHERE site_id = %(site)s", {"site": context.site_id})
     samples, moving = int(totals["samples"].iloc[0]), int(totals["moving"].iloc[0])
     share = round(100.0 * moving / samples, 1) if samples else None
     return Card(title="$title", metrics=[{"label": "moving", "value": share, "unit": "%"}], link="activity")

@@ -34,9 +34,11 @@ depend on arrival order. Its routes are mounted under ``/api/v1/sites/{site_id}/
 
 What ``process`` gets and gives (each class below documents its shape): ``Batch`` (telemetry columns and dtypes,
 ``site_view``: zones, machines and shifts; ``floats``), ``Outputs`` (``write`` rows, ``alert`` and ``clear``
-alerts, ``finalise``); per shift with ``shift_columns``/``shifts_at``; ``Card`` for the site view; ``Kpi`` for the
-evaluation; ``sample_config``/``load_sample`` for the service's ``sample.yaml``. An alarm clears when the service
-says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry reads no service's tables.
+alerts, ``finalise``); per shift with ``shift_columns``/``shifts_at``; ``Card`` for the site view, drawn from the
+``CardContext`` the host hands ``card`` (site, machines, reader, alert count); ``Kpi`` for the evaluation (``inputs``:
+what the host adds from other packages); ``sample_config``/``load_sample`` for the service's ``sample.yaml``. An
+alarm clears when the service says its condition ended (``Alert(ended_at=...)`` or ``Outputs.clear``): the registry
+reads no service's tables.
 
 Rules ``process`` must keep so that replays converge:
 - be deterministic: the same state and rows give the same outputs and new state;
@@ -51,12 +53,13 @@ that the runner fills (it deletes rows by ``run_seq`` when it replays).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
@@ -76,13 +79,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEASURED_FIELDS", "NAME_PATTERN", "SAMPLE_FIELDS", "TELEMETRY_FIELDS",
-    "Alert", "AlertEnd", "Batch", "Card", "Chart", "Figure", "Kpi", "MachineView", "NoSettings", "Outputs",
-    "ReportRequest", "ReportSection", "Service", "ShiftView", "SiteCache", "SiteView", "Table", "ZoneView",
+    "Alert", "AlertEnd", "Batch", "Card", "CardContext", "Chart", "Figure", "Kpi", "MachineView", "NoSettings",
+    "Outputs", "Reader", "ReportRequest", "ReportSection", "Service", "ShiftView", "SiteCache", "SiteView", "Table",
+    "ZoneView",
     "load_sample", "sample_config", "settings_parameter", "shift_columns", "shifts_at", "validate_declaration",
 ]  # fmt: skip
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 TELEMETRY_FIELDS = frozenset(SAMPLE_FIELDS)  # what ``consumes`` may name
+Reader = Callable[[str, Mapping[str, Any]], pd.DataFrame]  # ``read(sql, params)``: a read query's rows as a frame
 # Route helpers moved to sdk_routes (they import FastAPI); these names still resolve here, loaded on first use.
 _ROUTE_NAMES = frozenset({
     "BAD_CURSOR", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageDep", "ServiceRequest", "ServiceRequestDep",
@@ -143,12 +148,21 @@ class SiteCache(Generic[PreparedT]):
         return digest
 
 
+KPI_INPUTS = frozenset({"newest_samples"})  # what a Kpi may ask the host for besides site_id, start and end
+
+
 @dataclass(frozen=True)
 class Kpi:
     """A value KPI the registry evaluates before and after a service is enabled on a site.
 
     ``daily_sql`` returns rows ``(day date, value float)`` for ``%(site_id)s`` between
-    ``%(start)s`` and ``%(end)s``; the evaluation compares the days before and after.
+    ``%(start)s`` and ``%(end)s``; the evaluation compares the days before and after. It reads the
+    service's own tables (and those of the services it ``depends_on``); what other packages own comes as
+    a parameter the KPI names in ``inputs``, filled by the host through the owner's function:
+
+    - ``"newest_samples"``: ``%(newest_samples)s``, a jsonb object machine id -> the time of its newest sample at
+      the site (RFC 3339), e.g. to close a machine's last open interval:
+      ``LEFT JOIN jsonb_each_text(%(newest_samples)s::jsonb) l(machine_id, ts) ON l.machine_id = x.machine_id``.
     """
 
     name: str
@@ -156,6 +170,28 @@ class Kpi:
     unit: str
     higher_is_better: bool
     daily_sql: str
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.inputs) - KPI_INPUTS
+        if unknown:
+            raise SitePulseError(f"KPI {self.name!r}: unknown inputs {sorted(unknown)} (known: {sorted(KPI_INPUTS)})")
+
+    def parameters(self, conn: Any, site_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """The query parameters of ``daily_sql``: the site and period, plus each input it names."""
+        params: dict[str, Any] = {"site_id": site_id, "start": start, "end": end}
+        if "newest_samples" in self.inputs:
+            from psycopg.types.json import Jsonb
+
+            from ingest.fleet import newest_sample_times
+
+            params["newest_samples"] = Jsonb({machine: ts.isoformat() if ts is not None else None
+                                              for machine, ts in newest_sample_times(conn, site_id).items()})
+        return params
+
+    def daily(self, conn: Any, site_id: str, start: datetime, end: datetime) -> list[tuple[Any, Any]]:
+        """The KPI's ``(day, value)`` rows for the site in ``[start, end)`` (how the host runs it)."""
+        return conn.execute(self.daily_sql, self.parameters(conn, site_id, start, end)).fetchall()
 
 
 @dataclass
@@ -287,7 +323,7 @@ class Batch:
     telemetry: pd.DataFrame
     site: SiteConfig | None
     machines: pd.DataFrame
-    read: Callable[[str, Mapping[str, Any]], pd.DataFrame]
+    read: Reader
     replay: bool = False
 
     @cached_property
@@ -324,6 +360,65 @@ class Card:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label", "value", "unit"}
     data: dict[str, Any] = field(default_factory=dict)
     link: str | None = None
+
+
+def frame_reader(conn: Any) -> Reader:
+    """``read(sql, params) -> DataFrame`` on a psycopg connection (what ``Batch.read`` and ``CardContext.read`` are)."""
+    def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+    return read
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What the host hands ``Service.card``: the site as the plugin surface sees it, a reader, and counts other
+    packages keep, so a card's own SQL reads only its service's tables (and those of the services it depends on).
+
+    - ``site_id``, ``service``: the site, and the service whose card this is.
+    - ``read(sql, params)``: a read-only query, its rows as a DataFrame.
+    - ``site``: the site file as a ``SiteView``: zones, declared machines, time zone, shifts (empty without a file).
+    - ``machines``: every machine the site knows, by id: the site file's updated by the devices' birth messages
+      (``SiteView.with_births``); kind "other" where nobody said.
+    - ``now``: when the page is composed (tz-aware UTC); a card's "today" is ``now`` in ``site.timezone``.
+    - ``alert_count(cap)``: how many alerts this service has raised at the site, counted up to ``cap``.
+
+    The host builds one per page from what the page already loaded (site file, fleet), so a card costs only its own
+    queries. ``microservices.cards.load_card_context(conn, site_id, service)`` builds one on its own (tests).
+    """
+
+    site_id: str
+    service: str
+    read: Reader
+    site: SiteView
+    machines: Mapping[str, MachineView]
+    now: datetime
+    # (service, cap) -> count, from microservices.alerts; None: no alerts to count (a context built by hand)
+    count_alerts: Callable[[str, int], int] | None = field(default=None, repr=False, compare=False)
+
+    def for_service(self, service: str) -> CardContext:
+        """The same page's context for another service's card."""
+        return replace(self, service=service)
+
+    def alert_count(self, cap: int = 50) -> int:
+        """How many alerts this service has raised at the site (acknowledged and cleared ones too), up to ``cap``."""
+        return self.count_alerts(self.service, cap) if self.count_alerts is not None else 0
+
+
+def card_of(service: Service, context: CardContext, settings: BaseModel) -> Card | None:
+    """The service's card (how the host calls it): ``card(context, settings)``, or for a card written to the first
+    contract, ``card(site_id, read, settings)``, that one, so plugins written to it keep working."""
+    if _takes_site_id_and_read(type(service)):
+        return service.card(context.site_id, context.read, settings)  # type: ignore[call-arg, arg-type]
+    return service.card(context, settings)
+
+
+@cache
+def _takes_site_id_and_read(cls: type) -> bool:
+    """Whether a class's ``card`` has the first contract's three parameters (site_id, read, settings)."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in inspect.signature(cls.card).parameters.values()) == 4  # with self
 
 
 class Service(Generic[SettingsT]):
@@ -369,10 +464,9 @@ class Service(Generic[SettingsT]):
         """An optional fastapi.APIRouter, mounted at /api/v1/sites/{site_id}/{name}."""
         return None
 
-    def card(
-        self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame], settings: SettingsT
-    ) -> Card | None:
-        """An optional card for the site view, computed from the service's tables."""
+    def card(self, context: CardContext, settings: SettingsT) -> Card | None:
+        """An optional card for the site view, computed from the service's tables and ``context`` (CardContext).
+        (A card written as ``card(self, site_id, read, settings)`` still works: the host passes those.)"""
         return None
 
     def report(self, request: ReportRequest, settings: SettingsT) -> list[ReportSection]:

@@ -20,20 +20,25 @@ import pandas as pd
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
+from ingest.fleet import births
+from microservices.site_view import MachineView, SiteView
 from sitepulse.errors import SitePulseError
-from sitepulse.sites import zone_names
+from sitepulse.sites import load_site, zone_names
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)  # the service's settings model, as in sdk.Service
 
 
 @dataclass(frozen=True)
 class ServiceRequest(Generic[SettingsT]):
-    """What the host hands a service's route: the site, a DB connection, the site's settings, the caller.
+    """What the host hands a service's route: the site, a DB connection, the site's settings, the caller, and
+    which services are switched on at the site.
 
     Use it as a route parameter: ``def cycles(ctx: ServiceRequestDep, ...)``, or, where the route reads
     settings, typed: ``Annotated[ServiceRequest[MySettings], Depends(service_request)]``. The host has
     already checked the caller may see the site and that the service is enabled there, and validated the
-    site's settings with the service's model (a route never falls back to defaults).
+    site's settings with the service's model (a route never falls back to defaults). ``enabled`` names every
+    service switched on at the site (``"positioning" in ctx.enabled``); ``machines()`` and ``zone_names()`` read
+    what other packages own through their functions, so a route's own SQL reads only its service's tables.
     """
 
     site_id: str
@@ -41,6 +46,12 @@ class ServiceRequest(Generic[SettingsT]):
     conn: Any  # psycopg.Connection for this request; committed when the route returns
     settings: SettingsT
     caller: str
+    enabled: frozenset[str] = frozenset()  # the services switched on at the site, this one included
+
+    def machines(self) -> Mapping[str, MachineView]:
+        """Every machine of the site by id: the site file's, updated by the devices' birth messages (kind, model,
+        rated payload; see ``SiteView.with_births``)."""
+        return SiteView.of(load_site(self.conn, self.site_id)).with_births(births(self.conn, self.site_id))
 
     def frame(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read query and return its rows as a DataFrame."""

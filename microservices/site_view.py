@@ -7,6 +7,7 @@ drawn and registered, by id, in WGS84 lon/lat. Built from the site file by ``Bat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import time
 from types import MappingProxyType
@@ -70,6 +71,20 @@ class SiteView:
     def machines_of(self, *kinds: str) -> tuple[MachineView, ...]:
         """The machines of these kinds, in registration order."""
         return tuple(m for m in self.machines.values() if m.kind in kinds)
+
+    def with_births(self, births: Iterable[tuple[str, str | None, str | None, float | None]]
+                    ) -> MappingProxyType[str, MachineView]:
+        """Every machine the site knows, by id: the site file's, updated by what devices said of themselves in birth
+        messages (``(machine_id, kind, model, rated_payload_kg)``, as ``ingest.fleet.births`` gives them). A birth's
+        kind "other", empty model or missing payload leaves the site file's; a machine neither declares is "other"."""
+        machines = dict(self.machines)
+        for machine_id, kind, model, rated in births:
+            declared = machines.get(machine_id)
+            machines[machine_id] = MachineView(
+                machine_id, kind if kind not in (None, "other") else (declared.kind if declared else "other"),
+                model or (declared.model if declared else ""),
+                rated or (declared.rated_payload_kg if declared else None))
+        return MappingProxyType(machines)
 
     @classmethod
     def of(cls, site: SiteConfig | None) -> SiteView:

@@ -99,13 +99,6 @@ def enablements_for_sites(conn: psycopg.Connection, sites: list[str] | None) -> 
     return [Enablement(*row) for row in rows]
 
 
-def is_enabled(conn: psycopg.Connection, site_id: str, service: str) -> Enablement | None:
-    """The switch when the service is on for the site, else None."""
-    row = conn.execute(f"SELECT {_COLUMNS} FROM service_enablement WHERE site_id = %s AND service = %s"
-                       " AND enabled", (site_id, service)).fetchone()
-    return Enablement(*row) if row else None
-
-
 def set_enabled_at(conn: psycopg.Connection, site_id: str, at: datetime, services: list[str] | None = None) -> None:
     """Date when the site's enabled services (these, None: all) were switched on: a history loaded afterwards (the
     demo's) says when they really were, for the evaluation's before/after."""

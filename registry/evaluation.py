@@ -107,8 +107,8 @@ def bootstrap_difference(before: np.ndarray, after: np.ndarray, *, samples: int,
 
 def daily_values(conn: psycopg.Connection, kpi: Kpi, site_id: str, start: date, end: date) -> np.ndarray:
     """The KPI's value per day with one, ``start`` <= day < ``end``."""
-    rows = conn.execute(kpi.daily_sql, {"site_id": site_id, "start": _midnight(start), "end": _midnight(end)})
-    return np.array([float(value) for _, value in rows.fetchall() if value is not None], dtype=float)
+    rows = kpi.daily(conn, site_id, _midnight(start), _midnight(end))
+    return np.array([float(value) for _, value in rows if value is not None], dtype=float)
 
 
 def compare_kpi(conn: psycopg.Connection, kpi: Kpi, site_id: str, windows: Windows, rules: Rules,

@@ -73,7 +73,7 @@ def _volume(conn: psycopg.Connection, service: Service, site_id: str, start: dat
     if service.volume is None:
         return None
     with conn.transaction():
-        rows = conn.execute(service.volume.daily_sql, {"site_id": site_id, "start": start, "end": end}).fetchall()
+        rows = service.volume.daily(conn, site_id, start, end)
     return float(sum(float(value) for _, value in rows if value is not None))
 
 

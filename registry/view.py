@@ -19,7 +19,8 @@ import pandas as pd
 import psycopg
 
 from ingest.fleet import site_fleet
-from microservices.sdk import Card, Service
+from microservices.cards import load_card_context
+from microservices.sdk import Card, CardContext, Service, SiteCache, SiteView, card_of, frame_reader
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from sitepulse.sitefile import SiteConfig
 from sitepulse.sites import stored_site
@@ -138,9 +139,10 @@ def machine_state(engine_on: Any, speed_kmh: Any) -> str:
 
 
 def site_machines(conn: psycopg.Connection, site_id: str, site: SiteConfig | None,
-                  now: datetime) -> list[dict[str, Any]]:
-    """Every machine of the site with its last position (lon/lat and local x/y), state, speed and payload."""
-    rows = site_fleet(conn, site_id)
+                  now: datetime, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every machine of the site with its last position (lon/lat and local x/y), state, speed and payload
+    (``rows``: ``ingest.fleet.site_fleet``'s, when already read)."""
+    rows = site_fleet(conn, site_id) if rows is None else rows
     declared = {m.id: m for m in site.machines} if site else {}
     if rows and site is not None:
         lon = np.array([r["lon"] if r["lon"] is not None else np.nan for r in rows], dtype=float)
@@ -173,27 +175,33 @@ def open_alerts(conn: psycopg.Connection, site_id: str, limit: int = OPEN_ALERTS
     return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows]
 
 
-def _reader(conn: psycopg.Connection):
-    """The SDK's ``read(query, params) -> DataFrame`` on the request's connection."""
-    def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
-    return read
+_reader = frame_reader  # the SDK's ``read(query, params) -> DataFrame`` on the request's connection
+_SITE_VIEWS: SiteCache[SiteView] = SiteCache()
+
+
+def card_context(conn: psycopg.Connection, site_id: str, site: SiteConfig | None, now: datetime,
+                 fleet: list[dict[str, Any]] | None = None) -> CardContext:
+    """What every card of one page gets, from what the page already loaded: the site file (its plugin view built
+    once per file), the births among ``fleet`` (``ingest.fleet.site_fleet`` rows; read when not given)."""
+    view = _SITE_VIEWS.get(site, lambda: SiteView.of(site))
+    births = None if fleet is None else [(r["machine_id"], r["kind"], r["model"], r["rated_payload_kg"])
+                                         for r in fleet if r["kind"] is not None]  # None: reporting, never born
+    return load_card_context(conn, site_id, "", site=view, births=births, now=now)
 
 
 # A card is a plugin's code: these are the failures one card may have without taking the page down.
 CARD_ERRORS = (psycopg.Error, InvalidSettings, ValueError, LookupError, TypeError, ArithmeticError, AttributeError)
 
 
-def service_card(conn: psycopg.Connection, site_id: str, service: Service, stored: dict[str, Any] | None
+def service_card(conn: psycopg.Connection, context: CardContext, service: Service, stored: dict[str, Any] | None
                  ) -> dict[str, Any]:
     """One service's card as plain data; a failing card is returned as unavailable with the reason."""
+    site_id = context.site_id
     base = f"/api/v1/sites/{site_id}/{service.name}"
     try:
         with conn.transaction():  # a failed query must not abort the rest of the view
             settings = effective_settings(service, stored or {})
-            card = service.card(site_id, _reader(conn), settings)
+            card = card_of(service, context.for_service(service.name), settings)
     except CARD_ERRORS as exc:
         log.warning("card of %s on site %s failed: %s", service.name, site_id, exc, exc_info=True)
         return {"service": service.name, "title": service.name, "metrics": [], "data": {}, "link": None,
@@ -207,10 +215,11 @@ def service_card(conn: psycopg.Connection, site_id: str, service: Service, store
             "link": link, "status": "ok", "reason": None}
 
 
-def enabled_cards(conn: psycopg.Connection, site_id: str, services: dict[str, Service]) -> list[dict[str, Any]]:
+def enabled_cards(conn: psycopg.Connection, context: CardContext, services: dict[str, Service]
+                  ) -> list[dict[str, Any]]:
     """One card per installed service switched on for the site, in the catalogue's order."""
-    switches = site_enablements(conn, site_id)
-    return [service_card(conn, site_id, service, switches[name].settings)
+    switches = site_enablements(conn, context.site_id)
+    return [service_card(conn, context, service, switches[name].settings)
             for name, service in services.items() if name in switches and switches[name].enabled]
 
 
@@ -221,11 +230,12 @@ def compose_view(conn: psycopg.Connection, site_id: str, services: dict[str, Ser
     if loaded is None:
         raise LookupError(site_id)
     site, geometry = loaded
+    fleet = site_fleet(conn, site_id)
     return {
         "site": geometry,
         "ranges": time_ranges(site, now),
-        "machines": site_machines(conn, site_id, site, now),
-        "cards": enabled_cards(conn, site_id, services),
+        "machines": site_machines(conn, site_id, site, now, fleet),
+        "cards": enabled_cards(conn, card_context(conn, site_id, site, now, fleet), services),
         "alerts": open_alerts(conn, site_id),
         "generated_at": now,
     }

@@ -6,7 +6,7 @@ intervals are made in SQL from the append-only ``data_quality.sensor_events``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +14,8 @@ import pandas as pd
 from fastapi import APIRouter, Query
 
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
-from microservices.sdk import Card, PageDep, ServiceRequestDep, TimeRangeDep
+from microservices.sdk import Card, CardContext
+from microservices.sdk_routes import PageDep, ServiceRequestDep, TimeRangeDep
 
 router = APIRouter()
 
@@ -83,10 +84,10 @@ def machines(ctx: ServiceRequestDep) -> dict[str, Any]:
     return {"items": items, "next_cursor": None}
 
 
-def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> Card:
+def site_card(ctx: CardContext) -> Card:
     """Open findings as sentences, and how many machines and sensors they concern."""
-    frame = read(_INTERVALS + " AND ended_at IS NULL ORDER BY since, machine_id, sensor",
-                 {"site": site_id, "machine": None})
+    frame = ctx.read(_INTERVALS + " AND ended_at IS NULL ORDER BY since, machine_id, sensor",
+                     {"site": ctx.site_id, "machine": None})
     rows = frame.to_dict("records") if not frame.empty else []
     lines = [{"machine": r["machine_id"], "sensor": r["sensor"], "finding": _message(r)} for r in rows]
     return Card(title="Data quality", metrics=[

@@ -9,7 +9,6 @@ goes bad, an alert. State per machine is small: a few seconds of fixes, the open
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,17 @@ from microservices.data_quality.routes import router, site_card
 from microservices.data_quality.settings import DataQualitySettings
 from microservices.data_quality.wording import SENSOR_NAMES, describe, effect_of
 from microservices.ground_speed import motion_over_ground
-from microservices.sdk import MEASURED_FIELDS, Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service
+from microservices.sdk import (
+    MEASURED_FIELDS,
+    Batch,
+    Card,
+    CardContext,
+    Kpi,
+    Outputs,
+    ReportRequest,
+    ReportSection,
+    Service,
+)
 from microservices.series import after_tail
 from sitepulse.geo import LocalFrame
 
@@ -32,9 +41,9 @@ DEGRADED_HOURS_SQL = """
 WITH e AS (
   SELECT ev.machine_id, ev.sensor, ev.status, ev.since,
          coalesce(lead(ev.since) OVER (PARTITION BY ev.machine_id, ev.sensor ORDER BY ev.since, ev.detected_at,
-                                       ev.run_seq), l.ts, %(end)s::timestamptz) AS ended_at
+                                       ev.run_seq), l.ts::timestamptz, %(end)s::timestamptz) AS ended_at
   FROM data_quality.sensor_events ev
-  LEFT JOIN machine_last l ON l.site_id = ev.site_id AND l.machine_id = ev.machine_id
+  LEFT JOIN jsonb_each_text(%(newest_samples)s::jsonb) l(machine_id, ts) ON l.machine_id = ev.machine_id
   WHERE ev.site_id = %(site_id)s AND ev.since < %(end)s)
 SELECT (gs AT TIME ZONE 'UTC')::date AS day,
        sum(extract(epoch FROM least(e.ended_at, gs + interval '1 day', %(end)s::timestamptz)
@@ -60,7 +69,7 @@ class DataQuality(Service[DataQualitySettings]):
     migrations = Path(__file__).parent / "migrations"
     device_time = True  # judges the device clocks: their own timestamps, not the arrival-corrected ones
     kpis = (Kpi("degraded_machine_hours", "Machine-hours with at least one bad sensor (per sensor, summed)", "h",
-                False, DEGRADED_HOURS_SQL),)
+                False, DEGRADED_HOURS_SQL, inputs=("newest_samples",)),)  # a finding lasts to the newest sample
 
     def process(self, batch: Batch, state: dict[str, Any], settings: DataQualitySettings) -> tuple[Outputs, dict]:
         """Add the batch's evidence to each machine's bins; judge closed bins; emit status changes."""
@@ -328,10 +337,9 @@ class DataQuality(Service[DataQualitySettings]):
 
         return sections(request, settings)
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: DataQualitySettings) -> Card | None:
+    def card(self, context: CardContext, settings: DataQualitySettings) -> Card | None:
         """Open findings, one line each: 'HX-07: heading stuck at 0 deg since 09:14 — positions used instead'."""
-        return site_card(site_id, read)
+        return site_card(context)
 
 
 TAIL_COLUMNS = ("x", "y", "heading", "speed", "payload", "fuel", "hours", "running", "received")

@@ -3,18 +3,17 @@ events (restricted entries and speeding) and a heat map; plus the live-map data 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Depends, Query
 
 from microservices.positioning.settings import PositioningSettings
-from microservices.sdk import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
-from sitepulse.sitefile import SiteConfig
+from microservices.sdk import CardContext, MachineView
+from microservices.sdk_routes import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from sitepulse.sites import load_site
 
 router = APIRouter()
@@ -25,13 +24,18 @@ PositioningRequestDep = Annotated[ServiceRequest[PositioningSettings], Depends(s
 
 # The live map reads positioning.track_last (one row per machine, kept by triggers on the track: see
 # migrations/0002_track_last.sql), never the track history, so it stays flat as history grows.
+# A machine's kind comes from the site's machines (site file and births: ServiceRequest.machines, CardContext.machines).
 _LATEST = """
-    SELECT t.machine_id, coalesce(m.kind, 'other') AS kind, t.ts, t.lat, t.lon,
-           t.raw_lat, t.raw_lon, t.heading_deg AS heading, t.speed_kmh, t.state, t.zone
-    FROM positioning.track_last t
-    LEFT JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id
-    WHERE t.site_id = %(site)s AND (%(after)s::text IS NULL OR t.machine_id > %(after)s)
-    ORDER BY t.machine_id"""
+    SELECT machine_id, ts, lat, lon, raw_lat, raw_lon, heading_deg AS heading, speed_kmh, state, zone
+    FROM positioning.track_last
+    WHERE site_id = %(site)s AND (%(after)s::text IS NULL OR machine_id > %(after)s)
+    ORDER BY machine_id"""
+
+
+def _with_kind(row: dict[str, Any], machines: Mapping[str, MachineView]) -> dict[str, Any]:
+    """The row with the machine's kind after its id ("other" for a machine the site does not know)."""
+    known = machines.get(row["machine_id"])
+    return {"machine_id": row["machine_id"], "kind": known.kind if known else "other", **row}
 
 
 @router.get("/positions")
@@ -40,11 +44,8 @@ def positions(ctx: ServiceRequestDep, page: PageDep) -> dict[str, Any]:
     def read(after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
         rows = ctx.rows(f"{_LATEST} LIMIT %(limit)s", {"site": ctx.site_id, "after": after[0] if after else None,
                                                        "limit": limit})
-        declared = _declared_kinds(load_site(ctx.conn, ctx.site_id))
-        for row in rows:
-            if row["kind"] == "other":
-                row["kind"] = declared.get(row["machine_id"], "other")
-        return rows
+        machines = ctx.machines() if rows else {}
+        return [_with_kind(row, machines) for row in rows]
 
     return page.fetch(read, machine_id=str)
 
@@ -184,51 +185,17 @@ def heatmap(ctx: PositioningRequestDep, window: TimeRangeDep,
             "cells": cells}
 
 
-def _declared_kinds(site: SiteConfig | None) -> dict[str, str]:
-    """Machine kinds from the site file, for machines that sent no birth message."""
-    return {m.id: m.kind.value for m in (site.machines if site else [])}
+_TRACK_COLUMNS = ("machine_id", "ts", "lat", "lon", "heading", "speed_kmh", "state", "zone")
 
 
-_SITES: dict[tuple[str, Any], tuple[SiteConfig, list[dict[str, Any]], dict[str, str]]] = {}
-
-
-def _site_from(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str
-               ) -> tuple[SiteConfig, list[dict[str, Any]], dict[str, str]] | None:
-    """The site file, its zones as the card shows them and the declared kinds, parsed once per stored version
-    (validating a site file costs more than the card's query)."""
-    stamp = read("SELECT updated_at FROM sites WHERE site_id = %(site)s", {"site": site_id})
-    if stamp.empty:
-        return None
-    key = (site_id, stamp["updated_at"].iloc[0])
-    cached = _SITES.get(key)
-    if cached is None:
-        frame = read("SELECT config FROM sites WHERE site_id = %(site)s", {"site": site_id})
-        if frame.empty:
-            return None
-        site = SiteConfig.model_validate(frame["config"].iloc[0])
-        zones = [{"id": z.id, "type": z.type.value, "name": z.name, "speed_limit_kmh": z.speed_limit_kmh,
-                  "polygon": [list(p) for p in z.polygon]} for z in site.zones]
-        if len(_SITES) > 256:
-            _SITES.clear()
-        cached = _SITES[key] = (site, zones, _declared_kinds(site))
-    return cached
-
-
-_MAP_COLUMNS = ("machine_id", "kind", "ts", "lat", "lon", "heading", "speed_kmh", "state", "zone")
-
-
-def live_map(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> dict[str, Any]:
+def live_map(ctx: CardContext) -> dict[str, Any]:
     """Zones (id, type, name, lon/lat polygon) and machines (last position, heading, speed, state, zone)."""
-    loaded = _site_from(read, site_id)
-    zones = [{**z, "polygon": [list(p) for p in z["polygon"]]} for z in loaded[1]] if loaded else []
-    kinds = loaded[2] if loaded else {}
-    latest = read(_LATEST, {"site": site_id, "after": None})
+    zones = [{"id": z.id, "type": z.type, "name": z.name, "speed_limit_kmh": z.speed_limit_kmh,
+              "polygon": [list(p) for p in z.polygon]} for z in ctx.site.zones.values()]
+    latest = ctx.read(_LATEST, {"site": ctx.site_id, "after": None})
     machines = []
     if not latest.empty:
-        columns = [latest[c].astype(object).tolist() if c == "ts" else latest[c].tolist() for c in _MAP_COLUMNS]
-        for values in zip(*columns, strict=True):
-            row = dict(zip(_MAP_COLUMNS, values, strict=True))
-            if row["kind"] == "other":
-                row["kind"] = kinds.get(row["machine_id"], "other")
-            machines.append(row)
+        columns = [latest[c].astype(object).tolist() if c == "ts" else latest[c].tolist() for c in _TRACK_COLUMNS]
+        machines = [_with_kind(dict(zip(_TRACK_COLUMNS, values, strict=True)), ctx.machines)
+                    for values in zip(*columns, strict=True)]
     return {"zones": zones, "machines": machines}

@@ -7,7 +7,6 @@ from the samples and the state alone; routes and the live map are in routes.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from microservices.positioning import detect, routes
 from microservices.positioning.layout import Layout
 from microservices.positioning.settings import PositioningSettings
 from microservices.positioning.track import Setup, track_of
-from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
+from microservices.sdk import Batch, Card, CardContext, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from sitepulse.geo import LocalFrame
 from sitepulse.sitefile import SiteConfig
 
@@ -129,10 +128,9 @@ class Positioning(Service[PositioningSettings]):
 
         return sections(request, settings)
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: PositioningSettings) -> Card | None:
+    def card(self, context: CardContext, settings: PositioningSettings) -> Card | None:
         """The live map for the site view: the site's zones and each machine's last known position and state."""
-        data = routes.live_map(site_id, read)
+        data = routes.live_map(context)
         states = pd.Series([m["state"] for m in data["machines"]], dtype=object)
         metrics = [{"label": f"machines {s}", "value": int((states == s).sum()), "unit": ""}
                    for s in ("moving", "idle", "off")]

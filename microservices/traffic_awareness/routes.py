@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
+from microservices.sdk import Card, CardContext
+from microservices.sdk_routes import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from microservices.traffic_awareness.queueing import QueueModel, finite_source_queue
 from microservices.traffic_awareness.roads import Layout, congested_runs
 from microservices.traffic_awareness.settings import TrafficSettings
@@ -192,13 +193,13 @@ def _segment_info(site: Any, settings: TrafficSettings) -> dict[str, dict[str, A
                                                 strict=True)}
 
 
-def loading_units(ctx: Any) -> dict[str, int]:
+def loading_units(ctx: ServiceRequest) -> dict[str, int]:
     """Loading units (loaders, excavators) per load zone, from where positioning last saw them."""
+    units = [m.id for m in ctx.machines().values() if m.kind in ("loader", "excavator")]
     frame = ctx.frame("""
-        SELECT t.zone, count(DISTINCT t.machine_id) AS units
-        FROM positioning.track_last t
-        JOIN machines m ON m.site_id = t.site_id AND m.machine_id = t.machine_id AND m.kind IN ('loader', 'excavator')
-        WHERE t.site_id = %(site)s AND t.zone IS NOT NULL GROUP BY t.zone""", {"site": ctx.site_id})
+        SELECT zone, count(DISTINCT machine_id) AS units FROM positioning.track_last
+        WHERE site_id = %(site)s AND zone IS NOT NULL AND machine_id = ANY(%(units)s) GROUP BY zone""",
+                      {"site": ctx.site_id, "units": units})
     return {row["zone"]: int(row["units"]) for row in frame.to_dict("records")}
 
 
@@ -300,32 +301,26 @@ def advise(served: pd.DataFrame, waits: pd.DataFrame, units: Mapping[str, int], 
 
 # The card reads bounded data only, so it stays flat as history grows: today's encounters (index range on
 # encounters_site_time), the ten newest (backward index scan), at most 50 alerts (unique-index prefix, stops at 50)
-# and each hauler's newest track point from positioning's last-value table (positioning.track_last).
+# and each hauler's newest track point from positioning's last-value table (positioning.track_last); the haulers,
+# the site's load and dump zones and the alert count come with the CardContext.
 _CARD_COUNTS = """
     SELECT count(*) AS encounters, count(*) FILTER (WHERE level = 'critical') AS critical
     FROM traffic_awareness.encounters WHERE site_id = %(site)s AND at >= %(today)s"""
 _CARD_LATEST = """
     SELECT machine_a, machine_b, at, min_distance_m, min_ttc_s, level, lat, lon
     FROM traffic_awareness.encounters WHERE site_id = %(site)s ORDER BY at DESC LIMIT 10"""
-_CARD_ALERTS = """
-    SELECT count(*) AS n FROM (
-        SELECT 1 FROM service_alerts WHERE site_id = %(site)s AND service = 'traffic-awareness' LIMIT 50) a"""
 _QUEUE_NOW = """
-    SELECT count(*) AS n
-    FROM positioning.track_last last
-    JOIN machines m ON m.site_id = last.site_id AND m.machine_id = last.machine_id AND m.kind = 'hauler'
-    WHERE last.site_id = %(site)s AND last.ts > now() - interval '10 minutes' AND last.state = 'idle' AND last.zone IN (
-        SELECT z->>'id' FROM sites s CROSS JOIN LATERAL jsonb_array_elements(s.config->'zones') z
-        WHERE s.site_id = %(site)s AND jsonb_typeof(s.config->'zones') = 'array' AND z->>'type' IN ('load', 'dump'))"""
+    SELECT count(*) AS n FROM positioning.track_last
+    WHERE site_id = %(site)s AND ts > now() - interval '10 minutes' AND state = 'idle'
+      AND machine_id = ANY(%(haulers)s) AND zone = ANY(%(zones)s)"""
 
 
-def card_data(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame]) -> Card:
+def card_data(ctx: CardContext) -> Card:
     """Encounters today and how many were critical, and the number of haulers queueing now."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = read(_CARD_COUNTS, {"site": site_id, "today": today})
-    latest = read(_CARD_LATEST, {"site": site_id})
-    alerts = read(_CARD_ALERTS, {"site": site_id})
-    queue_now = _queue_now(read, site_id)
+    today = ctx.now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = ctx.read(_CARD_COUNTS, {"site": ctx.site_id, "today": today})
+    latest = ctx.read(_CARD_LATEST, {"site": ctx.site_id})
+    queue_now = _queue_now(ctx)
     encounters = int(counts["encounters"].iloc[0]) if not counts.empty else 0
     critical = int(counts["critical"].iloc[0]) if not counts.empty else 0
     return Card(title="Traffic", metrics=[
@@ -333,12 +328,16 @@ def card_data(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFram
         {"label": "critical", "value": critical, "unit": ""},
         {"label": "standing at load/dump zones now", "value": queue_now, "unit": "haulers"}],
         data={"latest_encounters": latest.to_dict("records"),
-              "recent_alerts": int(alerts["n"].iloc[0]) if not alerts.empty else 0},
+              "recent_alerts": ctx.alert_count(50)},
         link="proximity-events")
 
 
-def _queue_now(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str) -> int:
+def _queue_now(ctx: CardContext) -> int:
     """Haulers standing in a load or dump zone of the site file right now (waiting or being served), from
     positioning's track: queue rows are written when a hauler leaves, so the live figure counts standing haulers."""
-    frame = read(_QUEUE_NOW, {"site": site_id})
+    haulers = [m.id for m in ctx.machines.values() if m.kind == "hauler"]
+    zones = [z.id for z in ctx.site.zones_of("load", "dump")]
+    if not haulers or not zones:
+        return 0
+    frame = ctx.read(_QUEUE_NOW, {"site": ctx.site_id, "haulers": haulers, "zones": zones})
     return int(frame["n"].iloc[0]) if not frame.empty else 0

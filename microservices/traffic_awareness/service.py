@@ -7,14 +7,13 @@ Close encounters (encounters.py), queues at load and dump zones (queueing.py) an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
+from microservices.sdk import Batch, Card, CardContext, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from microservices.traffic_awareness import detect, routes
 from microservices.traffic_awareness.roads import Layout
 from microservices.traffic_awareness.settings import TrafficSettings
@@ -129,7 +128,6 @@ class TrafficAwareness(Service[TrafficSettings]):
 
         return sections(request, settings)
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: TrafficSettings) -> Card | None:
+    def card(self, context: CardContext, settings: TrafficSettings) -> Card | None:
         """Encounters today, critical ones, and the current queue length, for the site view."""
-        return routes.card_data(site_id, read)
+        return routes.card_data(context)

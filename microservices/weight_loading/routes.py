@@ -7,7 +7,7 @@ only when the positioning service is enabled for the site (else null, per the HT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query
 
-from microservices.sdk import Card, PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
+from microservices.sdk import Card, CardContext
+from microservices.sdk_routes import PageDep, ServiceRequest, ServiceRequestDep, TimeRangeDep, service_request
 from microservices.shifts import shifts_at
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.sitefile import DEFAULT_SHIFTS, SiteConfig
+from sitepulse.sites import load_site
 from sitepulse.zones import ZoneIndex
 
 router = APIRouter()
@@ -31,17 +33,6 @@ CYCLE_COLUMNS = (
     "load_lat, load_lon, dump_lat, dump_lon, payload_source"
 )
 OVER = ("over_110", "over_120")
-
-
-def _site(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> SiteConfig | None:
-    rows = ctx_frame("SELECT config FROM sites WHERE site_id = %(site_id)s", {"site_id": site_id})
-    return SiteConfig.model_validate(rows["config"].iloc[0]) if not rows.empty else None
-
-
-def _positioning_enabled(ctx_frame: Callable[..., pd.DataFrame], site_id: str) -> bool:
-    rows = ctx_frame("SELECT enabled FROM service_enablement WHERE site_id = %(site_id)s AND service = 'positioning'",
-                     {"site_id": site_id})
-    return bool(not rows.empty and rows["enabled"].iloc[0])
 
 
 def _zones(site: SiteConfig | None, lon: pd.Series, lat: pd.Series) -> list[str | None]:
@@ -104,8 +95,8 @@ def cycles(ctx: ServiceRequestDep, page: PageDep, period: TimeRangeDep,
             params["after_t"], params["after_m"] = after
         frame = _utc(ctx.frame(f"SELECT {CYCLE_COLUMNS} FROM weight_loading.cycles WHERE {' AND '.join(where)} "
                                "ORDER BY loaded_at, machine_id LIMIT %(limit)s", params))
-        if not frame.empty and _positioning_enabled(ctx.frame, ctx.site_id):
-            site = _site(ctx.frame, ctx.site_id)
+        if not frame.empty and "positioning" in ctx.enabled:
+            site = load_site(ctx.conn, ctx.site_id)
             frame["load_zone"] = _zones(site, frame["load_lon"], frame["load_lat"])
             frame["dump_zone"] = _zones(site, frame["dump_lon"], frame["dump_lat"])
         else:
@@ -219,7 +210,7 @@ def kpis(ctx: WeightLoadingRequestDep, period: TimeRangeDep,
     if group == "machine":
         keys = ["machine_id"]
     elif group == "shift":
-        site = _site(ctx.frame, ctx.site_id)
+        site = load_site(ctx.conn, ctx.site_id)
         keys = ["shift_date", "shift"]
         if not c.empty:
             c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], site)
@@ -270,7 +261,7 @@ def compliance(ctx: WeightLoadingRequestDep, period: TimeRangeDep) -> dict[str, 
     settings = ctx.settings
     c = load_cycles(ctx.frame, ctx.site_id, start, end)
     if not c.empty:
-        c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], _site(ctx.frame, ctx.site_id))
+        c["shift"], c["shift_date"] = assign_shifts(c["dumped_at"], load_site(ctx.conn, ctx.site_id))
         c["site"] = ctx.site_id
     return {
         "from": start.isoformat(), "to": end.isoformat(),
@@ -300,25 +291,17 @@ _CARD = """
     GROUP BY GROUPING SETS ((machine_id), (bin)) ORDER BY per_bin, machine_id, bin"""
 
 
-def _site_timezone(read: Callable[[str, Mapping[str, Any]], pd.DataFrame], site_id: str) -> str:
-    """The site file's time zone (UTC without one), read without validating the whole file."""
-    rows = read("SELECT config->>'timezone' AS tz FROM sites WHERE site_id = %(site_id)s", {"site_id": site_id})
-    return str(rows["tz"].iloc[0]) if not rows.empty and isinstance(rows["tz"].iloc[0], str) else "UTC"
-
-
-def site_card(site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-              settings: WeightLoadingSettings, now: datetime | None = None) -> Card:
+def site_card(ctx: CardContext, settings: WeightLoadingSettings) -> Card:
     """Today's (site time zone) tonnes, loads and compliance, the worst offenders and a payload histogram.
 
     Aggregated in the database (per machine, one pass over today's cycles), so the card's cost does not
     grow with the number of loads moved to the client, nor with history.
     """
-    now = now or datetime.now(ZoneInfo("UTC"))
-    tz = ZoneInfo(_site_timezone(read, site_id))
+    now, tz = ctx.now, ZoneInfo(ctx.site.timezone)
     midnight = datetime.combine(now.astimezone(tz).date(), time(), tz).astimezone(ZoneInfo("UTC"))
-    params = {"site_id": site_id, "start": midnight, "end": now + timedelta(seconds=1),
+    params = {"site_id": ctx.site_id, "start": midnight, "end": now + timedelta(seconds=1),
               "o110": settings.over_110_fraction, "o120": settings.over_120_fraction}
-    grouped = read(_CARD, params)
+    grouped = ctx.read(_CARD, params)
     per_bin = grouped["per_bin"].astype(int) == 1 if not grouped.empty else pd.Series(dtype=bool)
     machines = grouped[~per_bin] if not grouped.empty else grouped
     unweighed = int((machines["all_loads"] - machines["loads"]).sum()) if not machines.empty else 0

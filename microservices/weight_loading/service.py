@@ -10,7 +10,6 @@ payload. Routes and KPI queries in ``routes.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from microservices.ground_speed import speeds_of_runs
-from microservices.sdk import Batch, Card, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
+from microservices.sdk import Batch, Card, CardContext, Kpi, Outputs, ReportRequest, ReportSection, Service, SiteCache
 from microservices.weight_loading import detect, track
 from microservices.weight_loading.settings import WeightLoadingSettings
 from sitepulse.geo import LocalFrame
@@ -262,12 +261,11 @@ class WeightLoading(Service[WeightLoadingSettings]):
 
         return sections(request, settings)
 
-    def card(self, site_id: str, read: Callable[[str, Mapping[str, Any]], pd.DataFrame],
-             settings: WeightLoadingSettings) -> Card | None:
+    def card(self, context: CardContext, settings: WeightLoadingSettings) -> Card | None:
         """Today's tonnes, loads and 10/10/20 compliance, the worst offenders and a payload histogram."""
         from microservices.weight_loading.routes import site_card
 
-        return site_card(site_id, read, settings)
+        return site_card(context, settings)
 
 
 def fused_speed(arrays: dict[str, np.ndarray], haulers: list[tuple[str, int, int]], frame: LocalFrame,

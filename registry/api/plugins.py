@@ -4,7 +4,7 @@ Every route a service adds is reachable only with a token that sees the site (el
 as for any site route) and only while the service is enabled for that site (else 404
 naming both). Before the service's route runs, the guard puts the SDK's ``ServiceRequest``
 on ``request.state.sitepulse``: the site id, the request's database connection and the
-service's validated settings for that site. Services read it with the SDK's
+service's validated settings for that site, and the services switched on there. Services read it with the SDK's
 ``ServiceRequestDep``; they never import the registry. Each call that passes the guard is
 recorded as an ``api_call`` usage event (queued, written off the request path).
 """
@@ -20,7 +20,7 @@ from microservices.sdk import Service, ServiceRequest
 from registry.api.deps import current_principal, existing_site
 from registry.api.metrics import RequestMetrics
 from registry.api.state import DbDep, app_state
-from registry.enablement import InvalidSettings, effective_settings, is_enabled
+from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from registry.tokens import Principal
 from sitepulse.errors import Conflict, NotFound, SitePulseError
 
@@ -46,14 +46,16 @@ def enabled_service_guard(service: Service) -> Callable[..., None]:
         principal: Annotated[Principal, Depends(current_principal)],
         conn: DbDep,
     ) -> None:
-        switch = is_enabled(conn, site_id, service.name)
+        enabled = {name: switch for name, switch in site_enablements(conn, site_id).items() if switch.enabled}
+        switch = enabled.get(service.name)
         if switch is None:
             raise NotFound(f"service {service.name!r} is not enabled for site {site_id!r}")
         try:
             settings = effective_settings(service, switch.settings or {})
         except InvalidSettings as exc:
             raise Conflict(f"{exc}; the stored settings no longer fit this version, PUT them again") from None
-        request.state.sitepulse = ServiceRequest(site_id, service.name, conn, settings, principal.name)
+        request.state.sitepulse = ServiceRequest(site_id, service.name, conn, settings, principal.name,
+                                                 frozenset(enabled))
         app_state(request).usage.record(site_id, service.name, principal.name, "api_call",
                                  {"method": request.method, "path": request.url.path})
 

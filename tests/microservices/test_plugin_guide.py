@@ -60,3 +60,18 @@ def test_the_guide_s_plugin_passes_its_own_tests_and_its_routes_import(tmp_path:
                              "assert S().router() is not None"], cwd=package, env=env, capture_output=True, text=True,
                             timeout=60)
     assert routes.returncode == 0, routes.stderr[-2000:]
+    # the guide's card, handed a CardContext as the site view hands it (one hauler's idle minutes, one loader's)
+    card = subprocess.run([sys.executable, "-c", """
+from datetime import UTC, datetime
+import pandas as pd
+from microservices.sdk import CardContext, MachineView, SiteView
+from sitepulse_idle_time import IdleTimeService as S
+rows = pd.DataFrame({"machine_id": ["H1", "L1"], "idle_s": [600.0, 120.0], "on_s": [1200.0, 1200.0],
+                     "litres": [2.0, 0.5]})
+context = CardContext("pit", "idle-time", lambda q, p=None: rows, SiteView(), {
+    "H1": MachineView("H1", "hauler", "", None), "L1": MachineView("L1", "loader", "", None)}, datetime.now(UTC))
+card = S().card(context, S.Settings())
+print(card.metrics[0]["value"], card.data)
+"""], cwd=package, env=env, capture_output=True, text=True, timeout=60)
+    assert card.returncode == 0, card.stderr[-2000:]
+    assert card.stdout.strip() == "30.0 {'idle_minutes_by_machine': {'H1 (hauler)': 10, 'L1': 2}}"

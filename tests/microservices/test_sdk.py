@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -150,3 +152,61 @@ def test_every_name_the_sdk_promises_resolves() -> None:
 
     assert all(hasattr(sdk, name) for name in sdk.__all__)
     assert sdk.TELEMETRY_FIELDS >= {"ts", "seq", "payload_kg", "engine_on", "extra"}
+
+
+def test_a_kpi_names_only_inputs_the_host_can_fill() -> None:
+    from microservices.sdk import Kpi
+
+    assert Kpi("k", "", "", True, "SELECT 1", inputs=("newest_samples",)).inputs == ("newest_samples",)
+    with pytest.raises(SitePulseError, match=r"KPI 'k': unknown inputs \['machine_last'\]"):
+        Kpi("k", "", "", True, "SELECT 1", inputs=("machine_last",))
+
+
+def test_births_update_the_site_files_machines_and_add_the_undeclared() -> None:
+    from microservices.sdk import MachineView, SiteView
+    from sitepulse.sitefile import parse_site
+
+    site = SiteView.of(parse_site("""
+name: North
+machines:
+  - {id: H1, kind: hauler, model: CAT 775, rated_payload_kg: 64000}
+  - {id: L1, kind: loader}
+"""))
+    machines = site.with_births([("H1", "other", "", None), ("L1", "excavator", "EC950", None),
+                                 ("X9", "other", "", None), ("D1", "dozer", "D6", None)])
+    assert machines == {"H1": MachineView("H1", "hauler", "CAT 775", 64000),  # a vague birth keeps the file's
+                        "L1": MachineView("L1", "excavator", "EC950", None),  # what the device says wins
+                        "X9": MachineView("X9", "other", "", None), "D1": MachineView("D1", "dozer", "D6", None)}
+    assert site.machines["L1"].kind == "loader"  # the site's own view is unchanged
+
+
+def test_the_host_calls_a_card_with_its_context_or_as_the_first_contract_did() -> None:
+    """``card(context, settings)`` gets the CardContext; a plugin's ``card(site_id, read, settings)`` keeps working."""
+    from datetime import UTC, datetime
+
+    from microservices.sdk import Card, CardContext, SiteView, card_of
+
+    def read(query: str, params: object = None) -> pd.DataFrame:
+        return pd.DataFrame({"n": [7]})
+
+    context = CardContext("north", "", read, SiteView(name="North"), {}, datetime(2026, 1, 5, tzinfo=UTC),
+                          count_alerts=lambda service, cap: {"now": 3}.get(service, 0))
+
+    class Now(Plain):
+        name = "now"
+
+        def card(self, context: CardContext, settings: NoSettings) -> Card:
+            return Card(title=context.site.name, metrics=[{"label": "alerts", "value": context.alert_count()}])
+
+    class Then(Plain):
+        name = "then"
+
+        def card(self, site_id: str, read: Any, settings: NoSettings) -> Card:
+            return Card(title=site_id, metrics=[{"label": "n", "value": int(read("SELECT 7 AS n", {})["n"][0])}])
+
+    now = card_of(Now(), context.for_service("now"), NoSettings())
+    assert now is not None and now.title == "North" and now.metrics[0]["value"] == 3
+    then = card_of(Then(), context.for_service("then"), NoSettings())
+    assert then is not None and then.title == "north" and then.metrics[0]["value"] == 7
+    assert card_of(Plain(), context, NoSettings()) is None  # no card: the base class's
+    assert CardContext("x", "", read, SiteView(), {}, context.now).alert_count() == 0  # nothing to count

@@ -16,12 +16,14 @@ from pydantic import BaseModel
 
 from ingest.columns import snap
 from ingest.contract import RESOLUTION, Decoded, Decoder
+from ingest.fleet import site_fleet
 from ingest.writer import TelemetryWriter
-from microservices.sdk import Card, Outputs, Service
+from microservices.sdk import Card, CardContext, Outputs, Service
 from registry.api import tickets
 from registry.api.app import create_app
 from registry.api.state import state_of
 from registry.tokens import create_token
+from registry.view import card_context, load_site_config, service_card
 from sitepulse.settings import load_settings
 
 ADMIN = "view-admin-token-0123456789abcdef0123456789"
@@ -66,6 +68,17 @@ class Broken(_Quiet):
 class Plain(_Quiet):
     name = "plain"
     summary = "No card at all"
+
+
+class Context(_Quiet):
+    name = "context"
+    summary = "A card written to the card contract: it says what its CardContext holds"
+
+    def card(self, context: CardContext, settings: BaseModel) -> Card:
+        return Card(title=context.site.name, data={
+            "timezone": context.site.timezone, "zones": sorted(context.site.zones),
+            "kinds": {m.id: m.kind for m in context.machines.values()}, "alerts": context.alert_count(5),
+            "today": context.now.isoformat()})
 
 
 @dataclass
@@ -240,3 +253,27 @@ def test_view_json_encodes_as_fastapi_would() -> None:
         "alerts": [{"id": 7, "data": {"caused_by": [1, 2]}, "at": None, "day": datetime(2026, 1, 2).date()}],
     }
     assert json.loads(view_json(view)) == json.loads(JSONResponse(jsonable_encoder(view)).body)
+
+
+def test_a_card_gets_the_pages_site_machines_and_its_alert_count(view_api: Client, database_url: str) -> None:
+    """The page hands every card the site file's view, the machines (site file updated by births) and a count of
+    the card's service's alerts; a card written to the first contract (Counter) gets the same page's reader."""
+    now = datetime(2026, 1, 5, 7, tzinfo=UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO machines (site_id, machine_id, kind, model) VALUES ('pit', 'D9', 'dozer', 'D9T')")
+        conn.execute("INSERT INTO service_alerts (site_id, service, key, level, message) SELECT 'pit', 'context',"
+                     " 'k' || i, 'warning', 'x' FROM generate_series(1, 7) i")
+        try:
+            loaded = load_site_config(conn, "pit")
+            assert loaded is not None
+            page = card_context(conn, "pit", loaded[0], now, site_fleet(conn, "pit"))
+            card = service_card(conn, page, Context(), None)
+            legacy = service_card(conn, page, Counter(), None)
+        finally:
+            conn.execute("DELETE FROM machines WHERE site_id = 'pit' AND machine_id = 'D9'")
+            conn.execute("DELETE FROM service_alerts WHERE site_id = 'pit' AND service = 'context'")
+    assert card["status"] == "ok" and card["title"] == "View pit"
+    assert card["data"] == {"timezone": "Europe/Stockholm", "zones": ["blast", "load-a"],
+                            "kinds": {"H1": "hauler", "L1": "loader", "D9": "dozer"}, "alerts": 5,
+                            "today": "2026-01-05T07:00:00+00:00"}
+    assert legacy["status"] == "ok" and legacy["metrics"][0]["value"] >= 11

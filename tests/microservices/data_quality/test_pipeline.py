@@ -148,5 +148,5 @@ def test_evaluation_counts_degraded_inputs_of_the_sensors_a_service_reads(run: d
 
 def test_degraded_machine_hours_kpi(run: dict[str, Any]) -> None:
     window = {"site_id": SITE, "start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
-    [(day, hours)] = run["conn"].execute(DataQuality.kpis[0].daily_sql, window).fetchall()
+    [(day, hours)] = DataQuality.kpis[0].daily(run["conn"], **window)
     assert str(day) == "2026-01-05" and 0 < hours <= len(FAULTS) * 9 / 60

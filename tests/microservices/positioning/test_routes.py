@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from evaluation.stored import all_pages, catch_up_fully, insert_telemetry
+from microservices.cards import load_card_context
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
+from microservices.sdk import Card
 from registry.api.app import create_app
 from simulators.site import load_site as load_demo_site
 from sitepulse.migrations import MigrationSource, upgrade
@@ -105,11 +107,7 @@ def test_events_heatmap_and_card(client: TestClient, database_url: str) -> None:
     assert sum(c["positions"] for c in heat["cells"]) > 1000
     assert all(59.28 < c["lat"] < 59.32 for c in heat["cells"])
     with psycopg.connect(database_url, autocommit=True) as conn:
-        def read(query: str, params: Any = None) -> pd.DataFrame:
-            cur = conn.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
-
-        card = Positioning().card("demo", read, Positioning.Settings())
+        card = Positioning().card(load_card_context(conn, "demo", "positioning"), Positioning.Settings())
     assert card.title == "Positioning" and card.link == "positions"
     assert sum(m["value"] for m in card.metrics) == 11
     assert {z["id"] for z in card.data["zones"]} >= {"load-a", "crusher", "blast-area"}
@@ -120,18 +118,17 @@ def test_events_heatmap_and_card(client: TestClient, database_url: str) -> None:
 
 
 def test_card_follows_a_replaced_site_file(client: TestClient, database_url: str) -> None:
-    """The card parses a site file once per stored version: replacing the file shows on the next card."""
+    """The card draws the site file it is handed: replacing the file shows on the next card."""
     site = load_demo_site()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        def read(query: str, params: Any = None) -> pd.DataFrame:
-            cur = conn.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+        def card() -> Card | None:
+            return Positioning().card(load_card_context(conn, "demo-files", "positioning"), Positioning.Settings())
 
         save_site(conn, "demo-files", site)
-        before = Positioning().card("demo-files", read, Positioning.Settings())
-        again = Positioning().card("demo-files", read, Positioning.Settings())
+        before = card()
+        again = card()
         save_site(conn, "demo-files", site.model_copy(update={"zones": site.zones[:2]}))
-        after = Positioning().card("demo-files", read, Positioning.Settings())
+        after = card()
     assert before.data == again.data and len(before.data["zones"]) == len(site.zones) > 2
     assert before.data["machines"] == []
     assert [z["id"] for z in after.data["zones"]] == [z.id for z in site.zones[:2]]

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from evaluation.stored import all_pages, catch_up_fully, insert_telemetry
 from evaluation.traffic_awareness import LANE_OFFSET_M
 from microservices.alerts import MqttPublisher
+from microservices.cards import load_card_context
 from microservices.positioning import Positioning
 from microservices.runner import ServiceHost
 from microservices.traffic_awareness import TrafficAwareness
@@ -126,11 +127,7 @@ def test_congestion_and_recommendations(client: TestClient, traffic_run) -> None
 
 def test_card_kpis_and_alerts(client: TestClient, database_url: str, alerts_seen) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        def read(query: str, params: Any = None) -> pd.DataFrame:
-            cur = conn.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
-
-        card = TrafficAwareness().card(SITE, read, TrafficAwareness.Settings())
+        card = TrafficAwareness().card(load_card_context(conn, SITE, "traffic-awareness"), TrafficAwareness.Settings())
         window = {"site_id": SITE, "start": pd.Timestamp("2026-01-01T00:00Z"), "end": pd.Timestamp("2026-02-01T00:00Z")}
         values = {k.name: conn.execute(k.daily_sql, window).fetchall() for k in TrafficAwareness.kpis}
         stored = conn.execute("SELECT count(*) FROM service_alerts WHERE site_id = %s AND service = "
@@ -172,11 +169,7 @@ def test_card_counts_haulers_standing_in_load_and_dump_zones_now(client: TestCli
                         " VALUES (%s, 1, %s, now() - make_interval(mins => %s), %s, %s, false, false)",
                         [(site, m, ago, state, zone) for m, _, ago, state, zone in track])
 
-        def read(query: str, params: Any = None) -> pd.DataFrame:
-            cur = conn.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
-
-        card = TrafficAwareness().card(site, read, TrafficAwareness.Settings())
+        card = TrafficAwareness().card(load_card_context(conn, site, "traffic-awareness"), TrafficAwareness.Settings())
     metrics = {m["label"]: m["value"] for m in card.metrics}
     assert metrics == {"encounters today": 0, "critical": 0, "standing at load/dump zones now": 2}
     assert card.data == {"latest_encounters": [], "recent_alerts": 0}

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from evaluation.pipeline import arrival_orders, run_in_chunks
 from evaluation.stored import catch_up_fully, insert_telemetry
+from microservices.cards import load_card_context
 from microservices.runner import ServiceHost
 from microservices.weight_loading import WeightLoading
 from registry.api.app import create_app
@@ -168,7 +169,7 @@ def test_card_and_alerts(api: TestClient, db_url: str) -> None:
             return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
 
         now = pd.Timestamp("2026-01-05T07:10:00Z")
-        card = site_card("quarry", read, WeightLoadingSettings(), now=now)
+        card = site_card(load_card_context(conn, "quarry", "weight-loading", now=now), WeightLoadingSettings())
         cycles = load_cycles(read, "quarry", pd.Timestamp("2026-01-05T00:00:00Z"), now + pd.Timedelta(seconds=1))
         alerts = conn.execute(ALERTS, ("quarry",)).fetchall()
         ends = conn.execute(  # through the real runner: each overload's end is its cycle's dump (the SDK's clear)
