@@ -121,9 +121,10 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
 def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
                    settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry."""
-    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, courses=False)
-    return motion.speed_kmh, kept
+    """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry (without
+    the other fields, which a caller of every small batch would pay for unread)."""
+    walked, kept = _walk_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, None, False)
+    return walked[0], kept
 
 
 def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -134,6 +135,15 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
     takes longitude and latitude as they come, with no projected copy of the batch). Without ``courses`` the
     course fields are NaN (their atan2 cost a tenth of the walk; only data quality reads them)."""
+    walked, kept = _walk_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, heading_deg, courses)
+    return _ground(*walked), kept
+
+
+def _walk_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
+               scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
+               settings: MotionSettings | None, heading_deg: np.ndarray | None, courses: bool
+               ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    """The walk over ``runs`` from ``carried``: (speed, flags, noise, baseline figures) and the new carry."""
     s = settings or DEFAULTS
     if carried.get("v") != CARRY_VERSION:
         carried = {}
@@ -151,8 +161,8 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
         np.full((len(runs), 4), np.nan), courses)
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
-    motion = _ground(out, flags, noise, based)
-    return motion, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
+    return (out, flags, noise, based), {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64),
+                                        "f": pack(floats)}
 
 
 def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
