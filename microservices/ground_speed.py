@@ -250,7 +250,7 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+def insert_sorted(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
     """Insert ``value`` into the sorted ``ordered[:k]`` (room for one more)."""
     at = k
     while at > 0 and ordered[at - 1] > value:
@@ -260,7 +260,7 @@ def _insert(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no co
 
 
 @numba.njit(cache=True, nogil=True)
-def _remove(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+def remove_sorted(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
     """Remove one ``value`` from the sorted ``ordered[:k]``."""
     at = 0
     while at < k - 1 and ordered[at] != value:
@@ -456,16 +456,16 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     while wstart > 0 and bt[wstart - 1] // 1000 > second - smooth_n:
                         wstart -= 1
                     for q in range(wstart, nb):
-                        _insert(smooth_x, q - wstart, bf[0, q])
-                        _insert(smooth_y, q - wstart, bf[1, q])
+                        insert_sorted(smooth_x, q - wstart, bf[0, q])
+                        insert_sorted(smooth_y, q - wstart, bf[1, q])
                     built = True
                 elif fresh:
                     while bt[wstart] // 1000 <= second - smooth_n:
-                        _remove(smooth_x, nb - 1 - wstart, bf[0, wstart])
-                        _remove(smooth_y, nb - 1 - wstart, bf[1, wstart])
+                        remove_sorted(smooth_x, nb - 1 - wstart, bf[0, wstart])
+                        remove_sorted(smooth_y, nb - 1 - wstart, bf[1, wstart])
                         wstart += 1
-                    _insert(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
-                    _insert(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
+                    insert_sorted(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
+                    insert_sorted(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
                 k = nb - wstart
                 lo, hi = wstart + (k - 1) // 2, wstart + k // 2  # the middle one (two for an even count)
                 now_x = (smooth_x[(k - 1) // 2] + smooth_x[k // 2]) / 2.0

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from microservices.ground_speed import insert_sorted, remove_sorted
 from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings, band_of
 
@@ -58,22 +59,12 @@ def _trailing_median(t: np.ndarray, x: np.ndarray, window_ns: np.int64) -> np.nd
     k = 0  # readings in the window
     lo = 0  # its oldest sample
     for i in range(n):
-        v = x[i]
-        if v == v:
-            at = k
-            while at > 0 and ordered[at - 1] > v:
-                ordered[at] = ordered[at - 1]
-                at -= 1
-            ordered[at] = v
+        if x[i] == x[i]:  # not NaN
+            insert_sorted(ordered, k, x[i])
             k += 1
         while t[lo] <= t[i] - window_ns:
-            old = x[lo]
-            if old == old:
-                at = 0
-                while ordered[at] != old:
-                    at += 1
-                for j in range(at, k - 1):
-                    ordered[j] = ordered[j + 1]
+            if x[lo] == x[lo]:
+                remove_sorted(ordered, k, x[lo])
                 k -= 1
             lo += 1
         out[i] = (ordered[(k - 1) // 2] + ordered[k // 2]) / 2.0 if k else np.nan
