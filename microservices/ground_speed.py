@@ -121,9 +121,10 @@ def speed_over_ground(machine: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: n
 def speeds_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
                    scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
                    settings: MotionSettings | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry."""
-    motion, kept = motion_of_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, courses=False)
-    return motion.speed_kmh, kept
+    """``motion_of_runs``'s speed (km/h; 0 where the machine stands, reported elsewhere) and what to carry (without
+    the other fields, which a caller of every small batch would pay for unread)."""
+    walked, kept = _walk_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, None, False)
+    return walked[0], kept
 
 
 def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -134,6 +135,15 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
     order), the reported speed elsewhere; metres are x, y times ``scale`` (a site frame's ``metres_per_degree``
     takes longitude and latitude as they come, with no projected copy of the batch). Without ``courses`` the
     course fields are NaN (their atan2 cost a tenth of the walk; only data quality reads them)."""
+    walked, kept = _walk_runs(runs, t_ns, x, y, scale, speed_kmh, carried, settings, heading_deg, courses)
+    return _ground(*walked), kept
+
+
+def _walk_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.ndarray, y: np.ndarray,
+               scale: tuple[float, float], speed_kmh: np.ndarray, carried: dict[str, Any],
+               settings: MotionSettings | None, heading_deg: np.ndarray | None, courses: bool
+               ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    """The walk over ``runs`` from ``carried``: (speed, flags, noise, baseline figures) and the new carry."""
     s = settings or DEFAULTS
     if carried.get("v") != CARRY_VERSION:
         carried = {}
@@ -151,8 +161,8 @@ def motion_of_runs(runs: list[tuple[str, int, int]], t_ns: np.ndarray, x: np.nda
         np.full((len(runs), 4), np.nan), courses)
     kept_ids = [name for name, h in zip(names, has.tolist(), strict=True) if h]
     kept_ids += [name for name, a in zip(ids, absent, strict=True) if a]
-    motion = _ground(out, flags, noise, based)
-    return motion, {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64), "f": pack(floats)}
+    return (out, flags, noise, based), {"v": CARRY_VERSION, "ids": kept_ids, "i": pack(ints, np.int64),
+                                        "f": pack(floats)}
 
 
 def batch_motion(group: np.ndarray, t_ms: np.ndarray, x: np.ndarray, y: np.ndarray, speed_kmh: np.ndarray,
@@ -240,7 +250,7 @@ def _median(values: np.ndarray, skip: np.ndarray, scratch: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+def insert_sorted(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
     """Insert ``value`` into the sorted ``ordered[:k]`` (room for one more)."""
     at = k
     while at > 0 and ordered[at - 1] > value:
@@ -250,7 +260,7 @@ def _insert(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no co
 
 
 @numba.njit(cache=True, nogil=True)
-def _remove(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
+def remove_sorted(ordered: np.ndarray, k: int, value: float) -> None:  # pragma: no cover - compiled
     """Remove one ``value`` from the sorted ``ordered[:k]``."""
     at = 0
     while at < k - 1 and ordered[at] != value:
@@ -446,16 +456,16 @@ def _walk(starts, ends, t, x, y, v, h, slot, absent, c_ints, c_floats, scale, pa
                     while wstart > 0 and bt[wstart - 1] // 1000 > second - smooth_n:
                         wstart -= 1
                     for q in range(wstart, nb):
-                        _insert(smooth_x, q - wstart, bf[0, q])
-                        _insert(smooth_y, q - wstart, bf[1, q])
+                        insert_sorted(smooth_x, q - wstart, bf[0, q])
+                        insert_sorted(smooth_y, q - wstart, bf[1, q])
                     built = True
                 elif fresh:
                     while bt[wstart] // 1000 <= second - smooth_n:
-                        _remove(smooth_x, nb - 1 - wstart, bf[0, wstart])
-                        _remove(smooth_y, nb - 1 - wstart, bf[1, wstart])
+                        remove_sorted(smooth_x, nb - 1 - wstart, bf[0, wstart])
+                        remove_sorted(smooth_y, nb - 1 - wstart, bf[1, wstart])
                         wstart += 1
-                    _insert(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
-                    _insert(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
+                    insert_sorted(smooth_x, nb - 1 - wstart, bf[0, nb - 1])
+                    insert_sorted(smooth_y, nb - 1 - wstart, bf[1, nb - 1])
                 k = nb - wstart
                 lo, hi = wstart + (k - 1) // 2, wstart + k // 2  # the middle one (two for an even count)
                 now_x = (smooth_x[(k - 1) // 2] + smooth_x[k // 2]) / 2.0

@@ -6,7 +6,8 @@ short buffer of raw samples and a phase (``unknown`` -> ``empty`` -> ``loading``
 median over ``smooth_s``), so a feature at time t depends only on samples in (t - w, t]; the
 buffer keeps ``context_s`` of samples before the first instant still undecided, and an event
 is emitted only once every sample it depends on exists. Splitting the telemetry differently
-therefore gives the same cycles. Loops run over phases and cycles, never over samples.
+therefore gives the same cycles. Loops run over phases and cycles, never over samples (the trailing median's
+sliding window is the one per-sample loop, compiled).
 
 Detection follows docs/DOMAIN.md §Haul cycle: load start when payload starts rising from near
 empty while the hauler stands; loaded when payload is high and the hauler drives away;
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
+from microservices.ground_speed import insert_sorted, remove_sorted
 from microservices.packed import pack, unpack
 from microservices.weight_loading.settings import WeightLoadingSettings, band_of
 
@@ -40,20 +43,35 @@ def context_s(settings: WeightLoadingSettings) -> float:
 
 
 def trailing_median(t: np.ndarray, x: np.ndarray, window_s: float) -> np.ndarray:
-    """Median of ``x`` over (t - window, t] for every sample; NaNs ignored; exact, so chunk-invariant."""
+    """Median of ``x`` over (t - window, t] for every sample (t strictly increasing, as a merged buffer is); NaNs
+    ignored; exact (the mean of the middle two as numpy's), so chunk-invariant."""
+    return _trailing_median(np.asarray(t, np.int64), np.asarray(x, np.float64), np.int64(int(window_s * NS)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _trailing_median(t: np.ndarray, x: np.ndarray, window_ns: np.int64) -> np.ndarray:  # pragma: no cover
+    """The window's readings kept sorted as it slides (one in, the old ones out): compiled, since it is the one
+    per-sample loop of every call, over a hauler's whole buffer (a whole-array version built and sorted an
+    n x window matrix per call, the largest share of a small batch's cost)."""
     n = len(t)
-    if n == 0:
-        return np.empty(0)
-    start = np.searchsorted(t, t - int(window_s * NS), side="right")
-    width = int((np.arange(n) - start).max()) + 1
-    offsets = np.arange(n)[:, None] - np.arange(width)[None, :]
-    values = np.where(offsets >= start[:, None], x[np.clip(offsets, 0, None)], np.nan)
-    values.sort(axis=1)  # NaN sorts last
-    count = np.count_nonzero(~np.isnan(values), axis=1)
-    lo = np.clip((count - 1) // 2, 0, None)[:, None]
-    hi = np.clip(count // 2, 0, width - 1)[:, None]
-    median = (np.take_along_axis(values, lo, 1)[:, 0] + np.take_along_axis(values, hi, 1)[:, 0]) / 2
-    return np.where(count > 0, median, np.nan)
+    out = np.empty(n)
+    ordered = np.empty(n)
+    k = 0  # readings in the window
+    lo = 0  # its oldest sample
+    for i in range(n):
+        if x[i] == x[i]:  # not NaN
+            insert_sorted(ordered, k, x[i])
+            k += 1
+        while t[lo] <= t[i] - window_ns:
+            if x[lo] == x[lo]:
+                remove_sorted(ordered, k, x[lo])
+                k -= 1
+            lo += 1
+        out[i] = (ordered[(k - 1) // 2] + ordered[k // 2]) / 2.0 if k else np.nan
+    return out
+
+
+trailing_median(np.zeros(2, np.int64), np.zeros(2), 1.0)  # compiled (or loaded from numba's cache) at import
 
 
 def batch_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:

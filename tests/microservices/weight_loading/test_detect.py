@@ -33,6 +33,34 @@ def test_trailing_median_uses_only_the_window_behind_each_sample() -> None:
     assert trailing_median(t[2:], x[2:], 3.0)[2:].tolist() == out[4:].tolist()
 
 
+def _whole_array_trailing_median(t: np.ndarray, x: np.ndarray, window_s: float) -> np.ndarray:
+    """The definition the compiled sliding window replaced: each sample's window as a row, sorted, middle two."""
+    start = np.searchsorted(t, t - int(window_s * NS), side="right")
+    width = int((np.arange(len(t)) - start).max()) + 1
+    offsets = np.arange(len(t))[:, None] - np.arange(width)[None, :]
+    values = np.where(offsets >= start[:, None], x[np.clip(offsets, 0, None)], np.nan)
+    values.sort(axis=1)
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    lo, hi = np.clip((count - 1) // 2, 0, None)[:, None], np.clip(count // 2, 0, width - 1)[:, None]
+    median = (np.take_along_axis(values, lo, 1)[:, 0] + np.take_along_axis(values, hi, 1)[:, 0]) / 2
+    return np.where(count > 0, median, np.nan)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trailing_median_equals_the_whole_array_definition_bit_for_bit(seed: int) -> None:
+    """Irregular times (0.1-30 s apart: 10 Hz, gaps), quantised readings with repeats, NaN runs and sentinels."""
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    t = np.cumsum(rng.choice([NS // 10, NS // 2, NS, 2 * NS, 30 * NS], n, p=[0.3, 0.2, 0.4, 0.08, 0.02]))
+    x = np.round(rng.normal(20_000, 3_000, n), -2)  # a 100-kg cell: neighbours repeat
+    x[rng.random(n) < 0.1] = np.nan
+    x[500:540] = np.nan
+    x[rng.random(n) < 0.02] = -99.0
+    for window_s in (0.5, 5.0, 12.0):
+        expected = _whole_array_trailing_median(t, x, window_s)
+        np.testing.assert_array_equal(trailing_median(t, x, window_s), expected)
+
+
 def test_one_clean_cycle_is_found_with_its_settled_payload_and_passes(trace: Callable, synthetic_machines) -> None:
     frame = trace(passes=(9_000.0, 9_500.0, 9_500.0))
     cycles = _cycles(frame, synthetic_machines)
