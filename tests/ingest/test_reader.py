@@ -7,6 +7,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import psycopg
 
 from ingest.contract import Decoded, Decoder
@@ -110,3 +112,30 @@ def test_watermark_pages_sorting_and_range_reads(fresh_database_url: str) -> Non
         rollup = conn.execute("SELECT sum(samples) FROM telemetry_1m WHERE site_id = 'r1'").fetchone()[0]
         assert rollup == 60
     writer.close()
+
+
+def test_rows_read_in_binary_are_the_values_stored(fresh_database_url: str) -> None:
+    """The reader takes timestamps as integers and converts whole columns: the frame must equal one built from the
+    server's own values (microseconds, NULLs of every type, jsonb, booleans) and page like before."""
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        Partitions(enabled=True).ensure(conn, BASE - timedelta(days=1), BASE + timedelta(days=1))
+        conn.execute(
+            "INSERT INTO telemetry (site_id, machine_id, ts, seq, lat, lon, speed_kmh, engine_on, extra, payload_kg)"
+            " VALUES ('s', 'a', %(t)s + interval '0.123456 s', 1, 59.1, 18.2, NULL, NULL, '{\"k\": [1, \"x\"]}', NULL),"
+            " ('s', 'a', %(t)s + interval '1 s', 2, NULL, NULL, 12.5, true, NULL, -99),"
+            " ('s', 'b', %(t)s - interval '0.000001 s', -1, 59.0, 18.0, 0.0, false, '{}', 100)", {"t": BASE})
+        frame, mark = read_new_telemetry(conn, after=None, site_id="s", limit=2)
+        rest, _ = read_new_telemetry(conn, after=Watermark.from_json(mark.to_json()), site_id="s", limit=2)
+        stored = conn.execute("SELECT machine_id, ts, payload_kg FROM telemetry ORDER BY machine_id, ts").fetchall()
+    both = pd.concat([frame, rest], ignore_index=True).sort_values(["machine_id", "ts"], ignore_index=True)
+    assert str(both["ts"].dtype) == "datetime64[ns, UTC]"
+    assert [(m, t.to_pydatetime()) for m, t in zip(both["machine_id"], both["ts"], strict=True)] == \
+        [(m, t) for m, t, _ in stored]
+    assert both["ts"].iloc[0] == pd.Timestamp(BASE) + pd.Timedelta(microseconds=123456)
+    assert both["ts"].iloc[2] == pd.Timestamp(BASE) - pd.Timedelta(microseconds=1)
+    assert both["lat"].isna().tolist() == [False, True, False]
+    assert both["speed_kmh"].isna().tolist() == [True, False, False]
+    assert both["engine_on"].tolist() == [None, True, False]
+    assert both["extra"].tolist() == [{"k": [1, "x"]}, None, {}]
+    assert both["payload_kg"].tolist()[1:] == [-99.0, 100.0] and np.isnan(both["payload_kg"].iloc[0])
+    assert len(frame) == 2 and len(rest) == 1  # paged on the key, the binary timestamp taken back into it
