@@ -63,10 +63,14 @@ class Checkpoint:
         value = self.processed_until.get(machine_id)
         return datetime.fromisoformat(value) if value else None
 
-    def bound(self, conn: psycopg.Connection, dependencies: tuple[str, ...], frame: pd.DataFrame,
-              mark: Watermark) -> tuple[pd.DataFrame, Watermark]:
-        """Keep only rows every dependency has processed (a dependant never runs ahead), and a mark saying so."""
-        bound = dependency_watermark(conn, dependencies, self.site_id)
+    def waits_for(self, bound: int | None) -> bool:
+        """Every row this pair would read next lies at or beyond ``bound`` (its dependencies' watermark): reading
+        them only to drop them all cost a whole backlog read per wake while a dependency caught up."""
+        return bound is not None and bound <= (self.watermark.xmin if self.watermark is not None else 0)
+
+    def bound(self, bound: int | None, frame: pd.DataFrame, mark: Watermark) -> tuple[pd.DataFrame, Watermark]:
+        """Keep only rows every dependency has processed (below ``bound``, ``dependency_watermark``: a dependant
+        never runs ahead), and a mark saying so."""
         if bound is None:
             return frame, mark
         beyond = frame["xid"] >= bound

@@ -41,7 +41,7 @@ from ingest.fleet import births
 from ingest.reader import Watermark, machines_with_telemetry, read_new_telemetry, read_telemetry_range, stored_since
 from microservices import pairs
 from microservices.alerts import Publisher, publish_pending, store_alerts
-from microservices.checkpoints import SITE_WIDE, Checkpoint, until_series
+from microservices.checkpoints import SITE_WIDE, Checkpoint, dependency_watermark, until_series
 from microservices.clock import telemetry_for
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse import heap
@@ -179,8 +179,11 @@ class ServiceHost:
         service = self.service
         with conn.transaction():
             cp = Checkpoint.lock(conn, service.name, site_id)
+            bound = dependency_watermark(conn, service.depends_on, site_id)
+            if cp.waits_for(bound) and rewind_to is None:
+                return StepResult()  # woken again when a dependency progresses
             new, read_to = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
-            new, mark = cp.bound(conn, service.depends_on, new, read_to)
+            new, mark = cp.bound(bound, new, read_to)
             late = cp.late(new, rewind_to, seen=lambda frame: telemetry_for(service, frame))
             if new.empty and not late:
                 cp.skip_to(conn, mark)

@@ -18,6 +18,7 @@ from sample_services import Broken, MachinesPerBucket, MachineTally, RunningCoun
 
 from evaluation.pipeline import arrival_orders, split
 from evaluation.stored import catch_up_fully, insert_telemetry
+from microservices import runner as runner_module
 from microservices.runner import Runner, ServiceHost
 from sitepulse.errors import SitePulseError
 from tests.conftest import wait_until
@@ -141,6 +142,27 @@ def test_dependant_never_runs_ahead_of_its_dependency(runner_db: str) -> None:
         ).fetchone()
     assert missing == 0
     assert total == len(samples)
+
+
+def test_a_dependant_waiting_for_its_dependency_does_not_read_the_backlog(
+        runner_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32's catch-up: a dependant woken before its dependency moved read the site's whole backlog only to drop
+    it (0.8 s of CPU per wake for an hour of 25 machines); it now reads once the dependency has processed rows."""
+    reads: list[dict] = []
+    read = runner_module.read_new_telemetry
+    monkeypatch.setattr(runner_module, "read_new_telemetry", lambda conn, **kw: reads.append(kw) or read(conn, **kw))
+    samples = make_samples("pit", machines=3, per_machine=60)
+    tally = ServiceHost(MachineTally())
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        enable(conn, "pit", "running-count", "machine-tally")
+        insert_telemetry(conn, samples)
+        assert not any(tally.step(conn, "pit").progressed for _ in range(3))
+        assert reads == []
+        ServiceHost(RunningCount()).catch_up(conn)
+        reads.clear()
+        catch_up_fully(conn, tally, ["pit"])
+        total = conn.execute("SELECT sum(samples) FROM machine_tally.tally WHERE site_id = 'pit'").fetchone()[0]
+    assert reads and total == len(samples)
 
 
 def test_a_crashing_service_does_not_stop_the_others(runner_db: str) -> None:
