@@ -67,7 +67,11 @@ def run_services(
         runner.start(start_from)
         names = ", ".join(services) or "none installed"
         console.print(f"[green]started[/] micro-service runner {runner.runner_id}: {names}")
-        stop.wait()
+        # a timed wait: a process-directed signal may land on any thread, and then nothing wakes a main thread
+        # blocked in an untimed wait to run the handler (a demo's Ctrl-C left one runner in 2 of 4 stops
+        # waiting for the supervisor's SIGKILL)
+        while not stop.wait(0.5):
+            pass
         runner.stop(STOP_S)
         publisher.close()
 

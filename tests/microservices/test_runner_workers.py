@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -43,3 +44,33 @@ def test_workers_start_n_runner_processes_and_stop_with_one_signal(fresh_databas
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+
+
+def _signal_thread(pid: int, thread_id: int, sig: int) -> None:
+    """tgkill(2): a signal delivered to one thread of a process, as the kernel may pick any thread for a
+    process-directed one (Linux x86-64 and arm64 syscall numbers)."""
+    number = {"x86_64": 234, "aarch64": 131}[os.uname().machine]
+    assert ctypes.CDLL(None, use_errno=True).syscall(number, pid, thread_id, sig) == 0
+
+
+def test_a_runner_stops_when_its_signal_lands_on_another_thread(fresh_database_url: str, mqtt_broker) -> None:
+    """The demo's Ctrl-C sometimes left a runner waiting for the supervisor's SIGKILL: the SIGTERM had been
+    delivered to one of its worker threads, and its main thread sat in an untimed wait nothing woke."""
+    env = {**os.environ, "SITEPULSE_DATABASE_URL": fresh_database_url, "SITEPULSE_MQTT_URL": mqtt_broker.url,
+           "SITEPULSE_LOG_LEVEL": "WARNING"}
+    runner = subprocess.Popen([sys.executable, "-m", "sitepulse", "run-services"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not _runner_names(conn) and time.monotonic() < deadline:
+                assert runner.poll() is None, runner.stderr.read()
+                time.sleep(0.2)
+        threads = sorted(int(t) for t in os.listdir(f"/proc/{runner.pid}/task") if int(t) != runner.pid)
+        assert threads, "the runner has worker threads"
+        _signal_thread(runner.pid, threads[-1], signal.SIGTERM)
+        assert runner.wait(15) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(10)
