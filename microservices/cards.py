@@ -15,7 +15,8 @@ import psycopg
 
 from ingest.fleet import births as fleet_births
 from microservices.alerts import alert_count
-from microservices.sdk import CardContext, SiteView, frame_reader
+from microservices.frames import frame_reader
+from microservices.sdk import CardContext, SiteView
 from sitepulse.sites import load_site
 
 

@@ -43,6 +43,7 @@ from microservices import pairs
 from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, dependency_watermark, until_series
 from microservices.clock import telemetry_for
+from microservices.frames import frame_reader
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse import heap
 from sitepulse.errors import SitePulseError
@@ -251,7 +252,7 @@ class ServiceHost:
             telemetry=telemetry_for(service, rows),
             site=site,
             machines=site_machines(conn, site_id, site.machines if site else []),
-            read=lambda query, params=None: read_frame(conn, query, params),
+            read=frame_reader(conn),
             replay=replay,
         )
         settings = site_settings(conn, service, site_id)
@@ -289,14 +290,6 @@ class ServiceHost:
         """Recompute every enabled site's results from ``since`` on (``run-services --from``)."""
         for site_id in enabled_sites(conn, self.service.name):
             self.step(conn, site_id, rewind_to=since)
-
-
-def read_frame(conn: psycopg.Connection, query: str, params: Mapping[str, Any] | None) -> pd.DataFrame:
-    """A query's rows as a frame: what ``Batch.read`` gives a service."""
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        names = [d.name for d in cur.description or []]
-        return pd.DataFrame(cur.fetchall(), columns=names)
 
 
 def record_health(conn: psycopg.Connection, service: str, error: str | None) -> None:

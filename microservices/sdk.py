@@ -68,6 +68,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from ingest.fields import MEASURED_FIELDS, SAMPLE_FIELDS
+from microservices.frames import Reader
 from microservices.report_sections import Chart, Figure, ReportRequest, ReportSection, Table
 from microservices.sample_config import load_sample, sample_config
 from microservices.shifts import shift_columns, shifts_at
@@ -87,7 +88,6 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 TELEMETRY_FIELDS = frozenset(SAMPLE_FIELDS)  # what ``consumes`` may name
-Reader = Callable[[str, Mapping[str, Any]], pd.DataFrame]  # ``read(sql, params)``: a read query's rows as a frame
 # Route helpers moved to sdk_routes (they import FastAPI); these names still resolve here, loaded on first use.
 _ROUTE_NAMES = frozenset({
     "BAD_CURSOR", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageDep", "ServiceRequest", "ServiceRequestDep",
@@ -360,15 +360,6 @@ class Card:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label", "value", "unit"}
     data: dict[str, Any] = field(default_factory=dict)
     link: str | None = None
-
-
-def frame_reader(conn: Any) -> Reader:
-    """``read(sql, params) -> DataFrame`` on a psycopg connection (what ``Batch.read`` and ``CardContext.read`` are)."""
-    def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
-    return read
 
 
 @dataclass(frozen=True)

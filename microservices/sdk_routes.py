@@ -21,6 +21,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from ingest.fleet import births
+from microservices.frames import frame_reader
 from microservices.site_view import MachineView, SiteView
 from sitepulse.errors import SitePulseError
 from sitepulse.sites import load_site, zone_names
@@ -55,9 +56,7 @@ class ServiceRequest(Generic[SettingsT]):
 
     def frame(self, query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a read query and return its rows as a DataFrame."""
-        with self.conn.cursor() as cur:
-            cur.execute(query, params)
-            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+        return frame_reader(self.conn)(query, params)
 
     def rows(self, query: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query and return its rows as dicts (JSON-ready: numeric comes back as float)."""

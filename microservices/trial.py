@@ -22,7 +22,8 @@ import psycopg
 
 from ingest.reader import read_telemetry_range
 from microservices.clock import telemetry_for
-from microservices.runner import delete_outputs_after, read_frame, site_machines, site_settings, write_outputs
+from microservices.frames import frame_reader
+from microservices.runner import delete_outputs_after, site_machines, site_settings, write_outputs
 from microservices.sdk import Batch, Outputs, Service
 from sitepulse.sites import load_site
 
@@ -83,7 +84,7 @@ def run_trial(conn: psycopg.Connection, services: Mapping[str, Service], name: s
             rows = read_telemetry_range(conn, site_id, at, until)
             if not rows.empty:
                 batch = Batch(site_id=key, telemetry=telemetry_for(service, rows), site=site, machines=machines,
-                              read=lambda query, params=None: read_frame(conn, query, params))
+                              read=frame_reader(conn))
                 outputs, state = service.process(batch, state, settings)
                 if not isinstance(outputs, Outputs):
                     raise TypeError(f"{service.name}.process must return (Outputs, state), got {type(outputs)!r}")

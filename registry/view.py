@@ -20,7 +20,7 @@ import psycopg
 
 from ingest.fleet import site_fleet
 from microservices.cards import load_card_context
-from microservices.sdk import Card, CardContext, Service, SiteCache, SiteView, card_of, frame_reader
+from microservices.sdk import Card, CardContext, Service, SiteCache, SiteView, card_of
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
 from sitepulse.sitefile import SiteConfig
 from sitepulse.sites import stored_site
@@ -175,7 +175,6 @@ def open_alerts(conn: psycopg.Connection, site_id: str, limit: int = OPEN_ALERTS
     return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows]
 
 
-_reader = frame_reader  # the SDK's ``read(query, params) -> DataFrame`` on the request's connection
 _SITE_VIEWS: SiteCache[SiteView] = SiteCache()
 
 

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from microservices.frames import frame_reader
 from microservices.report_sections import ReportRequest, ReportSection
 from microservices.sdk import Service
 from registry.enablement import InvalidSettings, effective_settings, site_enablements
-from registry.view import _reader
 from sitepulse.errors import NotFound
 from sitepulse.sites import load_site
 
@@ -58,7 +58,8 @@ def compose_report(conn: psycopg.Connection, services: dict[str, Service], site_
     site = load_site(conn, site_id)
     if site is None:
         raise NotFound(f"site {site_id!r} not found")
-    request = ReportRequest(site_id, start.astimezone(UTC), end.astimezone(UTC), site.timezone, site, _reader(conn))
+    request = ReportRequest(site_id, start.astimezone(UTC), end.astimezone(UTC), site.timezone, site,
+                            frame_reader(conn))
     switches = site_enablements(conn, site_id)
     sections: list[ReportSection] = []
     for name, service in services.items():

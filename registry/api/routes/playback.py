@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from microservices.frames import frame_reader
 from microservices.sdk import TimeRangeDep
 from registry.api.deps import DbDep, SiteDep, StateDep
 from registry.playback import playback
-from registry.view import _reader
 from sitepulse.errors import InvalidInput
 from sitepulse.sites import load_site
 
@@ -27,7 +27,8 @@ def get_playback(site_id: SiteDep, conn: DbDep, state: StateDep, request: Reques
         raise InvalidInput("playback needs both 'from' and 'to' (at most 24 hours apart)")
     site = load_site(conn, site_id)
     names = {z.id: z.label for z in site.zones} if site else {}
-    body = orjson.dumps(playback(conn, _reader(conn), site_id, period.start, period.end, set(state.services), names))
+    body = orjson.dumps(playback(conn, frame_reader(conn), site_id, period.start, period.end, set(state.services),
+                                 names))
     headers = {"Vary": "Accept-Encoding", "Cache-Control": "private, max-age=60"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(gzip.compress(body, 6), media_type="application/json",
