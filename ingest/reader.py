@@ -158,14 +158,10 @@ def _frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     return frame
 
 
-def read_new_telemetry(
-    conn: psycopg.Connection, *, after: Watermark | None, site_id: str | None = None, limit: int | None = None
-) -> tuple[pd.DataFrame, Watermark]:
-    """Rows committed since ``after`` (None: from the beginning) and the watermark to pass next time.
-
-    Sorted by site_id, machine_id, ts, seq. None skipped, none returned twice, with any number of
-    concurrent writers. With ``site_id`` the watermark is only valid for that site.
-    """
+def new_rows_query(
+    after: Watermark | None, site_id: str | None = None, limit: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The statement of ``read_new_telemetry`` and its parameters (the first column is the snapshot's xmin)."""
     lower = after.xmin if after is not None else 0
     where = ["xid >= %(lower)s::text::xid8", "xid < w.x"]
     params: dict[str, Any] = {"lower": str(lower)}
@@ -183,12 +179,26 @@ def read_new_telemetry(
         page = " LIMIT %(limit)s"
         params["limit"] = max(1, int(limit))
     # One statement, one snapshot: w.x is the xmin of the very snapshot the rows are read with, and
-    # the LEFT JOIN returns it even when no row is new.
+    # the LEFT JOIN returns it even when no row is new. ORDER BY telemetry.xid, the column: a bare "xid" names the
+    # bigint output column, which no index is sorted by (every read of a backlog sorted all of it).
     sql = (
         "WITH w AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x)"
         f" SELECT w.x::text::bigint, t.* FROM w LEFT JOIN LATERAL (SELECT {_SELECT} FROM telemetry"
-        f" WHERE {' AND '.join(where)} ORDER BY xid, site_id, machine_id, ts, seq{page}) t ON true"
+        f" WHERE {' AND '.join(where)} ORDER BY telemetry.xid, site_id, machine_id, ts, seq{page}) t ON true"
     )
+    return sql, params
+
+
+def read_new_telemetry(
+    conn: psycopg.Connection, *, after: Watermark | None, site_id: str | None = None, limit: int | None = None
+) -> tuple[pd.DataFrame, Watermark]:
+    """Rows committed since ``after`` (None: from the beginning) and the watermark to pass next time.
+
+    Sorted by site_id, machine_id, ts, seq. None skipped, none returned twice, with any number of
+    concurrent writers. With ``site_id`` the watermark is only valid for that site.
+    """
+    sql, params = new_rows_query(after, site_id, limit)
+    lower = int(params["lower"])
     rows = _fetch(conn, sql, params)
     upper = int(rows[0][0])
     data = [r[1:] for r in rows if r[1] is not None]

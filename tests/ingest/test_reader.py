@@ -13,7 +13,7 @@ import psycopg
 
 from ingest.contract import Decoded, Decoder
 from ingest.partitions import Partitions
-from ingest.reader import Watermark, current_watermark, read_new_telemetry, read_telemetry_range
+from ingest.reader import Watermark, current_watermark, new_rows_query, read_new_telemetry, read_telemetry_range
 from ingest.writer import TelemetryWriter
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
@@ -139,3 +139,29 @@ def test_rows_read_in_binary_are_the_values_stored(fresh_database_url: str) -> N
     assert both["extra"].tolist() == [{"k": [1, "x"]}, None, {}]
     assert both["payload_kg"].tolist()[1:] == [-99.0, 100.0] and np.isnan(both["payload_kg"].iloc[0])
     assert len(frame) == 2 and len(rest) == 1  # paged on the key, the binary timestamp taken back into it
+
+
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+def test_a_sites_read_visits_only_that_sites_rows(fresh_database_url: str) -> None:
+    """A runner reads one site at a time: the read must go to that site's rows through the (site_id, xid) index,
+    not walk every site's rows of the xid range and filter (its cost then grew with the number of sites)."""
+    per_site = 3000
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        Partitions(enabled=True).ensure(conn, BASE - timedelta(days=1), BASE + timedelta(days=1))
+        for site in ("s0", "s1", "s2", "s3"):  # one transaction each: a backlog after an outage
+            conn.execute(
+                "INSERT INTO telemetry (site_id, machine_id, ts, seq) SELECT %s, 'M' || (i %% 10),"
+                " %s + make_interval(secs => i / 10), i FROM generate_series(1, %s) i", (site, BASE, per_site))
+        conn.execute("ANALYZE telemetry")
+        middle = current_watermark(conn)
+        conn.execute("INSERT INTO telemetry (site_id, machine_id, ts, seq) VALUES ('s1', 'late', %s, 1),"
+                     " ('s2', 'late', %s, 1)", (BASE, BASE))
+        for after, expected in ((None, per_site + 1), (middle, 1)):
+            sql, params = new_rows_query(after, "s1", limit=200_000)
+            plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params).fetchone()[0][0]["Plan"]
+            scans = [n for n in _plan_nodes(plan) if n.get("Relation Name", "").startswith("telemetry")]
+            assert sum(n["Actual Rows"] for n in scans) == expected
+            assert all(n.get("Rows Removed by Filter", 0) == 0 for n in _plan_nodes(plan)), plan

@@ -33,6 +33,7 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
+from ingest import MIGRATIONS as INGEST_MIGRATIONS
 from ingest.contract import Decoder
 from ingest.metrics import IngestCounters, render_prometheus, save_counters
 from ingest.reader import current_watermark, read_new_telemetry, read_telemetry_range
@@ -255,6 +256,27 @@ def test_compressed_chunks_keep_the_unique_key_and_stay_readable(
     assert len(window) == 220
     frame, _ = read_new_telemetry(tsdb, after=None, site_id="c1")
     assert len(frame) == 220
+
+
+def test_the_site_xid_index_migration_applies_over_compressed_chunks(
+    writer: TelemetryWriter, tsdb: psycopg.Connection
+) -> None:
+    """A deployment upgraded to ingest's 0006 already has compressed chunks: the index must build over them and
+    both kinds of chunk stay readable by site and watermark."""
+    old = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=30)
+    writer.write(decoded_messages("x1", machines=2, per_machine=50, start=old))
+    tsdb.execute("SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('telemetry', older_than =>"
+                 " INTERVAL '10 days') c")
+    tsdb.execute("DROP INDEX telemetry_site_xid_idx")  # as before 0006
+    tsdb.execute("CREATE INDEX telemetry_xid_idx ON telemetry (xid)")
+    migration = Path(INGEST_MIGRATIONS.directory) / "0006_telemetry_site_xid.sql"
+    with tsdb.transaction():
+        tsdb.execute(migration.read_text())
+    indexes = {n for (n,) in tsdb.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'telemetry'")}
+    assert "telemetry_site_xid_idx" in indexes and "telemetry_xid_idx" not in indexes
+    writer.write(decoded_messages("x1", machines=2, per_machine=5, start=datetime.now(UTC) - timedelta(hours=1)))
+    frame, _ = read_new_telemetry(tsdb, after=None, site_id="x1")
+    assert len(frame) == 110
 
 
 def test_service_runner_steps_replays_late_samples_and_records_health(
