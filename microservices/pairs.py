@@ -54,14 +54,20 @@ WHERE (p.service, p.site_id) = (
     JOIN service_enablement e ON e.service = q.service AND e.site_id = q.site_id AND e.enabled
     WHERE q.service = ANY(%(services)s) AND (q.lease_until IS NULL OR q.lease_until < now())
       AND q.due_at <= now() AND q.retry_at <= now()
-    ORDER BY q.due_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED)
+    ORDER BY EXISTS (SELECT 1 FROM service_pairs o WHERE o.site_id = q.site_id AND o.runner <> %(runner)s
+                     AND o.lease_until > now()), q.due_at, q.site_id
+    LIMIT 1 FOR UPDATE OF q SKIP LOCKED)
 RETURNING p.service, p.site_id
 """
 
 
 def claim_next(conn: psycopg.Connection, runner: str, services: list[str], lease_s: float = LEASE_S) -> Pair | None:
     """Lease the pair due longest among the free ones, or None: no coordinator, no waiting on another runner's
-    rows (SKIP LOCKED). Unless something wakes it sooner, it is due again ``IDLE_RECHECK_S`` later."""
+    rows (SKIP LOCKED). Unless something wakes it sooner, it is due again ``IDLE_RECHECK_S`` later.
+
+    Sites another runner is working on come last, and a site's pairs due at once are taken together: the services
+    of one site then run in one process, which reads the site's telemetry once for all of them
+    (microservices/shared_reads.py)."""
     row = conn.execute(
         CLAIM_SQL, {"runner": runner, "lease": lease_s, "services": services, "idle": IDLE_RECHECK_S}
     ).fetchone()

@@ -45,6 +45,7 @@ from microservices.checkpoints import SITE_WIDE, Checkpoint, dependency_watermar
 from microservices.clock import telemetry_for
 from microservices.frames import frame_reader
 from microservices.sdk import Batch, Outputs, Service
+from microservices.shared_reads import SharedReads
 from sitepulse import heap
 from sitepulse.errors import SitePulseError
 from sitepulse.sites import load_site
@@ -166,11 +167,13 @@ class ServiceHost:
         trace: bool = False,
         alert_channel: str | None = None,
         max_rows: int = MAX_ROWS_PER_STEP,
+        reads: SharedReads | None = None,
     ) -> None:
         self.service = service
         self.publisher = publisher
         self.trace = trace
         self.max_rows = max_rows
+        self.read = reads.read if reads is not None else read_new_telemetry  # shared by a runner's services
         self.channel = alert_channel or getattr(service, "alert_channel", None) or service.name
 
     def step(
@@ -183,7 +186,7 @@ class ServiceHost:
             bound = dependency_watermark(conn, service.depends_on, site_id)
             if cp.waits_for(bound) and rewind_to is None:
                 return StepResult()  # woken again when a dependency progresses
-            new, read_to = read_new_telemetry(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
+            new, read_to = self.read(conn, after=cp.watermark, site_id=site_id, limit=self.max_rows)
             new, mark = cp.bound(bound, new, read_to)
             late = cp.late(new, rewind_to, seen=lambda frame: telemetry_for(service, frame))
             if new.empty and not late:
@@ -343,7 +346,9 @@ class Runner:
         turn_s: float = TURN_S,
     ) -> None:
         self.database_url = database_url
-        self.hosts = {name: ServiceHost(s, publisher, trace, max_rows=max_rows) for name, s in services.items()}
+        self.reads = SharedReads()
+        self.hosts = {name: ServiceHost(s, publisher, trace, max_rows=max_rows, reads=self.reads)
+                      for name, s in services.items()}
         self.names = list(self.hosts)
         self.workers = threads
         self.lease_s = lease_s
@@ -469,6 +474,7 @@ class Runner:
                 with self.held_lock:
                     self.held -= 1
             if pair is None:
+                self.reads.expire()
                 heap.trim(TRIM_EVERY_S)  # idle: give the burst's freed pages back (sitepulse/heap.py)
                 self.wake.wait(IDLE_POLL_S)
                 self.wake.clear()
