@@ -163,19 +163,29 @@ class Run:
     exact: bool = True
     cpu_s: float = 0.0  # the runner processes' CPU seconds (user + system) during the catch-up
     db_s: float = 0.0  # the database server's CPU seconds during the catch-up
+    busy_s: float = 0.0  # the whole machine's busy CPU seconds during the catch-up
 
 
 def database_cpu_s(pg: EmbeddedPostgres) -> float:
-    """CPU seconds of the PostgreSQL server's processes alive now (the runners' backends among them)."""
+    """CPU seconds of the PostgreSQL server: its processes alive now (the runners' backends among them) and those
+    that have exited (autovacuum workers, ended connections: counted in the postmaster's children times)."""
     postmaster = psutil.Process(int((pg.pgdata / "postmaster.pid").read_text().split()[0]))
-    total = 0.0
-    for process in [postmaster, *postmaster.children(recursive=True)]:
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for process in postmaster.children(recursive=True):
         try:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
             continue
         total += times.user + times.system
     return total
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every process of the machine used (all cores, not idle): what the runners and the database
+    leave to everything else shows against it."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def runner_cpu_s(process: subprocess.Popen) -> float:
@@ -202,6 +212,7 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
         startup_s = time.monotonic() - launched
         idle_cpu_s = sum(runner_cpu_s(p) for p in processes)  # start-up: not part of the catch-up
         idle_db_s = database_cpu_s(pg)
+        idle_busy_s = machine_busy_s()
         started = time.monotonic()  # every runner is up and idle: switch the services on, as an admin would
         enabled_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         conn.execute("UPDATE service_enablement SET enabled = true")
@@ -240,6 +251,7 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
             finished = time.monotonic()
             cpu_s = sum(runner_cpu_s(p) for p in processes if p.poll() is None) - idle_cpu_s
             db_s = database_cpu_s(pg) - idle_db_s
+            busy_s = machine_busy_s() - idle_busy_s
         finally:
             for process in processes:
                 if process.poll() is None:
@@ -256,7 +268,7 @@ def run(pg: EmbeddedPostgres, mqtt_url: str, counts: dict[str, int], runners: in
         print(f"  pairs done at: median {statistics.median(f for *_, f in finish):.1f} s, last "
               + ", ".join(f"{sv}/{st} {f:.1f} s" for sv, st, f in finish[-3:]))
         exact = final == goal and not conn.execute("SELECT sum(replays) FROM service_checkpoints").fetchone()[0]
-        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact, cpu_s, db_s)
+        result = Run(runners, startup_s, finished - started, checksum(conn), takeover, exact, cpu_s, db_s, busy_s)
         if kill_half_way:
             print(f"  killed runner held {len(victim_pairs)} pair(s)")
     with psycopg.connect(pg.url_for("postgres"), autocommit=True) as conn:
@@ -294,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[n].append(outcome)
                     print(f"runners {n}: start-up {outcome.startup_s:5.1f} s  catch-up {outcome.drain_s:7.1f} s  "
                           f"{sum(counts.values()) / outcome.drain_s:9.0f} rows/s per service  "
-                          f"CPU runners {outcome.cpu_s:5.1f} s database {outcome.db_s:5.1f} s  "
+                          f"CPU runners {outcome.cpu_s:5.1f} s database {outcome.db_s:5.1f} s "
+                          f"machine {outcome.busy_s:5.1f} s  "
                           f"exact {outcome.exact}  checksum {outcome.checksum}", flush=True)
             sums = {r.checksum for rs in results.values() for r in rs}
             if not args.no_kill:

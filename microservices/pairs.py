@@ -53,23 +53,30 @@ WHERE (p.service, p.site_id) = (
     SELECT q.service, q.site_id FROM service_pairs q
     JOIN service_enablement e ON e.service = q.service AND e.site_id = q.site_id AND e.enabled
     WHERE q.service = ANY(%(services)s) AND (q.lease_until IS NULL OR q.lease_until < now())
-      AND q.due_at <= now() AND q.retry_at <= now()
+      AND q.retry_at <= now() AND (q.due_at <= now() OR q.site_id = %(site)s)
+      AND (%(site)s::text IS NULL OR q.site_id = %(site)s)
     ORDER BY EXISTS (SELECT 1 FROM service_pairs o WHERE o.site_id = q.site_id AND o.runner <> %(runner)s
-                     AND o.lease_until > now()), q.due_at, q.site_id
+                     AND o.lease_until > now()), q.due_at, md5(%(runner)s || q.site_id)
     LIMIT 1 FOR UPDATE OF q SKIP LOCKED)
 RETURNING p.service, p.site_id
 """
 
 
-def claim_next(conn: psycopg.Connection, runner: str, services: list[str], lease_s: float = LEASE_S) -> Pair | None:
+def claim_next(
+    conn: psycopg.Connection, runner: str, services: list[str], lease_s: float = LEASE_S, site_id: str | None = None
+) -> Pair | None:
     """Lease the pair due longest among the free ones, or None: no coordinator, no waiting on another runner's
     rows (SKIP LOCKED). Unless something wakes it sooner, it is due again ``IDLE_RECHECK_S`` later.
 
-    Sites another runner is working on come last, and a site's pairs due at once are taken together: the services
-    of one site then run in one process, which reads the site's telemetry once for all of them
-    (microservices/shared_reads.py)."""
+    Sites another runner is working on come last, and pairs due at once are taken in an order of sites of this
+    runner's own (a hash of runner and site): its workers take one site's pairs together while another runner walks
+    the sites in another order, so the services of a site mostly run in one process, which reads the site's
+    telemetry once for all of them (microservices/shared_reads.py).
+
+    With ``site_id``, only that site's pairs, due or not: their dependency has just moved there (the runner takes
+    the dependant while the rows it will read are still in memory)."""
     row = conn.execute(
-        CLAIM_SQL, {"runner": runner, "lease": lease_s, "services": services, "idle": IDLE_RECHECK_S}
+        CLAIM_SQL, {"runner": runner, "lease": lease_s, "services": services, "idle": IDLE_RECHECK_S, "site": site_id}
     ).fetchone()
     return Pair(*row) if row else None
 

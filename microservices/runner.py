@@ -378,6 +378,8 @@ class Runner:
         rolls back when the connection goes; the step runs again, so nothing is lost or counted twice)."""
         self.stop_event.set()
         self.wake.set()
+        log.info("runner %s: telemetry read %d times (%d rows), %d reads shared between services", self.runner_id,
+                 self.reads.reads, self.reads.rows_read, self.reads.shared)
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -468,8 +470,9 @@ class Runner:
                 self.held += 1
             try:
                 pair = pairs.claim_next(conn, self.runner_id, self.names, self.lease_s)
-                if pair is not None:
-                    self._turn(conn, pair)
+                follow = pair
+                while follow is not None and self._turn(conn, follow) and not self.stop_event.is_set():
+                    follow = self._claim_dependant(conn, follow)
             finally:
                 with self.held_lock:
                     self.held -= 1
@@ -479,13 +482,23 @@ class Runner:
                 self.wake.wait(IDLE_POLL_S)
                 self.wake.clear()
 
-    def _turn(self, conn: psycopg.Connection, pair: pairs.Pair) -> None:
-        """Step one pair until it is caught up or its turn is over; a failure backs off this pair alone."""
+    def _claim_dependant(self, conn: psycopg.Connection, moved: pairs.Pair) -> pairs.Pair | None:
+        """A pair of the same site that depends on the service that just moved there, if it is free."""
+        dependants = [name for name, host in self.hosts.items() if moved.service in host.service.depends_on]
+        if not dependants:
+            return None
+        return pairs.claim_next(conn, self.runner_id, dependants, self.lease_s, site_id=moved.site_id)
+
+    def _turn(self, conn: psycopg.Connection, pair: pairs.Pair) -> bool:
+        """Step one pair until it is caught up or its turn is over; a failure backs off this pair alone. Returns
+        whether it progressed."""
         host = self.hosts[pair.service]
         deadline = time.monotonic() + self.turn_s
         due_in_s: float | None = None  # when woken
+        progressed = False
         try:
             while (result := host.step(conn, pair.site_id)).progressed:
+                progressed = True
                 if time.monotonic() > deadline:
                     due_in_s = 0.0  # work left: its turn is over, the longest-waiting pair goes next
                     break
@@ -500,7 +513,7 @@ class Runner:
             self.ok_written.pop(pair.service, None)
             log.warning("%s failed (attempt %d, retrying in %.0f s): %s", pair, attempt,
                         pairs.backoff_s(attempt), error, exc_info=not isinstance(exc, SitePulseError))
-            return
+            return False
         recovered = pairs.release_ok(conn, self.runner_id, pair, due_in_s)
         if due_in_s == 0.0:
             self.wake.set()
@@ -508,3 +521,4 @@ class Runner:
         if recovered or now - self.ok_written.get(pair.service, -OK_EVERY_S) >= OK_EVERY_S:
             record_service_ok(conn, pair.service)
             self.ok_written[pair.service] = now
+        return progressed

@@ -42,6 +42,7 @@ class SharedReads:
         self.ttl_s = ttl_s
         self.max_rows = max_rows
         self.reads = 0  # reads that went to the database
+        self.rows_read = 0  # ... and the rows they returned
         self.shared = 0  # reads answered from another service's read
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._lock = threading.Lock()
@@ -72,6 +73,7 @@ class SharedReads:
         with self._lock:
             entry.rows = len(frame)
             self.reads += 1
+            self.rows_read += len(frame)
         entry.result.set_result((frame, mark))
         return frame.copy(), mark
 

@@ -21,10 +21,26 @@ def test_a_runner_takes_a_sites_pairs_together_and_leaves_sites_another_runner_w
         first = claim_next(conn, "runner-a", services)
         assert first is not None and first.site_id == "s3"  # due longest
         second = claim_next(conn, "runner-b", services)  # s3's other pair is due as long, but runner-a is on s3
-        assert second is not None and second.site_id == "s1"
-        assert claim_next(conn, "runner-a", services) == Pair(next(s for s in services if s != first.service), "s3")
-        assert claim_next(conn, "runner-b", services) == Pair(next(s for s in services if s != second.service), "s1")
+        assert second is not None and second.site_id in {"s1", "s2"}
+        other = lambda pair: next(s for s in services if s != pair.service)  # noqa: E731
+        assert claim_next(conn, "runner-a", services) == Pair(other(first), "s3")  # its own site's other pair
+        assert claim_next(conn, "runner-b", services) == Pair(other(second), second.site_id)
         conn.execute("UPDATE service_pairs SET runner = NULL, lease_until = NULL, due_at = '2026-01-01'"
-                     " WHERE site_id = 's1'")  # runner-b gave s1 back, and it is due again at once
-        assert claim_next(conn, "runner-a", services).site_id == "s1"
-        assert claim_next(conn, "runner-b", services).site_id == "s2"  # s1's other pair is due longer: runner-a's
+                     " WHERE site_id = %s", (second.site_id,))  # runner-b gave its site back, due again at once
+        assert claim_next(conn, "runner-a", services).site_id == second.site_id
+        last = ({"s1", "s2"} - {second.site_id}).pop()
+        assert claim_next(conn, "runner-b", services).site_id == last  # its old site's other pair: runner-a's
+
+
+def test_a_dependant_is_taken_on_its_site_at_once_unless_it_is_backing_off_or_held(fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        for site in ("s1", "s2"):
+            conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
+                         " VALUES (%s, 'dependant', true, now())", (site,))
+        sync_pairs(conn, ["dependant"])
+        conn.execute("UPDATE service_pairs SET due_at = now() + interval '1 hour'")  # nothing woke them yet
+        assert claim_next(conn, "runner-a", ["dependant"]) is None
+        assert claim_next(conn, "runner-a", ["dependant"], site_id="s2") == Pair("dependant", "s2")
+        assert claim_next(conn, "runner-b", ["dependant"], site_id="s2") is None  # runner-a holds it
+        conn.execute("UPDATE service_pairs SET retry_at = now() + interval '1 minute' WHERE site_id = 's1'")
+        assert claim_next(conn, "runner-a", ["dependant"], site_id="s1") is None  # its back-off is its own

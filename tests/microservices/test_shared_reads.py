@@ -7,11 +7,14 @@ import threading
 import pandas as pd
 import psycopg
 import pytest
-from conftest import make_samples
+from conftest import enable, make_samples
+from sample_services import MachineTally, RunningCount
 
 from evaluation.stored import insert_telemetry
 from ingest.reader import current_watermark, read_new_telemetry
+from microservices.runner import Runner
 from microservices.shared_reads import SharedReads
+from tests.conftest import wait_until
 
 
 def _later(site_id: str, machines: int, per_machine: int, hours: int) -> pd.DataFrame:
@@ -72,3 +75,23 @@ def test_a_failed_read_is_not_shared(fresh_database_url: str) -> None:
             reads.read(conn, after=None, site_id="s1", limit=None)
         frame, _ = reads.read(conn, after=None, site_id="s1", limit=None)
         assert len(frame) == 5 and reads.reads == 1
+
+
+def test_a_runner_reads_a_sites_backlog_once_for_a_service_and_its_dependant(runner_db: str) -> None:
+    """running-count and machine-tally (which depends on it) on one site's backlog, in one runner process: the
+    dependant is taken as soon as its dependency moved, while the rows are still shared."""
+    samples = make_samples("s1", machines=3, per_machine=300)
+    with psycopg.connect(runner_db, autocommit=True) as conn:
+        insert_telemetry(conn, samples)
+        enable(conn, "s1", "running-count", "machine-tally")
+        runner = Runner(runner_db, {"running-count": RunningCount(), "machine-tally": MachineTally()}, threads=1)
+        runner.start()
+        try:
+            assert wait_until(lambda: conn.execute(
+                "SELECT coalesce(sum(samples), 0) FROM machine_tally.tally WHERE site_id = 's1'").fetchone()[0]
+                == len(samples), 30)
+        finally:
+            runner.stop()
+        missing = conn.execute("SELECT sum(missing_upstream) FROM machine_tally.tally").fetchone()[0]
+    assert missing == 0  # and the dependant never ran ahead of its dependency
+    assert runner.reads.shared >= 1 and runner.reads.rows_read == len(samples)
