@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from ingest.fleet import births
@@ -44,6 +42,7 @@ from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, dependency_watermark, until_series
 from microservices.clock import telemetry_for
 from microservices.frames import frame_reader
+from microservices.output_copy import copy_frame
 from microservices.sdk import Batch, Outputs, Service
 from microservices.shared_reads import SharedReads
 from sitepulse import heap
@@ -112,16 +111,6 @@ def site_machines(conn: psycopg.Connection, site_id: str, site_file_machines: li
     return merged[columns]
 
 
-def _python_value(value: Any) -> Any:
-    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict | list):
-        return Jsonb(value)
-    return value
-
-
 def write_outputs(
     conn: psycopg.Connection, service: Service, site_id: str, run_seq: int, frames: Mapping[str, pd.DataFrame]
 ) -> int:
@@ -131,16 +120,7 @@ def write_outputs(
         qualified = f"{service.schema}.{table}"
         if qualified not in service.tables:
             raise SitePulseError(f"{service.name} wrote table {table!r}, which it does not declare in tables")
-        columns = ["site_id", "run_seq", *[c for c in frame.columns if c not in ("site_id", "run_seq")]]
-        statement = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
-            sql.Identifier(service.schema),
-            sql.Identifier(table),
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-        )
-        values = frame[columns[2:]].astype(object).to_numpy()
-        with conn.cursor().copy(statement) as copy:
-            for row in values:
-                copy.write_row([site_id, run_seq, *map(_python_value, row)])
+        copy_frame(conn, service.schema, table, {"site_id": site_id, "run_seq": run_seq}, frame)
         written += len(frame)
     return written
 
