@@ -159,9 +159,32 @@ def test_a_sites_read_visits_only_that_sites_rows(fresh_database_url: str) -> No
         middle = current_watermark(conn)
         conn.execute("INSERT INTO telemetry (site_id, machine_id, ts, seq) VALUES ('s1', 'late', %s, 1),"
                      " ('s2', 'late', %s, 1)", (BASE, BASE))
-        for after, expected in ((None, per_site + 1), (middle, 1)):
-            sql, params = new_rows_query(after, "s1", limit=200_000)
+        for after, expected, by_key in ((None, per_site + 1, False), (None, per_site + 1, True), (middle, 1, False)):
+            sql, params = new_rows_query(after, "s1", limit=200_000, by_key=by_key)
             plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params).fetchone()[0][0]["Plan"]
             scans = [n for n in _plan_nodes(plan) if n.get("Relation Name", "").startswith("telemetry")]
             assert sum(n["Actual Rows"] for n in scans) == expected
             assert all(n.get("Rows Removed by Filter", 0) == 0 for n in _plan_nodes(plan)), plan
+
+    assert "Sort" not in str(plan) or by_key  # in xid order the index needs no sort
+
+
+def test_pages_end_with_whole_transactions_and_one_larger_than_a_page_is_paged_on_the_key(
+        fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        Partitions(enabled=True).ensure(conn, BASE - timedelta(days=1), BASE + timedelta(days=1))
+        for first, size in ((0, 30), (30, 30), (60, 120), (180, 10)):  # four transactions, one over a page
+            conn.execute("INSERT INTO telemetry (site_id, machine_id, ts, seq) SELECT 's', 'M' || (i %% 3),"
+                         " %s + make_interval(secs => i), i FROM generate_series(%s::int, %s::int) i",
+                         (BASE, first, first + size - 1))
+        pages, mark, seen = [], None, []
+        while True:
+            frame, mark = read_new_telemetry(conn, after=mark, site_id="s", limit=50)
+            if frame.empty:
+                break
+            pages.append(len(frame))
+            seen.extend(frame["seq"])
+    assert sorted(seen) == list(range(190))  # every row once
+    # two pages of one transaction whole each, then the 120-row one paged on the key (the last page of it
+    # continues on the key and takes the 10-row transaction with it)
+    assert pages == [30, 30, 50, 50, 30]
