@@ -21,6 +21,7 @@ LEASE_S = 8.0  # a SIGKILLed runner's pairs are free this long after its last re
 RENEW_EVERY_S = 2.0
 IDLE_RECHECK_S = 5.0  # a pair nothing woke is still looked at this often (a NOTIFY cut short, a clock)
 MAX_BACKOFF_S = 60.0
+STICKY_S = 30.0  # a site stays with the runner that last stepped it this long, unless nothing else is due
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ WHERE (p.service, p.site_id) = (
       AND q.retry_at <= now() AND (q.due_at <= now() OR q.site_id = %(site)s)
       AND (%(site)s::text IS NULL OR q.site_id = %(site)s)
     ORDER BY EXISTS (SELECT 1 FROM service_pairs o WHERE o.site_id = q.site_id AND o.runner <> %(runner)s
-                     AND o.lease_until > now()), q.due_at, md5(%(runner)s || q.site_id)
+                     AND (o.lease_until > now() OR o.updated_at > now() - make_interval(secs => %(sticky)s))),
+             q.due_at, md5(%(runner)s || q.site_id)
     LIMIT 1 FOR UPDATE OF q SKIP LOCKED)
 RETURNING p.service, p.site_id
 """
@@ -68,15 +70,17 @@ def claim_next(
     """Lease the pair due longest among the free ones, or None: no coordinator, no waiting on another runner's
     rows (SKIP LOCKED). Unless something wakes it sooner, it is due again ``IDLE_RECHECK_S`` later.
 
-    Sites another runner is working on come last, and pairs due at once are taken in an order of sites of this
-    runner's own (a hash of runner and site): its workers take one site's pairs together while another runner walks
-    the sites in another order, so the services of a site mostly run in one process, which reads the site's
-    telemetry once for all of them (microservices/shared_reads.py).
+    Sites another runner is working on, or stepped in the last ``STICKY_S``, come last, and pairs due at once are
+    taken in an order of sites of this runner's own (a hash of runner and site): its workers take one site's pairs
+    together while another runner walks the sites in another order, so the services of a site mostly run in one
+    process, which reads the site's telemetry once for all of them (microservices/shared_reads.py).
 
     With ``site_id``, only that site's pairs, due or not: their dependency has just moved there (the runner takes
     the dependant while the rows it will read are still in memory)."""
     row = conn.execute(
-        CLAIM_SQL, {"runner": runner, "lease": lease_s, "services": services, "idle": IDLE_RECHECK_S, "site": site_id}
+        CLAIM_SQL,
+        {"runner": runner, "lease": lease_s, "services": services, "idle": IDLE_RECHECK_S, "site": site_id,
+         "sticky": STICKY_S},
     ).fetchone()
     return Pair(*row) if row else None
 
@@ -104,7 +108,7 @@ def release_ok(conn: psycopg.Connection, runner: str, pair: Pair, due_in_s: floa
     """Give the pair back healthy, due again in ``due_in_s`` (0: its turn ended with work left; None: when
     woken). Returns whether it was failing before (the service's own health may turn ok)."""
     row = conn.execute(
-        "UPDATE service_pairs p SET runner = NULL, lease_until = NULL,"
+        "UPDATE service_pairs p SET lease_until = NULL,"  # runner stays: who last stepped it (see CLAIM_SQL)
         " due_at = CASE WHEN %s::float8 IS NULL THEN p.due_at ELSE least(p.due_at, now() + make_interval(secs => %s))"
         " END, status = 'ok', failures = 0, last_success_at = now(), updated_at = now()"
         " FROM service_pairs old WHERE old.service = p.service AND old.site_id = p.site_id"
@@ -118,13 +122,22 @@ def release_failed(conn: psycopg.Connection, runner: str, pair: Pair, error: str
     """Give the pair back failing: its own attempt count, a retry time after its own back-off; returns the
     attempt count."""
     row = conn.execute(
-        "UPDATE service_pairs SET runner = NULL, lease_until = NULL, status = 'failing',"
+        "UPDATE service_pairs SET lease_until = NULL, status = 'failing',"
         " failures = failures + 1, last_error = %s, last_error_at = now(), updated_at = now(),"
         " retry_at = now() + make_interval(secs => least(%s, 0.5 * 2 ^ (failures + 1)))"
         " WHERE service = %s AND site_id = %s RETURNING failures",
         (error[:2000], MAX_BACKOFF_S, pair.service, pair.site_id),
     ).fetchone()
     return row[0] if row else 0
+
+
+def busy_runners(conn: psycopg.Connection, host: str) -> int:
+    """Runners of this host holding a lease now (runner ids are host:pid:nonce)."""
+    return conn.execute(
+        "SELECT count(DISTINCT runner) FROM service_pairs WHERE lease_until > now()"
+        " AND split_part(runner, ':', 1) = %s",
+        (host,),
+    ).fetchone()[0]
 
 
 def mark_due(conn: psycopg.Connection, services: list[str], site_ids: list[str] | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from microservices.pairs import Pair, claim_next, sync_pairs
+from microservices.pairs import Pair, busy_runners, claim_next, release_ok, sync_pairs
 
 
 def test_a_runner_takes_a_sites_pairs_together_and_leaves_sites_another_runner_works_on(
@@ -44,3 +44,36 @@ def test_a_dependant_is_taken_on_its_site_at_once_unless_it_is_backing_off_or_he
         assert claim_next(conn, "runner-b", ["dependant"], site_id="s2") is None  # runner-a holds it
         conn.execute("UPDATE service_pairs SET retry_at = now() + interval '1 minute' WHERE site_id = 's1'")
         assert claim_next(conn, "runner-a", ["dependant"], site_id="s1") is None  # its back-off is its own
+
+
+def test_a_site_stays_with_the_runner_that_just_stepped_it(fresh_database_url: str) -> None:
+    """Between two of its turns on a site a runner holds no lease there; the site is still its own for a while."""
+    services = ["alpha", "beta"]
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        for site in ("s1", "s2"):
+            for service in services:
+                conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
+                             " VALUES (%s, %s, true, now())", (site, service))
+        sync_pairs(conn, services)
+        conn.execute("UPDATE service_pairs SET due_at = now() - interval '1 minute'")
+        conn.execute("UPDATE service_pairs SET due_at = due_at - interval '1 second' WHERE site_id = 's1'")
+        first = claim_next(conn, "runner-a", services)
+        assert first is not None and first.site_id == "s1"
+        release_ok(conn, "runner-a", first, None)
+        assert claim_next(conn, "runner-b", services).site_id == "s2"  # s1's other pair is due longer
+        assert claim_next(conn, "runner-a", services).site_id == "s1"
+
+
+def test_busy_runners_are_counted_per_host(fresh_database_url: str) -> None:
+    """A runner steps one pair at a time when its host's busy runners are as many as its cores."""
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        for site in ("s1", "s2", "s3", "s4"):
+            conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
+                         " VALUES (%s, 'alpha', true, now())", (site,))
+        sync_pairs(conn, ["alpha"])
+        for runner in ("host-a:1:aa", "host-a:2:bb", "host-b:3:cc"):
+            assert claim_next(conn, runner, ["alpha"]) is not None
+        assert (busy_runners(conn, "host-a"), busy_runners(conn, "host-b"), busy_runners(conn, "host-c")) == (2, 1, 0)
+        held = conn.execute("SELECT service, site_id FROM service_pairs WHERE runner = 'host-a:2:bb'").fetchone()
+        release_ok(conn, "host-a:2:bb", Pair(*held), None)
+        assert busy_runners(conn, "host-a") == 1  # a runner between turns is not busy
