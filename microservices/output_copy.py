@@ -135,9 +135,9 @@ def _python_value(value: Any) -> Any:
 
 def copy_frame(conn: psycopg.Connection, schema: str, table: str, tagged: dict[str, Any], frame: pd.DataFrame) -> None:
     """COPY ``frame`` with the ``tagged`` columns (same value on every row) first; binary when every column fits."""
-    columns = [*tagged, *[c for c in frame.columns if c not in tagged]]
+    data = [c for c in frame.columns if c not in tagged]
+    columns = [*tagged, *data]
     types = column_types(conn, f"{sql.Identifier(schema).as_string(conn)}.{sql.Identifier(table).as_string(conn)}")
-    data = list(frame.columns.drop(list(tagged), errors="ignore"))
     values = binary_columns(frame, data, types)
     binary = values is not None and all(c in types for c in tagged)
     statement = sql.SQL("COPY {}.{} ({}) FROM STDIN{}").format(

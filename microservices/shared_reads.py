@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -44,7 +43,7 @@ class SharedReads:
         self.reads = 0  # reads that went to the database
         self.rows_read = 0  # ... and the rows they returned
         self.shared = 0  # reads answered from another service's read
-        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._entries: dict[Key, _Entry] = {}  # in insertion order: the oldest first
         self._lock = threading.Lock()
 
     def read(self, conn: psycopg.Connection, *, after: Watermark | None, site_id: str, limit: int | None) -> Result:
