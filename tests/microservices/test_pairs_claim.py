@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import psycopg
+from conftest import enable
 
 from microservices.pairs import Pair, busy_runners, claim_next, release_ok, sync_pairs
+
+
+def _pairs(conn: psycopg.Connection, sites: tuple[str, ...], services: list[str]) -> None:
+    """Every service enabled on every site, with its pair row."""
+    for site in sites:
+        enable(conn, site, *services)
+    sync_pairs(conn, services)
 
 
 def test_a_runner_takes_a_sites_pairs_together_and_leaves_sites_another_runner_works_on(
         fresh_database_url: str) -> None:
     services = ["alpha", "beta"]
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        for site in ("s1", "s2", "s3"):
-            for service in services:
-                conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
-                             " VALUES (%s, %s, true, now())", (site, service))
-        sync_pairs(conn, services)
+        _pairs(conn, ("s1", "s2", "s3"), services)
         conn.execute("UPDATE service_pairs SET due_at = now() - interval '1 minute'")
         conn.execute("UPDATE service_pairs SET due_at = due_at - interval '1 second' WHERE site_id = 's3'")
         first = claim_next(conn, "runner-a", services)
@@ -34,10 +38,7 @@ def test_a_runner_takes_a_sites_pairs_together_and_leaves_sites_another_runner_w
 
 def test_a_dependant_is_taken_on_its_site_at_once_unless_it_is_backing_off_or_held(fresh_database_url: str) -> None:
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        for site in ("s1", "s2"):
-            conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
-                         " VALUES (%s, 'dependant', true, now())", (site,))
-        sync_pairs(conn, ["dependant"])
+        _pairs(conn, ("s1", "s2"), ["dependant"])
         conn.execute("UPDATE service_pairs SET due_at = now() + interval '1 hour'")  # nothing woke them yet
         assert claim_next(conn, "runner-a", ["dependant"]) is None
         assert claim_next(conn, "runner-a", ["dependant"], site_id="s2") == Pair("dependant", "s2")
@@ -50,11 +51,7 @@ def test_a_site_stays_with_the_runner_that_just_stepped_it(fresh_database_url: s
     """Between two of its turns on a site a runner holds no lease there; the site is still its own for a while."""
     services = ["alpha", "beta"]
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        for site in ("s1", "s2"):
-            for service in services:
-                conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
-                             " VALUES (%s, %s, true, now())", (site, service))
-        sync_pairs(conn, services)
+        _pairs(conn, ("s1", "s2"), services)
         conn.execute("UPDATE service_pairs SET due_at = now() - interval '1 minute'")
         conn.execute("UPDATE service_pairs SET due_at = due_at - interval '1 second' WHERE site_id = 's1'")
         first = claim_next(conn, "runner-a", services)
@@ -67,10 +64,7 @@ def test_a_site_stays_with_the_runner_that_just_stepped_it(fresh_database_url: s
 def test_busy_runners_are_counted_per_host(fresh_database_url: str) -> None:
     """A runner steps one pair at a time when its host's busy runners are as many as its cores."""
     with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        for site in ("s1", "s2", "s3", "s4"):
-            conn.execute("INSERT INTO service_enablement (site_id, service, enabled, enabled_at)"
-                         " VALUES (%s, 'alpha', true, now())", (site,))
-        sync_pairs(conn, ["alpha"])
+        _pairs(conn, ("s1", "s2", "s3", "s4"), ["alpha"])
         for runner in ("host-a:1:aa", "host-a:2:bb", "host-b:3:cc"):
             assert claim_next(conn, runner, ["alpha"]) is not None
         assert (busy_runners(conn, "host-a"), busy_runners(conn, "host-b"), busy_runners(conn, "host-c")) == (2, 1, 0)
