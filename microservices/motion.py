@@ -26,7 +26,7 @@ import numpy as np
 from microservices.ground_speed import GroundMotion, batch_motion
 from microservices.motion_settings import MotionSettings
 from microservices.receiver import PRIOR_NOISE_M
-from microservices.series import KEY_BITS, KEY_SPAN, ROW_BLOCK
+from microservices.series import KEY_BITS, KEY_SPAN, window_median
 
 __all__ = ["Motion", "MotionSettings", "angle_diff", "fuse", "motion_from_fixes", "track_velocity"]
 
@@ -61,30 +61,8 @@ def _causal_median(key: np.ndarray, values: np.ndarray, window_ms: int, at: np.n
                    ) -> np.ndarray:
     """Median of ``values`` over each sample's own earlier ``window_ms`` (same group), NaN ignored; with ``at``
     (a mask) only at those samples (NaN elsewhere)."""
-    n = len(key)
-    out = np.full(n, np.nan)
-    index = np.arange(n) if at is None else np.flatnonzero(at)
-    if len(index) == 0:
-        return out
-    lo = np.full(n, 0, np.int64)
-    lo[index] = np.searchsorted(key, key[index] - window_ms, side="left")
-    reach = int((index - lo[index]).max())
-    if reach == 0:  # every window holds the sample alone (a window shorter than the sampling interval)
-        out[index] = values[index]
-        return out
-    offsets = np.arange(-reach, 1)
-    for start in range(0, len(index), ROW_BLOCK):
-        rows = index[start:start + ROW_BLOCK]
-        j = rows[:, None] + offsets[None, :]
-        valid = j >= lo[rows, None]
-        picked = np.where(valid, values[np.clip(j, 0, n - 1)], np.nan)
-        ordered = np.sort(picked, axis=1)
-        count = np.count_nonzero(~np.isnan(picked), axis=1)
-        r = np.arange(len(rows))
-        lower = ordered[r, np.maximum(count - 1, 0) // 2]
-        upper = ordered[r, np.maximum(count // 2 - (count == 0), 0)]
-        out[rows] = np.where(count > 0, (lower + upper) / 2, np.nan)
-    return out
+    lo = np.searchsorted(key, key - window_ms, side="left")
+    return window_median(lo, np.arange(1, len(key) + 1), values, at)
 
 
 def track_velocity(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,

@@ -9,12 +9,11 @@ not depend on how the samples were split into batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from microservices.series import window_bounds, window_median
+from microservices.series import moved_median, window_bounds, window_median
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,6 @@ def clean_positions(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarr
                     smooth_window_s: float) -> Cleaned:
     """Reject jumps (a fix far from its neighbours' motion-compensated median, or a spike at impossible speed)
     and smooth the accepted fixes with a motion-compensated median; positions stay in local metres."""
-    n = len(t)
     t = t.astype(np.int64)
     finite = np.isfinite(x) & np.isfinite(y)
     same = np.r_[False, group[1:] == group[:-1]]
@@ -47,17 +45,12 @@ def clean_positions(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarr
         vy_step = np.where(step_ok, np.r_[np.nan, np.diff(y)] / dt_s, np.nan)
     lo, hi = window_bounds(group, t, half_ms)
     # robust local velocity: the median step velocity (a jump spoils only its two boundary steps)
-    vx = np.nan_to_num(window_median(lo, hi, lambda i, j: vx_step[j], n))
-    vy = np.nan_to_num(window_median(lo, hi, lambda i, j: vy_step[j], n))
+    step_vx, step_vy = window_median(lo, hi, vx_step), window_median(lo, hi, vy_step)
+    vx, vy = np.nan_to_num(step_vx), np.nan_to_num(step_vy)
     xs = np.where(finite, x, np.nan)
     ys = np.where(finite, y, np.nan)
-
-    def predicted(coord: np.ndarray, v: np.ndarray, mask: np.ndarray) -> Any:
-        """Neighbour j's fix moved to sample i's time at i's velocity (NaN where j is not usable)."""
-        return lambda i, j: np.where(mask[j], coord[j] + v[i] * (t[i] - t[j]) / 1000.0, np.nan)
-
-    ref_x = window_median(lo, hi, predicted(xs, vx, finite), n)
-    ref_y = window_median(lo, hi, predicted(ys, vy, finite), n)
+    ref_x = moved_median(lo, hi, t, xs, vx, finite)
+    ref_y = moved_median(lo, hi, t, ys, vy, finite)
     speed = np.hypot(vx, vy)
     deviation = np.hypot(xs - ref_x, ys - ref_y)
     jump = finite & (deviation > jump_tolerance_m + jump_tolerance_s * speed)
@@ -68,13 +61,13 @@ def clean_positions(group: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarr
     good = finite & ~jump
     if smooth_window_s > 0:
         slo, shi = window_bounds(group, t, int(round(smooth_window_s * 500)))
-        sx = window_median(slo, shi, predicted(xs, vx, good), n)
-        sy = window_median(slo, shi, predicted(ys, vy, good), n)
+        sx = moved_median(slo, shi, t, xs, vx, good)
+        sy = moved_median(slo, shi, t, ys, vy, good)
     else:
         sx, sy = xs.copy(), ys.copy()
     # the track velocity is known where steps exist and no rejected fix lies in the window (a long jump bends
     # the median of the steps around it)
-    has = np.isfinite(window_median(lo, hi, lambda i, j: vx_step[j], n)) if n else np.zeros(0, bool)
+    has = np.isfinite(step_vx)
     jumps_before = np.r_[0, np.cumsum(jump)]
     has &= (jumps_before[hi] - jumps_before[lo]) == 0
     return Cleaned(np.where(good, sx, np.nan), np.where(good, sy, np.nan), good, jump, speed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from microservices.series import KEY_BITS, KEY_SPAN, after_tail, packed, window_bounds, window_median
+from microservices.series import KEY_BITS, KEY_SPAN, after_tail, moved_median, packed, window_bounds, window_median
 
 
 def test_packed_keys_sort_by_machine_then_time_and_unpack() -> None:
@@ -34,11 +34,34 @@ def test_window_median_is_the_exact_nan_median_of_each_window() -> None:
     values = rng.normal(size=n)
     values[rng.random(n) < 0.2] = np.nan
     lo, hi = window_bounds(group, t, 3_000)
-    got = window_median(lo, hi, lambda i, j: values[j], n)
+    got = window_median(lo, hi, values)
     want = np.array([np.nanmedian(values[a:b]) if np.isfinite(values[a:b]).any() else np.nan
                      for a, b in zip(lo, hi, strict=True)])
     np.testing.assert_array_equal(got, want)
-    assert len(window_median(lo[:0], hi[:0], lambda i, j: values[j], 0)) == 0
+    at = rng.random(n) < 0.3
+    np.testing.assert_array_equal(window_median(lo, hi, values, at), np.where(at, want, np.nan))
+    assert len(window_median(lo[:0], hi[:0], values[:0])) == 0
+
+
+def test_moved_median_moves_each_usable_neighbour_to_the_samples_time() -> None:
+    rng = np.random.default_rng(11)
+    n = 400
+    group = np.sort(rng.integers(0, 3, n))
+    t = np.zeros(n, np.int64)
+    for g in range(3):
+        own = group == g
+        t[own] = np.sort(rng.choice(2_000_000, own.sum(), replace=False))
+    coord = rng.normal(0, 50, n)
+    velocity = rng.normal(0, 5, n)
+    usable = rng.random(n) > 0.5
+    lo, hi = window_bounds(group, t, 15_000)  # a few values per window: odd and even counts, some none usable
+    want = np.full(n, np.nan)
+    for i in range(n):
+        j = np.arange(lo[i], hi[i])[usable[lo[i]:hi[i]]]
+        if len(j):
+            want[i] = np.median(coord[j] + velocity[i] * (t[i] - t[j]) / 1000.0)
+    np.testing.assert_array_equal(moved_median(lo, hi, t, coord, velocity, usable), want)
+    assert np.isnan(want).any() and np.isfinite(want).any()
 
 
 def test_after_tail_takes_only_new_rows_past_each_machines_carried_tail() -> None:
