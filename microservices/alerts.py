@@ -43,17 +43,18 @@ def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: S
     (``registry/alarms.py``), whatever service raised it. The first end recorded for a key stands.
     """
     new = 0
-    for alert in alerts:
-        data = dict(alert.data)
-        if alert.ended_at is not None:
-            data.setdefault("ended_at", alert.ended_at.isoformat())
-        row = conn.execute(
+    if alerts:
+        # one statement for the batch, in the batch's order (ids, and so publishing, follow it); a key twice in
+        # the batch is stored once, as the first
+        new = len(conn.execute(
             "INSERT INTO service_alerts (site_id, service, key, level, at, machine_id, message, data) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "SELECT %s, %s, a.key, a.level, a.at, a.machine_id, a.message, a.data "
+            "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::jsonb[])"
+            " WITH ORDINALITY AS a(key, level, at, machine_id, message, data, n) ORDER BY a.n "
             "ON CONFLICT (site_id, service, key) DO NOTHING RETURNING id",
-            (site_id, service, alert.key, alert.level, alert.at, alert.machine_id, alert.message, Jsonb(data)),
-        ).fetchone()
-        new += row is not None
+            (site_id, service, [a.key for a in alerts], [a.level for a in alerts], [a.at for a in alerts],
+             [a.machine_id for a in alerts], [a.message for a in alerts], [_stored_data(a) for a in alerts]),
+        ).fetchall())
     ends = getattr(alerts, "ends", ()) if ends is None else ends
     if ends:
         conn.execute(
@@ -63,6 +64,11 @@ def store_alerts(conn: psycopg.Connection, site_id: str, service: str, alerts: S
             ([e.key for e in ends], [e.at for e in ends], [e.reason for e in ends], site_id, service),
         )
     return new
+
+
+def _stored_data(alert: Alert) -> Jsonb:
+    """The alert's data, with ``ended_at`` when it was raised over (an ``ended_at`` already in the data stands)."""
+    return Jsonb(alert.data if alert.ended_at is None else {"ended_at": alert.ended_at.isoformat(), **alert.data})
 
 
 def alert_count(conn: psycopg.Connection, site_id: str, service: str, cap: int) -> int:
