@@ -12,10 +12,10 @@ idle: the services are switched off in the template), every service is switched 
 catch-up is timed until every (service, site) checkpoint has processed every row of its site. Per run it
 prints the processes' start-up time, the catch-up time, the runners' CPU seconds (on cores other work shares,
 the steadier figure: equal CPU for any N means the split costs nothing and wall time scales with the cores
-the runners get) and the outputs' checksum: an md5 over
-every service table's rows (without ``run_seq`` and columns filled by defaults such as ids) and the alerts,
-which must be identical whatever the number of runners. Then a run with two runners where one is SIGKILLed
-when half the rows are processed: the time until its pairs were leased again, the checksum (the same: nothing
+the runners get) and the outputs' checksum: an md5 over every service table's rows (without ``run_seq`` and
+columns filled by defaults such as ids) and the alerts, which must be identical whatever the number of runners.
+An untimed warm-up run comes first (``--warm-up``). Then a run with two runners where one is SIGKILLed when
+half the rows are processed: the time until its pairs were leased again, the checksum (the same: nothing
 lost, nothing counted twice) and rows_processed == rows stored for every pair. Last line:
 ``runners: 2 / 1 = X.XX`` (catch-up time of 1 over catch-up time of 2; medians over ``--repeat``).
 """
@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runners", default="1,2,4", help="runner process counts to time, comma-separated")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-kill", action="store_true", help="skip the run with a runner SIGKILLed half-way")
+    parser.add_argument("--warm-up", type=int, default=1,
+                        help="untimed runs first (compiled kernels cached, the template's files read once)")
     args = parser.parse_args(argv)
     counts_of = [int(n) for n in args.runners.split(",")]
     with tempfile.TemporaryDirectory(prefix="runner-scale-") as tmp:
@@ -299,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(counts.values()):,} rows, {len(discover_services())} services "
                   f"(loaded in {time.monotonic() - began:.0f} s); {os.cpu_count()} cores")
             results: dict[int, list[Run]] = {n: [] for n in counts_of}
+            sums = set()
+            for warm in range(args.warm_up):
+                outcome = run(pg, broker.url, counts, max(counts_of), f"warm_up_{warm}", log_dir)
+                sums.add(outcome.checksum)
+                print(f"warm-up, not counted: runners {max(counts_of)} catch-up {outcome.drain_s:7.1f} s  "
+                      f"checksum {outcome.checksum}", flush=True)
             for repeat in range(args.repeat):
                 order = counts_of if repeat % 2 == 0 else counts_of[::-1]  # ABBA against drift
                 for n in order:
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"CPU runners {outcome.cpu_s:5.1f} s database {outcome.db_s:5.1f} s "
                           f"machine {outcome.busy_s:5.1f} s  "
                           f"exact {outcome.exact}  checksum {outcome.checksum}", flush=True)
-            sums = {r.checksum for rs in results.values() for r in rs}
+            sums |= {r.checksum for rs in results.values() for r in rs}
             if not args.no_kill:
                 killed = run(pg, broker.url, counts, 2, "run_killed", log_dir, kill_half_way=True)
                 sums.add(killed.checksum)
