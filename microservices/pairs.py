@@ -131,15 +131,6 @@ def release_failed(conn: psycopg.Connection, runner: str, pair: Pair, error: str
     return row[0] if row else 0
 
 
-def busy_runners(conn: psycopg.Connection, host: str) -> int:
-    """Runners of this host holding a lease now (runner ids are host:pid:nonce)."""
-    return conn.execute(
-        "SELECT count(DISTINCT runner) FROM service_pairs WHERE lease_until > now()"
-        " AND split_part(runner, ':', 1) = %s",
-        (host,),
-    ).fetchone()[0]
-
-
 def mark_due(conn: psycopg.Connection, services: list[str], site_ids: list[str] | None) -> None:
     """Telemetry arrived for these sites (None: any), or a dependency progressed: look at the pairs soon."""
     if site_ids is None:

@@ -43,6 +43,7 @@ from microservices.alerts import Publisher, publish_pending, store_alerts
 from microservices.checkpoints import SITE_WIDE, Checkpoint, dependency_watermark, until_series
 from microservices.clock import telemetry_for
 from microservices.frames import frame_reader
+from microservices.host_slots import HostSlots, host_cores
 from microservices.output_copy import copy_frame
 from microservices.sdk import Batch, Outputs, Service
 from microservices.shared_reads import SharedReads
@@ -325,8 +326,10 @@ class Runner:
         threads: int = WORKER_THREADS,
         lease_s: float = pairs.LEASE_S,
         turn_s: float = TURN_S,
+        slots: int | None = None,
     ) -> None:
         self.database_url = database_url
+        self.slots = HostSlots(database_url, slots or host_cores())
         self.reads = SharedReads()
         self.hosts = {name: ServiceHost(s, publisher, trace, max_rows=max_rows, reads=self.reads)
                       for name, s in services.items()}
@@ -339,7 +342,6 @@ class Runner:
         self.wake = threading.Event()
         self.held = 0
         self.held_lock = threading.Lock()
-        self.one_at_a_time = False
         self.ok_written: dict[str, float] = {}
         self.threads: list[threading.Thread] = []
 
@@ -348,6 +350,7 @@ class Runner:
             return
         if since is not None:
             self.rewind(since)
+        self.slots.join()
         roles = [("listen", self._listen), ("renew", self._renew)]
         roles += [(f"work-{index}", functools.partial(self._work, index=index)) for index in range(self.workers)]
         for name, target in roles:
@@ -365,6 +368,7 @@ class Runner:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.slots.leave()
         try:  # hand the pairs over at once rather than when the leases expire
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 conn.execute("UPDATE service_pairs SET runner = NULL, lease_until = NULL WHERE runner = %s",
@@ -440,24 +444,23 @@ class Runner:
                 self.wake.set()
 
     def _renew(self, conn: psycopg.Connection) -> None:
-        """Extend this runner's leases while its steps run, so a live runner keeps its pairs; and count the busy
-        runners of this host: when they are as many as its cores, this runner steps one pair at a time. A second
-        worker only overlaps the runner's own database waits, which the other runners' work fills then, and the
-        two threads' turns at the GIL cost CPU (40 sites, 2 runners on 2 cores: 77.8 s of CPU and 44.7 s with two
-        workers each, 69.3 s and 40.0 s with one)."""
-        host = self.runner_id.split(":", 1)[0]
-        cores = len(os.sched_getaffinity(0))
+        """Extend this runner's leases while its steps run, so a live runner keeps its pairs."""
         while not self.stop_event.wait(pairs.RENEW_EVERY_S):
             if self.held:
                 pairs.renew(conn, self.runner_id, self.lease_s)
-            self.one_at_a_time = pairs.busy_runners(conn, host) >= cores
 
     def _work(self, conn: psycopg.Connection, index: int = 0) -> None:
         """Claim a due pair, give it a turn, release it; sleep until woken when nothing is due."""
         while not self.stop_event.is_set():
-            if index and self.one_at_a_time:  # the host's cores each have a busy runner (see _renew)
+            # the first worker steps while it holds one of the host's slots, a second one while the host has fewer
+            # runners than cores (microservices/host_slots.py; 40 sites, 2 runners on 2 cores: 77.8 s of CPU and
+            # 44.7 s with two workers each, 69.3 s and 40.0 s with one)
+            if index and self.slots.runners() >= self.slots.count:
                 self.stop_event.wait(pairs.RENEW_EVERY_S)
                 continue
+            slot = None if index else self.slots.acquire(self.stop_event)
+            if not index and slot is None:
+                return
             with self.held_lock:
                 self.held += 1
             try:
@@ -468,6 +471,8 @@ class Runner:
             finally:
                 with self.held_lock:
                     self.held -= 1
+                if slot is not None:
+                    self.slots.release(slot)
             if pair is None:
                 self.reads.expire()
                 heap.trim(TRIM_EVERY_S)  # idle: give the burst's freed pages back (sitepulse/heap.py)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from conftest import enable
 
-from microservices.pairs import Pair, busy_runners, claim_next, release_ok, sync_pairs
+from microservices.pairs import Pair, claim_next, release_ok, sync_pairs
 
 
 def _pairs(conn: psycopg.Connection, sites: tuple[str, ...], services: list[str]) -> None:
@@ -59,15 +59,3 @@ def test_a_site_stays_with_the_runner_that_just_stepped_it(fresh_database_url: s
         release_ok(conn, "runner-a", first, None)
         assert claim_next(conn, "runner-b", services).site_id == "s2"  # s1's other pair is due longer
         assert claim_next(conn, "runner-a", services).site_id == "s1"
-
-
-def test_busy_runners_are_counted_per_host(fresh_database_url: str) -> None:
-    """A runner steps one pair at a time when its host's busy runners are as many as its cores."""
-    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        _pairs(conn, ("s1", "s2", "s3", "s4"), ["alpha"])
-        for runner in ("host-a:1:aa", "host-a:2:bb", "host-b:3:cc"):
-            assert claim_next(conn, runner, ["alpha"]) is not None
-        assert (busy_runners(conn, "host-a"), busy_runners(conn, "host-b"), busy_runners(conn, "host-c")) == (2, 1, 0)
-        held = conn.execute("SELECT service, site_id FROM service_pairs WHERE runner = 'host-a:2:bb'").fetchone()
-        release_ok(conn, "host-a:2:bb", Pair(*held), None)
-        assert busy_runners(conn, "host-a") == 1  # a runner between turns is not busy
