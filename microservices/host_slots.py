@@ -74,6 +74,7 @@ class HostSlots:
         self.presence = (fd, path)
 
     def leave(self) -> None:
+        """No longer count this runner (its slot files stay: unlinking a locked file would let two hold it)."""
         if self.presence is not None:
             fd, path = self.presence
             path.unlink(missing_ok=True)

@@ -127,6 +127,14 @@ def write_outputs(
     return written
 
 
+def call_process(service: Service, batch: Batch, state: dict[str, Any], settings: Any) -> tuple[Outputs, Any]:
+    """``service.process``, refusing a return that is not ``(Outputs, state)`` with a message naming the service."""
+    outputs, state = service.process(batch, state, settings)
+    if not isinstance(outputs, Outputs):
+        raise TypeError(f"{service.name}.process must return (Outputs, state), got {type(outputs)!r}")
+    return outputs, state
+
+
 def delete_outputs_after(conn: psycopg.Connection, service: Service, site_id: str, run_seq: int) -> None:
     """Remove every row a service wrote for a site after step ``run_seq`` (before a replay)."""
     for qualified in service.tables:
@@ -242,9 +250,7 @@ class ServiceHost:
         )
         settings = site_settings(conn, service, site_id)
         started = time.perf_counter()
-        outputs, state = service.process(batch, dict(cp.state), settings)
-        if not isinstance(outputs, Outputs):
-            raise TypeError(f"{service.name}.process must return (Outputs, state), got {type(outputs)!r}")
+        outputs, state = call_process(service, batch, dict(cp.state), settings)
         cp.seq += 1
         written = write_outputs(conn, service, site_id, cp.seq, outputs.frames())
         alerts = store_alerts(conn, site_id, service.name, outputs.alerts)

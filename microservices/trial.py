@@ -23,8 +23,8 @@ import psycopg
 from ingest.reader import read_telemetry_range
 from microservices.clock import telemetry_for
 from microservices.frames import frame_reader
-from microservices.runner import delete_outputs_after, site_machines, site_settings, write_outputs
-from microservices.sdk import Batch, Outputs, Service
+from microservices.runner import call_process, delete_outputs_after, site_machines, site_settings, write_outputs
+from microservices.sdk import Batch, Service
 from sitepulse.sites import load_site
 
 WINDOW = timedelta(hours=1)
@@ -85,9 +85,7 @@ def run_trial(conn: psycopg.Connection, services: Mapping[str, Service], name: s
             if not rows.empty:
                 batch = Batch(site_id=key, telemetry=telemetry_for(service, rows), site=site, machines=machines,
                               read=frame_reader(conn))
-                outputs, state = service.process(batch, state, settings)
-                if not isinstance(outputs, Outputs):
-                    raise TypeError(f"{service.name}.process must return (Outputs, state), got {type(outputs)!r}")
+                outputs, state = call_process(service, batch, state, settings)
                 state = json.loads(json.dumps(state, allow_nan=False))  # as the runner carries it (jsonb)
                 seq += 1
                 frames = outputs.frames()

@@ -270,3 +270,14 @@ def test_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
                     process.kill()
                     process.wait(10)
         assert _table(conn, "pit") == _expected(samples)
+
+
+def test_a_process_that_returns_no_outputs_is_refused_naming_the_service() -> None:
+    class NoOutputs(Broken):
+        name = "no-outputs"
+
+        def process(self, batch, state, settings):  # type: ignore[no-untyped-def]
+            return [], state
+
+    with pytest.raises(TypeError, match=r"no-outputs\.process must return \(Outputs, state\), got <class 'list'>"):
+        runner_module.call_process(NoOutputs(), None, {}, None)  # type: ignore[arg-type]
