@@ -23,14 +23,20 @@ def test_windows_never_reach_into_another_machine() -> None:
     assert lo.tolist() == [0, 0, 2, 3, 3] and hi.tolist() == [2, 2, 3, 5, 5]
 
 
+def _samples(rng: np.random.Generator, n: int, machines: int, span_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of ``machines`` machines at distinct random times within ``span_ms``, sorted by (machine, t)."""
+    group = np.sort(rng.integers(0, machines, n))
+    t = np.zeros(n, np.int64)
+    for g in range(machines):
+        own = group == g
+        t[own] = np.sort(rng.choice(span_ms, own.sum(), replace=False))
+    return group, t
+
+
 def test_window_median_is_the_exact_nan_median_of_each_window() -> None:
     rng = np.random.default_rng(7)
     n = 500
-    group = np.sort(rng.integers(0, 4, n))
-    t = np.zeros(n, np.int64)
-    for g in range(4):
-        own = group == g
-        t[own] = np.sort(rng.choice(100_000, own.sum(), replace=False))
+    group, t = _samples(rng, n, 4, 100_000)
     values = rng.normal(size=n)
     values[rng.random(n) < 0.2] = np.nan
     lo, hi = window_bounds(group, t, 3_000)
@@ -46,11 +52,7 @@ def test_window_median_is_the_exact_nan_median_of_each_window() -> None:
 def test_moved_median_moves_each_usable_neighbour_to_the_samples_time() -> None:
     rng = np.random.default_rng(11)
     n = 400
-    group = np.sort(rng.integers(0, 3, n))
-    t = np.zeros(n, np.int64)
-    for g in range(3):
-        own = group == g
-        t[own] = np.sort(rng.choice(2_000_000, own.sum(), replace=False))
+    group, t = _samples(rng, n, 3, 2_000_000)
     coord = rng.normal(0, 50, n)
     velocity = rng.normal(0, 5, n)
     usable = rng.random(n) > 0.5
