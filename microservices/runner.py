@@ -461,12 +461,13 @@ class Runner:
             # the first worker steps while it holds one of the host's slots, a second one while the host has fewer
             # runners than cores (microservices/host_slots.py; 40 sites, 2 runners on 2 cores: 77.8 s of CPU and
             # 44.7 s with two workers each, 69.3 s and 40.0 s with one)
-            if index and self.slots.runners() >= self.slots.count:
-                self.stop_event.wait(pairs.RENEW_EVERY_S)
-                continue
-            slot = None if index else self.slots.acquire(self.stop_event)
-            if not index and slot is None:
-                return
+            slot = None
+            if index:
+                if self.slots.runners() >= self.slots.count:
+                    self.stop_event.wait(pairs.RENEW_EVERY_S)
+                    continue
+            elif (slot := self.slots.acquire(self.stop_event)) is None:
+                return  # stopping
             with self.held_lock:
                 self.held += 1
             try:
