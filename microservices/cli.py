@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from datetime import datetime
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from microservices.alerts import MqttPublisher
 from microservices.discovery import discover_services
+from microservices.host_slots import host_cores
 from microservices.runner import Runner
 from microservices.sdk import Service
 from sitepulse import heap, memtrace
@@ -29,8 +29,9 @@ MAX_DEFAULT_WORKERS = 8
 
 def default_workers() -> int:
     """Runner processes for ``serve``: one per core (each has its own GIL), at most ``MAX_DEFAULT_WORKERS``;
-    the capacity model in docs/DEPLOYMENT.md is measured with these."""
-    return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
+    the capacity model in docs/DEPLOYMENT.md is measured with these. Cores as the host slots count them, so no
+    runner ``serve`` starts only stands by."""
+    return max(1, min(MAX_DEFAULT_WORKERS, host_cores()))
 
 
 # a catch-up step may take longer: it is abandoned (rolled back) before the supervisor's grace runs out
